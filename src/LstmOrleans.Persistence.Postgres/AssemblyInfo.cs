@@ -1,0 +1,1 @@
+namespace LstmOrleans.Persistence.Postgres;
