@@ -7,6 +7,25 @@ internal static class Probe
 {
     public static void Run()
     {
+        if (Environment.GetEnvironmentVariable("PROBE_ALLOC") == "1")
+        {
+            var tb = new TrainingStepBenchmark();
+            for (int i = 0; i < 300; i++) tb.TrainingStep();
+            for (int round = 0; round < 5; round++)
+            {
+                long before = GC.GetAllocatedBytesForCurrentThread();
+                for (int i = 0; i < 100; i++) tb.TrainingStep();
+                Console.WriteLine($"alloc per 100 steps: {GC.GetAllocatedBytesForCurrentThread() - before}");
+            }
+            return;
+        }
+        if (Environment.GetEnvironmentVariable("PROBE_TRAIN") == "1")
+        {
+            var tb = new TrainingStepBenchmark();
+            var sw0 = Stopwatch.StartNew();
+            while (sw0.ElapsedMilliseconds < 15000) tb.TrainingStep();
+            return;
+        }
         var a = new float[65]; var b = new float[65 * 256]; var c = new float[256];
         new Random(1).NextBytes(new byte[1]);
         for (int i = 0; i < b.Length; i++) b[i] = (i % 7) * 0.01f;
@@ -15,6 +34,11 @@ internal static class Probe
         Time("gemm portable", () => { Gemm.MultiplyAddPortable(1, 256, 65, a, 0, 1, b, 256, c, 256); });
         var g = new float[256]; var h = new float[64]; var cc = new float[64];
         Time("cell", () => { Array.Clear(g); System.Numerics.Tensors.TensorPrimitives.Sigmoid(g, g); CellKernels.ForwardRow(g, cc, cc, h, h, 64); });
+        var g2 = Enumerable.Range(0, 256).Select(i => (i - 128) * 0.01f).ToArray(); var o2 = new float[256];
+        Time("sigmoid 256", () => System.Numerics.Tensors.TensorPrimitives.Sigmoid(g2, o2));
+        Time("tanh 64", () => System.Numerics.Tensors.TensorPrimitives.Tanh(g2.AsSpan(0, 64), o2.AsSpan(0, 64)));
+        Time("exp 256", () => System.Numerics.Tensors.TensorPrimitives.Exp(g2, o2));
+        Time("mul 256", () => System.Numerics.Tensors.TensorPrimitives.Multiply(g2, g2, o2));
         var step = new StepBenchmark();
         Time("step", () => step.Step());
         var config = new LstmConfig(1, 64, 1, 1);

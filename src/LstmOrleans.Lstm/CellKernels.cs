@@ -32,6 +32,14 @@ internal static class CellKernels
     /// </summary>
     public static void ForwardRow(Span<float> gates, ReadOnlySpan<float> cPrev, Span<float> c, Span<float> tanhC, Span<float> h, int hidden)
     {
+        CandidateAndCell(gates, cPrev, c, hidden);
+        TensorPrimitives.Tanh(c[..hidden], tanhC[..hidden]);
+        TensorPrimitives.Multiply(gates.Slice(3 * hidden, hidden), tanhC[..hidden], h[..hidden]);
+    }
+
+    /// <summary>First half of <see cref="ForwardRow"/>: g = 2σ(2a_g) − 1 in place, c = f ⊙ cPrev + i ⊙ g.</summary>
+    public static void CandidateAndCell(Span<float> gates, ReadOnlySpan<float> cPrev, Span<float> c, int hidden)
+    {
         ref float gi = ref MemoryMarshal.GetReference(gates);
         ref float gf = ref Unsafe.Add(ref gi, hidden);
         ref float gg = ref Unsafe.Add(ref gi, 2 * hidden);
@@ -57,8 +65,6 @@ internal static class CellKernels
             Unsafe.Add(ref gg, j) = g;
             Unsafe.Add(ref cn, j) = Unsafe.Add(ref gf, j) * Unsafe.Add(ref cp, j) + Unsafe.Add(ref gi, j) * g;
         }
-        TensorPrimitives.Tanh(c[..hidden], tanhC[..hidden]);
-        TensorPrimitives.Multiply(gates.Slice(3 * hidden, hidden), tanhC[..hidden], h[..hidden]);
     }
 
     /// <summary>

@@ -46,7 +46,21 @@ internal static class Gemm
         }
     }
 
+    /// <summary>
+    /// Depth of one pass over B: a long inner dimension (the weight gradients sum over all T·B rows) is cut into
+    /// panels of this many rows of B, so a panel stays in cache while every block of C is updated from it,
+    /// instead of streaming all of B once per block of C.
+    /// </summary>
+    private const int DepthBlock = 128;
+
     private static void MultiplyAdd512(int m, int n, int k, ref float a, int ars, int acs, ref float b, int ldb, ref float c, int ldc)
+    {
+        for (int p0 = 0; p0 < k; p0 += DepthBlock)
+            MultiplyAddPanel512(m, n, Math.Min(DepthBlock, k - p0), ref Unsafe.Add(ref a, p0 * acs), ars, acs,
+                ref Unsafe.Add(ref b, p0 * ldb), ldb, ref c, ldc);
+    }
+
+    private static void MultiplyAddPanel512(int m, int n, int k, ref float a, int ars, int acs, ref float b, int ldb, ref float c, int ldc)
     {
         int i = 0;
         for (; i + 4 <= m; i += 4)

@@ -123,15 +123,15 @@ public sealed class LstmBptt
                 Span<float> gt = gates.Slice(step * batch * rows, batch * rows);
                 Gemm.MultiplyAdd(batch, rows, hidden, hl.AsSpan(step * batch * hidden, batch * hidden), hidden, 1, _whhT[l], rows, gt, rows);
                 TensorPrimitives.Sigmoid(gt, gt);
+                int slot = step * batch;   // rows of step t in [T, B, ·] buffers; slot + batch = the next state slot
                 for (int s = 0; s < batch; s++)
-                {
-                    int row = step * batch + s;
-                    CellKernels.ForwardRow(gt.Slice(s * rows, rows),
-                        cl.AsSpan(row * hidden, hidden),
-                        cl.AsSpan((row + batch) * hidden, hidden),
-                        tcl.AsSpan(row * hidden, hidden),
-                        hl.AsSpan((row + batch) * hidden, hidden), hidden);
-                }
+                    CellKernels.CandidateAndCell(gt.Slice(s * rows, rows), cl.AsSpan((slot + s) * hidden, hidden),
+                        cl.AsSpan((slot + batch + s) * hidden, hidden), hidden);
+                // tanh(c_t) for the whole batch in one call, then h_t = o ⊙ tanh(c_t) row by row.
+                TensorPrimitives.Tanh(cl.AsSpan((slot + batch) * hidden, batch * hidden), tcl.AsSpan(slot * hidden, batch * hidden));
+                for (int s = 0; s < batch; s++)
+                    TensorPrimitives.Multiply(gt.Slice(s * rows + 3 * hidden, hidden), tcl.AsSpan((slot + s) * hidden, hidden),
+                        hl.AsSpan((slot + batch + s) * hidden, hidden));
             }
         }
 
