@@ -17,6 +17,7 @@ internal static class ModelCommands
         model.Subcommands.Add(CreateInit());
         model.Subcommands.Add(CreateShow());
         model.Subcommands.Add(CreatePredict());
+        model.Subcommands.Add(TrainCommand.Create());
         return model;
     }
 

@@ -10,7 +10,7 @@ namespace LstmOrleans.Client.Tests;
 public class ModelCommandsTests
 {
     /// <summary>A CSV with <paramref name="rows"/> rows of 3 features, 5 minutes apart, values varied but smooth.</summary>
-    private static string ThreeFeatureCsv(int rows)
+    internal static string ThreeFeatureCsv(int rows)
     {
         var text = new StringBuilder("timestamp,value,temperature,load\n");
         var start = new DateTime(2013, 12, 2, 21, 15, 0);
@@ -25,7 +25,7 @@ public class ModelCommandsTests
         return text.ToString();
     }
 
-    private static (string[] Timestamps, float[][] Values) ReadCsv(string path)
+    internal static (string[] Timestamps, float[][] Values) ReadCsv(string path)
     {
         var lines = File.ReadAllLines(path);
         var rows = lines.Skip(1).Select(l => l.Split(',')).ToArray();

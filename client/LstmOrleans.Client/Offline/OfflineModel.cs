@@ -22,6 +22,16 @@ internal static class OfflineModel
             throw new CliException($"{source} has a header but no data rows.");
     }
 
+    /// <summary>Every row as the model sees it: [rows, D], raw features then calendar features, normalised when the model says so.</summary>
+    public static float[] EncodeRows(LstmConfig config, ModelMetadata metadata, SensorTable table)
+    {
+        var encoder = new ModelInputEncoder(config, metadata);
+        var rows = new float[table.RowCount * config.InputSize];           // [N, D]
+        for (int row = 0; row < table.RowCount; row++)
+            encoder.Encode(table.Timestamps[row], table.Row(row), rows.AsSpan(row * config.InputSize, config.InputSize));
+        return rows;
+    }
+
     /// <summary>
     /// From zero state, one <see cref="LstmWeights.Step"/> per row; returns predictions [rows, K] in the
     /// target's units (de-normalised when the model normalises its inputs).
