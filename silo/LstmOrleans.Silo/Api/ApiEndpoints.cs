@@ -10,6 +10,8 @@ public static class ApiEndpoints
         services.AddOpenApi();
         services.AddSingleton<ApiMetrics>();
         services.AddSingleton<Readiness>();
+        services.AddExceptionHandler<ApiExceptionHandler>();
+        services.ConfigureHttpJsonOptions(o => o.SerializerOptions.Converters.Add(new System.Text.Json.Serialization.JsonStringEnumConverter()));
         return services;
     }
 
@@ -30,6 +32,8 @@ public static class ApiEndpoints
                 ? Results.Text("ready")
                 : Results.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Not ready", detail: r.Describe()))
             .WithName("Ready").WithSummary("Readiness: the silo has joined the cluster and is not shutting down.");
+        StreamEndpoints.Map(app);
+        ModelEndpoints.Map(app);
         return app;
     }
 }
