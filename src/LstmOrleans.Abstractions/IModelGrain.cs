@@ -1,3 +1,5 @@
+using Orleans.Concurrency;
+
 namespace LstmOrleans.Abstractions;
 
 /// <summary>
@@ -38,10 +40,10 @@ public interface IModelGrain : IGrainWithStringKey
 
     /// <summary>
     /// Registers (or refreshes) a silo cache's observer; registrations expire unless renewed. Returns the active
-    /// version so a cache that missed a push can catch up.
+    /// version and epoch so a cache that missed a push can catch up.
     /// </summary>
     [Alias("Subscribe")]
-    Task<long> SubscribeAsync(IModelWeightsObserver observer);
+    Task<ModelActivation> SubscribeAsync(IModelWeightsObserver observer);
 
     [Alias("Unsubscribe")]
     Task UnsubscribeAsync(IModelWeightsObserver observer);
@@ -51,6 +53,7 @@ public interface IModelGrain : IGrainWithStringKey
 [Alias("lstm.IModelWeightsObserver")]
 public interface IModelWeightsObserver : IGrainObserver
 {
-    [Alias("WeightsActivated")]
+    /// <summary>One-way, so a slow or dead silo never holds up a publish.</summary>
+    [OneWay, Alias("WeightsActivated")]
     Task WeightsActivated(ModelWeights weights);
 }

@@ -66,10 +66,21 @@ public sealed record ModelInfo(
 
 /// <summary>
 /// A version of a model's weights: the flat parameter vector in <c>LstmParameters</c> layout.
+/// <see cref="Epoch"/> is the activation epoch when these weights are (or were) the active ones.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("lstm.ModelWeights")]
 public sealed record ModelWeights(
     [property: Id(0)] string ModelName,
     [property: Id(1)] long Version,
     [property: Id(2)] ModelConfig Config,
-    [property: Id(3)] float[] Parameters);
+    [property: Id(3)] float[] Parameters,
+    [property: Id(4)] long Epoch = 0);
+
+/// <summary>
+/// Which version is active, and the activation epoch: a counter the model grain increases on every publish or
+/// activation, so caches can tell a newer activation from an older one even after a rollback.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("lstm.ModelActivation")]
+public sealed record ModelActivation(
+    [property: Id(0)] long Version,
+    [property: Id(1)] long Epoch);
