@@ -72,7 +72,8 @@ internal static class StreamEndpoints
             .WithSummary("Removes the stream's stored state.");
     }
 
-    private static async Task<IResult> IngestAsync(string streamId, HttpRequest request, IGrainFactory grains, SiloSettings settings, ApiMetrics metrics, CancellationToken cancellationToken)
+    private static async Task<IResult> IngestAsync(string streamId, HttpRequest request, IGrainFactory grains, SiloSettings settings, ApiMetrics metrics,
+        Microsoft.Extensions.Options.IOptions<LstmOrleans.Grains.StreamGrainOptions> streamOptions, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
         Check(streamId);
@@ -85,13 +86,22 @@ internal static class StreamEndpoints
 
         var grain = grains.GetGrain<IStreamGrain>(streamId);
         var observations = await NumberAsync(grain, inputs);
-        StepResult[] results = observations.Length == 1
-            ? [await grain.IngestAsync(observations[0])]
-            : await grain.IngestBatchAsync(observations);
+        CheckOrder(observations);
+        // The grain applies a batch all or nothing up to its own size limit; larger bodies go in order, chunk by
+        // chunk. Everything a grain could reject later (lengths, order) was checked above or is caught by the
+        // first chunk, so a rejection leaves the stream unchanged; sequence numbers make a retry safe regardless.
+        var chunkSize = Math.Max(1, streamOptions.Value.MaxBatchSize);
+        var results = new List<StepResult>(observations.Length);
+        for (var offset = 0; offset < observations.Length; offset += chunkSize)
+        {
+            var chunk = observations.AsSpan(offset, Math.Min(chunkSize, observations.Length - offset)).ToArray();
+            if (chunk.Length == 1) results.Add(await grain.IngestAsync(chunk[0]));
+            else results.AddRange(await grain.IngestBatchAsync(chunk));
+        }
         var duplicates = results.Count(r => r.Duplicate);
-        metrics.Ingested(results.Length, results.Length - duplicates, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        metrics.Ingested(results.Count, results.Count - duplicates, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         var includeAll = string.Equals(request.Query["results"], "all", StringComparison.OrdinalIgnoreCase);
-        return Results.Ok(new IngestResponse(streamId, results.Length, results.Length - duplicates, duplicates, results[^1], includeAll ? results : null));
+        return Results.Ok(new IngestResponse(streamId, results.Count, results.Count - duplicates, duplicates, results[^1], includeAll ? [.. results] : null));
     }
 
     /// <summary>Fills in sequence numbers after the stream's last one and missing timestamps with the current time.</summary>
@@ -108,6 +118,20 @@ internal static class StreamEndpoints
         for (var i = 0; i < inputs.Count; i++)
             observations[i] = new Observation(inputs[i].Sequence ?? next + i, inputs[i].Timestamp ?? now, inputs[i].Values);
         return observations;
+    }
+
+    /// <summary>Same feature count throughout, strictly increasing sequences, timestamps that never go back.</summary>
+    private static void CheckOrder(Observation[] observations)
+    {
+        for (var i = 1; i < observations.Length; i++)
+        {
+            if (observations[i].Values.Length != observations[0].Values.Length)
+                throw new RequestValidationException($"Observation [{i}] has {observations[i].Values.Length} values, observation [0] has {observations[0].Values.Length}.");
+            if (observations[i].Sequence <= observations[i - 1].Sequence)
+                throw new RequestValidationException($"Sequence numbers must increase within a request: [{i}] is {observations[i].Sequence} after {observations[i - 1].Sequence}.");
+            if (observations[i].Timestamp < observations[i - 1].Timestamp)
+                throw new RequestValidationException($"Timestamps must not go backwards within a request: [{i}] is {observations[i].Timestamp:O} after {observations[i - 1].Timestamp:O}.");
+        }
     }
 
     internal static string Check(string streamId)

@@ -1,4 +1,5 @@
 using System.Net;
+using LstmOrleans.Abstractions;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -11,7 +12,7 @@ namespace LstmOrleans.Silo.Hosting;
 public static class SiloHostingExtensions
 {
     /// <summary>Grain storage provider name the grains persist their state under.</summary>
-    public const string GrainStorageName = "lstm";
+    public const string GrainStorageName = LstmOrleansNames.StorageName;
 
     public static ISiloBuilder UseLstmOrleansSilo(this ISiloBuilder silo, SiloSettings settings)
     {
@@ -59,6 +60,13 @@ public static class SiloHostingExtensions
             case StorageSettings.Postgres:
                 throw new SiloConfigurationException(["Storage:Provider 'postgres' is not available in this build yet."]);
         }
+
+        // Stream grains, model grains and the per-silo weights cache.
+        silo.AddLstmOrleans();
+        // Orleans-streams ingestion path (implicit subscriptions of the stream grains). Memory streams carry
+        // messages between silos but keep no backlog; a durable queue provider can replace them.
+        silo.AddMemoryStreams(LstmOrleansNames.StreamProviderName);
+        silo.AddMemoryGrainStorage("PubSubStore");
 
         if (string.Equals(settings.Reminders.Provider, RemindersSettings.Redis, StringComparison.OrdinalIgnoreCase))
             silo.UseRedisReminderService(o => o.ConfigurationOptions = ConfigurationOptions.Parse(settings.ConnectionStrings.Redis!));
