@@ -56,13 +56,16 @@ internal static class Probe
 
     private static void Time(string name, Action op)
     {
-        var p = Process.GetCurrentProcess();
-        TimeSpan Cpu() { p.Refresh(); return p.TotalProcessorTime; }
-        var w0 = Cpu();
-        while ((Cpu() - w0).TotalMilliseconds < 400) for (int i = 0; i < 20; i++) op();
-        var cpu0 = Cpu(); int n = 0;
+        int batch = 1;
+        var preWarm = Stopwatch.StartNew();
+        while (preWarm.ElapsedMilliseconds < 300) op();
+        var sizing = Stopwatch.StartNew();
+        for (int i = 0; sizing.Elapsed.TotalMilliseconds < 5; i++) { op(); batch = i + 1; }
+        double w0 = ThreadCpuClock.NowNanoseconds();
+        while (ThreadCpuClock.NowNanoseconds() - w0 < 400e6) for (int i = 0; i < batch; i++) op();
+        double cpu0 = ThreadCpuClock.NowNanoseconds(); int n = 0;
         var sw = Stopwatch.StartNew();
-        while ((Cpu() - cpu0).TotalMilliseconds < 600) { for (int i = 0; i < 20; i++) op(); n += 20; }
-        Console.WriteLine($"{name}: wall {sw.Elapsed.TotalNanoseconds / n:F0} ns cpu {(Cpu() - cpu0).TotalNanoseconds / n:F0} ns");
+        while (ThreadCpuClock.NowNanoseconds() - cpu0 < 600e6) { for (int i = 0; i < batch; i++) op(); n += batch; }
+        Console.WriteLine($"{name}: wall {sw.Elapsed.TotalNanoseconds / n:F0} ns cpu {(ThreadCpuClock.NowNanoseconds() - cpu0) / n:F0} ns");
     }
 }

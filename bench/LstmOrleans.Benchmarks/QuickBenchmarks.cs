@@ -20,29 +20,33 @@ internal static class QuickBenchmarks
     private static (double Nanoseconds, double CpuNanoseconds, double BytesPerOp) Measure(Func<float> operation, int operationsPerCall)
     {
         float sink = 0;
-        var process = Process.GetCurrentProcess();
-        TimeSpan Cpu() { process.Refresh(); return process.TotalProcessorTime; }
-        // Budgets are in CPU time, not wall time: on a shared, loaded machine the wall clock also counts time spent
-        // descheduled, and a wall-clock warm-up may end before tiered compilation reached the optimised code.
-        var warmStart = Cpu();
-        while ((Cpu() - warmStart).TotalMilliseconds < 800)
-            for (int i = 0; i < 50; i++) sink += operation();
+        // Budgets are in thread CPU time, not wall time: on a shared, loaded machine the wall clock also counts
+        // time spent descheduled, and a wall-clock warm-up may end before tiered compilation reached the optimised code.
+        // Reading the thread CPU clock is a system call (expensive in a VM): read it once per batch of calls
+        // sized to run about 2 ms.
+        int batch = 1;
+        var preWarm = Stopwatch.StartNew();
+        while (preWarm.ElapsedMilliseconds < 300) sink += operation();
+        var sizing = Stopwatch.StartNew();
+        for (int i = 0; sizing.Elapsed.TotalMilliseconds < 5; i++) { sink += operation(); batch = i + 1; }
+        double warmStart = ThreadCpuClock.NowNanoseconds();
+        while (ThreadCpuClock.NowNanoseconds() - warmStart < 800e6)
+            for (int i = 0; i < batch; i++) sink += operation();
         long calls = 0;
         long allocated = GC.GetAllocatedBytesForCurrentThread();
-        var cpuStart = Cpu();
+        double cpuStart = ThreadCpuClock.NowNanoseconds(), cpu;
         var clock = Stopwatch.StartNew();
-        TimeSpan cpu;
         do
         {
-            for (int i = 0; i < 20; i++) sink += operation();
-            calls += 20;
-            cpu = Cpu() - cpuStart;
-        } while (cpu.TotalMilliseconds < 1500);
+            for (int i = 0; i < batch; i++) sink += operation();
+            calls += batch;
+            cpu = ThreadCpuClock.NowNanoseconds() - cpuStart;
+        } while (cpu < 1500e6);
         clock.Stop();
         allocated = GC.GetAllocatedBytesForCurrentThread() - allocated;
         if (float.IsNaN(sink)) Console.WriteLine("(NaN sink)");
         double ops = (double)calls * operationsPerCall;
-        return (clock.Elapsed.TotalNanoseconds / ops, cpu.TotalNanoseconds / ops, allocated / ops);
+        return (clock.Elapsed.TotalNanoseconds / ops, cpu / ops, allocated / ops);
     }
 
     private static void Report(string name, (double Nanoseconds, double CpuNanoseconds, double BytesPerOp) result, string target)

@@ -76,6 +76,9 @@ internal static class Gemm
             ref float ai = ref Unsafe.Add(ref a, i * ars);
             ref float ci = ref Unsafe.Add(ref c, i * ldc);
             int jj = 0;
+            // A lone row (the single-stream step) reads B once, front to back: 256 columns = 16 accumulators.
+            for (; jj + 256 <= n; jj += 256)
+                Block1x256(k, ref ai, acs, ref Unsafe.Add(ref b, jj), ldb, ref Unsafe.Add(ref ci, jj));
             for (; jj + 128 <= n; jj += 128)
                 Block1x128(k, ref ai, acs, ref Unsafe.Add(ref b, jj), ldb, ref Unsafe.Add(ref ci, jj));
             RowTail(jj, n, k, ref ai, acs, ref b, ldb, ref ci);
@@ -156,6 +159,43 @@ internal static class Gemm
             c3 = Vector512.FusedMultiplyAdd(s, Vector512.LoadUnsafe(ref bp, 48), c3);
         }
         c0.StoreUnsafe(ref c, 0); c1.StoreUnsafe(ref c, 16); c2.StoreUnsafe(ref c, 32); c3.StoreUnsafe(ref c, 48);
+    }
+
+    private static void Block1x256(int k, ref float a, int acs, ref float b, int ldb, ref float c)
+    {
+        var c0 = Vector512.LoadUnsafe(ref c, 0); var c1 = Vector512.LoadUnsafe(ref c, 16);
+        var c2 = Vector512.LoadUnsafe(ref c, 32); var c3 = Vector512.LoadUnsafe(ref c, 48);
+        var c4 = Vector512.LoadUnsafe(ref c, 64); var c5 = Vector512.LoadUnsafe(ref c, 80);
+        var c6 = Vector512.LoadUnsafe(ref c, 96); var c7 = Vector512.LoadUnsafe(ref c, 112);
+        var c8 = Vector512.LoadUnsafe(ref c, 128); var c9 = Vector512.LoadUnsafe(ref c, 144);
+        var c10 = Vector512.LoadUnsafe(ref c, 160); var c11 = Vector512.LoadUnsafe(ref c, 176);
+        var c12 = Vector512.LoadUnsafe(ref c, 192); var c13 = Vector512.LoadUnsafe(ref c, 208);
+        var c14 = Vector512.LoadUnsafe(ref c, 224); var c15 = Vector512.LoadUnsafe(ref c, 240);
+        for (int p = 0; p < k; p++)
+        {
+            ref float bp = ref Unsafe.Add(ref b, p * ldb);
+            var s = Vector512.Create(Unsafe.Add(ref a, p * acs));
+            c0 = Vector512.FusedMultiplyAdd(s, Vector512.LoadUnsafe(ref bp, 0), c0);
+            c1 = Vector512.FusedMultiplyAdd(s, Vector512.LoadUnsafe(ref bp, 16), c1);
+            c2 = Vector512.FusedMultiplyAdd(s, Vector512.LoadUnsafe(ref bp, 32), c2);
+            c3 = Vector512.FusedMultiplyAdd(s, Vector512.LoadUnsafe(ref bp, 48), c3);
+            c4 = Vector512.FusedMultiplyAdd(s, Vector512.LoadUnsafe(ref bp, 64), c4);
+            c5 = Vector512.FusedMultiplyAdd(s, Vector512.LoadUnsafe(ref bp, 80), c5);
+            c6 = Vector512.FusedMultiplyAdd(s, Vector512.LoadUnsafe(ref bp, 96), c6);
+            c7 = Vector512.FusedMultiplyAdd(s, Vector512.LoadUnsafe(ref bp, 112), c7);
+            c8 = Vector512.FusedMultiplyAdd(s, Vector512.LoadUnsafe(ref bp, 128), c8);
+            c9 = Vector512.FusedMultiplyAdd(s, Vector512.LoadUnsafe(ref bp, 144), c9);
+            c10 = Vector512.FusedMultiplyAdd(s, Vector512.LoadUnsafe(ref bp, 160), c10);
+            c11 = Vector512.FusedMultiplyAdd(s, Vector512.LoadUnsafe(ref bp, 176), c11);
+            c12 = Vector512.FusedMultiplyAdd(s, Vector512.LoadUnsafe(ref bp, 192), c12);
+            c13 = Vector512.FusedMultiplyAdd(s, Vector512.LoadUnsafe(ref bp, 208), c13);
+            c14 = Vector512.FusedMultiplyAdd(s, Vector512.LoadUnsafe(ref bp, 224), c14);
+            c15 = Vector512.FusedMultiplyAdd(s, Vector512.LoadUnsafe(ref bp, 240), c15);
+        }
+        c0.StoreUnsafe(ref c, 0); c1.StoreUnsafe(ref c, 16); c2.StoreUnsafe(ref c, 32); c3.StoreUnsafe(ref c, 48);
+        c4.StoreUnsafe(ref c, 64); c5.StoreUnsafe(ref c, 80); c6.StoreUnsafe(ref c, 96); c7.StoreUnsafe(ref c, 112);
+        c8.StoreUnsafe(ref c, 128); c9.StoreUnsafe(ref c, 144); c10.StoreUnsafe(ref c, 160); c11.StoreUnsafe(ref c, 176);
+        c12.StoreUnsafe(ref c, 192); c13.StoreUnsafe(ref c, 208); c14.StoreUnsafe(ref c, 224); c15.StoreUnsafe(ref c, 240);
     }
 
     private static void Block1x128(int k, ref float a, int acs, ref float b, int ldb, ref float c)

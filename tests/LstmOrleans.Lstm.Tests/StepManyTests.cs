@@ -46,6 +46,8 @@ public class StepManyTests
     [InlineData(5, 70, 9)]
     [InlineData(9, 200, 33)]
     [InlineData(4, 64, 65)]
+    [InlineData(1, 300, 65)]
+    [InlineData(6, 256, 200)]
     public void Gemm_MatchesNaiveProduct_BothTranspositions(int m, int n, int k)
     {
         var rnd = new Random(m * 1000 + n * 10 + k);
