@@ -15,6 +15,7 @@ public sealed class LstmWeights
     private const int StreamChunk = 64;
 
     [ThreadStatic] private static float[]? t_scratch;
+    [ThreadStatic] private static float[]? t_stepScratch;
 
     private readonly LstmParameters _parameters;
     private readonly float[][] _packed;     // per layer: [H + D_l, 4H], row-major; rows 0..H-1 = W_hhᵀ, rows H.. = W_ihᵀ
@@ -73,8 +74,11 @@ public sealed class LstmWeights
         if (y.Length != config.Horizons) throw new ArgumentException($"Expected {config.Horizons} outputs, got {y.Length}.", nameof(y));
 
         int maxCols = hidden + Math.Max(config.InputSize, hidden);
-        Span<float> concat = maxCols <= 1024 ? stackalloc float[maxCols] : new float[maxCols];   // [H + D_l]
-        Span<float> gates = rows <= 2048 ? stackalloc float[rows] : new float[rows];              // [4H]
+        // Large models use a per-thread buffer instead of the stack: still no allocation per step.
+        int need = maxCols + rows;
+        Span<float> scratch = need <= 3072 ? stackalloc float[need] : StepScratch(need);
+        Span<float> concat = scratch[..maxCols];           // [H + D_l]
+        Span<float> gates = scratch.Slice(maxCols, rows);  // [4H]
 
         ReadOnlySpan<float> layerInput = x;
         for (int l = 0; l < config.Layers; l++)
@@ -92,6 +96,13 @@ public sealed class LstmWeights
             layerInput = hl;
         }
         Head(layerInput, y);
+    }
+
+    private static Span<float> StepScratch(int length)
+    {
+        var scratch = t_stepScratch;
+        if (scratch is null || scratch.Length < length) t_stepScratch = scratch = new float[length];
+        return scratch.AsSpan(0, length);
     }
 
     /// <summary>

@@ -79,6 +79,7 @@ public class LstmWeightsTests
     [InlineData(3, 17, 2, 2)]
     [InlineData(1, 64, 1, 1)]
     [InlineData(2, 33, 3, 4)]
+    [InlineData(3, 700, 1, 2)]          // large enough for the per-thread scratch path instead of stackalloc
     public void Step_MatchesDoubleReference_OverManySteps(int d, int hidden, int layers, int horizons)
     {
         var config = new LstmConfig(d, hidden, layers, horizons);
