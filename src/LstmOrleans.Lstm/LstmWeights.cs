@@ -72,6 +72,7 @@ public sealed class LstmWeights
         if (h.Length != config.StateSize || c.Length != config.StateSize)
             throw new ArgumentException($"Expected h and c of length {config.StateSize} (L x H).");
         if (y.Length != config.Horizons) throw new ArgumentException($"Expected {config.Horizons} outputs, got {y.Length}.", nameof(y));
+        RequireFinite(x);
 
         int maxCols = hidden + Math.Max(config.InputSize, hidden);
         // Large models use a per-thread buffer instead of the stack: still no allocation per step.
@@ -98,6 +99,12 @@ public sealed class LstmWeights
         Head(layerInput, y);
     }
 
+    private static void RequireFinite(ReadOnlySpan<float> x)
+    {
+        if (!TensorPrimitives.IsFiniteAll(x))
+            throw new ArgumentException("Input values must be finite (no NaN or infinity).", nameof(x));
+    }
+
     private static Span<float> StepScratch(int length)
     {
         var scratch = t_stepScratch;
@@ -120,6 +127,7 @@ public sealed class LstmWeights
             throw new ArgumentException($"Expected h and c of length {streams * state} ({streams} streams x L x H), got {h.Length} and {c.Length}.");
         if (y.Length != streams * k) throw new ArgumentException($"Expected {streams * k} outputs ({streams} streams x K), got {y.Length}.", nameof(y));
         if (streams == 0) return;
+        RequireFinite(x);   // before any state changes: a bad value in one stream leaves every stream untouched
 
         int chunk = Math.Min(StreamChunk, streams);
         var scratch = t_scratch;

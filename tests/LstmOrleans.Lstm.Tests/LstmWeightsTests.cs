@@ -109,7 +109,12 @@ public class LstmWeightsTests
         Assert.Throws<ArgumentException>(() => weights.Step(new float[1], h, c, y));
         Assert.Throws<ArgumentException>(() => weights.Step(new float[2], new float[4], c, y));
         Assert.Throws<ArgumentException>(() => weights.Step(new float[2], h, c, new float[2]));
+        Assert.Throws<ArgumentException>(() => weights.Step([1f, float.NaN], h, c, y));
+        Assert.Throws<ArgumentException>(() => weights.Step([float.PositiveInfinity, 0f], h, c, y));
+        Assert.Throws<ArgumentException>(() => weights.StepMany([1f, 2f, 3f, float.NaN], new float[16], new float[16], new float[6]));
         Assert.Equal(0.5f, h[0]);
+        Assert.All(h.Skip(1), v => Assert.Equal(0f, v));
+        Assert.All(c, v => Assert.Equal(0f, v));
     }
 
     [Fact]
