@@ -112,15 +112,16 @@ public sealed class LstmBptt
                 if (h0.IsEmpty) hs.Clear(); else h0.Slice(s * state + l * hidden, hidden).CopyTo(hs);
                 if (c0.IsEmpty) cs.Clear(); else c0.Slice(s * state + l * hidden, hidden).CopyTo(cs);
             }
-            // Input projection for every step at once: gates[T*B, 4H] = bias + in[T*B, D_l] · W_ihᵀ.
             int din = config.LayerInputSize(l);
             ReadOnlySpan<float> layerIn = l == 0 ? act.Inputs.AsSpan(0, n * d) : act.Hidden[l - 1].AsSpan(batch * hidden, n * hidden);
             Span<float> gates = gl.AsSpan(0, n * rows);
-            for (int r = 0; r < n; r++) _bias[l].CopyTo(gates.Slice(r * rows, rows));
-            Gemm.MultiplyAdd(n, rows, din, layerIn, din, 1, _wihT[l], rows, gates, rows);
             for (int step = 0; step < t; step++)
             {
+                // gates_t[B, 4H] = bias + in_t[B, D_l] · W_ihᵀ + h_{t-1}[B, H] · W_hhᵀ, built step by step so the
+                // [B, 4H] block stays in cache from the bias fill to the activations.
                 Span<float> gt = gates.Slice(step * batch * rows, batch * rows);
+                for (int s = 0; s < batch; s++) _bias[l].CopyTo(gt.Slice(s * rows, rows));
+                Gemm.MultiplyAdd(batch, rows, din, layerIn.Slice(step * batch * din, batch * din), din, 1, _wihT[l], rows, gt, rows);
                 Gemm.MultiplyAdd(batch, rows, hidden, hl.AsSpan(step * batch * hidden, batch * hidden), hidden, 1, _whhT[l], rows, gt, rows);
                 TensorPrimitives.Sigmoid(gt, gt);
                 int slot = step * batch;   // rows of step t in [T, B, ·] buffers; slot + batch = the next state slot
