@@ -1,0 +1,189 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+
+namespace LstmOrleans.Persistence.GroupCommit;
+
+/// <summary>
+/// Funnels the writes of every grain using one storage provider into a single writer that commits
+/// them in batches: each batch is ONE transaction, and each caller's task completes only after that
+/// transaction committed. While one batch commits (and syncs to disk), the next one fills up, so the
+/// cost of a durable commit is shared by all writes that arrived meanwhile.
+/// </summary>
+internal sealed class GroupCommitQueue
+{
+    private readonly Channel<StorageOperation> _channel = Channel.CreateUnbounded<StorageOperation>(
+        new UnboundedChannelOptions { SingleReader = true, SingleWriter = false, AllowSynchronousContinuations = false });
+
+    private readonly IBatchCommitter _committer;
+    private readonly string _providerName;
+    private readonly int _maxBatchSize;
+    private readonly TimeSpan _maxDelay;
+    private readonly Action<Exception, int> _onCommitFailed;
+    private readonly KeyValuePair<string, object?>[] _tags;
+    private Task? _writerLoop;
+    private long _committedBatches;
+    private long _committedOperations;
+    private long _failedBatches;
+    private int _largestBatch;
+
+    /// <param name="committer">Applies one batch in one transaction.</param>
+    /// <param name="providerName">Provider name, for errors and metric tags.</param>
+    /// <param name="storeKind">"sqlite" or "postgres", for metric tags.</param>
+    /// <param name="maxBatchSize">Upper bound on operations per transaction.</param>
+    /// <param name="maxDelay">How long the writer lingers for more operations when a batch is not full; zero commits as soon as the queue is drained.</param>
+    /// <param name="onCommitFailed">Called (for logging) when a batch transaction failed.</param>
+    public GroupCommitQueue(
+        IBatchCommitter committer,
+        string providerName,
+        string storeKind,
+        int maxBatchSize,
+        TimeSpan maxDelay,
+        Action<Exception, int> onCommitFailed)
+    {
+        _committer = committer;
+        _providerName = providerName;
+        _maxBatchSize = maxBatchSize;
+        _maxDelay = maxDelay;
+        _onCommitFailed = onCommitFailed;
+        _tags =
+        [
+            new("lstmorleans.storage.provider", providerName),
+            new("lstmorleans.storage.store", storeKind),
+        ];
+    }
+
+    public long CommittedBatches => Interlocked.Read(ref _committedBatches);
+
+    public long CommittedOperations => Interlocked.Read(ref _committedOperations);
+
+    public long FailedBatches => Interlocked.Read(ref _failedBatches);
+
+    public int LargestBatch => Volatile.Read(ref _largestBatch);
+
+    public void Start() => _writerLoop ??= Task.Run(RunWriterAsync);
+
+    /// <summary>Queues an operation and waits until the transaction holding it committed (or failed).</summary>
+    public Task<CommitOutcome> EnqueueAsync(StorageOperation operation)
+    {
+        if (_writerLoop is null)
+        {
+            throw new InvalidOperationException($"Storage provider '{_providerName}' is not started.");
+        }
+
+        if (!_channel.Writer.TryWrite(operation))
+        {
+            throw new InvalidOperationException($"Storage provider '{_providerName}' is stopped and accepts no more writes.");
+        }
+
+        return operation.Completion;
+    }
+
+    /// <summary>Stops accepting operations, commits what is already queued, and waits for the writer.</summary>
+    public async Task StopAsync()
+    {
+        _channel.Writer.TryComplete();
+        if (_writerLoop is not null)
+        {
+            await _writerLoop.ConfigureAwait(false);
+        }
+    }
+
+    private async Task RunWriterAsync()
+    {
+        var reader = _channel.Reader;
+        var batch = new List<StorageOperation>(_maxBatchSize);
+        while (await reader.WaitToReadAsync().ConfigureAwait(false))
+        {
+            Drain(reader, batch);
+            if (batch.Count < _maxBatchSize && _maxDelay > TimeSpan.Zero)
+            {
+                await LingerAsync(reader, batch).ConfigureAwait(false);
+            }
+
+            await CommitAsync(batch).ConfigureAwait(false);
+            batch.Clear();
+        }
+    }
+
+    private void Drain(ChannelReader<StorageOperation> reader, List<StorageOperation> batch)
+    {
+        while (batch.Count < _maxBatchSize && reader.TryRead(out var operation))
+        {
+            batch.Add(operation);
+        }
+    }
+
+    // Waits up to MaxDelay for the batch to fill: trades a little latency for bigger transactions.
+    private async Task LingerAsync(ChannelReader<StorageOperation> reader, List<StorageOperation> batch)
+    {
+        using var linger = new CancellationTokenSource(_maxDelay);
+        try
+        {
+            while (batch.Count < _maxBatchSize && await reader.WaitToReadAsync(linger.Token).ConfigureAwait(false))
+            {
+                Drain(reader, batch);
+            }
+        }
+        catch (OperationCanceledException) when (linger.IsCancellationRequested)
+        {
+            // The delay is over: commit what we have.
+        }
+    }
+
+    private async Task CommitAsync(List<StorageOperation> batch)
+    {
+        try
+        {
+            await _committer.CommitAsync(batch, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception exception)
+        {
+            Interlocked.Increment(ref _failedBatches);
+            StorageMetrics.CommitFailures.Add(1, _tags);
+            _onCommitFailed(exception, batch.Count);
+            var failure = new Orleans.Runtime.OrleansException(
+                $"Storage provider '{_providerName}' failed to commit a batch of {batch.Count} operation(s); none of them was applied. {exception.GetType().Name}: {exception.Message}",
+                exception);
+            foreach (var operation in batch)
+            {
+                operation.Fail(failure);
+            }
+
+            return;
+        }
+
+        // Committed: only now may callers treat their writes as done.
+        var conflicts = 0;
+        foreach (var operation in batch)
+        {
+            if (operation.PendingOutcome.Conflict)
+            {
+                conflicts++;
+            }
+
+            operation.Publish();
+        }
+
+        Interlocked.Increment(ref _committedBatches);
+        Interlocked.Add(ref _committedOperations, batch.Count);
+        var largest = Volatile.Read(ref _largestBatch);
+        while (batch.Count > largest)
+        {
+            var seen = Interlocked.CompareExchange(ref _largestBatch, batch.Count, largest);
+            if (seen == largest)
+            {
+                break;
+            }
+
+            largest = seen;
+        }
+
+        StorageMetrics.BatchSize.Record(batch.Count, _tags);
+        if (conflicts > 0)
+        {
+            StorageMetrics.Conflicts.Add(conflicts, _tags);
+        }
+
+        Debug.Assert(batch.Count > 0, "The writer only commits non-empty batches.");
+    }
+}

@@ -1,0 +1,63 @@
+namespace LstmOrleans.Persistence.GroupCommit;
+
+/// <summary>What one queued storage call asks the single writer to do.</summary>
+internal enum StorageOperationKind
+{
+    /// <summary>Insert or replace the state blob, guarded by the expected version.</summary>
+    Write,
+
+    /// <summary>Turn the row into a tombstone (no data, bumped version), guarded by the expected version.</summary>
+    Clear,
+}
+
+/// <summary>
+/// One grain's write or clear waiting for the group-commit writer. The committer records the outcome
+/// while the transaction is open; the caller only sees it after the transaction committed, so an
+/// acknowledged write is a durable write.
+/// </summary>
+internal sealed class StorageOperation
+{
+    private readonly TaskCompletionSource<CommitOutcome> _completion =
+        new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public StorageOperation(StorageOperationKind kind, string stateName, string grainId, long? expectedVersion, byte[]? payload)
+    {
+        Kind = kind;
+        StateName = stateName;
+        GrainId = grainId;
+        ExpectedVersion = expectedVersion;
+        Payload = payload;
+    }
+
+    public StorageOperationKind Kind { get; }
+
+    /// <summary>The state name Orleans passes as "grainType" (the [PersistentState] name).</summary>
+    public string StateName { get; }
+
+    public string GrainId { get; }
+
+    /// <summary>The version the caller last saw; null means "no row may exist yet".</summary>
+    public long? ExpectedVersion { get; }
+
+    /// <summary>Serialised state for writes; null for clears.</summary>
+    public byte[]? Payload { get; }
+
+    /// <summary>Outcome decided inside the open transaction; published only after commit.</summary>
+    public CommitOutcome PendingOutcome { get; set; }
+
+    public Task<CommitOutcome> Completion => _completion.Task;
+
+    public void Publish() => _completion.TrySetResult(PendingOutcome);
+
+    public void Fail(Exception exception) => _completion.TrySetException(exception);
+}
+
+/// <summary>Result of one operation in a committed batch.</summary>
+/// <param name="Conflict">True when the stored version did not match the expected one; nothing was changed.</param>
+/// <param name="NewVersion">The row's version after the operation (null when a clear found nothing to clear).</param>
+internal readonly record struct CommitOutcome(bool Conflict, long? NewVersion)
+{
+    public static CommitOutcome Conflicted => new(true, null);
+
+    public static CommitOutcome Applied(long? newVersion) => new(false, newVersion);
+}

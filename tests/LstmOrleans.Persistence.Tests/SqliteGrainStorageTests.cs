@@ -1,0 +1,451 @@
+using System.Diagnostics.Metrics;
+using System.Text;
+using LstmOrleans.Persistence.Sqlite;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Orleans;
+using Orleans.Configuration;
+using Orleans.Runtime;
+using Orleans.Serialization;
+using Orleans.Storage;
+using Xunit;
+
+namespace LstmOrleans.Persistence.Tests;
+
+/// <summary>The Orleans binary grain-state serializer, built without a silo for direct provider tests.</summary>
+internal static class TestSerializer
+{
+    public static readonly IGrainStorageSerializer Instance = new OrleansGrainStorageSerializer(
+        new ServiceCollection()
+            .AddSerializer(builder => builder.AddAssembly(typeof(SensorTestState).Assembly))
+            .BuildServiceProvider()
+            .GetRequiredService<Serializer>());
+}
+
+/// <summary>
+/// Holds the first commit inside its transaction until released, so the operations queued meanwhile
+/// form one known batch; can fail chosen commits.
+/// </summary>
+internal sealed class CommitGate
+{
+    private readonly TaskCompletionSource _entered = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _commits;
+
+    /// <summary>1-based commit numbers that throw.</summary>
+    public HashSet<int> FailingCommits { get; } = [];
+
+    public List<int> BatchSizes { get; } = [];
+
+    public Task Entered => _entered.Task;
+
+    public void Release() => _release.TrySetResult();
+
+    public async ValueTask BeforeCommit(int batchSize)
+    {
+        var commit = Interlocked.Increment(ref _commits);
+        lock (BatchSizes)
+        {
+            BatchSizes.Add(batchSize);
+        }
+
+        if (commit == 1)
+        {
+            _entered.TrySetResult();
+            await _release.Task;
+        }
+
+        if (FailingCommits.Contains(commit))
+        {
+            throw new IOException($"Injected failure of commit {commit}.");
+        }
+    }
+}
+
+public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : IClassFixture<SqliteFolderFixture>
+{
+    private const string StateName = "sensor";
+
+    private async Task<SqliteGrainStorage> OpenAsync(string path, Action<SqliteGrainStorageOptions>? configure = null, string serviceId = "service-a", string? name = null)
+    {
+        var options = new SqliteGrainStorageOptions { DataSource = path, GrainStorageSerializer = TestSerializer.Instance };
+        configure?.Invoke(options);
+        var storage = new SqliteGrainStorage(
+            name ?? $"sqlite-{Guid.NewGuid():N}",
+            options,
+            Options.Create(new ClusterOptions { ServiceId = serviceId, ClusterId = "test" }),
+            NullLogger<SqliteGrainStorage>.Instance);
+        await storage.InitializeAsync(CancellationToken.None);
+        return storage;
+    }
+
+    private static GrainId NewGrainId() => GrainId.Create("sensor", Guid.NewGuid().ToString("N"));
+
+    private static async Task<GrainState<SensorTestState>> ReadAsync(IGrainStorage storage, GrainId grainId)
+    {
+        var state = new GrainState<SensorTestState>(new SensorTestState());
+        await storage.ReadStateAsync(StateName, grainId, state);
+        return state;
+    }
+
+    private static SensorTestState Sample(long sequence, string note = "") => GrainStorageDurabilityTests.Sample(sequence, note: note);
+
+    [Fact]
+    public async Task WriteIsReadBackByAnotherInstanceWithIncreasingEtags()
+    {
+        var path = folder.NewDatabasePath();
+        var grainId = NewGrainId();
+        await using (var writer = await OpenAsync(path))
+        {
+            var state = new GrainState<SensorTestState>(Sample(1));
+            await writer.WriteStateAsync(StateName, grainId, state);
+            Assert.Equal("1", state.ETag);
+            Assert.True(state.RecordExists);
+
+            state.State = Sample(2, "second");
+            await writer.WriteStateAsync(StateName, grainId, state);
+            Assert.Equal("2", state.ETag);
+        }
+
+        await using var reader = await OpenAsync(path);
+        var read = await ReadAsync(reader, grainId);
+        Assert.True(read.RecordExists);
+        Assert.Equal("2", read.ETag);
+        GrainStorageDurabilityTests.AssertSameState(Sample(2, "second"), read.State);
+
+        // Same grain id under another ServiceId or state name is a different row.
+        await using var otherService = await OpenAsync(path, serviceId: "service-b");
+        Assert.False((await ReadAsync(otherService, grainId)).RecordExists);
+        var otherName = new GrainState<SensorTestState>(new SensorTestState());
+        await reader.ReadStateAsync("other-state", grainId, otherName);
+        Assert.False(otherName.RecordExists);
+        Assert.Null(otherName.ETag);
+    }
+
+    [Fact]
+    public async Task StaleEtagFromSecondInstanceConflictsAndChangesNothing()
+    {
+        var path = folder.NewDatabasePath();
+        var grainId = NewGrainId();
+        await using var a = await OpenAsync(path);
+        await using var b = await OpenAsync(path);
+        await a.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(1)));
+
+        var viaA = await ReadAsync(a, grainId);
+        var viaB = await ReadAsync(b, grainId);
+        Assert.Equal(viaA.ETag, viaB.ETag);
+
+        viaA.State = Sample(2, "A");
+        await a.WriteStateAsync(StateName, grainId, viaA);
+
+        viaB.State = Sample(3, "B");
+        var conflict = await Assert.ThrowsAsync<InconsistentStateException>(() => b.WriteStateAsync(StateName, grainId, viaB));
+        Assert.Contains("Version conflict", conflict.Message);
+        Assert.Equal("1", viaB.ETag);
+
+        var stored = await ReadAsync(b, grainId);
+        GrainStorageDurabilityTests.AssertSameState(Sample(2, "A"), stored.State);
+        Assert.Equal("2", stored.ETag);
+
+        // A writer that never read (null etag) cannot overwrite an existing row either.
+        await Assert.ThrowsAsync<InconsistentStateException>(() => b.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(9))));
+        GrainStorageDurabilityTests.AssertSameState(Sample(2, "A"), (await ReadAsync(a, grainId)).State);
+    }
+
+    [Theory]
+    [InlineData("abc")]
+    [InlineData("0")]
+    [InlineData("-3")]
+    [InlineData("")]
+    public async Task MalformedEtagIsRejectedAndWritesNothing(string etag)
+    {
+        await using var storage = await OpenAsync(folder.NewDatabasePath());
+        var grainId = NewGrainId();
+        var exception = await Assert.ThrowsAsync<InconsistentStateException>(() =>
+            storage.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(1), etag)));
+        Assert.Contains("Malformed etag", exception.Message);
+        Assert.False((await ReadAsync(storage, grainId)).RecordExists);
+        Assert.Equal(0, storage.CommittedOperations);
+    }
+
+    [Fact]
+    public async Task ClearLeavesTombstoneThatStillRejectsWritersFromBeforeTheClear()
+    {
+        await using var storage = await OpenAsync(folder.NewDatabasePath());
+        var grainId = NewGrainId();
+        var state = new GrainState<SensorTestState>(Sample(1));
+        await storage.WriteStateAsync(StateName, grainId, state);
+        var etagBeforeClear = state.ETag;
+
+        await storage.ClearStateAsync(StateName, grainId, state);
+        Assert.False(state.RecordExists);
+        Assert.Equal("2", state.ETag);
+
+        var read = await ReadAsync(storage, grainId);
+        Assert.False(read.RecordExists);
+        Assert.Equal("2", read.ETag);
+        Assert.NotNull(read.State);
+        Assert.Equal(0, read.State.Sequence); // a tombstone does not overwrite the default state
+
+        // Without a tombstone a writer holding the pre-clear etag could come back unnoticed (ABA).
+        await Assert.ThrowsAsync<InconsistentStateException>(() =>
+            storage.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(7), etagBeforeClear)));
+
+        read.State = Sample(3);
+        await storage.WriteStateAsync(StateName, grainId, read);
+        Assert.Equal("3", read.ETag);
+        GrainStorageDurabilityTests.AssertSameState(Sample(3), (await ReadAsync(storage, grainId)).State);
+    }
+
+    [Fact]
+    public async Task ClearOfMissingRecordIsANoOpButClearWithoutEtagOfExistingRecordConflicts()
+    {
+        await using var storage = await OpenAsync(folder.NewDatabasePath());
+        var missing = new GrainState<SensorTestState>(new SensorTestState());
+        await storage.ClearStateAsync(StateName, NewGrainId(), missing);
+        Assert.Null(missing.ETag);
+        Assert.False(missing.RecordExists);
+
+        var grainId = NewGrainId();
+        await storage.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(4)));
+        await Assert.ThrowsAsync<InconsistentStateException>(() =>
+            storage.ClearStateAsync(StateName, grainId, new GrainState<SensorTestState>(new SensorTestState())));
+        Assert.True((await ReadAsync(storage, grainId)).RecordExists);
+    }
+
+    [Fact]
+    public async Task ConcurrentWritesShareOneTransactionAndAreMeasured()
+    {
+        var name = $"gc-{Guid.NewGuid():N}";
+        var measured = new List<int>();
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == "LstmOrleans.Storage" && instrument.Name == "lstmorleans.storage.batch_size")
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<int>((_, value, tags, _) =>
+        {
+            foreach (var tag in tags)
+            {
+                if (tag.Key == "lstmorleans.storage.provider" && Equals(tag.Value, name))
+                {
+                    lock (measured)
+                    {
+                        measured.Add(value);
+                    }
+                }
+            }
+        });
+        listener.Start();
+
+        var gate = new CommitGate();
+        await using var storage = await OpenAsync(folder.NewDatabasePath(), o => o.OnBeforeCommit = gate.BeforeCommit, name: name);
+        var first = storage.WriteStateAsync(StateName, NewGrainId(), new GrainState<SensorTestState>(Sample(0)));
+        await gate.Entered; // the writer holds batch 1 open; everything below queues behind it
+
+        var ids = Enumerable.Range(0, 99).Select(_ => NewGrainId()).ToArray();
+        var states = ids.Select((_, i) => new GrainState<SensorTestState>(Sample(i + 1))).ToArray();
+        var writes = ids.Select((id, i) => storage.WriteStateAsync(StateName, id, states[i])).ToArray();
+        Assert.All(writes, write => Assert.False(write.IsCompleted)); // nothing is acknowledged before its commit
+
+        gate.Release();
+        await first;
+        await Task.WhenAll(writes);
+
+        Assert.Equal([1, 99], gate.BatchSizes);
+        Assert.Equal(2, storage.CommittedBatches);
+        Assert.Equal(100, storage.CommittedOperations);
+        Assert.Equal(99, storage.LargestBatch);
+        lock (measured)
+        {
+            Assert.Equal([1, 99], measured);
+        }
+
+        for (var i = 0; i < ids.Length; i++)
+        {
+            GrainStorageDurabilityTests.AssertSameState(Sample(i + 1), (await ReadAsync(storage, ids[i])).State);
+        }
+    }
+
+    [Fact]
+    public async Task ConflictingWriteInABatchFailsAloneAndTheRestCommits()
+    {
+        var gate = new CommitGate();
+        await using var storage = await OpenAsync(folder.NewDatabasePath(), o => o.OnBeforeCommit = gate.BeforeCommit);
+        var contested = NewGrainId();
+        var original = new GrainState<SensorTestState>(Sample(1));
+        var firstCommit = storage.WriteStateAsync(StateName, contested, original);
+        await gate.Entered;
+
+        // Queued into batch 2: two writers with the same etag for one grain, plus unrelated grains.
+        var ids = Enumerable.Range(0, 10).Select(_ => NewGrainId()).ToArray();
+        var good = ids.Select((id, i) => storage.WriteStateAsync(StateName, id, new GrainState<SensorTestState>(Sample(10 + i)))).ToList();
+        gate.Release();
+        await firstCommit;
+        Assert.Equal("1", original.ETag);
+
+        var winner = new GrainState<SensorTestState>(Sample(2, "winner"), "1");
+        var loser = new GrainState<SensorTestState>(Sample(3, "loser"), "1");
+        var winnerWrite = storage.WriteStateAsync(StateName, contested, winner);
+        var loserWrite = storage.WriteStateAsync(StateName, contested, loser);
+
+        await Task.WhenAll(good);
+        await winnerWrite;
+        await Assert.ThrowsAsync<InconsistentStateException>(() => loserWrite);
+        Assert.Equal("2", winner.ETag);
+        Assert.Equal("1", loser.ETag);
+        GrainStorageDurabilityTests.AssertSameState(Sample(2, "winner"), (await ReadAsync(storage, contested)).State);
+        for (var i = 0; i < ids.Length; i++)
+        {
+            GrainStorageDurabilityTests.AssertSameState(Sample(10 + i), (await ReadAsync(storage, ids[i])).State);
+        }
+
+        Assert.Equal(0, storage.FailedBatches);
+    }
+
+    [Fact]
+    public async Task FailedCommitFailsEveryCallInTheBatchChangesNothingAndRetryConverges()
+    {
+        var gate = new CommitGate();
+        gate.FailingCommits.Add(2);
+        await using var storage = await OpenAsync(folder.NewDatabasePath(), o => o.OnBeforeCommit = gate.BeforeCommit);
+
+        // Commit 1 (held open by the gate) writes the "old" values of ten grains.
+        var ids = Enumerable.Range(0, 10).Select(_ => NewGrainId()).ToArray();
+        var states = ids.Select((_, i) => new GrainState<SensorTestState>(Sample(i))).ToArray();
+        var initial = ids.Select((id, i) => storage.WriteStateAsync(StateName, id, states[i])).ToArray();
+        await gate.Entered;
+        gate.Release();
+        await Task.WhenAll(initial);
+        var etags = states.Select(s => s.ETag).ToArray();
+
+        // Commit 2 carries all ten updates and fails inside its transaction.
+        foreach (var (state, i) in states.Select((s, i) => (s, i)))
+        {
+            state.State = Sample(100 + i);
+        }
+
+        var updates = ids.Select((id, i) => storage.WriteStateAsync(StateName, id, states[i])).ToArray();
+        foreach (var update in updates)
+        {
+            var failure = await Assert.ThrowsAsync<OrleansException>(() => update);
+            Assert.IsType<IOException>(failure.InnerException);
+            Assert.Contains("none of them was applied", failure.Message);
+        }
+
+        Assert.Equal([10, 10], gate.BatchSizes);
+        Assert.Equal(1, storage.FailedBatches);
+        for (var i = 0; i < ids.Length; i++)
+        {
+            Assert.Equal(etags[i], states[i].ETag); // the grain's etag did not move
+            var stored = await ReadAsync(storage, ids[i]);
+            GrainStorageDurabilityTests.AssertSameState(Sample(i), stored.State);
+            Assert.Equal(etags[i], stored.ETag);
+        }
+
+        // Retrying the same states with the unchanged etags converges.
+        await Task.WhenAll(ids.Select((id, i) => storage.WriteStateAsync(StateName, id, states[i])));
+        for (var i = 0; i < ids.Length; i++)
+        {
+            GrainStorageDurabilityTests.AssertSameState(Sample(100 + i), (await ReadAsync(storage, ids[i])).State);
+        }
+    }
+
+    [Fact]
+    public async Task CommitTimingOutFailsTheBatch()
+    {
+        await using var storage = await OpenAsync(folder.NewDatabasePath(), o => o.OnBeforeCommit = async _ =>
+        {
+            await Task.Delay(50);
+            throw new TimeoutException("Injected commit timeout.");
+        });
+        var grainId = NewGrainId();
+        var state = new GrainState<SensorTestState>(Sample(1));
+        var failure = await Assert.ThrowsAsync<OrleansException>(() => storage.WriteStateAsync(StateName, grainId, state));
+        Assert.IsType<TimeoutException>(failure.InnerException);
+        Assert.Null(state.ETag);
+        Assert.False(state.RecordExists);
+        Assert.False((await ReadAsync(storage, grainId)).RecordExists);
+    }
+
+    [Fact]
+    public async Task CloseCommitsQueuedWritesAndThenRefusesNewOnes()
+    {
+        var path = folder.NewDatabasePath();
+        var storage = await OpenAsync(path);
+        var ids = Enumerable.Range(0, 50).Select(_ => NewGrainId()).ToArray();
+        var writes = ids.Select((id, i) => storage.WriteStateAsync(StateName, id, new GrainState<SensorTestState>(Sample(i)))).ToArray();
+        await storage.CloseAsync(CancellationToken.None);
+        await Task.WhenAll(writes);
+        await Assert.ThrowsAsync<InvalidOperationException>(() => storage.WriteStateAsync(StateName, NewGrainId(), new GrainState<SensorTestState>(Sample(1))));
+
+        await using var reopened = await OpenAsync(path);
+        for (var i = 0; i < ids.Length; i++)
+        {
+            GrainStorageDurabilityTests.AssertSameState(Sample(i), (await ReadAsync(reopened, ids[i])).State);
+        }
+    }
+
+    [Fact]
+    public async Task StateIsStoredAsCompactBinaryWithoutTypeNames()
+    {
+        var path = folder.NewDatabasePath();
+        await using (var storage = await OpenAsync(path))
+        {
+            await storage.WriteStateAsync(StateName, NewGrainId(), new GrainState<SensorTestState>(Sample(5)));
+        }
+
+        await using var connection = new SqliteConnection($"Data Source={path}");
+        connection.Open();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT payload FROM lstm_grain_state";
+        var payload = (byte[])command.ExecuteScalar()!;
+        // 8 floats are 32 bytes; a JSON rendering with type names would be several times that.
+        Assert.InRange(payload.Length, 32, 80);
+        Assert.DoesNotContain("SensorTestState", Encoding.UTF8.GetString(payload));
+        Assert.NotEqual((byte)'{', payload[0]); // not JSON
+    }
+
+    [Fact]
+    public async Task ReadsSeeOnlyCommittedData()
+    {
+        var gate = new CommitGate();
+        await using var storage = await OpenAsync(folder.NewDatabasePath(), o => o.OnBeforeCommit = gate.BeforeCommit);
+        var grainId = NewGrainId();
+        var write = storage.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(1)));
+        await gate.Entered; // the row is written inside the open transaction
+        Assert.False((await ReadAsync(storage, grainId)).RecordExists);
+        gate.Release();
+        await write;
+        Assert.True((await ReadAsync(storage, grainId)).RecordExists);
+    }
+
+    public static TheoryData<string, Action<SqliteGrainStorageOptions>> InvalidOptions => new()
+    {
+        { "DataSource is required", o => o.DataSource = " " },
+        { "in-memory database is not durable", o => o.DataSource = ":memory:" },
+        { "TableName 'grain; DROP TABLE x' must be a plain identifier", o => o.TableName = "grain; DROP TABLE x" },
+        { "MaxBatchSize must be between 1 and 100000, was 0", o => o.MaxBatchSize = 0 },
+        { "MaxBatchDelay must be between 0 and 1 s", o => o.MaxBatchDelay = TimeSpan.FromSeconds(-1) },
+        { "Synchronous has the undefined value 7", o => o.Synchronous = (SqliteSynchronousMode)7 },
+        { "BusyTimeout must be positive", o => o.BusyTimeout = TimeSpan.Zero },
+        { "GrainStorageSerializer is null", o => o.GrainStorageSerializer = null! },
+    };
+
+    [Theory]
+    [MemberData(nameof(InvalidOptions))]
+    public void InvalidOptionsAreRejectedWithClearErrors(string expectedMessage, Action<SqliteGrainStorageOptions> breakIt)
+    {
+        var options = new SqliteGrainStorageOptions { DataSource = "x.db", GrainStorageSerializer = TestSerializer.Instance };
+        new SqliteGrainStorageOptionsValidator(options, "ok").ValidateConfiguration();
+        breakIt(options);
+        var error = Assert.Throws<OrleansConfigurationException>(() => new SqliteGrainStorageOptionsValidator(options, "broken").ValidateConfiguration());
+        Assert.Contains("SQLite grain storage 'broken'", error.Message);
+        Assert.Contains(expectedMessage, error.Message);
+    }
+}

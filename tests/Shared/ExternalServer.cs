@@ -1,0 +1,143 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+
+namespace LstmOrleans.Tests.Shared;
+
+/// <summary>
+/// Helpers shared by the fixtures that start private database servers for tests: locating
+/// binaries, picking a free loopback port, running a process and deciding whether a missing
+/// binary is a skip (developer machine) or a failure (CI sets LSTMORLEANS_REQUIRE_SERVICES=1).
+/// </summary>
+public static class ExternalServer
+{
+    public const string RequireServicesVariable = "LSTMORLEANS_REQUIRE_SERVICES";
+
+    /// <summary>True when CI demands that every service-backed test really runs.</summary>
+    public static bool ServicesRequired => Environment.GetEnvironmentVariable(RequireServicesVariable) == "1";
+
+    /// <summary>
+    /// The skip reason for a test needing <paramref name="what"/>, or null when it must run: either the
+    /// binary is there, or CI requires it (then the fixture fails loudly instead of skipping).
+    /// </summary>
+    public static string? SkipReasonWhenMissing(string? binary, string what, string package) =>
+        binary is null && !ServicesRequired
+            ? $"{what} is not installed (apt-get install {package}); skipped. Set {RequireServicesVariable}=1 to make this a failure."
+            : null;
+
+    public static string MissingBinaryMessage(string what, string package) =>
+        $"{what} is not installed but {RequireServicesVariable}=1 requires it: apt-get install {package}.";
+
+    /// <summary>First existing file among candidates, or a match on PATH.</summary>
+    public static string? FindBinary(string fileName, params string[] candidates)
+    {
+        foreach (var candidate in candidates)
+        {
+            if (File.Exists(candidate))
+            {
+                return candidate;
+            }
+        }
+
+        foreach (var directory in (Environment.GetEnvironmentVariable("PATH") ?? string.Empty).Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries))
+        {
+            var path = Path.Combine(directory, fileName);
+            if (File.Exists(path))
+            {
+                return path;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>A loopback port free at the time of asking.</summary>
+    public static int FreeLoopbackPort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    public static bool IsRoot => Environment.UserName == "root";
+
+    /// <summary>Starts a process with redirected output; output lines are kept for error messages.</summary>
+    public static (Process Process, StringBuilder Output) Start(string fileName, IEnumerable<string> arguments)
+    {
+        var info = new ProcessStartInfo(fileName)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var argument in arguments)
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        var output = new StringBuilder();
+        var process = new Process { StartInfo = info };
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) { lock (output) { output.AppendLine(e.Data); } } };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) { lock (output) { output.AppendLine(e.Data); } } };
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return (process, output);
+    }
+
+    /// <summary>Runs a process to completion; throws with its output when it fails or overruns.</summary>
+    public static async Task RunAsync(string fileName, IEnumerable<string> arguments, TimeSpan timeout)
+    {
+        var (process, output) = Start(fileName, arguments);
+        using (process)
+        {
+            using var cts = new CancellationTokenSource(timeout);
+            try
+            {
+                await process.WaitForExitAsync(cts.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                process.Kill(entireProcessTree: true);
+                throw new TimeoutException($"'{fileName} {string.Join(' ', process.StartInfo.ArgumentList)}' did not finish within {timeout}. Output:\n{output}");
+            }
+
+            if (process.ExitCode != 0)
+            {
+                throw new InvalidOperationException($"'{fileName} {string.Join(' ', process.StartInfo.ArgumentList)}' exited with {process.ExitCode}. Output:\n{output}");
+            }
+        }
+    }
+
+    /// <summary>A fresh private temp folder; when running as root, owned by <paramref name="owner"/> so a server can run as that user.</summary>
+    public static async Task<string> CreateTempDirectoryAsync(string prefix, string? owner)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"{prefix}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(path);
+        if (owner is not null && IsRoot)
+        {
+            await RunAsync("chown", ["-R", $"{owner}:", path], TimeSpan.FromSeconds(30));
+        }
+
+        return path;
+    }
+
+    public static void TryDeleteDirectory(string? path)
+    {
+        try
+        {
+            if (path is not null && Directory.Exists(path))
+            {
+                Directory.Delete(path, recursive: true);
+            }
+        }
+        catch (IOException)
+        {
+            // A leftover temp folder is harmless; do not mask the test outcome.
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+    }
+}
