@@ -49,6 +49,13 @@ public interface IStreamGrain : IGrainWithStringKey
     Task<Observation[]> GetHistoryAsync(int maxCount);
 
     /// <summary>
+    /// Up to <paramref name="maxCount"/> most recent inputs exactly as the LSTM saw them (normalised), oldest first,
+    /// with the current normalisation statistics; read by the model's training grain.
+    /// </summary>
+    [Alias("GetTrainingWindow")]
+    Task<StreamTrainingWindow> GetTrainingWindowAsync(int maxCount);
+
+    /// <summary>
     /// Forgets everything the stream learned (h, c, statistics, history, sequence and timestamp) but keeps its model
     /// binding; afterwards any sequence number is accepted again.
     /// </summary>

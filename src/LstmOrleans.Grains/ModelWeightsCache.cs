@@ -26,6 +26,7 @@ public sealed partial class ModelWeightsCache : IModelWeightsObserver, ILifecycl
     private readonly Lock _observerLock = new();
     private IModelWeightsObserver? _observerReference;
     private Task _refreshLoop = Task.CompletedTask;
+    private int _disposed;
 
     public ModelWeightsCache(IGrainFactory grainFactory, IOptions<ModelWeightsCacheOptions> options, ILogger<ModelWeightsCache> logger)
     {
@@ -143,7 +144,7 @@ public sealed partial class ModelWeightsCache : IModelWeightsObserver, ILifecycl
         }
     }
 
-    private IModelWeightsObserver ObserverReference()
+    internal IModelWeightsObserver ObserverReference()
     {
         lock (_observerLock)
             return _observerReference ??= _grainFactory.CreateObjectReference<IModelWeightsObserver>(this);
@@ -160,7 +161,7 @@ public sealed partial class ModelWeightsCache : IModelWeightsObserver, ILifecycl
 
     private async Task StopAsync(CancellationToken cancellationToken)
     {
-        _stopping.Cancel();
+        if (Volatile.Read(ref _disposed) == 0) _stopping.Cancel();
         try { await _refreshLoop.WaitAsync(cancellationToken); }
         catch (OperationCanceledException) { }
     }
@@ -176,8 +177,10 @@ public sealed partial class ModelWeightsCache : IModelWeightsObserver, ILifecycl
         catch (OperationCanceledException) { }
     }
 
+    /// <summary>Idempotent: the container disposes this once per registration (as itself and as a lifecycle participant).</summary>
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
         _stopping.Cancel();
         lock (_observerLock)
         {

@@ -1,4 +1,6 @@
 using LstmOrleans.Abstractions;
+using LstmOrleans.Grains.Training;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Orleans.Streams;
@@ -20,6 +22,7 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
     private readonly ILogger<StreamGrain> _logger;
     private int _unsavedSteps;
     private long _lastWriteTimestamp;
+    private StreamTrainingFeed? _trainingFeed;   // reports to the model's training registry when training is on
 
     public StreamGrain(
         [PersistentState("stream", LstmOrleansNames.StorageName)] IPersistentState<StreamState> state,
@@ -38,6 +41,7 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
         _lastWriteTimestamp = Environment.TickCount64;
+        _trainingFeed = ServiceProvider.GetService<StreamTrainingFeedFactory>()?.Create(GrainFactory, StreamId);
         if (_options.PersistEverySteps > 1 && _options.PersistInterval > TimeSpan.Zero)
             this.RegisterGrainTimer(FlushAsync, _options.PersistInterval, _options.PersistInterval);
         return Task.CompletedTask;
@@ -45,6 +49,7 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
 
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
+        _trainingFeed?.Flush();
         if (_unsavedSteps == 0) return;
         try { await WriteAsync(); }
         catch (Exception e) { LogFlushFailed(e, StreamId); }
@@ -61,6 +66,7 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         StreamComputation.Bind(next, model, _options.HistoryCapacity);
         await CommitAsync(next, steps: 0, forceWrite: true);
         LogBound(StreamId, name);
+        _trainingFeed?.Report(name, 0);
         return StreamComputation.Summary(next, StreamId);
     }
 
@@ -84,6 +90,7 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         if (s.WeightsVersion != model.Version) await RewarmAsync(s, model);
         var result = StreamComputation.Step(s, StreamId, observation, model, _options);
         await CommitAsync(s, steps: 1, forceWrite: false);
+        _trainingFeed?.Report(s.ModelName!, 1);
         return result;
     }
 
@@ -135,6 +142,7 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         else Compute();
 
         await CommitAsync(next, newCount, forceWrite: false, original);
+        _trainingFeed?.Report(next.ModelName!, newCount);
         if (rewarm) LogRewarmed(StreamId, model.Name, model.Version, next.HistoryCount);
         return results;
     }
@@ -150,6 +158,9 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         ArgumentOutOfRangeException.ThrowIfNegative(maxCount);
         return Task.FromResult(StreamComputation.History(_state.State, maxCount));
     }
+
+    public Task<StreamTrainingWindow> GetTrainingWindowAsync(int maxCount) =>
+        Task.FromResult(StreamTrainingView.From(_state.State, StreamId, maxCount));
 
     public async Task ResetAsync()
     {

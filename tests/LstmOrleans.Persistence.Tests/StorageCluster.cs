@@ -56,6 +56,10 @@ public sealed class StorageSiloConfigurator : ISiloConfigurator
                     options.OnBeforeCommit = CommitFaults.Hook(faultKey);
                 });
                 break;
+            case "redis":
+                siloBuilder.AddRedisGrainStorage(DurableTestGrain.StorageName, options =>
+                    options.ConfigurationOptions = StackExchange.Redis.ConfigurationOptions.Parse(configuration[StorageSettings.RedisConfiguration]!));
+                break;
             default:
                 throw new InvalidOperationException($"Unknown store '{configuration[StorageSettings.Kind]}'.");
         }

@@ -213,7 +213,15 @@ public static class ModelFile
         }
 
         // Data, read straight into the parameter buffer in file order.
-        var parameters = new LstmParameters(config);
+        LstmParameters parameters;
+        try
+        {
+            parameters = new LstmParameters(config);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ModelFileException($"Model cannot be loaded: {e.Message}", e);
+        }
         var slotByName = slots.ToDictionary(s => s.Name, StringComparer.Ordinal);
         foreach (var entry in ordered)
         {
