@@ -53,9 +53,8 @@ public static class SiloHostingExtensions
                 silo.AddMemoryGrainStorage(GrainStorageName);
                 break;
             case StorageSettings.Sqlite:
-                // TODO(storage branch): AddSqliteGrainStorage once LstmOrleans.Persistence.Sqlite lands; memory until then.
-                Directory.CreateDirectory(Path.GetFullPath(settings.Storage.DataFolder));
-                silo.AddMemoryGrainStorage(GrainStorageName);
+                var database = Path.Combine(Path.GetFullPath(settings.Storage.DataFolder), "lstmorleans.db");
+                silo.AddSqliteGrainStorage(GrainStorageName, o => o.DataSource = database);
                 break;
             case StorageSettings.Postgres:
                 throw new SiloConfigurationException(["Storage:Provider 'postgres' is not available in this build yet."]);
