@@ -265,17 +265,20 @@ public sealed partial class SqliteGrainStorage : IGrainStorage, ILifecyclePartic
             }
         }
 
+        // Parameters are addressed by position (fixed by Prepare) to skip name lookups on the hot path:
+        // 0 $service, 1 $state, 2 $grain, then $version and/or $payload.
         private static int Execute(SqliteCommand command, StorageOperation operation)
         {
             SetKey(command, operation);
+            var next = 3;
             if (operation.ExpectedVersion is { } expected)
             {
-                command.Parameters["$version"].Value = expected;
+                command.Parameters[next++].Value = expected;
             }
 
             if (operation.Payload is { } payload)
             {
-                command.Parameters["$payload"].Value = payload;
+                command.Parameters[next].Value = payload;
             }
 
             return command.ExecuteNonQuery();
@@ -283,8 +286,8 @@ public sealed partial class SqliteGrainStorage : IGrainStorage, ILifecyclePartic
 
         private static void SetKey(SqliteCommand command, StorageOperation operation)
         {
-            command.Parameters["$state"].Value = operation.StateName;
-            command.Parameters["$grain"].Value = operation.GrainId;
+            command.Parameters[1].Value = operation.StateName;
+            command.Parameters[2].Value = operation.GrainId;
         }
 
         public void Dispose()
