@@ -224,7 +224,26 @@ public sealed partial class SqliteGrainStorage : IGrainStorage, ILifecyclePartic
 
         public async Task CommitAsync(IReadOnlyList<StorageOperation> batch, CancellationToken cancellationToken)
         {
-            var connection = _connection ?? throw new InvalidOperationException("The SQLite writer is not open.");
+            try
+            {
+                if (_connection is null)
+                {
+                    Open();
+                }
+
+                await CommitOnAsync(_connection!, batch).ConfigureAwait(false);
+            }
+            catch
+            {
+                // If even the rollback failed the connection could be stuck inside a transaction:
+                // start the next batch on a fresh one.
+                Dispose();
+                throw;
+            }
+        }
+
+        private async Task CommitOnAsync(SqliteConnection connection, IReadOnlyList<StorageOperation> batch)
+        {
 
             // BEGIN IMMEDIATE: take the write lock up front, so a second writer on the same file waits
             // (busy timeout) instead of failing mid-batch.
@@ -296,6 +315,7 @@ public sealed partial class SqliteGrainStorage : IGrainStorage, ILifecyclePartic
             _update?.Dispose();
             _clear?.Dispose();
             _exists?.Dispose();
+            _insert = _update = _clear = _exists = null;
             _connection?.Dispose();
             _connection = null;
         }
