@@ -1,3 +1,42 @@
-var builder = WebApplication.CreateBuilder(args);
+using LstmOrleans.Silo.Api;
+using LstmOrleans.Silo.Hosting;
+
+// Configuration sources, later ones win: appsettings.json, appsettings.{Environment}.json, plain environment
+// variables, LSTMORLEANS_* environment variables, command line (--Storage:Provider=memory).
+var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
+builder.Configuration.AddEnvironmentVariables("LSTMORLEANS_");
+builder.Configuration.AddCommandLine(args);
+
+SiloSettings settings;
+try
+{
+    settings = SiloSettings.Load(builder.Configuration);
+}
+catch (SiloConfigurationException ex)
+{
+    Console.Error.WriteLine(ex.Message);
+    return 2;
+}
+
+builder.Logging.AddLstmOrleansLogFilters();
+// Re-apply the configuration's Logging section after the defaults above so an operator can still turn Orleans up.
+builder.Logging.AddConfiguration(builder.Configuration.GetSection("Logging"));
+builder.Host.ConfigureHostOptions(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
+builder.WebHost.UseUrls(settings.Http.Urls);
+builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = settings.Http.MaxRequestBodyBytes);
+builder.UseOrleans(silo => silo.UseLstmOrleansSilo(settings));
+builder.Services.AddSingleton(settings);
+builder.Services.AddLstmOrleansApi();
+
 var app = builder.Build();
-app.Run();
+app.MapLstmOrleansApi(settings);
+try
+{
+    await app.RunAsync();
+    return 0;
+}
+catch (Exception ex) when (ex is SiloConfigurationException or IOException or System.Net.Sockets.SocketException)
+{
+    Console.Error.WriteLine($"lstmorleans silo failed to start: {ex.Message}");
+    return 1;
+}

@@ -52,26 +52,39 @@ public sealed class LstmParameters
         (long)config.GateRows * (config.LayerInputSize(layer) + config.HiddenSize) + 2L * config.GateRows;
 
     /// <summary>weight_ih_l{layer}: [4H, D_l], row-major.</summary>
-    public Span<float> WeightIh(int layer) =>
-        Data.AsSpan(_layerOffsets[layer], Config.GateRows * Config.LayerInputSize(layer));
+    public Span<float> WeightIh(int layer) => WeightIhOf(Data, layer);
 
     /// <summary>weight_hh_l{layer}: [4H, H], row-major.</summary>
-    public Span<float> WeightHh(int layer) =>
-        Data.AsSpan(_layerOffsets[layer] + Config.GateRows * Config.LayerInputSize(layer), Config.GateRows * Config.HiddenSize);
+    public Span<float> WeightHh(int layer) => WeightHhOf(Data, layer);
 
     /// <summary>bias_ih_l{layer}: [4H].</summary>
-    public Span<float> BiasIh(int layer) =>
-        Data.AsSpan(_layerOffsets[layer] + Config.GateRows * (Config.LayerInputSize(layer) + Config.HiddenSize), Config.GateRows);
+    public Span<float> BiasIh(int layer) => BiasIhOf(Data, layer);
 
     /// <summary>bias_hh_l{layer}: [4H].</summary>
-    public Span<float> BiasHh(int layer) =>
-        Data.AsSpan(_layerOffsets[layer] + Config.GateRows * (Config.LayerInputSize(layer) + Config.HiddenSize + 1), Config.GateRows);
+    public Span<float> BiasHh(int layer) => BiasHhOf(Data, layer);
 
     /// <summary>head.weight: [K, H], row-major.</summary>
-    public Span<float> HeadWeight => Data.AsSpan(_headOffset, Config.Horizons * Config.HiddenSize);
+    public Span<float> HeadWeight => HeadWeightOf(Data);
 
     /// <summary>head.bias: [K].</summary>
-    public Span<float> HeadBias => Data.AsSpan(_headOffset + Config.Horizons * Config.HiddenSize, Config.Horizons);
+    public Span<float> HeadBias => HeadBiasOf(Data);
+
+    // The same views over any buffer in this layout (a gradient, an optimizer moment).
+    internal Span<float> WeightIhOf(Span<float> flat, int layer) =>
+        flat.Slice(_layerOffsets[layer], Config.GateRows * Config.LayerInputSize(layer));
+
+    internal Span<float> WeightHhOf(Span<float> flat, int layer) =>
+        flat.Slice(_layerOffsets[layer] + Config.GateRows * Config.LayerInputSize(layer), Config.GateRows * Config.HiddenSize);
+
+    internal Span<float> BiasIhOf(Span<float> flat, int layer) =>
+        flat.Slice(_layerOffsets[layer] + Config.GateRows * (Config.LayerInputSize(layer) + Config.HiddenSize), Config.GateRows);
+
+    internal Span<float> BiasHhOf(Span<float> flat, int layer) =>
+        flat.Slice(_layerOffsets[layer] + Config.GateRows * (Config.LayerInputSize(layer) + Config.HiddenSize + 1), Config.GateRows);
+
+    internal Span<float> HeadWeightOf(Span<float> flat) => flat.Slice(_headOffset, Config.Horizons * Config.HiddenSize);
+
+    internal Span<float> HeadBiasOf(Span<float> flat) => flat.Slice(_headOffset + Config.Horizons * Config.HiddenSize, Config.Horizons);
 
     /// <summary>
     /// PyTorch's default initialisation for nn.LSTM and nn.Linear(H, K): every parameter drawn from

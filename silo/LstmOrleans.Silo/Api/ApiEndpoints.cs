@@ -1,0 +1,50 @@
+namespace LstmOrleans.Silo.Api;
+
+using LstmOrleans.Silo.Hosting;
+
+public static class ApiEndpoints
+{
+    public static IServiceCollection AddLstmOrleansApi(this IServiceCollection services)
+    {
+        services.AddProblemDetails();
+        services.AddOpenApi();
+        services.AddSingleton<ApiMetrics>();
+        services.AddSingleton<Readiness>();
+        services.AddExceptionHandler<ApiExceptionHandler>();
+        services.ConfigureHttpJsonOptions(o => o.SerializerOptions.Converters.Add(new System.Text.Json.Serialization.JsonStringEnumConverter()));
+        return services;
+    }
+
+    public static WebApplication MapLstmOrleansApi(this WebApplication app, SiloSettings settings)
+    {
+        app.UseExceptionHandler();
+        app.UseStatusCodePages();
+        if (!string.IsNullOrEmpty(settings.Http.ApiKey))
+            app.UseMiddleware<ApiKeyMiddleware>(settings.Http.ApiKey);
+
+        var readiness = app.Services.GetRequiredService<Readiness>();
+        app.Lifetime.ApplicationStarted.Register(readiness.MarkStarted);
+        app.Lifetime.ApplicationStopping.Register(readiness.MarkStopping);
+
+        app.MapOpenApi("/openapi/{documentName}.json");
+        app.MapGet("/healthz", () => Results.Text("ok")).WithName("Health").WithSummary("Liveness: the process answers.");
+        app.MapGet("/readyz", (Readiness r) => r.IsReady
+                ? Results.Text("ready")
+                : Results.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Not ready", detail: r.Describe()))
+            .WithName("Ready").WithSummary("Readiness: the silo has joined the cluster and is not shutting down.");
+        StreamEndpoints.Map(app);
+        ModelEndpoints.Map(app);
+        return app;
+    }
+}
+
+/// <summary>Ready between the host's start (the silo has joined the cluster) and the start of shutdown.</summary>
+public sealed class Readiness
+{
+    private volatile int _state; // 0 starting, 1 started, 2 stopping
+
+    public bool IsReady => _state == 1;
+    public void MarkStarted() => Interlocked.CompareExchange(ref _state, 1, 0);
+    public void MarkStopping() => _state = 2;
+    public string Describe() => _state == 0 ? "The silo is starting." : "The silo is shutting down.";
+}

@@ -1,0 +1,51 @@
+using LstmOrleans.Abstractions;
+using Microsoft.AspNetCore.Diagnostics;
+
+namespace LstmOrleans.Silo.Api;
+
+/// <summary>
+/// Maps the grains' "nothing changed" exceptions and request errors to RFC 9457 problem details with a 4xx status;
+/// anything else stays a 500 without internals in the body.
+/// </summary>
+internal sealed class ApiExceptionHandler(IProblemDetailsService problemDetails, ApiMetrics metrics) : IExceptionHandler
+{
+    public async ValueTask<bool> TryHandleAsync(HttpContext context, Exception exception, CancellationToken cancellationToken)
+    {
+        (int status, string title, string detail)? mapped = exception switch
+        {
+            RequestValidationException e => (e.StatusCode, TitleFor(e.StatusCode), e.Message),
+            ObservationRejectedException e => (StatusFor(e.Reason), $"Observation rejected: {e.Reason}", e.Message),
+            ModelNotFoundException e => (StatusCodes.Status404NotFound, "Model not found", e.Message),
+            ModelOperationException e => (StatusCodes.Status400BadRequest, "Invalid model operation", e.Message),
+            BadHttpRequestException e => (e.StatusCode, TitleFor(e.StatusCode), e.Message),
+            _ => null,
+        };
+        if (mapped is not { } m)
+            return false;
+        if (m.status < 500) metrics.Rejected();
+        context.Response.StatusCode = m.status;
+        return await problemDetails.TryWriteAsync(new ProblemDetailsContext
+        {
+            HttpContext = context,
+            Exception = exception,
+            ProblemDetails = { Status = m.status, Title = m.title, Detail = m.detail },
+        });
+    }
+
+    internal static int StatusFor(RejectionReason reason) => reason switch
+    {
+        // The stream already moved past this time: a conflict with its state, not a malformed request.
+        RejectionReason.TimestampBackwards => StatusCodes.Status409Conflict,
+        RejectionReason.BatchTooLarge => StatusCodes.Status413PayloadTooLarge,
+        _ => StatusCodes.Status400BadRequest,
+    };
+
+    private static string TitleFor(int status) => status switch
+    {
+        StatusCodes.Status413PayloadTooLarge => "Request too large",
+        StatusCodes.Status415UnsupportedMediaType => "Unsupported media type",
+        StatusCodes.Status404NotFound => "Not found",
+        StatusCodes.Status409Conflict => "Conflict",
+        _ => "Invalid request",
+    };
+}

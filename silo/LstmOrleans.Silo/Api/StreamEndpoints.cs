@@ -1,0 +1,143 @@
+using System.Diagnostics;
+using LstmOrleans.Abstractions;
+using LstmOrleans.Silo.Hosting;
+
+namespace LstmOrleans.Silo.Api;
+
+/// <summary>Answer to an ingest request: what was applied, and the forecast after the last observation.</summary>
+public sealed record IngestResponse(string StreamId, int Received, int Applied, int Duplicates, StepResult Latest, StepResult[]? Results);
+
+public sealed record BindRequest(string? Model);
+
+internal static class StreamEndpoints
+{
+    public static void Map(IEndpointRouteBuilder app)
+    {
+        var streams = app.MapGroup("/streams/{streamId}").WithTags("Streams");
+
+        streams.MapPost("/observations", IngestAsync)
+            .WithSummary("Ingest one observation or a batch (JSON object or array, NDJSON, or CSV with a header).")
+            .Accepts<ObservationInput>("application/json", "application/x-ndjson", "text/csv")
+            .Produces<IngestResponse>()
+            .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409).ProducesProblem(413).ProducesProblem(415);
+
+        streams.MapGet("/", async (string streamId, IGrainFactory grains) =>
+                Results.Ok(await grains.GetGrain<IStreamGrain>(Check(streamId)).GetSummaryAsync()))
+            .WithSummary("The stream's summary.").Produces<StreamSummary>();
+
+        streams.MapGet("/prediction", async (string streamId, IGrainFactory grains) =>
+            {
+                var prediction = await grains.GetGrain<IStreamGrain>(Check(streamId)).GetPredictionAsync();
+                return prediction is null
+                    ? Results.Problem(statusCode: 404, title: "Not found", detail: $"Stream '{streamId}' has no observations yet.")
+                    : Results.Ok(prediction);
+            })
+            .WithSummary("The current forecast with its prediction interval.").Produces<StepResult>().ProducesProblem(404);
+
+        streams.MapGet("/state", async (string streamId, IGrainFactory grains) =>
+            {
+                var grain = grains.GetGrain<IStreamGrain>(Check(streamId));
+                var summary = await grain.GetSummaryAsync();
+                if (summary.StepCount == 0 && summary.LastSequence is null)
+                    return Results.Problem(statusCode: 404, title: "Not found", detail: $"Stream '{streamId}' has no observations yet.");
+                return Results.Ok(await grain.GetStateAsync());
+            })
+            .WithSummary("The stream's durable state (h, c, normalisation and error statistics).").Produces<StreamStateSnapshot>().ProducesProblem(404);
+
+        streams.MapGet("/history", async (string streamId, int? max, IGrainFactory grains) =>
+            {
+                var count = max ?? 100;
+                if (count is < 1 or > 100_000)
+                    throw new RequestValidationException($"max must be in 1..100000; got {count}.");
+                return Results.Ok(await grains.GetGrain<IStreamGrain>(Check(streamId)).GetHistoryAsync(count));
+            })
+            .WithSummary("The most recent accepted observations, oldest first.").Produces<Observation[]>();
+
+        streams.MapPut("/model", async (string streamId, BindRequest request, IGrainFactory grains) =>
+                Results.Ok(await grains.GetGrain<IStreamGrain>(Check(streamId)).BindAsync(request.Model)))
+            .WithSummary("Binds the stream to a model (null = the default model).").Produces<StreamSummary>().ProducesProblem(404);
+
+        streams.MapPost("/reset", async (string streamId, IGrainFactory grains) =>
+            {
+                await grains.GetGrain<IStreamGrain>(Check(streamId)).ResetAsync();
+                return Results.NoContent();
+            })
+            .WithSummary("Forgets what the stream learned but keeps its model binding.");
+
+        streams.MapDelete("/", async (string streamId, IGrainFactory grains) =>
+            {
+                await grains.GetGrain<IStreamGrain>(Check(streamId)).DeleteAsync();
+                return Results.NoContent();
+            })
+            .WithSummary("Removes the stream's stored state.");
+    }
+
+    private static async Task<IResult> IngestAsync(string streamId, HttpRequest request, IGrainFactory grains, SiloSettings settings, ApiMetrics metrics,
+        Microsoft.Extensions.Options.IOptions<LstmOrleans.Grains.StreamGrainOptions> streamOptions, CancellationToken cancellationToken)
+    {
+        var started = Stopwatch.GetTimestamp();
+        Check(streamId);
+        if (request.ContentLength > settings.Http.MaxRequestBodyBytes)
+            throw new RequestValidationException($"The body is {request.ContentLength} bytes; the limit is {settings.Http.MaxRequestBodyBytes} (Http:MaxRequestBodyBytes).", StatusCodes.Status413PayloadTooLarge);
+        // Kestrel enforces Http:MaxRequestBodyBytes while this reads (413 for chunked bodies that grow past it).
+        using var buffer = new MemoryStream();
+        await request.Body.CopyToAsync(buffer, cancellationToken);
+        var inputs = ObservationParser.Parse(buffer.GetBuffer().AsSpan(0, (int)buffer.Length), request.ContentType, settings.Http.MaxBatchSize);
+
+        var grain = grains.GetGrain<IStreamGrain>(streamId);
+        var observations = await NumberAsync(grain, inputs);
+        CheckOrder(observations);
+        // The grain applies a batch all or nothing up to its own size limit; larger bodies go in order, chunk by
+        // chunk. Everything a grain could reject later (lengths, order) was checked above or is caught by the
+        // first chunk, so a rejection leaves the stream unchanged; sequence numbers make a retry safe regardless.
+        var chunkSize = Math.Max(1, streamOptions.Value.MaxBatchSize);
+        var results = new List<StepResult>(observations.Length);
+        for (var offset = 0; offset < observations.Length; offset += chunkSize)
+        {
+            var chunk = observations.AsSpan(offset, Math.Min(chunkSize, observations.Length - offset)).ToArray();
+            if (chunk.Length == 1) results.Add(await grain.IngestAsync(chunk[0]));
+            else results.AddRange(await grain.IngestBatchAsync(chunk));
+        }
+        var duplicates = results.Count(r => r.Duplicate);
+        metrics.Ingested(results.Count, results.Count - duplicates, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        var includeAll = string.Equals(request.Query["results"], "all", StringComparison.OrdinalIgnoreCase);
+        return Results.Ok(new IngestResponse(streamId, results.Count, results.Count - duplicates, duplicates, results[^1], includeAll ? [.. results] : null));
+    }
+
+    /// <summary>Fills in sequence numbers after the stream's last one and missing timestamps with the current time.</summary>
+    private static async Task<Observation[]> NumberAsync(IStreamGrain grain, List<ObservationInput> inputs)
+    {
+        long next = 0;
+        if (inputs[0].Sequence is null)
+        {
+            var summary = await grain.GetSummaryAsync();
+            next = (summary.LastSequence ?? 0) + 1;
+        }
+        var now = DateTimeOffset.UtcNow;
+        var observations = new Observation[inputs.Count];
+        for (var i = 0; i < inputs.Count; i++)
+            observations[i] = new Observation(inputs[i].Sequence ?? next + i, inputs[i].Timestamp ?? now, inputs[i].Values);
+        return observations;
+    }
+
+    /// <summary>Same feature count throughout, strictly increasing sequences, timestamps that never go back.</summary>
+    private static void CheckOrder(Observation[] observations)
+    {
+        for (var i = 1; i < observations.Length; i++)
+        {
+            if (observations[i].Values.Length != observations[0].Values.Length)
+                throw new RequestValidationException($"Observation [{i}] has {observations[i].Values.Length} values, observation [0] has {observations[0].Values.Length}.");
+            if (observations[i].Sequence <= observations[i - 1].Sequence)
+                throw new RequestValidationException($"Sequence numbers must increase within a request: [{i}] is {observations[i].Sequence} after {observations[i - 1].Sequence}.");
+            if (observations[i].Timestamp < observations[i - 1].Timestamp)
+                throw new RequestValidationException($"Timestamps must not go backwards within a request: [{i}] is {observations[i].Timestamp:O} after {observations[i - 1].Timestamp:O}.");
+        }
+    }
+
+    internal static string Check(string streamId)
+    {
+        if (string.IsNullOrWhiteSpace(streamId) || streamId.Length > 256 || streamId.Any(char.IsControl))
+            throw new RequestValidationException("A stream id must be 1..256 printable characters.");
+        return streamId;
+    }
+}

@@ -1,0 +1,88 @@
+using System.Net;
+using LstmOrleans.Abstractions;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Orleans.Configuration;
+using StackExchange.Redis;
+
+namespace LstmOrleans.Silo.Hosting;
+
+/// <summary>The one place that turns <see cref="SiloSettings"/> into an Orleans silo (used by the silo host and the client's in-process demo silo).</summary>
+public static class SiloHostingExtensions
+{
+    /// <summary>Grain storage provider name the grains persist their state under.</summary>
+    public const string GrainStorageName = LstmOrleansNames.StorageName;
+
+    public static ISiloBuilder UseLstmOrleansSilo(this ISiloBuilder silo, SiloSettings settings)
+    {
+        var cluster = settings.Cluster;
+        silo.Configure<ClusterOptions>(o =>
+        {
+            o.ClusterId = cluster.ClusterId;
+            o.ServiceId = cluster.ServiceId;
+        });
+
+        if (cluster.IsRedis)
+        {
+            silo.UseRedisClustering(o => o.ConfigurationOptions = ConfigurationOptions.Parse(settings.ConnectionStrings.Redis!));
+            silo.ConfigureEndpoints(IPAddress.Parse(cluster.AdvertisedAddress), cluster.SiloPort, cluster.GatewayPort, listenOnAnyHostAddress: false);
+        }
+        else
+        {
+            var primary = cluster.PrimarySiloPort == 0 ? null : new IPEndPoint(IPAddress.Loopback, cluster.PrimarySiloPort);
+            silo.UseLocalhostClustering(cluster.SiloPort, cluster.GatewayPort, primary, cluster.ServiceId, cluster.ClusterId);
+        }
+
+        var membership = settings.Membership;
+        silo.Configure<ClusterMembershipOptions>(o =>
+        {
+            o.ProbeTimeout = membership.ProbeTimeout;
+            o.NumMissedProbesLimit = membership.NumMissedProbesLimit;
+            o.NumVotesForDeathDeclaration = membership.NumVotesForDeathDeclaration;
+            o.TableRefreshTimeout = membership.TableRefreshTimeout;
+            o.IAmAliveTablePublishTimeout = membership.IAmAliveTablePublishTimeout;
+        });
+
+        switch (settings.Storage.Provider.ToLowerInvariant())
+        {
+            case StorageSettings.Redis:
+                silo.AddRedisGrainStorage(GrainStorageName, o => o.ConfigurationOptions = ConfigurationOptions.Parse(settings.ConnectionStrings.Redis!));
+                break;
+            case StorageSettings.Memory:
+                silo.AddMemoryGrainStorage(GrainStorageName);
+                break;
+            case StorageSettings.Sqlite:
+                var database = Path.Combine(Path.GetFullPath(settings.Storage.DataFolder), "lstmorleans.db");
+                silo.AddSqliteGrainStorage(GrainStorageName, o => o.DataSource = database);
+                break;
+            case StorageSettings.Postgres:
+                throw new SiloConfigurationException(["Storage:Provider 'postgres' is not available in this build yet."]);
+        }
+
+        // Stream grains, model grains and the per-silo weights cache.
+        silo.AddLstmOrleans();
+        // Orleans-streams ingestion path (implicit subscriptions of the stream grains). Memory streams carry
+        // messages between silos but keep no backlog; a durable queue provider can replace them.
+        silo.AddMemoryStreams(LstmOrleansNames.StreamProviderName);
+        silo.AddMemoryGrainStorage("PubSubStore");
+
+        if (string.Equals(settings.Reminders.Provider, RemindersSettings.Redis, StringComparison.OrdinalIgnoreCase))
+            silo.UseRedisReminderService(o => o.ConfigurationOptions = ConfigurationOptions.Parse(settings.ConnectionStrings.Redis!));
+        else
+            silo.UseInMemoryReminderService();
+
+        return silo;
+    }
+
+    /// <summary>Keeps Orleans' own chatter at Warning unless configuration says otherwise (Logging:LogLevel:Orleans=...).</summary>
+    public static ILoggingBuilder AddLstmOrleansLogFilters(this ILoggingBuilder logging)
+    {
+        logging.AddFilter("Orleans", LogLevel.Warning);
+        logging.AddFilter("Orleans.Runtime", LogLevel.Warning);
+        logging.AddFilter("Microsoft.Orleans", LogLevel.Warning);
+        logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        logging.AddFilter("Polly", LogLevel.Warning);
+        return logging;
+    }
+}

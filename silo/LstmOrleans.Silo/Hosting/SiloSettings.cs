@@ -1,0 +1,197 @@
+using System.Net;
+using Microsoft.Extensions.Configuration;
+
+namespace LstmOrleans.Silo.Hosting;
+
+/// <summary>
+/// Everything that configures a LstmOrleans silo, bound from configuration (appsettings.json, environment
+/// variables with the prefix <c>LSTMORLEANS_</c> and <c>__</c> as separator, command line <c>--Section:Key=value</c>).
+/// The defaults run one silo on one machine with nothing installed.
+/// </summary>
+public sealed class SiloSettings
+{
+    public ClusterSettings Cluster { get; set; } = new();
+    public StorageSettings Storage { get; set; } = new();
+    public RemindersSettings Reminders { get; set; } = new();
+    public ConnectionStringSettings ConnectionStrings { get; set; } = new();
+    public HttpSettings Http { get; set; } = new();
+    public MembershipSettings Membership { get; set; } = new();
+
+    /// <summary>Binds and validates; throws <see cref="SiloConfigurationException"/> listing every bad value.</summary>
+    public static SiloSettings Load(IConfiguration configuration)
+    {
+        var settings = new SiloSettings();
+        try
+        {
+            configuration.Bind(settings);
+        }
+        catch (InvalidOperationException ex)
+        {
+            // The binder names the key and the value it could not convert (e.g. a port that is not a number).
+            throw new SiloConfigurationException([ex.InnerException?.Message is { } inner ? $"{ex.Message} {inner}" : ex.Message]);
+        }
+        var errors = settings.Validate();
+        if (errors.Count > 0)
+            throw new SiloConfigurationException(errors);
+        return settings;
+    }
+
+    public List<string> Validate()
+    {
+        var errors = new List<string>();
+        Cluster.Validate(errors);
+        Storage.Validate(errors);
+        Reminders.Validate(errors);
+        Http.Validate(errors);
+        Membership.Validate(errors);
+        var needsRedis = Cluster.Clustering == ClusterSettings.Redis || Storage.Provider == StorageSettings.Redis
+            || Reminders.Provider == RemindersSettings.Redis;
+        if (needsRedis && string.IsNullOrWhiteSpace(ConnectionStrings.Redis))
+            errors.Add("ConnectionStrings:Redis is required when Cluster:Clustering, Storage:Provider or Reminders:Provider is 'redis'.");
+        if (Storage.Provider == StorageSettings.Postgres && string.IsNullOrWhiteSpace(ConnectionStrings.Postgres))
+            errors.Add("ConnectionStrings:Postgres is required when Storage:Provider is 'postgres'.");
+        return errors;
+    }
+
+    internal static void CheckPort(List<string> errors, string key, int port, bool allowZero = false)
+    {
+        if (port is < 0 or > 65535 || (port == 0 && !allowZero))
+            errors.Add($"{key} must be a TCP port in 1..65535; got {port}.");
+    }
+
+    internal static void CheckChoice(List<string> errors, string key, string value, params string[] allowed)
+    {
+        if (!allowed.Contains(value, StringComparer.OrdinalIgnoreCase))
+            errors.Add($"{key} must be one of {string.Join(", ", allowed)}; got '{value}'.");
+    }
+}
+
+public sealed class ClusterSettings
+{
+    public const string Localhost = "localhost";
+    public const string Redis = "redis";
+
+    /// <summary>Silos with the same ClusterId form one cluster.</summary>
+    public string ClusterId { get; set; } = "lstmorleans";
+    /// <summary>Names the application's durable state: storage keys include it, so keep it stable across deployments.</summary>
+    public string ServiceId { get; set; } = "lstmorleans";
+    /// <summary>localhost (one machine, no dependencies) or redis (membership table in Redis).</summary>
+    public string Clustering { get; set; } = Localhost;
+    public int SiloPort { get; set; } = 11111;
+    public int GatewayPort { get; set; } = 30000;
+    /// <summary>Localhost clustering only: silo port of the primary silo when several silos share one machine (0 = this silo is the primary).</summary>
+    public int PrimarySiloPort { get; set; }
+    /// <summary>Address this silo advertises to the others (Redis clustering).</summary>
+    public string AdvertisedAddress { get; set; } = "127.0.0.1";
+
+    internal bool IsRedis => string.Equals(Clustering, Redis, StringComparison.OrdinalIgnoreCase);
+
+    internal void Validate(List<string> errors)
+    {
+        if (string.IsNullOrWhiteSpace(ClusterId)) errors.Add("Cluster:ClusterId must not be empty.");
+        if (string.IsNullOrWhiteSpace(ServiceId)) errors.Add("Cluster:ServiceId must not be empty.");
+        SiloSettings.CheckChoice(errors, "Cluster:Clustering", Clustering, Localhost, Redis);
+        SiloSettings.CheckPort(errors, "Cluster:SiloPort", SiloPort);
+        SiloSettings.CheckPort(errors, "Cluster:GatewayPort", GatewayPort);
+        SiloSettings.CheckPort(errors, "Cluster:PrimarySiloPort", PrimarySiloPort, allowZero: true);
+        if (SiloPort == GatewayPort) errors.Add($"Cluster:SiloPort and Cluster:GatewayPort must differ; both are {SiloPort}.");
+        if (!IPAddress.TryParse(AdvertisedAddress, out _)) errors.Add($"Cluster:AdvertisedAddress must be an IP address; got '{AdvertisedAddress}'.");
+    }
+}
+
+public sealed class StorageSettings
+{
+    public const string Sqlite = "sqlite";
+    public const string Redis = "redis";
+    public const string Postgres = "postgres";
+    public const string Memory = "memory";
+
+    /// <summary>sqlite (embedded file in DataFolder), redis, postgres or memory (lost at shutdown).</summary>
+    public string Provider { get; set; } = Sqlite;
+    /// <summary>Folder of the embedded SQLite database, relative to the working directory unless absolute.</summary>
+    public string DataFolder { get; set; } = "./data";
+
+    internal void Validate(List<string> errors)
+    {
+        SiloSettings.CheckChoice(errors, "Storage:Provider", Provider, Sqlite, Redis, Postgres, Memory);
+        if (string.Equals(Provider, Sqlite, StringComparison.OrdinalIgnoreCase) && string.IsNullOrWhiteSpace(DataFolder))
+            errors.Add("Storage:DataFolder must not be empty when Storage:Provider is 'sqlite'.");
+    }
+}
+
+public sealed class RemindersSettings
+{
+    public const string Memory = "memory";
+    public const string Redis = "redis";
+
+    /// <summary>memory (single silo, lost at shutdown) or redis.</summary>
+    public string Provider { get; set; } = Memory;
+
+    internal void Validate(List<string> errors) =>
+        SiloSettings.CheckChoice(errors, "Reminders:Provider", Provider, Memory, Redis);
+}
+
+public sealed class ConnectionStringSettings
+{
+    /// <summary>StackExchange.Redis configuration string, e.g. <c>127.0.0.1:6379</c>.</summary>
+    public string? Redis { get; set; }
+    /// <summary>Npgsql connection string.</summary>
+    public string? Postgres { get; set; }
+}
+
+public sealed class HttpSettings
+{
+    /// <summary>Where the HTTP API listens; loopback only by default.</summary>
+    public string Urls { get; set; } = "http://127.0.0.1:5080";
+    /// <summary>When set, every API call except /healthz and /readyz needs the header X-Api-Key with this value.</summary>
+    public string? ApiKey { get; set; }
+    /// <summary>Largest accepted request body; larger requests get 413.</summary>
+    public long MaxRequestBodyBytes { get; set; } = 4 * 1024 * 1024;
+    /// <summary>Most observations in one ingest request.</summary>
+    public int MaxBatchSize { get; set; } = 50_000;
+
+    internal void Validate(List<string> errors)
+    {
+        foreach (var url in Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
+                errors.Add($"Http:Urls must be ';'-separated http(s) URLs; got '{url}'.");
+        if (MaxRequestBodyBytes is < 1024 or > 1L << 30) errors.Add($"Http:MaxRequestBodyBytes must be in 1024..1073741824; got {MaxRequestBodyBytes}.");
+        if (MaxBatchSize is < 1 or > 10_000_000) errors.Add($"Http:MaxBatchSize must be in 1..10000000; got {MaxBatchSize}.");
+    }
+}
+
+/// <summary>
+/// Failure detection. Orleans' defaults take ~18 s to declare a killed silo dead (10 s probe timeout, 3 missed
+/// probes). These defaults (500 ms probes, 2 missed) declare a killed process dead in about 1-2 s on a loopback
+/// or LAN cluster, at the cost of more false suspicions on a congested network: raise them there.
+/// </summary>
+public sealed class MembershipSettings
+{
+    /// <summary>ClusterMembershipOptions.ProbeTimeout: interval and timeout of each liveness probe.</summary>
+    public TimeSpan ProbeTimeout { get; set; } = TimeSpan.FromMilliseconds(500);
+    /// <summary>ClusterMembershipOptions.NumMissedProbesLimit: missed probes before a silo votes its target dead.</summary>
+    public int NumMissedProbesLimit { get; set; } = 2;
+    /// <summary>ClusterMembershipOptions.NumVotesForDeathDeclaration (capped by Orleans at the number of live silos).</summary>
+    public int NumVotesForDeathDeclaration { get; set; } = 2;
+    /// <summary>ClusterMembershipOptions.TableRefreshTimeout: how often each silo re-reads the membership table.</summary>
+    public TimeSpan TableRefreshTimeout { get; set; } = TimeSpan.FromSeconds(2);
+    /// <summary>ClusterMembershipOptions.IAmAliveTablePublishTimeout.</summary>
+    public TimeSpan IAmAliveTablePublishTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    internal void Validate(List<string> errors)
+    {
+        if (ProbeTimeout < TimeSpan.FromMilliseconds(100) || ProbeTimeout > TimeSpan.FromMinutes(5))
+            errors.Add($"Membership:ProbeTimeout must be between 00:00:00.1 and 00:05:00; got {ProbeTimeout}.");
+        if (NumMissedProbesLimit is < 1 or > 100) errors.Add($"Membership:NumMissedProbesLimit must be in 1..100; got {NumMissedProbesLimit}.");
+        if (NumVotesForDeathDeclaration is < 1 or > 100) errors.Add($"Membership:NumVotesForDeathDeclaration must be in 1..100; got {NumVotesForDeathDeclaration}.");
+        if (TableRefreshTimeout < TimeSpan.FromMilliseconds(100)) errors.Add($"Membership:TableRefreshTimeout must be at least 00:00:00.1; got {TableRefreshTimeout}.");
+        if (IAmAliveTablePublishTimeout < TimeSpan.FromSeconds(1)) errors.Add($"Membership:IAmAliveTablePublishTimeout must be at least 00:00:01; got {IAmAliveTablePublishTimeout}.");
+    }
+}
+
+/// <summary>Configuration that cannot run; the message lists every problem, one a line.</summary>
+public sealed class SiloConfigurationException(IReadOnlyList<string> errors)
+    : Exception("Invalid configuration:" + Environment.NewLine + string.Join(Environment.NewLine, errors.Select(e => "  - " + e)))
+{
+    public IReadOnlyList<string> Errors { get; } = errors;
+}

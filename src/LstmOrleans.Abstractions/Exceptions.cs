@@ -1,0 +1,59 @@
+namespace LstmOrleans.Abstractions;
+
+/// <summary>Why an observation or batch was rejected.</summary>
+public enum RejectionReason
+{
+    NonFiniteValue = 1,
+    WrongLength = 2,
+    TimestampBackwards = 3,
+    BatchTooLarge = 4,
+    BatchOutOfOrder = 5,
+    Empty = 6,
+    MissingValues = 7,
+}
+
+/// <summary>
+/// An observation or batch was rejected; nothing in the stream changed. Serializable, so callers across the
+/// cluster see the type, reason and message.
+/// </summary>
+[GenerateSerializer, Alias("lstm.ObservationRejectedException")]
+public sealed class ObservationRejectedException : ArgumentException
+{
+    public ObservationRejectedException(RejectionReason reason, string message, long? sequence = null)
+        : base(message)
+    {
+        Reason = reason;
+        Sequence = sequence;
+    }
+
+    [Id(0)] public RejectionReason Reason { get; private set; }
+
+    /// <summary>Sequence number of the offending observation, when one is to blame.</summary>
+    [Id(1)] public long? Sequence { get; private set; }
+}
+
+/// <summary>The named model does not exist (it was never created). Nothing changed.</summary>
+[GenerateSerializer, Alias("lstm.ModelNotFoundException")]
+public sealed class ModelNotFoundException : InvalidOperationException
+{
+    public ModelNotFoundException(string modelName)
+        : base($"Model '{modelName}' does not exist; create it first.")
+    {
+        ModelName = modelName;
+    }
+
+    [Id(0)] public string ModelName { get; private set; }
+}
+
+/// <summary>A model operation was invalid (bad config, wrong parameter count, unknown version...). Nothing changed.</summary>
+[GenerateSerializer, Alias("lstm.ModelOperationException")]
+public sealed class ModelOperationException : InvalidOperationException
+{
+    public ModelOperationException(string modelName, string message)
+        : base(message)
+    {
+        ModelName = modelName;
+    }
+
+    [Id(0)] public string ModelName { get; private set; }
+}

@@ -1,0 +1,59 @@
+using Orleans.Concurrency;
+
+namespace LstmOrleans.Abstractions;
+
+/// <summary>
+/// A named model (key = model name): its configuration and its versions of shared weights. Every silo caches the
+/// active version locally; the model grain pushes new versions to the caches through <see cref="IModelWeightsObserver"/>.
+/// Every call except <see cref="CreateAsync"/> throws <see cref="ModelNotFoundException"/> until the model is created.
+/// </summary>
+[Alias("lstm.IModelGrain")]
+public interface IModelGrain : IGrainWithStringKey
+{
+    /// <summary>
+    /// Creates the model and publishes version 1 with initial weights drawn from <see cref="ModelConfig.Seed"/>.
+    /// Idempotent when called again with an equal config; a different config throws <see cref="ModelOperationException"/>.
+    /// </summary>
+    [Alias("Create")]
+    Task<ModelInfo> CreateAsync(ModelConfig config);
+
+    [Alias("GetInfo")]
+    Task<ModelInfo> GetInfoAsync();
+
+    /// <summary>Stores a new version (parameter count must match the config, all finite); returns its number.</summary>
+    [Alias("Publish")]
+    Task<long> PublishAsync(PublishRequest request);
+
+    /// <summary>Makes a retained version the active one (rollback or roll forward) and pushes it to every silo.</summary>
+    [Alias("Activate")]
+    Task<ModelInfo> ActivateAsync(long version);
+
+    [Alias("GetActiveWeights")]
+    Task<ModelWeights> GetActiveWeightsAsync();
+
+    [Alias("GetWeights")]
+    Task<ModelWeights> GetWeightsAsync(long version);
+
+    /// <summary>Retained versions, oldest first.</summary>
+    [Alias("ListVersions")]
+    Task<ModelVersionInfo[]> ListVersionsAsync();
+
+    /// <summary>
+    /// Registers (or refreshes) a silo cache's observer; registrations expire unless renewed. Returns the active
+    /// version and epoch so a cache that missed a push can catch up.
+    /// </summary>
+    [Alias("Subscribe")]
+    Task<ModelActivation> SubscribeAsync(IModelWeightsObserver observer);
+
+    [Alias("Unsubscribe")]
+    Task UnsubscribeAsync(IModelWeightsObserver observer);
+}
+
+/// <summary>Receives a model's newly active weights (one observer per silo cache).</summary>
+[Alias("lstm.IModelWeightsObserver")]
+public interface IModelWeightsObserver : IGrainObserver
+{
+    /// <summary>One-way, so a slow or dead silo never holds up a publish.</summary>
+    [OneWay, Alias("WeightsActivated")]
+    Task WeightsActivated(ModelWeights weights);
+}

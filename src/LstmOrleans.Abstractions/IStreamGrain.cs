@@ -1,0 +1,68 @@
+namespace LstmOrleans.Abstractions;
+
+/// <summary>
+/// One sensor stream (key = stream id, e.g. "plant-7/boiler-3/temp"). Holds its own LSTM state durably and advances
+/// exactly one LSTM step per accepted observation, with the shared weights of the model it is bound to.
+/// Also fed by Orleans streams: observations published on (<see cref="LstmOrleansNames.StreamProviderName"/>,
+/// <see cref="LstmOrleansNames.ObservationStreamNamespace"/>, key) are ingested with the same rules.
+/// </summary>
+[Alias("lstm.IStreamGrain")]
+public interface IStreamGrain : IGrainWithStringKey
+{
+    /// <summary>
+    /// Binds the stream to a model (null = <see cref="LstmOrleansNames.DefaultModelName"/>). Rebinding to another
+    /// model clears the stream's learned state (its shape may differ) but keeps sequence/timestamp ordering.
+    /// Throws <see cref="ModelNotFoundException"/> for an unknown model.
+    /// </summary>
+    [Alias("Bind")]
+    Task<StreamSummary> BindAsync(string? modelName);
+
+    /// <summary>
+    /// Applies one observation: exactly one LSTM step unless it is a duplicate. Returns after the new state is
+    /// durable (unless the silo is configured to persist less often). Throws <see cref="ObservationRejectedException"/>
+    /// or <see cref="ModelNotFoundException"/> and changes nothing when the observation is invalid.
+    /// </summary>
+    [Alias("Ingest")]
+    Task<StepResult> IngestAsync(Observation observation);
+
+    /// <summary>
+    /// Applies observations in order, all or nothing: every element is validated first, the steps are computed on
+    /// copies and the state is committed once. Sequence numbers must increase strictly within the batch; elements
+    /// at or below the last accepted sequence are reported as duplicates and skipped. One result per element.
+    /// </summary>
+    [Alias("IngestBatch")]
+    Task<StepResult[]> IngestBatchAsync(Observation[] observations);
+
+    /// <summary>The current forecast (after the last accepted observation), or null before the first step.</summary>
+    [Alias("GetPrediction")]
+    Task<StepResult?> GetPredictionAsync();
+
+    [Alias("GetSummary")]
+    Task<StreamSummary> GetSummaryAsync();
+
+    /// <summary>The full durable state (h, c, normalisation and error statistics).</summary>
+    [Alias("GetState")]
+    Task<StreamStateSnapshot> GetStateAsync();
+
+    /// <summary>Up to <paramref name="maxCount"/> most recent accepted observations, oldest first.</summary>
+    [Alias("GetHistory")]
+    Task<Observation[]> GetHistoryAsync(int maxCount);
+
+    /// <summary>
+    /// Up to <paramref name="maxCount"/> most recent inputs exactly as the LSTM saw them (normalised), oldest first,
+    /// with the current normalisation statistics; read by the model's training grain.
+    /// </summary>
+    [Alias("GetTrainingWindow")]
+    Task<StreamTrainingWindow> GetTrainingWindowAsync(int maxCount);
+
+    /// <summary>
+    /// Forgets everything the stream learned (h, c, statistics, history, sequence and timestamp) but keeps its model
+    /// binding; afterwards any sequence number is accepted again.
+    /// </summary>
+    [Alias("Reset")]
+    Task ResetAsync();
+
+    /// <summary>Removes the stream's stored state and deactivates it.</summary>
+    [Alias("Delete")]
+    Task DeleteAsync();
+}

@@ -1,0 +1,23 @@
+namespace LstmOrleans.Abstractions;
+
+/// <summary>Names shared by the grains, the silo host and the client.</summary>
+public static class LstmOrleansNames
+{
+    /// <summary>
+    /// Grain storage provider name used by every grain's <c>[PersistentState(..., "lstm")]</c>.
+    /// The silo maps it to SQLite, Redis, PostgreSQL or memory storage.
+    /// </summary>
+    public const string StorageName = "lstm";
+
+    /// <summary>Orleans stream provider name the stream grains consume from.</summary>
+    public const string StreamProviderName = "sensors";
+
+    /// <summary>
+    /// Stream namespace for observations. Publishing an <see cref="Observation"/> on stream
+    /// (<see cref="ObservationStreamNamespace"/>, stream key) feeds the <see cref="IStreamGrain"/> with that key.
+    /// </summary>
+    public const string ObservationStreamNamespace = "sensor-observations";
+
+    /// <summary>Model a stream binds to when it receives data before any explicit bind.</summary>
+    public const string DefaultModelName = "default";
+}

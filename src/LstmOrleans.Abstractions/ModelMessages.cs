@@ -1,0 +1,86 @@
+namespace LstmOrleans.Abstractions;
+
+/// <summary>How a stream normalises its inputs before the LSTM step.</summary>
+public enum NormalizationMode
+{
+    /// <summary>Values go into the LSTM as they are.</summary>
+    None = 0,
+
+    /// <summary>
+    /// Per stream, per feature running mean and variance (Welford) over the data seen so far, including the
+    /// current observation and nothing later: x_norm = (x - mean) / std. Predictions are de-normalised with the
+    /// target feature's statistics at the same step.
+    /// </summary>
+    RunningZScore = 1,
+}
+
+/// <summary>
+/// Shape and behaviour of a model, fixed at creation.
+/// </summary>
+/// <param name="InputSize">D, features per observation.</param>
+/// <param name="HiddenSize">H.</param>
+/// <param name="Layers">L.</param>
+/// <param name="Horizons">K, forecasts per step (1..K observations ahead).</param>
+/// <param name="Features">Names of the D features (optional; empty means unnamed).</param>
+/// <param name="TargetIndex">Which feature is predicted.</param>
+/// <param name="Normalization">Input normalisation applied by every stream of the model.</param>
+/// <param name="Seed">Seed of the initial weights (version 1).</param>
+[GenerateSerializer, Immutable, Alias("lstm.ModelConfig")]
+public sealed record ModelConfig(
+    [property: Id(0)] int InputSize,
+    [property: Id(1)] int HiddenSize,
+    [property: Id(2)] int Layers,
+    [property: Id(3)] int Horizons,
+    [property: Id(4)] string[] Features,
+    [property: Id(5)] int TargetIndex = 0,
+    [property: Id(6)] NormalizationMode Normalization = NormalizationMode.RunningZScore,
+    [property: Id(7)] int Seed = 0);
+
+/// <summary>One published version of a model's weights (without the weights).</summary>
+[GenerateSerializer, Immutable, Alias("lstm.ModelVersionInfo")]
+public sealed record ModelVersionInfo(
+    [property: Id(0)] long Version,
+    [property: Id(1)] DateTimeOffset PublishedAt,
+    [property: Id(2)] string? Description,
+    [property: Id(3)] IReadOnlyDictionary<string, string> Metadata,
+    [property: Id(4)] int ParameterCount);
+
+/// <summary>What a caller attaches to a published version.</summary>
+[GenerateSerializer, Immutable, Alias("lstm.PublishRequest")]
+public sealed record PublishRequest(
+    [property: Id(0)] float[] Parameters,
+    [property: Id(1)] string? Description = null,
+    [property: Id(2)] IReadOnlyDictionary<string, string>? Metadata = null,
+    [property: Id(3)] bool Activate = true);
+
+/// <summary>Summary of a model.</summary>
+[GenerateSerializer, Immutable, Alias("lstm.ModelInfo")]
+public sealed record ModelInfo(
+    [property: Id(0)] string Name,
+    [property: Id(1)] ModelConfig Config,
+    [property: Id(2)] long ActiveVersion,
+    [property: Id(3)] long LatestVersion,
+    [property: Id(4)] int RetainedVersions,
+    [property: Id(5)] DateTimeOffset CreatedAt,
+    [property: Id(6)] int ParameterCount);
+
+/// <summary>
+/// A version of a model's weights: the flat parameter vector in <c>LstmParameters</c> layout.
+/// <see cref="Epoch"/> is the activation epoch when these weights are (or were) the active ones.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("lstm.ModelWeights")]
+public sealed record ModelWeights(
+    [property: Id(0)] string ModelName,
+    [property: Id(1)] long Version,
+    [property: Id(2)] ModelConfig Config,
+    [property: Id(3)] float[] Parameters,
+    [property: Id(4)] long Epoch = 0);
+
+/// <summary>
+/// Which version is active, and the activation epoch: a counter the model grain increases on every publish or
+/// activation, so caches can tell a newer activation from an older one even after a rollback.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("lstm.ModelActivation")]
+public sealed record ModelActivation(
+    [property: Id(0)] long Version,
+    [property: Id(1)] long Epoch);

@@ -1,0 +1,48 @@
+using LstmOrleans.Grains;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+
+namespace Orleans.Hosting;
+
+/// <summary>Registers what the LstmOrleans grains need on a silo.</summary>
+public static class LstmOrleansSiloBuilderExtensions
+{
+    /// <summary>
+    /// Adds the per-silo <see cref="ModelWeightsCache"/> and the grains' options. The silo still has to provide a grain
+    /// storage named <c>LstmOrleansNames.StorageName</c> ("lstm") and, for the Orleans streams ingestion path, a
+    /// stream provider named <c>LstmOrleansNames.StreamProviderName</c> ("sensors") plus its "PubSubStore".
+    /// </summary>
+    public static ISiloBuilder AddLstmOrleans(
+        this ISiloBuilder builder,
+        Action<StreamGrainOptions>? configureStreams = null,
+        Action<ModelGrainOptions>? configureModels = null,
+        Action<ModelWeightsCacheOptions>? configureCache = null)
+    {
+        builder.Services.AddLstmOrleans(configureStreams, configureModels, configureCache);
+        return builder;
+    }
+
+    /// <inheritdoc cref="AddLstmOrleans(ISiloBuilder, Action{StreamGrainOptions}?, Action{ModelGrainOptions}?, Action{ModelWeightsCacheOptions}?)"/>
+    public static IServiceCollection AddLstmOrleans(
+        this IServiceCollection services,
+        Action<StreamGrainOptions>? configureStreams = null,
+        Action<ModelGrainOptions>? configureModels = null,
+        Action<ModelWeightsCacheOptions>? configureCache = null)
+    {
+        var streams = services.AddOptions<StreamGrainOptions>().ValidateOnStart();
+        if (configureStreams is not null) streams.Configure(configureStreams);
+        var models = services.AddOptions<ModelGrainOptions>().ValidateOnStart();
+        if (configureModels is not null) models.Configure(configureModels);
+        var cache = services.AddOptions<ModelWeightsCacheOptions>().ValidateOnStart();
+        if (configureCache is not null) cache.Configure(configureCache);
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<StreamGrainOptions>, StreamGrainOptionsValidator>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ModelGrainOptions>, ModelGrainOptionsValidator>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ModelWeightsCacheOptions>, ModelWeightsCacheOptionsValidator>());
+
+        if (services.Any(d => d.ServiceType == typeof(ModelWeightsCache))) return services;
+        services.AddSingleton<ModelWeightsCache>();
+        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<ModelWeightsCache>());
+        return services;
+    }
+}

@@ -1,0 +1,277 @@
+using LstmOrleans.Abstractions;
+using LstmOrleans.Lstm;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Orleans.Utilities;
+
+namespace LstmOrleans.Grains;
+
+/// <summary>Durable state of a model grain.</summary>
+[GenerateSerializer, Alias("lstm.ModelState")]
+public sealed class ModelState
+{
+    [Id(0)] public ModelConfig? Config { get; set; }
+    [Id(1)] public DateTimeOffset CreatedAt { get; set; }
+    [Id(2)] public long ActiveVersion { get; set; }
+    [Id(3)] public long LatestVersion { get; set; }
+    /// <summary>Increases on every publish or activation; orders pushes to the silo caches.</summary>
+    [Id(4)] public long Epoch { get; set; }
+    /// <summary>Retained versions, oldest first.</summary>
+    [Id(5)] public List<ModelVersionRecord> Versions { get; set; } = [];
+}
+
+/// <summary>One stored version.</summary>
+[GenerateSerializer, Alias("lstm.ModelVersionRecord")]
+public sealed class ModelVersionRecord
+{
+    [Id(0)] public long Version { get; set; }
+    [Id(1)] public DateTimeOffset PublishedAt { get; set; }
+    [Id(2)] public string? Description { get; set; }
+    [Id(3)] public Dictionary<string, string> Metadata { get; set; } = [];
+    /// <summary>[P] flat parameters in LstmParameters layout.</summary>
+    [Id(4)] public float[] Parameters { get; set; } = [];
+}
+
+/// <summary>
+/// A model's configuration and weight versions. Pushes every newly active version to the silo caches that
+/// registered an observer (registrations expire unless renewed by the caches' refresh loop).
+/// </summary>
+public sealed partial class ModelGrain : Grain, IModelGrain
+{
+    private readonly IPersistentState<ModelState> _state;
+    private readonly ModelGrainOptions _options;
+    private readonly ILogger<ModelGrain> _logger;
+    private readonly ObserverManager<IModelWeightsObserver> _observers;
+
+    public ModelGrain(
+        [PersistentState("model", LstmOrleansNames.StorageName)] IPersistentState<ModelState> state,
+        IOptions<ModelGrainOptions> options,
+        ILogger<ModelGrain> logger)
+    {
+        _state = state;
+        _options = options.Value;
+        _logger = logger;
+        _observers = new ObserverManager<IModelWeightsObserver>(_options.ObserverExpiry, logger);
+    }
+
+    private string Name => this.GetPrimaryKeyString();
+
+    public async Task<ModelInfo> CreateAsync(ModelConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var normalized = Validate(Name, config);
+        if (_state.State.Config is { } existing)
+        {
+            if (!SameConfig(existing, normalized))
+                throw new ModelOperationException(Name, $"Model '{Name}' already exists with a different configuration.");
+            return Info();
+        }
+
+        var parameters = LstmParameters.InitializeUniform(ToLstmConfig(normalized), normalized.Seed);
+        var now = DateTimeOffset.UtcNow;
+        var state = new ModelState
+        {
+            Config = normalized,
+            CreatedAt = now,
+            ActiveVersion = 1,
+            LatestVersion = 1,
+            Epoch = 1,
+            Versions = [new ModelVersionRecord { Version = 1, PublishedAt = now, Description = $"initial weights (seed {normalized.Seed})", Parameters = parameters.Data }],
+        };
+        await CommitAsync(state);
+        LogCreated(Name, normalized.InputSize, normalized.HiddenSize, normalized.Layers, normalized.Horizons);
+        return Info();
+    }
+
+    public Task<ModelInfo> GetInfoAsync()
+    {
+        RequireCreated();
+        return Task.FromResult(Info());
+    }
+
+    public async Task<long> PublishAsync(PublishRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var config = RequireCreated();
+        long expected = LstmParameters.CountFor(ToLstmConfig(config));
+        if (request.Parameters is null || request.Parameters.Length != expected)
+            throw new ModelOperationException(Name, $"Model '{Name}' expects {expected} parameters, got {request.Parameters?.Length ?? 0}.");
+        foreach (float v in request.Parameters)
+            if (!float.IsFinite(v))
+                throw new ModelOperationException(Name, $"Parameters for model '{Name}' contain NaN or infinite values.");
+
+        var current = _state.State;
+        long version = current.LatestVersion + 1;
+        var versions = new List<ModelVersionRecord>(current.Versions)
+        {
+            new()
+            {
+                Version = version,
+                PublishedAt = DateTimeOffset.UtcNow,
+                Description = request.Description,
+                Metadata = request.Metadata is null ? [] : new Dictionary<string, string>(request.Metadata),
+                Parameters = (float[])request.Parameters.Clone(),
+            },
+        };
+        long active = request.Activate ? version : current.ActiveVersion;
+        Prune(versions, active);
+        var next = new ModelState
+        {
+            Config = current.Config,
+            CreatedAt = current.CreatedAt,
+            ActiveVersion = active,
+            LatestVersion = version,
+            Epoch = request.Activate ? current.Epoch + 1 : current.Epoch,
+            Versions = versions,
+        };
+        await CommitAsync(next);
+        LogPublished(Name, version, request.Activate);
+        if (request.Activate) await PushActiveAsync();
+        return version;
+    }
+
+    public async Task<ModelInfo> ActivateAsync(long version)
+    {
+        RequireCreated();
+        var current = _state.State;
+        if (current.Versions.All(v => v.Version != version))
+            throw new ModelOperationException(Name, $"Model '{Name}' has no retained version {version}.");
+        if (current.ActiveVersion == version) return Info();
+        var next = new ModelState
+        {
+            Config = current.Config,
+            CreatedAt = current.CreatedAt,
+            ActiveVersion = version,
+            LatestVersion = current.LatestVersion,
+            Epoch = current.Epoch + 1,
+            Versions = current.Versions,
+        };
+        await CommitAsync(next);
+        LogActivated(Name, version);
+        await PushActiveAsync();
+        return Info();
+    }
+
+    public Task<ModelWeights> GetActiveWeightsAsync()
+    {
+        RequireCreated();
+        return Task.FromResult(Weights(_state.State.ActiveVersion));
+    }
+
+    public Task<ModelWeights> GetWeightsAsync(long version)
+    {
+        RequireCreated();
+        if (_state.State.Versions.All(v => v.Version != version))
+            throw new ModelOperationException(Name, $"Model '{Name}' has no retained version {version}.");
+        return Task.FromResult(Weights(version));
+    }
+
+    public Task<ModelVersionInfo[]> ListVersionsAsync()
+    {
+        RequireCreated();
+        return Task.FromResult(_state.State.Versions
+            .Select(v => new ModelVersionInfo(v.Version, v.PublishedAt, v.Description, new Dictionary<string, string>(v.Metadata), v.Parameters.Length))
+            .ToArray());
+    }
+
+    public Task<ModelActivation> SubscribeAsync(IModelWeightsObserver observer)
+    {
+        ArgumentNullException.ThrowIfNull(observer);
+        RequireCreated();
+        _observers.Subscribe(observer, observer);
+        return Task.FromResult(new ModelActivation(_state.State.ActiveVersion, _state.State.Epoch));
+    }
+
+    public Task UnsubscribeAsync(IModelWeightsObserver observer)
+    {
+        _observers.Unsubscribe(observer);
+        return Task.CompletedTask;
+    }
+
+    private async Task PushActiveAsync()
+    {
+        var weights = Weights(_state.State.ActiveVersion);
+        // Failed observers are dropped by the manager; their caches re-register and catch up on their next refresh.
+        await _observers.Notify(o => o.WeightsActivated(weights));
+    }
+
+    private ModelWeights Weights(long version)
+    {
+        var s = _state.State;
+        var record = s.Versions.First(v => v.Version == version);
+        // The stored array is never mutated after it is written, so it can be handed out as immutable.
+        return new ModelWeights(Name, version, s.Config!, record.Parameters, version == s.ActiveVersion ? s.Epoch : 0);
+    }
+
+    private ModelInfo Info()
+    {
+        var s = _state.State;
+        var config = s.Config!;
+        return new ModelInfo(Name, config, s.ActiveVersion, s.LatestVersion, s.Versions.Count, s.CreatedAt,
+            (int)LstmParameters.CountFor(ToLstmConfig(config)));
+    }
+
+    private ModelConfig RequireCreated() => _state.State.Config ?? throw new ModelNotFoundException(Name);
+
+    /// <summary>Writes <paramref name="next"/>; on failure the activation is dropped so state reloads from storage.</summary>
+    private async Task CommitAsync(ModelState next)
+    {
+        var previous = _state.State;
+        _state.State = next;
+        try
+        {
+            await _state.WriteStateAsync();
+        }
+        catch
+        {
+            _state.State = previous;
+            DeactivateOnIdle();
+            throw;
+        }
+    }
+
+    private void Prune(List<ModelVersionRecord> versions, long active)
+    {
+        while (versions.Count > _options.MaxRetainedVersions)
+        {
+            int oldest = versions.FindIndex(v => v.Version != active);
+            versions.RemoveAt(oldest);
+        }
+    }
+
+    internal static LstmConfig ToLstmConfig(ModelConfig c) => new(c.InputSize, c.HiddenSize, c.Layers, c.Horizons);
+
+    private static ModelConfig Validate(string name, ModelConfig config)
+    {
+        try
+        {
+            ToLstmConfig(config).Validate();
+        }
+        catch (ArgumentException e)
+        {
+            throw new ModelOperationException(name, $"Invalid configuration for model '{name}': {e.Message}");
+        }
+        var features = config.Features ?? [];
+        if (features.Length != 0 && features.Length != config.InputSize)
+            throw new ModelOperationException(name, $"Model '{name}' has {config.InputSize} inputs but {features.Length} feature names.");
+        if (config.TargetIndex < 0 || config.TargetIndex >= config.InputSize)
+            throw new ModelOperationException(name, $"Target index {config.TargetIndex} is outside the {config.InputSize} inputs of model '{name}'.");
+        if (!Enum.IsDefined(config.Normalization))
+            throw new ModelOperationException(name, $"Unknown normalisation mode {(int)config.Normalization} for model '{name}'.");
+        return config with { Features = features };
+    }
+
+    private static bool SameConfig(ModelConfig a, ModelConfig b) =>
+        a.InputSize == b.InputSize && a.HiddenSize == b.HiddenSize && a.Layers == b.Layers && a.Horizons == b.Horizons
+        && a.TargetIndex == b.TargetIndex && a.Normalization == b.Normalization && a.Seed == b.Seed
+        && a.Features.AsSpan().SequenceEqual(b.Features);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} created: D={InputSize} H={HiddenSize} L={Layers} K={Horizons}")]
+    private partial void LogCreated(string model, int inputSize, int hiddenSize, int layers, int horizons);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} published version {Version} (activated: {Activated})")]
+    private partial void LogPublished(string model, long version, bool activated);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} activated version {Version}")]
+    private partial void LogActivated(string model, long version);
+}

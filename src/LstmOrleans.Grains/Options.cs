@@ -1,0 +1,90 @@
+using Microsoft.Extensions.Options;
+
+namespace LstmOrleans.Grains;
+
+/// <summary>Behaviour of every stream grain on a silo.</summary>
+public sealed class StreamGrainOptions
+{
+    /// <summary>
+    /// Write the stream's state after this many accepted steps. 1 (the default) means every acknowledged observation
+    /// is durable before the call returns. Larger values trade durability for speed: after a crash up to N - 1
+    /// acknowledged steps are lost (callers may resend them; they are accepted again because the stored sequence
+    /// number is older).
+    /// </summary>
+    public int PersistEverySteps { get; set; } = 1;
+
+    /// <summary>
+    /// When positive, also write once this much time has passed since the last write (checked on each step and by a
+    /// timer while unsaved steps exist). Only meaningful with <see cref="PersistEverySteps"/> &gt; 1.
+    /// </summary>
+    public TimeSpan PersistInterval { get; set; } = TimeSpan.Zero;
+
+    /// <summary>Observations kept per stream (ring buffer), used for training windows and for re-warming after a weights change.</summary>
+    public int HistoryCapacity { get; set; } = 512;
+
+    /// <summary>Largest batch accepted by IngestBatch.</summary>
+    public int MaxBatchSize { get; set; } = 1024;
+
+    /// <summary>Half-width of the prediction interval in multiples of the RMSE (1.96 ~ 95 % for Gaussian errors).</summary>
+    public double IntervalZ { get; set; } = 1.96;
+
+    /// <summary>Weight of the newest squared error in the per-horizon EWMA.</summary>
+    public double ErrorSmoothing { get; set; } = 0.05;
+
+    /// <summary>Batches with at least this many steps (or any re-warm replay) are computed off the grain scheduler.</summary>
+    public int OffloadThreshold { get; set; } = 32;
+}
+
+/// <summary>Behaviour of the model grains.</summary>
+public sealed class ModelGrainOptions
+{
+    /// <summary>Versions retained for rollback (the active one is never dropped).</summary>
+    public int MaxRetainedVersions { get; set; } = 16;
+
+    /// <summary>A silo cache's observer registration lapses after this long without renewal.</summary>
+    public TimeSpan ObserverExpiry { get; set; } = TimeSpan.FromMinutes(3);
+}
+
+/// <summary>Behaviour of the per-silo <see cref="ModelWeightsCache"/>.</summary>
+public sealed class ModelWeightsCacheOptions
+{
+    /// <summary>
+    /// How often the cache renews its observer registrations and checks each cached model's active version, so a
+    /// silo that missed a push catches up. Keep well below <see cref="ModelGrainOptions.ObserverExpiry"/>.
+    /// </summary>
+    public TimeSpan RefreshInterval { get; set; } = TimeSpan.FromSeconds(30);
+}
+
+internal sealed class StreamGrainOptionsValidator : IValidateOptions<StreamGrainOptions>
+{
+    public ValidateOptionsResult Validate(string? name, StreamGrainOptions options)
+    {
+        var errors = new List<string>();
+        if (options.PersistEverySteps < 1) errors.Add($"{nameof(options.PersistEverySteps)} must be at least 1.");
+        if (options.PersistInterval < TimeSpan.Zero) errors.Add($"{nameof(options.PersistInterval)} must not be negative.");
+        if (options.HistoryCapacity < 1 || options.HistoryCapacity > 1_000_000) errors.Add($"{nameof(options.HistoryCapacity)} must be between 1 and 1000000.");
+        if (options.MaxBatchSize < 1) errors.Add($"{nameof(options.MaxBatchSize)} must be at least 1.");
+        if (!(options.IntervalZ >= 0) || double.IsInfinity(options.IntervalZ)) errors.Add($"{nameof(options.IntervalZ)} must be a finite number >= 0.");
+        if (!(options.ErrorSmoothing > 0 && options.ErrorSmoothing <= 1)) errors.Add($"{nameof(options.ErrorSmoothing)} must be in (0, 1].");
+        if (options.OffloadThreshold < 1) errors.Add($"{nameof(options.OffloadThreshold)} must be at least 1.");
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}
+
+internal sealed class ModelGrainOptionsValidator : IValidateOptions<ModelGrainOptions>
+{
+    public ValidateOptionsResult Validate(string? name, ModelGrainOptions options)
+    {
+        if (options.MaxRetainedVersions < 1) return ValidateOptionsResult.Fail($"{nameof(options.MaxRetainedVersions)} must be at least 1.");
+        if (options.ObserverExpiry <= TimeSpan.Zero) return ValidateOptionsResult.Fail($"{nameof(options.ObserverExpiry)} must be positive.");
+        return ValidateOptionsResult.Success;
+    }
+}
+
+internal sealed class ModelWeightsCacheOptionsValidator : IValidateOptions<ModelWeightsCacheOptions>
+{
+    public ValidateOptionsResult Validate(string? name, ModelWeightsCacheOptions options) =>
+        options.RefreshInterval > TimeSpan.Zero
+            ? ValidateOptionsResult.Success
+            : ValidateOptionsResult.Fail($"{nameof(options.RefreshInterval)} must be positive.");
+}

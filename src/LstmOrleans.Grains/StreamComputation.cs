@@ -1,0 +1,216 @@
+using LstmOrleans.Abstractions;
+
+namespace LstmOrleans.Grains;
+
+/// <summary>
+/// The arithmetic of a stream, on a <see cref="StreamState"/> with no Orleans in sight, so the grain stays a thin
+/// shell of validation, persistence and scheduling.
+///
+/// Normalisation (<see cref="NormalizationMode.RunningZScore"/>): on each accepted observation the per-feature
+/// running mean and population variance are first updated with it (Welford), then
+/// x_norm[i] = (x[i] - mean[i]) / std[i], with std = sqrt(M2 / n), or 1 while that variance is below 1e-12 (the first
+/// observation, or a constant feature). Statistics come only from observations already received (this one
+/// included), never later ones. The head's outputs are de-normalised with the target feature's statistics of the
+/// same step: prediction = y * std[target] + mean[target].
+/// </summary>
+internal static class StreamComputation
+{
+    private const double MinVariance = 1e-12;
+
+    /// <summary>(Re)binds <paramref name="s"/> to a model: fresh learned state, ordering (sequence, timestamp) kept.</summary>
+    public static void Bind(StreamState s, CachedModel model, int historyCapacity)
+    {
+        var config = model.Config;
+        int d = config.InputSize, k = config.Horizons, n = historyCapacity;
+        int stateSize = config.Layers * config.HiddenSize;
+        s.ModelName = model.Name;
+        s.WeightsVersion = model.Version;
+        s.InputSize = d;
+        s.Horizons = k;
+        s.Hidden = new float[stateSize];
+        s.Cell = new float[stateSize];
+        s.StepCount = 0;
+        s.NormCount = 0;
+        s.Mean = new double[d];
+        s.M2 = new double[d];
+        s.HistoryCapacity = n;
+        s.HistoryStart = 0;
+        s.HistoryCount = 0;
+        s.HistorySequences = new long[n];
+        s.HistoryTicks = new long[n];
+        s.HistoryValues = new float[n * d];
+        s.HistoryInputs = new float[n * d];
+        s.ErrorMeanSquare = new double[k];
+        s.ErrorSamples = new long[k];
+        s.Pending = new float[k * k];
+        s.Latest = null;
+    }
+
+    /// <summary>Throws <see cref="ObservationRejectedException"/> unless the observation has D finite values.</summary>
+    public static void ValidateValues(Observation? observation, int inputSize)
+    {
+        if (observation is null) throw new ObservationRejectedException(RejectionReason.MissingValues, "Observation is null.");
+        if (observation.Values is null)
+            throw new ObservationRejectedException(RejectionReason.MissingValues, $"Observation {observation.Sequence} has no values.", observation.Sequence);
+        if (observation.Values.Length != inputSize)
+            throw new ObservationRejectedException(RejectionReason.WrongLength,
+                $"Observation {observation.Sequence} has {observation.Values.Length} values; the model expects {inputSize}.", observation.Sequence);
+        for (int i = 0; i < inputSize; i++)
+            if (!float.IsFinite(observation.Values[i]))
+                throw new ObservationRejectedException(RejectionReason.NonFiniteValue,
+                    $"Observation {observation.Sequence} value {i} is {observation.Values[i]}; values must be finite.", observation.Sequence);
+    }
+
+    public static double NormalizationStd(StreamState s, int feature)
+    {
+        double variance = s.NormCount > 0 ? s.M2[feature] / s.NormCount : 0;
+        return variance > MinVariance ? Math.Sqrt(variance) : 1.0;
+    }
+
+    private static double RawStd(StreamState s, int feature) => s.NormCount > 0 ? Math.Sqrt(Math.Max(0, s.M2[feature] / s.NormCount)) : 0;
+
+    /// <summary>
+    /// Re-derives (h, c) for the model's current weights by replaying the stored inputs of the ring buffer from zero
+    /// state, then recomputes the newest step's forecasts (the ones the next observation is scored against).
+    /// </summary>
+    public static void Rewarm(StreamState s, CachedModel model)
+    {
+        Array.Clear(s.Hidden);
+        Array.Clear(s.Cell);
+        int d = s.InputSize, k = s.Horizons, n = s.HistoryCapacity;
+        var y = new float[k];                                           // [K]
+        for (int i = 0; i < s.HistoryCount; i++)
+        {
+            int slot = (s.HistoryStart + i) % n;
+            model.Weights.Step(s.HistoryInputs.AsSpan(slot * d, d), s.Hidden, s.Cell, y);
+        }
+        if (s.HistoryCount > 0)
+        {
+            Denormalize(s, model.Config, y);
+            y.CopyTo(s.Pending.AsSpan((int)((s.StepCount - 1) % k) * k, k));
+        }
+        s.WeightsVersion = model.Version;
+    }
+
+    /// <summary>
+    /// One accepted observation: update statistics, score the earlier forecasts that target it, take exactly one
+    /// LSTM step and record the new forecasts. The caller has validated the observation and its ordering.
+    /// </summary>
+    public static StepResult Step(StreamState s, string streamId, Observation observation, CachedModel model, StreamGrainOptions options)
+    {
+        var config = model.Config;
+        int d = s.InputSize, k = s.Horizons, n = s.HistoryCapacity, target = config.TargetIndex;
+
+        // Ring buffer slot for this observation (overwrites the oldest when full).
+        int slot;
+        if (s.HistoryCount < n) slot = (s.HistoryStart + s.HistoryCount++) % n;
+        else { slot = s.HistoryStart; s.HistoryStart = (s.HistoryStart + 1) % n; }
+        s.HistorySequences[slot] = observation.Sequence;
+        s.HistoryTicks[slot] = observation.Timestamp.UtcTicks;
+        Span<float> raw = s.HistoryValues.AsSpan(slot * d, d);        // [D]
+        Span<float> input = s.HistoryInputs.AsSpan(slot * d, d);      // [D]
+        observation.Values.AsSpan().CopyTo(raw);
+
+        // Welford update, then normalise with statistics that include this observation and nothing later.
+        long count = ++s.NormCount;
+        for (int i = 0; i < d; i++)
+        {
+            double v = raw[i];
+            double delta = v - s.Mean[i];
+            s.Mean[i] += delta / count;
+            s.M2[i] += delta * (v - s.Mean[i]);
+        }
+        if (config.Normalization == NormalizationMode.RunningZScore)
+            for (int i = 0; i < d; i++)
+                input[i] = (float)((raw[i] - s.Mean[i]) / NormalizationStd(s, i));
+        else
+            raw.CopyTo(input);
+
+        // Score the forecasts made 1..K steps ago for this step.
+        float actual = raw[target];
+        float? previousError = null;
+        double alpha = options.ErrorSmoothing;
+        for (int h = 1; h <= k && h <= s.StepCount; h++)
+        {
+            long madeAt = s.StepCount - h;
+            float forecast = s.Pending[(int)(madeAt % k) * k + (h - 1)];
+            double error = (double)actual - forecast;
+            double squared = error * error;
+            s.ErrorMeanSquare[h - 1] = s.ErrorSamples[h - 1] == 0 ? squared : (1 - alpha) * s.ErrorMeanSquare[h - 1] + alpha * squared;
+            s.ErrorSamples[h - 1]++;
+            if (h == 1) previousError = (float)error;
+        }
+
+        // Exactly one LSTM step.
+        var predictions = new float[k];                                // [K]
+        model.Weights.Step(input, s.Hidden, s.Cell, predictions);
+        Denormalize(s, config, predictions);
+        predictions.CopyTo(s.Pending.AsSpan((int)(s.StepCount % k) * k, k));
+
+        s.StepCount++;
+        s.HasSequence = true;
+        s.LastSequence = observation.Sequence;
+        s.LastTimestamp = observation.Timestamp;
+        s.WeightsVersion = model.Version;
+        var result = Forecast(s, streamId, observation.Sequence, observation.Timestamp, predictions, previousError, options.IntervalZ, target);
+        s.Latest = result;
+        return result;
+    }
+
+    private static void Denormalize(StreamState s, ModelConfig config, Span<float> y)
+    {
+        if (config.Normalization != NormalizationMode.RunningZScore) return;
+        double std = NormalizationStd(s, config.TargetIndex), mean = s.Mean[config.TargetIndex];
+        for (int i = 0; i < y.Length; i++) y[i] = (float)(y[i] * std + mean);
+    }
+
+    private static StepResult Forecast(StreamState s, string streamId, long sequence, DateTimeOffset timestamp,
+        float[] predictions, float? previousError, double z, int target)
+    {
+        int k = predictions.Length;
+        var lower = new float[k];
+        var upper = new float[k];
+        var rmse = new float[k];
+        for (int h = 0; h < k; h++)
+        {
+            double r = s.ErrorSamples[h] > 0 ? Math.Sqrt(s.ErrorMeanSquare[h]) : RawStd(s, target);
+            rmse[h] = (float)r;
+            lower[h] = (float)(predictions[h] - z * r);
+            upper[h] = (float)(predictions[h] + z * r);
+        }
+        return new StepResult(streamId, sequence, timestamp, predictions, lower, upper, rmse, (long[])s.ErrorSamples.Clone(),
+            previousError, s.WeightsVersion, Duplicate: false, s.StepCount);
+    }
+
+    /// <summary>The answer to a retry: the last answer, flagged, or a bare marker when there is none.</summary>
+    public static StepResult Duplicate(StreamState s, string streamId) =>
+        s.Latest is { } latest
+            ? latest with { Duplicate = true }
+            : new StepResult(streamId, s.LastSequence, s.LastTimestamp, [], [], [], [], [], null, s.WeightsVersion, true, s.StepCount);
+
+    public static Observation[] History(StreamState s, int maxCount)
+    {
+        int take = Math.Min(maxCount, s.HistoryCount);
+        var result = new Observation[take];
+        int d = s.InputSize;
+        for (int i = 0; i < take; i++)
+        {
+            int slot = (s.HistoryStart + s.HistoryCount - take + i) % s.HistoryCapacity;
+            result[i] = new Observation(s.HistorySequences[slot], new DateTimeOffset(s.HistoryTicks[slot], TimeSpan.Zero),
+                s.HistoryValues.AsSpan(slot * d, d).ToArray());
+        }
+        return result;
+    }
+
+    public static StreamSummary Summary(StreamState s, string streamId) =>
+        new(streamId, s.ModelName, s.WeightsVersion, s.HasSequence ? s.LastSequence : null, s.HasSequence ? s.LastTimestamp : null,
+            s.StepCount, s.HistoryCount, s.HistoryCapacity, s.Latest);
+
+    public static StreamStateSnapshot Snapshot(StreamState s, string streamId)
+    {
+        var std = new double[s.InputSize];
+        for (int i = 0; i < std.Length; i++) std[i] = NormalizationStd(s, i);
+        return new StreamStateSnapshot(Summary(s, streamId), (float[])s.Hidden.Clone(), (float[])s.Cell.Clone(), s.NormCount,
+            (double[])s.Mean.Clone(), std, (double[])s.ErrorMeanSquare.Clone(), (long[])s.ErrorSamples.Clone());
+    }
+}

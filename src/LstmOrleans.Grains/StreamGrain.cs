@@ -1,0 +1,271 @@
+using LstmOrleans.Abstractions;
+using LstmOrleans.Grains.Training;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Orleans.Streams;
+using Orleans.Streams.Core;
+
+namespace LstmOrleans.Grains;
+
+/// <summary>
+/// One sensor stream: validates and orders observations, takes exactly one LSTM step per accepted observation with
+/// the silo's cached weights (no grain call on the hot path), and persists its state before acknowledging (by
+/// default). Non-reentrant, so concurrent callers are applied one at a time in arrival order.
+/// </summary>
+[ImplicitStreamSubscription(LstmOrleansNames.ObservationStreamNamespace)]
+public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscriptionObserver
+{
+    private readonly IPersistentState<StreamState> _state;
+    private readonly ModelWeightsCache _cache;
+    private readonly StreamGrainOptions _options;
+    private readonly ILogger<StreamGrain> _logger;
+    private int _unsavedSteps;
+    private long _lastWriteTimestamp;
+    private StreamTrainingFeed? _trainingFeed;   // reports to the model's training registry when training is on
+
+    public StreamGrain(
+        [PersistentState("stream", LstmOrleansNames.StorageName)] IPersistentState<StreamState> state,
+        ModelWeightsCache cache,
+        IOptions<StreamGrainOptions> options,
+        ILogger<StreamGrain> logger)
+    {
+        _state = state;
+        _cache = cache;
+        _options = options.Value;
+        _logger = logger;
+    }
+
+    private string StreamId => this.GetPrimaryKeyString();
+
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        _lastWriteTimestamp = Environment.TickCount64;
+        _trainingFeed = ServiceProvider.GetService<StreamTrainingFeedFactory>()?.Create(GrainFactory, StreamId);
+        if (_options.PersistEverySteps > 1 && _options.PersistInterval > TimeSpan.Zero)
+            this.RegisterGrainTimer(FlushAsync, _options.PersistInterval, _options.PersistInterval);
+        return Task.CompletedTask;
+    }
+
+    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        _trainingFeed?.Flush();
+        if (_unsavedSteps == 0) return;
+        try { await WriteAsync(); }
+        catch (Exception e) { LogFlushFailed(e, StreamId); }
+    }
+
+    public async Task<StreamSummary> BindAsync(string? modelName)
+    {
+        string name = ModelNameOrDefault(modelName);
+        var model = await _cache.GetAsync(name);
+        var s = _state.State;
+        if (s.IsBound && s.ModelName == name) return StreamComputation.Summary(s, StreamId);
+
+        var next = s.Clone();
+        StreamComputation.Bind(next, model, _options.HistoryCapacity);
+        await CommitAsync(next, steps: 0, forceWrite: true);
+        LogBound(StreamId, name);
+        _trainingFeed?.Report(name, 0);
+        return StreamComputation.Summary(next, StreamId);
+    }
+
+    public async Task<StepResult> IngestAsync(Observation observation)
+    {
+        var s = _state.State;
+        var model = await _cache.GetAsync(s.ModelName ?? LstmOrleansNames.DefaultModelName);
+        StreamComputation.ValidateValues(observation, model.Config.InputSize);
+        if (s.HasSequence && observation.Sequence <= s.LastSequence) return StreamComputation.Duplicate(s, StreamId);
+        if (s.HasSequence && observation.Timestamp < s.LastTimestamp)
+            throw new ObservationRejectedException(RejectionReason.TimestampBackwards,
+                $"Observation {observation.Sequence} at {observation.Timestamp:O} is earlier than the last accepted one at {s.LastTimestamp:O}.",
+                observation.Sequence);
+
+        // Everything that can fail has been checked; from here the state changes.
+        if (!s.IsBound)
+        {
+            s = s.Clone();
+            StreamComputation.Bind(s, model, _options.HistoryCapacity);
+        }
+        if (s.WeightsVersion != model.Version) await RewarmAsync(s, model);
+        var result = StreamComputation.Step(s, StreamId, observation, model, _options);
+        await CommitAsync(s, steps: 1, forceWrite: false);
+        _trainingFeed?.Report(s.ModelName!, 1);
+        return result;
+    }
+
+    public async Task<StepResult[]> IngestBatchAsync(Observation[] observations)
+    {
+        if (observations is null) throw new ObservationRejectedException(RejectionReason.MissingValues, "Batch is null.");
+        if (observations.Length > _options.MaxBatchSize)
+            throw new ObservationRejectedException(RejectionReason.BatchTooLarge,
+                $"Batch of {observations.Length} observations exceeds the maximum of {_options.MaxBatchSize}.");
+        if (observations.Length == 0) return [];
+
+        var original = _state.State;
+        var model = await _cache.GetAsync(original.ModelName ?? LstmOrleansNames.DefaultModelName);
+
+        // Validate everything before touching anything.
+        int firstNew = 0;
+        DateTimeOffset? previousTimestamp = original.HasSequence ? original.LastTimestamp : null;
+        for (int i = 0; i < observations.Length; i++)
+        {
+            var o = observations[i];
+            StreamComputation.ValidateValues(o, model.Config.InputSize);
+            if (i > 0 && o.Sequence <= observations[i - 1].Sequence)
+                throw new ObservationRejectedException(RejectionReason.BatchOutOfOrder,
+                    $"Batch element {i} has sequence {o.Sequence}, not greater than the previous element's {observations[i - 1].Sequence}.", o.Sequence);
+            if (original.HasSequence && o.Sequence <= original.LastSequence) { firstNew = i + 1; continue; }
+            if (previousTimestamp is { } previous && o.Timestamp < previous)
+                throw new ObservationRejectedException(RejectionReason.TimestampBackwards,
+                    $"Batch element {i} (sequence {o.Sequence}) at {o.Timestamp:O} is earlier than {previous:O}.", o.Sequence);
+            previousTimestamp = o.Timestamp;
+        }
+
+        var results = new StepResult[observations.Length];
+        var duplicate = firstNew > 0 ? StreamComputation.Duplicate(original, StreamId) : null;
+        for (int i = 0; i < firstNew; i++) results[i] = duplicate!;
+        int newCount = observations.Length - firstNew;
+        if (newCount == 0) return results;
+
+        // Compute on a copy; the grain's state is replaced only after the write succeeds.
+        var next = original.Clone();
+        if (!next.IsBound) StreamComputation.Bind(next, model, _options.HistoryCapacity);
+        bool rewarm = next.WeightsVersion != model.Version;
+        void Compute()
+        {
+            if (rewarm) StreamComputation.Rewarm(next, model);
+            for (int i = firstNew; i < observations.Length; i++)
+                results[i] = StreamComputation.Step(next, StreamId, observations[i], model, _options);
+        }
+        if (newCount >= _options.OffloadThreshold || (rewarm && next.HistoryCount >= _options.OffloadThreshold)) await Task.Run(Compute);
+        else Compute();
+
+        await CommitAsync(next, newCount, forceWrite: false, original);
+        _trainingFeed?.Report(next.ModelName!, newCount);
+        if (rewarm) LogRewarmed(StreamId, model.Name, model.Version, next.HistoryCount);
+        return results;
+    }
+
+    public Task<StepResult?> GetPredictionAsync() => Task.FromResult(_state.State.Latest);
+
+    public Task<StreamSummary> GetSummaryAsync() => Task.FromResult(StreamComputation.Summary(_state.State, StreamId));
+
+    public Task<StreamStateSnapshot> GetStateAsync() => Task.FromResult(StreamComputation.Snapshot(_state.State, StreamId));
+
+    public Task<Observation[]> GetHistoryAsync(int maxCount)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(maxCount);
+        return Task.FromResult(StreamComputation.History(_state.State, maxCount));
+    }
+
+    public Task<StreamTrainingWindow> GetTrainingWindowAsync(int maxCount) =>
+        Task.FromResult(StreamTrainingView.From(_state.State, StreamId, maxCount));
+
+    public async Task ResetAsync()
+    {
+        var s = _state.State;
+        var next = new StreamState();
+        if (s.ModelName is { } name) StreamComputation.Bind(next, await _cache.GetAsync(name), _options.HistoryCapacity);
+        await CommitAsync(next, steps: 0, forceWrite: true);
+        LogReset(StreamId);
+    }
+
+    public async Task DeleteAsync()
+    {
+        await _state.ClearStateAsync();
+        _state.State = new StreamState();
+        _unsavedSteps = 0;
+        DeactivateOnIdle();
+    }
+
+    async Task IStreamSubscriptionObserver.OnSubscribed(IStreamSubscriptionHandleFactory handleFactory)
+    {
+        var handle = handleFactory.Create<Observation>();
+        await handle.ResumeAsync(OnStreamObservationAsync);
+    }
+
+    /// <summary>
+    /// Observations arriving through Orleans streams follow the same rules; invalid ones are logged and dropped
+    /// (there is no caller to tell), so the stream is not retried forever on bad data.
+    /// </summary>
+    private async Task OnStreamObservationAsync(Observation observation, StreamSequenceToken? token)
+    {
+        try
+        {
+            await IngestAsync(observation);
+        }
+        catch (Exception e) when (e is ObservationRejectedException or ModelNotFoundException)
+        {
+            LogStreamObservationRejected(e, StreamId, observation?.Sequence ?? -1);
+        }
+    }
+
+    private async Task RewarmAsync(StreamState s, CachedModel model)
+    {
+        if (s.HistoryCount >= _options.OffloadThreshold) await Task.Run(() => StreamComputation.Rewarm(s, model));
+        else StreamComputation.Rewarm(s, model);
+        LogRewarmed(StreamId, model.Name, model.Version, s.HistoryCount);
+    }
+
+    /// <summary>
+    /// Installs <paramref name="next"/> and writes it when the persistence policy says so. If the write fails the
+    /// previous state is restored when known (batches, binds); otherwise the activation is dropped so the next call
+    /// reloads the last durable state.
+    /// </summary>
+    private async Task CommitAsync(StreamState next, int steps, bool forceWrite, StreamState? previous = null)
+    {
+        previous ??= ReferenceEquals(next, _state.State) ? null : _state.State;
+        _state.State = next;
+        _unsavedSteps += steps;
+        bool due = forceWrite || _unsavedSteps >= _options.PersistEverySteps
+            || (_options.PersistInterval > TimeSpan.Zero && Environment.TickCount64 - _lastWriteTimestamp >= _options.PersistInterval.TotalMilliseconds);
+        if (!due) return;
+        try
+        {
+            await WriteAsync();
+        }
+        catch
+        {
+            if (previous is not null) { _state.State = previous; _unsavedSteps -= steps; }
+            else DeactivateOnIdle();
+            throw;
+        }
+    }
+
+    private async Task WriteAsync()
+    {
+        await _state.WriteStateAsync();
+        _unsavedSteps = 0;
+        _lastWriteTimestamp = Environment.TickCount64;
+    }
+
+    private async Task FlushAsync()
+    {
+        if (_unsavedSteps == 0) return;
+        try { await WriteAsync(); }
+        catch (Exception e) { LogFlushFailed(e, StreamId); }
+    }
+
+    private static string ModelNameOrDefault(string? modelName)
+    {
+        if (modelName is null) return LstmOrleansNames.DefaultModelName;
+        if (string.IsNullOrWhiteSpace(modelName)) throw new ArgumentException("Model name must not be empty.", nameof(modelName));
+        return modelName;
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Stream {StreamId} bound to model {Model}")]
+    private partial void LogBound(string streamId, string model);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Stream {StreamId} reset")]
+    private partial void LogReset(string streamId);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Stream {StreamId} re-warmed for model {Model} version {Version} over {Count} observations")]
+    private partial void LogRewarmed(string streamId, string model, long version, int count);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Stream {StreamId} dropped observation {Sequence} from the Orleans stream")]
+    private partial void LogStreamObservationRejected(Exception exception, string streamId, long sequence);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Stream {StreamId} could not write its pending steps")]
+    private partial void LogFlushFailed(Exception exception, string streamId);
+}

@@ -1,0 +1,512 @@
+using System.Diagnostics;
+using System.Globalization;
+using LstmOrleans.Abstractions;
+using LstmOrleans.Lstm;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Orleans.Hosting;
+
+namespace LstmOrleans.Grains.Training;
+
+/// <summary>Durable state of a model's training grain.</summary>
+[GenerateSerializer, Alias("lstm.TrainingState")]
+public sealed class TrainingState
+{
+    /// <summary>Null until the grain is first configured, resumed, paused or auto-started.</summary>
+    [Id(0)] public TrainingSettings? Settings { get; set; }
+    [Id(1)] public bool Paused { get; set; }
+    [Id(2)] public DateTimeOffset? NextDueAt { get; set; }
+    [Id(3)] public DateTimeOffset? LastRoundAt { get; set; }
+    [Id(4)] public long ObservationsAtLastRound { get; set; }
+    [Id(5)] public long LastRoundId { get; set; }
+    /// <summary>The most recent rounds, oldest first (at most <see cref="TrainingGrainOptions.MaxRecordedRounds"/>).</summary>
+    [Id(6)] public List<TrainingRoundRecord> Rounds { get; set; } = [];
+}
+
+/// <summary>
+/// Refits one model's shared weights. The schedule is a reminder (durable, re-activates the grain after a restart)
+/// that ticks every <see cref="TrainingGrainOptions.CheckInterval"/> (or the period, if shorter) and starts a round
+/// when the period has elapsed or enough new observations arrived. A round runs as a background flow of this
+/// activation: its grain calls and bookkeeping run on the grain scheduler, the training itself on the thread pool,
+/// so status calls (which interleave) are answered while it trains. State writes are serialised by a lock because
+/// the round's write can interleave with a control call's.
+/// </summary>
+public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
+{
+    internal const string ReminderName = "lstm-training";
+
+    private readonly IPersistentState<TrainingState> _state;
+    private readonly TrainingGrainOptions _options;
+    private readonly ReminderOptions _reminderOptions;
+    private readonly ILogger<TrainingGrain> _logger;
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private Task<TrainingRoundRecord>? _round;
+    private long _roundId;
+
+    public TrainingGrain(
+        [PersistentState("training", LstmOrleansNames.StorageName)] IPersistentState<TrainingState> state,
+        IOptions<TrainingGrainOptions> options,
+        IOptions<ReminderOptions> reminderOptions,
+        ILogger<TrainingGrain> logger)
+    {
+        _state = state;
+        _options = options.Value;
+        _reminderOptions = reminderOptions.Value;
+        _logger = logger;
+    }
+
+    private string Name => this.GetPrimaryKeyString();
+
+    private IModelGrain Model => GrainFactory.GetGrain<IModelGrain>(Name);
+
+    private TrainingSettings Settings => _state.State.Settings ?? _options.DefaultSettings;
+
+    private bool IsRunning => _round is { IsCompleted: false };
+
+    public override async Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        // A schedule that exists in state but lost its reminder (e.g. the reminder table was cleared) is restored.
+        if (_state.State.Settings is not null && !_state.State.Paused) await SyncReminderAsync();
+    }
+
+    public async Task<TrainingStatus> GetStatusAsync()
+    {
+        await RequireModelAsync();
+        return Status();
+    }
+
+    public async Task<TrainingStatus> ConfigureAsync(TrainingSettings settings)
+    {
+        if (TrainingSettingsValidation.Check(settings) is { } error)
+            throw new ModelOperationException(Name, $"Invalid training settings for model '{Name}': {error}");
+        await RequireModelAsync();
+        await UpdateAsync(s =>
+        {
+            s.Settings = settings;
+            s.NextDueAt = NextDue(settings, s.LastRoundAt ?? DateTimeOffset.UtcNow);
+        });
+        if (!_state.State.Paused) await SyncReminderAsync();
+        LogConfigured(Name, settings.Period, settings.MinNewObservations, settings.SampleSize);
+        return Status();
+    }
+
+    public async Task<TrainingStatus> PauseAsync()
+    {
+        await RequireModelAsync();
+        await UpdateAsync(s =>
+        {
+            s.Settings ??= _options.DefaultSettings;
+            s.Paused = true;
+        });
+        await UnregisterReminderAsync();
+        LogPaused(Name);
+        return Status();
+    }
+
+    public async Task<TrainingStatus> ResumeAsync()
+    {
+        await RequireModelAsync();
+        await UpdateAsync(s =>
+        {
+            s.Settings ??= _options.DefaultSettings;
+            s.Paused = false;
+            s.NextDueAt ??= NextDue(s.Settings, s.LastRoundAt ?? DateTimeOffset.UtcNow);
+        });
+        await SyncReminderAsync();
+        LogResumed(Name);
+        return Status();
+    }
+
+    public async Task<TrainingRoundRecord> TrainNowAsync()
+    {
+        await RequireModelAsync();
+        return await StartOrJoin(TrainingTrigger.Manual);
+    }
+
+    public async Task<long> StartRoundAsync()
+    {
+        await RequireModelAsync();
+        StartOrJoin(TrainingTrigger.Manual).Ignore();
+        return _roundId;
+    }
+
+    public Task<TrainingRoundRecord?> GetRoundAsync(long roundId) =>
+        Task.FromResult(_state.State.Rounds.FirstOrDefault(r => r.RoundId == roundId));
+
+    public async Task EnsureScheduledAsync()
+    {
+        if (_state.State.Settings is not null || !_options.AutoStart) return;
+        await UpdateAsync(s =>
+        {
+            s.Settings = _options.DefaultSettings;
+            s.NextDueAt = NextDue(s.Settings, DateTimeOffset.UtcNow);
+        });
+        await SyncReminderAsync();
+        LogAutoStarted(Name);
+    }
+
+    public async Task ReceiveReminder(string reminderName, TickStatus status)
+    {
+        if (reminderName != ReminderName) return;
+        var s = _state.State;
+        if (s.Settings is null || s.Paused || !HasSchedule(s.Settings))
+        {
+            await UnregisterReminderAsync();
+            return;
+        }
+        if (IsRunning) return;
+
+        TrainingTrigger? trigger = null;
+        if (s.NextDueAt is { } due && DateTimeOffset.UtcNow >= due) trigger = TrainingTrigger.Schedule;
+        else if (s.Settings.MinNewObservations > 0)
+        {
+            var (_, total) = await RegistryStatsAsync();
+            if (total - s.ObservationsAtLastRound >= s.Settings.MinNewObservations) trigger = TrainingTrigger.NewObservations;
+        }
+        // Started, not awaited: the reminder call returns at once and the round continues in the background.
+        if (trigger is { } t && !IsRunning) StartOrJoin(t).Ignore();
+    }
+
+    private Task<TrainingRoundRecord> StartOrJoin(TrainingTrigger trigger)
+    {
+        if (_round is { IsCompleted: false } running) return running;
+        if (_state.State.Paused)
+            throw new ModelOperationException(Name, $"Training of model '{Name}' is paused; resume it first.");
+        _roundId = Math.Max(_roundId, _state.State.LastRoundId) + 1;
+        _round = RunRoundAsync(_roundId, trigger, Settings);
+        return _round;
+    }
+
+    /// <summary>One round. Never throws: failures become a recorded round with <see cref="TrainingDecision.Failed"/>.</summary>
+    private async Task<TrainingRoundRecord> RunRoundAsync(long roundId, TrainingTrigger trigger, TrainingSettings settings)
+    {
+        await Task.Yield();   // let the caller's turn finish before the round's first step
+        var startedAt = DateTimeOffset.UtcNow;
+        var clock = Stopwatch.StartNew();
+        // Keep the activation while the round runs (it is background work, not a request).
+        DelayDeactivation(settings.TimeBudget * 2 + TimeSpan.FromMinutes(5));
+        long? observationTotal = null;
+        int sampled = 0, unanswered = 0;
+        long championVersion = 0;
+        TrainingRoundRecord record;
+        try
+        {
+            var info = await Model.GetInfoAsync();
+            var (shardStats, total) = await RegistryStatsAsync();
+            observationTotal = total;
+
+            var ids = await SampleStreamsAsync(shardStats, settings.SampleSize);
+            sampled = ids.Length;
+            var (windows, missing) = await PullWindowsAsync(ids, settings.MaxRowsPerStream);
+            unanswered = missing;
+
+            var series = new List<float[]>();
+            var strays = new List<string>();
+            foreach (var w in windows)
+            {
+                if (w.ModelName != Name) { strays.Add(w.StreamId); continue; }
+                if (w.InputSize == info.Config.InputSize && TrainingRound.IsUsable(w.Rows, settings)) series.Add(w.Inputs);
+            }
+            if (strays.Count > 0) ForgetStreams(strays);
+
+            var champion = await Model.GetActiveWeightsAsync();
+            championVersion = champion.Version;
+            if (series.Count == 0)
+            {
+                record = Record(roundId, trigger, startedAt, clock.Elapsed, TrainingDecision.Skipped,
+                    $"No usable stream: {windows.Count} answered, none bound to '{Name}' with at least {MinRows(settings)} observations.",
+                    sampled, 0, unanswered, championVersion);
+            }
+            else
+            {
+                var championParameters = ToParameters(champion);
+                var input = new RoundInput(championParameters, series, settings, info.Config.TargetIndex, _options.TrainerThreads, (int)roundId);
+                // The hard stop is a safety net; the trainer itself keeps to the time budget.
+                using var cancel = new CancellationTokenSource(settings.TimeBudget * 2 + TimeSpan.FromMinutes(1));
+                var outcome = await Task.Run(() => TrainingRound.Run(input, cancel.Token));
+                record = await DecideAsync(roundId, trigger, startedAt, clock, sampled, series.Count, unanswered, champion, outcome);
+            }
+        }
+        catch (Exception e)
+        {
+            LogRoundFailed(e, Name, roundId);
+            record = Record(roundId, trigger, startedAt, clock.Elapsed, TrainingDecision.Failed, $"{e.GetType().Name}: {e.Message}",
+                sampled, 0, unanswered, championVersion);
+        }
+
+        try
+        {
+            await UpdateAsync(s =>
+            {
+                s.Rounds.Add(record);
+                if (s.Rounds.Count > _options.MaxRecordedRounds) s.Rounds.RemoveRange(0, s.Rounds.Count - _options.MaxRecordedRounds);
+                s.LastRoundId = Math.Max(s.LastRoundId, roundId);
+                s.LastRoundAt = startedAt;
+                if (observationTotal is { } t) s.ObservationsAtLastRound = t;
+                s.Settings ??= settings;
+                s.NextDueAt = NextDue(s.Settings, DateTimeOffset.UtcNow);
+            });
+        }
+        catch (Exception e)
+        {
+            LogRecordFailed(e, Name, roundId);
+        }
+        LogRound(Name, roundId, record.Decision, record.ChallengerValidationLoss, record.ChampionValidationLoss, record.PersistenceValidationLoss, record.Duration.TotalSeconds);
+        return record;
+    }
+
+    private async Task<TrainingRoundRecord> DecideAsync(long roundId, TrainingTrigger trigger, DateTimeOffset startedAt, Stopwatch clock,
+        int sampled, int used, int unanswered, ModelWeights champion, RoundOutcome o)
+    {
+        TrainingDecision decision;
+        string reason;
+        long? published = null;
+        if (!o.ChallengerWins)
+        {
+            decision = TrainingDecision.Rejected;
+            reason = !double.IsFinite(o.ChallengerValidationLoss) || !o.Challenger.AllFinite()
+                ? "Challenger diverged (non-finite validation loss or weights)."
+                : $"Challenger validation loss {Fmt(o.ChallengerValidationLoss)} does not beat the champion's {Fmt(o.ChampionValidationLoss)}.";
+        }
+        else if ((await Model.GetInfoAsync()).ActiveVersion != champion.Version)
+        {
+            // Someone else activated a version while this round trained; it was not measured against that one.
+            decision = TrainingDecision.Rejected;
+            reason = $"The active version changed from {champion.Version} during the round; the challenger was not compared with it.";
+        }
+        else
+        {
+            var metadata = new Dictionary<string, string>
+            {
+                ["training.round"] = roundId.ToString(CultureInfo.InvariantCulture),
+                ["training.parent"] = champion.Version.ToString(CultureInfo.InvariantCulture),
+                ["training.validationLoss"] = Fmt(o.ChallengerValidationLoss),
+                ["training.championValidationLoss"] = Fmt(o.ChampionValidationLoss),
+                ["training.persistenceValidationLoss"] = Fmt(o.PersistenceValidationLoss),
+                ["training.streams"] = used.ToString(CultureInfo.InvariantCulture),
+            };
+            published = await Model.PublishAsync(new PublishRequest(o.Challenger.Data, $"training round {roundId}", metadata));
+            decision = TrainingDecision.Accepted;
+            reason = $"Challenger validation loss {Fmt(o.ChallengerValidationLoss)} beats the champion's {Fmt(o.ChampionValidationLoss)}; published version {published}.";
+        }
+        return new TrainingRoundRecord(roundId, trigger, startedAt, clock.Elapsed, decision, reason, sampled, used, unanswered,
+            o.Rows, o.TrainWindows, o.ValidationEntries, champion.Version, published, o.ChallengerTrainLoss, o.ChallengerValidationLoss,
+            o.ChampionTrainLoss, o.ChampionValidationLoss, o.PersistenceValidationLoss, o.EpochsRun, o.BestEpoch, o.StoppedEarly, o.RanOutOfTime);
+    }
+
+    private static TrainingRoundRecord Record(long roundId, TrainingTrigger trigger, DateTimeOffset startedAt, TimeSpan duration,
+        TrainingDecision decision, string reason, int sampled, int used, int unanswered, long championVersion) =>
+        new(roundId, trigger, startedAt, duration, decision, reason, sampled, used, unanswered, 0, 0, 0, championVersion, null,
+            double.NaN, double.NaN, double.NaN, double.NaN, double.NaN, 0, 0, false, false);
+
+    /// <summary>Stats of every shard (a shard that does not answer in time counts as empty for this round).</summary>
+    private async Task<(StreamRegistryShardStats[] Shards, long Total)> RegistryStatsAsync()
+    {
+        var calls = Enumerable.Range(0, _options.RegistryShards).Select(async shard =>
+        {
+            try
+            {
+                return await Shard(shard).GetStatsAsync().WaitAsync(_options.PullTimeout);
+            }
+            catch (Exception e) when (e is TimeoutException or OrleansException)
+            {
+                return new StreamRegistryShardStats(0, 0);
+            }
+        });
+        var stats = await Task.WhenAll(calls);
+        return (stats, stats.Sum(s => s.ObservationTotal));
+    }
+
+    /// <summary>Up to <paramref name="sampleSize"/> streams, each shard contributing in proportion to its size (largest remainder).</summary>
+    private async Task<string[]> SampleStreamsAsync(StreamRegistryShardStats[] shards, int sampleSize)
+    {
+        long total = shards.Sum(s => (long)s.Streams);
+        if (total == 0) return [];
+        var quota = new int[shards.Length];
+        if (total <= sampleSize)
+            for (int i = 0; i < shards.Length; i++) quota[i] = shards[i].Streams;
+        else
+        {
+            var remainders = new (double Fraction, int Shard)[shards.Length];
+            int assigned = 0;
+            for (int i = 0; i < shards.Length; i++)
+            {
+                double exact = (double)sampleSize * shards[i].Streams / total;
+                quota[i] = (int)Math.Floor(exact);
+                assigned += quota[i];
+                remainders[i] = (exact - quota[i], i);
+            }
+            foreach (var (_, shard) in remainders.OrderByDescending(r => r.Fraction).Take(sampleSize - assigned)) quota[shard]++;
+        }
+        var calls = quota.Select(async (count, shard) =>
+        {
+            if (count == 0) return Array.Empty<string>();
+            try
+            {
+                return await Shard(shard).SampleAsync(count).WaitAsync(_options.PullTimeout);
+            }
+            catch (Exception e) when (e is TimeoutException or OrleansException)
+            {
+                return [];
+            }
+        });
+        return (await Task.WhenAll(calls)).SelectMany(x => x).ToArray();
+    }
+
+    /// <summary>
+    /// Pulls the streams' training windows with at most <see cref="TrainingGrainOptions.MaxConcurrentPulls"/> calls in
+    /// flight; a stream that fails or does not answer within <see cref="TrainingGrainOptions.PullTimeout"/> is skipped.
+    /// Runs in grain context, so the shared cursor needs no synchronisation.
+    /// </summary>
+    private async Task<(List<StreamTrainingWindow> Windows, int Unanswered)> PullWindowsAsync(string[] ids, int maxRows)
+    {
+        var results = new StreamTrainingWindow?[ids.Length];
+        int next = 0, unanswered = 0;
+        async Task Worker()
+        {
+            while (next < ids.Length)
+            {
+                int i = next++;
+                try
+                {
+                    results[i] = await GrainFactory.GetGrain<IStreamGrain>(ids[i]).GetTrainingWindowAsync(maxRows).WaitAsync(_options.PullTimeout);
+                }
+                catch (Exception e)
+                {
+                    unanswered++;
+                    LogStreamSkipped(e, Name, ids[i]);
+                }
+            }
+        }
+        await Task.WhenAll(Enumerable.Range(0, Math.Min(_options.MaxConcurrentPulls, ids.Length)).Select(_ => Worker()));
+        return (results.OfType<StreamTrainingWindow>().ToList(), unanswered);
+    }
+
+    /// <summary>Streams that rebound to another model leave this model's registry (best effort).</summary>
+    private void ForgetStreams(List<string> streamIds)
+    {
+        foreach (var group in streamIds.GroupBy(id => StreamRegistryKeys.ShardOf(id, _options.RegistryShards)))
+            Shard(group.Key).RemoveAsync(group.ToArray()).Ignore();
+    }
+
+    private IStreamRegistryShardGrain Shard(int shard) =>
+        GrainFactory.GetGrain<IStreamRegistryShardGrain>(StreamRegistryKeys.ShardKey(Name, shard));
+
+    private static LstmParameters ToParameters(ModelWeights weights)
+    {
+        var config = ModelGrain.ToLstmConfig(weights.Config);
+        var parameters = new LstmParameters(config);
+        if (weights.Parameters.Length != parameters.Count)
+            throw new InvalidOperationException($"Version {weights.Version} has {weights.Parameters.Length} parameters; the config needs {parameters.Count}.");
+        weights.Parameters.CopyTo(parameters.Data, 0);
+        return parameters;
+    }
+
+    private async Task RequireModelAsync() => await Model.GetInfoAsync();   // throws ModelNotFoundException
+
+    private TrainingStatus Status()
+    {
+        var s = _state.State;
+        return new TrainingStatus(Name, Settings, s.Paused, IsRunning, IsRunning ? _roundId : null,
+            s.Paused ? null : s.NextDueAt, s.LastRoundAt, s.ObservationsAtLastRound, s.Rounds.ToArray());
+    }
+
+    /// <summary>Applies <paramref name="change"/> to a copy and writes it; the state is replaced only when the write succeeds.</summary>
+    private async Task UpdateAsync(Action<TrainingState> change)
+    {
+        await _writeLock.WaitAsync();
+        try
+        {
+            var current = _state.State;
+            var next = new TrainingState
+            {
+                Settings = current.Settings,
+                Paused = current.Paused,
+                NextDueAt = current.NextDueAt,
+                LastRoundAt = current.LastRoundAt,
+                ObservationsAtLastRound = current.ObservationsAtLastRound,
+                LastRoundId = current.LastRoundId,
+                Rounds = [.. current.Rounds],
+            };
+            change(next);
+            _state.State = next;
+            try
+            {
+                await _state.WriteStateAsync();
+            }
+            catch
+            {
+                _state.State = current;
+                throw;
+            }
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    private static bool HasSchedule(TrainingSettings s) => s.Period > TimeSpan.Zero || s.MinNewObservations > 0;
+
+    private static DateTimeOffset? NextDue(TrainingSettings s, DateTimeOffset from) => s.Period > TimeSpan.Zero ? from + s.Period : null;
+
+    private static int MinRows(TrainingSettings s)
+    {
+        int n = s.WindowLength;
+        while (!TrainingRound.IsUsable(n, s)) n++;
+        return n;
+    }
+
+    /// <summary>Registers the reminder with the tick the settings need, or removes it when there is no schedule.</summary>
+    private async Task SyncReminderAsync()
+    {
+        var settings = Settings;
+        if (!HasSchedule(settings))
+        {
+            await UnregisterReminderAsync();
+            return;
+        }
+        var tick = _options.CheckInterval;
+        if (settings.Period > TimeSpan.Zero && settings.Period < tick) tick = settings.Period;
+        if (tick < _reminderOptions.MinimumReminderPeriod) tick = _reminderOptions.MinimumReminderPeriod;
+        var existing = await this.GetReminder(ReminderName);
+        if (existing is not null && _reminderPeriod == tick) return;
+        await this.RegisterOrUpdateReminder(ReminderName, tick, tick);
+        _reminderPeriod = tick;
+    }
+
+    private TimeSpan? _reminderPeriod;
+
+    private async Task UnregisterReminderAsync()
+    {
+        var existing = await this.GetReminder(ReminderName);
+        if (existing is not null) await this.UnregisterReminder(existing);
+        _reminderPeriod = null;
+    }
+
+    private static string Fmt(double value) => value.ToString("G6", CultureInfo.InvariantCulture);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Training of model {Model} configured: period {Period}, min new observations {MinNew}, sample {Sample}")]
+    private partial void LogConfigured(string model, TimeSpan period, long minNew, int sample);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Training of model {Model} paused")]
+    private partial void LogPaused(string model);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Training of model {Model} resumed")]
+    private partial void LogResumed(string model);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Training of model {Model} started with default settings (first stream registered)")]
+    private partial void LogAutoStarted(string model);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Training round {Round} of model {Model}: {Decision} (challenger {Challenger}, champion {Champion}, persistence {Persistence}) in {Seconds:F1} s")]
+    private partial void LogRound(string model, long round, TrainingDecision decision, double challenger, double champion, double persistence, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Training round {Round} of model {Model} failed")]
+    private partial void LogRoundFailed(Exception exception, string model, long round);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Training round {Round} of model {Model} could not be recorded")]
+    private partial void LogRecordFailed(Exception exception, string model, long round);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Training of model {Model} skipped stream {StreamId} (no answer)")]
+    private partial void LogStreamSkipped(Exception exception, string model, string streamId);
+}

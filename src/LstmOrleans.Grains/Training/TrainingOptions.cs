@@ -1,0 +1,82 @@
+using LstmOrleans.Abstractions;
+using Microsoft.Extensions.Options;
+
+namespace LstmOrleans.Grains.Training;
+
+/// <summary>Silo-wide behaviour of the training grains and the stream registry. Must be equal on every silo.</summary>
+public sealed class TrainingGrainOptions
+{
+    /// <summary>Shards of each model's stream registry. Changing it strands registrations until streams re-report.</summary>
+    public int RegistryShards { get; set; } = 16;
+
+    /// <summary>A stream reports its new observations to its registry shard after this many steps (and on deactivation).</summary>
+    public int ReportEverySteps { get; set; } = 64;
+
+    /// <summary>How often the schedule reminder ticks to check whether a round is due (at least the reminder service's minimum period).</summary>
+    public TimeSpan CheckInterval { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Settings a training grain starts with before it is configured.</summary>
+    public TrainingSettings DefaultSettings { get; set; } = TrainingSettings.Default;
+
+    /// <summary>Start the schedule (with <see cref="DefaultSettings"/>) as soon as a model's first stream registers.</summary>
+    public bool AutoStart { get; set; } = true;
+
+    /// <summary>Stream windows pulled at the same time during a round.</summary>
+    public int MaxConcurrentPulls { get; set; } = 32;
+
+    /// <summary>A stream that does not answer within this time is skipped for the round.</summary>
+    public TimeSpan PullTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Worker threads of the trainer (each round runs on the thread pool, off the grain scheduler).</summary>
+    public int TrainerThreads { get; set; } = 1;
+
+    /// <summary>Rounds kept in the training grain's durable history.</summary>
+    public int MaxRecordedRounds { get; set; } = 100;
+
+    /// <summary>A registry shard writes new registrations and counts at most this often (write-behind).</summary>
+    public TimeSpan RegistryFlushInterval { get; set; } = TimeSpan.FromSeconds(5);
+}
+
+internal sealed class TrainingGrainOptionsValidator : IValidateOptions<TrainingGrainOptions>
+{
+    public ValidateOptionsResult Validate(string? name, TrainingGrainOptions options)
+    {
+        var errors = new List<string>();
+        if (options.RegistryShards is < 1 or > 65_536) errors.Add($"{nameof(options.RegistryShards)} must be between 1 and 65536.");
+        if (options.ReportEverySteps < 1) errors.Add($"{nameof(options.ReportEverySteps)} must be at least 1.");
+        if (options.CheckInterval <= TimeSpan.Zero) errors.Add($"{nameof(options.CheckInterval)} must be positive.");
+        if (options.MaxConcurrentPulls < 1) errors.Add($"{nameof(options.MaxConcurrentPulls)} must be at least 1.");
+        if (options.PullTimeout <= TimeSpan.Zero) errors.Add($"{nameof(options.PullTimeout)} must be positive.");
+        if (options.TrainerThreads is < 1 or > 1024) errors.Add($"{nameof(options.TrainerThreads)} must be between 1 and 1024.");
+        if (options.MaxRecordedRounds < 1) errors.Add($"{nameof(options.MaxRecordedRounds)} must be at least 1.");
+        if (options.RegistryFlushInterval <= TimeSpan.Zero) errors.Add($"{nameof(options.RegistryFlushInterval)} must be positive.");
+        if (options.DefaultSettings is null) errors.Add($"{nameof(options.DefaultSettings)} must be set.");
+        else if (TrainingSettingsValidation.Check(options.DefaultSettings) is { } error) errors.Add($"{nameof(options.DefaultSettings)}: {error}");
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}
+
+/// <summary>Range checks of <see cref="TrainingSettings"/>.</summary>
+public static class TrainingSettingsValidation
+{
+    /// <summary>The first problem with <paramref name="s"/>, or null when it is valid.</summary>
+    public static string? Check(TrainingSettings s)
+    {
+        if (s is null) return "Settings are missing.";
+        if (s.Period < TimeSpan.Zero) return $"Period must not be negative, got {s.Period}.";
+        if (s.MinNewObservations < 0) return $"MinNewObservations must not be negative, got {s.MinNewObservations}.";
+        if (s.SampleSize is < 1 or > 100_000) return $"SampleSize must be between 1 and 100000, got {s.SampleSize}.";
+        if (s.Epochs is < 1 or > 100_000) return $"Epochs must be between 1 and 100000, got {s.Epochs}.";
+        if (s.TimeBudget <= TimeSpan.Zero || s.TimeBudget > TimeSpan.FromHours(24)) return $"TimeBudget must be positive and at most 24 h, got {s.TimeBudget}.";
+        if (!(s.LearningRate > 0f) || !float.IsFinite(s.LearningRate)) return $"LearningRate must be positive and finite, got {s.LearningRate}.";
+        if (s.WindowLength is < 2 or > 100_000) return $"WindowLength must be between 2 and 100000, got {s.WindowLength}.";
+        if (s.Stride < 1) return $"Stride must be at least 1, got {s.Stride}.";
+        if (s.BatchSize is < 1 or > 1_000_000) return $"BatchSize must be between 1 and 1000000, got {s.BatchSize}.";
+        if (!(s.ValidationFraction > 0 && s.ValidationFraction <= 0.9)) return $"ValidationFraction must be in (0, 0.9], got {s.ValidationFraction}.";
+        if (!(s.ClipNorm >= 0f) || !float.IsFinite(s.ClipNorm)) return $"ClipNorm must be 0 (off) or positive, got {s.ClipNorm}.";
+        if (s.Patience < 0) return $"Patience must not be negative, got {s.Patience}.";
+        if (s.MaxRowsPerStream < s.WindowLength + 2) return $"MaxRowsPerStream must be at least WindowLength + 2 ({s.WindowLength + 2}), got {s.MaxRowsPerStream}.";
+        if (s.MaxRowsPerStream > 1_000_000) return $"MaxRowsPerStream must be at most 1000000, got {s.MaxRowsPerStream}.";
+        return null;
+    }
+}

@@ -1,0 +1,76 @@
+namespace LstmOrleans.Lstm.Serialization;
+
+/// <summary>
+/// Turns one raw row (timestamp + raw feature values) into the model's input vector x [D] as the model file
+/// describes it, and maps outputs back to the target's units. Shared by everything that feeds a model rows
+/// (offline predict, replay, the stream grains) so they all agree.
+/// Input layout: [raw features (in column order) | calendar features (in metadata order)], then z-scored
+/// when the model has normalisation.
+/// </summary>
+public sealed class ModelInputEncoder
+{
+    private readonly float[]? _mean;   // [D] or null
+    private readonly float[]? _std;    // [D] or null
+    private readonly CalendarFeature[] _calendar;
+
+    public ModelInputEncoder(LstmConfig config, ModelMetadata metadata)
+    {
+        if (metadata.Check(config) is { } problem)
+            throw new ArgumentException($"Metadata does not fit the model: {problem}", nameof(metadata));
+        Config = config;
+        RawFeatureCount = metadata.RawFeatureCount(config.InputSize);
+        TargetColumn = metadata.TargetColumn;
+        _calendar = metadata.CalendarFeatures.ToArray();
+        if (metadata.Normalization is { } n)
+        {
+            _mean = n.Mean.ToArray();
+            _std = n.Std.ToArray();
+        }
+    }
+
+    public LstmConfig Config { get; }
+
+    /// <summary>How many raw values a row must have.</summary>
+    public int RawFeatureCount { get; }
+
+    /// <summary>Index of the predicted value among the raw features.</summary>
+    public int TargetColumn { get; }
+
+    /// <summary>True when the model needs each row's timestamp (it has calendar features).</summary>
+    public bool UsesTimestamp => _calendar.Length > 0;
+
+    /// <summary>Writes x [D] for a row with raw values <paramref name="raw"/> [RawFeatureCount] taken at <paramref name="timestamp"/>.</summary>
+    public void Encode(DateTime timestamp, ReadOnlySpan<float> raw, Span<float> x)
+    {
+        if (raw.Length != RawFeatureCount)
+            throw new ArgumentException($"Expected {RawFeatureCount} raw feature values, got {raw.Length}.", nameof(raw));
+        if (x.Length != Config.InputSize)
+            throw new ArgumentException($"Expected an input buffer of {Config.InputSize}, got {x.Length}.", nameof(x));
+        raw.CopyTo(x);
+        double dayFraction = timestamp.TimeOfDay.TotalHours / 24.0;
+        double weekFraction = (((int)timestamp.DayOfWeek + 6) % 7 + dayFraction) / 7.0;   // Monday = 0
+        for (int i = 0; i < _calendar.Length; i++)
+        {
+            x[RawFeatureCount + i] = _calendar[i] switch
+            {
+                CalendarFeature.HourSin => (float)Math.Sin(2 * Math.PI * dayFraction),
+                CalendarFeature.HourCos => (float)Math.Cos(2 * Math.PI * dayFraction),
+                CalendarFeature.WeekdaySin => (float)Math.Sin(2 * Math.PI * weekFraction),
+                CalendarFeature.WeekdayCos => (float)Math.Cos(2 * Math.PI * weekFraction),
+                _ => throw new InvalidOperationException($"Unknown calendar feature {_calendar[i]}."),
+            };
+        }
+        if (_mean is not null)
+            for (int i = 0; i < x.Length; i++)
+                x[i] = (x[i] - _mean[i]) / _std![i];
+    }
+
+    /// <summary>Maps head outputs y [K] (normalised target units) back to the target's units, in place.</summary>
+    public void DecodeOutputs(Span<float> y)
+    {
+        if (_mean is null) return;
+        float mean = _mean[TargetColumn], std = _std![TargetColumn];
+        for (int k = 0; k < y.Length; k++)
+            y[k] = y[k] * std + mean;
+    }
+}

@@ -1,0 +1,158 @@
+using LstmOrleans.Abstractions;
+using LstmOrleans.Lstm;
+
+namespace LstmOrleans.Grains.Tests;
+
+[Collection(ClusterCollection.Name)]
+public sealed class ModelGrainTests(ClusterFixture fixture)
+{
+    private IClusterClient Client => fixture.Client;
+
+    [Fact]
+    public async Task Create_is_idempotent_and_validates()
+    {
+        var model = Client.GetGrain<IModelGrain>("create");
+        await Assert.ThrowsAsync<ModelNotFoundException>(() => model.GetInfoAsync());
+        await Assert.ThrowsAsync<ModelNotFoundException>(() => model.GetActiveWeightsAsync());
+
+        var config = TestSupport.SmallConfig() with { Features = ["temp", "pressure"] };
+        var info = await model.CreateAsync(config);
+        Assert.Equal(1, info.ActiveVersion);
+        Assert.Equal(LstmParameters.CountFor(new LstmConfig(2, 8, 2, 3)), info.ParameterCount);
+        var again = await model.CreateAsync(config with { Features = ["temp", "pressure"] });
+        Assert.Equal(info.CreatedAt, again.CreatedAt);
+        await Assert.ThrowsAsync<ModelOperationException>(() => model.CreateAsync(config with { HiddenSize = 9 }));
+
+        // Initial weights are PyTorch-style uniform draws from the seed.
+        var weights = await model.GetActiveWeightsAsync();
+        Assert.Equal(LstmParameters.InitializeUniform(new LstmConfig(2, 8, 2, 3), config.Seed).Data, weights.Parameters);
+
+        var bad = Client.GetGrain<IModelGrain>("create-bad");
+        await Assert.ThrowsAsync<ModelOperationException>(() => bad.CreateAsync(config with { HiddenSize = 0 }));
+        await Assert.ThrowsAsync<ModelOperationException>(() => bad.CreateAsync(config with { TargetIndex = 2 }));
+        await Assert.ThrowsAsync<ModelOperationException>(() => bad.CreateAsync(config with { Features = ["only-one"] }));
+        await Assert.ThrowsAsync<ModelNotFoundException>(() => bad.GetInfoAsync());
+    }
+
+    [Fact]
+    public async Task Publish_validates_and_versions_can_be_listed_and_activated()
+    {
+        var model = Client.GetGrain<IModelGrain>("versions");
+        var info = await model.CreateAsync(TestSupport.SmallConfig());
+        var count = info.ParameterCount;
+
+        await Assert.ThrowsAsync<ModelOperationException>(() => model.PublishAsync(new PublishRequest(new float[count - 1])));
+        var withNaN = new float[count];
+        withNaN[5] = float.NaN;
+        await Assert.ThrowsAsync<ModelOperationException>(() => model.PublishAsync(new PublishRequest(withNaN)));
+        Assert.Equal(1, (await model.GetInfoAsync()).LatestVersion);
+
+        long v2 = await model.PublishAsync(new PublishRequest(Enumerable.Repeat(0.01f, count).ToArray(), "trained", new Dictionary<string, string> { ["loss"] = "0.5" }));
+        long v3 = await model.PublishAsync(new PublishRequest(Enumerable.Repeat(0.02f, count).ToArray(), Activate: false));
+        Assert.Equal(2, v2);
+        Assert.Equal(3, v3);
+        var after = await model.GetInfoAsync();
+        Assert.Equal(2, after.ActiveVersion);
+        Assert.Equal(3, after.LatestVersion);
+
+        var versions = await model.ListVersionsAsync();
+        Assert.Equal([1L, 2L, 3L], versions.Select(v => v.Version));
+        Assert.Equal("0.5", versions[1].Metadata["loss"]);
+        Assert.Equal(0.02f, (await model.GetWeightsAsync(3)).Parameters[0]);
+
+        await Assert.ThrowsAsync<ModelOperationException>(() => model.ActivateAsync(99));
+        Assert.Equal(2, (await model.GetInfoAsync()).ActiveVersion);
+        Assert.Equal(1, (await model.ActivateAsync(1)).ActiveVersion);
+        Assert.Equal(1, (await model.GetActiveWeightsAsync()).Version);
+    }
+
+    [Fact]
+    public async Task A_published_version_reaches_every_silo_and_streams_rewarm()
+    {
+        const string name = "rollout";
+        var model = Client.GetGrain<IModelGrain>(name);
+        var info = await model.CreateAsync(TestSupport.SmallConfig(seed: 11));
+        var config = info.Config;
+        var v1 = await model.GetActiveWeightsAsync();
+
+        // Load the model into every silo's cache, as the first stream step on that silo would.
+        var caches = fixture.Caches;
+        Assert.Equal(ClusterFixture.SiloCount, caches.Count);
+        foreach (var cache in caches) Assert.Equal(1, (await cache.GetAsync(name)).Version);
+
+        // A stream with more history than its ring buffer holds (capacity 64).
+        var stream = Client.GetGrain<IStreamGrain>("rollout/stream");
+        await stream.BindAsync(name);
+        var reference = new ReferenceStream(config, TestSupport.ToEngine(v1));
+        for (long seq = 1; seq <= 80; seq++) { await stream.IngestAsync(TestSupport.Obs(seq)); reference.Step(TestSupport.Obs(seq).Values); }
+        // And a young stream, whose replay is short enough that the zero starting state still shows.
+        var young = Client.GetGrain<IStreamGrain>("rollout/young");
+        await young.BindAsync(name);
+        var youngReference = new ReferenceStream(config, TestSupport.ToEngine(v1));
+        for (long seq = 1; seq <= 4; seq++) { await young.IngestAsync(TestSupport.Obs(seq, seed: 1)); youngReference.Step(TestSupport.Obs(seq, seed: 1).Values); }
+
+        var pushesBefore = caches.Select(c => c.PushesApplied).ToArray();
+        var trained = LstmParameters.InitializeUniform(new LstmConfig(config.InputSize, config.HiddenSize, config.Layers, config.Horizons), 99);
+        long v2 = await model.PublishAsync(new PublishRequest(trained.Data, "retrained"));
+        await AllCachesReach(name, v2);
+        for (int i = 0; i < caches.Count; i++) Assert.True(caches[i].PushesApplied > pushesBefore[i], $"silo {i} did not get the push");
+
+        // The next step re-derives (h, c) by replaying the ring buffer through the new weights, then steps once.
+        var v2Weights = TestSupport.ToEngine(await model.GetActiveWeightsAsync());
+        reference.Rewarm(v2Weights, window: 64);
+        var result = await stream.IngestAsync(TestSupport.Obs(81));
+        Assert.Equal(v2, result.WeightsVersion);
+        Assert.Equal(reference.Step(TestSupport.Obs(81).Values), result.Predictions);
+        var state = await stream.GetStateAsync();
+        Assert.Equal(reference.H, state.Hidden);
+        Assert.Equal(reference.C, state.Cell);
+        Assert.Equal(v2, state.Summary.WeightsVersion);
+
+        youngReference.Rewarm(v2Weights, window: 64);
+        var youngResult = await young.IngestAsync(TestSupport.Obs(5, seed: 1));
+        Assert.Equal(youngReference.Step(TestSupport.Obs(5, seed: 1).Values), youngResult.Predictions);
+        var youngState = await young.GetStateAsync();
+        Assert.Equal(youngReference.H, youngState.Hidden);
+        Assert.Equal(youngReference.C, youngState.Cell);
+
+        // Rollback: activate version 1 again; every silo follows and the stream re-warms through v1.
+        await model.ActivateAsync(1);
+        await AllCachesReach(name, 1);
+        reference.Rewarm(TestSupport.ToEngine(v1), window: 64);
+        var rolledBack = await stream.IngestAsync(TestSupport.Obs(82));
+        Assert.Equal(1, rolledBack.WeightsVersion);
+        Assert.Equal(reference.Step(TestSupport.Obs(82).Values), rolledBack.Predictions);
+        Assert.Equal(reference.H, (await stream.GetStateAsync()).Hidden);
+    }
+
+    [Fact]
+    public async Task A_silo_that_missed_a_push_catches_up()
+    {
+        const string name = "missed";
+        var model = Client.GetGrain<IModelGrain>(name);
+        var info = await model.CreateAsync(TestSupport.SmallConfig(seed: 5));
+        var caches = fixture.Caches;
+        foreach (var cache in caches) await cache.GetAsync(name);
+
+        // Silo 0's registration is dropped, so the push does not reach it.
+        await model.UnsubscribeAsync(caches[0].ObserverReference());
+        long pushesBefore = caches[0].PushesApplied;
+        long v2 = await model.PublishAsync(new PublishRequest(Enumerable.Repeat(0.03f, info.ParameterCount).ToArray()));
+        foreach (var cache in caches.Skip(1))
+            Assert.Equal(v2, (await TestSupport.Eventually(() => cache.GetAsync(name).AsTask(), m => m.Version == v2)).Version);
+
+        // The periodic refresh (every 2 s here) re-registers and installs the version it missed.
+        var caughtUp = await TestSupport.Eventually(() => caches[0].GetAsync(name).AsTask(), m => m.Version == v2, TimeSpan.FromSeconds(10));
+        Assert.Equal(v2, caughtUp.Version);
+        Assert.Equal(pushesBefore, caches[0].PushesApplied); // it came through the refresh, not a push
+    }
+
+    private async Task AllCachesReach(string name, long version)
+    {
+        foreach (var cache in fixture.Caches)
+        {
+            var held = await TestSupport.Eventually(() => cache.GetAsync(name).AsTask(), m => m.Version == version, TimeSpan.FromSeconds(10));
+            Assert.Equal(version, held.Version);
+        }
+    }
+}
