@@ -18,5 +18,6 @@ internal static class ClusterCommands
         yield return ModelClusterCommands.CreateModel();
         yield return ModelClusterCommands.Rollback();
         yield return PlotCommand.Create();
+        yield return Evaluate.EvaluateCommand.Create();
     }
 }
