@@ -19,5 +19,6 @@ internal static class ClusterCommands
         yield return ModelClusterCommands.Rollback();
         yield return PlotCommand.Create();
         yield return Bench.BenchCommand.Create();
+        yield return Evaluate.EvaluateCommand.Create();
     }
 }
