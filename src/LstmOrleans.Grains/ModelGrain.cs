@@ -35,7 +35,10 @@ public sealed class ModelVersionRecord
 /// <summary>
 /// A model's configuration and weight versions. Pushes every newly active version to the silo caches that
 /// registered an observer (registrations expire unless renewed by the caches' refresh loop).
+/// Kept alive (models are few) so the in-memory observer registrations are not lost to idle collection; after a
+/// silo failure the caches' periodic refresh re-registers them.
 /// </summary>
+[KeepAlive]
 public sealed partial class ModelGrain : Grain, IModelGrain
 {
     private readonly IPersistentState<ModelState> _state;

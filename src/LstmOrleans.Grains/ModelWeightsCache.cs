@@ -35,9 +35,12 @@ public sealed partial class ModelWeightsCache : IModelWeightsObserver, ILifecycl
         _logger = logger;
     }
 
-    /// <summary>Number of pushes applied (for diagnostics and tests).</summary>
-    public long PushesApplied => Interlocked.Read(ref _pushesApplied);
-    private long _pushesApplied;
+    /// <summary>Valid pushes received from model grains (for diagnostics and tests).</summary>
+    public long PushesReceived => Interlocked.Read(ref _pushesReceived);
+    private long _pushesReceived;
+
+    /// <summary>Test seam: while set, the periodic refresh skips its work (to simulate a silo that misses pushes).</summary>
+    internal volatile bool RefreshPaused;
 
     /// <summary>The cached snapshot of <paramref name="modelName"/>, if this silo holds one.</summary>
     public bool TryGet(string modelName, out CachedModel model) => _models.TryGetValue(modelName, out model!);
@@ -88,8 +91,8 @@ public sealed partial class ModelWeightsCache : IModelWeightsObserver, ILifecycl
     {
         try
         {
-            if (Install(weights) is { } installed && installed.Version == weights.Version && installed.Epoch == weights.Epoch)
-                Interlocked.Increment(ref _pushesApplied);
+            Install(weights);
+            Interlocked.Increment(ref _pushesReceived);
         }
         catch (Exception e)
         {
@@ -172,7 +175,7 @@ public sealed partial class ModelWeightsCache : IModelWeightsObserver, ILifecycl
         try
         {
             while (await timer.WaitForNextTickAsync(_stopping.Token))
-                await RefreshAsync(_stopping.Token);
+                if (!RefreshPaused) await RefreshAsync(_stopping.Token);
         }
         catch (OperationCanceledException) { }
     }

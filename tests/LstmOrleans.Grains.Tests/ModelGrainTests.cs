@@ -91,11 +91,16 @@ public sealed class ModelGrainTests(ClusterFixture fixture)
         var youngReference = new ReferenceStream(config, TestSupport.ToEngine(v1));
         for (long seq = 1; seq <= 4; seq++) { await young.IngestAsync(TestSupport.Obs(seq, seed: 1)); youngReference.Step(TestSupport.Obs(seq, seed: 1).Values); }
 
-        var pushesBefore = caches.Select(c => c.PushesApplied).ToArray();
+        var pushesBefore = caches.Select(c => c.PushesReceived).ToArray();
         var trained = LstmParameters.InitializeUniform(new LstmConfig(config.InputSize, config.HiddenSize, config.Layers, config.Horizons), 99);
         long v2 = await model.PublishAsync(new PublishRequest(trained.Data, "retrained"));
         await AllCachesReach(name, v2);
-        for (int i = 0; i < caches.Count; i++) Assert.True(caches[i].PushesApplied > pushesBefore[i], $"silo {i} did not get the push");
+        for (int i = 0; i < caches.Count; i++)
+        {
+            var cache = caches[i];
+            long received = await TestSupport.Eventually(() => Task.FromResult(cache.PushesReceived), n => n > pushesBefore[i]);
+            Assert.True(received > pushesBefore[i], $"silo {i} did not get the push");
+        }
 
         // The next step re-derives (h, c) by replaying the ring buffer through the new weights, then steps once.
         var v2Weights = TestSupport.ToEngine(await model.GetActiveWeightsAsync());
@@ -134,17 +139,34 @@ public sealed class ModelGrainTests(ClusterFixture fixture)
         var caches = fixture.Caches;
         foreach (var cache in caches) await cache.GetAsync(name);
 
-        // Silo 0's registration is dropped, so the push does not reach it.
-        await model.UnsubscribeAsync(caches[0].ObserverReference());
-        long pushesBefore = caches[0].PushesApplied;
-        long v2 = await model.PublishAsync(new PublishRequest(Enumerable.Repeat(0.03f, info.ParameterCount).ToArray()));
-        foreach (var cache in caches.Skip(1))
-            Assert.Equal(v2, (await TestSupport.Eventually(() => cache.GetAsync(name).AsTask(), m => m.Version == v2)).Version);
+        // Silo 0's registration is dropped (and its refresh held back), so the push does not reach it.
+        caches[0].RefreshPaused = true;
+        try
+        {
+            await model.UnsubscribeAsync(caches[0].ObserverReference());
+            long pushesBefore = caches[0].PushesReceived;
+            long v2 = await model.PublishAsync(new PublishRequest(Enumerable.Repeat(0.03f, info.ParameterCount).ToArray()));
+            foreach (var cache in caches.Skip(1))
+                Assert.Equal(v2, (await TestSupport.Eventually(() => cache.GetAsync(name).AsTask(), m => m.Version == v2)).Version);
+            Assert.Equal(1, (await caches[0].GetAsync(name)).Version);
+            Assert.Equal(pushesBefore, caches[0].PushesReceived);
 
-        // The periodic refresh (every 2 s here) re-registers and installs the version it missed.
-        var caughtUp = await TestSupport.Eventually(() => caches[0].GetAsync(name).AsTask(), m => m.Version == v2, TimeSpan.FromSeconds(10));
-        Assert.Equal(v2, caughtUp.Version);
-        Assert.Equal(pushesBefore, caches[0].PushesApplied); // it came through the refresh, not a push
+            // The periodic refresh (every 2 s here) re-registers and installs the version it missed.
+            caches[0].RefreshPaused = false;
+            var caughtUp = await TestSupport.Eventually(() => caches[0].GetAsync(name).AsTask(), m => m.Version == v2, TimeSpan.FromSeconds(10));
+            Assert.Equal(v2, caughtUp.Version);
+            Assert.Equal(pushesBefore, caches[0].PushesReceived); // it came through the refresh, not a push
+
+            // Re-registered: the next publish is pushed to silo 0 again.
+            long v3 = await model.PublishAsync(new PublishRequest(Enumerable.Repeat(0.04f, info.ParameterCount).ToArray()));
+            var pushed = await TestSupport.Eventually(() => Task.FromResult(caches[0].PushesReceived), n => n > pushesBefore);
+            Assert.True(pushed > pushesBefore);
+            Assert.Equal(v3, (await TestSupport.Eventually(() => caches[0].GetAsync(name).AsTask(), m => m.Version == v3)).Version);
+        }
+        finally
+        {
+            caches[0].RefreshPaused = false;
+        }
     }
 
     private async Task AllCachesReach(string name, long version)

@@ -259,7 +259,7 @@ public sealed class StreamGrainTests(ClusterFixture fixture)
         Assert.Equal(summary.StepCount, ordered.Count);
         Assert.Equal(Enumerable.Range(1, ordered.Count).Select(i => (long)i), ordered.Select(a => a.Result.StepCount));
         Assert.True(ordered.Zip(ordered.Skip(1)).All(p => p.First.Observation.Sequence < p.Second.Observation.Sequence));
-        Assert.True(ordered.Count >= 25, $"only {ordered.Count} of 200 observations were accepted");
+        Assert.True(ordered.Count >= 10, $"only {ordered.Count} of 200 observations were accepted; the test would say little");
 
         // The state equals applying exactly those observations, in that order, to the engine.
         var reference = new ReferenceStream(config, TestSupport.ToEngine(weights));
