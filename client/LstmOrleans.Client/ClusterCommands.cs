@@ -1,4 +1,5 @@
 using System.CommandLine;
+using LstmOrleans.Client.Commands;
 
 namespace LstmOrleans.Client;
 
@@ -7,6 +8,17 @@ internal static class ClusterCommands
 {
     public static IEnumerable<Command> Create()
     {
-        yield break;
+        yield return DemoCommand.Create();
+        yield return ReplayCommand.Create();
+        yield return StreamCommands.Push();
+        yield return StreamCommands.Predict();
+        yield return StreamCommands.Stream();
+        yield return StreamCommands.Watch();
+        yield return ModelClusterCommands.Models();
+        yield return ModelClusterCommands.CreateModel();
+        yield return ModelClusterCommands.Rollback();
+        yield return PlotCommand.Create();
+        yield return Bench.BenchCommand.Create();
+        yield return Evaluate.EvaluateCommand.Create();
     }
 }

@@ -53,16 +53,19 @@ public static class SiloHostingExtensions
                 silo.AddMemoryGrainStorage(GrainStorageName);
                 break;
             case StorageSettings.Sqlite:
-                // TODO(storage branch): AddSqliteGrainStorage once LstmOrleans.Persistence.Sqlite lands; memory until then.
-                Directory.CreateDirectory(Path.GetFullPath(settings.Storage.DataFolder));
-                silo.AddMemoryGrainStorage(GrainStorageName);
+                var database = Path.Combine(Path.GetFullPath(settings.Storage.DataFolder), "lstmorleans.db");
+                silo.AddSqliteGrainStorage(GrainStorageName, o => o.DataSource = database);
                 break;
             case StorageSettings.Postgres:
                 throw new SiloConfigurationException(["Storage:Provider 'postgres' is not available in this build yet."]);
         }
 
         // Stream grains, model grains and the per-silo weights cache.
-        silo.AddLstmOrleans();
+        // The weights cache renews its push subscriptions and catches up on missed versions every RefreshInterval;
+        // 5 s (instead of 30 s) bounds how long a silo can lag behind a rollout or rollback.
+        silo.AddLstmOrleans(configureCache: o => o.RefreshInterval = TimeSpan.FromSeconds(5));
+        // Training grains (scheduled by reminders) and stream-to-registry reporting.
+        silo.AddLstmOrleansTraining();
         // Orleans-streams ingestion path (implicit subscriptions of the stream grains). Memory streams carry
         // messages between silos but keep no backlog; a durable queue provider can replace them.
         silo.AddMemoryStreams(LstmOrleansNames.StreamProviderName);

@@ -1,0 +1,101 @@
+using System.CommandLine;
+using LstmOrleans.Abstractions;
+using LstmOrleans.Client.Cluster;
+using LstmOrleans.Silo.Hosting;
+
+namespace LstmOrleans.Client.Commands;
+
+/// <summary>Options every cluster command shares, and the error handling that turns failures into exit codes.</summary>
+internal sealed class ClusterOptions
+{
+    public Option<string?> Cluster { get; } = new("--cluster", "-c")
+    {
+        Description = "Gateways host:port[,host:port...] (default 127.0.0.1:30000) or redis://host:port for Redis membership.",
+    };
+
+    public Option<string> ClusterId { get; } = new("--cluster-id")
+    {
+        Description = "Orleans ClusterId of the silos.",
+        DefaultValueFactory = _ => "lstmorleans",
+    };
+
+    public Option<string> ServiceId { get; } = new("--service-id")
+    {
+        Description = "Orleans ServiceId of the silos.",
+        DefaultValueFactory = _ => "lstmorleans",
+    };
+
+    public Option<double> ConnectTimeout { get; } = new("--connect-timeout")
+    {
+        Description = "Seconds to wait for the cluster.",
+        DefaultValueFactory = _ => 15,
+    };
+
+    public void AddTo(Command command)
+    {
+        command.Options.Add(Cluster);
+        command.Options.Add(ClusterId);
+        command.Options.Add(ServiceId);
+        command.Options.Add(ConnectTimeout);
+    }
+
+    public ClusterTarget Target(ParseResult result) => ClusterTarget.Parse(
+        result.GetValue(Cluster), result.GetValue(ClusterId)!, result.GetValue(ServiceId)!,
+        TimeSpan.FromSeconds(Math.Clamp(result.GetValue(ConnectTimeout), 1, 600)));
+}
+
+internal static class CommandSupport
+{
+    /// <summary>Exit codes: 0 ok, 1 the cluster refused or failed, 2 bad arguments or input files, 3 cluster unreachable.</summary>
+    public static async Task<int> RunAsync(Func<Task<int>> action)
+    {
+        try
+        {
+            return await action();
+        }
+        catch (ClusterUnavailableException ex)
+        {
+            return Fail(3, ex.Message);
+        }
+        catch (Exception ex) when (ex is ArgumentException and not ObservationRejectedException || ex is FormatException or FileNotFoundException or DirectoryNotFoundException or SiloConfigurationException)
+        {
+            return Fail(2, ex.Message);
+        }
+        catch (Exception ex) when (ex is ObservationRejectedException or ModelNotFoundException or ModelOperationException)
+        {
+            return Fail(1, ex.Message);
+        }
+        catch (OperationCanceledException)
+        {
+            return Fail(130, "Cancelled.");
+        }
+        catch (Exception ex) when (ex is TimeoutException or Orleans.Runtime.OrleansException or Orleans.Runtime.SiloUnavailableException)
+        {
+            return Fail(1, $"Cluster call failed: {ex.Message}");
+        }
+    }
+
+    public static int Fail(int code, string message)
+    {
+        Console.Error.WriteLine($"error: {message}");
+        return code;
+    }
+
+    public static async Task<int> WithClusterAsync(ClusterOptions options, ParseResult result, CancellationToken cancellationToken,
+        Func<ClusterConnection, Task<int>> action) => await RunAsync(async () =>
+    {
+        var target = options.Target(result);
+        await using var connection = await ClusterConnection.ConnectAsync(target, cancellationToken);
+        return await action(connection);
+    });
+
+    public static string Format(float value) => value.ToString("G6", System.Globalization.CultureInfo.InvariantCulture);
+
+    public static string Describe(StepResult r)
+    {
+        var parts = new List<string>();
+        for (var k = 0; k < r.Predictions.Length; k++)
+            parts.Add($"t+{k + 1}: {Format(r.Predictions[k])} [{Format(r.Lower[k])}, {Format(r.Upper[k])}]");
+        return $"{r.StreamId} seq {r.Sequence} ({r.Timestamp:u}, weights v{r.WeightsVersion}{(r.Duplicate ? ", duplicate: nothing applied" : "")}): " + string.Join("  ", parts);
+    }
+}

@@ -1,0 +1,105 @@
+using System.CommandLine;
+using LstmOrleans.Abstractions;
+using LstmOrleans.Client.Plotting;
+using LstmOrleans.Client.Replay;
+
+namespace LstmOrleans.Client.Commands;
+
+/// <summary>replay FILE.csv|FOLDER: sends real series to the cluster as streams and scores the forecasts.</summary>
+internal static class ReplayCommand
+{
+    public static Command Create()
+    {
+        var cluster = new ClusterOptions();
+        var source = new Argument<string>("SOURCE") { Description = "A CSV file (timestamp,value[,...]) or a folder of them: one stream per file." };
+        var prefix = new Option<string>("--prefix") { Description = "Stream id prefix.", DefaultValueFactory = _ => "replay/" };
+        var copies = new Option<int>("--copies") { Description = "Streams per file, each starting at a different offset of the series.", DefaultValueFactory = _ => 1 };
+        var rate = new Option<double>("--rate") { Description = "Observations per second over all streams (0 = as fast as possible).", DefaultValueFactory = _ => 0 };
+        var batch = new Option<int>("--batch") { Description = "Observations per grain call (1 = one call per observation).", DefaultValueFactory = _ => 1 };
+        var rows = new Option<int>("--rows") { Description = "Use at most this many rows of each file (0 = all).", DefaultValueFactory = _ => 0 };
+        var model = new Option<string?>("--model") { Description = "Bind the streams to this model first (default: the streams' current or default model)." };
+        var reset = new Option<bool>("--reset") { Description = "Reset the streams first so the replay starts from a clean state." };
+        var output = new Option<string?>("--out") { Description = "Write every scored forecast to this CSV (for `plot`)." };
+        copies.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 10_000) r.AddError("--copies must be in 1..10000."); });
+        rate.Validators.Add(r => { if (r.GetValueOrDefault<double>() < 0) r.AddError("--rate must not be negative."); });
+        batch.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 100_000) r.AddError("--batch must be in 1..100000."); });
+        rows.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 0) r.AddError("--rows must not be negative."); });
+        var command = new Command("replay", "Replay recorded series as live streams; print model vs persistence error.")
+        {
+            source, prefix, copies, rate, batch, rows, model, reset, output,
+        };
+        cluster.AddTo(command);
+        command.SetAction((result, ct) => CommandSupport.RunAsync(async () =>
+        {
+            var maxRows = result.GetValue(rows) is > 0 and var r ? r : int.MaxValue;
+            var series = SeriesFile.LoadAll(result.GetValue(source)!, maxRows);
+            var streams = Build(series, result.GetValue(prefix)!, result.GetValue(copies));
+            return await CommandSupport.WithClusterAsync(cluster, result, ct, async connection =>
+            {
+                await PrepareAsync(connection.Grains, streams, result.GetValue(model), result.GetValue(reset));
+                var outPath = result.GetValue(output);
+                await ReplayProgress.RunAsync(connection.Grains, streams, 0, int.MaxValue, result.GetValue(batch), result.GetValue(rate),
+                    evaluate: true, keepRows: outPath is not null, "replay", ct);
+                ReplayProgress.PrintSummary(streams, $"One-step forecasts on {connection.Description}");
+                if (outPath is not null)
+                {
+                    await Replayer.WritePredictionsCsvAsync(outPath, streams);
+                    Console.WriteLine($"predictions: {Path.GetFullPath(outPath)}");
+                }
+                return 0;
+            });
+        }));
+        return command;
+    }
+
+    public static List<ReplayStream> Build(IReadOnlyList<SeriesFile> series, string prefix, int copies)
+    {
+        var streams = new List<ReplayStream>();
+        foreach (var file in series)
+            for (var copy = 0; copy < copies; copy++)
+            {
+                var id = copies == 1 ? prefix + file.Name : $"{prefix}{file.Name}#{copy}";
+                streams.Add(new ReplayStream(id, file, rotation: copies == 1 ? 0 : copy * file.Count / copies));
+            }
+        return streams;
+    }
+
+    public static async Task PrepareAsync(IGrainFactory grains, IReadOnlyList<ReplayStream> streams, string? model, bool reset)
+    {
+        await Task.WhenAll(streams.Select(async s =>
+        {
+            var grain = grains.GetGrain<IStreamGrain>(s.StreamId);
+            if (model is not null) await grain.BindAsync(model);
+            if (reset) await grain.ResetAsync();
+        }));
+    }
+}
+
+/// <summary>plot PREDICTIONS.csv: draws actual vs forecast with the interval, one panel per stream.</summary>
+internal static class PlotCommand
+{
+    public static Command Create()
+    {
+        var input = new Argument<string>("PREDICTIONS") { Description = "CSV written by `replay --out` or `demo`." };
+        var output = new Option<string>("--out", "-o") { Description = "PNG to write.", DefaultValueFactory = _ => "forecast.png" };
+        var last = new Option<int>("--last") { Description = "Plot only the last N points of each stream (0 = all).", DefaultValueFactory = _ => 600 };
+        var maxStreams = new Option<int>("--streams") { Description = "Plot at most this many streams.", DefaultValueFactory = _ => 4 };
+        last.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 0) r.AddError("--last must not be negative."); });
+        maxStreams.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--streams must be at least 1."); });
+        var command = new Command("plot", "Draw actual vs predicted with the prediction interval to a PNG.") { input, output, last, maxStreams };
+        command.SetAction((result, _) => CommandSupport.RunAsync(() =>
+        {
+            var rows = ForecastPlot.ReadPredictionsCsv(result.GetValue(input)!);
+            var panels = Panels(rows, result.GetValue(last), result.GetValue(maxStreams));
+            ForecastPlot.Write(result.GetValue(output)!, panels);
+            Console.WriteLine($"plot: {Path.GetFullPath(result.GetValue(output)!)} ({panels.Count} streams)");
+            return Task.FromResult(0);
+        }));
+        return command;
+    }
+
+    public static List<(string, IReadOnlyList<PredictionRow>)> Panels(IEnumerable<PredictionRow> rows, int last, int maxStreams) =>
+        rows.GroupBy(r => r.StreamId).Take(maxStreams)
+            .Select(g => (g.Key, (IReadOnlyList<PredictionRow>)(last > 0 ? g.TakeLast(last).ToList() : g.ToList())))
+            .ToList();
+}

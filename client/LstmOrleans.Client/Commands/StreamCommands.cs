@@ -1,0 +1,107 @@
+using System.CommandLine;
+using System.Globalization;
+using LstmOrleans.Abstractions;
+
+namespace LstmOrleans.Client.Commands;
+
+/// <summary>push, predict, stream, watch.</summary>
+internal static class StreamCommands
+{
+    public static Command Push()
+    {
+        var cluster = new ClusterOptions();
+        var stream = new Argument<string>("STREAM") { Description = "Stream id." };
+        var values = new Argument<string[]>("VALUE") { Description = "Feature values (one per model input).", Arity = ArgumentArity.OneOrMore };
+        var sequence = new Option<long?>("--seq") { Description = "Sequence number (default: one after the stream's last)." };
+        var time = new Option<string?>("--time") { Description = "ISO 8601 timestamp (default: now)." };
+        var command = new Command("push", "Send one observation to a stream and print its new forecast.") { stream, values, sequence, time };
+        cluster.AddTo(command);
+        command.SetAction((result, ct) => CommandSupport.RunAsync(async () =>
+        {
+            var parsed = result.GetValue(values)!.Select(ParseValue).ToArray();
+            var timestamp = DateTimeOffset.UtcNow;
+            if (result.GetValue(time) is { } text && !DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture,
+                    DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out timestamp))
+                throw new ArgumentException($"--time: '{text}' is not a timestamp.");
+            return await CommandSupport.WithClusterAsync(cluster, result, ct, async connection =>
+            {
+                var grain = connection.Grains.GetGrain<IStreamGrain>(result.GetValue(stream)!);
+                var seq = result.GetValue(sequence) ?? ((await grain.GetSummaryAsync()).LastSequence ?? 0) + 1;
+                var step = await grain.IngestAsync(new Observation(seq, timestamp, parsed));
+                Console.WriteLine(CommandSupport.Describe(step));
+                return 0;
+            });
+        }));
+        return command;
+    }
+
+    private static float ParseValue(string text)
+    {
+        if (!float.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || !float.IsFinite(value))
+            throw new ArgumentException($"'{text}' is not a finite number.");
+        return value;
+    }
+
+    public static Command Predict()
+    {
+        var cluster = new ClusterOptions();
+        var stream = new Argument<string>("STREAM") { Description = "Stream id." };
+        var command = new Command("predict", "Print a stream's current forecast with its prediction interval.") { stream };
+        cluster.AddTo(command);
+        command.SetAction((result, ct) => CommandSupport.WithClusterAsync(cluster, result, ct, async connection =>
+        {
+            var id = result.GetValue(stream)!;
+            var prediction = await connection.Grains.GetGrain<IStreamGrain>(id).GetPredictionAsync();
+            if (prediction is null) return CommandSupport.Fail(1, $"Stream '{id}' has no observations yet.");
+            Console.WriteLine(CommandSupport.Describe(prediction));
+            return 0;
+        }));
+        return command;
+    }
+
+    public static Command Stream()
+    {
+        var cluster = new ClusterOptions();
+        var stream = new Argument<string>("STREAM") { Description = "Stream id." };
+        var command = new Command("stream", "Print a stream's summary: model, weights version, last sequence, steps.") { stream };
+        cluster.AddTo(command);
+        command.SetAction((result, ct) => CommandSupport.WithClusterAsync(cluster, result, ct, async connection =>
+        {
+            var s = await connection.Grains.GetGrain<IStreamGrain>(result.GetValue(stream)!).GetSummaryAsync();
+            Console.WriteLine($"stream {s.StreamId}: model {s.ModelName ?? "(unbound)"} weights v{s.WeightsVersion}, " +
+                $"last sequence {s.LastSequence?.ToString(CultureInfo.InvariantCulture) ?? "-"} at {s.LastTimestamp?.ToString("u") ?? "-"}, " +
+                $"{s.StepCount} steps, history {s.HistoryCount}/{s.HistoryCapacity}");
+            if (s.Latest is { } latest) Console.WriteLine(CommandSupport.Describe(latest));
+            return 0;
+        }));
+        return command;
+    }
+
+    public static Command Watch()
+    {
+        var cluster = new ClusterOptions();
+        var stream = new Argument<string>("STREAM") { Description = "Stream id." };
+        var interval = new Option<double>("--interval") { Description = "Seconds between polls.", DefaultValueFactory = _ => 1 };
+        var count = new Option<int>("--count") { Description = "Stop after this many polls (0 = until Ctrl+C).", DefaultValueFactory = _ => 0 };
+        interval.Validators.Add(r => { if (r.GetValueOrDefault<double>() is < 0.05 or > 3600) r.AddError("--interval must be in 0.05..3600 seconds."); });
+        count.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 0) r.AddError("--count must not be negative."); });
+        var command = new Command("watch", "Poll a stream and print each new forecast.") { stream, interval, count };
+        cluster.AddTo(command);
+        command.SetAction((result, ct) => CommandSupport.WithClusterAsync(cluster, result, ct, async connection =>
+        {
+            var grain = connection.Grains.GetGrain<IStreamGrain>(result.GetValue(stream)!);
+            var polls = result.GetValue(count);
+            long? lastSeen = null;
+            for (var i = 0; polls == 0 || i < polls; i++)
+            {
+                if (i > 0) await Task.Delay(TimeSpan.FromSeconds(result.GetValue(interval)), ct);
+                var prediction = await grain.GetPredictionAsync();
+                if (prediction is null) Console.WriteLine($"{DateTimeOffset.Now:HH:mm:ss} no observations yet");
+                else if (prediction.StepCount != lastSeen) Console.WriteLine($"{DateTimeOffset.Now:HH:mm:ss} {CommandSupport.Describe(prediction)}");
+                lastSeen = prediction?.StepCount;
+            }
+            return 0;
+        }));
+        return command;
+    }
+}
