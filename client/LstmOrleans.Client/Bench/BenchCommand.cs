@@ -45,13 +45,17 @@ internal static class BenchCommand
         var tests = new Option<string>("--tests", "-t") { Description = "Phases to run: ping,single,batch.", DefaultValueFactory = _ => "ping,single,batch" };
         var history = new Option<int?>("--history") { Description = "Override the silo's per-stream history capacity (StreamGrainOptions.HistoryCapacity, default 512)." };
         var persistEvery = new Option<int?>("--persist-every") { Description = "Override StreamGrainOptions.PersistEverySteps (default 1: every acknowledged step is durable)." };
+        var orleansSerializer = new Option<bool>("--orleans-storage-serializer")
+        {
+            Description = "Experiment: give the silo Orleans' binary IGrainStorageSerializer instead of the default JSON one (affects the memory and redis stores).",
+        };
         var json = new Option<bool>("--json") { Description = "Write the results as JSON to stdout (progress goes to stderr)." };
         var verbose = new Option<bool>("--verbose") { Description = "Echo the silo process's log to stderr." };
 
         var command = new Command("bench", "Benchmark: no-op grain call ceiling, then single and batch ingest per store (observations/s, p50/p99/p99.9 latency, silo memory).")
         {
             stores, redis, postgres, cluster, clusterId, serviceId, streams, concurrency, batch, hidden, layers, duration, warmup, rate,
-            tests, history, persistEvery, json, verbose,
+            tests, history, persistEvery, orleansSerializer, json, verbose,
         };
         command.Subcommands.Add(BenchSiloHost.Create());
         command.SetAction((result, ct) => CommandSupport.RunAsync(async () =>
@@ -71,6 +75,7 @@ internal static class BenchCommand
                 ParseTests(result.GetValue(tests)!),
                 result.GetValue(history) is { } h ? Positive(h, "--history", 1_000_000) : null,
                 result.GetValue(persistEvery) is { } p ? Positive(p, "--persist-every", 1_000_000) : null,
+                result.GetValue(orleansSerializer),
                 result.GetValue(verbose));
             bool asJson = result.GetValue(json);
             void Progress(string line)

@@ -23,6 +23,7 @@ internal sealed record BenchSettings(
     IReadOnlyList<string> Tests,
     int? History,
     int? PersistEvery,
+    bool OrleansStorageSerializer,
     bool Verbose)
 {
     public const string Ping = "ping";

@@ -41,6 +41,7 @@ internal sealed class BenchRunner(BenchSettings settings, Action<string> progres
             if (settings.Postgres is { } postgres) args.AddRange(["--postgres", postgres]);
             if (settings.History is { } history) args.AddRange(["--history", history.ToString()]);
             if (settings.PersistEvery is { } every) args.AddRange(["--persist-every", every.ToString()]);
+            if (settings.OrleansStorageSerializer) args.Add("--orleans-storage-serializer");
             progress($"{store}, {streams:N0} streams: starting a silo process");
             BenchSiloProcess silo;
             try

@@ -8,6 +8,7 @@ using LstmOrleans.Silo.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Orleans.Storage;
 
 namespace LstmOrleans.Client.Bench;
 
@@ -31,19 +32,20 @@ internal static class BenchSiloHost
         var serviceId = new Option<string>("--service-id") { DefaultValueFactory = _ => "lstmorleans-bench" };
         var history = new Option<int?>("--history");
         var persistEvery = new Option<int?>("--persist-every");
+        var orleansSerializer = new Option<bool>("--orleans-storage-serializer");
         var command = new Command(CommandName, "Internal: the silo process started by 'bench'.")
         {
-            store, data, redis, postgres, serviceId, history, persistEvery,
+            store, data, redis, postgres, serviceId, history, persistEvery, orleansSerializer,
         };
         command.Hidden = true;
         command.SetAction((result, ct) => RunAsync(
             result.GetValue(store)!, result.GetValue(data)!, result.GetValue(redis), result.GetValue(postgres),
-            result.GetValue(serviceId)!, result.GetValue(history), result.GetValue(persistEvery), ct));
+            result.GetValue(serviceId)!, result.GetValue(history), result.GetValue(persistEvery), result.GetValue(orleansSerializer), ct));
         return command;
     }
 
     private static async Task<int> RunAsync(string store, string dataFolder, string? redis, string? postgres, string serviceId,
-        int? history, int? persistEvery, CancellationToken cancellationToken)
+        int? history, int? persistEvery, bool orleansSerializer, CancellationToken cancellationToken)
     {
         var settings = new SiloSettings();
         settings.Cluster.ClusterId = "lstmorleans-bench";
@@ -77,6 +79,9 @@ internal static class BenchSiloHost
                 if (history is { } h) o.HistoryCapacity = h;
                 if (persistEvery is { } p) o.PersistEverySteps = p;
             });
+            // Experiment: the storage providers that take the silo-wide default IGrainStorageSerializer (memory,
+            // redis) use Orleans' binary serializer instead of the default JSON one.
+            if (orleansSerializer) silo.Services.AddSingleton<IGrainStorageSerializer, OrleansGrainStorageSerializer>();
         });
         using var host = builder.Build();
         try
