@@ -1,1 +1,12 @@
-BenchmarkDotNet.Running.BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+using BenchmarkDotNet.Running;
+using LstmOrleans.Benchmarks;
+
+// `quick`: a few seconds of Stopwatch timing that prints the headline figures; anything else goes to BenchmarkDotNet
+// (e.g. `-- --filter *` for every benchmark with [MemoryDiagnoser]).
+if (args.Length > 0 && args[0] == "probe") { Probe.Run(); return; }
+if (args.Length > 0 && args[0] == "quick")
+{
+    QuickBenchmarks.Run();
+    return;
+}
+BenchmarkSwitcher.FromAssembly(typeof(QuickBenchmarks).Assembly).Run(args);

@@ -46,25 +46,39 @@ internal static class Gemm
         }
     }
 
+    /// <summary>
+    /// Depth of one pass over B: a long inner dimension (the weight gradients sum over all T·B rows) is cut into
+    /// panels of this many rows of B, so a panel stays in cache while every block of C is updated from it,
+    /// instead of streaming all of B once per block of C.
+    /// </summary>
+    private const int DepthBlock = 128;
+
     private static void MultiplyAdd512(int m, int n, int k, ref float a, int ars, int acs, ref float b, int ldb, ref float c, int ldc)
     {
-        int i = 0;
-        for (; i + 4 <= m; i += 4)
-        {
-            int j = 0;
-            for (; j + 64 <= n; j += 64)
+        for (int p0 = 0; p0 < k; p0 += DepthBlock)
+            MultiplyAddPanel512(m, n, Math.Min(DepthBlock, k - p0), ref Unsafe.Add(ref a, p0 * acs), ars, acs,
+                ref Unsafe.Add(ref b, p0 * ldb), ldb, ref c, ldc);
+    }
+
+    private static void MultiplyAddPanel512(int m, int n, int k, ref float a, int ars, int acs, ref float b, int ldb, ref float c, int ldc)
+    {
+        int blockedRows = m / 4 * 4;
+        // Column block outermost: its [k, 64] slice of B (at most DepthBlock x 64 floats) stays in L1 while every
+        // 4-row block of C is updated from it.
+        int j = 0;
+        for (; j + 64 <= n; j += 64)
+            for (int i = 0; i < blockedRows; i += 4)
                 Block4x64(k, ref Unsafe.Add(ref a, i * ars), ars, acs, ref Unsafe.Add(ref b, j), ldb, ref Unsafe.Add(ref c, i * ldc + j), ldc);
-            for (int r = 0; r < 4; r++)
-                RowTail(j, n, k, ref Unsafe.Add(ref a, (i + r) * ars), acs, ref b, ldb, ref Unsafe.Add(ref c, (i + r) * ldc));
-        }
-        for (; i < m; i++)
+        for (int i = 0; i < blockedRows; i++)
+            RowTail(j, n, k, ref Unsafe.Add(ref a, i * ars), acs, ref b, ldb, ref Unsafe.Add(ref c, i * ldc));
+        for (int i = blockedRows; i < m; i++)
         {
             ref float ai = ref Unsafe.Add(ref a, i * ars);
             ref float ci = ref Unsafe.Add(ref c, i * ldc);
-            int j = 0;
-            for (; j + 128 <= n; j += 128)
-                Block1x128(k, ref ai, acs, ref Unsafe.Add(ref b, j), ldb, ref Unsafe.Add(ref ci, j));
-            RowTail(j, n, k, ref ai, acs, ref b, ldb, ref ci);
+            int jj = 0;
+            for (; jj + 128 <= n; jj += 128)
+                Block1x128(k, ref ai, acs, ref Unsafe.Add(ref b, jj), ldb, ref Unsafe.Add(ref ci, jj));
+            RowTail(jj, n, k, ref ai, acs, ref b, ldb, ref ci);
         }
     }
 

@@ -13,7 +13,8 @@ namespace LstmOrleans.Lstm;
 /// </summary>
 public sealed class LstmBptt
 {
-    private readonly float[][] _wihT;        // per layer [D_l, 4H]   weight_ih transposed, packed at each forward
+    // Packed at each forward; cell-candidate rows doubled (see CellKernels).
+    private readonly float[][] _wihT;        // per layer [D_l, 4H]   weight_ih transposed
     private readonly float[][] _whhT;        // per layer [H, 4H]     weight_hh transposed
     private readonly float[][] _bias;        // per layer [4H]        bias_ih + bias_hh
     private readonly float[] _dOutputs;      // [T, B, K]   dLoss/dy
@@ -25,6 +26,7 @@ public sealed class LstmBptt
     private readonly float[] _dWT;           // [max(D, H), 4H]  a weight gradient, transposed, before unpacking
     private readonly float[] _dInputs;       // [T, B, D]   dLoss/dx, time-major
     private LstmParameters? _forwardParameters;
+    private static readonly float[] One = [1f];
 
     public LstmBptt(LstmConfig config, int maxBatch, int steps)
     {
@@ -120,15 +122,16 @@ public sealed class LstmBptt
             {
                 Span<float> gt = gates.Slice(step * batch * rows, batch * rows);
                 Gemm.MultiplyAdd(batch, rows, hidden, hl.AsSpan(step * batch * hidden, batch * hidden), hidden, 1, _whhT[l], rows, gt, rows);
+                TensorPrimitives.Sigmoid(gt, gt);
+                int slot = step * batch;   // rows of step t in [T, B, ·] buffers; slot + batch = the next state slot
                 for (int s = 0; s < batch; s++)
-                {
-                    int row = step * batch + s;
-                    CellForward(gt.Slice(s * rows, rows),
-                        cl.AsSpan(row * hidden, hidden),
-                        cl.AsSpan((row + batch) * hidden, hidden),
-                        tcl.AsSpan(row * hidden, hidden),
-                        hl.AsSpan((row + batch) * hidden, hidden), hidden);
-                }
+                    CellKernels.CandidateAndCell(gt.Slice(s * rows, rows), cl.AsSpan((slot + s) * hidden, hidden),
+                        cl.AsSpan((slot + batch + s) * hidden, hidden), hidden);
+                // tanh(c_t) for the whole batch in one call, then h_t = o ⊙ tanh(c_t) row by row.
+                TensorPrimitives.Tanh(cl.AsSpan((slot + batch) * hidden, batch * hidden), tcl.AsSpan(slot * hidden, batch * hidden));
+                for (int s = 0; s < batch; s++)
+                    TensorPrimitives.Multiply(gt.Slice(s * rows + 3 * hidden, hidden), tcl.AsSpan((slot + s) * hidden, hidden),
+                        hl.AsSpan((slot + batch + s) * hidden, hidden));
             }
         }
 
@@ -212,7 +215,7 @@ public sealed class LstmBptt
                 for (int s = 0; s < batch; s++)
                 {
                     int row = step * batch + s;
-                    CellBackward(gl.AsSpan(row * rows, rows), cl.AsSpan(row * hidden, hidden), tcl.AsSpan(row * hidden, hidden),
+                    CellKernels.BackwardRow(gl.AsSpan(row * rows, rows), cl.AsSpan(row * hidden, hidden), tcl.AsSpan(row * hidden, hidden),
                         dAbove.Slice(row * hidden, hidden), dhNext.Slice(s * hidden, hidden), dcNext.Slice(s * hidden, hidden),
                         dGates.Slice(row * rows, rows), hidden);
                 }
@@ -233,8 +236,9 @@ public sealed class LstmBptt
             int din = config.LayerInputSize(l);
             ReadOnlySpan<float> layerIn = l == 0 ? act.Inputs.AsSpan(0, n * d) : act.Hidden[l - 1].AsSpan(batch * hidden, n * hidden);
             AccumulateTransposed(layerIn, din, n, dGates, grad.WeightIh(l));
+            // Bias gradient = column sums of dGates: a [1, N] row of ones (one stored 1 with strides 0) times dGates.
             Span<float> bih = grad.BiasIh(l), bhh = grad.BiasHh(l);
-            for (int r = 0; r < n; r++) TensorPrimitives.Add(bih, dGates.Slice(r * rows, rows), bih);
+            Gemm.MultiplyAdd(1, rows, n, One, 0, 0, dGates, rows, bih, rows);
             bih.CopyTo(bhh);   // both biases enter the pre-activation the same way
 
             // Gradient into this layer's input: dIn[N, D_l] = dGates[N, 4H] · W_ih[4H, D_l].
@@ -282,43 +286,9 @@ public sealed class LstmBptt
                 for (int j = 0; j < h; j++) whhT[j * rows + r] = whh[r * h + j];
             }
             TensorPrimitives.Add(parameters.BiasIh(l), parameters.BiasHh(l), _bias[l]);
-        }
-    }
-
-    /// <summary>
-    /// Forward cell for one row: gates [4H] pre-activations in, activated (i, f, g, o) out (kept for backward);
-    /// c = f ⊙ cPrev + i ⊙ g; tanhC = tanh(c); h = o ⊙ tanhC.
-    /// </summary>
-    internal static void CellForward(Span<float> gates, ReadOnlySpan<float> cPrev, Span<float> c, Span<float> tanhC, Span<float> h, int hidden)
-    {
-        Span<float> i = gates[..hidden], f = gates.Slice(hidden, hidden), g = gates.Slice(2 * hidden, hidden), o = gates.Slice(3 * hidden, hidden);
-        TensorPrimitives.Sigmoid(gates[..(2 * hidden)], gates[..(2 * hidden)]);   // i and f are adjacent
-        TensorPrimitives.Tanh(g, g);
-        TensorPrimitives.Sigmoid(o, o);
-        TensorPrimitives.Multiply(f, cPrev, c);
-        TensorPrimitives.MultiplyAdd(i, g, c, c);
-        TensorPrimitives.Tanh(c, tanhC);
-        TensorPrimitives.Multiply(o, tanhC, h);
-    }
-
-    /// <summary>
-    /// Backward cell for one row. In: activated gates [4H], cPrev [H], tanhC [H], dhAbove [H], dhNext [H]
-    /// (from step t+1), dcNext [H] (from step t+1, replaced by dL/dc_{t-1}). Out: dGates [4H] w.r.t. pre-activations.
-    /// </summary>
-    internal static void CellBackward(ReadOnlySpan<float> gates, ReadOnlySpan<float> cPrev, ReadOnlySpan<float> tanhC,
-        ReadOnlySpan<float> dhAbove, ReadOnlySpan<float> dhNext, Span<float> dcNext, Span<float> dGates, int hidden)
-    {
-        for (int j = 0; j < hidden; j++)
-        {
-            float i = gates[j], f = gates[hidden + j], g = gates[2 * hidden + j], o = gates[3 * hidden + j];
-            float tc = tanhC[j];
-            float dh = dhAbove[j] + dhNext[j];
-            float dc = dcNext[j] + dh * o * (1f - tc * tc);
-            dGates[j] = dc * g * i * (1f - i);
-            dGates[hidden + j] = dc * cPrev[j] * f * (1f - f);
-            dGates[2 * hidden + j] = dc * i * (1f - g * g);
-            dGates[3 * hidden + j] = dh * tc * o * (1f - o);
-            dcNext[j] = dc * f;
+            CellKernels.DoubleCandidateRows(wihT, h);
+            CellKernels.DoubleCandidateRows(whhT, h);
+            CellKernels.DoubleCandidateRows(_bias[l], h);
         }
     }
 

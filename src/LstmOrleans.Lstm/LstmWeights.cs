@@ -6,7 +6,8 @@ namespace LstmOrleans.Lstm;
 /// An immutable, inference-ready copy of a model's parameters, shared by every stream of a model on a
 /// silo. Packing happens once here so each step only reads: per layer the two gate matrices are fused over
 /// the concatenation [h_{t-1}, x_t] (the seed's notation) and stored transposed, [H + D_l, 4H], so a step is
-/// a run of AXPYs along contiguous gate rows (see <see cref="Gemm"/>); the two biases are summed.
+/// a run of AXPYs along contiguous gate rows (see <see cref="Gemm"/>); the two biases are summed; the
+/// cell-candidate rows are doubled (see <see cref="CellKernels"/>) so one Sigmoid activates all four gates.
 /// </summary>
 public sealed class LstmWeights
 {
@@ -39,9 +40,11 @@ public sealed class LstmWeights
                 for (int j = 0; j < h; j++) packed[j * rows + r] = whh[r * h + j];
                 for (int j = 0; j < din; j++) packed[(h + j) * rows + r] = wih[r * din + j];
             }
-            _packed[l] = packed;
             var bias = new float[rows];
             TensorPrimitives.Add(parameters.BiasIh(l), parameters.BiasHh(l), bias);
+            CellKernels.DoubleCandidateRows(packed, h);
+            CellKernels.DoubleCandidateRows(bias, h);
+            _packed[l] = packed;
             _bias[l] = bias;
         }
         _headWeight = parameters.HeadWeight.ToArray();
@@ -84,7 +87,8 @@ public sealed class LstmWeights
             layerInput.CopyTo(v[hidden..]);
             _bias[l].CopyTo(gates);
             Gemm.MultiplyAdd(1, rows, cols, v, 0, 1, _packed[l], rows, gates, rows);
-            CellUpdate(gates, hl, cl, hidden);
+            TensorPrimitives.Sigmoid(gates, gates);
+            CellKernels.ForwardRow(gates, cl, cl, hl, hl, hidden);
             layerInput = hl;
         }
         Head(layerInput, y);
@@ -127,33 +131,17 @@ public sealed class LstmWeights
                     Gemm.MultiplyAdd(n, rows, d, x.Slice(s0 * d, n * d), d, 1, packed[(hidden * rows)..], rows, gates, rows);
                 else
                     Gemm.MultiplyAdd(n, rows, hidden, hc[((l - 1) * hidden)..], state, 1, packed[(hidden * rows)..], rows, gates, rows);
+                TensorPrimitives.Sigmoid(gates, gates);
                 for (int s = 0; s < n; s++)
-                    CellUpdate(gates.Slice(s * rows, rows), hc.Slice(s * state + l * hidden, hidden), cc.Slice(s * state + l * hidden, hidden), hidden);
+                {
+                    Span<float> hs = hc.Slice(s * state + l * hidden, hidden), cs = cc.Slice(s * state + l * hidden, hidden);
+                    CellKernels.ForwardRow(gates.Slice(s * rows, rows), cs, cs, hs, hs, hidden);
+                }
             }
             int top = (config.Layers - 1) * hidden;
             for (int s = 0; s < n; s++)
                 Head(hc.Slice(s * state + top, hidden), y.Slice((s0 + s) * k, k));
         }
-    }
-
-    /// <summary>
-    /// Gate nonlinearities and the state update, given pre-activations [i | f | g | o] (each [H]).
-    /// c = f * c + i * g; h = o * tanh(c).
-    /// </summary>
-    internal static void CellUpdate(Span<float> gates, Span<float> h, Span<float> c, int hidden)
-    {
-        Span<float> i = gates[..hidden];
-        Span<float> f = gates.Slice(hidden, hidden);
-        Span<float> g = gates.Slice(2 * hidden, hidden);
-        Span<float> o = gates.Slice(3 * hidden, hidden);
-        TensorPrimitives.Sigmoid(i, i);
-        TensorPrimitives.Sigmoid(f, f);
-        TensorPrimitives.Tanh(g, g);
-        TensorPrimitives.Sigmoid(o, o);
-        TensorPrimitives.Multiply(f, c, c);            // c = f * c
-        TensorPrimitives.MultiplyAdd(i, g, c, c);      // c += i * g
-        TensorPrimitives.Tanh(c, h);                   // h = tanh(c)
-        TensorPrimitives.Multiply(o, h, h);            // h = o * tanh(c)
     }
 
     private void Head(ReadOnlySpan<float> top, Span<float> y)

@@ -1,3 +1,4 @@
+using LstmOrleans.Persistence.GroupCommit;
 using LstmOrleans.Persistence.Sqlite;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -6,8 +7,6 @@ using Orleans.Configuration;
 using Orleans.Providers;
 using Orleans.Runtime;
 using Orleans.Runtime.Hosting;
-using Orleans.Serialization;
-using Orleans.Storage;
 
 namespace Orleans.Hosting;
 
@@ -38,15 +37,4 @@ public static class SqliteGrainStorageExtensions
         return services.AddGrainStorage(name, static (sp, providerName) =>
             ActivatorUtilities.CreateInstance<SqliteGrainStorage>(sp, providerName, sp.GetRequiredService<IOptionsMonitor<SqliteGrainStorageOptions>>().Get(providerName)));
     }
-}
-
-/// <summary>
-/// Fills in Orleans' binary serializer when no state serializer was configured: compact, versioned,
-/// and without the type names a JSON serializer would write into every row.
-/// </summary>
-internal sealed class BinarySerializerDefault<TOptions>(IServiceProvider services) : IPostConfigureOptions<TOptions>
-    where TOptions : class, IStorageProviderSerializerOptions
-{
-    public void PostConfigure(string? name, TOptions options) =>
-        options.GrainStorageSerializer ??= new OrleansGrainStorageSerializer(services.GetRequiredService<Serializer>());
 }

@@ -85,6 +85,11 @@ public sealed class ModelGrainTests(ClusterFixture fixture)
         await stream.BindAsync(name);
         var reference = new ReferenceStream(config, TestSupport.ToEngine(v1));
         for (long seq = 1; seq <= 80; seq++) { await stream.IngestAsync(TestSupport.Obs(seq)); reference.Step(TestSupport.Obs(seq).Values); }
+        // And a young stream, whose replay is short enough that the zero starting state still shows.
+        var young = Client.GetGrain<IStreamGrain>("rollout/young");
+        await young.BindAsync(name);
+        var youngReference = new ReferenceStream(config, TestSupport.ToEngine(v1));
+        for (long seq = 1; seq <= 4; seq++) { await young.IngestAsync(TestSupport.Obs(seq, seed: 1)); youngReference.Step(TestSupport.Obs(seq, seed: 1).Values); }
 
         var pushesBefore = caches.Select(c => c.PushesApplied).ToArray();
         var trained = LstmParameters.InitializeUniform(new LstmConfig(config.InputSize, config.HiddenSize, config.Layers, config.Horizons), 99);
@@ -102,6 +107,13 @@ public sealed class ModelGrainTests(ClusterFixture fixture)
         Assert.Equal(reference.H, state.Hidden);
         Assert.Equal(reference.C, state.Cell);
         Assert.Equal(v2, state.Summary.WeightsVersion);
+
+        youngReference.Rewarm(v2Weights, window: 64);
+        var youngResult = await young.IngestAsync(TestSupport.Obs(5, seed: 1));
+        Assert.Equal(youngReference.Step(TestSupport.Obs(5, seed: 1).Values), youngResult.Predictions);
+        var youngState = await young.GetStateAsync();
+        Assert.Equal(youngReference.H, youngState.Hidden);
+        Assert.Equal(youngReference.C, youngState.Cell);
 
         // Rollback: activate version 1 again; every silo follows and the stream re-warms through v1.
         await model.ActivateAsync(1);

@@ -16,6 +16,10 @@ public sealed class ProcessWideGrainStorage(Serializer serializer) : IGrainStora
 
     private static string Key(string stateName, GrainId grainId) => $"{stateName}/{grainId}";
 
+    /// <summary>What is stored for a grain right now (bypassing the grain), or default when nothing is.</summary>
+    public static T? Peek<T>(Serializer serializer, string stateName, GrainId grainId) =>
+        Store.TryGetValue(Key(stateName, grainId), out var stored) ? serializer.Deserialize<T>(stored.Data) : default;
+
     public Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
         if (Store.TryGetValue(Key(stateName, grainId), out var stored))

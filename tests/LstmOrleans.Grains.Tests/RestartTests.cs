@@ -1,14 +1,14 @@
 using LstmOrleans.Abstractions;
-using Microsoft.Extensions.DependencyInjection;
 using Orleans.Hosting;
-using Orleans.Runtime.Hosting;
 using Orleans.TestingHost;
 
 namespace LstmOrleans.Grains.Tests;
 
-/// <summary>A one-silo cluster whose "lstm" storage survives the silo (see <see cref="ProcessWideGrainStorage"/>).</summary>
+/// <summary>A one-silo cluster whose "lstm" storage is a real SQLite database file, so it survives the silo.</summary>
 public sealed class RestartClusterFixture : IAsyncLifetime
 {
+    private readonly string _directory = Path.Combine(Path.GetTempPath(), "lstm-grains-tests-" + Guid.NewGuid().ToString("N"));
+
     public InProcessTestCluster Cluster { get; private set; } = null!;
 
     public async Task InitializeAsync()
@@ -18,7 +18,7 @@ public sealed class RestartClusterFixture : IAsyncLifetime
         builder.Options.ClusterId = "lstm-grains-restart-cluster";
         builder.ConfigureSilo((_, silo) =>
         {
-            silo.Services.AddGrainStorage(LstmOrleansNames.StorageName, (sp, _) => new ProcessWideGrainStorage(sp.GetRequiredService<Orleans.Serialization.Serializer>()));
+            silo.AddSqliteGrainStorage(LstmOrleansNames.StorageName, (LstmOrleans.Persistence.Sqlite.SqliteGrainStorageOptions o) => o.DataSource = Path.Combine(_directory, "grains.db"));
             silo.AddLstmOrleans();
         });
         Cluster = builder.Build();
@@ -29,6 +29,7 @@ public sealed class RestartClusterFixture : IAsyncLifetime
     {
         await Cluster.StopAllSilosAsync();
         await Cluster.DisposeAsync();
+        try { Directory.Delete(_directory, recursive: true); } catch (IOException) { }
     }
 }
 

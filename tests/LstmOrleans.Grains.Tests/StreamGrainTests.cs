@@ -58,6 +58,28 @@ public sealed class StreamGrainTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task Another_target_without_normalisation_also_equals_the_engine()
+    {
+        var config = new ModelConfig(3, HiddenSize: 5, Layers: 1, Horizons: 2, Features: ["a", "b", "c"], TargetIndex: 2, NormalizationMode.None, Seed: 4);
+        await Client.GetGrain<IModelGrain>("raw-target").CreateAsync(config);
+        var weights = await Client.GetGrain<IModelGrain>("raw-target").GetActiveWeightsAsync();
+        var stream = await BoundStreamAsync("raw-target", "raw-target/stream");
+        var reference = new ReferenceStream(config, TestSupport.ToEngine(weights));
+        float[]? previous = null;
+        for (long seq = 1; seq <= 15; seq++)
+        {
+            var observation = TestSupport.Obs(seq, inputSize: 3);
+            var result = await stream.IngestAsync(observation);
+            Assert.Equal(reference.Step(observation.Values), result.Predictions);
+            if (previous is not null) Assert.Equal(observation.Values[2] - previous[0], result.PreviousError!.Value, 4);
+            previous = result.Predictions;
+        }
+        var state = await stream.GetStateAsync();
+        Assert.Equal(reference.H, state.Hidden);
+        Assert.Equal(reference.C, state.Cell);
+    }
+
+    [Fact]
     public async Task Error_statistics_follow_the_ewma_of_squared_errors()
     {
         await CreateModelAsync("ewma");

@@ -8,7 +8,7 @@ namespace LstmOrleans.Persistence.Tests;
 /// fixture: the same durability checks as the other stores.
 /// </summary>
 [Collection(ClusterCollection.Name)]
-public sealed class RedisDurabilityTests(RedisServerFixture redis) : GrainStorageDurabilityTests, IClassFixture<RedisServerFixture>
+public sealed class RedisDurabilityTests(RedisServerFixture redis) : GrainStorageDurabilityTests
 {
     protected override string Prefix => "redis";
 

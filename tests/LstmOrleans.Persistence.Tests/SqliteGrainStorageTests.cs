@@ -25,23 +25,35 @@ internal static class TestSerializer
 }
 
 /// <summary>
-/// Holds the first commit inside its transaction until released, so the operations queued meanwhile
-/// form one known batch; can fail chosen commits.
+/// Holds chosen commits (by default the first) inside their transaction until released, so the
+/// operations queued meanwhile form one known batch; can fail chosen commits.
 /// </summary>
 internal sealed class CommitGate
 {
-    private readonly TaskCompletionSource _entered = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Dictionary<int, (TaskCompletionSource Entered, TaskCompletionSource Release)> _holds = [];
     private int _commits;
+
+    public CommitGate(params int[] heldCommits)
+    {
+        foreach (var commit in heldCommits.Length == 0 ? [1] : heldCommits)
+        {
+            _holds[commit] = (new(TaskCreationOptions.RunContinuationsAsynchronously), new(TaskCreationOptions.RunContinuationsAsynchronously));
+        }
+    }
 
     /// <summary>1-based commit numbers that throw.</summary>
     public HashSet<int> FailingCommits { get; } = [];
 
     public List<int> BatchSizes { get; } = [];
 
-    public Task Entered => _entered.Task;
+    /// <summary>Completes when the first held commit is waiting inside its transaction.</summary>
+    public Task Entered => EnteredCommit(_holds.Keys.Min());
 
-    public void Release() => _release.TrySetResult();
+    public Task EnteredCommit(int commit) => _holds[commit].Entered.Task;
+
+    public void Release() => ReleaseCommit(_holds.Keys.Min());
+
+    public void ReleaseCommit(int commit) => _holds[commit].Release.TrySetResult();
 
     public async ValueTask BeforeCommit(int batchSize)
     {
@@ -51,10 +63,10 @@ internal sealed class CommitGate
             BatchSizes.Add(batchSize);
         }
 
-        if (commit == 1)
+        if (_holds.TryGetValue(commit, out var hold))
         {
-            _entered.TrySetResult();
-            await _release.Task;
+            hold.Entered.TrySetResult();
+            await hold.Release.Task;
         }
 
         if (FailingCommits.Contains(commit))
@@ -311,8 +323,8 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : IClass
     [Fact]
     public async Task FailedCommitFailsEveryCallInTheBatchChangesNothingAndRetryConverges()
     {
-        var gate = new CommitGate();
-        gate.FailingCommits.Add(2);
+        var gate = new CommitGate(1, 2);
+        gate.FailingCommits.Add(3);
         await using var storage = await OpenAsync(folder.NewDatabasePath(), o => o.OnBeforeCommit = gate.BeforeCommit);
 
         // Commit 1 (held open by the gate) writes the "old" values of ten grains.
@@ -324,13 +336,18 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : IClass
         await Task.WhenAll(initial);
         var etags = states.Select(s => s.ETag).ToArray();
 
-        // Commit 2 carries all ten updates and fails inside its transaction.
+        // Commit 2 is held open by an unrelated write, so all ten updates queue into commit 3, which
+        // fails inside its transaction.
+        var holder = storage.WriteStateAsync(StateName, NewGrainId(), new GrainState<SensorTestState>(Sample(-1)));
+        await gate.EnteredCommit(2);
         foreach (var (state, i) in states.Select((s, i) => (s, i)))
         {
             state.State = Sample(100 + i);
         }
 
         var updates = ids.Select((id, i) => storage.WriteStateAsync(StateName, id, states[i])).ToArray();
+        gate.ReleaseCommit(2);
+        await holder;
         foreach (var update in updates)
         {
             var failure = await Assert.ThrowsAsync<OrleansException>(() => update);
@@ -338,7 +355,7 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : IClass
             Assert.Contains("none of them was applied", failure.Message);
         }
 
-        Assert.Equal([10, 10], gate.BatchSizes);
+        Assert.Equal([10, 1, 10], gate.BatchSizes);
         Assert.Equal(1, storage.FailedBatches);
         for (var i = 0; i < ids.Length; i++)
         {
@@ -354,6 +371,23 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : IClass
         {
             GrainStorageDurabilityTests.AssertSameState(Sample(100 + i), (await ReadAsync(storage, ids[i])).State);
         }
+    }
+
+    [Fact]
+    public async Task MaxBatchDelayLingersForMoreWritesUntilTheBatchIsFull()
+    {
+        await using var storage = await OpenAsync(folder.NewDatabasePath(), o =>
+        {
+            o.MaxBatchSize = 2;
+            o.MaxBatchDelay = TimeSpan.FromSeconds(1);
+        });
+        var first = storage.WriteStateAsync(StateName, NewGrainId(), new GrainState<SensorTestState>(Sample(1)));
+        await Task.Delay(50);
+        Assert.False(first.IsCompleted); // the writer is waiting for a second write
+        var second = storage.WriteStateAsync(StateName, NewGrainId(), new GrainState<SensorTestState>(Sample(2)));
+        await Task.WhenAll(first, second);
+        Assert.Equal(1, storage.CommittedBatches);
+        Assert.Equal(2, storage.LargestBatch);
     }
 
     [Fact]

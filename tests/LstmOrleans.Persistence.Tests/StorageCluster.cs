@@ -6,9 +6,13 @@ using Xunit;
 
 namespace LstmOrleans.Persistence.Tests;
 
-/// <summary>Cluster tests start silos and share 2 cores: run them one class at a time.</summary>
+/// <summary>
+/// Cluster tests start silos and share 2 cores: run them one class at a time. The collection also
+/// shares one private PostgreSQL and one Redis server among its classes (tests keep apart through
+/// their ServiceIds and table names).
+/// </summary>
 [CollectionDefinition(Name, DisableParallelization = true)]
-public sealed class ClusterCollection
+public sealed class ClusterCollection : ICollectionFixture<LstmOrleans.Tests.Shared.PostgresServerFixture>, ICollectionFixture<LstmOrleans.Tests.Shared.RedisServerFixture>
 {
     public const string Name = "storage clusters";
 }
@@ -53,6 +57,13 @@ public sealed class StorageSiloConfigurator : ISiloConfigurator
                 siloBuilder.AddSqliteGrainStorage(DurableTestGrain.StorageName, options =>
                 {
                     options.DataSource = configuration[StorageSettings.SqlitePath];
+                    options.OnBeforeCommit = CommitFaults.Hook(faultKey);
+                });
+                break;
+            case "postgres":
+                siloBuilder.AddPostgresGrainStorage(DurableTestGrain.StorageName, options =>
+                {
+                    options.ConnectionString = configuration[StorageSettings.PostgresConnectionString];
                     options.OnBeforeCommit = CommitFaults.Hook(faultKey);
                 });
                 break;

@@ -1,0 +1,146 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using LstmOrleans.Client.Commands;
+using Spectre.Console;
+
+namespace LstmOrleans.Client.Bench;
+
+/// <summary>
+/// <c>lstmorleans bench</c>: measures the Orleans ceiling (a no-op grain call) and stream ingest (single observations
+/// and batches) with in-memory state and each durable store, like redis-benchmark does for Redis.
+/// </summary>
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var stores = new Option<string[]>("--stores", "-s")
+        {
+            Description = "Stores to measure, comma-separated: memory, sqlite, redis, postgres (default: memory,sqlite, plus redis/postgres when their connection string is given).",
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var redis = new Option<string?>("--redis") { Description = "Redis connection (host:port) for the redis store." };
+        var postgres = new Option<string?>("--postgres") { Description = "Npgsql connection string for the postgres store." };
+        var cluster = new Option<string?>("--cluster", "-c")
+        {
+            Description = "Benchmark a running cluster (gateways host:port[,...] or redis://host:port) instead of starting a silo; its configured store is used.",
+        };
+        var clusterId = new Option<string>("--cluster-id") { Description = "ClusterId with --cluster.", DefaultValueFactory = _ => "lstmorleans" };
+        var serviceId = new Option<string>("--service-id") { Description = "ServiceId with --cluster.", DefaultValueFactory = _ => "lstmorleans" };
+        var streams = new Option<string>("--streams", "-n")
+        {
+            Description = "Active streams, comma-separated for several runs (e.g. 1000,100000; each gets a fresh silo).",
+            DefaultValueFactory = _ => "1000",
+        };
+        var concurrency = new Option<int>("--concurrency", "-C") { Description = "Calls in flight (closed-loop workers).", DefaultValueFactory = _ => 128 };
+        var batch = new Option<int>("--batch", "-b") { Description = "Observations per batch call.", DefaultValueFactory = _ => 64 };
+        var hidden = new Option<int>("--hidden") { Description = "Model hidden size H.", DefaultValueFactory = _ => 32 };
+        var layers = new Option<int>("--layers") { Description = "Model layers L.", DefaultValueFactory = _ => 1 };
+        var duration = new Option<double>("--duration", "-d") { Description = "Measured seconds per phase.", DefaultValueFactory = _ => 10 };
+        var warmup = new Option<double>("--warmup", "-w") { Description = "Warm-up seconds before each phase (not measured).", DefaultValueFactory = _ => 3 };
+        var rate = new Option<double?>("--rate", "-r")
+        {
+            Description = "Fixed offered load in observations/s for the ingest phases (latency counted from the scheduled send time). Default: as fast as possible.",
+        };
+        var tests = new Option<string>("--tests", "-t") { Description = "Phases to run: ping,single,batch.", DefaultValueFactory = _ => "ping,single,batch" };
+        var history = new Option<int?>("--history") { Description = "Override the silo's per-stream history capacity (StreamGrainOptions.HistoryCapacity, default 512)." };
+        var persistEvery = new Option<int?>("--persist-every") { Description = "Override StreamGrainOptions.PersistEverySteps (default 1: every acknowledged step is durable)." };
+        var json = new Option<bool>("--json") { Description = "Write the results as JSON to stdout (progress goes to stderr)." };
+        var verbose = new Option<bool>("--verbose") { Description = "Echo the silo process's log to stderr." };
+
+        var command = new Command("bench", "Benchmark: no-op grain call ceiling, then single and batch ingest per store (observations/s, p50/p99/p99.9 latency, silo memory).")
+        {
+            stores, redis, postgres, cluster, clusterId, serviceId, streams, concurrency, batch, hidden, layers, duration, warmup, rate,
+            tests, history, persistEvery, json, verbose,
+        };
+        command.Subcommands.Add(BenchSiloHost.Create());
+        command.SetAction((result, ct) => CommandSupport.RunAsync(async () =>
+        {
+            var settings = new BenchSettings(
+                ParseStores(result.GetValue(stores), result.GetValue(redis), result.GetValue(postgres)),
+                result.GetValue(redis), result.GetValue(postgres), result.GetValue(cluster),
+                result.GetValue(clusterId)!, result.GetValue(serviceId)!,
+                ParseStreams(result.GetValue(streams)!),
+                Positive(result.GetValue(concurrency), "--concurrency", 100_000),
+                Positive(result.GetValue(batch), "--batch", 1_000_000),
+                Positive(result.GetValue(hidden), "--hidden", 4096),
+                Positive(result.GetValue(layers), "--layers", 16),
+                Seconds(result.GetValue(duration), "--duration", allowZero: false),
+                Seconds(result.GetValue(warmup), "--warmup", allowZero: true),
+                result.GetValue(rate) is { } r ? (r > 0 && double.IsFinite(r) ? r : throw new ArgumentException($"--rate must be a positive number; got {r}.")) : null,
+                ParseTests(result.GetValue(tests)!),
+                result.GetValue(history) is { } h ? Positive(h, "--history", 1_000_000) : null,
+                result.GetValue(persistEvery) is { } p ? Positive(p, "--persist-every", 1_000_000) : null,
+                result.GetValue(verbose));
+            bool asJson = result.GetValue(json);
+            void Progress(string line)
+            {
+                if (asJson) Console.Error.WriteLine(line);
+                else AnsiConsole.MarkupLine($"[grey]{Markup.Escape(line)}[/]");
+            }
+            var report = await new BenchRunner(settings, Progress).RunAsync(ct);
+            if (asJson) Console.Out.WriteLine(JsonSerializer.Serialize(report, BenchJson.Indented));
+            else BenchTable.Write(report);
+            bool anyFailed = report.Results.Any(r => r.Phases.Any(p => p.Errors > 0 && p.Calls == 0));
+            return anyFailed ? 1 : 0;
+        }));
+        return command;
+    }
+
+    private static string[] Split(string text) =>
+        text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    internal static IReadOnlyList<string> ParseStores(string[]? values, string? redis, string? postgres)
+    {
+        var stores = (values ?? []).SelectMany(Split).Select(s => s.ToLowerInvariant()).Distinct().ToList();
+        if (stores.Count == 0)
+        {
+            stores = ["memory", "sqlite"];
+            if (!string.IsNullOrWhiteSpace(redis)) stores.Add("redis");
+            if (!string.IsNullOrWhiteSpace(postgres)) stores.Add("postgres");
+        }
+        foreach (var s in stores)
+        {
+            if (s is not ("memory" or "sqlite" or "redis" or "postgres"))
+                throw new ArgumentException($"--stores: unknown store '{s}' (memory, sqlite, redis, postgres).");
+            if (s == "redis" && string.IsNullOrWhiteSpace(redis)) throw new ArgumentException("--stores redis needs --redis host:port.");
+            if (s == "postgres" && string.IsNullOrWhiteSpace(postgres)) throw new ArgumentException("--stores postgres needs --postgres CONNECTION_STRING.");
+        }
+        return stores;
+    }
+
+    internal static IReadOnlyList<int> ParseStreams(string text)
+    {
+        var counts = new List<int>();
+        foreach (var part in Split(text))
+        {
+            var cleaned = part.Replace("_", "");
+            int multiplier = 1;
+            if (cleaned.EndsWith('k') || cleaned.EndsWith('K')) { multiplier = 1000; cleaned = cleaned[..^1]; }
+            else if (cleaned.EndsWith('m') || cleaned.EndsWith('M')) { multiplier = 1_000_000; cleaned = cleaned[..^1]; }
+            if (!int.TryParse(cleaned, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) || n < 1 || (long)n * multiplier > 50_000_000)
+                throw new ArgumentException($"--streams: '{part}' is not a stream count in 1..50000000 (e.g. 1000, 100k, 1m).");
+            counts.Add(n * multiplier);
+        }
+        if (counts.Count == 0) throw new ArgumentException("--streams names no count.");
+        return counts;
+    }
+
+    private static IReadOnlyList<string> ParseTests(string text)
+    {
+        var tests = Split(text).Select(t => t.ToLowerInvariant()).Distinct().ToList();
+        foreach (var t in tests)
+            if (t is not (BenchSettings.Ping or BenchSettings.Single or BenchSettings.Batch))
+                throw new ArgumentException($"--tests: unknown phase '{t}' (ping, single, batch).");
+        if (tests.Count == 0) throw new ArgumentException("--tests names no phase.");
+        return tests;
+    }
+
+    private static int Positive(int value, string name, int max) =>
+        value >= 1 && value <= max ? value : throw new ArgumentException($"{name} must be in 1..{max}; got {value}.");
+
+    private static double Seconds(double value, string name, bool allowZero) =>
+        double.IsFinite(value) && (value > 0 || (allowZero && value == 0)) && value <= 86_400
+            ? value
+            : throw new ArgumentException($"{name} must be {(allowZero ? "0 or more" : "positive")} seconds (at most a day); got {value}.");
+}

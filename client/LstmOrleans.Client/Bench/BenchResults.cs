@@ -1,0 +1,116 @@
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace LstmOrleans.Client.Bench;
+
+/// <summary>What one <c>bench</c> run was asked to do.</summary>
+internal sealed record BenchSettings(
+    IReadOnlyList<string> Stores,
+    string? Redis,
+    string? Postgres,
+    string? Cluster,
+    string ClusterId,
+    string ServiceId,
+    IReadOnlyList<int> Streams,
+    int Concurrency,
+    int BatchSize,
+    int Hidden,
+    int Layers,
+    double DurationSeconds,
+    double WarmupSeconds,
+    double? Rate,
+    IReadOnlyList<string> Tests,
+    int? History,
+    int? PersistEvery,
+    bool Verbose)
+{
+    public const string Ping = "ping";
+    public const string Single = "single";
+    public const string Batch = "batch";
+}
+
+/// <summary>Latency percentiles in microseconds.</summary>
+internal sealed record LatencyResult(double P50Us, double P90Us, double P99Us, double P999Us, double MaxUs, double MeanUs)
+{
+    public static LatencyResult From(LatencyHistogram h) => new(
+        h.ValueAtQuantile(0.50) / 1e3, h.ValueAtQuantile(0.90) / 1e3, h.ValueAtQuantile(0.99) / 1e3,
+        h.ValueAtQuantile(0.999) / 1e3, h.Max / 1e3, h.Mean / 1e3);
+}
+
+/// <summary>
+/// One measured phase. Values = observations applied (calls x batch size). CPU and allocation figures are per value
+/// and split between the client (this process) and the silo (the child process; null with --cluster).
+/// </summary>
+internal sealed record PhaseResult(
+    string Test,
+    string Store,
+    int Streams,
+    int BatchSize,
+    int Concurrency,
+    double? TargetValuesPerSecond,
+    long Calls,
+    long Values,
+    long Errors,
+    string? FirstError,
+    double Seconds,
+    double CallsPerSecond,
+    double ValuesPerSecond,
+    LatencyResult Latency,
+    double? RatioToBaseline,
+    double ClientCpuUsPerValue,
+    double ClientAllocatedBytesPerValue,
+    double? SiloCpuUsPerValue,
+    double? SiloAllocatedBytesPerValue);
+
+/// <summary>One silo configuration (store x stream count) and what was measured on it.</summary>
+internal sealed record StoreResult(
+    string Store,
+    int Streams,
+    string? Skipped,
+    double? ActivationSeconds,
+    double? ActivationsPerSecond,
+    ProcessStats? SiloIdle,
+    ProcessStats? SiloActive,
+    ProcessStats? SiloEnd,
+    double? RssBytesPerStream,
+    double? ManagedBytesPerStream,
+    List<PhaseResult> Phases);
+
+internal sealed record MachineInfo(string Cpu, int LogicalCores, string Os, string Runtime, long TotalMemoryBytes, string GcMode)
+{
+    public static MachineInfo Capture()
+    {
+        string cpu = RuntimeInformation.ProcessArchitecture.ToString();
+        try
+        {
+            var model = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
+            if (model is not null) cpu = model[(model.IndexOf(':') + 1)..].Trim();
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return new MachineInfo(cpu, Environment.ProcessorCount, RuntimeInformation.OSDescription,
+            RuntimeInformation.FrameworkDescription, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes,
+            System.Runtime.GCSettings.IsServerGC ? "server" : "workstation");
+    }
+}
+
+internal sealed record BenchReport(
+    DateTimeOffset Date,
+    string SiloMode,
+    MachineInfo Machine,
+    BenchSettings Settings,
+    PhaseResult? Baseline,
+    List<StoreResult> Results);
+
+internal static class BenchJson
+{
+    public static readonly JsonSerializerOptions Options = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    public static readonly JsonSerializerOptions Indented = new(Options) { WriteIndented = true };
+}

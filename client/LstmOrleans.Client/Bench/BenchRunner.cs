@@ -1,0 +1,251 @@
+using System.Diagnostics;
+using LstmOrleans.Abstractions;
+using LstmOrleans.Client.Cluster;
+
+namespace LstmOrleans.Client.Bench;
+
+/// <summary>
+/// Runs the benchmark: for each store (and stream count) a fresh silo in a child process, a client connected through
+/// its gateway, then the phases: ping (the no-op ceiling, once per run), stream activation, single-observation ingest
+/// and batch ingest. Each phase is a warm-up followed by a measured run of closed-loop workers (or fixed-rate
+/// workers with --rate), each worker owning a disjoint set of streams so sequence numbers stay ordered per stream.
+/// </summary>
+internal sealed class BenchRunner(BenchSettings settings, Action<string> progress)
+{
+    private readonly string _runId = Guid.NewGuid().ToString("N")[..8];
+
+    public async Task<BenchReport> RunAsync(CancellationToken cancellationToken)
+    {
+        var results = new List<StoreResult>();
+        PhaseResult? baseline = null;
+        if (settings.Cluster is { } spec)
+        {
+            var target = ClusterTarget.Parse(spec, settings.ClusterId, settings.ServiceId, TimeSpan.FromSeconds(30));
+            await using var connection = await ClusterConnection.ConnectAsync(target, cancellationToken);
+            foreach (var streams in settings.Streams)
+            {
+                var (result, ping) = await RunOnSiloAsync("cluster", streams, connection.Grains, silo: null, baseline, cancellationToken);
+                baseline ??= ping;
+                results.Add(result);
+            }
+            return new BenchReport(DateTimeOffset.UtcNow, $"existing cluster {target}", MachineInfo.Capture(), settings, baseline, results);
+        }
+
+        foreach (var store in settings.Stores)
+        foreach (var streams in settings.Streams)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var dataFolder = Path.Combine(Path.GetTempPath(), $"lstmorleans-bench-{_runId}-{store}-{streams}");
+            var args = new List<string> { "--store", store, "--data", dataFolder, "--service-id", $"bench-{_runId}-{store}-{streams}" };
+            if (settings.Redis is { } redis) args.AddRange(["--redis", redis]);
+            if (settings.Postgres is { } postgres) args.AddRange(["--postgres", postgres]);
+            if (settings.History is { } history) args.AddRange(["--history", history.ToString()]);
+            if (settings.PersistEvery is { } every) args.AddRange(["--persist-every", every.ToString()]);
+            progress($"{store}, {streams:N0} streams: starting a silo process");
+            BenchSiloProcess silo;
+            try
+            {
+                silo = await BenchSiloProcess.StartAsync(args, settings.Verbose, cancellationToken);
+            }
+            catch (InvalidOperationException ex)
+            {
+                progress($"{store}: skipped: {ex.Message}");
+                results.Add(new StoreResult(store, streams, ex.Message, null, null, null, null, null, null, null, []));
+                continue;
+            }
+            try
+            {
+                await using (silo)
+                {
+                    var target = ClusterTarget.Parse($"127.0.0.1:{silo.GatewayPort}", "lstmorleans-bench",
+                        $"bench-{_runId}-{store}-{streams}", TimeSpan.FromSeconds(60));
+                    await using var connection = await ClusterConnection.ConnectAsync(target, cancellationToken);
+                    var (result, ping) = await RunOnSiloAsync(store, streams, connection.Grains, silo, baseline, cancellationToken);
+                    baseline ??= ping;
+                    results.Add(result);
+                }
+            }
+            finally
+            {
+                try { if (Directory.Exists(dataFolder)) Directory.Delete(dataFolder, recursive: true); }
+                catch (IOException) { }
+            }
+        }
+        return new BenchReport(DateTimeOffset.UtcNow, "one silo in a child process, client over the gateway (loopback TCP)",
+            MachineInfo.Capture(), settings, baseline, results);
+    }
+
+    private async Task<(StoreResult Result, PhaseResult? Ping)> RunOnSiloAsync(string store, int streams, IGrainFactory grains,
+        BenchSiloProcess? silo, PhaseResult? baseline, CancellationToken cancellationToken)
+    {
+        var phases = new List<PhaseResult>();
+        var prefix = $"bench/{_runId}/{store}/{streams}";
+        PhaseResult? ping = null;
+        if (baseline is null && settings.Tests.Contains(BenchSettings.Ping))
+        {
+            var pings = new IPingGrain[streams];
+            for (int i = 0; i < pings.Length; i++) pings[i] = grains.GetGrain<IPingGrain>($"{prefix}/{i}");
+            progress($"{store}: ping (no-op grain call), {streams:N0} grains");
+            ping = await MeasureAsync(BenchSettings.Ping, store, streams, 1, silo, null, i => pings[i].PingAsync(), cancellationToken);
+            phases.Add(ping);
+            baseline = ping;
+        }
+
+        var modelName = $"bench-{_runId}";
+        await grains.GetGrain<IModelGrain>(modelName).CreateAsync(
+            new ModelConfig(InputSize: 1, HiddenSize: settings.Hidden, Layers: settings.Layers, Horizons: 1, Features: [], Seed: 1));
+        var idle = silo is null ? null : await silo.GetStatsAsync(collect: true, cancellationToken);
+
+        var refs = new IStreamGrain[streams];
+        for (int i = 0; i < refs.Length; i++) refs[i] = grains.GetGrain<IStreamGrain>($"{prefix}/{i}");
+        progress($"{store}: activating {streams:N0} streams (bind to model {modelName}, H={settings.Hidden}, L={settings.Layers})");
+        var activation = Stopwatch.StartNew();
+        var (_, activationErrors, activationError, _) = await RunWorkersAsync(streams, TimeSpan.MaxValue, null, onePass: true,
+            i => refs[i].BindAsync(modelName), cancellationToken);
+        activation.Stop();
+        if (activationErrors > 0) throw new InvalidOperationException($"{activationErrors} of {streams} streams failed to bind: {activationError}");
+        var active = silo is null ? null : await silo.GetStatsAsync(collect: true, cancellationToken);
+
+        var sequences = new long[streams];
+        var baseTime = new DateTimeOffset(2025, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        if (settings.Tests.Contains(BenchSettings.Single))
+        {
+            progress($"{store}: single-observation ingest");
+            phases.Add(await MeasureAsync(BenchSettings.Single, store, streams, 1, silo, baseline, i =>
+            {
+                long seq = ++sequences[i];
+                return refs[i].IngestAsync(new Observation(seq, baseTime.AddSeconds(seq), [Signal(i, seq)]));
+            }, cancellationToken));
+        }
+        if (settings.Tests.Contains(BenchSettings.Batch))
+        {
+            int size = settings.BatchSize;
+            progress($"{store}: batch ingest ({size} per call)");
+            phases.Add(await MeasureAsync(BenchSettings.Batch, store, streams, size, silo, baseline, i =>
+            {
+                var batch = new Observation[size];
+                for (int j = 0; j < size; j++)
+                {
+                    long seq = ++sequences[i];
+                    batch[j] = new Observation(seq, baseTime.AddSeconds(seq), [Signal(i, seq)]);
+                }
+                return refs[i].IngestBatchAsync(batch);
+            }, cancellationToken));
+        }
+        var end = silo is null ? null : await silo.GetStatsAsync(collect: true, cancellationToken);
+
+        double? rssPerStream = idle is not null && active is not null ? (double)(active.RssBytes - idle.RssBytes) / streams : null;
+        double? managedPerStream = idle is not null && active is not null ? (double)(active.ManagedHeapBytes - idle.ManagedHeapBytes) / streams : null;
+        var result = new StoreResult(store, streams, null, activation.Elapsed.TotalSeconds, streams / activation.Elapsed.TotalSeconds,
+            idle, active, end, rssPerStream, managedPerStream, phases);
+        return (result, ping);
+    }
+
+    /// <summary>A smooth per-stream signal with a little structure (what a sensor might send).</summary>
+    private static float Signal(int stream, long sequence) =>
+        (float)(20 + 5 * Math.Sin(sequence * 0.05 + stream) + 0.5 * Math.Sin(sequence * 0.71 + 3 * stream));
+
+    private async Task<PhaseResult> MeasureAsync(string test, string store, int streams, int batchSize, BenchSiloProcess? silo,
+        PhaseResult? baseline, Func<int, Task> call, CancellationToken cancellationToken)
+    {
+        double? callRate = settings.Rate is { } rate ? rate / batchSize : null;
+        if (settings.WarmupSeconds > 0)
+            await RunWorkersAsync(streams, TimeSpan.FromSeconds(settings.WarmupSeconds), callRate, onePass: false, call, cancellationToken);
+
+        var siloBefore = silo is null ? null : await silo.GetStatsAsync(collect: false, cancellationToken);
+        var clientBefore = ProcessStats.Capture();
+        var clock = Stopwatch.StartNew();
+        var (histogram, errors, firstError, _) = await RunWorkersAsync(streams, TimeSpan.FromSeconds(settings.DurationSeconds), callRate,
+            onePass: false, call, cancellationToken);
+        clock.Stop();
+        var clientAfter = ProcessStats.Capture();
+        var siloAfter = silo is null ? null : await silo.GetStatsAsync(collect: false, cancellationToken);
+
+        long calls = histogram.Count;
+        long values = calls * batchSize;
+        double seconds = clock.Elapsed.TotalSeconds;
+        double perValue = Math.Max(1, values);
+        double valuesPerSecond = values / seconds;
+        double? ratio = baseline is null ? null : valuesPerSecond / baseline.CallsPerSecond;
+        var result = new PhaseResult(test, store, streams, batchSize, Math.Min(settings.Concurrency, streams), settings.Rate,
+            calls, values, errors, firstError, seconds, calls / seconds, valuesPerSecond, LatencyResult.From(histogram), ratio,
+            (clientAfter.CpuSeconds - clientBefore.CpuSeconds) * 1e6 / perValue,
+            (clientAfter.AllocatedBytes - clientBefore.AllocatedBytes) / perValue,
+            siloBefore is null || siloAfter is null ? null : (siloAfter.CpuSeconds - siloBefore.CpuSeconds) * 1e6 / perValue,
+            siloBefore is null || siloAfter is null ? null : (siloAfter.AllocatedBytes - siloBefore.AllocatedBytes) / perValue);
+        progress($"{store}: {test}: {valuesPerSecond:N0} values/s, p50 {result.Latency.P50Us:N0} us, p99 {result.Latency.P99Us:N0} us" +
+            (errors > 0 ? $", {errors} errors ({firstError})" : ""));
+        return result;
+    }
+
+    /// <summary>
+    /// min(concurrency, streams) workers; worker w owns streams w, w+W, w+2W, ... and calls them round-robin until
+    /// <paramref name="duration"/> has passed (or once each with <paramref name="onePass"/>). With a call rate, worker
+    /// w's k-th call is scheduled at start + (w + k W) / rate and its latency counts from that scheduled time, so a
+    /// stall is charged to every call it delays (no coordinated omission).
+    /// </summary>
+    private async Task<(LatencyHistogram Histogram, long Errors, string? FirstError, double Seconds)> RunWorkersAsync(
+        int streams, TimeSpan duration, double? callsPerSecond, bool onePass, Func<int, Task> call, CancellationToken cancellationToken)
+    {
+        int workers = Math.Max(1, Math.Min(settings.Concurrency, streams));
+        var histograms = new LatencyHistogram[workers];
+        long errors = 0;
+        string? firstError = null;
+        long start = Stopwatch.GetTimestamp();
+        long end = duration == TimeSpan.MaxValue ? long.MaxValue : start + (long)(duration.TotalSeconds * Stopwatch.Frequency);
+        double ticksPerCall = callsPerSecond is { } r ? Stopwatch.Frequency / r : 0;
+        double nanosPerTick = 1e9 / Stopwatch.Frequency;
+
+        async Task Worker(int w)
+        {
+            var histogram = histograms[w] = new LatencyHistogram();
+            int cursor = w;
+            long k = 0;
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                long scheduled;
+                if (callsPerSecond is not null)
+                {
+                    scheduled = start + (long)((w + k * workers) * ticksPerCall);
+                    k++;
+                    if (scheduled >= end) break;
+                    long wait = scheduled - Stopwatch.GetTimestamp();
+                    if (wait > Stopwatch.Frequency / 1000) await Task.Delay(TimeSpan.FromSeconds((double)wait / Stopwatch.Frequency), cancellationToken);
+                }
+                else
+                {
+                    scheduled = Stopwatch.GetTimestamp();
+                    if (scheduled >= end) break;
+                }
+                try
+                {
+                    await call(cursor);
+                    histogram.Record((long)((Stopwatch.GetTimestamp() - scheduled) * nanosPerTick));
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    if (Interlocked.Increment(ref errors) == 1) firstError = $"{ex.GetType().Name}: {ex.Message}";
+                    if (Interlocked.Read(ref errors) > 1000) break;
+                }
+                cursor += workers;
+                if (cursor >= streams)
+                {
+                    if (onePass) break;
+                    cursor = w;
+                }
+            }
+        }
+
+        var tasks = new Task[workers];
+        for (int w = 0; w < workers; w++)
+        {
+            int worker = w;
+            tasks[w] = Task.Run(() => Worker(worker), cancellationToken);
+        }
+        await Task.WhenAll(tasks);
+        double seconds = (Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency;
+        var merged = new LatencyHistogram();
+        foreach (var h in histograms) if (h is not null) merged.Add(h);
+        return (merged, errors, firstError, seconds);
+    }
+}

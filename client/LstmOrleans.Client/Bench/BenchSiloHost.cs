@@ -1,0 +1,160 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using LstmOrleans.Grains;
+using LstmOrleans.Silo.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace LstmOrleans.Client.Bench;
+
+/// <summary>
+/// The silo side of <c>lstmorleans bench</c>: a hidden subcommand (<c>bench silo-host</c>) that the bench starts as a
+/// child process. It runs one silo configured exactly like the silo host (same <see cref="SiloSettings"/> and
+/// <see cref="SiloHostingExtensions.UseLstmOrleansSilo"/>), on free loopback ports, prints <c>READY gatewayPort</c>
+/// and then answers <c>stats</c> / <c>gcstats</c> lines on stdin with one <c>STATS {json}</c> line each. It stops
+/// when stdin closes, so it never outlives the bench that started it.
+/// </summary>
+internal static class BenchSiloHost
+{
+    public const string CommandName = "silo-host";
+
+    public static Command Create()
+    {
+        var store = new Option<string>("--store") { DefaultValueFactory = _ => StorageSettings.Memory };
+        var data = new Option<string>("--data") { DefaultValueFactory = _ => "./bench-data" };
+        var redis = new Option<string?>("--redis");
+        var postgres = new Option<string?>("--postgres");
+        var serviceId = new Option<string>("--service-id") { DefaultValueFactory = _ => "lstmorleans-bench" };
+        var history = new Option<int?>("--history");
+        var persistEvery = new Option<int?>("--persist-every");
+        var command = new Command(CommandName, "Internal: the silo process started by 'bench'.")
+        {
+            store, data, redis, postgres, serviceId, history, persistEvery,
+        };
+        command.Hidden = true;
+        command.SetAction((result, ct) => RunAsync(
+            result.GetValue(store)!, result.GetValue(data)!, result.GetValue(redis), result.GetValue(postgres),
+            result.GetValue(serviceId)!, result.GetValue(history), result.GetValue(persistEvery), ct));
+        return command;
+    }
+
+    private static async Task<int> RunAsync(string store, string dataFolder, string? redis, string? postgres, string serviceId,
+        int? history, int? persistEvery, CancellationToken cancellationToken)
+    {
+        var settings = new SiloSettings();
+        settings.Cluster.ClusterId = "lstmorleans-bench";
+        settings.Cluster.ServiceId = serviceId;
+        settings.Cluster.SiloPort = FreeTcpPort();
+        settings.Cluster.GatewayPort = FreeTcpPort();
+        settings.Storage.Provider = store;
+        settings.Storage.DataFolder = dataFolder;
+        settings.ConnectionStrings.Redis = redis;
+        settings.ConnectionStrings.Postgres = postgres;
+        var errors = settings.Validate();
+        if (errors.Count > 0)
+        {
+            Console.Error.WriteLine(new SiloConfigurationException(errors).Message);
+            return 2;
+        }
+        if (store == StorageSettings.Sqlite) Directory.CreateDirectory(dataFolder);
+
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
+        // stdout carries the READY/STATS protocol; every log line goes to stderr.
+        builder.Logging.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.Logging.AddLstmOrleansLogFilters();
+        builder.UseOrleans(silo =>
+        {
+            silo.UseLstmOrleansSilo(settings);
+            silo.Services.Configure<StreamGrainOptions>(o =>
+            {
+                if (history is { } h) o.HistoryCapacity = h;
+                if (persistEvery is { } p) o.PersistEverySteps = p;
+            });
+        });
+        using var host = builder.Build();
+        try
+        {
+            await host.StartAsync(cancellationToken);
+        }
+        catch (Exception ex)
+        {
+            Console.Error.WriteLine($"silo failed to start: {ex.Message}");
+            return 1;
+        }
+
+        Console.Out.WriteLine($"READY {settings.Cluster.GatewayPort}");
+        Console.Out.Flush();
+        while (await Console.In.ReadLineAsync(cancellationToken) is { } line)
+        {
+            line = line.Trim();
+            if (line == "stop") break;
+            if (line is "stats" or "gcstats")
+            {
+                if (line == "gcstats")
+                {
+                    GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+                    GC.WaitForPendingFinalizers();
+                    GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+                }
+                Console.Out.WriteLine("STATS " + JsonSerializer.Serialize(ProcessStats.Capture(), BenchJson.Options));
+                Console.Out.Flush();
+            }
+        }
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        try { await host.StopAsync(stop.Token); }
+        catch (OperationCanceledException) { }
+        return 0;
+    }
+
+    private static int FreeTcpPort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
+
+/// <summary>Memory, GC and CPU figures of one process at one moment.</summary>
+internal sealed record ProcessStats(
+    long RssBytes,
+    long? PeakRssBytes,
+    long ManagedHeapBytes,
+    long AllocatedBytes,
+    int Gen0Collections,
+    int Gen1Collections,
+    int Gen2Collections,
+    double CpuSeconds)
+{
+    public static ProcessStats Capture()
+    {
+        using var self = Process.GetCurrentProcess();
+        return new ProcessStats(
+            Environment.WorkingSet,
+            ReadPeakRss(),
+            GC.GetGCMemoryInfo().HeapSizeBytes,
+            GC.GetTotalAllocatedBytes(precise: false),
+            GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2),
+            self.TotalProcessorTime.TotalSeconds);
+    }
+
+    /// <summary>VmHWM (peak resident set) from /proc on Linux; null elsewhere.</summary>
+    private static long? ReadPeakRss()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/self/status"))
+                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                    return long.Parse(line.AsSpan(6).Trim().TrimEnd("kB").Trim()) * 1024;
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return null;
+    }
+}
