@@ -10,7 +10,7 @@ public sealed class TrainingGrainTests(TrainingFixture fixture, ITestOutputHelpe
     private IClusterClient Client => fixture.Client;
 
     private static TrainingSettings Quick(float learningRate = 0.01f) => new(
-        Period: TimeSpan.Zero, MinNewObservations: 0, SampleSize: 64, Epochs: 40, TimeBudget: TimeSpan.FromSeconds(8),
+        Period: TimeSpan.Zero, MinNewObservations: 0, SampleSize: 64, Epochs: 40, TimeBudget: TimeSpan.FromSeconds(5),
         LearningRate: learningRate, WindowLength: 24, Stride: 8, BatchSize: 32, ValidationFraction: 0.25, ClipNorm: 1f,
         Patience: 6, MaxRowsPerStream: 256);
 
