@@ -145,8 +145,10 @@ internal static class EvaluateCommand
 
         foreach (var stream in report.Streams)
         {
-            var table = new Table().Title(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
-                $"{stream.Name}: {stream.Steps} steps, scored from step {stream.FirstOrigin}, season {stream.Season}{(stream.SeasonDetected ? " (detected)" : "")}, MA window {stream.MaWindow}")));
+            writer.WriteLine();
+            writer.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{stream.Name}: {stream.Steps} steps, scored from step {stream.FirstOrigin}, season {stream.Season}{(stream.SeasonDetected ? " (detected)" : "")}, MA window {stream.MaWindow}"));
+            var table = new Table();
             table.AddColumns("horizon", "forecaster", "n", "MAE", "RMSE", "NRMSE", "WAPE", "RMSE / persistence");
             for (int h = 1; h <= k; h++)
                 foreach (var f in EvaluationScorer.All)
@@ -160,7 +162,9 @@ internal static class EvaluateCommand
 
         if (report.Streams.Count > 1)
         {
-            var per = new Table().Title("Per stream: RMSE as a ratio of persistence's (below 1 = better than persistence)");
+            writer.WriteLine();
+            writer.WriteLine("Per stream: RMSE as a ratio of persistence's (below 1 = better than persistence)");
+            var per = new Table();
             per.AddColumn("stream");
             for (int h = 1; h <= k; h++)
                 foreach (var f in EvaluationScorer.All.Where(f => f != Forecaster.Persistence))
@@ -175,7 +179,9 @@ internal static class EvaluateCommand
             }
             console.Write(per);
 
-            var overall = new Table().Title($"Overall over {report.Overall.Streams} streams: geometric mean of error / persistence error; streams where the LSTM has the lower RMSE");
+            writer.WriteLine();
+            writer.WriteLine($"Overall over {report.Overall.Streams} streams: geometric mean of error / persistence error; streams where the LSTM has the lower RMSE");
+            var overall = new Table();
             overall.AddColumns("horizon", "forecaster", "RMSE ratio", "MAE ratio", "LSTM wins");
             for (int h = 1; h <= k; h++)
                 foreach (var f in EvaluationScorer.All)

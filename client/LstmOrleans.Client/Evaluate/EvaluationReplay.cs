@@ -66,6 +66,8 @@ internal sealed class EvaluationReplay(EvaluationCluster cluster, EvaluationSett
     /// <summary>Largest batch sent to a stream grain in one call.</summary>
     public const int MaxChunk = 512;
 
+    private long _lastRoundId;
+
     /// <summary>Called after each round (for progress lines).</summary>
     public Action<ReplayRound>? OnRound { get; init; }
 
@@ -126,6 +128,8 @@ internal sealed class EvaluationReplay(EvaluationCluster cluster, EvaluationSett
             outputs[i] = new StreamReplay(series[i], new float[series[i].Length * k], new long[series[i].Length]);
         }
 
+        await WaitForRegistrationAsync(series.Count, cancellationToken);
+
         var refits = RefitSteps(series, settings);
         var rounds = new List<ReplayRound>();
         int length = series.Max(s => s.Length);
@@ -147,6 +151,20 @@ internal sealed class EvaluationReplay(EvaluationCluster cluster, EvaluationSett
             }
         }
         return new ReplayResult(outputs, rounds, clock.Elapsed);
+    }
+
+    /// <summary>
+    /// Streams register with the model's stream registry by a one-way message when they bind; a round samples only
+    /// registered streams, so the replay waits until every stream is registered before anything can start a round.
+    /// </summary>
+    private async Task WaitForRegistrationAsync(int streams, CancellationToken cancellationToken)
+    {
+        var shard = cluster.Grains.GetGrain<IStreamRegistryShardGrain>(StreamRegistryKeys.ShardKey(ModelName, 0));
+        for (int attempt = 0; (await shard.GetStatsAsync()).Streams < streams; attempt++)
+        {
+            if (attempt >= 3000) throw new TimeoutException($"The stream registry of '{ModelName}' did not register all {streams} streams.");
+            await Task.Delay(10, cancellationToken);
+        }
     }
 
     private async Task IngestAsync(IStreamGrain stream, StreamReplay output, int from, int until)
@@ -174,7 +192,20 @@ internal sealed class EvaluationReplay(EvaluationCluster cluster, EvaluationSett
     /// </summary>
     private async Task<TrainingRoundRecord> RefitAsync(ITrainingGrain training, CancellationToken cancellationToken)
     {
-        long roundId = await training.StartRoundAsync();
+        // A round's record becomes readable a moment before its task completes, and a start request in that moment
+        // joins the finished round (returning its id) instead of starting a new one: start only when no round runs,
+        // and retry if the id is not new.
+        long roundId;
+        while (true)
+        {
+            if (!(await training.GetStatusAsync()).Running)
+            {
+                roundId = await training.StartRoundAsync();
+                if (roundId > _lastRoundId) break;
+            }
+            await Task.Delay(20, cancellationToken);
+        }
+        _lastRoundId = roundId;
         TrainingRoundRecord? record;
         while ((record = await training.GetRoundAsync(roundId)) is null)
             await Task.Delay(50, cancellationToken);
