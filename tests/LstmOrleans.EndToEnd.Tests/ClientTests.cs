@@ -9,7 +9,7 @@ public sealed class ClientTests(SiloProcess silo)
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(90);
 
     private Task<ProcessResult> RunAsync(params string[] args) =>
-        Binaries.RunClientAsync(Timeout, silo.DataFolder, [.. args, "--cluster", silo.Gateway, "--cluster-id", "e2e", "--service-id", "e2e"]);
+        Binaries.RunClientAsync(Timeout, silo.DataFolder, [.. args, "--cluster", silo.Gateway, "--cluster-id", "e2e", "--service-id", "e2e", "--connect-timeout", "60"]);
 
     [Fact]
     public async Task Create_model_push_predict_and_rollback()

@@ -62,7 +62,15 @@ public sealed class SiloProcess : IAsyncLifetime
             try
             {
                 using var response = await http.GetAsync("/readyz");
-                if (response.IsSuccessStatusCode) return;
+                if (response.IsSuccessStatusCode)
+                {
+                    // Streams that were never bound use the default model; a fresh cluster has none until created.
+                    using var admin = CreateHttpClient();
+                    using var created = await admin.PostAsync("/models", new StringContent("""{"name":"default","hiddenSize":8}""", Encoding.UTF8, "application/json"));
+                    if (!created.IsSuccessStatusCode)
+                        throw new InvalidOperationException($"Creating the default model failed: {await created.Content.ReadAsStringAsync()}\n{Log}");
+                    return;
+                }
             }
             catch (HttpRequestException) { }
             await Task.Delay(250);
