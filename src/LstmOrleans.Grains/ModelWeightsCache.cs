@@ -158,6 +158,10 @@ public sealed partial class ModelWeightsCache : IModelWeightsObserver, ILifecycl
 
     private Task StartAsync(CancellationToken cancellationToken)
     {
+        // Create the observer reference here, outside any grain activation: Orleans refuses to create a local
+        // object reference from inside a grain turn, and the first model load usually happens in a stream
+        // grain's turn.
+        ObserverReference();
         _refreshLoop = Task.Run(RefreshLoopAsync, CancellationToken.None);
         return Task.CompletedTask;
     }

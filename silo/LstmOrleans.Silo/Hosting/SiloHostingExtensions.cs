@@ -3,7 +3,9 @@ using LstmOrleans.Abstractions;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using LstmOrleans.Persistence.Postgres;
 using Orleans.Configuration;
+using Orleans.Storage;
 using StackExchange.Redis;
 
 namespace LstmOrleans.Silo.Hosting;
@@ -57,8 +59,13 @@ public static class SiloHostingExtensions
                 silo.AddSqliteGrainStorage(GrainStorageName, o => o.DataSource = database);
                 break;
             case StorageSettings.Postgres:
-                throw new SiloConfigurationException(["Storage:Provider 'postgres' is not available in this build yet."]);
+                silo.AddPostgresGrainStorage(GrainStorageName, o => o.ConnectionString = settings.ConnectionStrings.Postgres!);
+                break;
         }
+
+        // Providers that take the silo-wide default state serializer (memory, Redis) would otherwise write JSON;
+        // the compact Orleans binary format is what the SQLite and PostgreSQL providers use too.
+        silo.Services.AddSingleton<IGrainStorageSerializer, OrleansGrainStorageSerializer>();
 
         // Stream grains, model grains and the per-silo weights cache.
         // The weights cache renews its push subscriptions and catches up on missed versions every RefreshInterval;
