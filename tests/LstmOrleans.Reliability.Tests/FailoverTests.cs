@@ -41,16 +41,14 @@ public sealed class FailoverTests(ITestOutputHelper output) : IAsyncLifetime
     private static int EnvInt(string name, int fallback) =>
         int.TryParse(Environment.GetEnvironmentVariable(name), out var value) && value > 0 ? value : fallback;
 
-    private async Task<IGrainFactory> StartClusterAsync(string clusterId)
+    private int _supervisorRestarts;
+
+    private async Task<IGrainFactory> StartClusterAsync(string clusterId, bool tolerant = false)
     {
         for (int i = 0; i < 3; i++)
-            _silos.Add(new SiloProcess($"silo{i}", SiloProcess.RedisClusterSettings(_redis.ConfigurationString, clusterId)));
+            _silos.Add(new SiloProcess($"silo{i}", SiloProcess.RedisClusterSettings(_redis.ConfigurationString, clusterId, tolerant)));
         // One at a time: on a busy machine three silos joining at once can vote a slow joiner dead.
-        foreach (var silo in _silos)
-        {
-            silo.Start();
-            await silo.WaitReadyAsync(StartTimeout);
-        }
+        foreach (var silo in _silos) _supervisorRestarts += await silo.StartUntilReadyAsync(StartTimeout);
         _client = await SiloProcess.ConnectClientAsync(_silos.Select(s => s.Gateway), clusterId, TimeSpan.FromSeconds(10));
         var grains = _client.Services.GetRequiredService<IGrainFactory>();
         await grains.GetGrain<IModelGrain>(clusterId).CreateAsync(Signals.Config());
@@ -77,7 +75,7 @@ public sealed class FailoverTests(ITestOutputHelper output) : IAsyncLifetime
         var (clusterGap, worstStall) = load.Gaps(killedAt);
         Report($"sigkill: {Streams} streams x {Observations} observations over 3 silos (Redis), SIGKILL silo1 after {acknowledgedAtKill} acks; " +
                $"cluster-wide service gap {clusterGap:0} ms, worst single-stream stall {worstStall:0} ms, {load.Retries} retried calls, " +
-               $"recovery+rest {finishedAt - killedAt:0} ms");
+               $"recovery+rest {finishedAt - killedAt:0} ms; probes 1 s x 2 missed; {_supervisorRestarts} silo starts repeated after dying while joining");
         await AssertEqualsUninterruptedRunAsync(grains, model, load, _ => Observations);
         // Generous bound for a loaded shared CI machine; BENCHMARKS.md records the measured values.
         Assert.True(clusterGap < 20_000, $"service gap {clusterGap:0} ms");
@@ -87,7 +85,7 @@ public sealed class FailoverTests(ITestOutputHelper output) : IAsyncLifetime
     public async Task RollingRestartOfEverySiloUnderLoadLosesNothingAndAppliesNothingTwice()
     {
         const string model = "rolling";
-        var grains = await StartClusterAsync(model);
+        var grains = await StartClusterAsync(model, tolerant: true);
         var load = new ReplayLoad(grains, model, Streams, inputSize: 1, pacing: TimeSpan.FromMilliseconds(20));
         bool restartsDone = false;
         // Streams keep going until every silo has been restarted, and at least to the configured count.
@@ -100,8 +98,7 @@ public sealed class FailoverTests(ITestOutputHelper output) : IAsyncLifetime
         {
             var clock = Stopwatch.StartNew();
             await silo.StopGracefullyAsync(TimeSpan.FromSeconds(60));
-            silo.Start();
-            await silo.WaitReadyAsync(StartTimeout);
+            _supervisorRestarts += await silo.StartUntilReadyAsync(StartTimeout);
             restartTimes.Add($"{silo.Name} {clock.ElapsedMilliseconds} ms");
             Assert.False(run.IsFaulted, run.Exception?.ToString());
         }
@@ -111,7 +108,7 @@ public sealed class FailoverTests(ITestOutputHelper output) : IAsyncLifetime
         var (clusterGap, worstStall) = load.Gaps(restartsFrom);
         Report($"rolling restart: {Streams} streams, SIGTERM + restart of each of 3 silos ({string.Join(", ", restartTimes)}); " +
                $"cluster-wide service gap {clusterGap:0} ms, worst single-stream stall {worstStall:0} ms, {load.Retries} retried calls, " +
-               $"{load.TotalAcknowledged} observations acknowledged");
+               $"{load.TotalAcknowledged} observations acknowledged; probes 2 s x 3 missed; {_supervisorRestarts} silo starts repeated after dying while joining");
         await AssertEqualsUninterruptedRunAsync(grains, model, load, load.Acknowledged);
         Assert.True(clusterGap < 20_000, $"service gap {clusterGap:0} ms");
     }

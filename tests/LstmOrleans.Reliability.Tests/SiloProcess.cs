@@ -44,7 +44,7 @@ public sealed class SiloProcess : IAsyncDisposable
     public string Output { get { lock (_output) return _output.ToString(); } }
 
     /// <summary>Silo settings for a member of a Redis-clustered, Redis-stored cluster with fast failure detection.</summary>
-    public static string[] RedisClusterSettings(string redis, string clusterId) =>
+    public static string[] RedisClusterSettings(string redis, string clusterId, bool tolerant = false) =>
     [
         "--Cluster:Clustering=redis",
         $"--Cluster:ClusterId={clusterId}",
@@ -57,6 +57,8 @@ public sealed class SiloProcess : IAsyncDisposable
         "--Membership:NumMissedProbesLimit=2",
         "--Membership:NumVotesForDeathDeclaration=2",
         "--Membership:TableRefreshTimeout=00:00:01",
+        // Silos (re)joining under load need slack: a JIT-bound joiner missing 1 s probes gets voted dead.
+        .. (tolerant ? (string[])["--Membership:ProbeTimeout=00:00:02", "--Membership:NumMissedProbesLimit=3"] : []),
     ];
 
     public static string SiloDll { get; } = LocateSiloDll();
@@ -103,6 +105,26 @@ public sealed class SiloProcess : IAsyncDisposable
             await Task.Delay(200);
         }
         throw new TimeoutException($"{Name} was not ready within {timeout}. Output:\n{Output}");
+    }
+
+    /// <summary>
+    /// Starts the process and waits until it is ready; if it dies while joining (a starved joiner can be voted dead),
+    /// starts it again, as a process supervisor would. Returns how many extra starts it took.
+    /// </summary>
+    public async Task<int> StartUntilReadyAsync(TimeSpan timeout, int attempts = 3)
+    {
+        for (int attempt = 0; ; attempt++)
+        {
+            Start();
+            try
+            {
+                await WaitReadyAsync(timeout);
+                return attempt;
+            }
+            catch (InvalidOperationException) when (attempt + 1 < attempts && _process is { HasExited: true })
+            {
+            }
+        }
     }
 
     /// <summary>SIGKILL: the process vanishes mid-flight, as in a crash or an OOM kill.</summary>
