@@ -56,11 +56,13 @@ internal static class Probe
 
     private static void Time(string name, Action op)
     {
-        var warm = Stopwatch.StartNew(); while (warm.ElapsedMilliseconds < 500) op();
-        var p = Process.GetCurrentProcess(); var cpu0 = p.TotalProcessorTime;
-        var sw = Stopwatch.StartNew(); int n = 0;
-        while (sw.ElapsedMilliseconds < 1000) { op(); n++; }
-        p.Refresh();
-        Console.WriteLine($"{name}: wall {sw.Elapsed.TotalNanoseconds / n:F0} ns cpu {(p.TotalProcessorTime - cpu0).TotalNanoseconds / n:F0} ns");
+        var p = Process.GetCurrentProcess();
+        TimeSpan Cpu() { p.Refresh(); return p.TotalProcessorTime; }
+        var w0 = Cpu();
+        while ((Cpu() - w0).TotalMilliseconds < 400) for (int i = 0; i < 20; i++) op();
+        var cpu0 = Cpu(); int n = 0;
+        var sw = Stopwatch.StartNew();
+        while ((Cpu() - cpu0).TotalMilliseconds < 600) { for (int i = 0; i < 20; i++) op(); n += 20; }
+        Console.WriteLine($"{name}: wall {sw.Elapsed.TotalNanoseconds / n:F0} ns cpu {(Cpu() - cpu0).TotalNanoseconds / n:F0} ns");
     }
 }

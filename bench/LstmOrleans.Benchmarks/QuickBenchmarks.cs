@@ -20,19 +20,25 @@ internal static class QuickBenchmarks
     private static (double Nanoseconds, double CpuNanoseconds, double BytesPerOp) Measure(Func<float> operation, int operationsPerCall)
     {
         float sink = 0;
-        // Warm-up long enough for tiered compilation to reach the optimised code.
-        var warm = Stopwatch.StartNew();
-        while (warm.ElapsedMilliseconds < 700) sink += operation();
+        var process = Process.GetCurrentProcess();
+        TimeSpan Cpu() { process.Refresh(); return process.TotalProcessorTime; }
+        // Budgets are in CPU time, not wall time: on a shared, loaded machine the wall clock also counts time spent
+        // descheduled, and a wall-clock warm-up may end before tiered compilation reached the optimised code.
+        var warmStart = Cpu();
+        while ((Cpu() - warmStart).TotalMilliseconds < 800)
+            for (int i = 0; i < 50; i++) sink += operation();
         long calls = 0;
         long allocated = GC.GetAllocatedBytesForCurrentThread();
-        // CPU time as well as wall time: on a shared, loaded machine the wall clock also counts time spent descheduled.
-        var process = Process.GetCurrentProcess();
-        var cpuStart = process.TotalProcessorTime;
+        var cpuStart = Cpu();
         var clock = Stopwatch.StartNew();
-        while (clock.ElapsedMilliseconds < 1500) { sink += operation(); calls++; }
+        TimeSpan cpu;
+        do
+        {
+            for (int i = 0; i < 20; i++) sink += operation();
+            calls += 20;
+            cpu = Cpu() - cpuStart;
+        } while (cpu.TotalMilliseconds < 1500);
         clock.Stop();
-        process.Refresh();
-        var cpu = process.TotalProcessorTime - cpuStart;
         allocated = GC.GetAllocatedBytesForCurrentThread() - allocated;
         if (float.IsNaN(sink)) Console.WriteLine("(NaN sink)");
         double ops = (double)calls * operationsPerCall;

@@ -8,7 +8,7 @@ internal static class ClusterCommands
 {
     public static IEnumerable<Command> Create()
     {
-        //DEMO yield return DemoCommand.Create();
+        yield return DemoCommand.Create();
         yield return ReplayCommand.Create();
         yield return StreamCommands.Push();
         yield return StreamCommands.Predict();
@@ -19,5 +19,6 @@ internal static class ClusterCommands
         yield return ModelClusterCommands.Rollback();
         yield return PlotCommand.Create();
         yield return Bench.BenchCommand.Create();
+        yield return Evaluate.EvaluateCommand.Create();
     }
 }

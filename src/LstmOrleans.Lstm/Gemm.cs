@@ -62,23 +62,23 @@ internal static class Gemm
 
     private static void MultiplyAddPanel512(int m, int n, int k, ref float a, int ars, int acs, ref float b, int ldb, ref float c, int ldc)
     {
-        int i = 0;
-        for (; i + 4 <= m; i += 4)
-        {
-            int j = 0;
-            for (; j + 64 <= n; j += 64)
+        int blockedRows = m / 4 * 4;
+        // Column block outermost: its [k, 64] slice of B (at most DepthBlock x 64 floats) stays in L1 while every
+        // 4-row block of C is updated from it.
+        int j = 0;
+        for (; j + 64 <= n; j += 64)
+            for (int i = 0; i < blockedRows; i += 4)
                 Block4x64(k, ref Unsafe.Add(ref a, i * ars), ars, acs, ref Unsafe.Add(ref b, j), ldb, ref Unsafe.Add(ref c, i * ldc + j), ldc);
-            for (int r = 0; r < 4; r++)
-                RowTail(j, n, k, ref Unsafe.Add(ref a, (i + r) * ars), acs, ref b, ldb, ref Unsafe.Add(ref c, (i + r) * ldc));
-        }
-        for (; i < m; i++)
+        for (int i = 0; i < blockedRows; i++)
+            RowTail(j, n, k, ref Unsafe.Add(ref a, i * ars), acs, ref b, ldb, ref Unsafe.Add(ref c, i * ldc));
+        for (int i = blockedRows; i < m; i++)
         {
             ref float ai = ref Unsafe.Add(ref a, i * ars);
             ref float ci = ref Unsafe.Add(ref c, i * ldc);
-            int j = 0;
-            for (; j + 128 <= n; j += 128)
-                Block1x128(k, ref ai, acs, ref Unsafe.Add(ref b, j), ldb, ref Unsafe.Add(ref ci, j));
-            RowTail(j, n, k, ref ai, acs, ref b, ldb, ref ci);
+            int jj = 0;
+            for (; jj + 128 <= n; jj += 128)
+                Block1x128(k, ref ai, acs, ref Unsafe.Add(ref b, jj), ldb, ref Unsafe.Add(ref ci, jj));
+            RowTail(jj, n, k, ref ai, acs, ref b, ldb, ref ci);
         }
     }
 

@@ -224,7 +224,26 @@ public sealed partial class SqliteGrainStorage : IGrainStorage, ILifecyclePartic
 
         public async Task CommitAsync(IReadOnlyList<StorageOperation> batch, CancellationToken cancellationToken)
         {
-            var connection = _connection ?? throw new InvalidOperationException("The SQLite writer is not open.");
+            try
+            {
+                if (_connection is null)
+                {
+                    Open();
+                }
+
+                await CommitOnAsync(_connection!, batch).ConfigureAwait(false);
+            }
+            catch
+            {
+                // If even the rollback failed the connection could be stuck inside a transaction:
+                // start the next batch on a fresh one.
+                Dispose();
+                throw;
+            }
+        }
+
+        private async Task CommitOnAsync(SqliteConnection connection, IReadOnlyList<StorageOperation> batch)
+        {
 
             // BEGIN IMMEDIATE: take the write lock up front, so a second writer on the same file waits
             // (busy timeout) instead of failing mid-batch.
@@ -265,17 +284,20 @@ public sealed partial class SqliteGrainStorage : IGrainStorage, ILifecyclePartic
             }
         }
 
+        // Parameters are addressed by position (fixed by Prepare) to skip name lookups on the hot path:
+        // 0 $service, 1 $state, 2 $grain, then $version and/or $payload.
         private static int Execute(SqliteCommand command, StorageOperation operation)
         {
             SetKey(command, operation);
+            var next = 3;
             if (operation.ExpectedVersion is { } expected)
             {
-                command.Parameters["$version"].Value = expected;
+                command.Parameters[next++].Value = expected;
             }
 
             if (operation.Payload is { } payload)
             {
-                command.Parameters["$payload"].Value = payload;
+                command.Parameters[next].Value = payload;
             }
 
             return command.ExecuteNonQuery();
@@ -283,8 +305,8 @@ public sealed partial class SqliteGrainStorage : IGrainStorage, ILifecyclePartic
 
         private static void SetKey(SqliteCommand command, StorageOperation operation)
         {
-            command.Parameters["$state"].Value = operation.StateName;
-            command.Parameters["$grain"].Value = operation.GrainId;
+            command.Parameters[1].Value = operation.StateName;
+            command.Parameters[2].Value = operation.GrainId;
         }
 
         public void Dispose()
@@ -293,6 +315,7 @@ public sealed partial class SqliteGrainStorage : IGrainStorage, ILifecyclePartic
             _update?.Dispose();
             _clear?.Dispose();
             _exists?.Dispose();
+            _insert = _update = _clear = _exists = null;
             _connection?.Dispose();
             _connection = null;
         }

@@ -374,6 +374,23 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : IClass
     }
 
     [Fact]
+    public async Task MaxBatchDelayLingersForMoreWritesUntilTheBatchIsFull()
+    {
+        await using var storage = await OpenAsync(folder.NewDatabasePath(), o =>
+        {
+            o.MaxBatchSize = 2;
+            o.MaxBatchDelay = TimeSpan.FromSeconds(1);
+        });
+        var first = storage.WriteStateAsync(StateName, NewGrainId(), new GrainState<SensorTestState>(Sample(1)));
+        await Task.Delay(50);
+        Assert.False(first.IsCompleted); // the writer is waiting for a second write
+        var second = storage.WriteStateAsync(StateName, NewGrainId(), new GrainState<SensorTestState>(Sample(2)));
+        await Task.WhenAll(first, second);
+        Assert.Equal(1, storage.CommittedBatches);
+        Assert.Equal(2, storage.LargestBatch);
+    }
+
+    [Fact]
     public async Task CommitTimingOutFailsTheBatch()
     {
         await using var storage = await OpenAsync(folder.NewDatabasePath(), o => o.OnBeforeCommit = async _ =>

@@ -43,11 +43,28 @@ public sealed class PostgresServerFixture : IAsyncLifetime
         }
 
         _directory = await ExternalServer.CreateTempDirectoryAsync("lstmorleans-pg", ExternalServer.IsRoot ? ServiceUser : null);
-        Port = ExternalServer.FreeLoopbackPort();
         await RunAsServiceUserAsync("initdb",
             ["-D", DataDirectory, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"],
             TimeSpan.FromSeconds(120));
 
+        // The free port can be taken by someone else before the server binds it: try a few.
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await StartOnFreePortAsync();
+                _started = true;
+                return;
+            }
+            catch (InvalidOperationException) when (attempt < 3)
+            {
+            }
+        }
+    }
+
+    private async Task StartOnFreePortAsync()
+    {
+        Port = ExternalServer.FreeLoopbackPort();
         var log = Path.Combine(_directory!, "postgres.log");
         var serverOptions = string.Join(' ',
             "-p", Port.ToString(CultureInfo.InvariantCulture),
@@ -64,8 +81,6 @@ public sealed class PostgresServerFixture : IAsyncLifetime
             var logText = File.Exists(log) ? await File.ReadAllTextAsync(log) : "(no log)";
             throw new InvalidOperationException($"PostgreSQL did not start on port {Port}: {exception.Message}\nServer log:\n{logText}", exception);
         }
-
-        _started = true;
     }
 
     private Task RunAsServiceUserAsync(string tool, IEnumerable<string> arguments, TimeSpan timeout)

@@ -41,12 +41,30 @@ public sealed class RedisServerFixture : IAsyncLifetime
         }
 
         _directory = await ExternalServer.CreateTempDirectoryAsync("lstmorleans-redis", owner: null);
+
+        // The free port can be taken by someone else before the server binds it: try a few.
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await StartOnFreePortAsync();
+                return;
+            }
+            catch (InvalidOperationException) when (attempt < 3)
+            {
+                _process?.Dispose();
+            }
+        }
+    }
+
+    private async Task StartOnFreePortAsync()
+    {
         Port = ExternalServer.FreeLoopbackPort();
-        (_process, _output) = ExternalServer.Start(Binary,
+        (_process, _output) = ExternalServer.Start(Binary!,
         [
             "--port", Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
             "--bind", "127.0.0.1",
-            "--dir", _directory,
+            "--dir", _directory!,
             "--appendonly", "yes",
             "--appendfsync", "always",
             "--save", "",

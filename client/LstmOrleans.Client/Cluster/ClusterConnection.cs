@@ -104,11 +104,16 @@ internal sealed class ClusterConnection : IAsyncDisposable
         logging.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
         logging.SetMinimumLevel(LogLevel.Error);
         logging.AddLstmOrleansLogFilters();
-        logging.AddFilter("Orleans", LogLevel.Error);
-        logging.AddFilter("Orleans.Runtime", LogLevel.Error);
         // A failed connection is reported once, by the command, not as a host stack trace.
         logging.AddFilter("Microsoft.Extensions.Hosting", LogLevel.None);
         logging.AddFilter("Orleans.OutsideRuntimeClient", LogLevel.None);
+        // The in-process silo's stream pulling agents complain about cancelled reads while it shuts down.
+        // Shutdown of the in-process silo also drops one-way registry reports in flight; placement retries are logged
+        // by Polly. Failures that matter reach the command as exceptions.
+        logging.AddFilter("Orleans", LogLevel.Critical);
+        logging.AddFilter("Orleans.Runtime", LogLevel.Critical);
+        logging.AddFilter("Orleans.Messaging", LogLevel.Critical);
+        logging.AddFilter("Polly", LogLevel.None);
     }
 
     private static int FreeTcpPort()

@@ -34,6 +34,7 @@ public static class ApiEndpoints
             .WithName("Ready").WithSummary("Readiness: the silo has joined the cluster and is not shutting down.");
         StreamEndpoints.Map(app);
         ModelEndpoints.Map(app);
+        TrainingEndpoints.Map(app);
         return app;
     }
 }

@@ -61,7 +61,11 @@ public static class SiloHostingExtensions
         }
 
         // Stream grains, model grains and the per-silo weights cache.
-        silo.AddLstmOrleans();
+        // The weights cache renews its push subscriptions and catches up on missed versions every RefreshInterval;
+        // 5 s (instead of 30 s) bounds how long a silo can lag behind a rollout or rollback.
+        silo.AddLstmOrleans(configureCache: o => o.RefreshInterval = TimeSpan.FromSeconds(5));
+        // Training grains (scheduled by reminders) and stream-to-registry reporting.
+        silo.AddLstmOrleansTraining();
         // Orleans-streams ingestion path (implicit subscriptions of the stream grains). Memory streams carry
         // messages between silos but keep no backlog; a durable queue provider can replace them.
         silo.AddMemoryStreams(LstmOrleansNames.StreamProviderName);

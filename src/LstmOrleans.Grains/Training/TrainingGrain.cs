@@ -149,6 +149,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
     {
         if (reminderName != ReminderName) return;
         var s = _state.State;
+        LogTick(Name, s.Paused, s.NextDueAt, IsRunning);
         if (s.Settings is null || s.Paused || !HasSchedule(s.Settings))
         {
             await UnregisterReminderAsync();
@@ -488,6 +489,9 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Training of model {Model} configured: period {Period}, min new observations {MinNew}, sample {Sample}")]
     private partial void LogConfigured(string model, TimeSpan period, long minNew, int sample);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Training schedule tick for model {Model}: paused {Paused}, next due {NextDueAt}, running {Running}")]
+    private partial void LogTick(string model, bool paused, DateTimeOffset? nextDueAt, bool running);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Training of model {Model} paused")]
     private partial void LogPaused(string model);

@@ -132,9 +132,11 @@ internal sealed class GroupCommitQueue
 
     private async Task CommitAsync(List<StorageOperation> batch)
     {
+        var started = Stopwatch.GetTimestamp();
         try
         {
             await _committer.CommitAsync(batch, CancellationToken.None).ConfigureAwait(false);
+            StorageMetrics.CommitDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds, _tags);
         }
         catch (Exception exception)
         {
@@ -183,7 +185,5 @@ internal sealed class GroupCommitQueue
         {
             StorageMetrics.Conflicts.Add(conflicts, _tags);
         }
-
-        Debug.Assert(batch.Count > 0, "The writer only commits non-empty batches.");
     }
 }

@@ -1,0 +1,41 @@
+using LstmOrleans.Abstractions;
+
+namespace LstmOrleans.Silo.Api;
+
+/// <summary>The training grain of a model: status, settings, pause/resume, and rounds on demand.</summary>
+internal static class TrainingEndpoints
+{
+    public static void Map(IEndpointRouteBuilder app)
+    {
+        var training = app.MapGroup("/models/{name}/training").WithTags("Training");
+
+        training.MapGet("/", async (string name, IGrainFactory grains) =>
+                Results.Ok(await Grain(grains, name).GetStatusAsync()))
+            .WithSummary("Training status: settings, schedule, recent rounds.").Produces<TrainingStatus>().ProducesProblem(404);
+
+        training.MapPut("/settings", async (string name, TrainingSettings settings, IGrainFactory grains) =>
+                Results.Ok(await Grain(grains, name).ConfigureAsync(settings)))
+            .WithSummary("Replaces the training settings (validated; nothing changes on a bad value).").Produces<TrainingStatus>().ProducesProblem(400).ProducesProblem(404);
+
+        training.MapPost("/pause", async (string name, IGrainFactory grains) => Results.Ok(await Grain(grains, name).PauseAsync()))
+            .WithSummary("Stops scheduled and manual rounds until resumed.").Produces<TrainingStatus>().ProducesProblem(404);
+
+        training.MapPost("/resume", async (string name, IGrainFactory grains) => Results.Ok(await Grain(grains, name).ResumeAsync()))
+            .WithSummary("Re-enables the schedule.").Produces<TrainingStatus>().ProducesProblem(404);
+
+        training.MapPost("/rounds", async (string name, IGrainFactory grains) =>
+            {
+                var roundId = await Grain(grains, name).StartRoundAsync();
+                return Results.Accepted($"/models/{Uri.EscapeDataString(name)}/training/rounds/{roundId}", new { roundId });
+            })
+            .WithSummary("Starts a training round now (or joins the running one); poll the returned location.").ProducesProblem(400).ProducesProblem(404);
+
+        training.MapGet("/rounds/{roundId:long}", async (string name, long roundId, IGrainFactory grains) =>
+                await Grain(grains, name).GetRoundAsync(roundId) is { } round
+                    ? Results.Ok(round)
+                    : Results.Problem(statusCode: 404, title: "Not found", detail: $"Round {roundId} of model '{name}' is running or unknown."))
+            .WithSummary("A finished round's record (404 while it runs).").Produces<TrainingRoundRecord>().ProducesProblem(404);
+    }
+
+    private static ITrainingGrain Grain(IGrainFactory grains, string name) => grains.GetGrain<ITrainingGrain>(ModelEndpoints.CheckName(name));
+}

@@ -1,0 +1,85 @@
+using Xunit;
+using System.Diagnostics;
+using System.Text.Json;
+
+namespace LstmOrleans.Client.Tests.Bench;
+
+/// <summary>
+/// Runs the real <c>lstmorleans bench</c> executable for a couple of seconds with tiny settings (it starts its own
+/// silo processes) and checks the JSON report is complete and sane. Checks that the tool works, not how fast it is.
+/// </summary>
+public sealed class BenchSmokeTests
+{
+    [Fact]
+    public async Task Bench_reports_positive_throughput_and_ordered_latencies_for_memory_and_sqlite()
+    {
+        var (exit, stdout, stderr) = await RunLstmOrleansAsync(
+            "bench", "--stores", "memory,sqlite", "--streams", "20", "--concurrency", "4", "--batch", "8",
+            "--hidden", "4", "--duration", "1", "--warmup", "0.3", "--json");
+        Assert.True(exit == 0, $"exit {exit}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+
+        using var json = JsonDocument.Parse(stdout);
+        var root = json.RootElement;
+        var baseline = root.GetProperty("baseline");
+        Assert.Equal("ping", baseline.GetProperty("test").GetString());
+        Assert.True(baseline.GetProperty("callsPerSecond").GetDouble() > 0);
+
+        var results = root.GetProperty("results").EnumerateArray().ToList();
+        Assert.Equal(["memory", "sqlite"], results.Select(r => r.GetProperty("store").GetString()));
+        foreach (var store in results)
+        {
+            Assert.Equal(JsonValueKind.Null, store.GetProperty("skipped").ValueKind);
+            Assert.True(store.GetProperty("siloActive").GetProperty("rssBytes").GetInt64() > 10 << 20, "silo RSS should be measured");
+            Assert.True(store.GetProperty("activationsPerSecond").GetDouble() > 0);
+            var phases = store.GetProperty("phases").EnumerateArray().ToDictionary(p => p.GetProperty("test").GetString()!);
+            Assert.Contains("single", phases.Keys);
+            Assert.Contains("batch", phases.Keys);
+            foreach (var (name, phase) in phases)
+            {
+                long calls = phase.GetProperty("calls").GetInt64();
+                Assert.True(calls > 0, $"{name}: no calls");
+                Assert.Equal(0, phase.GetProperty("errors").GetInt64());
+                int batch = phase.GetProperty("batchSize").GetInt32();
+                Assert.Equal(name == "batch" ? 8 : 1, batch);
+                Assert.Equal(calls * batch, phase.GetProperty("values").GetInt64());
+                Assert.True(phase.GetProperty("valuesPerSecond").GetDouble() > 0);
+                var latency = phase.GetProperty("latency");
+                double p50 = latency.GetProperty("p50Us").GetDouble(), p99 = latency.GetProperty("p99Us").GetDouble();
+                double p999 = latency.GetProperty("p999Us").GetDouble(), max = latency.GetProperty("maxUs").GetDouble();
+                Assert.True(p50 > 0 && p50 <= p99 && p99 <= p999 && p999 <= max, $"{name}: latencies {p50} {p99} {p999} {max}");
+                if (name != "ping") Assert.True(phase.GetProperty("ratioToBaseline").GetDouble() > 0);
+                Assert.True(phase.GetProperty("siloCpuUsPerValue").GetDouble() > 0);
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Bench_rejects_a_durable_store_without_its_connection_string()
+    {
+        var (exit, _, stderr) = await RunLstmOrleansAsync("bench", "--stores", "redis", "--duration", "1");
+        Assert.Equal(2, exit);
+        Assert.Contains("--redis", stderr);
+    }
+
+    private static async Task<(int Exit, string Stdout, string Stderr)> RunLstmOrleansAsync(params string[] args)
+    {
+        var directory = AppContext.BaseDirectory;
+        var apphost = Path.Combine(directory, OperatingSystem.IsWindows() ? "lstmorleans.exe" : "lstmorleans");
+        var info = File.Exists(apphost) ? new ProcessStartInfo(apphost) : new ProcessStartInfo("dotnet") { ArgumentList = { Path.Combine(directory, "lstmorleans.dll") } };
+        foreach (var a in args) info.ArgumentList.Add(a);
+        info.RedirectStandardOutput = true;
+        info.RedirectStandardError = true;
+        info.WorkingDirectory = Path.GetTempPath();
+        using var process = Process.Start(info)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(4));
+        try { await process.WaitForExitAsync(timeout.Token); }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"bench did not finish in 4 minutes. stderr:\n{await stderr}");
+        }
+        return (process.ExitCode, await stdout, await stderr);
+    }
+}

@@ -1,0 +1,86 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Reflection;
+using System.Text;
+
+namespace LstmOrleans.EndToEnd.Tests;
+
+/// <summary>Paths of the real binaries built beside the tests, and a way to run them.</summary>
+internal static class Binaries
+{
+    public static string SiloDll => Metadata("SiloDll");
+    public static string ClientDll => Metadata("ClientDll");
+    public static string BundledData => Metadata("BundledData");
+
+    private static string Metadata(string key)
+    {
+        var value = typeof(Binaries).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().Single(a => a.Key == key).Value!;
+        var path = Path.GetFullPath(value);
+        if (!File.Exists(path) && !Directory.Exists(path))
+            throw new FileNotFoundException($"{key} not found at {path}; build the solution in the same configuration as the tests.");
+        return path;
+    }
+
+    public static int FreeTcpPort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    public static string TempFolder(string prefix)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"lstmorleans-e2e-{prefix}-{Guid.NewGuid():N}"[..48]);
+        Directory.CreateDirectory(path);
+        return path;
+    }
+
+    public static ProcessStartInfo Dotnet(string dll, IEnumerable<string> args, string workingDirectory)
+    {
+        var info = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+            WorkingDirectory = workingDirectory,
+        };
+        info.ArgumentList.Add(dll);
+        foreach (var a in args) info.ArgumentList.Add(a);
+        info.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        info.Environment["DOTNET_NOLOGO"] = "1";
+        return info;
+    }
+
+    /// <summary>Runs the real client binary to completion.</summary>
+    public static async Task<ProcessResult> RunClientAsync(TimeSpan timeout, string workingDirectory, params string[] args)
+    {
+        using var process = new Process { StartInfo = Dotnet(ClientDll, args, workingDirectory) };
+        var stdout = new StringBuilder();
+        var stderr = new StringBuilder();
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (stdout) stdout.AppendLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (stderr) stderr.AppendLine(e.Data); };
+        process.Start();
+        process.StandardInput.Close();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"lstmorleans {string.Join(' ', args)} did not finish within {timeout}.\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        }
+        process.WaitForExit(); // drain the async readers
+        return new ProcessResult(process.ExitCode, stdout.ToString(), stderr.ToString());
+    }
+}
+
+internal sealed record ProcessResult(int ExitCode, string Stdout, string Stderr)
+{
+    public override string ToString() => $"exit {ExitCode}\nstdout:\n{Stdout}\nstderr:\n{Stderr}";
+}

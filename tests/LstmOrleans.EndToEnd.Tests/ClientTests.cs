@@ -1,0 +1,95 @@
+using System.Text;
+
+namespace LstmOrleans.EndToEnd.Tests;
+
+/// <summary>The real `lstmorleans` binary against the real silo process.</summary>
+[Collection(SiloCollection.Name)]
+public sealed class ClientTests(SiloProcess silo)
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(90);
+
+    private Task<ProcessResult> RunAsync(params string[] args) =>
+        Binaries.RunClientAsync(Timeout, silo.DataFolder, [.. args, "--cluster", silo.Gateway, "--cluster-id", "e2e", "--service-id", "e2e"]);
+
+    [Fact]
+    public async Task Create_model_push_predict_and_rollback()
+    {
+        var created = await RunAsync("create-model", "cli-model", "--hidden", "8");
+        Assert.True(created.ExitCode == 0, created.ToString());
+
+        var pushed = await RunAsync("push", "cli-stream-1", "4.25", "--seq", "1", "--time", "2024-01-01T00:00:00Z");
+        Assert.True(pushed.ExitCode == 0, pushed.ToString());
+        Assert.Contains("cli-stream-1 seq 1", pushed.Stdout);
+
+        var second = await RunAsync("push", "cli-stream-1", "4.5");
+        Assert.True(second.ExitCode == 0, second.ToString());
+        Assert.Contains("seq 2", second.Stdout);
+
+        var predicted = await RunAsync("predict", "cli-stream-1");
+        Assert.True(predicted.ExitCode == 0, predicted.ToString());
+        Assert.Contains("t+1:", predicted.Stdout);
+
+        var models = await RunAsync("models", "cli-model");
+        Assert.True(models.ExitCode == 0, models.ToString());
+        Assert.Contains("* v1", models.Stdout);
+
+        var badRollback = await RunAsync("rollback", "cli-model", "42");
+        Assert.Equal(1, badRollback.ExitCode);
+        Assert.Contains("no retained version 42", badRollback.Stderr);
+    }
+
+    [Fact]
+    public async Task Replay_writes_scored_predictions()
+    {
+        var output = Path.Combine(silo.DataFolder, "replay-out.csv");
+        var file = Path.Combine(Binaries.BundledData, "rds_cpu_utilization_cc0c53.csv");
+        var result = await RunAsync("replay", file, "--rows", "300", "--batch", "50", "--prefix", "e2e-replay/", "--out", output);
+        Assert.True(result.ExitCode == 0, result.ToString());
+        var lines = File.ReadAllLines(output);
+        Assert.StartsWith("stream,sequence,timestamp,actual,predicted,lower,upper", lines[0]);
+        Assert.Equal(300, lines.Length); // header + 299 scored forecasts (the first step has no earlier forecast)
+        Assert.Contains("MAE model", result.Stdout);
+    }
+
+    [Fact]
+    public async Task Argument_errors_exit_non_zero_with_a_message_on_stderr()
+    {
+        var missing = await Binaries.RunClientAsync(Timeout, silo.DataFolder, "push");
+        Assert.NotEqual(0, missing.ExitCode);
+        Assert.Contains("Required argument missing", missing.Stderr);
+
+        var notANumber = await RunAsync("push", "cli-stream-2", "abc");
+        Assert.Equal(2, notANumber.ExitCode);
+        Assert.Contains("not a finite number", notANumber.Stderr);
+
+        var wrongDims = await RunAsync("push", "cli-stream-2", "1", "2");
+        Assert.Equal(1, wrongDims.ExitCode);
+        Assert.Contains("expects 1", wrongDims.Stderr);
+
+        var badCluster = await Binaries.RunClientAsync(Timeout, silo.DataFolder, "predict", "x", "--cluster", "not-an-address");
+        Assert.Equal(2, badCluster.ExitCode);
+        Assert.Contains("not a gateway address", badCluster.Stderr);
+
+        var unknownCommand = await Binaries.RunClientAsync(Timeout, silo.DataFolder, "frobnicate");
+        Assert.NotEqual(0, unknownCommand.ExitCode);
+
+        var missingFile = await RunAsync("replay", Path.Combine(silo.DataFolder, "nope.csv"));
+        Assert.Equal(2, missingFile.ExitCode);
+        Assert.Contains("No such file", missingFile.Stderr);
+
+        var malformed = Path.Combine(silo.DataFolder, "malformed.csv");
+        await File.WriteAllTextAsync(malformed, "timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:05:00,oops\n", Encoding.UTF8);
+        var malformedResult = await RunAsync("replay", malformed);
+        Assert.Equal(2, malformedResult.ExitCode);
+        Assert.Contains("line 3", malformedResult.Stderr);
+    }
+
+    [Fact]
+    public async Task Unreachable_cluster_exits_3()
+    {
+        var port = Binaries.FreeTcpPort();
+        var result = await Binaries.RunClientAsync(Timeout, silo.DataFolder, "predict", "x", "--cluster", $"127.0.0.1:{port}", "--connect-timeout", "3");
+        Assert.Equal(3, result.ExitCode);
+        Assert.Contains("Cannot reach the cluster", result.Stderr);
+    }
+}

@@ -1,0 +1,66 @@
+namespace LstmOrleans.EndToEnd.Tests;
+
+/// <summary>The main job (`demo`) on a small slice, and the silo's refusal of bad configuration.</summary>
+public sealed class DemoAndConfigTests
+{
+    [Fact]
+    public async Task Demo_on_a_small_slice_finishes_and_writes_plot_and_predictions()
+    {
+        var folder = Binaries.TempFolder("demo");
+        try
+        {
+            var result = await Binaries.RunClientAsync(TimeSpan.FromSeconds(150), folder,
+                "demo", "--rows", "600", "--streams", "2", "--train-seconds", "4", "--out", "out");
+            Assert.True(result.ExitCode == 0, result.ToString());
+            Assert.Contains("Training round 1", result.Stdout);
+            Assert.Contains("Demo finished", result.Stdout);
+
+            var png = await File.ReadAllBytesAsync(Path.Combine(folder, "out", "demo.png"));
+            Assert.True(png.Length > 1000);
+            Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, png[..4]);
+
+            var lines = await File.ReadAllLinesAsync(Path.Combine(folder, "out", "predictions.csv"));
+            // Two streams, rows 300..599 scored: 300 forecasts each (the first one follows the last phase-1 step).
+            Assert.Equal(1 + 2 * 300, lines.Length);
+        }
+        finally
+        {
+            try { Directory.Delete(folder, recursive: true); } catch (IOException) { }
+        }
+    }
+
+    [Fact]
+    public async Task Demo_rejects_bad_options()
+    {
+        var folder = Binaries.TempFolder("demo-bad");
+        var result = await Binaries.RunClientAsync(TimeSpan.FromSeconds(60), folder, "demo", "--rows", "10");
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Contains("--rows", result.Stderr);
+        Directory.Delete(folder, recursive: true);
+    }
+
+    [Fact]
+    public async Task Silo_refuses_bad_configuration_with_a_clear_message()
+    {
+        var folder = Binaries.TempFolder("badconfig");
+        try
+        {
+            using var process = new System.Diagnostics.Process
+            {
+                StartInfo = Binaries.Dotnet(Binaries.SiloDll, ["--Storage:Provider=floppy", "--Cluster:SiloPort=70000"], folder),
+            };
+            process.Start();
+            var stderr = process.StandardError.ReadToEndAsync();
+            var exited = process.WaitForExit(60_000);
+            Assert.True(exited, "the silo should exit on bad configuration");
+            Assert.Equal(2, process.ExitCode);
+            var message = await stderr;
+            Assert.Contains("Storage:Provider must be one of sqlite, redis, postgres, memory; got 'floppy'", message);
+            Assert.Contains("Cluster:SiloPort must be a TCP port", message);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+}

@@ -1,0 +1,248 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+
+namespace LstmOrleans.EndToEnd.Tests;
+
+/// <summary>The HTTP API of the real silo process, including every rejection path.</summary>
+[Collection(SiloCollection.Name)]
+public sealed class HttpApiTests(SiloProcess silo)
+{
+    private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
+
+    private static async Task<JsonElement> ProblemAsync(HttpResponseMessage response, HttpStatusCode expected)
+    {
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(expected == response.StatusCode, $"expected {(int)expected}, got {(int)response.StatusCode}: {body}");
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        var problem = JsonDocument.Parse(body).RootElement;
+        Assert.Equal((int)expected, problem.GetProperty("status").GetInt32());
+        return problem;
+    }
+
+    private async Task CreateModelAsync(HttpClient http, string name)
+    {
+        using var response = await http.PostAsync("/models", Json($$"""{"name":"{{name}}","hiddenSize":8}"""));
+        Assert.True(response.StatusCode == HttpStatusCode.Created, await response.Content.ReadAsStringAsync());
+    }
+
+    private static async Task<long> StepCountAsync(HttpClient http, string stream)
+    {
+        using var response = await http.GetAsync($"/streams/{stream}/");
+        response.EnsureSuccessStatusCode();
+        return JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("stepCount").GetInt64();
+    }
+
+    [Fact]
+    public async Task Health_endpoints_answer_without_a_key()
+    {
+        using var http = silo.CreateHttpClient(withKey: false);
+        Assert.Equal("ok", await http.GetStringAsync("/healthz"));
+        Assert.Equal("ready", await http.GetStringAsync("/readyz"));
+    }
+
+    [Fact]
+    public async Task Missing_or_wrong_api_key_is_401_and_nothing_is_ingested()
+    {
+        using var anonymous = silo.CreateHttpClient(withKey: false);
+        var problem = await ProblemAsync(await anonymous.PostAsync("/streams/keyless/observations", Json("""{"value":1}""")), HttpStatusCode.Unauthorized);
+        Assert.Contains("X-Api-Key", problem.GetProperty("detail").GetString());
+
+        using var wrong = silo.CreateHttpClient(withKey: false);
+        wrong.DefaultRequestHeaders.Add("X-Api-Key", "not-the-key");
+        await ProblemAsync(await wrong.PostAsync("/streams/keyless/observations", Json("""{"value":1}""")), HttpStatusCode.Unauthorized);
+        await ProblemAsync(await wrong.GetAsync("/models/default"), HttpStatusCode.Unauthorized);
+
+        using var http = silo.CreateHttpClient();
+        Assert.Equal(0, await StepCountAsync(http, "keyless"));
+    }
+
+    [Fact]
+    public async Task Ingest_json_single_and_batch_then_read_prediction_history_and_state()
+    {
+        using var http = silo.CreateHttpClient();
+        await CreateModelAsync(http, "e2e-json");
+        (await http.PutAsJsonAsync("/streams/json-1/model", new { model = "e2e-json" })).EnsureSuccessStatusCode();
+
+        using var single = await http.PostAsync("/streams/json-1/observations",
+            Json("""{"sequence":1,"timestamp":"2024-01-01T00:00:00Z","values":[10.5]}"""));
+        Assert.True(single.IsSuccessStatusCode, await single.Content.ReadAsStringAsync());
+
+        var batch = string.Join(",", Enumerable.Range(2, 99).Select(i =>
+            $$"""{"sequence":{{i}},"timestamp":"2024-01-01T{{i / 60:00}}:{{i % 60:00}}:00Z","values":[{{10 + Math.Sin(i / 5.0):R}}]}"""));
+        using var batchResponse = await http.PostAsync("/streams/json-1/observations", Json($"[{batch}]"));
+        var body = JsonDocument.Parse(await batchResponse.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal(HttpStatusCode.OK, batchResponse.StatusCode);
+        Assert.Equal(99, body.GetProperty("received").GetInt32());
+        Assert.Equal(99, body.GetProperty("applied").GetInt32());
+        Assert.Equal(100, body.GetProperty("latest").GetProperty("stepCount").GetInt64());
+
+        // A retry of the same batch is recognised by its sequence numbers: nothing is applied twice.
+        using var retry = await http.PostAsync("/streams/json-1/observations", Json($"[{batch}]"));
+        var retried = JsonDocument.Parse(await retry.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal(99, retried.GetProperty("duplicates").GetInt32());
+        Assert.Equal(100, await StepCountAsync(http, "json-1"));
+
+        var prediction = JsonDocument.Parse(await http.GetStringAsync("/streams/json-1/prediction")).RootElement;
+        Assert.Equal(100, prediction.GetProperty("sequence").GetInt64());
+        var forecast = prediction.GetProperty("predictions")[0].GetDouble();
+        Assert.True(double.IsFinite(forecast));
+        Assert.True(prediction.GetProperty("lower")[0].GetDouble() <= forecast && forecast <= prediction.GetProperty("upper")[0].GetDouble());
+
+        var history = JsonDocument.Parse(await http.GetStringAsync("/streams/json-1/history?max=5")).RootElement;
+        Assert.Equal(5, history.GetArrayLength());
+        Assert.Equal(100, history[4].GetProperty("sequence").GetInt64());
+
+        var state = JsonDocument.Parse(await http.GetStringAsync("/streams/json-1/state")).RootElement;
+        Assert.Equal(8, state.GetProperty("hidden").GetArrayLength());
+    }
+
+    [Fact]
+    public async Task Ndjson_and_csv_bodies_are_ingested_in_order()
+    {
+        using var http = silo.CreateHttpClient();
+        var ndjson = string.Join("\n", Enumerable.Range(1, 20).Select(i => $$"""{"sequence":{{i}},"value":{{i}}}"""));
+        using var nd = await http.PostAsync("/streams/nd-1/observations", new StringContent(ndjson, Encoding.UTF8, "application/x-ndjson"));
+        Assert.True(nd.IsSuccessStatusCode, await nd.Content.ReadAsStringAsync());
+        Assert.Equal(20, await StepCountAsync(http, "nd-1"));
+
+        // NAB's own format; sequences are numbered by the server after the stream's last one.
+        var csv = "timestamp,value\n" + string.Join("\n", Enumerable.Range(0, 30).Select(i => $"2014-02-14 14:{i:00}:00,{i * 0.5:R}"));
+        using var c = await http.PostAsync("/streams/csv-1/observations", new StringContent(csv, Encoding.UTF8, "text/csv"));
+        Assert.True(c.IsSuccessStatusCode, await c.Content.ReadAsStringAsync());
+        var history = JsonDocument.Parse(await http.GetStringAsync("/streams/csv-1/history?max=100")).RootElement;
+        Assert.Equal(30, history.GetArrayLength());
+        Assert.Equal(30, history[29].GetProperty("sequence").GetInt64());
+        Assert.Equal(14.5, history[29].GetProperty("values")[0].GetDouble(), 5);
+    }
+
+    [Fact]
+    public async Task Bad_bodies_are_400_problem_details_and_change_nothing()
+    {
+        using var http = silo.CreateHttpClient();
+        await CreateModelAsync(http, "e2e-bad");
+        (await http.PutAsJsonAsync("/streams/bad-1/model", new { model = "e2e-bad" })).EnsureSuccessStatusCode();
+        (await http.PostAsync("/streams/bad-1/observations", Json("""{"sequence":1,"value":1}"""))).EnsureSuccessStatusCode();
+
+        var malformed = await ProblemAsync(await http.PostAsync("/streams/bad-1/observations", Json("""{"sequence":2,"value":1""")), HttpStatusCode.BadRequest);
+        Assert.Contains("Malformed JSON", malformed.GetProperty("detail").GetString());
+
+        var nan = await ProblemAsync(await http.PostAsync("/streams/bad-1/observations", Json("""{"sequence":2,"values":["NaN"]}""")), HttpStatusCode.BadRequest);
+        Assert.Contains("finite", nan.GetProperty("detail").GetString());
+        await ProblemAsync(await http.PostAsync("/streams/bad-1/observations", Json("""{"sequence":2,"value":1e400}""")), HttpStatusCode.BadRequest);
+
+        var dims = await ProblemAsync(await http.PostAsync("/streams/bad-1/observations", Json("""{"sequence":2,"values":[1,2]}""")), HttpStatusCode.BadRequest);
+        Assert.Contains("expects 1", dims.GetProperty("detail").GetString());
+
+        // One bad element spoils the whole batch: the good element before it is not applied either.
+        await ProblemAsync(await http.PostAsync("/streams/bad-1/observations",
+            Json("""[{"sequence":2,"value":1},{"sequence":3,"values":[1,2]}]""")), HttpStatusCode.BadRequest);
+        await ProblemAsync(await http.PostAsync("/streams/bad-1/observations", Json("""[{"sequence":3,"value":1},{"sequence":2,"value":1}]""")), HttpStatusCode.BadRequest);
+        await ProblemAsync(await http.PostAsync("/streams/bad-1/observations", Json("""{"sequence":2,"valu":1}""")), HttpStatusCode.BadRequest);
+        await ProblemAsync(await http.PostAsync("/streams/bad-1/observations", new StringContent("x", Encoding.UTF8, "text/plain")), HttpStatusCode.UnsupportedMediaType);
+        await ProblemAsync(await http.PostAsync("/streams/bad-1/observations", new StringContent("timestamp,value\n2024-01-01,abc", Encoding.UTF8, "text/csv")), HttpStatusCode.BadRequest);
+
+        Assert.Equal(1, await StepCountAsync(http, "bad-1"));
+    }
+
+    [Fact]
+    public async Task Timestamp_going_backwards_is_409()
+    {
+        using var http = silo.CreateHttpClient();
+        (await http.PostAsync("/streams/time-1/observations", Json("""{"sequence":1,"timestamp":"2024-06-01T00:00:00Z","value":1}"""))).EnsureSuccessStatusCode();
+        await ProblemAsync(await http.PostAsync("/streams/time-1/observations", Json("""{"sequence":2,"timestamp":"2024-05-01T00:00:00Z","value":1}""")), HttpStatusCode.Conflict);
+        Assert.Equal(1, await StepCountAsync(http, "time-1"));
+    }
+
+    [Fact]
+    public async Task Oversized_requests_are_413()
+    {
+        using var http = silo.CreateHttpClient();
+        var big = "[" + string.Join(",", Enumerable.Repeat("""{"value":1.0}""", SiloProcess.MaxBodyBytes / 10)) + "]";
+        Assert.True(Encoding.UTF8.GetByteCount(big) > SiloProcess.MaxBodyBytes);
+        await ProblemAsync(await http.PostAsync("/streams/big-1/observations", Json(big)), HttpStatusCode.RequestEntityTooLarge);
+
+        // Same body without a Content-Length (chunked): Kestrel stops reading at the limit.
+        var chunked = new StreamContent(new MemoryStream(Encoding.UTF8.GetBytes(big)));
+        chunked.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/streams/big-1/observations") { Content = chunked };
+        request.Headers.TransferEncodingChunked = true;
+        await ProblemAsync(await http.SendAsync(request), HttpStatusCode.RequestEntityTooLarge);
+
+        // Small in bytes, but more observations than Http:MaxBatchSize.
+        var many = "[" + string.Join(",", Enumerable.Repeat("{\"value\":1}", SiloProcess.MaxBatch + 1)) + "]";
+        Assert.True(Encoding.UTF8.GetByteCount(many) < SiloProcess.MaxBodyBytes);
+        await ProblemAsync(await http.PostAsync("/streams/big-1/observations", Json(many)), HttpStatusCode.RequestEntityTooLarge);
+        Assert.Equal(0, await StepCountAsync(http, "big-1"));
+    }
+
+    [Fact]
+    public async Task Models_versions_and_rollback()
+    {
+        using var http = silo.CreateHttpClient();
+        await CreateModelAsync(http, "e2e-models");
+        // Same config again: idempotent. Different config: conflict.
+        Assert.Equal(HttpStatusCode.Created, (await http.PostAsync("/models", Json("""{"name":"e2e-models","hiddenSize":8}"""))).StatusCode);
+        Assert.Equal(HttpStatusCode.Conflict, (await http.PostAsync("/models", Json("""{"name":"e2e-models","hiddenSize":9}"""))).StatusCode);
+
+        var info = JsonDocument.Parse(await http.GetStringAsync("/models/e2e-models")).RootElement;
+        var parameterCount = info.GetProperty("parameterCount").GetInt32();
+        var parameters = string.Join(",", Enumerable.Repeat("0.01", parameterCount));
+        using var publish = await http.PostAsync("/models/e2e-models/versions", Json($$"""{"parameters":[{{parameters}}],"description":"e2e"}"""));
+        Assert.True(publish.StatusCode == HttpStatusCode.Created, await publish.Content.ReadAsStringAsync());
+        await ProblemAsync(await http.PostAsync("/models/e2e-models/versions", Json("""{"parameters":[1,2,3]}""")), HttpStatusCode.BadRequest);
+
+        var versions = JsonDocument.Parse(await http.GetStringAsync("/models/e2e-models/versions")).RootElement;
+        Assert.Equal(2, versions.GetArrayLength());
+        Assert.Equal(2, JsonDocument.Parse(await http.GetStringAsync("/models/e2e-models")).RootElement.GetProperty("activeVersion").GetInt64());
+
+        using var rollback = await http.PostAsync("/models/e2e-models/versions/1/activate", null);
+        Assert.True(rollback.IsSuccessStatusCode, await rollback.Content.ReadAsStringAsync());
+        Assert.Equal(1, JsonDocument.Parse(await rollback.Content.ReadAsStringAsync()).RootElement.GetProperty("activeVersion").GetInt64());
+
+        await ProblemAsync(await http.PostAsync("/models/e2e-models/versions/99/activate", null), HttpStatusCode.NotFound);
+        await ProblemAsync(await http.GetAsync("/models/no-such-model"), HttpStatusCode.NotFound);
+        await ProblemAsync(await http.PutAsJsonAsync("/streams/unbound-1/model", new { model = "no-such-model" }), HttpStatusCode.NotFound);
+        await ProblemAsync(await http.GetAsync("/streams/never-seen/prediction"), HttpStatusCode.NotFound);
+    }
+
+    [Fact]
+    public async Task Training_round_on_demand_is_recorded()
+    {
+        using var http = silo.CreateHttpClient();
+        await CreateModelAsync(http, "e2e-train");
+        (await http.PutAsJsonAsync("/streams/train-1/model", new { model = "e2e-train" })).EnsureSuccessStatusCode();
+        var rows = string.Join("\n", Enumerable.Range(1, 300).Select(i => $$"""{"sequence":{{i}},"value":{{Math.Sin(i / 6.0):R}}}"""));
+        (await http.PostAsync("/streams/train-1/observations", new StringContent(rows, Encoding.UTF8, "application/x-ndjson"))).EnsureSuccessStatusCode();
+
+        using var start = await http.PostAsync("/models/e2e-train/training/rounds", null);
+        Assert.True(start.StatusCode == HttpStatusCode.Accepted, await start.Content.ReadAsStringAsync());
+        var location = start.Headers.Location!.ToString();
+        JsonElement round = default;
+        for (var i = 0; i < 240; i++)
+        {
+            using var poll = await http.GetAsync(location);
+            if (poll.StatusCode == HttpStatusCode.OK) { round = JsonDocument.Parse(await poll.Content.ReadAsStringAsync()).RootElement; break; }
+            Assert.Equal(HttpStatusCode.NotFound, poll.StatusCode);
+            await Task.Delay(500);
+        }
+        Assert.Equal(JsonValueKind.Object, round.ValueKind);
+        Assert.Contains(round.GetProperty("decision").GetString(), new[] { "Accepted", "Rejected" });
+        Assert.Equal(1, round.GetProperty("streamsUsed").GetInt32());
+        var status = JsonDocument.Parse(await http.GetStringAsync("/models/e2e-train/training")).RootElement;
+        Assert.True(status.GetProperty("recentRounds").GetArrayLength() >= 1);
+        await ProblemAsync(await http.GetAsync("/models/no-such-model/training"), HttpStatusCode.NotFound);
+    }
+
+    [Fact]
+    public async Task OpenApi_document_describes_the_api()
+    {
+        using var http = silo.CreateHttpClient();
+        var doc = JsonDocument.Parse(await http.GetStringAsync("/openapi/v1.json")).RootElement;
+        var paths = doc.GetProperty("paths");
+        Assert.True(paths.TryGetProperty("/streams/{streamId}/observations", out _));
+        Assert.True(paths.TryGetProperty("/models/{name}/versions/{version}/activate", out _));
+    }
+}

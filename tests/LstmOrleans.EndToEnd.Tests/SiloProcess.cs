@@ -1,0 +1,89 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace LstmOrleans.EndToEnd.Tests;
+
+/// <summary>
+/// The real silo host as a child process: free ports, a temporary SQLite data folder, an API key and small request
+/// limits so the limit paths can be exercised cheaply. Ready once /readyz answers 200.
+/// </summary>
+public sealed class SiloProcess : IAsyncLifetime
+{
+    public const string ApiKey = "e2e-secret-key";
+    public const int MaxBodyBytes = 64 * 1024;
+    public const int MaxBatch = 2000;
+
+    private Process? _process;
+    private readonly StringBuilder _log = new();
+
+    public int HttpPort { get; } = Binaries.FreeTcpPort();
+    public int SiloPort { get; } = Binaries.FreeTcpPort();
+    public int GatewayPort { get; } = Binaries.FreeTcpPort();
+    public string DataFolder { get; } = Binaries.TempFolder("silo");
+    public Uri BaseAddress => new($"http://127.0.0.1:{HttpPort}");
+    public string Gateway => $"127.0.0.1:{GatewayPort}";
+    public string Log { get { lock (_log) return _log.ToString(); } }
+
+    public HttpClient CreateHttpClient(bool withKey = true)
+    {
+        var client = new HttpClient { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
+        if (withKey) client.DefaultRequestHeaders.Add("X-Api-Key", ApiKey);
+        return client;
+    }
+
+    public async Task InitializeAsync()
+    {
+        string[] args =
+        [
+            $"--Http:Urls=http://127.0.0.1:{HttpPort}",
+            $"--Http:ApiKey={ApiKey}",
+            $"--Http:MaxRequestBodyBytes={MaxBodyBytes}",
+            $"--Http:MaxBatchSize={MaxBatch}",
+            $"--Cluster:SiloPort={SiloPort}",
+            $"--Cluster:GatewayPort={GatewayPort}",
+            $"--Cluster:ServiceId=e2e",
+            $"--Cluster:ClusterId=e2e",
+            "--Storage:Provider=sqlite",
+            $"--Storage:DataFolder={DataFolder}",
+        ];
+        _process = new Process { StartInfo = Binaries.Dotnet(Binaries.SiloDll, args, DataFolder) };
+        _process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_log) _log.AppendLine(e.Data); };
+        _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_log) _log.AppendLine(e.Data); };
+        _process.Start();
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+
+        using var http = CreateHttpClient(withKey: false);
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < TimeSpan.FromSeconds(90))
+        {
+            if (_process.HasExited)
+                throw new InvalidOperationException($"The silo exited with {_process.ExitCode} during startup:\n{Log}");
+            try
+            {
+                using var response = await http.GetAsync("/readyz");
+                if (response.IsSuccessStatusCode) return;
+            }
+            catch (HttpRequestException) { }
+            await Task.Delay(250);
+        }
+        throw new TimeoutException($"The silo did not become ready within 90 s:\n{Log}");
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_process is { HasExited: false })
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+        _process?.Dispose();
+        try { Directory.Delete(DataFolder, recursive: true); } catch (IOException) { }
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class SiloCollection : ICollectionFixture<SiloProcess>
+{
+    public const string Name = "real silo process";
+}
