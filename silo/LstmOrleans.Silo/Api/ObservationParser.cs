@@ -65,7 +65,7 @@ public static class ObservationParser
             if (reader.Read())
                 throw new RequestValidationException($"Unexpected content after the JSON value at byte {reader.TokenStartIndex}.");
         }
-        catch (JsonException ex)
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException) // InvalidOperationException: invalid UTF-8 in a string
         {
             throw new RequestValidationException($"Malformed JSON: {ex.Message}");
         }
@@ -92,7 +92,7 @@ public static class ObservationParser
                 if (reader.Read())
                     throw new RequestValidationException($"Line {lineNumber}: more than one JSON value on the line.");
             }
-            catch (JsonException ex)
+            catch (Exception ex) when (ex is JsonException or InvalidOperationException) // InvalidOperationException: invalid UTF-8 in a string
             {
                 throw new RequestValidationException($"Malformed JSON on line {lineNumber}: {ex.Message}");
             }
