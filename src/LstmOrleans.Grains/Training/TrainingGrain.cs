@@ -170,7 +170,9 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
 
     private Task<TrainingRoundRecord> StartOrJoin(TrainingTrigger trigger)
     {
-        if (_round is { IsCompleted: false } running) return running;
+        // Join the round in flight, unless its record is already in the state: then a caller that has read that
+        // record (GetRoundAsync interleaves) must get a new round, not the finished one's id.
+        if (_round is { IsCompleted: false } running && _state.State.LastRoundId < _roundId) return running;
         if (_state.State.Paused)
             throw new ModelOperationException(Name, $"Training of model '{Name}' is paused; resume it first.");
         _roundId = Math.Max(_roundId, _state.State.LastRoundId) + 1;
