@@ -13,11 +13,14 @@ internal static class ModelCommands
 {
     public static Command Create()
     {
-        var model = new Command("model", "Offline model commands (no cluster needed).");
+        var model = new Command("model", "Model files: offline commands (no cluster needed), and import/export to and from a cluster.");
         model.Subcommands.Add(CreateInit());
         model.Subcommands.Add(CreateShow());
         model.Subcommands.Add(CreatePredict());
         model.Subcommands.Add(TrainCommand.Create());
+        // Against a cluster: move model files in and out of a model grain.
+        model.Subcommands.Add(Commands.ModelClusterCommands.Import());
+        model.Subcommands.Add(Commands.ModelClusterCommands.Export());
         return model;
     }
 

@@ -92,4 +92,49 @@ public sealed class ClientTests(SiloProcess silo)
         Assert.Equal(3, result.ExitCode);
         Assert.Contains("Cannot reach the cluster", result.Stderr);
     }
+
+    [Fact]
+    public async Task Model_files_import_to_and_export_from_the_cluster()
+    {
+        var folder = Binaries.TempFolder("e2e-model-io");
+        var original = Path.Combine(folder, "m.safetensors");
+        var init = await Binaries.RunClientAsync(Timeout, folder, "model", "init", "--input-size", "1", "--hidden", "6", "--layers", "2",
+            "--horizons", "3", "--seed", "7", "--out", original);
+        Assert.True(init.ExitCode == 0, init.ToString());
+
+        var imported = await RunAsync("model", "import", original, "--name", "imported-model");
+        Assert.True(imported.ExitCode == 0, imported.ToString());
+        Assert.Contains("published and activated v2", imported.Stdout);   // v1 is the model's initial weights
+
+        var exportedPath = Path.Combine(folder, "back.safetensors");
+        var exported = await RunAsync("model", "export", "imported-model", "--out", exportedPath);
+        Assert.True(exported.ExitCode == 0, exported.ToString());
+
+        // The same weights: offline predictions from both files agree to the last bit.
+        var csv = Path.Combine(folder, "series.csv");
+        await File.WriteAllTextAsync(csv, "timestamp,value\n2024-01-01 00:00:00,1.5\n2024-01-01 00:05:00,-0.25\n2024-01-01 00:10:00,3\n");
+        var first = await Binaries.RunClientAsync(Timeout, folder, "model", "predict", "--model", original, "--data", csv);
+        var second = await Binaries.RunClientAsync(Timeout, folder, "model", "predict", "--model", exportedPath, "--data", csv);
+        Assert.True(first.ExitCode == 0 && second.ExitCode == 0, first + "\n" + second);
+        Assert.Contains("y1,y2,y3", first.Stdout);
+        Assert.Equal(first.Stdout, second.Stdout);
+
+        // A file of another shape does not replace the model's weights.
+        var other = Path.Combine(folder, "other.safetensors");
+        Assert.Equal(0, (await Binaries.RunClientAsync(Timeout, folder, "model", "init", "--input-size", "1", "--hidden", "4", "--out", other)).ExitCode);
+        var mismatch = await RunAsync("model", "import", other, "--name", "imported-model");
+        Assert.Equal(1, mismatch.ExitCode);
+        Assert.Contains("has shape", mismatch.Stderr);
+
+        // A malformed file is refused before anything reaches the cluster.
+        var garbage = Path.Combine(folder, "garbage.safetensors");
+        await File.WriteAllBytesAsync(garbage, [1, 2, 3]);
+        var refused = await RunAsync("model", "import", garbage, "--name", "imported-model");
+        Assert.Equal(2, refused.ExitCode);
+
+        var models = await RunAsync("models", "imported-model");
+        Assert.True(models.ExitCode == 0, models.ToString());
+        Assert.Contains("* v2", models.Stdout);
+        Assert.DoesNotContain("v3", models.Stdout);
+    }
 }

@@ -1,5 +1,7 @@
 using System.CommandLine;
 using LstmOrleans.Abstractions;
+using LstmOrleans.Lstm;
+using LstmOrleans.Lstm.Serialization;
 
 namespace LstmOrleans.Client.Commands;
 
@@ -69,6 +71,93 @@ internal static class ModelClusterCommands
                 return CommandSupport.Fail(1, $"Model '{result.GetValue(name)}' has no retained version {wanted}; retained: {string.Join(", ", versions.Select(v => v.Version))}.");
             var info = await grain.ActivateAsync(wanted);
             Console.WriteLine($"model {info.Name}: active v{info.ActiveVersion} (latest v{info.LatestVersion})");
+            return 0;
+        }));
+        return command;
+    }
+
+    /// <summary>`model import FILE`: publish a model file's weights to a model on the cluster and make them active.</summary>
+    public static Command Import()
+    {
+        var cluster = new ClusterOptions();
+        var file = new Argument<string>("FILE") { Description = "Model file (.safetensors) whose weights to publish." };
+        var name = new Option<string?>("--name") { Description = "Model name on the cluster (default: the file's model name, else the default model)." };
+        var normalization = new Option<NormalizationMode>("--normalization")
+        {
+            Description = "How the model's streams scale their values when the model is created here: RunningZScore (per-stream running statistics) or None.",
+            DefaultValueFactory = _ => NormalizationMode.RunningZScore,
+        };
+        var command = new Command("import", "Publish a model file's weights to a model on the cluster (created with the file's shape if it does not exist) and make them active on every silo.") { file, name, normalization };
+        cluster.AddTo(command);
+        command.SetAction((result, ct) =>
+        {
+            // Read and validate the file before connecting, so a bad file fails fast and touches nothing.
+            ModelFileContents contents;
+            try { contents = ModelFile.Load(result.GetValue(file)!); }
+            catch (Exception e) when (e is ModelFileException or IOException or UnauthorizedAccessException)
+            {
+                return Task.FromResult(CommandSupport.Fail(2, e.Message));
+            }
+            if (contents.Metadata.CalendarFeatures.Count > 0 || contents.Metadata.Normalization is not null)
+                return Task.FromResult(CommandSupport.Fail(2,
+                    "This model file has calendar features or fixed normalisation; stream grains feed raw values with per-stream normalisation, so the cluster cannot serve it."));
+            var shape = contents.Parameters.Config;
+            var modelName = result.GetValue(name) ?? contents.Metadata.ModelName ?? LstmOrleansNames.DefaultModelName;
+            return CommandSupport.WithClusterAsync(cluster, result, ct, async connection =>
+            {
+                var grain = connection.Grains.GetGrain<IModelGrain>(modelName);
+                ModelInfo info;
+                try
+                {
+                    info = await grain.GetInfoAsync();
+                }
+                catch (ModelNotFoundException)
+                {
+                    info = await grain.CreateAsync(new ModelConfig(shape.InputSize, shape.HiddenSize, shape.Layers, shape.Horizons,
+                        [.. contents.Metadata.FeatureNames], contents.Metadata.TargetColumn, result.GetValue(normalization)));
+                }
+                var c = info.Config;
+                if (c.InputSize != shape.InputSize || c.HiddenSize != shape.HiddenSize || c.Layers != shape.Layers || c.Horizons != shape.Horizons)
+                    return CommandSupport.Fail(1, $"Model '{modelName}' has shape D={c.InputSize} H={c.HiddenSize} L={c.Layers} K={c.Horizons}; " +
+                        $"the file has D={shape.InputSize} H={shape.HiddenSize} L={shape.Layers} K={shape.Horizons}.");
+                var version = await grain.PublishAsync(new PublishRequest(contents.Parameters.Data, $"imported from {Path.GetFileName(result.GetValue(file))}"));
+                Console.WriteLine($"model {modelName}: published and activated v{version}");
+                return 0;
+            });
+        });
+        return command;
+    }
+
+    /// <summary>`model export MODEL --out FILE`: write a model version from the cluster as a safetensors file.</summary>
+    public static Command Export()
+    {
+        var cluster = new ClusterOptions();
+        var name = new Argument<string>("MODEL") { Description = "Model name on the cluster.", DefaultValueFactory = _ => LstmOrleansNames.DefaultModelName };
+        var output = new Option<string>("--out") { Description = "Model file to write (.safetensors).", Required = true };
+        var version = new Option<long?>("--version") { Description = "Retained version to export (default: the active one)." };
+        var command = new Command("export", "Write a model's active (or a retained) version from the cluster to a safetensors file.") { name, output, version };
+        cluster.AddTo(command);
+        command.SetAction((result, ct) => CommandSupport.WithClusterAsync(cluster, result, ct, async connection =>
+        {
+            var modelName = result.GetValue(name)!;
+            var grain = connection.Grains.GetGrain<IModelGrain>(modelName);
+            var weights = result.GetValue(version) is { } v ? await grain.GetWeightsAsync(v) : await grain.GetActiveWeightsAsync();
+            var c = weights.Config;
+            var parameters = new LstmParameters(new LstmConfig(c.InputSize, c.HiddenSize, c.Layers, c.Horizons));
+            if (weights.Parameters.Length != parameters.Count)
+                return CommandSupport.Fail(1, $"Model '{modelName}' v{weights.Version} has {weights.Parameters.Length} parameters; its shape needs {parameters.Count}.");
+            weights.Parameters.AsSpan().CopyTo(parameters.Data);
+            var metadata = new ModelMetadata
+            {
+                ModelName = modelName,
+                ModelVersion = weights.Version.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                TargetColumn = c.TargetIndex,
+                FeatureNames = c.Features.Length == c.InputSize ? c.Features : [],
+                // Per-stream running statistics live in each stream, not in the model: record the mode only.
+                Extra = new Dictionary<string, string> { ["lstmorleans.stream_normalization"] = c.Normalization.ToString() },
+            };
+            ModelFile.Save(result.GetValue(output)!, parameters, metadata);
+            Console.WriteLine($"model {modelName}: wrote v{weights.Version} to {result.GetValue(output)}");
             return 0;
         }));
         return command;
