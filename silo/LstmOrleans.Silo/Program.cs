@@ -1,5 +1,6 @@
 using LstmOrleans.Silo.Api;
 using LstmOrleans.Silo.Hosting;
+using OpenTelemetry.Metrics;
 
 // Configuration sources, later ones win: appsettings.json, appsettings.{Environment}.json, plain environment
 // variables, LSTMORLEANS_* environment variables, command line (--Storage:Provider=memory).
@@ -27,6 +28,13 @@ builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = settings.Htt
 builder.UseOrleans(silo => silo.UseLstmOrleansSilo(settings));
 builder.Services.AddSingleton(settings);
 builder.Services.AddLstmOrleansApi();
+if (!string.IsNullOrWhiteSpace(settings.Telemetry.OtlpEndpoint))
+{
+    // Opt-in metrics export over OTLP: our API and storage meters plus Orleans' own.
+    builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
+        .AddMeter("LstmOrleans", "LstmOrleans.Storage", "Microsoft.Orleans")
+        .AddOtlpExporter(o => o.Endpoint = new Uri(settings.Telemetry.OtlpEndpoint)));
+}
 
 var app = builder.Build();
 app.MapLstmOrleansApi(settings);

@@ -47,7 +47,7 @@ public sealed class DemoAndConfigTests
         {
             using var process = new System.Diagnostics.Process
             {
-                StartInfo = Binaries.Dotnet(Binaries.SiloDll, ["--Storage:Provider=floppy", "--Cluster:SiloPort=70000"], folder),
+                StartInfo = Binaries.Dotnet(Binaries.SiloDll, ["--Storage:Provider=floppy", "--Cluster:SiloPort=70000", "--Telemetry:OtlpEndpoint=not-a-url"], folder),
             };
             process.Start();
             var stderr = process.StandardError.ReadToEndAsync();
@@ -57,6 +57,7 @@ public sealed class DemoAndConfigTests
             var message = await stderr;
             Assert.Contains("Storage:Provider must be one of sqlite, redis, postgres, memory; got 'floppy'", message);
             Assert.Contains("Cluster:SiloPort must be a TCP port", message);
+            Assert.Contains("Telemetry:OtlpEndpoint must be an absolute http(s) URL", message);
         }
         finally
         {

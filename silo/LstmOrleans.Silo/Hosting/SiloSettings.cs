@@ -15,6 +15,7 @@ public sealed class SiloSettings
     public RemindersSettings Reminders { get; set; } = new();
     public ConnectionStringSettings ConnectionStrings { get; set; } = new();
     public HttpSettings Http { get; set; } = new();
+    public TelemetrySettings Telemetry { get; set; } = new();
     public MembershipSettings Membership { get; set; } = new();
 
     /// <summary>Binds and validates; throws <see cref="SiloConfigurationException"/> listing every bad value.</summary>
@@ -43,6 +44,7 @@ public sealed class SiloSettings
         Storage.Validate(errors);
         Reminders.Validate(errors);
         Http.Validate(errors);
+        Telemetry.Validate(errors);
         Membership.Validate(errors);
         var needsRedis = Cluster.Clustering == ClusterSettings.Redis || Storage.Provider == StorageSettings.Redis
             || Reminders.Provider == RemindersSettings.Redis;
@@ -194,4 +196,18 @@ public sealed class SiloConfigurationException(IReadOnlyList<string> errors)
     : Exception("Invalid configuration:" + Environment.NewLine + string.Join(Environment.NewLine, errors.Select(e => "  - " + e)))
 {
     public IReadOnlyList<string> Errors { get; } = errors;
+}
+
+/// <summary>Metrics export. Off by default; the meters can always be read with dotnet-counters.</summary>
+public sealed class TelemetrySettings
+{
+    /// <summary>OTLP endpoint (e.g. http://127.0.0.1:4317) to export the LstmOrleans, storage and Orleans meters to; empty = off.</summary>
+    public string? OtlpEndpoint { get; set; }
+
+    internal void Validate(List<string> errors)
+    {
+        if (!string.IsNullOrWhiteSpace(OtlpEndpoint)
+            && (!Uri.TryCreate(OtlpEndpoint, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https")))
+            errors.Add($"Telemetry:OtlpEndpoint must be an absolute http(s) URL; got '{OtlpEndpoint}'.");
+    }
 }
