@@ -46,27 +46,47 @@ internal static unsafe class FusedLstmCell
             ForwardScalar(weights, n, io);
             return;
         }
-        int blocks = weights.Blocks, depth = weights.Depth;
+        int blocks = weights.Blocks, depth = weights.Depth, hidden = weights.Hidden;
         int tiled = n / TileRows * TileRows;
+        // Finished pre-activation tiles go through this L1 buffer to the cell update: keeping the cell update in the
+        // same method as the accumulator loop made the JIT spill every accumulator on every iteration.
+        float* tile = stackalloc float[TileRows * W];                 // [6, 64] or [4 blocks, 64]
         fixed (float* wAll = weights.Weights)
         fixed (float* bAll = weights.Bias)
         {
             for (int u = 0; u < blocks; u++)
             {
                 float* wu = wAll + (long)u * depth * W, bu = bAll + u * W;
-                for (int s = 0; s < tiled; s += TileRows) Tile6(weights, wu, bu, u, s, io);
+                int j0 = u * PackedGateWeights.Lanes;
+                for (int s = 0; s < tiled; s += TileRows)
+                {
+                    Tile6(weights, wu, bu, s, io, tile);
+                    for (int r = 0; r < TileRows; r++) Apply(tile + r * W, io, s + r, j0, hidden);
+                }
             }
             for (int s = tiled; s < n; s++)
             {
                 int u = 0;
-                for (; u + 4 <= blocks; u += 4) Tile1x4(weights, wAll, bAll, u, s, io);
-                for (; u + 2 <= blocks; u += 2) Tile1x2(weights, wAll, bAll, u, s, io);
-                for (; u < blocks; u++) Tile1x1(weights, wAll, bAll, u, s, io);
+                for (; u + 4 <= blocks; u += 4)
+                {
+                    Tile1x4(weights, wAll, bAll, u, s, io, tile);
+                    for (int q = 0; q < 4; q++) Apply(tile + q * W, io, s, (u + q) * PackedGateWeights.Lanes, hidden);
+                }
+                for (; u + 2 <= blocks; u += 2)
+                {
+                    Tile1x2(weights, wAll, bAll, u, s, io, tile);
+                    for (int q = 0; q < 2; q++) Apply(tile + q * W, io, s, (u + q) * PackedGateWeights.Lanes, hidden);
+                }
+                for (; u < blocks; u++)
+                {
+                    Tile1x1(weights, wAll, bAll, u, s, io, tile);
+                    Apply(tile, io, s, u * PackedGateWeights.Lanes, hidden);
+                }
             }
         }
     }
 
-    private static void Tile6(PackedGateWeights weights, float* wu, float* bu, int u, int s0, in CellIo io)
+    private static void Tile6(PackedGateWeights weights, float* wu, float* bu, int s0, in CellIo io, float* tile)
     {
         var b0 = Vector512.Load(bu); var b1 = Vector512.Load(bu + 16); var b2 = Vector512.Load(bu + 32); var b3 = Vector512.Load(bu + 48);
         Vector512<float> a00 = b0, a01 = b1, a02 = b2, a03 = b3, a10 = b0, a11 = b1, a12 = b2, a13 = b3;
@@ -103,16 +123,15 @@ internal static unsafe class FusedLstmCell
                 a52 = Vector512.FusedMultiplyAdd(s, w2, a52); a53 = Vector512.FusedMultiplyAdd(s, w3, a53);
             }
         }
-        int j0 = u * PackedGateWeights.Lanes, hidden = weights.Hidden;
-        Apply(a00, a01, a02, a03, io, s0, j0, hidden);
-        Apply(a10, a11, a12, a13, io, s0 + 1, j0, hidden);
-        Apply(a20, a21, a22, a23, io, s0 + 2, j0, hidden);
-        Apply(a30, a31, a32, a33, io, s0 + 3, j0, hidden);
-        Apply(a40, a41, a42, a43, io, s0 + 4, j0, hidden);
-        Apply(a50, a51, a52, a53, io, s0 + 5, j0, hidden);
+        a00.Store(tile + 0); a01.Store(tile + 16); a02.Store(tile + 32); a03.Store(tile + 48);
+        a10.Store(tile + 64); a11.Store(tile + 80); a12.Store(tile + 96); a13.Store(tile + 112);
+        a20.Store(tile + 128); a21.Store(tile + 144); a22.Store(tile + 160); a23.Store(tile + 176);
+        a30.Store(tile + 192); a31.Store(tile + 208); a32.Store(tile + 224); a33.Store(tile + 240);
+        a40.Store(tile + 256); a41.Store(tile + 272); a42.Store(tile + 288); a43.Store(tile + 304);
+        a50.Store(tile + 320); a51.Store(tile + 336); a52.Store(tile + 352); a53.Store(tile + 368);
     }
 
-    private static void Tile1x4(PackedGateWeights weights, float* wAll, float* bAll, int u0, int s, in CellIo io)
+    private static void Tile1x4(PackedGateWeights weights, float* wAll, float* bAll, int u0, int s, in CellIo io, float* tile)
     {
         long panel = (long)weights.Depth * W;
         float* bu = bAll + u0 * W;
@@ -139,14 +158,13 @@ internal static unsafe class FusedLstmCell
                 a32 = Vector512.FusedMultiplyAdd(x, Vector512.Load(w3p + 32), a32); a33 = Vector512.FusedMultiplyAdd(x, Vector512.Load(w3p + 48), a33);
             }
         }
-        int j0 = u0 * PackedGateWeights.Lanes, hidden = weights.Hidden;
-        Apply(a00, a01, a02, a03, io, s, j0, hidden);
-        Apply(a10, a11, a12, a13, io, s, j0 + 16, hidden);
-        Apply(a20, a21, a22, a23, io, s, j0 + 32, hidden);
-        Apply(a30, a31, a32, a33, io, s, j0 + 48, hidden);
+        a00.Store(tile + 0); a01.Store(tile + 16); a02.Store(tile + 32); a03.Store(tile + 48);
+        a10.Store(tile + 64); a11.Store(tile + 80); a12.Store(tile + 96); a13.Store(tile + 112);
+        a20.Store(tile + 128); a21.Store(tile + 144); a22.Store(tile + 160); a23.Store(tile + 176);
+        a30.Store(tile + 192); a31.Store(tile + 208); a32.Store(tile + 224); a33.Store(tile + 240);
     }
 
-    private static void Tile1x2(PackedGateWeights weights, float* wAll, float* bAll, int u0, int s, in CellIo io)
+    private static void Tile1x2(PackedGateWeights weights, float* wAll, float* bAll, int u0, int s, in CellIo io, float* tile)
     {
         long panel = (long)weights.Depth * W;
         float* bu = bAll + u0 * W;
@@ -167,12 +185,11 @@ internal static unsafe class FusedLstmCell
                 a12 = Vector512.FusedMultiplyAdd(x, Vector512.Load(w1p + 32), a12); a13 = Vector512.FusedMultiplyAdd(x, Vector512.Load(w1p + 48), a13);
             }
         }
-        int j0 = u0 * PackedGateWeights.Lanes, hidden = weights.Hidden;
-        Apply(a00, a01, a02, a03, io, s, j0, hidden);
-        Apply(a10, a11, a12, a13, io, s, j0 + 16, hidden);
+        a00.Store(tile + 0); a01.Store(tile + 16); a02.Store(tile + 32); a03.Store(tile + 48);
+        a10.Store(tile + 64); a11.Store(tile + 80); a12.Store(tile + 96); a13.Store(tile + 112);
     }
 
-    private static void Tile1x1(PackedGateWeights weights, float* wAll, float* bAll, int u0, int s, in CellIo io)
+    private static void Tile1x1(PackedGateWeights weights, float* wAll, float* bAll, int u0, int s, in CellIo io, float* tile)
     {
         float* bu = bAll + u0 * W;
         Vector512<float> a00 = Vector512.Load(bu), a01 = Vector512.Load(bu + 16), a02 = Vector512.Load(bu + 32), a03 = Vector512.Load(bu + 48);
@@ -188,7 +205,7 @@ internal static unsafe class FusedLstmCell
                 a02 = Vector512.FusedMultiplyAdd(x, Vector512.Load(w0p + 32), a02); a03 = Vector512.FusedMultiplyAdd(x, Vector512.Load(w0p + 48), a03);
             }
         }
-        Apply(a00, a01, a02, a03, io, s, u0 * PackedGateWeights.Lanes, weights.Hidden);
+        a00.Store(tile + 0); a01.Store(tile + 16); a02.Store(tile + 32); a03.Store(tile + 48);
     }
 
     /// <summary>
@@ -196,8 +213,9 @@ internal static unsafe class FusedLstmCell
     /// i, f, o = σ(·); g = tanh(·); c = f ⊙ cPrev + i ⊙ g; h = o ⊙ tanh(c).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Apply(Vector512<float> ai, Vector512<float> af, Vector512<float> ag, Vector512<float> ao, in CellIo io, int s, int j0, int hidden)
+    private static void Apply(float* pre, in CellIo io, int s, int j0, int hidden)
     {
+        var ai = Vector512.Load(pre); var af = Vector512.Load(pre + 16); var ag = Vector512.Load(pre + 32); var ao = Vector512.Load(pre + 48);
         if (hidden - j0 < PackedGateWeights.Lanes)
         {
             ApplyPartial(ai, af, ag, ao, io, s, j0, hidden);
