@@ -26,6 +26,7 @@ internal static class StreamComputation
         s.ModelName = model.Name;
         s.WeightsVersion = model.Version;
         s.InputSize = d;
+        s.ModelInputSize = config.ModelInputSize;
         s.Horizons = k;
         s.Hidden = new float[stateSize];
         s.Cell = new float[stateSize];
@@ -39,7 +40,7 @@ internal static class StreamComputation
         s.HistorySequences = new long[n];
         s.HistoryTicks = new long[n];
         s.HistoryValues = new float[n * d];
-        s.HistoryInputs = new float[n * d];
+        s.HistoryInputs = new float[n * config.ModelInputSize];
         s.ErrorMeanSquare = new double[k];
         s.ErrorSamples = new long[k];
         s.Pending = new float[k * k];
@@ -77,12 +78,12 @@ internal static class StreamComputation
     {
         Array.Clear(s.Hidden);
         Array.Clear(s.Cell);
-        int d = s.InputSize, k = s.Horizons, n = s.HistoryCapacity;
+        int w = s.InputWidth, k = s.Horizons, n = s.HistoryCapacity;
         var y = new float[k];                                           // [K]
         for (int i = 0; i < s.HistoryCount; i++)
         {
             int slot = (s.HistoryStart + i) % n;
-            model.Weights.Step(s.HistoryInputs.AsSpan(slot * d, d), s.Hidden, s.Cell, y);
+            model.Weights.Step(s.HistoryInputs.AsSpan(slot * w, w), s.Hidden, s.Cell, y);
         }
         if (s.HistoryCount > 0)
         {
@@ -99,7 +100,7 @@ internal static class StreamComputation
     public static StepResult Step(StreamState s, string streamId, Observation observation, CachedModel model, StreamGrainOptions options)
     {
         var config = model.Config;
-        int d = s.InputSize, k = s.Horizons, n = s.HistoryCapacity, target = config.TargetIndex;
+        int d = s.InputSize, w = s.InputWidth, k = s.Horizons, n = s.HistoryCapacity, target = config.TargetIndex;
 
         // Ring buffer slot for this observation (overwrites the oldest when full).
         int slot;
@@ -108,7 +109,7 @@ internal static class StreamComputation
         s.HistorySequences[slot] = observation.Sequence;
         s.HistoryTicks[slot] = observation.Timestamp.UtcTicks;
         Span<float> raw = s.HistoryValues.AsSpan(slot * d, d);        // [D]
-        Span<float> input = s.HistoryInputs.AsSpan(slot * d, d);      // [D]
+        Span<float> input = s.HistoryInputs.AsSpan(slot * w, w);      // [D_in]
         observation.Values.AsSpan().CopyTo(raw);
 
         // Welford update, then normalise with statistics that include this observation and nothing later.
@@ -120,11 +121,7 @@ internal static class StreamComputation
             s.Mean[i] += delta / count;
             s.M2[i] += delta * (v - s.Mean[i]);
         }
-        if (config.Normalization == NormalizationMode.RunningZScore)
-            for (int i = 0; i < d; i++)
-                input[i] = (float)((raw[i] - s.Mean[i]) / NormalizationStd(s, i));
-        else
-            raw.CopyTo(input);
+        EncodeInput(s, model, raw, observation.Timestamp, input);
 
         // Score the forecasts made 1..K steps ago for this step.
         float actual = raw[target];
@@ -155,6 +152,21 @@ internal static class StreamComputation
         var result = Forecast(s, streamId, observation.Sequence, observation.Timestamp, predictions, previousError, options.IntervalZ, target);
         s.Latest = result;
         return result;
+    }
+
+    /// <summary>
+    /// The model input x [D_in] of one observation: its values normalised with the statistics of this step (which
+    /// include it), then the model's calendar features of its timestamp (see <see cref="ModelInputs"/>).
+    /// </summary>
+    private static void EncodeInput(StreamState s, CachedModel model, ReadOnlySpan<float> raw, DateTimeOffset timestamp, Span<float> x)
+    {
+        int d = raw.Length;
+        if (model.Config.Normalization == NormalizationMode.RunningZScore)
+            for (int i = 0; i < d; i++)
+                x[i] = (float)((raw[i] - s.Mean[i]) / NormalizationStd(s, i));
+        else
+            raw.CopyTo(x);
+        ModelInputs.WriteCalendarFeatures(timestamp, model.Calendar, x[d..]);
     }
 
     private static void Denormalize(StreamState s, ModelConfig config, Span<float> y)

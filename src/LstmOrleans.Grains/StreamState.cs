@@ -38,7 +38,7 @@ public sealed class StreamState
     [Id(16)] public long[] HistorySequences { get; set; } = [];   // [N]
     [Id(17)] public long[] HistoryTicks { get; set; } = [];       // [N] UTC ticks
     [Id(18)] public float[] HistoryValues { get; set; } = [];     // [N, D] raw values as received
-    /// <summary>[N, D] the normalised inputs actually fed to the LSTM, so a re-warm replays exactly.</summary>
+    /// <summary>[N, D_in] the inputs actually fed to the LSTM (normalised values, then calendar features), so a re-warm replays exactly.</summary>
     [Id(19)] public float[] HistoryInputs { get; set; } = [];
 
     // Error statistics per horizon.
@@ -49,6 +49,12 @@ public sealed class StreamState
 
     /// <summary>The answer to the last accepted observation (returned again to a retry).</summary>
     [Id(23)] public StepResult? Latest { get; set; }
+
+    /// <summary>D_in = D + calendar features, the width of <see cref="HistoryInputs"/> rows; 0 in states written before it existed (= D).</summary>
+    [Id(24)] public int ModelInputSize { get; set; }
+
+    /// <summary>Width of one LSTM input row (D_in).</summary>
+    public int InputWidth => ModelInputSize > 0 ? ModelInputSize : InputSize;
 
     public bool IsBound => ModelName is not null && Hidden.Length > 0;
 
@@ -78,5 +84,6 @@ public sealed class StreamState
         ErrorSamples = (long[])ErrorSamples.Clone(),
         Pending = (float[])Pending.Clone(),
         Latest = Latest,
+        ModelInputSize = ModelInputSize,
     };
 }

@@ -203,12 +203,13 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
             var (windows, missing) = await PullWindowsAsync(ids, settings.MaxRowsPerStream);
             unanswered = missing;
 
+            int inputWidth = info.Config.ModelInputSize;   // values, then calendar features
             var series = new List<float[]>();
             var strays = new List<string>();
             foreach (var w in windows)
             {
                 if (w.ModelName != Name) { strays.Add(w.StreamId); continue; }
-                if (w.InputSize == info.Config.InputSize && TrainingRound.IsUsable(w.Rows, settings)) series.Add(w.Inputs);
+                if (w.InputSize == inputWidth && TrainingRound.IsUsable(w.Rows, settings)) series.Add(w.Inputs);
             }
             if (strays.Count > 0) ForgetStreams(strays);
 
