@@ -2,7 +2,11 @@ using LstmOrleans.Abstractions;
 
 namespace LstmOrleans.Silo.Api;
 
-/// <summary>Body of POST /models. Omitted fields take the defaults of a small univariate forecaster.</summary>
+/// <summary>
+/// Body of POST /models. Omitted fields take the defaults of a small univariate forecaster. CalendarFeatures (e.g.
+/// ["hour_sin", "hour_cos", "weekday_sin", "weekday_cos"]) appends those features of each observation's timestamp
+/// to the model input.
+/// </summary>
 public sealed record CreateModelRequest(
     string Name,
     int InputSize = 1,
@@ -12,7 +16,8 @@ public sealed record CreateModelRequest(
     string[]? Features = null,
     int TargetIndex = 0,
     NormalizationMode Normalization = NormalizationMode.RunningZScore,
-    int Seed = 0);
+    int Seed = 0,
+    string[]? CalendarFeatures = null);
 
 public sealed record PublishVersionRequest(float[] Parameters, string? Description = null, Dictionary<string, string>? Metadata = null, bool Activate = true);
 
@@ -26,7 +31,7 @@ internal static class ModelEndpoints
             {
                 var name = CheckName(request.Name);
                 var config = new ModelConfig(request.InputSize, request.HiddenSize, request.Layers, request.Horizons,
-                    request.Features ?? [], request.TargetIndex, request.Normalization, request.Seed);
+                    request.Features ?? [], request.TargetIndex, request.Normalization, request.Seed, request.CalendarFeatures);
                 try
                 {
                     var info = await grains.GetGrain<IModelGrain>(name).CreateAsync(config);
