@@ -32,6 +32,12 @@ public enum NormalizationMode
 /// clock time is used (<see cref="DateTimeOffset.DateTime"/>): send local time with its offset for local-time features.
 /// Null or empty = none. The LSTM's input width is <see cref="ModelInputSize"/>.
 /// </param>
+/// <param name="Residual">
+/// The head predicts the change of the target from the current input (in the units the LSTM sees, i.e. normalised
+/// when the model normalises): forecast = current target input + head output, then de-normalised. False = the head
+/// predicts the level. Training fits the same definition. A residual model's initial head is zero: version 1
+/// forecasts the current value (persistence).
+/// </param>
 [GenerateSerializer, Immutable, Alias("lstm.ModelConfig")]
 public sealed record ModelConfig(
     [property: Id(0)] int InputSize,
@@ -42,7 +48,8 @@ public sealed record ModelConfig(
     [property: Id(5)] int TargetIndex = 0,
     [property: Id(6)] NormalizationMode Normalization = NormalizationMode.RunningZScore,
     [property: Id(7)] int Seed = 0,
-    [property: Id(8)] string[]? CalendarFeatures = null)
+    [property: Id(8)] string[]? CalendarFeatures = null,
+    [property: Id(9)] bool Residual = false)
 {
     /// <summary>The LSTM's input width: the <see cref="InputSize"/> values followed by the calendar features.</summary>
     public int ModelInputSize => InputSize + (CalendarFeatures?.Length ?? 0);

@@ -71,6 +71,12 @@ public sealed partial class ModelGrain : Grain, IModelGrain
         }
 
         var parameters = LstmParameters.InitializeUniform(ToLstmConfig(normalized), normalized.Seed);
+        if (normalized.Residual)
+        {
+            // A residual model starts as persistence (zero change), so the first refit only has to beat that.
+            parameters.HeadWeight.Clear();
+            parameters.HeadBias.Clear();
+        }
         var now = DateTimeOffset.UtcNow;
         var state = new ModelState
         {
@@ -272,7 +278,7 @@ public sealed partial class ModelGrain : Grain, IModelGrain
         a.InputSize == b.InputSize && a.HiddenSize == b.HiddenSize && a.Layers == b.Layers && a.Horizons == b.Horizons
         && a.TargetIndex == b.TargetIndex && a.Normalization == b.Normalization && a.Seed == b.Seed
         && a.Features.AsSpan().SequenceEqual(b.Features)
-        && (a.CalendarFeatures ?? []).AsSpan().SequenceEqual(b.CalendarFeatures ?? []);
+        && (a.CalendarFeatures ?? []).AsSpan().SequenceEqual(b.CalendarFeatures ?? []) && a.Residual == b.Residual;
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} created: D={InputSize} H={HiddenSize} L={Layers} K={Horizons}")]
     private partial void LogCreated(string model, int inputSize, int hiddenSize, int layers, int horizons);

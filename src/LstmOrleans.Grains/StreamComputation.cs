@@ -87,6 +87,8 @@ internal static class StreamComputation
         }
         if (s.HistoryCount > 0)
         {
+            int last = (s.HistoryStart + s.HistoryCount - 1) % n;
+            AddResidualBase(model.Config, s.HistoryInputs.AsSpan(last * w, w), y);
             Denormalize(s, model.Config, y);
             y.CopyTo(s.Pending.AsSpan((int)((s.StepCount - 1) % k) * k, k));
         }
@@ -141,6 +143,7 @@ internal static class StreamComputation
         // Exactly one LSTM step.
         var predictions = new float[k];                                // [K]
         model.Weights.Step(input, s.Hidden, s.Cell, predictions);
+        AddResidualBase(config, input, predictions);
         Denormalize(s, config, predictions);
         predictions.CopyTo(s.Pending.AsSpan((int)(s.StepCount % k) * k, k));
 
@@ -167,6 +170,14 @@ internal static class StreamComputation
         else
             raw.CopyTo(x);
         ModelInputs.WriteCalendarFeatures(timestamp, model.Calendar, x[d..]);
+    }
+
+    /// <summary>Residual models: the head's outputs y [K] are changes from the current target input; make them levels.</summary>
+    private static void AddResidualBase(ModelConfig config, ReadOnlySpan<float> input, Span<float> y)
+    {
+        if (!config.Residual) return;
+        float last = input[config.TargetIndex];
+        for (int i = 0; i < y.Length; i++) y[i] += last;
     }
 
     private static void Denormalize(StreamState s, ModelConfig config, Span<float> y)

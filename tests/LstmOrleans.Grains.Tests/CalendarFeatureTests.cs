@@ -15,9 +15,10 @@ public sealed class CalendarFeatureTests(ClusterFixture fixture)
 
     private IClusterClient Client => fixture.Client;
 
-    private static ModelConfig CalendarConfig(string[]? calendar = null, NormalizationMode normalization = NormalizationMode.RunningZScore) =>
+    private static ModelConfig CalendarConfig(string[]? calendar = null, NormalizationMode normalization = NormalizationMode.RunningZScore,
+        bool residual = false) =>
         new(InputSize: 1, HiddenSize: 8, Layers: 2, Horizons: 3, Features: ["load"], TargetIndex: 0, normalization, Seed: 11,
-            CalendarFeatures: calendar ?? AllCalendar);
+            CalendarFeatures: calendar ?? AllCalendar, Residual: residual);
 
     /// <summary>Every 37 minutes from Saturday 2026-01-03 22:00 at UTC+02:00, so hours and weekdays both wrap.</summary>
     private static Observation Obs(long t) =>
@@ -27,7 +28,8 @@ public sealed class CalendarFeatureTests(ClusterFixture fixture)
     /// <summary>
     /// The specification, driven directly: running z-score of the value (Welford, statistics including this value),
     /// then <see cref="ModelInputEncoder.Encode"/> with the model's calendar features and no fixed normalisation, the
-    /// timestamp's clock time, one <see cref="LstmWeights.Step"/>, outputs de-normalised with the value's statistics.
+    /// timestamp's clock time, one <see cref="LstmWeights.Step"/>, plus the normalised value for a residual model,
+    /// outputs de-normalised with the value's statistics.
     /// </summary>
     private sealed class Reference
     {
@@ -67,6 +69,7 @@ public sealed class CalendarFeatureTests(ClusterFixture fixture)
             Inputs.Add(x);
             var y = new float[_config.Horizons];
             _weights.Step(x, H, C, y);
+            if (_config.Residual) y = y.Select(v => v + x[0]).ToArray();
             return Denormalize(y);
         }
 
@@ -103,12 +106,13 @@ public sealed class CalendarFeatureTests(ClusterFixture fixture)
     }
 
     [Theory]
-    [InlineData(NormalizationMode.RunningZScore)]
-    [InlineData(NormalizationMode.None)]
-    public async Task Stream_inputs_and_forecasts_equal_the_offline_encoder_and_the_engine(NormalizationMode normalization)
+    [InlineData(NormalizationMode.RunningZScore, false)]
+    [InlineData(NormalizationMode.None, false)]
+    [InlineData(NormalizationMode.RunningZScore, true)]
+    public async Task Stream_inputs_and_forecasts_equal_the_offline_encoder_and_the_engine(NormalizationMode normalization, bool residual)
     {
-        string model = $"calendar-{normalization}";
-        var config = CalendarConfig(normalization: normalization);
+        string model = $"calendar-{normalization}-{residual}";
+        var config = CalendarConfig(normalization: normalization, residual: residual);
         var info = await Client.GetGrain<IModelGrain>(model).CreateAsync(config);
         Assert.Equal(5, info.Config.ModelInputSize);
         Assert.Equal(AllCalendar, info.Config.CalendarFeatures);
@@ -153,6 +157,31 @@ public sealed class CalendarFeatureTests(ClusterFixture fixture)
         Assert.Equal(version, step.WeightsVersion);
         Assert.Equal(reference.Step(Obs(t)), step.Predictions);
         Assert.Equal(reference.H, (await stream.GetStateAsync()).Hidden);
+    }
+
+    [Fact]
+    public async Task A_residual_model_starts_as_persistence()
+    {
+        const string model = "residual-start";
+        var info = await Client.GetGrain<IModelGrain>(model).CreateAsync(CalendarConfig([], residual: true));
+        Assert.True(info.Config.Residual);
+        var weights = await Client.GetGrain<IModelGrain>(model).GetActiveWeightsAsync();
+        var c = info.Config;
+        var parameters = new LstmParameters(new LstmConfig(c.ModelInputSize, c.HiddenSize, c.Layers, c.Horizons));
+        weights.Parameters.AsSpan().CopyTo(parameters.Data);
+        Assert.All(parameters.HeadWeight.ToArray(), w => Assert.Equal(0f, w));
+        Assert.All(parameters.HeadBias.ToArray(), b => Assert.Equal(0f, b));
+        Assert.Contains(parameters.WeightIh(0).ToArray(), w => w != 0f);
+
+        // Every horizon forecasts the value just received (up to the rounding of normalising and de-normalising).
+        var stream = Client.GetGrain<IStreamGrain>("residual-start/s");
+        await stream.BindAsync(model);
+        for (long t = 0; t < 30; t++)
+        {
+            var o = Obs(t);
+            var r = await stream.IngestAsync(o);
+            Assert.All(r.Predictions, p => Assert.Equal(o.Values[0], p, 1e-3f));
+        }
     }
 
     [Fact]

@@ -159,6 +159,8 @@ internal static class ModelClusterCommands
             var grain = connection.Grains.GetGrain<IModelGrain>(modelName);
             var weights = result.GetValue(version) is { } v ? await grain.GetWeightsAsync(v) : await grain.GetActiveWeightsAsync();
             var c = weights.Config;
+            if (c.Residual)
+                return CommandSupport.Fail(1, $"Model '{modelName}' has a residual head, which the model file format cannot describe (offline use would predict wrong values).");
             var parameters = new LstmParameters(new LstmConfig(c.ModelInputSize, c.HiddenSize, c.Layers, c.Horizons));
             if (weights.Parameters.Length != parameters.Count)
                 return CommandSupport.Fail(1, $"Model '{modelName}' v{weights.Version} has {weights.Parameters.Length} parameters; its shape needs {parameters.Count}.");

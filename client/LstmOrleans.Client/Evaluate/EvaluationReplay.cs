@@ -9,6 +9,7 @@ namespace LstmOrleans.Client.Evaluate;
 /// <param name="RefitPeriod">Refit whenever this much series time passed since the previous refit (null = not by time).</param>
 /// <param name="History">Observations each stream keeps, and so the most a round can train on per stream.</param>
 /// <param name="Calendar">The model gets every calendar feature of each row's timestamp besides the value.</param>
+/// <param name="Residual">The model's head predicts the change from the last value (<see cref="ModelConfig.Residual"/>).</param>
 internal sealed record EvaluationSettings(
     int Hidden,
     int Layers,
@@ -25,7 +26,8 @@ internal sealed record EvaluationSettings(
     int Stride = 4,
     int BatchSize = 32,
     int Patience = 5,
-    bool Calendar = false)
+    bool Calendar = false,
+    bool Residual = false)
 {
     /// <summary>First problem with the settings, or null.</summary>
     public string? Check()
@@ -113,7 +115,7 @@ internal sealed class EvaluationReplay(EvaluationCluster cluster, EvaluationSett
 
         var model = grains.GetGrain<IModelGrain>(ModelName);
         await model.CreateAsync(new ModelConfig(1, settings.Hidden, settings.Layers, k, ["value"], 0, NormalizationMode.RunningZScore, settings.Seed,
-            settings.Calendar ? Commands.ModelClusterCommands.AllCalendarFeatures : null));
+            settings.Calendar ? Commands.ModelClusterCommands.AllCalendarFeatures : null, settings.Residual));
         var training = grains.GetGrain<ITrainingGrain>(ModelName);
         // No period and no observation trigger: rounds run only when the replay starts them.
         await training.ConfigureAsync(new TrainingSettings(

@@ -17,7 +17,8 @@ public sealed record CreateModelRequest(
     int TargetIndex = 0,
     NormalizationMode Normalization = NormalizationMode.RunningZScore,
     int Seed = 0,
-    string[]? CalendarFeatures = null);
+    string[]? CalendarFeatures = null,
+    bool Residual = false);
 
 public sealed record PublishVersionRequest(float[] Parameters, string? Description = null, Dictionary<string, string>? Metadata = null, bool Activate = true);
 
@@ -31,7 +32,7 @@ internal static class ModelEndpoints
             {
                 var name = CheckName(request.Name);
                 var config = new ModelConfig(request.InputSize, request.HiddenSize, request.Layers, request.Horizons,
-                    request.Features ?? [], request.TargetIndex, request.Normalization, request.Seed, request.CalendarFeatures);
+                    request.Features ?? [], request.TargetIndex, request.Normalization, request.Seed, request.CalendarFeatures, request.Residual);
                 try
                 {
                     var info = await grains.GetGrain<IModelGrain>(name).CreateAsync(config);

@@ -224,7 +224,8 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
             else
             {
                 var championParameters = ToParameters(champion);
-                var input = new RoundInput(championParameters, series, settings, info.Config.TargetIndex, _options.TrainerThreads, (int)roundId);
+                var input = new RoundInput(championParameters, series, settings, info.Config.TargetIndex, _options.TrainerThreads, (int)roundId,
+                    info.Config.Residual);
                 // The hard stop is a safety net; the trainer itself keeps to the time budget.
                 using var cancel = new CancellationTokenSource(settings.TimeBudget * 2 + TimeSpan.FromMinutes(1));
                 var outcome = await Task.Run(() => TrainingRound.Run(input, cancel.Token));

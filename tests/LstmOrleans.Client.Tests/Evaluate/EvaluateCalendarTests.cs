@@ -49,14 +49,15 @@ public sealed class EvaluateCalendarTests
     }
 
     [Fact]
-    public async Task Evaluate_with_calendar_reports_it_in_the_settings()
+    public async Task Evaluate_with_calendar_and_residual_reports_them_in_the_settings()
     {
         string file = EvaluateCli.DataFile("ec2_cpu_utilization_5f5533_600.csv");
         var result = await EvaluateCli.RunAsync("evaluate", "--data", file, "--until-step", "300", "--warmup", "200", "--refit-every", "200",
-            "--horizon", "1", "--hidden", "8", "--window", "16", "--epochs", "2", "--history", "128", "--calendar", "--json");
+            "--horizon", "1", "--hidden", "8", "--window", "16", "--epochs", "2", "--history", "128", "--calendar", "--residual", "--json");
         Assert.True(result.ExitCode == 0, result.Stderr);
         using var json = JsonDocument.Parse(result.Stdout);
         Assert.True(json.RootElement.GetProperty("settings").GetProperty("calendar").GetBoolean());
+        Assert.True(json.RootElement.GetProperty("settings").GetProperty("residual").GetBoolean());
         var refit = Assert.Single(json.RootElement.GetProperty("refits").EnumerateArray().ToArray());
         Assert.NotEqual("Failed", refit.GetProperty("decision").GetString());
         Assert.NotEqual("Skipped", refit.GetProperty("decision").GetString());
