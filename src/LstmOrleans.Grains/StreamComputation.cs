@@ -29,6 +29,7 @@ internal static class StreamComputation
         s.ModelName = model.Name;
         s.WeightsVersion = model.Version;
         s.InputSize = d;
+        s.ModelInputSize = config.ModelInputSize;
         s.Horizons = k;
         s.Hidden = new float[stateSize];
         s.Cell = new float[stateSize];
@@ -39,7 +40,7 @@ internal static class StreamComputation
         s.HistoryCapacity = n;
         s.Generation++;
         s.ClosedCount = 0;
-        s.Tail = ObservationChunk.Create(0, Math.Min(chunkSize, n), d);
+        s.Tail = ObservationChunk.Create(0, Math.Min(chunkSize, n), d, config.ModelInputSize);
         s.PendingClosed = null;
         s.ErrorMeanSquare = new double[k];
         s.ErrorSamples = new long[k];
@@ -79,12 +80,13 @@ internal static class StreamComputation
     {
         Array.Clear(s.Hidden);
         Array.Clear(s.Cell);
-        int d = s.InputSize, k = s.Horizons;
+        int w = s.InputWidth, k = s.Horizons;
         var y = new float[k];                                           // [K]
         for (int i = 0; i < window.Count; i++)
-            model.Weights.Step(window.Inputs.AsSpan(i * d, d), s.Hidden, s.Cell, y);
+            model.Weights.Step(window.Inputs.AsSpan(i * w, w), s.Hidden, s.Cell, y);
         if (window.Count > 0)
         {
+            AddResidualBase(model.Config, window.Inputs.AsSpan((window.Count - 1) * w, w), y);
             Denormalize(s, model.Config, y);
             y.CopyTo(s.Pending.AsSpan((int)((s.StepCount - 1) % k) * k, k));
         }
@@ -98,7 +100,7 @@ internal static class StreamComputation
     public static StepResult Step(StreamState s, string streamId, Observation observation, CachedModel model, StreamGrainOptions options)
     {
         var config = model.Config;
-        int d = s.InputSize, k = s.Horizons, target = config.TargetIndex;
+        int d = s.InputSize, w = s.InputWidth, k = s.Horizons, target = config.TargetIndex;
 
         // Tail slot for this observation (a full tail is closed first: moved to the pending closed history).
         var tail = s.Tail;
@@ -107,7 +109,7 @@ internal static class StreamComputation
         tail.Sequences[slot] = observation.Sequence;
         tail.Ticks[slot] = observation.Timestamp.UtcTicks;
         Span<float> raw = tail.Values.AsSpan(slot * d, d);            // [D]
-        Span<float> input = tail.Inputs.AsSpan(slot * d, d);          // [D]
+        Span<float> input = tail.Inputs.AsSpan(slot * w, w);          // [D_in]
         observation.Values.AsSpan().CopyTo(raw);
 
         // Welford update, then normalise with statistics that include this observation and nothing later.
@@ -119,11 +121,7 @@ internal static class StreamComputation
             s.Mean[i] += delta / count;
             s.M2[i] += delta * (v - s.Mean[i]);
         }
-        if (config.Normalization == NormalizationMode.RunningZScore)
-            for (int i = 0; i < d; i++)
-                input[i] = (float)((raw[i] - s.Mean[i]) / NormalizationStd(s, i));
-        else
-            raw.CopyTo(input);
+        EncodeInput(s, model, raw, observation.Timestamp, input);
 
         // Score the forecasts made 1..K steps ago for this step.
         float actual = raw[target];
@@ -143,6 +141,7 @@ internal static class StreamComputation
         // Exactly one LSTM step.
         var predictions = new float[k];                                // [K]
         model.Weights.Step(input, s.Hidden, s.Cell, predictions);
+        AddResidualBase(config, input, predictions);
         Denormalize(s, config, predictions);
         predictions.CopyTo(s.Pending.AsSpan((int)(s.StepCount % k) * k, k));
 
@@ -154,6 +153,29 @@ internal static class StreamComputation
         var result = Forecast(s, streamId, observation.Sequence, observation.Timestamp, predictions, previousError, options.IntervalZ, target);
         s.Latest = result;
         return result;
+    }
+
+    /// <summary>
+    /// The model input x [D_in] of one observation: its values normalised with the statistics of this step (which
+    /// include it), then the model's calendar features of its timestamp (see <see cref="ModelInputs"/>).
+    /// </summary>
+    private static void EncodeInput(StreamState s, CachedModel model, ReadOnlySpan<float> raw, DateTimeOffset timestamp, Span<float> x)
+    {
+        int d = raw.Length;
+        if (model.Config.Normalization == NormalizationMode.RunningZScore)
+            for (int i = 0; i < d; i++)
+                x[i] = (float)((raw[i] - s.Mean[i]) / NormalizationStd(s, i));
+        else
+            raw.CopyTo(x);
+        ModelInputs.WriteCalendarFeatures(timestamp, model.Calendar, x[d..]);
+    }
+
+    /// <summary>Residual models: the head's outputs y [K] are changes from the current target input; make them levels.</summary>
+    private static void AddResidualBase(ModelConfig config, ReadOnlySpan<float> input, Span<float> y)
+    {
+        if (!config.Residual) return;
+        float last = input[config.TargetIndex];
+        for (int i = 0; i < y.Length; i++) y[i] += last;
     }
 
     private static void Denormalize(StreamState s, ModelConfig config, Span<float> y)
@@ -191,9 +213,9 @@ internal static class StreamComputation
     private static void CloseTail(StreamState s)
     {
         var tail = s.Tail;
-        int d = s.InputSize;
-        var pending = s.PendingClosed ??= ObservationChunk.Create(s.ClosedCount, tail.Capacity, d);
-        for (int i = 0; i < tail.Count; i++) pending.AppendFrom(tail, i, d);
+        int d = s.InputSize, w = s.InputWidth;
+        var pending = s.PendingClosed ??= ObservationChunk.Create(s.ClosedCount, tail.Capacity, d, w);
+        for (int i = 0; i < tail.Count; i++) pending.AppendFrom(tail, i, d, w);
         s.ClosedCount += tail.Count;
         tail.Count = 0;
         tail.StartIndex = s.ClosedCount;
@@ -213,19 +235,19 @@ internal static class StreamComputation
     /// </summary>
     public static ObservationChunk Window(StreamState s, StreamHistory? stored, int maxCount)
     {
-        int d = s.InputSize;
+        int d = s.InputSize, w = s.InputWidth;
         long end = s.ClosedCount + s.Tail.Count;
         long durable = s.DurableClosedCount;
         long first = WantedStart(s, maxCount);
         var closed = stored is not null && stored.Generation == s.Generation ? stored.Closed : null;
         if (first < durable && (closed is null || closed.StartIndex > first || closed.EndIndex < durable))
             first = closed is not null && closed.EndIndex >= durable && closed.StartIndex < durable ? closed.StartIndex : durable;
-        var window = ObservationChunk.Create(first, (int)(end - first), d);
+        var window = ObservationChunk.Create(first, (int)(end - first), d, w);
         for (long index = first; index < end; index++)
         {
-            if (index >= s.ClosedCount) window.AppendFrom(s.Tail, (int)(index - s.ClosedCount), d);
-            else if (index >= durable) window.AppendFrom(s.PendingClosed!, (int)(index - durable), d);
-            else window.AppendFrom(closed!, (int)(index - closed!.StartIndex), d);
+            if (index >= s.ClosedCount) window.AppendFrom(s.Tail, (int)(index - s.ClosedCount), d, w);
+            else if (index >= durable) window.AppendFrom(s.PendingClosed!, (int)(index - durable), d, w);
+            else window.AppendFrom(closed!, (int)(index - closed!.StartIndex), d, w);
         }
         return window;
     }
@@ -238,16 +260,16 @@ internal static class StreamComputation
     /// </summary>
     public static StreamHistory MergeHistory(StreamState s, StreamHistory? stored)
     {
-        int d = s.InputSize;
+        int d = s.InputSize, w = s.InputWidth;
         long durable = s.DurableClosedCount;
         long keepFrom = Math.Max(0, durable - s.HistoryCapacity);
         var closed = stored is not null && stored.Generation == s.Generation ? stored.Closed : null;
         long from = durable;
         if (closed is not null && closed.EndIndex >= durable && closed.StartIndex < durable) from = Math.Max(keepFrom, closed.StartIndex);
-        var merged = ObservationChunk.Create(from, (int)(s.ClosedCount - from), d);
-        for (long index = from; index < durable; index++) merged.AppendFrom(closed!, (int)(index - closed!.StartIndex), d);
+        var merged = ObservationChunk.Create(from, (int)(s.ClosedCount - from), d, w);
+        for (long index = from; index < durable; index++) merged.AppendFrom(closed!, (int)(index - closed!.StartIndex), d, w);
         if (s.PendingClosed is { } pending)
-            for (int i = 0; i < pending.Count; i++) merged.AppendFrom(pending, i, d);
+            for (int i = 0; i < pending.Count; i++) merged.AppendFrom(pending, i, d, w);
         return new StreamHistory { Generation = s.Generation, Closed = merged };
     }
 

@@ -68,6 +68,12 @@ public sealed class StreamState
     /// </summary>
     [NonSerialized] public ObservationChunk? PendingClosed;
 
+    /// <summary>D_in = D + calendar features, the width of the history's input rows; 0 in states written before it existed (= D).</summary>
+    [Id(27)] public int ModelInputSize { get; set; }
+
+    /// <summary>Width of one LSTM input row (D_in).</summary>
+    public int InputWidth => ModelInputSize > 0 ? ModelInputSize : InputSize;
+
     public bool IsBound => ModelName is not null && Hidden.Length > 0;
 
     /// <summary>Observations currently retained (closed history plus tail), at most N.</summary>
@@ -101,12 +107,13 @@ public sealed class StreamState
         ClosedCount = ClosedCount,
         Tail = Tail.Clone(),
         PendingClosed = PendingClosed?.Clone(),
+        ModelInputSize = ModelInputSize,
     };
 }
 
 /// <summary>
 /// A run of consecutive observations of one generation: entry i has index <see cref="StartIndex"/> + i. Arrays may be
-/// longer than <see cref="Count"/> (capacity). Shapes: [capacity] and [capacity, D].
+/// longer than <see cref="Count"/> (capacity). Shapes: [capacity], [capacity, D] and [capacity, D_in].
 /// </summary>
 [GenerateSerializer, Alias("lstm.ObservationChunk")]
 public sealed class ObservationChunk
@@ -117,20 +124,20 @@ public sealed class ObservationChunk
     [Id(3)] public long[] Ticks { get; set; } = [];       // [capacity] UTC ticks
     /// <summary>[capacity, D] raw values as received.</summary>
     [Id(4)] public float[] Values { get; set; } = [];
-    /// <summary>[capacity, D] the inputs actually fed to the LSTM, so a re-warm replays exactly.</summary>
+    /// <summary>[capacity, D_in] the inputs actually fed to the LSTM (normalised values, then calendar features), so a re-warm replays exactly.</summary>
     [Id(5)] public float[] Inputs { get; set; } = [];
 
     public long EndIndex => StartIndex + Count;
 
     public int Capacity => Sequences.Length;
 
-    public static ObservationChunk Create(long startIndex, int capacity, int inputSize) => new()
+    public static ObservationChunk Create(long startIndex, int capacity, int inputSize, int inputWidth) => new()
     {
         StartIndex = startIndex,
         Sequences = new long[capacity],
         Ticks = new long[capacity],
         Values = new float[capacity * inputSize],
-        Inputs = new float[capacity * inputSize],
+        Inputs = new float[capacity * inputWidth],
     };
 
     public ObservationChunk Clone() => new()
@@ -144,17 +151,17 @@ public sealed class ObservationChunk
     };
 
     /// <summary>Appends entry <paramref name="entry"/> of <paramref name="source"/>, growing the arrays when full.</summary>
-    public void AppendFrom(ObservationChunk source, int entry, int inputSize)
+    public void AppendFrom(ObservationChunk source, int entry, int inputSize, int inputWidth)
     {
-        if (Count == Capacity) Grow(Math.Max(4, Capacity * 2), inputSize);
+        if (Count == Capacity) Grow(Math.Max(4, Capacity * 2), inputSize, inputWidth);
         Sequences[Count] = source.Sequences[entry];
         Ticks[Count] = source.Ticks[entry];
         source.Values.AsSpan(entry * inputSize, inputSize).CopyTo(Values.AsSpan(Count * inputSize, inputSize));
-        source.Inputs.AsSpan(entry * inputSize, inputSize).CopyTo(Inputs.AsSpan(Count * inputSize, inputSize));
+        source.Inputs.AsSpan(entry * inputWidth, inputWidth).CopyTo(Inputs.AsSpan(Count * inputWidth, inputWidth));
         Count++;
     }
 
-    private void Grow(int capacity, int inputSize)
+    private void Grow(int capacity, int inputSize, int inputWidth)
     {
         var sequences = Sequences;
         var ticks = Ticks;
@@ -163,7 +170,7 @@ public sealed class ObservationChunk
         Array.Resize(ref sequences, capacity);
         Array.Resize(ref ticks, capacity);
         Array.Resize(ref values, capacity * inputSize);
-        Array.Resize(ref inputs, capacity * inputSize);
+        Array.Resize(ref inputs, capacity * inputWidth);
         Sequences = sequences;
         Ticks = ticks;
         Values = values;

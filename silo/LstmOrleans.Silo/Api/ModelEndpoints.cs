@@ -2,7 +2,11 @@ using LstmOrleans.Abstractions;
 
 namespace LstmOrleans.Silo.Api;
 
-/// <summary>Body of POST /models. Omitted fields take the defaults of a small univariate forecaster.</summary>
+/// <summary>
+/// Body of POST /models. Omitted fields take the defaults of a small univariate forecaster. CalendarFeatures (e.g.
+/// ["hour_sin", "hour_cos", "weekday_sin", "weekday_cos"]) appends those features of each observation's timestamp
+/// to the model input.
+/// </summary>
 public sealed record CreateModelRequest(
     string Name,
     int InputSize = 1,
@@ -12,7 +16,9 @@ public sealed record CreateModelRequest(
     string[]? Features = null,
     int TargetIndex = 0,
     NormalizationMode Normalization = NormalizationMode.RunningZScore,
-    int Seed = 0);
+    int Seed = 0,
+    string[]? CalendarFeatures = null,
+    bool Residual = false);
 
 /// <summary>One page of GET /models/{name}/streams; pass <c>next</c> as <c>after</c> for the following page (null on the last).</summary>
 public sealed record StreamListResponse(string Model, string[] Streams, string? Next);
@@ -29,7 +35,7 @@ internal static class ModelEndpoints
             {
                 var name = CheckName(request.Name);
                 var config = new ModelConfig(request.InputSize, request.HiddenSize, request.Layers, request.Horizons,
-                    request.Features ?? [], request.TargetIndex, request.Normalization, request.Seed);
+                    request.Features ?? [], request.TargetIndex, request.Normalization, request.Seed, request.CalendarFeatures, request.Residual);
                 try
                 {
                     var info = await grains.GetGrain<IModelGrain>(name).CreateAsync(config);

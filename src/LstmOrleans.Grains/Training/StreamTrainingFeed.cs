@@ -53,16 +53,19 @@ internal sealed class StreamTrainingFeed(IGrainFactory grainFactory, string stre
 /// <summary>Cuts the training view out of a stream's state.</summary>
 internal static class StreamTrainingView
 {
-    /// <summary>The inputs of <paramref name="window"/> (the newest retained observations, copies), oldest first, with the current statistics.</summary>
+    /// <summary>
+    /// The model inputs of <paramref name="window"/> (the newest retained observations, copies: normalised values, then
+    /// calendar features), oldest first, with the current statistics of the values.
+    /// </summary>
     public static StreamTrainingWindow From(StreamState s, ObservationChunk window, string streamId)
     {
-        int d = s.InputSize;
+        int w = s.InputWidth;                                          // D_in: values, then calendar features
         int take = window.Count;
-        var inputs = window.Inputs.AsSpan(0, take * d).ToArray();     // [take, D]
+        var inputs = window.Inputs.AsSpan(0, take * w).ToArray();     // [take, D_in]
         long first = take > 0 ? window.Sequences[0] : 0, last = take > 0 ? window.Sequences[take - 1] : 0;
-        var std = new double[d];
-        for (int i = 0; i < d; i++) std[i] = StreamComputation.NormalizationStd(s, i);
-        return new StreamTrainingWindow(streamId, s.ModelName, s.WeightsVersion, d, inputs, first, last, s.StepCount,
+        var std = new double[s.InputSize];
+        for (int i = 0; i < std.Length; i++) std[i] = StreamComputation.NormalizationStd(s, i);
+        return new StreamTrainingWindow(streamId, s.ModelName, s.WeightsVersion, w, inputs, first, last, s.StepCount,
             (double[])s.Mean.Clone(), std);
     }
 }
