@@ -18,6 +18,7 @@ internal static class ClusterCommands
         yield return ModelClusterCommands.Models();
         yield return ModelClusterCommands.CreateModel();
         yield return ModelClusterCommands.Rollback();
+        yield return TrainClusterCommand.Create();
         yield return PlotCommand.Create();
         yield return Bench.BenchCommand.Create();
         yield return Evaluate.EvaluateCommand.Create();

@@ -12,11 +12,23 @@ internal static class ModelClusterCommands
     {
         var cluster = new ClusterOptions();
         var names = new Argument<string[]>("MODEL") { Description = "Model names (default: the default model).", Arity = ArgumentArity.ZeroOrMore };
-        var command = new Command("models", "Show models: configuration, active version and retained versions.") { names };
+        var json = new Option<bool>("--json") { Description = "Print the models as JSON (info and retained versions of each)." };
+        var command = new Command("models", "Show models: configuration, active version and retained versions.") { names, json };
         cluster.AddTo(command);
         command.SetAction((result, ct) => CommandSupport.WithClusterAsync(cluster, result, ct, async connection =>
         {
             var list = result.GetValue(names) is { Length: > 0 } given ? given : [LstmOrleansNames.DefaultModelName];
+            if (result.GetValue(json))
+            {
+                var models = new List<object>();
+                foreach (var name in list)
+                {
+                    var grain = connection.Grains.GetGrain<IModelGrain>(name);
+                    models.Add(new { info = await grain.GetInfoAsync(), versions = await grain.ListVersionsAsync() });
+                }
+                CommandSupport.WriteJson(new { models });
+                return 0;
+            }
             foreach (var name in list)
             {
                 var grain = connection.Grains.GetGrain<IModelGrain>(name);
