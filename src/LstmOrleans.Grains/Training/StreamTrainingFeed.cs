@@ -54,25 +54,17 @@ internal sealed class StreamTrainingFeed(IGrainFactory grainFactory, string stre
 internal static class StreamTrainingView
 {
     /// <summary>
-    /// The newest <paramref name="maxCount"/> model inputs (copies: normalised values, then calendar features), oldest
-    /// first, with the current statistics of the values.
+    /// The model inputs of <paramref name="window"/> (the newest retained observations, copies: normalised values, then
+    /// calendar features), oldest first, with the current statistics of the values.
     /// </summary>
-    public static StreamTrainingWindow From(StreamState s, string streamId, int maxCount)
+    public static StreamTrainingWindow From(StreamState s, ObservationChunk window, string streamId)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(maxCount);
-        int w = s.InputWidth;                                          // D_in: values, then calendar features
-        int take = Math.Min(maxCount, s.HistoryCount);
-        var inputs = new float[take * w];                              // [take, D_in]
-        long first = 0, last = 0;
-        for (int i = 0; i < take; i++)
-        {
-            int slot = (s.HistoryStart + s.HistoryCount - take + i) % s.HistoryCapacity;
-            s.HistoryInputs.AsSpan(slot * w, w).CopyTo(inputs.AsSpan(i * w, w));
-            if (i == 0) first = s.HistorySequences[slot];
-            last = s.HistorySequences[slot];
-        }
-        var std = new double[s.InputSize];
-        for (int i = 0; i < std.Length; i++) std[i] = StreamComputation.NormalizationStd(s, i);
+        int d = s.InputSize, w = s.InputWidth;                        // D values, D_in model inputs
+        int take = window.Count;
+        var inputs = window.Inputs.AsSpan(0, take * w).ToArray();     // [take, D_in]
+        long first = take > 0 ? window.Sequences[0] : 0, last = take > 0 ? window.Sequences[take - 1] : 0;
+        var std = new double[d];
+        for (int i = 0; i < d; i++) std[i] = StreamComputation.NormalizationStd(s, i);
         return new StreamTrainingWindow(streamId, s.ModelName, s.WeightsVersion, w, inputs, first, last, s.StepCount,
             (double[])s.Mean.Clone(), std);
     }
