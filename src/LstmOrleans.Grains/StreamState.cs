@@ -68,7 +68,7 @@ public sealed class StreamState
     /// </summary>
     [NonSerialized] public ObservationChunk? PendingClosed;
 
-    /// <summary>D_in = D + calendar features, the width of the history's input rows; 0 in states written before it existed (= D).</summary>
+    /// <summary>D_in = D + calendar features, the width of the chunks' input rows; 0 in states written before it existed (= D).</summary>
     [Id(27)] public int ModelInputSize { get; set; }
 
     /// <summary>Width of one LSTM input row (D_in).</summary>
@@ -113,7 +113,7 @@ public sealed class StreamState
 
 /// <summary>
 /// A run of consecutive observations of one generation: entry i has index <see cref="StartIndex"/> + i. Arrays may be
-/// longer than <see cref="Count"/> (capacity). Shapes: [capacity], [capacity, D] and [capacity, D_in].
+/// longer than <see cref="Count"/> (capacity). Shapes: [capacity] and [capacity, D].
 /// </summary>
 [GenerateSerializer, Alias("lstm.ObservationChunk")]
 public sealed class ObservationChunk
@@ -131,6 +131,8 @@ public sealed class ObservationChunk
 
     public int Capacity => Sequences.Length;
 
+    /// <param name="inputSize">D, values per observation.</param>
+    /// <param name="inputWidth">D_in, model inputs per observation (values plus calendar features).</param>
     public static ObservationChunk Create(long startIndex, int capacity, int inputSize, int inputWidth) => new()
     {
         StartIndex = startIndex,

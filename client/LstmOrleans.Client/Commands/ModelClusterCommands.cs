@@ -35,7 +35,7 @@ internal static class ModelClusterCommands
                 var info = await grain.GetInfoAsync();
                 var c = info.Config;
                 Console.WriteLine($"model {info.Name}: D={c.InputSize} H={c.HiddenSize} L={c.Layers} K={c.Horizons} " +
-                    (c.CalendarFeatures is { Length: > 0 } cal ? $"calendar {string.Join(",", cal)}, " : "") +
+                    (c.CalendarFeatures is { Length: > 0 } cal ? $"calendar {string.Join(",", cal)}, " : "") + (c.Residual ? "residual head, " : "") +
                     $"normalization {c.Normalization}, {info.ParameterCount} parameters, active v{info.ActiveVersion} (latest v{info.LatestVersion})");
                 foreach (var v in await grain.ListVersionsAsync())
                     Console.WriteLine($"  {(v.Version == info.ActiveVersion ? "*" : " ")} v{v.Version}  {v.PublishedAt:u}  {v.Description}");
@@ -58,12 +58,17 @@ internal static class ModelClusterCommands
         {
             Description = "Append calendar features of each observation's timestamp to the model input: time of day and day of week as sine/cosine pairs.",
         };
-        var command = new Command("create-model", "Create a model on the cluster (idempotent for an equal configuration).") { name, inputs, hidden, layers, horizons, seed, calendar };
+        var residual = new Option<bool>("--residual")
+        {
+            Description = "Residual head: the model predicts the change from the last value (in normalised units) instead of the level; starts as persistence.",
+        };
+        var command = new Command("create-model", "Create a model on the cluster (idempotent for an equal configuration).") { name, inputs, hidden, layers, horizons, seed, calendar, residual };
         cluster.AddTo(command);
         command.SetAction((result, ct) => CommandSupport.WithClusterAsync(cluster, result, ct, async connection =>
         {
             var config = new ModelConfig(result.GetValue(inputs), result.GetValue(hidden), result.GetValue(layers), result.GetValue(horizons), [],
-                Seed: result.GetValue(seed), CalendarFeatures: result.GetValue(calendar) ? AllCalendarFeatures : null);
+                Seed: result.GetValue(seed), CalendarFeatures: result.GetValue(calendar) ? AllCalendarFeatures : null,
+                Residual: result.GetValue(residual));
             var info = await connection.Grains.GetGrain<IModelGrain>(result.GetValue(name)!).CreateAsync(config);
             Console.WriteLine($"model {info.Name}: active v{info.ActiveVersion}, {info.ParameterCount} parameters");
             return 0;

@@ -59,12 +59,12 @@ internal static class StreamTrainingView
     /// </summary>
     public static StreamTrainingWindow From(StreamState s, ObservationChunk window, string streamId)
     {
-        int w = s.InputWidth;                                          // D_in: values, then calendar features
+        int d = s.InputSize, w = s.InputWidth;                        // D values, D_in model inputs
         int take = window.Count;
         var inputs = window.Inputs.AsSpan(0, take * w).ToArray();     // [take, D_in]
         long first = take > 0 ? window.Sequences[0] : 0, last = take > 0 ? window.Sequences[take - 1] : 0;
-        var std = new double[s.InputSize];
-        for (int i = 0; i < std.Length; i++) std[i] = StreamComputation.NormalizationStd(s, i);
+        var std = new double[d];
+        for (int i = 0; i < d; i++) std[i] = StreamComputation.NormalizationStd(s, i);
         return new StreamTrainingWindow(streamId, s.ModelName, s.WeightsVersion, w, inputs, first, last, s.StepCount,
             (double[])s.Mean.Clone(), std);
     }
