@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.Intrinsics;
 using LstmOrleans.Lstm;
 
 namespace LstmOrleans.Benchmarks;
@@ -7,6 +8,25 @@ internal static class Probe
 {
     public static unsafe void Run()
     {
+        if (Environment.GetEnvironmentVariable("PROBE_ACT") == "1")
+        {
+            var buf = Enumerable.Range(0, 20 * 16).Select(i => (i - 160) * 0.03f).ToArray();
+            var outBuf = new float[buf.Length];
+            for (int round = 0; round < 3; round++)
+            {
+                Time("20 x Sigmoid(Vector512)", () =>
+                {
+                    fixed (float* pb = buf, po = outBuf)
+                        for (int v = 0; v < 20; v++) FastActivations.Sigmoid(System.Runtime.Intrinsics.Vector512.Load(pb + 16 * v)).Store(po + 16 * v);
+                });
+                Time("20 x Exp(Vector512)", () =>
+                {
+                    fixed (float* pb = buf, po = outBuf)
+                        for (int v = 0; v < 20; v++) FastActivations.Exp(System.Runtime.Intrinsics.Vector512.Load(pb + 16 * v)).Store(po + 16 * v);
+                });
+            }
+            return;
+        }
         if (Environment.GetEnvironmentVariable("PROBE_SWEEP") == "1")
         {
             foreach (int hidden in new[] { 64, 48, 80 })

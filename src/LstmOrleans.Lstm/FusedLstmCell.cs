@@ -37,6 +37,7 @@ internal unsafe struct CellIo
 ///   while all streams of the call stream past it, and each weight load feeds 6 FMAs;
 ///   1 stream x 4, 2 or 1 unit blocks for the rest (16 accumulators hide FMA latency for a lone stream).
 /// </summary>
+[SkipLocalsInit]   // the tile buffer is always written before it is read; zeroing it cost part of a lone step
 internal static unsafe class FusedLstmCell
 {
     private const int W = PackedGateWeights.BlockWidth;
