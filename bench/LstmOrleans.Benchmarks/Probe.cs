@@ -44,6 +44,9 @@ internal static class Probe
                     {
                         Time($"H={hidden} fused n=1, alternating halves", () => FusedLstmCell.Forward(packed, 1, ioCopy));
                         Time($"H={hidden} fused n=1, fixed order      ", () => { packed.Sweep = 0; FusedLstmCell.Forward(packed, 1, ioCopy); });
+                        var stepBench = new StepBenchmark { Hidden = hidden };
+                        stepBench.Setup();
+                        Time($"H={hidden} whole Step                  ", () => stepBench.Step());
                     }
                 }
             }
