@@ -51,7 +51,7 @@ internal static class Gemm
     /// panels of this many rows of B, so a panel stays in cache while every block of C is updated from it,
     /// instead of streaming all of B once per block of C.
     /// </summary>
-    private const int DepthBlock = 128;
+    private const int DepthBlock = 64;
 
     private static void MultiplyAdd512(int m, int n, int k, ref float a, int ars, int acs, ref float b, int ldb, ref float c, int ldc)
     {
