@@ -64,6 +64,13 @@ internal static class Probe
             }
             return;
         }
+        if (Environment.GetEnvironmentVariable("PROBE_MANY") == "1")
+        {
+            var many = new StepManyBenchmark();
+            var sw1 = Stopwatch.StartNew();
+            while (sw1.ElapsedMilliseconds < 15000) many.StepMany();
+            return;
+        }
         if (Environment.GetEnvironmentVariable("PROBE_TRAIN") == "1")
         {
             var tb = new TrainingStepBenchmark();
