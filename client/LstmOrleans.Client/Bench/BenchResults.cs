@@ -29,6 +29,9 @@ internal sealed record BenchSettings(
     public const string Ping = "ping";
     public const string Single = "single";
     public const string Batch = "batch";
+
+    /// <summary>--report-every: also print each measured phase's latency per interval of this many seconds (soak runs).</summary>
+    public double? ReportEverySeconds { get; init; }
 }
 
 /// <summary>Latency percentiles in microseconds.</summary>
