@@ -23,7 +23,8 @@ internal unsafe struct CellIo
 
 /// <summary>
 /// The LSTM forward step as one pass: gate pre-activations bias + W·[h_{t-1}, x_t] accumulated in registers, the
-/// gate nonlinearities and the cell update applied while the tile is still in registers, c_t and h_t stored.
+/// finished tile (at most 6 x 64 floats) handed through an L1 buffer to the gate nonlinearities and the cell update
+/// straight away, c_t and h_t stored; no [B, 4H] pre-activation matrix is written out and read back.
 /// Used by the single-stream step, the many-stream step and the training forward, so all three agree bit for bit:
 /// every gate value is computed in one canonical order whichever tile computed it, and the same activation
 /// functions follow. Canonical order over the inputs p of [h_{t-1}, x_t] (P = H + D, half = P / 2):
