@@ -4,12 +4,24 @@ using LstmOrleans.Lstm.Training;
 
 namespace LstmOrleans.Benchmarks;
 
-/// <summary>One stream, one step: D = 1, H = 64, K = 1, one layer (the per-value cost of a sensor grain).</summary>
+/// <summary>One stream, one step: D = 1, K = 1, one layer (the per-value cost of a sensor grain); H = 64 is the target case.</summary>
 [MemoryDiagnoser]
 public class StepBenchmark
 {
-    private readonly LstmWeights _weights = LstmWeights.From(LstmParameters.InitializeUniform(new LstmConfig(1, 64, 1, 1), 1));
-    private readonly float[] _x = [0.3f], _h = new float[64], _c = new float[64], _y = new float[1];
+    private LstmWeights _weights = null!;
+    private readonly float[] _x = [0.3f], _y = new float[1];
+    private float[] _h = [], _c = [];
+
+    [Params(32, 64, 128)]
+    public int Hidden { get; set; } = 64;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _weights = LstmWeights.From(LstmParameters.InitializeUniform(new LstmConfig(1, Hidden, 1, 1), 1));
+        _h = new float[Hidden];
+        _c = new float[Hidden];
+    }
 
     [Benchmark]
     public float Step()
@@ -61,5 +73,46 @@ public class TrainingStepBenchmark
         _bptt.Backward(_parameters, _gradient);
         _adam.Step(_parameters.Data, _gradient);
         return loss;
+    }
+}
+
+/// <summary>
+/// The trainer's batch step through <see cref="BatchEngine"/> (B = 32 windows of T = 64, D = 1, H = 64, K = 1):
+/// forward, MSE, backward and Adam with the batch split over <see cref="Threads"/> threads. Multi-threaded, so
+/// wall time is the figure; sequences/s = 32 / time per step.
+/// </summary>
+[MemoryDiagnoser]
+public class BatchTrainingBenchmark
+{
+    public const int Batch = 32, Steps = 64;
+    private LstmParameters _parameters = null!;
+    private BatchEngine _engine = null!;
+    private AdamOptimizer _adam = null!;
+    private Window[] _windows = [];
+    private float[] _gradient = [];
+
+    [Params(1, 2)]
+    public int Threads { get; set; } = 1;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var config = new LstmConfig(1, 64, 1, 1);
+        var options = new TrainerOptions { WindowLength = Steps, BatchSize = Batch, Threads = Threads, Stride = 16 };
+        var series = Enumerable.Range(0, 4096).Select(i => MathF.Sin(i * 0.05f) + 0.1f * MathF.Sin(i * 0.71f)).ToArray();
+        var data = Dataset.Create(config, [series], options);
+        _windows = data.TrainWindows.Take(Batch).ToArray();
+        _parameters = LstmParameters.InitializeUniform(config, 1);
+        _engine = new BatchEngine(config, options, data);
+        _adam = new AdamOptimizer(_parameters.Count);
+        _gradient = new float[_parameters.Count];
+    }
+
+    [Benchmark]
+    public float TrainingStep()
+    {
+        var (sse, count) = _engine.ForwardBackward(_parameters, _windows, _gradient);
+        _adam.Step(_parameters.Data, _gradient);
+        return (float)(sse / count);
     }
 }

@@ -1,12 +1,57 @@
 using System.Diagnostics;
+using System.Runtime.Intrinsics;
 using LstmOrleans.Lstm;
 
 namespace LstmOrleans.Benchmarks;
 
 internal static class Probe
 {
-    public static void Run()
+    public static unsafe void Run()
     {
+        if (Environment.GetEnvironmentVariable("PROBE_ACT") == "1")
+        {
+            var buf = Enumerable.Range(0, 20 * 16).Select(i => (i - 160) * 0.03f).ToArray();
+            var outBuf = new float[buf.Length];
+            for (int round = 0; round < 3; round++)
+            {
+                Time("20 x Sigmoid(Vector512)", () =>
+                {
+                    fixed (float* pb = buf, po = outBuf)
+                        for (int v = 0; v < 20; v++) FastActivations.Sigmoid(System.Runtime.Intrinsics.Vector512.Load(pb + 16 * v)).Store(po + 16 * v);
+                });
+                Time("20 x Exp(Vector512)", () =>
+                {
+                    fixed (float* pb = buf, po = outBuf)
+                        for (int v = 0; v < 20; v++) FastActivations.Exp(System.Runtime.Intrinsics.Vector512.Load(pb + 16 * v)).Store(po + 16 * v);
+                });
+            }
+            return;
+        }
+        if (Environment.GetEnvironmentVariable("PROBE_SWEEP") == "1")
+        {
+            foreach (int hidden in new[] { 64, 48, 80 })
+            {
+                var packed = new PackedGateWeights(hidden, 1);
+                var rnd = new Random(1);
+                float[] R(int n) => Enumerable.Range(0, n).Select(_ => (float)(rnd.NextDouble() - 0.5) * 0.2f).ToArray();
+                packed.Pack(R(4 * hidden), R(4 * hidden * hidden), R(4 * hidden), R(4 * hidden));
+                var hPrev = R(hidden); var xs = R(1); var cs = R(hidden); var hOut = new float[hidden];
+                fixed (float* ph = hPrev, px = xs, pc = cs, po = hOut)
+                {
+                    var io = new CellIo { HPrev = ph, HPrevStride = hidden, Input = px, InputStride = 1, CPrev = pc, CNext = pc, HNext = po, StateStride = hidden };
+                    var ioCopy = io;
+                    for (int round = 0; round < 3; round++)
+                    {
+                        Time($"H={hidden} fused n=1, alternating halves", () => FusedLstmCell.Forward(packed, 1, ioCopy));
+                        Time($"H={hidden} fused n=1, fixed order      ", () => { packed.Sweep = 0; FusedLstmCell.Forward(packed, 1, ioCopy); });
+                        var stepBench = new StepBenchmark { Hidden = hidden };
+                        stepBench.Setup();
+                        Time($"H={hidden} whole Step                  ", () => stepBench.Step());
+                    }
+                }
+            }
+            return;
+        }
         if (Environment.GetEnvironmentVariable("PROBE_ALLOC") == "1")
         {
             var tb = new TrainingStepBenchmark();
@@ -17,6 +62,13 @@ internal static class Probe
                 for (int i = 0; i < 100; i++) tb.TrainingStep();
                 Console.WriteLine($"alloc per 100 steps: {GC.GetAllocatedBytesForCurrentThread() - before}");
             }
+            return;
+        }
+        if (Environment.GetEnvironmentVariable("PROBE_MANY") == "1")
+        {
+            var many = new StepManyBenchmark();
+            var sw1 = Stopwatch.StartNew();
+            while (sw1.ElapsedMilliseconds < 15000) many.StepMany();
             return;
         }
         if (Environment.GetEnvironmentVariable("PROBE_TRAIN") == "1")
@@ -38,6 +90,7 @@ internal static class Probe
         Time("exp 256", () => System.Numerics.Tensors.TensorPrimitives.Exp(g2, o2));
         Time("mul 256", () => System.Numerics.Tensors.TensorPrimitives.Multiply(g2, g2, o2));
         var step = new StepBenchmark();
+        step.Setup();
         Time("step", () => step.Step());
         var config = new LstmConfig(1, 64, 1, 1);
         var prm = LstmParameters.InitializeUniform(config, 1);

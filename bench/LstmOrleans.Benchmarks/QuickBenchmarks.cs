@@ -7,15 +7,31 @@ internal static class QuickBenchmarks
 {
     public static void Run()
     {
+        Console.WriteLine($"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load average {LoadAverage()}");
         Console.WriteLine($"{Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture}, " +
                           $"Vector512 accelerated: {System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated}, .NET {Environment.Version}");
-        var step = new StepBenchmark();
-        Report("Step (1 stream, D=1 H=64 K=1)", Measure(() => step.Step(), 1), "target <= 500 ns");
+        foreach (int hidden in new[] { 64, 32, 128 })
+        {
+            var step = new StepBenchmark { Hidden = hidden };
+            step.Setup();
+            Report($"Step (1 stream, D=1 H={hidden} K=1)", Measure(() => step.Step(), 1), hidden == 64 ? "target <= 500 ns" : "");
+        }
         var many = new StepManyBenchmark();
         Report($"StepMany (B={StepManyBenchmark.Streams}, H=64), per stream-step", Measure(() => many.StepMany(), StepManyBenchmark.Streams), "target <= 300 ns");
         var train = new TrainingStepBenchmark();
         Report($"Training step (B={TrainingStepBenchmark.Batch} T={TrainingStepBenchmark.Steps} H=64 D=1, fwd+MSE+bwd+Adam)", Measure(() => train.TrainingStep(), 1), "target < 2.0 ms");
+        foreach (int threads in new[] { 1, 2 })
+        {
+            var batch = new BatchTrainingBenchmark { Threads = threads };
+            batch.Setup();
+            var result = Measure(() => batch.TrainingStep(), 1);
+            Report($"Trainer batch step via BatchEngine, {threads} thread(s)", result,
+                $"{BatchTrainingBenchmark.Batch / (result.Nanoseconds * 1e-9):F0} sequences/s by wall time");
+        }
     }
+
+    private static string LoadAverage() =>
+        File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "n/a";
 
     private static (double Nanoseconds, double CpuNanoseconds, double BytesPerOp) Measure(Func<float> operation, int operationsPerCall)
     {
@@ -52,6 +68,7 @@ internal static class QuickBenchmarks
     private static void Report(string name, (double Nanoseconds, double CpuNanoseconds, double BytesPerOp) result, string target)
     {
         static string Format(double ns) => ns >= 1e6 ? $"{ns / 1e6:F3} ms" : ns >= 1e3 ? $"{ns / 1e3:F2} us" : $"{ns:F1} ns";
-        Console.WriteLine($"{name,-72} wall {Format(result.Nanoseconds),10}  cpu {Format(result.CpuNanoseconds),10}  alloc {result.BytesPerOp:F1} B/op  ({target})");
+        if (target.Length > 0) target = $"  ({target})";
+        Console.WriteLine($"{name,-72} wall {Format(result.Nanoseconds),10}  cpu {Format(result.CpuNanoseconds),10}  alloc {result.BytesPerOp:F1} B/op{target}");
     }
 }

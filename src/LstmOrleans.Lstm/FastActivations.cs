@@ -18,12 +18,17 @@ internal static class FastActivations
     private const float Ln2Hi = 0.693359375f;          // ln 2 split so n·Ln2Hi is exact for |n| < 2^9
     private const float Ln2Lo = -2.12194440e-4f;
     private const float Limit = 87f;
+    // Adding 1.5·2^23 rounds x·log2(e) to an integer n (ties to even) in the low mantissa bits: the sum's bit
+    // pattern is MagicBits + n, so 2^n = ((bits − MagicBits + 127) << 23) without a separate round and convert.
+    private const float Magic = 12582912f;
+    private const int MagicBits = 0x4B400000;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Exp(Vector512<float> x)
     {
         x = Vector512.Min(Vector512.Max(x, Vector512.Create(-Limit)), Vector512.Create(Limit));
-        var n = Vector512.Round(x * Log2E);
+        var shifted = Vector512.FusedMultiplyAdd(x, Vector512.Create(Log2E), Vector512.Create(Magic));
+        var n = shifted - Vector512.Create(Magic);
         var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Hi), x);
         r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Lo), r);
         var p = Vector512.Create(1.9875691500e-4f);
@@ -33,7 +38,7 @@ internal static class FastActivations
         p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1.6666665459e-1f));
         p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(5.0000001201e-1f));
         var e = Vector512.FusedMultiplyAdd(p, r * r, r) + Vector512<float>.One;
-        var scale = Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle();
+        var scale = Vector512.ShiftLeft(shifted.AsInt32() - Vector512.Create(MagicBits - 127), 23).AsSingle();
         return e * scale;
     }
 
@@ -48,7 +53,8 @@ internal static class FastActivations
     public static float Exp(float x)
     {
         x = Math.Min(Math.Max(x, -Limit), Limit);
-        float n = MathF.Round(x * Log2E);
+        float shifted = MathF.FusedMultiplyAdd(x, Log2E, Magic);
+        float n = shifted - Magic;
         float r = MathF.FusedMultiplyAdd(n, -Ln2Hi, x);
         r = MathF.FusedMultiplyAdd(n, -Ln2Lo, r);
         float p = 1.9875691500e-4f;
@@ -58,7 +64,7 @@ internal static class FastActivations
         p = MathF.FusedMultiplyAdd(p, r, 1.6666665459e-1f);
         p = MathF.FusedMultiplyAdd(p, r, 5.0000001201e-1f);
         float e = MathF.FusedMultiplyAdd(p, r * r, r) + 1f;
-        return e * BitConverter.Int32BitsToSingle(((int)n + 127) << 23);
+        return e * BitConverter.Int32BitsToSingle((BitConverter.SingleToInt32Bits(shifted) - (MagicBits - 127)) << 23);
     }
 
     public static float Sigmoid(float x) => 1f / (1f + Exp(-x));

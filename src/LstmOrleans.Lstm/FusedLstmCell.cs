@@ -23,16 +23,22 @@ internal unsafe struct CellIo
 
 /// <summary>
 /// The LSTM forward step as one pass: gate pre-activations bias + W·[h_{t-1}, x_t] accumulated in registers, the
-/// gate nonlinearities and the cell update applied while the tile is still in registers, c_t and h_t stored.
+/// finished tile (at most 6 x 64 floats) handed through an L1 buffer to the gate nonlinearities and the cell update
+/// straight away, c_t and h_t stored; no [B, 4H] pre-activation matrix is written out and read back.
 /// Used by the single-stream step, the many-stream step and the training forward, so all three agree bit for bit:
-/// every gate value is the same FMA chain (bias, then p = 0..H-1 over h, then p = 0..D-1 over x) whichever tile
-/// computed it, and the same activation functions follow.
+/// every gate value is computed in one canonical order whichever tile computed it, and the same activation
+/// functions follow. Canonical order over the inputs p of [h_{t-1}, x_t] (P = H + D, half = P / 2):
+/// (bias + Σ_{p &lt; half} FMA chain) + (Σ_{p ≥ half} FMA chain from zero). Float addition is commutative, so the
+/// halves may be computed in either order with the same bits. A lone stream uses that: it alternates which half
+/// it reads first, so the half it read last is still in L1 when the next step starts. At H = 64 the weights are
+/// 66.5 KB against a 48 KB L1D; reading front to back every time would stream all of them from L2 every step.
 /// Tiles (hand-written Vector512 because TensorPrimitives has no fused matrix-times-activation and a separate
 /// GEMM pass plus separate activation passes cost more than twice the arithmetic, measured in Probe):
 ///   6 streams x 1 unit block (24 accumulators) while at least 6 streams remain: the block's weight panel stays in L1
 ///   while all streams of the call stream past it, and each weight load feeds 6 FMAs;
 ///   1 stream x 4, 2 or 1 unit blocks for the rest (16 accumulators hide FMA latency for a lone stream).
 /// </summary>
+[SkipLocalsInit]   // the tile buffer is always written before it is read; zeroing it cost part of a lone step
 internal static unsafe class FusedLstmCell
 {
     private const int W = PackedGateWeights.BlockWidth;
@@ -48,6 +54,10 @@ internal static unsafe class FusedLstmCell
         }
         int blocks = weights.Blocks, depth = weights.Depth, hidden = weights.Hidden;
         int tiled = n / TileRows * TileRows;
+        int half = depth / 2;
+        // A lone stream alternates which half of the inputs it reads first (see the class comment); the value is the
+        // same either way, so a racy toggle shared by threads is harmless.
+        bool reverse = n == 1 && (weights.Sweep++ & 1) != 0;
         // Finished pre-activation tiles go through this L1 buffer to the cell update: keeping the cell update in the
         // same method as the accumulator loop made the JIT spill every accumulator on every iteration.
         float* tile = stackalloc float[TileRows * W];                 // [6, 64] or [4 blocks, 64]
@@ -60,7 +70,8 @@ internal static unsafe class FusedLstmCell
                 int j0 = u * PackedGateWeights.Lanes;
                 for (int s = 0; s < tiled; s += TileRows)
                 {
-                    Tile6(weights, wu, bu, s, io, tile);
+                    Tile6(weights, wu, bu, s, io, tile, 0, half, withBias: true, addToTile: false);
+                    Tile6(weights, wu, bu, s, io, tile, half, depth, withBias: false, addToTile: true);
                     for (int r = 0; r < TileRows; r++) Apply(tile + r * W, io, s + r, j0, hidden);
                 }
             }
@@ -69,38 +80,53 @@ internal static unsafe class FusedLstmCell
                 int u = 0;
                 for (; u + 4 <= blocks; u += 4)
                 {
-                    Tile1x4(weights, wAll, bAll, u, s, io, tile);
+                    if (reverse)
+                    {
+                        Tile1x4(weights, wAll, bAll, u, s, io, tile, half, depth, withBias: false, addToTile: false);
+                        Tile1x4(weights, wAll, bAll, u, s, io, tile, 0, half, withBias: true, addToTile: true);
+                    }
+                    else
+                    {
+                        Tile1x4(weights, wAll, bAll, u, s, io, tile, 0, half, withBias: true, addToTile: false);
+                        Tile1x4(weights, wAll, bAll, u, s, io, tile, half, depth, withBias: false, addToTile: true);
+                    }
                     for (int q = 0; q < 4; q++) Apply(tile + q * W, io, s, (u + q) * PackedGateWeights.Lanes, hidden);
                 }
                 for (; u + 2 <= blocks; u += 2)
                 {
-                    Tile1x2(weights, wAll, bAll, u, s, io, tile);
+                    Tile1x2(weights, wAll, bAll, u, s, io, tile, 0, half, withBias: true, addToTile: false);
+                    Tile1x2(weights, wAll, bAll, u, s, io, tile, half, depth, withBias: false, addToTile: true);
                     for (int q = 0; q < 2; q++) Apply(tile + q * W, io, s, (u + q) * PackedGateWeights.Lanes, hidden);
                 }
                 for (; u < blocks; u++)
                 {
-                    Tile1x1(weights, wAll, bAll, u, s, io, tile);
+                    Tile1x1(weights, wAll, bAll, u, s, io, tile, 0, half, withBias: true, addToTile: false);
+                    Tile1x1(weights, wAll, bAll, u, s, io, tile, half, depth, withBias: false, addToTile: true);
                     Apply(tile, io, s, u * PackedGateWeights.Lanes, hidden);
                 }
             }
         }
     }
 
-    private static void Tile6(PackedGateWeights weights, float* wu, float* bu, int s0, in CellIo io, float* tile)
+    private static void Tile6(PackedGateWeights weights, float* wu, float* bu, int s0, in CellIo io, float* tile,
+        int pBegin, int pEnd, bool withBias, bool addToTile)
     {
-        var b0 = Vector512.Load(bu); var b1 = Vector512.Load(bu + 16); var b2 = Vector512.Load(bu + 32); var b3 = Vector512.Load(bu + 48);
+        Vector512<float> b0 = default, b1 = default, b2 = default, b3 = default;
+        if (withBias) { b0 = Vector512.Load(bu); b1 = Vector512.Load(bu + 16); b2 = Vector512.Load(bu + 32); b3 = Vector512.Load(bu + 48); }
         Vector512<float> a00 = b0, a01 = b1, a02 = b2, a03 = b3, a10 = b0, a11 = b1, a12 = b2, a13 = b3;
         Vector512<float> a20 = b0, a21 = b1, a22 = b2, a23 = b3, a30 = b0, a31 = b1, a32 = b2, a33 = b3;
         Vector512<float> a40 = b0, a41 = b1, a42 = b2, a43 = b3, a50 = b0, a51 = b1, a52 = b2, a53 = b3;
-        float* wp = wu;
-        // Two segments of the concatenated input [h_{t-1}, x_t]; the weight panel rows continue across them.
+        float* wp = wu + (long)pBegin * W;
+        int hidden = weights.Hidden;
+        // Inputs p in [pBegin, pEnd) of the concatenation [h_{t-1}, x_t]: the part in h, then the part in x
+        // (row pointers shifted by -H there so both parts index by p); the weight panel rows continue across them.
         for (int segment = 0; segment < 2; segment++)
         {
             int stride = segment == 0 ? io.HPrevStride : io.InputStride;
-            int count = segment == 0 ? weights.Hidden : weights.InputSize;
-            float* r0 = (segment == 0 ? io.HPrev : io.Input) + (long)s0 * stride;
+            int lo = segment == 0 ? pBegin : Math.Max(pBegin, hidden), hi = segment == 0 ? Math.Min(pEnd, hidden) : pEnd;
+            float* r0 = (segment == 0 ? io.HPrev : io.Input - hidden) + (long)s0 * stride;
             float* r1 = r0 + stride, r2 = r1 + stride, r3 = r2 + stride, r4 = r3 + stride, r5 = r4 + stride;
-            for (int p = 0; p < count; p++, wp += W)
+            for (int p = lo; p < hi; p++, wp += W)
             {
                 var w0 = Vector512.Load(wp); var w1 = Vector512.Load(wp + 16); var w2 = Vector512.Load(wp + 32); var w3 = Vector512.Load(wp + 48);
                 var s = Vector512.Create(r0[p]);
@@ -123,29 +149,31 @@ internal static unsafe class FusedLstmCell
                 a52 = Vector512.FusedMultiplyAdd(s, w2, a52); a53 = Vector512.FusedMultiplyAdd(s, w3, a53);
             }
         }
-        a00.Store(tile + 0); a01.Store(tile + 16); a02.Store(tile + 32); a03.Store(tile + 48);
-        a10.Store(tile + 64); a11.Store(tile + 80); a12.Store(tile + 96); a13.Store(tile + 112);
-        a20.Store(tile + 128); a21.Store(tile + 144); a22.Store(tile + 160); a23.Store(tile + 176);
-        a30.Store(tile + 192); a31.Store(tile + 208); a32.Store(tile + 224); a33.Store(tile + 240);
-        a40.Store(tile + 256); a41.Store(tile + 272); a42.Store(tile + 288); a43.Store(tile + 304);
-        a50.Store(tile + 320); a51.Store(tile + 336); a52.Store(tile + 352); a53.Store(tile + 368);
+        Put(a00, tile + 0, addToTile); Put(a01, tile + 16, addToTile); Put(a02, tile + 32, addToTile); Put(a03, tile + 48, addToTile);
+        Put(a10, tile + 64, addToTile); Put(a11, tile + 80, addToTile); Put(a12, tile + 96, addToTile); Put(a13, tile + 112, addToTile);
+        Put(a20, tile + 128, addToTile); Put(a21, tile + 144, addToTile); Put(a22, tile + 160, addToTile); Put(a23, tile + 176, addToTile);
+        Put(a30, tile + 192, addToTile); Put(a31, tile + 208, addToTile); Put(a32, tile + 224, addToTile); Put(a33, tile + 240, addToTile);
+        Put(a40, tile + 256, addToTile); Put(a41, tile + 272, addToTile); Put(a42, tile + 288, addToTile); Put(a43, tile + 304, addToTile);
+        Put(a50, tile + 320, addToTile); Put(a51, tile + 336, addToTile); Put(a52, tile + 352, addToTile); Put(a53, tile + 368, addToTile);
     }
 
-    private static void Tile1x4(PackedGateWeights weights, float* wAll, float* bAll, int u0, int s, in CellIo io, float* tile)
+    private static void Tile1x4(PackedGateWeights weights, float* wAll, float* bAll, int u0, int s, in CellIo io, float* tile,
+        int pBegin, int pEnd, bool withBias, bool addToTile)
     {
         long panel = (long)weights.Depth * W;
         float* bu = bAll + u0 * W;
-        Vector512<float> a00 = Vector512.Load(bu), a01 = Vector512.Load(bu + 16), a02 = Vector512.Load(bu + 32), a03 = Vector512.Load(bu + 48);
-        Vector512<float> a10 = Vector512.Load(bu + 64), a11 = Vector512.Load(bu + 80), a12 = Vector512.Load(bu + 96), a13 = Vector512.Load(bu + 112);
-        Vector512<float> a20 = Vector512.Load(bu + 128), a21 = Vector512.Load(bu + 144), a22 = Vector512.Load(bu + 160), a23 = Vector512.Load(bu + 176);
-        Vector512<float> a30 = Vector512.Load(bu + 192), a31 = Vector512.Load(bu + 208), a32 = Vector512.Load(bu + 224), a33 = Vector512.Load(bu + 240);
-        float* w0p = wAll + u0 * panel;
+        Vector512<float> a00 = Bias(withBias, bu), a01 = Bias(withBias, bu + 16), a02 = Bias(withBias, bu + 32), a03 = Bias(withBias, bu + 48);
+        Vector512<float> a10 = Bias(withBias, bu + 64), a11 = Bias(withBias, bu + 80), a12 = Bias(withBias, bu + 96), a13 = Bias(withBias, bu + 112);
+        Vector512<float> a20 = Bias(withBias, bu + 128), a21 = Bias(withBias, bu + 144), a22 = Bias(withBias, bu + 160), a23 = Bias(withBias, bu + 176);
+        Vector512<float> a30 = Bias(withBias, bu + 192), a31 = Bias(withBias, bu + 208), a32 = Bias(withBias, bu + 224), a33 = Bias(withBias, bu + 240);
+        float* w0p = wAll + u0 * panel + (long)pBegin * W;
         float* w1p = w0p + panel, w2p = w1p + panel, w3p = w2p + panel;
+        int hidden = weights.Hidden;
         for (int segment = 0; segment < 2; segment++)
         {
-            int count = segment == 0 ? weights.Hidden : weights.InputSize;
-            float* r = segment == 0 ? io.HPrev + (long)s * io.HPrevStride : io.Input + (long)s * io.InputStride;
-            for (int p = 0; p < count; p++, w0p += W, w1p += W, w2p += W, w3p += W)
+            int lo = segment == 0 ? pBegin : Math.Max(pBegin, hidden), hi = segment == 0 ? Math.Min(pEnd, hidden) : pEnd;
+            float* r = segment == 0 ? io.HPrev + (long)s * io.HPrevStride : io.Input - hidden + (long)s * io.InputStride;
+            for (int p = lo; p < hi; p++, w0p += W, w1p += W, w2p += W, w3p += W)
             {
                 var x = Vector512.Create(r[p]);
                 a00 = Vector512.FusedMultiplyAdd(x, Vector512.Load(w0p), a00); a01 = Vector512.FusedMultiplyAdd(x, Vector512.Load(w0p + 16), a01);
@@ -158,25 +186,27 @@ internal static unsafe class FusedLstmCell
                 a32 = Vector512.FusedMultiplyAdd(x, Vector512.Load(w3p + 32), a32); a33 = Vector512.FusedMultiplyAdd(x, Vector512.Load(w3p + 48), a33);
             }
         }
-        a00.Store(tile + 0); a01.Store(tile + 16); a02.Store(tile + 32); a03.Store(tile + 48);
-        a10.Store(tile + 64); a11.Store(tile + 80); a12.Store(tile + 96); a13.Store(tile + 112);
-        a20.Store(tile + 128); a21.Store(tile + 144); a22.Store(tile + 160); a23.Store(tile + 176);
-        a30.Store(tile + 192); a31.Store(tile + 208); a32.Store(tile + 224); a33.Store(tile + 240);
+        Put(a00, tile + 0, addToTile); Put(a01, tile + 16, addToTile); Put(a02, tile + 32, addToTile); Put(a03, tile + 48, addToTile);
+        Put(a10, tile + 64, addToTile); Put(a11, tile + 80, addToTile); Put(a12, tile + 96, addToTile); Put(a13, tile + 112, addToTile);
+        Put(a20, tile + 128, addToTile); Put(a21, tile + 144, addToTile); Put(a22, tile + 160, addToTile); Put(a23, tile + 176, addToTile);
+        Put(a30, tile + 192, addToTile); Put(a31, tile + 208, addToTile); Put(a32, tile + 224, addToTile); Put(a33, tile + 240, addToTile);
     }
 
-    private static void Tile1x2(PackedGateWeights weights, float* wAll, float* bAll, int u0, int s, in CellIo io, float* tile)
+    private static void Tile1x2(PackedGateWeights weights, float* wAll, float* bAll, int u0, int s, in CellIo io, float* tile,
+        int pBegin, int pEnd, bool withBias, bool addToTile)
     {
         long panel = (long)weights.Depth * W;
         float* bu = bAll + u0 * W;
-        Vector512<float> a00 = Vector512.Load(bu), a01 = Vector512.Load(bu + 16), a02 = Vector512.Load(bu + 32), a03 = Vector512.Load(bu + 48);
-        Vector512<float> a10 = Vector512.Load(bu + 64), a11 = Vector512.Load(bu + 80), a12 = Vector512.Load(bu + 96), a13 = Vector512.Load(bu + 112);
-        float* w0p = wAll + u0 * panel;
+        Vector512<float> a00 = Bias(withBias, bu), a01 = Bias(withBias, bu + 16), a02 = Bias(withBias, bu + 32), a03 = Bias(withBias, bu + 48);
+        Vector512<float> a10 = Bias(withBias, bu + 64), a11 = Bias(withBias, bu + 80), a12 = Bias(withBias, bu + 96), a13 = Bias(withBias, bu + 112);
+        float* w0p = wAll + u0 * panel + (long)pBegin * W;
         float* w1p = w0p + panel;
+        int hidden = weights.Hidden;
         for (int segment = 0; segment < 2; segment++)
         {
-            int count = segment == 0 ? weights.Hidden : weights.InputSize;
-            float* r = segment == 0 ? io.HPrev + (long)s * io.HPrevStride : io.Input + (long)s * io.InputStride;
-            for (int p = 0; p < count; p++, w0p += W, w1p += W)
+            int lo = segment == 0 ? pBegin : Math.Max(pBegin, hidden), hi = segment == 0 ? Math.Min(pEnd, hidden) : pEnd;
+            float* r = segment == 0 ? io.HPrev + (long)s * io.HPrevStride : io.Input - hidden + (long)s * io.InputStride;
+            for (int p = lo; p < hi; p++, w0p += W, w1p += W)
             {
                 var x = Vector512.Create(r[p]);
                 a00 = Vector512.FusedMultiplyAdd(x, Vector512.Load(w0p), a00); a01 = Vector512.FusedMultiplyAdd(x, Vector512.Load(w0p + 16), a01);
@@ -185,28 +215,37 @@ internal static unsafe class FusedLstmCell
                 a12 = Vector512.FusedMultiplyAdd(x, Vector512.Load(w1p + 32), a12); a13 = Vector512.FusedMultiplyAdd(x, Vector512.Load(w1p + 48), a13);
             }
         }
-        a00.Store(tile + 0); a01.Store(tile + 16); a02.Store(tile + 32); a03.Store(tile + 48);
-        a10.Store(tile + 64); a11.Store(tile + 80); a12.Store(tile + 96); a13.Store(tile + 112);
+        Put(a00, tile + 0, addToTile); Put(a01, tile + 16, addToTile); Put(a02, tile + 32, addToTile); Put(a03, tile + 48, addToTile);
+        Put(a10, tile + 64, addToTile); Put(a11, tile + 80, addToTile); Put(a12, tile + 96, addToTile); Put(a13, tile + 112, addToTile);
     }
 
-    private static void Tile1x1(PackedGateWeights weights, float* wAll, float* bAll, int u0, int s, in CellIo io, float* tile)
+    private static void Tile1x1(PackedGateWeights weights, float* wAll, float* bAll, int u0, int s, in CellIo io, float* tile,
+        int pBegin, int pEnd, bool withBias, bool addToTile)
     {
         float* bu = bAll + u0 * W;
-        Vector512<float> a00 = Vector512.Load(bu), a01 = Vector512.Load(bu + 16), a02 = Vector512.Load(bu + 32), a03 = Vector512.Load(bu + 48);
-        float* w0p = wAll + u0 * (long)weights.Depth * W;
+        Vector512<float> a00 = Bias(withBias, bu), a01 = Bias(withBias, bu + 16), a02 = Bias(withBias, bu + 32), a03 = Bias(withBias, bu + 48);
+        float* w0p = wAll + u0 * (long)weights.Depth * W + (long)pBegin * W;
+        int hidden = weights.Hidden;
         for (int segment = 0; segment < 2; segment++)
         {
-            int count = segment == 0 ? weights.Hidden : weights.InputSize;
-            float* r = segment == 0 ? io.HPrev + (long)s * io.HPrevStride : io.Input + (long)s * io.InputStride;
-            for (int p = 0; p < count; p++, w0p += W)
+            int lo = segment == 0 ? pBegin : Math.Max(pBegin, hidden), hi = segment == 0 ? Math.Min(pEnd, hidden) : pEnd;
+            float* r = segment == 0 ? io.HPrev + (long)s * io.HPrevStride : io.Input - hidden + (long)s * io.InputStride;
+            for (int p = lo; p < hi; p++, w0p += W)
             {
                 var x = Vector512.Create(r[p]);
                 a00 = Vector512.FusedMultiplyAdd(x, Vector512.Load(w0p), a00); a01 = Vector512.FusedMultiplyAdd(x, Vector512.Load(w0p + 16), a01);
                 a02 = Vector512.FusedMultiplyAdd(x, Vector512.Load(w0p + 32), a02); a03 = Vector512.FusedMultiplyAdd(x, Vector512.Load(w0p + 48), a03);
             }
         }
-        a00.Store(tile + 0); a01.Store(tile + 16); a02.Store(tile + 32); a03.Store(tile + 48);
+        Put(a00, tile + 0, addToTile); Put(a01, tile + 16, addToTile); Put(a02, tile + 32, addToTile); Put(a03, tile + 48, addToTile);
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Bias(bool withBias, float* bias) => withBias ? Vector512.Load(bias) : Vector512<float>.Zero;
+
+    /// <summary>Stores a finished partial sum, or adds it to the other half's (commutative: either order gives the same bits).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Put(Vector512<float> sum, float* tile, bool addToTile) => (addToTile ? sum + Vector512.Load(tile) : sum).Store(tile);
 
     /// <summary>
     /// Cell update for 16 units (lanes) j0..j0+15 of stream s from their gate pre-activations:
@@ -278,7 +317,7 @@ internal static unsafe class FusedLstmCell
     /// <summary>Fallback without AVX-512: the same step one value at a time (same FMA order, scalar activations).</summary>
     internal static void ForwardScalar(PackedGateWeights weights, int n, in CellIo io)
     {
-        int hidden = weights.Hidden, d = weights.InputSize, depth = weights.Depth;
+        int hidden = weights.Hidden, depth = weights.Depth, half = depth / 2;
         float[] w = weights.Weights, bias = weights.Bias;
         Span<float> a = stackalloc float[4];   // pre-activations i, f, g, o of one unit
         for (int s = 0; s < n; s++)
@@ -292,10 +331,11 @@ internal static unsafe class FusedLstmCell
                 {
                     int col = gate * PackedGateWeights.Lanes + lane;
                     int panel = u * depth * W + col;
-                    float acc = bias[u * W + col];
-                    for (int p = 0; p < hidden; p++) acc = MathF.FusedMultiplyAdd(hPrev[p], w[panel + p * W], acc);
-                    for (int p = 0; p < d; p++) acc = MathF.FusedMultiplyAdd(input[p], w[panel + (hidden + p) * W], acc);
-                    a[gate] = acc;
+                    // Same canonical order as the vector tiles: (bias + first half) + (second half).
+                    float first = bias[u * W + col], second = 0f;
+                    for (int p = 0; p < half; p++) first = MathF.FusedMultiplyAdd(p < hidden ? hPrev[p] : input[p - hidden], w[panel + p * W], first);
+                    for (int p = half; p < depth; p++) second = MathF.FusedMultiplyAdd(p < hidden ? hPrev[p] : input[p - hidden], w[panel + p * W], second);
+                    a[gate] = first + second;
                 }
                 float i = FastActivations.Sigmoid(a[0]), f = FastActivations.Sigmoid(a[1]);
                 float g = FastActivations.Tanh(a[2]), o = FastActivations.Sigmoid(a[3]);

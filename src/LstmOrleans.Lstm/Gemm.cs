@@ -6,12 +6,13 @@ using System.Runtime.Intrinsics;
 namespace LstmOrleans.Lstm;
 
 /// <summary>
-/// The one matrix kernel every LSTM pass is built on: C[M, N] += A[M, K] · B[K, N], with B and C row-major
+/// The matrix kernel of the training backward pass (the forward step has its own fused kernel, FusedLstmCell):
+/// C[M, N] += A[M, K] · B[K, N], with B and C row-major
 /// (rows contiguous) and A addressed by two strides so the same kernel serves A and Aᵀ:
 /// element A(i, p) is a[i * aRowStride + p * aColStride]. The inner loop runs along a row of B and C
-/// (AXPY form), which vectorises whatever M is, including the single-stream step (M = 1).
-/// Register blocking: 4 rows × 64 columns (16 Vector512 accumulators) for the batched passes, 1 row × 128
-/// columns (8 accumulators, enough independent FMA chains to hide latency) for thin cases.
+/// (AXPY form), which vectorises whatever M is, including single rows (M = 1, e.g. bias gradients).
+/// Register blocking: 4 rows × 64 columns (16 Vector512 accumulators) for the batched passes, 1 row × 256 or 128
+/// columns (enough independent FMA chains to hide latency) for thin cases.
 /// </summary>
 internal static class Gemm
 {
@@ -49,9 +50,10 @@ internal static class Gemm
     /// <summary>
     /// Depth of one pass over B: a long inner dimension (the weight gradients sum over all T·B rows) is cut into
     /// panels of this many rows of B, so a panel stays in cache while every block of C is updated from it,
-    /// instead of streaming all of B once per block of C.
+    /// instead of streaming all of B once per block of C. 64 rather than 128: a [64, 64] B slice and the matching
+    /// A panel then fit the 48 KB L1 together. C is still updated in ascending p, so the depth changes no result.
     /// </summary>
-    private const int DepthBlock = 128;
+    private const int DepthBlock = 64;
 
     private static void MultiplyAdd512(int m, int n, int k, ref float a, int ars, int acs, ref float b, int ldb, ref float c, int ldc)
     {
@@ -76,7 +78,7 @@ internal static class Gemm
             ref float ai = ref Unsafe.Add(ref a, i * ars);
             ref float ci = ref Unsafe.Add(ref c, i * ldc);
             int jj = 0;
-            // A lone row (the single-stream step) reads B once, front to back: 256 columns = 16 accumulators.
+            // A lone row reads B once, front to back: 256 columns = 16 accumulators.
             for (; jj + 256 <= n; jj += 256)
                 Block1x256(k, ref ai, acs, ref Unsafe.Add(ref b, jj), ldb, ref Unsafe.Add(ref ci, jj));
             for (; jj + 128 <= n; jj += 128)

@@ -253,10 +253,20 @@ public sealed class LstmBptt
         }
     }
 
-    /// <summary>weightGrad[4H, in] += (inputᵀ[in, N] · dGates[N, 4H])ᵀ, computed in the vector-friendly transposed form.</summary>
+    /// <summary>
+    /// weightGrad[4H, in] += dGatesᵀ[4H, N] · input[N, in]. Inputs at least a vector wide are accumulated straight
+    /// into the PyTorch layout (rows of weightGrad contiguous along the input); narrow ones (D = 1, 2, ...) would
+    /// leave the vector kernel only a scalar tail that way, so they go transposed ([in, 4H], rows along the gates)
+    /// and are copied back. Both orders add the same products in the same order, so the bits agree.
+    /// </summary>
     private void AccumulateTransposed(ReadOnlySpan<float> input, int width, int n, ReadOnlySpan<float> dGates, Span<float> weightGrad)
     {
         int rows = Config.GateRows;
+        if (width >= 16)
+        {
+            Gemm.MultiplyAdd(rows, width, n, dGates, 1, rows, input, width, weightGrad, width);
+            return;
+        }
         Span<float> dwT = _dWT.AsSpan(0, width * rows);
         dwT.Clear();
         Gemm.MultiplyAdd(width, rows, n, input, 1, width, dGates, rows, dwT, rows);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 
 namespace LstmOrleans.Lstm;
@@ -53,6 +54,7 @@ public sealed class LstmWeights
     /// One LSTM step for one stream, in place, allocation-free.
     /// x: [D]; h, c: [L, H] (updated in place); y: [K] (written).
     /// </summary>
+    [SkipLocalsInit]   // hPrev is filled before it is read
     public unsafe void Step(ReadOnlySpan<float> x, Span<float> h, Span<float> c, Span<float> y)
     {
         var config = Config;

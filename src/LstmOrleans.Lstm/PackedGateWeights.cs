@@ -33,6 +33,12 @@ internal sealed class PackedGateWeights
     /// <summary>Number of 16-unit blocks, ⌈H / 16⌉.</summary>
     public int Blocks { get; }
 
+    /// <summary>
+    /// Counts single-stream passes; its parity picks which half of the inputs <see cref="FusedLstmCell"/> reads first.
+    /// Only the memory access order depends on it, never a result, so unsynchronised updates from several threads are harmless.
+    /// </summary>
+    internal int Sweep;
+
     public float[] Weights { get; }   // [Blocks, H + D_l, 64]  rows p = 0..H-1 from weight_hh, then weight_ih; columns gate*16 + lane
     public float[] Bias { get; }      // [Blocks, 64]           bias_ih + bias_hh
 

@@ -61,6 +61,8 @@ public class BpttTests
     [InlineData(2, 3, 2, 1, 2, 6, 1)]
     [InlineData(2, 4, 2, 3, 3, 5, 2)]
     [InlineData(1, 5, 2, 3, 5, 4, 1)]   // batch of 5: 4-row GEMM block plus a remainder row
+    [InlineData(16, 17, 2, 2, 7, 3, 1)] // inputs >= 16 wide: weight gradients accumulated in PyTorch layout; a partial
+                                        // 16-unit block and a 6-stream tile plus a remainder in the fused forward
     public void Backward_MatchesFiniteDifferencesOfDoubleReference(int d, int hidden, int layers, int horizons, int batch, int steps, int burnIn)
     {
         var pr = MakeProblem(d, hidden, layers, horizons, batch, steps, burnIn, seed: d * 100 + hidden * 10 + layers + horizons);

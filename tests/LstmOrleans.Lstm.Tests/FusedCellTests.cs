@@ -125,6 +125,32 @@ public class FusedCellTests
     }
 
     [Theory]
+    [InlineData(64, 1)]     // 4 blocks: the 1-stream 4-block tile, the one whose half order alternates
+    [InlineData(128, 3)]
+    [InlineData(20, 2)]
+    public unsafe void LoneStream_HalfOrderAlternation_GivesIdenticalBits(int hidden, int d)
+    {
+        var packed = new PackedGateWeights(hidden, d);
+        var rnd = new Random(hidden);
+        float[] R(int n) => Enumerable.Range(0, n).Select(_ => (float)(rnd.NextDouble() - 0.5)).ToArray();
+        packed.Pack(R(4 * hidden * d), R(4 * hidden * hidden), R(4 * hidden), R(4 * hidden));
+        float[] hPrev = R(hidden), x = R(d), cPrev = R(hidden);
+        var results = new List<float[]>();
+        foreach (int sweep in new[] { 0, 1 })
+        {
+            var c = (float[])cPrev.Clone(); var h = new float[hidden];
+            fixed (float* ph = hPrev, px = x, pc = c, po = h)
+            {
+                packed.Sweep = sweep;   // 0: first half first; 1: second half first
+                FusedLstmCell.Forward(packed, 1, new CellIo { HPrev = ph, HPrevStride = hidden, Input = px, InputStride = d, CPrev = pc, CNext = pc, HNext = po, StateStride = hidden });
+            }
+            results.Add([.. h, .. c]);
+        }
+        Assert.Equal(results[0], results[1]);
+        Assert.Contains(results[0], v => v != 0f);
+    }
+
+    [Theory]
     [InlineData(3, 17, 2, 3, 13)]
     [InlineData(1, 64, 1, 1, 32)]
     [InlineData(2, 20, 1, 2, 5)]

@@ -16,6 +16,8 @@ internal sealed class BatchEngine
     private readonly Worker[] _workers;
     private readonly Window[] _batch;          // [BatchSize] the windows of the batch being run
     private readonly ParallelOptions _parallel;
+    private readonly Action<int> _runShard;    // RunShard, bound once
+    private (LstmParameters? Parameters, int Count, int Shards, bool Backward) _run;   // the batch being run
 
     public BatchEngine(LstmConfig config, TrainerOptions options, Dataset data)
     {
@@ -28,6 +30,7 @@ internal sealed class BatchEngine
         for (int w = 0; w < threads; w++) _workers[w] = new Worker(config, shardMax, options.WindowLength);
         _batch = new Window[options.BatchSize];
         _parallel = new ParallelOptions { MaxDegreeOfParallelism = threads };
+        _runShard = RunShard;
     }
 
     /// <summary>
@@ -75,16 +78,21 @@ internal sealed class BatchEngine
         batch.CopyTo(_batch);
         int n = batch.Length;
         int shards = Math.Min(_workers.Length, n);
-        int baseSize = n / shards, extra = n % shards;
-        void RunShard(int s)
-        {
-            int start = s * baseSize + Math.Min(s, extra);
-            int size = baseSize + (s < extra ? 1 : 0);
-            _workers[s].Run(parameters, _data, _options, _batch.AsSpan(start, size), backward);
-        }
+        _run = (parameters, n, shards, backward);
         if (shards == 1) RunShard(0);
-        else Parallel.For(0, shards, _parallel, RunShard);
+        else Parallel.For(0, shards, _parallel, _runShard);
+        _run = default;
         return shards;
+    }
+
+    /// <summary>Runs shard s of the batch described by <see cref="_run"/>; a method, not a closure, so a step allocates nothing.</summary>
+    private void RunShard(int s)
+    {
+        var (parameters, n, shards, backward) = _run;
+        int baseSize = n / shards, extra = n % shards;
+        int start = s * baseSize + Math.Min(s, extra);
+        int size = baseSize + (s < extra ? 1 : 0);
+        _workers[s].Run(parameters!, _data, _options, _batch.AsSpan(start, size), backward);
     }
 
     private sealed class Worker
