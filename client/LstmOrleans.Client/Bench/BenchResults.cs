@@ -29,6 +29,8 @@ internal sealed record BenchSettings(
     public const string Ping = "ping";
     public const string Single = "single";
     public const string Batch = "batch";
+    /// <summary>Deactivate every idle stream, then read each back from storage and check it is intact.</summary>
+    public const string Reload = "reload";
 }
 
 /// <summary>Latency percentiles in microseconds.</summary>
@@ -76,7 +78,8 @@ internal sealed record StoreResult(
     ProcessStats? SiloEnd,
     double? RssBytesPerStream,
     double? ManagedBytesPerStream,
-    List<PhaseResult> Phases);
+    List<PhaseResult> Phases,
+    ProcessStats? SiloAfterCollection = null);
 
 internal sealed record MachineInfo(string Cpu, int LogicalCores, string Os, string Runtime, long TotalMemoryBytes, string GcMode)
 {
