@@ -14,6 +14,7 @@ internal static class ClusterCommands
         yield return StreamCommands.Predict();
         yield return StreamCommands.Stream();
         yield return StreamCommands.Watch();
+        yield return StreamListCommand.Create();
         yield return ModelClusterCommands.Models();
         yield return ModelClusterCommands.CreateModel();
         yield return ModelClusterCommands.Rollback();

@@ -49,13 +49,17 @@ internal static class BenchCommand
         {
             Description = "Experiment: give the silo Orleans' binary IGrainStorageSerializer instead of the default JSON one (affects the memory and redis stores).",
         };
+        var reportEvery = new Option<double?>("--report-every")
+        {
+            Description = "Also print a line per interval of this many seconds during each measured phase (calls, errors, p50/p99/max latency of that interval), for soak runs.",
+        };
         var json = new Option<bool>("--json") { Description = "Write the results as JSON to stdout (progress goes to stderr)." };
         var verbose = new Option<bool>("--verbose") { Description = "Echo the silo process's log to stderr." };
 
         var command = new Command("bench", "Benchmark: no-op grain call ceiling, then single and batch ingest per store (observations/s, p50/p99/p99.9 latency, silo memory).")
         {
             stores, redis, postgres, cluster, clusterId, serviceId, streams, concurrency, batch, hidden, layers, duration, warmup, rate,
-            tests, history, persistEvery, orleansSerializer, json, verbose,
+            tests, history, persistEvery, orleansSerializer, reportEvery, json, verbose,
         };
         command.Subcommands.Add(BenchSiloHost.Create());
         command.SetAction((result, ct) => CommandSupport.RunAsync(async () =>
@@ -76,7 +80,10 @@ internal static class BenchCommand
                 result.GetValue(history) is { } h ? Positive(h, "--history", 1_000_000) : null,
                 result.GetValue(persistEvery) is { } p ? Positive(p, "--persist-every", 1_000_000) : null,
                 result.GetValue(orleansSerializer),
-                result.GetValue(verbose));
+                result.GetValue(verbose))
+            {
+                ReportEverySeconds = result.GetValue(reportEvery) is { } every ? Seconds(every, "--report-every", allowZero: false) : null,
+            };
             bool asJson = result.GetValue(json);
             void Progress(string line)
             {

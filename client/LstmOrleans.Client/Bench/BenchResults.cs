@@ -31,6 +31,9 @@ internal sealed record BenchSettings(
     public const string Batch = "batch";
     /// <summary>Deactivate every idle stream, then read each back from storage and check it is intact.</summary>
     public const string Reload = "reload";
+
+    /// <summary>--report-every: also print each measured phase's latency per interval of this many seconds (soak runs).</summary>
+    public double? ReportEverySeconds { get; init; }
 }
 
 /// <summary>Latency percentiles in microseconds.</summary>

@@ -195,7 +195,7 @@ internal sealed class BenchRunner(BenchSettings settings, Action<string> progres
         var clientBefore = ProcessStats.Capture();
         var clock = Stopwatch.StartNew();
         var (histogram, errors, firstError, _) = await RunWorkersAsync(streams, TimeSpan.FromSeconds(settings.DurationSeconds), callRate,
-            onePass: false, call, cancellationToken);
+            onePass: false, call, cancellationToken, intervalLabel: $"{store} {test}");
         clock.Stop();
         var clientAfter = ProcessStats.Capture();
         var siloAfter = silo is null ? null : await silo.GetStatsAsync(collect: false, cancellationToken);
@@ -224,8 +224,12 @@ internal sealed class BenchRunner(BenchSettings settings, Action<string> progres
     /// stall is charged to every call it delays (no coordinated omission).
     /// </summary>
     private async Task<(LatencyHistogram Histogram, long Errors, string? FirstError, double Seconds)> RunWorkersAsync(
-        int streams, TimeSpan duration, double? callsPerSecond, bool onePass, Func<int, Task> call, CancellationToken cancellationToken)
+        int streams, TimeSpan duration, double? callsPerSecond, bool onePass, Func<int, Task> call, CancellationToken cancellationToken,
+        string? intervalLabel = null)
     {
+        // --report-every: one extra histogram shared by all workers (behind a lock, only when asked for), swapped out by
+        // a reporter every interval. The per-worker histograms that make the phase's result are unaffected.
+        var interval = intervalLabel is not null && settings.ReportEverySeconds is { } every ? new IntervalReporter(intervalLabel, every, progress) : null;
         int workers = Math.Max(1, Math.Min(settings.Concurrency, streams));
         var histograms = new LatencyHistogram[workers];
         long errors = 0;
@@ -259,10 +263,13 @@ internal sealed class BenchRunner(BenchSettings settings, Action<string> progres
                 try
                 {
                     await call(cursor);
-                    histogram.Record((long)((Stopwatch.GetTimestamp() - scheduled) * nanosPerTick));
+                    long latency = (long)((Stopwatch.GetTimestamp() - scheduled) * nanosPerTick);
+                    histogram.Record(latency);
+                    interval?.Record(latency);
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException)
                 {
+                    interval?.RecordError();
                     if (Interlocked.Increment(ref errors) == 1) firstError = $"{ex.GetType().Name}: {ex.Message}";
                     if (Interlocked.Read(ref errors) > 1000) break;
                 }
@@ -281,10 +288,48 @@ internal sealed class BenchRunner(BenchSettings settings, Action<string> progres
             int worker = w;
             tasks[w] = Task.Run(() => Worker(worker), cancellationToken);
         }
+        var reporting = interval?.RunAsync(Task.WhenAll(tasks));
         await Task.WhenAll(tasks);
+        if (reporting is not null) await reporting;
         double seconds = (Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency;
         var merged = new LatencyHistogram();
         foreach (var h in histograms) if (h is not null) merged.Add(h);
         return (merged, errors, firstError, seconds);
+    }
+
+    /// <summary>
+    /// Prints, every <c>every</c> seconds of a measured phase, the calls, errors and latency percentiles of that interval
+    /// alone as one line: <c>interval LABEL t=SECONDS calls=N errors=N p50_us=.. p99_us=.. max_us=..</c> (a last,
+    /// shorter interval is printed when the phase ends).
+    /// </summary>
+    private sealed class IntervalReporter(string label, double every, Action<string> progress)
+    {
+        private readonly Lock _gate = new();
+        private LatencyHistogram _current = new();
+        private long _errors;
+
+        public void Record(long nanoseconds)
+        {
+            lock (_gate) _current.Record(nanoseconds);
+        }
+
+        public void RecordError() => Interlocked.Increment(ref _errors);
+
+        public async Task RunAsync(Task workers)
+        {
+            var clock = Stopwatch.StartNew();
+            while (true)
+            {
+                var tick = Task.Delay(TimeSpan.FromSeconds(every));
+                bool done = await Task.WhenAny(tick, workers) == workers;
+                LatencyHistogram interval;
+                lock (_gate) (interval, _current) = (_current, new LatencyHistogram());
+                long errors = Interlocked.Exchange(ref _errors, 0);
+                if (!done || interval.Count > 0 || errors > 0)
+                    progress(FormattableString.Invariant(
+                        $"interval {label} t={clock.Elapsed.TotalSeconds:F0} calls={interval.Count} errors={errors} p50_us={interval.ValueAtQuantile(0.50) / 1e3:F0} p99_us={interval.ValueAtQuantile(0.99) / 1e3:F0} max_us={interval.Max / 1e3:F0}"));
+                if (done) return;
+            }
+        }
     }
 }

@@ -14,6 +14,9 @@ public sealed record CreateModelRequest(
     NormalizationMode Normalization = NormalizationMode.RunningZScore,
     int Seed = 0);
 
+/// <summary>One page of GET /models/{name}/streams; pass <c>next</c> as <c>after</c> for the following page (null on the last).</summary>
+public sealed record StreamListResponse(string Model, string[] Streams, string? Next);
+
 public sealed record PublishVersionRequest(float[] Parameters, string? Description = null, Dictionary<string, string>? Metadata = null, bool Activate = true);
 
 internal static class ModelEndpoints
@@ -43,6 +46,21 @@ internal static class ModelEndpoints
         models.MapGet("/{name}", async (string name, IGrainFactory grains) =>
                 Results.Ok(await grains.GetGrain<IModelGrain>(CheckName(name)).GetInfoAsync()))
             .WithSummary("A model's configuration and active version.").Produces<ModelInfo>().ProducesProblem(404);
+
+        models.MapGet("/{name}/streams", async (string name, int? limit, string? after, IGrainFactory grains) =>
+            {
+                var model = CheckName(name);
+                var size = limit ?? 100;
+                if (size is < 1 or > StreamRegistryKeys.MaxPageSize)
+                    throw new RequestValidationException($"limit must be in 1..{StreamRegistryKeys.MaxPageSize}; got {size}.");
+                if (after is not null && (after.Length == 0 || after.Length > 256))
+                    throw new RequestValidationException("after must be a stream id (1..256 characters), the 'next' of the previous page.");
+                await grains.GetGrain<IModelGrain>(model).GetInfoAsync();   // 404 for an unknown model
+                var page = await grains.GetGrain<IStreamRegistryGrain>(model).ListStreamsAsync(after, size);
+                return Results.Ok(new StreamListResponse(model, page.StreamIds, page.Next));
+            })
+            .WithSummary("Streams registered with the model, in ordinal order of their ids, one page at a time (limit 1..1000, default 100).")
+            .Produces<StreamListResponse>().ProducesProblem(400).ProducesProblem(404);
 
         models.MapGet("/{name}/versions", async (string name, IGrainFactory grains) =>
                 Results.Ok(await grains.GetGrain<IModelGrain>(CheckName(name)).ListVersionsAsync()))
