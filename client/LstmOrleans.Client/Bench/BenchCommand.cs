@@ -42,7 +42,7 @@ internal static class BenchCommand
         {
             Description = "Fixed offered load in observations/s for the ingest phases (latency counted from the scheduled send time). Default: as fast as possible.",
         };
-        var tests = new Option<string>("--tests", "-t") { Description = "Phases to run: ping,single,batch.", DefaultValueFactory = _ => "ping,single,batch" };
+        var tests = new Option<string>("--tests", "-t") { Description = "Phases to run: ping,single,batch,reload (reload: deactivate all idle streams, read each back and check it is intact).", DefaultValueFactory = _ => "ping,single,batch" };
         var history = new Option<int?>("--history") { Description = "Override the silo's per-stream history capacity (StreamGrainOptions.HistoryCapacity, default 512)." };
         var persistEvery = new Option<int?>("--persist-every") { Description = "Override StreamGrainOptions.PersistEverySteps (default 1: every acknowledged step is durable)." };
         var orleansSerializer = new Option<bool>("--orleans-storage-serializer")
@@ -142,8 +142,8 @@ internal static class BenchCommand
     {
         var tests = Split(text).Select(t => t.ToLowerInvariant()).Distinct().ToList();
         foreach (var t in tests)
-            if (t is not (BenchSettings.Ping or BenchSettings.Single or BenchSettings.Batch))
-                throw new ArgumentException($"--tests: unknown phase '{t}' (ping, single, batch).");
+            if (t is not (BenchSettings.Ping or BenchSettings.Single or BenchSettings.Batch or BenchSettings.Reload))
+                throw new ArgumentException($"--tests: unknown phase '{t}' (ping, single, batch, reload).");
         if (tests.Count == 0) throw new ArgumentException("--tests names no phase.");
         return tests;
     }

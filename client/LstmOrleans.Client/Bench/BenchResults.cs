@@ -29,6 +29,8 @@ internal sealed record BenchSettings(
     public const string Ping = "ping";
     public const string Single = "single";
     public const string Batch = "batch";
+    /// <summary>Deactivate every idle stream, then read each back from storage and check it is intact.</summary>
+    public const string Reload = "reload";
 
     /// <summary>--report-every: also print each measured phase's latency per interval of this many seconds (soak runs).</summary>
     public double? ReportEverySeconds { get; init; }
@@ -79,7 +81,8 @@ internal sealed record StoreResult(
     ProcessStats? SiloEnd,
     double? RssBytesPerStream,
     double? ManagedBytesPerStream,
-    List<PhaseResult> Phases);
+    List<PhaseResult> Phases,
+    ProcessStats? SiloAfterCollection = null);
 
 internal sealed record MachineInfo(string Cpu, int LogicalCores, string Os, string Runtime, long TotalMemoryBytes, string GcMode)
 {

@@ -133,13 +133,51 @@ internal sealed class BenchRunner(BenchSettings settings, Action<string> progres
                 return refs[i].IngestBatchAsync(batch);
             }, cancellationToken));
         }
+        ProcessStats? collected = null;
+        if (settings.Tests.Contains(BenchSettings.Reload))
+        {
+            // Idle streams deactivate (as the activation collector would do after their idle age) and come back from
+            // storage: every stream's reloaded last sequence must be the last one it acknowledged.
+            progress($"{store}: deactivating every idle activation, then reloading {streams:N0} streams from storage");
+            await grains.GetGrain<IManagementGrain>(0).ForceActivationCollection(TimeSpan.Zero);
+            collected = silo is null ? null : await silo.GetStatsAsync(collect: true, cancellationToken);
+            phases.Add(await ReloadAsync(store, streams, silo, i => refs[i].GetSummaryAsync(), sequences, cancellationToken));
+        }
         var end = silo is null ? null : await silo.GetStatsAsync(collect: true, cancellationToken);
 
         double? rssPerStream = idle is not null && active is not null ? (double)(active.RssBytes - idle.RssBytes) / streams : null;
         double? managedPerStream = idle is not null && active is not null ? (double)(active.ManagedHeapBytes - idle.ManagedHeapBytes) / streams : null;
         var result = new StoreResult(store, streams, null, activation.Elapsed.TotalSeconds, streams / activation.Elapsed.TotalSeconds,
-            idle, active, end, rssPerStream, managedPerStream, phases);
+            idle, active, end, rssPerStream, managedPerStream, phases, collected);
         return (result, ping);
+    }
+
+    /// <summary>One pass over every stream reading its summary; a stream whose reloaded state is not what it acknowledged counts as an error.</summary>
+    private async Task<PhaseResult> ReloadAsync(string store, int streams, BenchSiloProcess? silo, Func<int, Task<StreamSummary>> read,
+        long[] sequences, CancellationToken cancellationToken)
+    {
+        var siloBefore = silo is null ? null : await silo.GetStatsAsync(collect: false, cancellationToken);
+        long mismatches = 0;
+        string? firstMismatch = null;
+        var clock = Stopwatch.StartNew();
+        var (histogram, errors, firstError, _) = await RunWorkersAsync(streams, TimeSpan.MaxValue, null, onePass: true, async i =>
+        {
+            var summary = await read(i);
+            long expected = sequences[i];
+            if ((expected == 0 ? summary.LastSequence is not null : summary.LastSequence != expected) && Interlocked.Increment(ref mismatches) == 1)
+                firstMismatch = $"stream {i}: reloaded last sequence {summary.LastSequence?.ToString() ?? "none"}, acknowledged {expected}";
+        }, cancellationToken);
+        clock.Stop();
+        var siloAfter = silo is null ? null : await silo.GetStatsAsync(collect: false, cancellationToken);
+        double seconds = clock.Elapsed.TotalSeconds;
+        long calls = histogram.Count;
+        var result = new PhaseResult(BenchSettings.Reload, store, streams, 1, Math.Min(settings.Concurrency, streams), null,
+            calls, calls, errors + mismatches, firstError ?? firstMismatch, seconds, calls / seconds, calls / seconds, LatencyResult.From(histogram), null,
+            0, 0,
+            siloBefore is null || siloAfter is null ? null : (siloAfter.CpuSeconds - siloBefore.CpuSeconds) * 1e6 / Math.Max(1, calls),
+            siloBefore is null || siloAfter is null ? null : (siloAfter.AllocatedBytes - siloBefore.AllocatedBytes) / (double)Math.Max(1, calls));
+        progress($"{store}: reload: {calls:N0} streams in {seconds:N1} s, {mismatches} not intact" + (errors > 0 ? $", {errors} errors ({firstError})" : ""));
+        return result;
     }
 
     /// <summary>A smooth per-stream signal with a little structure (what a sensor might send).</summary>

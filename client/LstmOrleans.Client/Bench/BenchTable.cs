@@ -35,12 +35,12 @@ internal static class BenchTable
         AnsiConsole.Write(table);
 
         var memory = new Table().Border(TableBorder.Rounded).Title("silo process memory (after a full GC)");
-        foreach (var column in new[] { "store", "streams", "activation/s", "RSS idle MiB", "RSS active MiB", "RSS end MiB", "peak RSS MiB", "RSS B/stream", "managed B/stream" })
+        foreach (var column in new[] { "store", "streams", "activation/s", "RSS idle MiB", "RSS active MiB", "RSS end MiB", "RSS collected MiB", "peak RSS MiB", "RSS B/stream", "managed B/stream" })
             memory.AddColumn(new TableColumn(column).RightAligned());
         foreach (var store in report.Results.Where(r => r.Skipped is null))
             memory.AddRow(Markup.Escape(store.Store), store.Streams.ToString("N0"),
                 store.ActivationsPerSecond?.ToString("N0") ?? "-",
-                Mib(store.SiloIdle?.RssBytes), Mib(store.SiloActive?.RssBytes), Mib(store.SiloEnd?.RssBytes), Mib(store.SiloEnd?.PeakRssBytes),
+                Mib(store.SiloIdle?.RssBytes), Mib(store.SiloActive?.RssBytes), Mib(store.SiloEnd?.RssBytes), Mib(store.SiloAfterCollection?.RssBytes), Mib(store.SiloEnd?.PeakRssBytes),
                 store.RssBytesPerStream?.ToString("N0") ?? "-", store.ManagedBytesPerStream?.ToString("N0") ?? "-");
         AnsiConsole.Write(memory);
         foreach (var store in report.Results.Where(r => r.Skipped is not null))

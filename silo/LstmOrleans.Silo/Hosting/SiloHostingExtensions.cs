@@ -52,7 +52,8 @@ public static class SiloHostingExtensions
                 silo.AddRedisGrainStorage(GrainStorageName, o => o.ConfigurationOptions = ConfigurationOptions.Parse(settings.ConnectionStrings.Redis!));
                 break;
             case StorageSettings.Memory:
-                silo.AddMemoryGrainStorage(GrainStorageName);
+                // Process-local (no grain hop per write); like Orleans' memory storage it does not survive the process.
+                silo.AddLocalMemoryGrainStorage(GrainStorageName);
                 break;
             case StorageSettings.Sqlite:
                 var database = Path.Combine(Path.GetFullPath(settings.Storage.DataFolder), "lstmorleans.db");

@@ -35,6 +35,6 @@ public static class LocalMemoryGrainStorageExtensions
     private sealed class BinarySerializerDefault(IServiceProvider services) : IPostConfigureOptions<LocalMemoryGrainStorageOptions>
     {
         public void PostConfigure(string? name, LocalMemoryGrainStorageOptions options) =>
-            options.GrainStorageSerializer ??= new OrleansGrainStorageSerializer(services.GetRequiredService<Serializer>());
+            options.GrainStorageSerializer ??= new CompactOrleansGrainStorageSerializer(services.GetRequiredService<Serializer>());
     }
 }

@@ -6,7 +6,7 @@ namespace LstmOrleans.Grains.Storage;
 /// <summary>Options of <see cref="LocalMemoryGrainStorage"/>.</summary>
 public sealed class LocalMemoryGrainStorageOptions : IStorageProviderSerializerOptions
 {
-    /// <summary>State serializer. When left null the Orleans binary serializer (<see cref="OrleansGrainStorageSerializer"/>) is used.</summary>
+    /// <summary>State serializer. When left null Orleans' binary format is used (the bytes <see cref="OrleansGrainStorageSerializer"/> writes, serialized into one exactly-sized array).</summary>
     public IGrainStorageSerializer GrainStorageSerializer { get; set; } = null!;
 }
 

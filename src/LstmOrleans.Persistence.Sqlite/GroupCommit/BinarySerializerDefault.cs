@@ -13,5 +13,5 @@ internal sealed class BinarySerializerDefault<TOptions>(IServiceProvider service
     where TOptions : class, IStorageProviderSerializerOptions
 {
     public void PostConfigure(string? name, TOptions options) =>
-        options.GrainStorageSerializer ??= new OrleansGrainStorageSerializer(services.GetRequiredService<Serializer>());
+        options.GrainStorageSerializer ??= new CompactOrleansGrainStorageSerializer(services.GetRequiredService<Serializer>());
 }

@@ -68,7 +68,10 @@ internal sealed class GroupCommitGrainStorageCore
     public async Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
         var expected = ParseEtag(nameof(WriteStateAsync), stateName, grainId, grainState.ETag);
-        var payload = _serializer.Serialize(grainState.State).ToArray();
+        var serialized = _serializer.Serialize(grainState.State).ToMemory();
+        // The compact serializer hands over a whole array: store it as is instead of copying it.
+        var payload = System.Runtime.InteropServices.MemoryMarshal.TryGetArray(serialized, out var segment)
+            && segment.Offset == 0 && segment.Count == segment.Array!.Length ? segment.Array : serialized.ToArray();
         var operation = new StorageOperation(StorageOperationKind.Write, stateName, grainId.ToString(), expected, payload);
         var outcome = await _queue.EnqueueAsync(operation).ConfigureAwait(false);
         if (outcome.Conflict)
