@@ -17,6 +17,7 @@ public sealed class SiloSettings
     public HttpSettings Http { get; set; } = new();
     public TelemetrySettings Telemetry { get; set; } = new();
     public MembershipSettings Membership { get; set; } = new();
+    public TlsSettings Tls { get; set; } = new();
 
     /// <summary>Binds and validates; throws <see cref="SiloConfigurationException"/> listing every bad value.</summary>
     public static SiloSettings Load(IConfiguration configuration)
@@ -46,6 +47,9 @@ public sealed class SiloSettings
         Http.Validate(errors);
         Telemetry.Validate(errors);
         Membership.Validate(errors);
+        var tlsErrors = new List<string>();
+        Tls.Validate(tlsErrors);
+        errors.AddRange(tlsErrors);
         var needsRedis = Cluster.Clustering == ClusterSettings.Redis || Storage.Provider == StorageSettings.Redis
             || Reminders.Provider == RemindersSettings.Redis;
         if (needsRedis && string.IsNullOrWhiteSpace(ConnectionStrings.Redis))
