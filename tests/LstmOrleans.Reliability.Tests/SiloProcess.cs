@@ -48,7 +48,7 @@ public sealed class SiloProcess : IAsyncDisposable
     public string Output { get { lock (_output) return _output.ToString(); } }
 
     /// <summary>Silo settings for a member of a Redis-clustered, Redis-stored cluster with fast failure detection.</summary>
-    public static string[] RedisClusterSettings(string redis, string clusterId, bool tolerant = false) =>
+    public static string[] RedisClusterSettings(string redis, string clusterId, bool tolerant = false, TimeSpan? probeTimeout = null, int missedProbes = 2) =>
     [
         "--Cluster:Clustering=redis",
         $"--Cluster:ClusterId={clusterId}",
@@ -57,8 +57,8 @@ public sealed class SiloProcess : IAsyncDisposable
         $"--ConnectionStrings:Redis={redis}",
         // A SIGKILLed silo is declared dead after 2 missed 1 s probes voted by 2 silos (~2-3 s). The silo's own
         // default (500 ms) is faster but declares healthy silos dead on a machine as overloaded as a shared CI box.
-        "--Membership:ProbeTimeout=00:00:01",
-        "--Membership:NumMissedProbesLimit=2",
+        $"--Membership:ProbeTimeout={probeTimeout ?? TimeSpan.FromSeconds(1):c}",
+        $"--Membership:NumMissedProbesLimit={missedProbes}",
         "--Membership:NumVotesForDeathDeclaration=2",
         "--Membership:TableRefreshTimeout=00:00:01",
         // Silos (re)joining under load need slack: a JIT-bound joiner missing 1 s probes gets voted dead.
