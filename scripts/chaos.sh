@@ -7,19 +7,30 @@
 # Every stream is then checked bitwise against an engine-only uninterrupted run (nothing lost, nothing applied twice),
 # and the service gaps are printed (and appended to $REPORT).
 #
-# usage: scripts/chaos.sh [sigkill|rolling|all] [--streams N] [--observations N]
+# Tuning (defaults in tests/LstmOrleans.Reliability.Tests/FailoverTests.cs): --response-timeout-ms (the client's
+# ClientMessagingOptions.ResponseTimeout, default 2000), --probe-ms (silos' Membership:ProbeTimeout, default 1000),
+# --missed-probes (Membership:NumMissedProbesLimit, default 2). --repeat N runs the scenario N times (a fresh cluster
+# each time), so the report holds one line per kill.
+#
+# usage: scripts/chaos.sh [sigkill|rolling|all] [--streams N] [--observations N] [--repeat N]
+#                         [--response-timeout-ms MS] [--probe-ms MS] [--missed-probes N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scenario=all
 streams=1000
 observations=50
+repeat=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     sigkill|rolling|all) scenario=$1 ;;
     --streams) streams=$2; shift ;;
     --observations) observations=$2; shift ;;
-    -h|--help) sed -n 2,11p "$0"; exit 0 ;;
+    --repeat) repeat=$2; shift ;;
+    --response-timeout-ms) export RELIABILITY_RESPONSE_TIMEOUT_MS=$2; shift ;;
+    --probe-ms) export RELIABILITY_PROBE_TIMEOUT_MS=$2; shift ;;
+    --missed-probes) export RELIABILITY_MISSED_PROBES=$2; shift ;;
+    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
@@ -37,9 +48,12 @@ export RELIABILITY_STREAMS=$streams RELIABILITY_OBSERVATIONS=$observations RELIA
 
 dotnet build tests/LstmOrleans.Reliability.Tests -c Release -v q -nologo
 status=0
-dotnet test tests/LstmOrleans.Reliability.Tests -c Release --no-build --filter "$filter" \
-  --logger "console;verbosity=normal" || status=$?
+for run in $(seq "$repeat"); do
+  echo "== run $run of $repeat (load average: $(cut -d' ' -f1-3 /proc/loadavg)) ==" | tee -a "$REPORT"
+  dotnet test tests/LstmOrleans.Reliability.Tests -c Release --no-build --filter "$filter" \
+    --logger "console;verbosity=normal" || status=$?
+done
 echo
-echo "== chaos results ($scenario, $streams streams x $observations observations) =="
+echo "== chaos results ($scenario, $streams streams x $observations observations, $repeat run(s)) =="
 cat "$REPORT"
 exit $status

@@ -3,8 +3,9 @@
 # ingest into STREAMS streams at a fixed offered RATE (observations/s) for MINUTES minutes. Every interval (60 s by
 # default) it records the silo's RSS (VmRSS from /proc), the interval's calls, errors and p50/p99/max latency
 # (counted from each call's scheduled send time, so stalls are not hidden) and the load average, as one CSV row.
-# At the end it prints a summary: RSS slope (least squares over the second half of the run, after the per-stream
-# history buffers have filled), p99 per interval (median, max, first vs last quarter) and total errors.
+# At the end it prints a summary: RSS slope (least squares over the second half of the run; each stream's history
+# buffer of 512 steps fills after 512 * STREAMS / RATE seconds, so keep that well inside the first half to read the
+# slope as steady state), p99 per interval (median, max, first vs last quarter) and total errors.
 #
 # usage: scripts/soak.sh [--rate OBS_PER_S] [--minutes N] [--streams N] [--interval S] [--out DIR]
 #   defaults: --rate 1500 (about half of the single durable SQLite ingest `lstmorleans bench --stores sqlite

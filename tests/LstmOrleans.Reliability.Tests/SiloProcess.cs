@@ -19,9 +19,13 @@ public sealed class SiloProcess : IAsyncDisposable
     private Process? _process;
     private StringBuilder _output = new();
 
-    public SiloProcess(string name, IEnumerable<string> settings)
+    private readonly IReadOnlyDictionary<string, string> _environment;
+
+    /// <param name="environment">Extra environment variables for the process (e.g. a secret that must not be on the command line).</param>
+    public SiloProcess(string name, IEnumerable<string> settings, IReadOnlyDictionary<string, string>? environment = null)
     {
         Name = name;
+        _environment = environment ?? new Dictionary<string, string>();
         SiloPort = ExternalServer.FreeLoopbackPort();
         GatewayPort = ExternalServer.FreeLoopbackPort();
         HttpPort = ExternalServer.FreeLoopbackPort();
@@ -44,7 +48,7 @@ public sealed class SiloProcess : IAsyncDisposable
     public string Output { get { lock (_output) return _output.ToString(); } }
 
     /// <summary>Silo settings for a member of a Redis-clustered, Redis-stored cluster with fast failure detection.</summary>
-    public static string[] RedisClusterSettings(string redis, string clusterId, bool tolerant = false) =>
+    public static string[] RedisClusterSettings(string redis, string clusterId, bool tolerant = false, TimeSpan? probeTimeout = null, int missedProbes = 2) =>
     [
         "--Cluster:Clustering=redis",
         $"--Cluster:ClusterId={clusterId}",
@@ -53,17 +57,18 @@ public sealed class SiloProcess : IAsyncDisposable
         $"--ConnectionStrings:Redis={redis}",
         // A SIGKILLed silo is declared dead after 2 missed 1 s probes voted by 2 silos (~2-3 s). The silo's own
         // default (500 ms) is faster but declares healthy silos dead on a machine as overloaded as a shared CI box.
-        "--Membership:ProbeTimeout=00:00:01",
-        "--Membership:NumMissedProbesLimit=2",
+        $"--Membership:ProbeTimeout={probeTimeout ?? TimeSpan.FromSeconds(1):c}",
+        $"--Membership:NumMissedProbesLimit={missedProbes}",
         "--Membership:NumVotesForDeathDeclaration=2",
         "--Membership:TableRefreshTimeout=00:00:01",
         // Silos (re)joining under load need slack: a JIT-bound joiner missing 1 s probes gets voted dead.
         .. (tolerant ? (string[])["--Membership:ProbeTimeout=00:00:02", "--Membership:NumMissedProbesLimit=3"] : []),
     ];
 
-    public static string SiloDll { get; } = LocateSiloDll();
+    public static string SiloDll { get; } = LocateBuiltDll(Path.Combine("silo", "LstmOrleans.Silo"), "LstmOrleans.Silo.dll");
+    public static string ClientDll { get; } = LocateBuiltDll(Path.Combine("client", "LstmOrleans.Client"), "lstmorleans.dll");
 
-    private static string LocateSiloDll()
+    private static string LocateBuiltDll(string project, string fileName)
     {
         // tests/LstmOrleans.Reliability.Tests/bin/<Configuration>/net10.0 -> same configuration of the silo.
         var bin = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
@@ -71,8 +76,8 @@ public sealed class SiloProcess : IAsyncDisposable
         var directory = bin;
         while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "LstmOrleans.sln"))) directory = directory.Parent;
         if (directory is null) throw new InvalidOperationException($"LstmOrleans.sln not found above {AppContext.BaseDirectory}.");
-        var dll = Path.Combine(directory.FullName, "silo", "LstmOrleans.Silo", "bin", configuration, bin.Name, "LstmOrleans.Silo.dll");
-        if (!File.Exists(dll)) throw new FileNotFoundException($"Build the silo first: {dll} is missing.", dll);
+        var dll = Path.Combine(directory.FullName, project, "bin", configuration, bin.Name, fileName);
+        if (!File.Exists(dll)) throw new FileNotFoundException($"Build {project} first: {dll} is missing.", dll);
         return dll;
     }
 
@@ -83,7 +88,45 @@ public sealed class SiloProcess : IAsyncDisposable
     {
         if (_process is { HasExited: false }) throw new InvalidOperationException($"{Name} is already running.");
         _process?.Dispose();
-        (_process, _output) = ExternalServer.Start(DotnetHost, _arguments);
+        (_process, _output) = StartProcess(DotnetHost, _arguments, _environment);
+    }
+
+    /// <summary>Like <see cref="ExternalServer.Start"/>, with extra environment variables; stdout and stderr are collected.</summary>
+    public static (Process Process, StringBuilder Output) StartProcess(string fileName, IEnumerable<string> arguments,
+        IReadOnlyDictionary<string, string> environment)
+    {
+        var info = new ProcessStartInfo(fileName) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var argument in arguments) info.ArgumentList.Add(argument);
+        foreach (var (key, value) in environment) info.Environment[key] = value;
+        var output = new StringBuilder();
+        var process = new Process { StartInfo = info };
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return (process, output);
+    }
+
+    /// <summary>Runs <c>dotnet lstmorleans.dll ARGS</c> to completion (killed after <paramref name="timeout"/>): exit code and output.</summary>
+    public static async Task<(int ExitCode, string Output)> RunClientAsync(IEnumerable<string> arguments, IReadOnlyDictionary<string, string> environment, TimeSpan timeout)
+    {
+        var (process, output) = StartProcess(DotnetHost, [ClientDll, .. arguments], environment);
+        using (process)
+        {
+            using var cts = new CancellationTokenSource(timeout);
+            try
+            {
+                await process.WaitForExitAsync(cts.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                process.Kill(entireProcessTree: true);
+                throw new TimeoutException($"lstmorleans {string.Join(' ', arguments)} did not finish within {timeout}. Output:\n{output}");
+            }
+            process.WaitForExit(); // drain the output readers
+            lock (output) return (process.ExitCode, output.ToString());
+        }
     }
 
     /// <summary>Waits until GET /readyz answers 200 (the silo joined the cluster).</summary>
@@ -125,6 +168,15 @@ public sealed class SiloProcess : IAsyncDisposable
             {
             }
         }
+    }
+
+    /// <summary>Waits for a process that is expected to stop by itself (e.g. on bad configuration); returns its exit code.</summary>
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        await _process!.WaitForExitAsync(cts.Token);
+        _process.WaitForExit(); // drain the output readers
+        return _process.ExitCode;
     }
 
     /// <summary>SIGKILL: the process vanishes mid-flight, as in a crash or an OOM kill.</summary>

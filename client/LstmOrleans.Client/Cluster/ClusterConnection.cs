@@ -42,6 +42,10 @@ internal sealed class ClusterConnection : IAsyncDisposable
                 o.ClusterId = target.ClusterId;
                 o.ServiceId = target.ServiceId;
             });
+            if (target.Tls is { } tls)
+                client.UseTls(o => tls.Configure(o, isSilo: false, ClusterTarget.TlsPrefix));
+            if (target.ResponseTimeout is { } responseTimeout)
+                client.Configure<ClientMessagingOptions>(o => o.ResponseTimeout = responseTimeout);
             if (target.RedisConfiguration is { } redis)
                 client.UseRedisClustering(o => o.ConfigurationOptions = ConfigurationOptions.Parse(redis));
             else
@@ -128,6 +132,14 @@ internal sealed class ClusterConnection : IAsyncDisposable
 internal sealed record ClusterTarget(IReadOnlyList<IPEndPoint> Gateways, string? RedisConfiguration, string ClusterId, string ServiceId, TimeSpan ConnectTimeout)
 {
     public const string DefaultGateway = "127.0.0.1:30000";
+    /// <summary>How TLS settings are named in the client's error messages.</summary>
+    public const string TlsPrefix = "client TLS ";
+
+    /// <summary>TLS to the gateways (null = plain TCP).</summary>
+    public TlsSettings? Tls { get; init; }
+
+    /// <summary>How long a grain call waits for its answer before failing (Orleans' ClientMessagingOptions.ResponseTimeout; null = Orleans' 30 s default).</summary>
+    public TimeSpan? ResponseTimeout { get; init; }
 
     public static ClusterTarget Parse(string? spec, string clusterId, string serviceId, TimeSpan connectTimeout)
     {

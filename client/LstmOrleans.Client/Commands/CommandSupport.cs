@@ -31,17 +31,69 @@ internal sealed class ClusterOptions
         DefaultValueFactory = _ => 15,
     };
 
+    public Option<double?> ResponseTimeout { get; } = new("--response-timeout")
+    {
+        Description = "Seconds a grain call waits for its answer before failing (default: Orleans' 30 s). Shorter fails calls to a crashed silo sooner.",
+    };
+
+    public Option<bool> Tls { get; } = new("--tls") { Description = "Connect to the gateways over TLS (implied by the other --tls-* options)." };
+
+    public Option<string?> TlsCertificate { get; } = new("--tls-certificate")
+    {
+        Description = "Client certificate (.pfx) for silos that require one; its password from the environment variable " + TlsPasswordVariable + ".",
+    };
+
+    public Option<string?> TlsTrust { get; } = new("--tls-trust")
+    {
+        Description = "PEM/DER file of the certificate(s) to trust for the silos (a private CA or the self-signed silo certificate) instead of the system roots.",
+    };
+
+    public Option<string?> TlsTargetHost { get; } = new("--tls-target-host")
+    {
+        Description = "Name the silos' certificate must carry (required without --tls-trust).",
+    };
+
+    /// <summary>The client certificate's password is read from here only, never from the command line (visible in ps).</summary>
+    public const string TlsPasswordVariable = "LSTMORLEANS_TLS_CERTIFICATE_PASSWORD";
+
     public void AddTo(Command command)
     {
         command.Options.Add(Cluster);
         command.Options.Add(ClusterId);
         command.Options.Add(ServiceId);
         command.Options.Add(ConnectTimeout);
+        command.Options.Add(ResponseTimeout);
+        command.Options.Add(Tls);
+        command.Options.Add(TlsCertificate);
+        command.Options.Add(TlsTrust);
+        command.Options.Add(TlsTargetHost);
     }
 
-    public ClusterTarget Target(ParseResult result) => ClusterTarget.Parse(
-        result.GetValue(Cluster), result.GetValue(ClusterId)!, result.GetValue(ServiceId)!,
-        TimeSpan.FromSeconds(Math.Clamp(result.GetValue(ConnectTimeout), 1, 600)));
+    public ClusterTarget Target(ParseResult result)
+    {
+        var target = ClusterTarget.Parse(
+            result.GetValue(Cluster), result.GetValue(ClusterId)!, result.GetValue(ServiceId)!,
+            TimeSpan.FromSeconds(Math.Clamp(result.GetValue(ConnectTimeout), 1, 600)));
+        TimeSpan? responseTimeout = result.GetValue(ResponseTimeout) is { } seconds
+            ? (seconds is >= 0.1 and <= 3600 ? TimeSpan.FromSeconds(seconds) : throw new ArgumentException($"--response-timeout must be in 0.1..3600 seconds; got {seconds}."))
+            : null;
+        TlsSettings? tls = null;
+        if (result.GetValue(Tls) || result.GetValue(TlsCertificate) is not null || result.GetValue(TlsTrust) is not null || result.GetValue(TlsTargetHost) is not null)
+        {
+            tls = new TlsSettings
+            {
+                Enabled = true,
+                CertificatePath = result.GetValue(TlsCertificate),
+                CertificatePassword = Environment.GetEnvironmentVariable(TlsPasswordVariable),
+                TrustedCertificatePath = result.GetValue(TlsTrust),
+                TargetHost = result.GetValue(TlsTargetHost),
+            };
+            var errors = new List<string>();
+            tls.Validate(errors, ClusterTarget.TlsPrefix, certificateRequired: false);
+            if (errors.Count > 0) throw new SiloConfigurationException(errors);
+        }
+        return target with { Tls = tls, ResponseTimeout = responseTimeout };
+    }
 }
 
 internal static class CommandSupport

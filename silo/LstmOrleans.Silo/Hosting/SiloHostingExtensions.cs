@@ -46,6 +46,10 @@ public static class SiloHostingExtensions
             o.IAmAliveTablePublishTimeout = membership.IAmAliveTablePublishTimeout;
         });
 
+        // TLS on every Orleans connection of this silo: gateway (clients), silo-to-silo in and out.
+        if (settings.Tls.Enabled)
+            silo.UseTls(o => settings.Tls.Configure(o, isSilo: true));
+
         switch (settings.Storage.Provider.ToLowerInvariant())
         {
             case StorageSettings.Redis:

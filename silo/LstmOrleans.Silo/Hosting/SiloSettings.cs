@@ -18,6 +18,7 @@ public sealed class SiloSettings
     public TelemetrySettings Telemetry { get; set; } = new();
     public MembershipSettings Membership { get; set; } = new();
     public DashboardSettings Dashboard { get; set; } = new();
+    public TlsSettings Tls { get; set; } = new();
 
     /// <summary>Binds and validates; throws <see cref="SiloConfigurationException"/> listing every bad value.</summary>
     public static SiloSettings Load(IConfiguration configuration)
@@ -48,6 +49,9 @@ public sealed class SiloSettings
         Telemetry.Validate(errors);
         Membership.Validate(errors);
         Dashboard.Validate(errors, Http);
+        var tlsErrors = new List<string>();
+        Tls.Validate(tlsErrors);
+        errors.AddRange(tlsErrors);
         var needsRedis = Cluster.Clustering == ClusterSettings.Redis || Storage.Provider == StorageSettings.Redis
             || Reminders.Provider == RemindersSettings.Redis;
         if (needsRedis && string.IsNullOrWhiteSpace(ConnectionStrings.Redis))
