@@ -265,7 +265,13 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         catch
         {
             if (previous is not null) { _state.State = previous; _unsavedSteps -= steps; }
-            else DeactivateOnIdle();
+            else
+            {
+                // The state was changed in place and cannot be rolled back: drop the activation without its
+                // deactivation flush (which would save the step this call is about to report as failed).
+                _unsavedSteps = 0;
+                DeactivateOnIdle();
+            }
             throw;
         }
     }
