@@ -32,8 +32,6 @@ internal static class Probe
         for (int i = 0; i < a.Length; i++) a[i] = 0.01f;
         Time("gemm 1x256x65", () => { Gemm.MultiplyAdd(1, 256, 65, a, 0, 1, b, 256, c, 256); });
         Time("gemm portable", () => { Gemm.MultiplyAddPortable(1, 256, 65, a, 0, 1, b, 256, c, 256); });
-        var g = new float[256]; var h = new float[64]; var cc = new float[64];
-        Time("cell", () => { Array.Clear(g); System.Numerics.Tensors.TensorPrimitives.Sigmoid(g, g); CellKernels.ForwardRow(g, cc, cc, h, h, 64); });
         var g2 = Enumerable.Range(0, 256).Select(i => (i - 128) * 0.01f).ToArray(); var o2 = new float[256];
         Time("sigmoid 256", () => System.Numerics.Tensors.TensorPrimitives.Sigmoid(g2, o2));
         Time("tanh 64", () => System.Numerics.Tensors.TensorPrimitives.Tanh(g2.AsSpan(0, 64), o2.AsSpan(0, 64)));

@@ -14,9 +14,11 @@ internal static class ClusterCommands
         yield return StreamCommands.Predict();
         yield return StreamCommands.Stream();
         yield return StreamCommands.Watch();
+        yield return StreamListCommand.Create();
         yield return ModelClusterCommands.Models();
         yield return ModelClusterCommands.CreateModel();
         yield return ModelClusterCommands.Rollback();
+        yield return TrainClusterCommand.Create();
         yield return PlotCommand.Create();
         yield return Bench.BenchCommand.Create();
         yield return Evaluate.EvaluateCommand.Create();

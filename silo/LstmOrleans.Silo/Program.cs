@@ -1,6 +1,7 @@
 using LstmOrleans.Silo.Api;
 using LstmOrleans.Silo.Hosting;
 using OpenTelemetry.Metrics;
+using Orleans.Dashboard;
 
 // Configuration sources, later ones win: appsettings.json, appsettings.{Environment}.json, plain environment
 // variables, LSTMORLEANS_* environment variables, command line (--Storage:Provider=memory).
@@ -23,9 +24,14 @@ builder.Logging.AddLstmOrleansLogFilters();
 // Re-apply the configuration's Logging section after the defaults above so an operator can still turn Orleans up.
 builder.Logging.AddConfiguration(builder.Configuration.GetSection("Logging"));
 builder.Host.ConfigureHostOptions(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
-builder.WebHost.UseUrls(settings.Http.Urls);
+builder.WebHost.UseUrls(DashboardRouting.ListenUrls(settings));
 builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = settings.Http.MaxRequestBodyBytes);
-builder.UseOrleans(silo => silo.UseLstmOrleansSilo(settings));
+builder.UseOrleans(silo =>
+{
+    silo.UseLstmOrleansSilo(settings);
+    // The dashboard's grain service and call profiler run only when it is switched on.
+    if (settings.Dashboard.Enabled) silo.AddDashboard();
+});
 builder.Services.AddSingleton(settings);
 builder.Services.AddLstmOrleansApi();
 if (!string.IsNullOrWhiteSpace(settings.Telemetry.OtlpEndpoint))

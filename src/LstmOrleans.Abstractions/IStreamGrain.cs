@@ -49,7 +49,8 @@ public interface IStreamGrain : IGrainWithStringKey
     Task<Observation[]> GetHistoryAsync(int maxCount);
 
     /// <summary>
-    /// Up to <paramref name="maxCount"/> most recent inputs exactly as the LSTM saw them (normalised), oldest first,
+    /// Up to <paramref name="maxCount"/> most recent inputs exactly as the LSTM saw them (normalised values, then the
+    /// model's calendar features), oldest first,
     /// with the current normalisation statistics; read by the model's training grain.
     /// </summary>
     [Alias("GetTrainingWindow")]

@@ -24,7 +24,37 @@ public interface IStreamRegistryShardGrain : IGrainWithStringKey
     /// <summary>Forgets streams (e.g. ones that rebound to another model).</summary>
     [Alias("Remove")]
     Task RemoveAsync(string[] streamIds);
+
+    /// <summary>
+    /// Up to <paramref name="limit"/> (1..<see cref="StreamRegistryKeys.MaxPageSize"/>) registered stream ids in
+    /// ordinal order, starting after <paramref name="after"/> (exclusive; null = from the first).
+    /// </summary>
+    [Alias("List")]
+    Task<string[]> ListAsync(string? after, int limit);
 }
+
+/// <summary>
+/// A model's whole stream registry as one listing (key: the model name): asks every shard for a page and merges
+/// them, so a caller needs to know neither the shard count nor the hash. A stateless worker: any silo answers.
+/// </summary>
+[Alias("lstm.IStreamRegistryGrain")]
+public interface IStreamRegistryGrain : IGrainWithStringKey
+{
+    /// <summary>
+    /// Streams registered with the model in ordinal order of their ids, at most <paramref name="limit"/>
+    /// (1..<see cref="StreamRegistryKeys.MaxPageSize"/>) after <paramref name="after"/> (exclusive; null = from the
+    /// first). Pass the page's <see cref="StreamPage.Next"/> as <paramref name="after"/> for the next page. A shard
+    /// that does not answer in time fails the call rather than silently leaving its streams out.
+    /// </summary>
+    [Alias("ListStreams")]
+    Task<StreamPage> ListStreamsAsync(string? after, int limit);
+}
+
+/// <summary>One page of a model's streams; <see cref="Next"/> is the cursor of the next page, null on the last.</summary>
+[GenerateSerializer, Immutable, Alias("lstm.StreamPage")]
+public sealed record StreamPage(
+    [property: Id(0)] string[] StreamIds,
+    [property: Id(1)] string? Next);
 
 /// <summary>Size and observation counter of one registry shard.</summary>
 [GenerateSerializer, Immutable, Alias("lstm.StreamRegistryShardStats")]
@@ -35,6 +65,16 @@ public sealed record StreamRegistryShardStats(
 /// <summary>How stream ids map to registry shards. The hash is stable across processes (FNV-1a over UTF-16 code units).</summary>
 public static class StreamRegistryKeys
 {
+    /// <summary>Largest page a registry listing returns.</summary>
+    public const int MaxPageSize = 1000;
+
+    /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> unless 1 &lt;= <paramref name="limit"/> &lt;= <see cref="MaxPageSize"/>.</summary>
+    public static void CheckPageSize(int limit)
+    {
+        if (limit is < 1 or > MaxPageSize)
+            throw new ArgumentOutOfRangeException(nameof(limit), limit, $"A page holds 1..{MaxPageSize} streams; got {limit}.");
+    }
+
     public static int ShardOf(string streamId, int shardCount)
     {
         ArgumentNullException.ThrowIfNull(streamId);

@@ -17,7 +17,7 @@ public enum NormalizationMode
 /// <summary>
 /// Shape and behaviour of a model, fixed at creation.
 /// </summary>
-/// <param name="InputSize">D, features per observation.</param>
+/// <param name="InputSize">D, values per observation.</param>
 /// <param name="HiddenSize">H.</param>
 /// <param name="Layers">L.</param>
 /// <param name="Horizons">K, forecasts per step (1..K observations ahead).</param>
@@ -25,6 +25,19 @@ public enum NormalizationMode
 /// <param name="TargetIndex">Which feature is predicted.</param>
 /// <param name="Normalization">Input normalisation applied by every stream of the model.</param>
 /// <param name="Seed">Seed of the initial weights (version 1).</param>
+/// <param name="CalendarFeatures">
+/// Calendar features every stream appends to its (normalised) values before the LSTM step, computed from the
+/// observation's timestamp, in this order: any of "hour_sin", "hour_cos" (time of day) and "weekday_sin",
+/// "weekday_cos" (day of week, Monday = 0), the names and formulas of the model file format. The timestamp's own
+/// clock time is used (<see cref="DateTimeOffset.DateTime"/>): send local time with its offset for local-time features.
+/// Null or empty = none. The LSTM's input width is <see cref="ModelInputSize"/>.
+/// </param>
+/// <param name="Residual">
+/// The head predicts the change of the target from the current input (in the units the LSTM sees, i.e. normalised
+/// when the model normalises): forecast = current target input + head output, then de-normalised. False = the head
+/// predicts the level. Training fits the same definition. A residual model's initial head is zero: version 1
+/// forecasts the current value (persistence).
+/// </param>
 [GenerateSerializer, Immutable, Alias("lstm.ModelConfig")]
 public sealed record ModelConfig(
     [property: Id(0)] int InputSize,
@@ -34,7 +47,13 @@ public sealed record ModelConfig(
     [property: Id(4)] string[] Features,
     [property: Id(5)] int TargetIndex = 0,
     [property: Id(6)] NormalizationMode Normalization = NormalizationMode.RunningZScore,
-    [property: Id(7)] int Seed = 0);
+    [property: Id(7)] int Seed = 0,
+    [property: Id(8)] string[]? CalendarFeatures = null,
+    [property: Id(9)] bool Residual = false)
+{
+    /// <summary>The LSTM's input width: the <see cref="InputSize"/> values followed by the calendar features.</summary>
+    public int ModelInputSize => InputSize + (CalendarFeatures?.Length ?? 0);
+}
 
 /// <summary>One published version of a model's weights (without the weights).</summary>
 [GenerateSerializer, Immutable, Alias("lstm.ModelVersionInfo")]

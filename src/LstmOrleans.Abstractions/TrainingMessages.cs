@@ -119,20 +119,21 @@ public sealed record TrainingStatus(
     [property: Id(8)] TrainingRoundRecord[] RecentRounds);
 
 /// <summary>
-/// The recent inputs of one stream as its LSTM saw them, for training: the ring buffer's normalised inputs, oldest
-/// first. Each row was normalised with the running statistics of its own step (the stream's normalisation mode);
-/// <see cref="Mean"/> and <see cref="Std"/> are the statistics after the newest row.
+/// The recent inputs of one stream as its LSTM saw them, for training: the ring buffer's model inputs, oldest first.
+/// A row is the observation's values, normalised with the running statistics of its own step (the stream's
+/// normalisation mode), followed by the model's calendar features (<see cref="ModelConfig.CalendarFeatures"/>);
+/// <see cref="Mean"/> and <see cref="Std"/> are the values' statistics after the newest row.
 /// </summary>
 /// <param name="StreamId">The stream.</param>
 /// <param name="ModelName">Model the stream is bound to (null when unbound).</param>
 /// <param name="WeightsVersion">Weights version the stream currently steps with.</param>
-/// <param name="InputSize">D.</param>
-/// <param name="Inputs">[N, D] row-major normalised inputs, oldest first.</param>
+/// <param name="InputSize">D_in = <see cref="ModelConfig.ModelInputSize"/>: D values plus the calendar features.</param>
+/// <param name="Inputs">[N, D_in] row-major model inputs, oldest first.</param>
 /// <param name="FirstSequence">Sequence number of the oldest row (undefined when N = 0).</param>
 /// <param name="LastSequence">Sequence number of the newest row (undefined when N = 0).</param>
 /// <param name="StepCount">Steps the stream has taken since its last reset or rebind.</param>
-/// <param name="Mean">[D] running mean after the newest row.</param>
-/// <param name="Std">[D] standard deviation used to normalise the newest row.</param>
+/// <param name="Mean">[D] running mean of the values after the newest row.</param>
+/// <param name="Std">[D] standard deviation used to normalise the newest row's values.</param>
 [GenerateSerializer, Immutable, Alias("lstm.StreamTrainingWindow")]
 public sealed record StreamTrainingWindow(
     [property: Id(0)] string StreamId,

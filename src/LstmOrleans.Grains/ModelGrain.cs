@@ -71,6 +71,12 @@ public sealed partial class ModelGrain : Grain, IModelGrain
         }
 
         var parameters = LstmParameters.InitializeUniform(ToLstmConfig(normalized), normalized.Seed);
+        if (normalized.Residual)
+        {
+            // A residual model starts as persistence (zero change), so the first refit only has to beat that.
+            parameters.HeadWeight.Clear();
+            parameters.HeadBias.Clear();
+        }
         var now = DateTimeOffset.UtcNow;
         var state = new ModelState
         {
@@ -242,7 +248,8 @@ public sealed partial class ModelGrain : Grain, IModelGrain
         }
     }
 
-    internal static LstmConfig ToLstmConfig(ModelConfig c) => new(c.InputSize, c.HiddenSize, c.Layers, c.Horizons);
+    /// <summary>The engine's shape: the LSTM input is the D values followed by the calendar features.</summary>
+    internal static LstmConfig ToLstmConfig(ModelConfig c) => new(c.ModelInputSize, c.HiddenSize, c.Layers, c.Horizons);
 
     private static ModelConfig Validate(string name, ModelConfig config)
     {
@@ -261,13 +268,17 @@ public sealed partial class ModelGrain : Grain, IModelGrain
             throw new ModelOperationException(name, $"Target index {config.TargetIndex} is outside the {config.InputSize} inputs of model '{name}'.");
         if (!Enum.IsDefined(config.Normalization))
             throw new ModelOperationException(name, $"Unknown normalisation mode {(int)config.Normalization} for model '{name}'.");
-        return config with { Features = features };
+        var calendar = config.CalendarFeatures ?? [];
+        if (ModelInputs.CheckCalendarFeatures(calendar) is { } problem)
+            throw new ModelOperationException(name, $"Invalid calendar features for model '{name}': {problem}");
+        return config with { Features = features, CalendarFeatures = calendar };
     }
 
     private static bool SameConfig(ModelConfig a, ModelConfig b) =>
         a.InputSize == b.InputSize && a.HiddenSize == b.HiddenSize && a.Layers == b.Layers && a.Horizons == b.Horizons
         && a.TargetIndex == b.TargetIndex && a.Normalization == b.Normalization && a.Seed == b.Seed
-        && a.Features.AsSpan().SequenceEqual(b.Features);
+        && a.Features.AsSpan().SequenceEqual(b.Features)
+        && (a.CalendarFeatures ?? []).AsSpan().SequenceEqual(b.CalendarFeatures ?? []) && a.Residual == b.Residual;
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} created: D={InputSize} H={HiddenSize} L={Layers} K={Horizons}")]
     private partial void LogCreated(string model, int inputSize, int hiddenSize, int layers, int horizons);

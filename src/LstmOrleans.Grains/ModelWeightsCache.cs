@@ -7,7 +7,11 @@ using Microsoft.Extensions.Options;
 namespace LstmOrleans.Grains;
 
 /// <summary>An immutable snapshot of a model's active weights as held by one silo.</summary>
-public sealed record CachedModel(string Name, long Version, long Epoch, ModelConfig Config, LstmWeights Weights);
+public sealed record CachedModel(string Name, long Version, long Epoch, ModelConfig Config, LstmWeights Weights)
+{
+    /// <summary>The model's calendar features in input order (parsed once per snapshot, not per step).</summary>
+    public LstmOrleans.Lstm.Serialization.CalendarFeature[] Calendar { get; } = ModelInputs.CalendarFeatures(Config);
+}
 
 /// <summary>
 /// Per-silo cache of each model's active weights, shared by every stream grain on the silo so that a step never

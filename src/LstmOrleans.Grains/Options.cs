@@ -22,6 +22,13 @@ public sealed class StreamGrainOptions
     /// <summary>Observations kept per stream (ring buffer), used for training windows and for re-warming after a weights change.</summary>
     public int HistoryCapacity { get; set; } = 512;
 
+    /// <summary>
+    /// Observations held in the stream's core state (the open tail chunk) before they are moved to the separate history
+    /// record. The core state is written on every step, the history record only once per chunk, so this trades the size
+    /// of every write (about 24 bytes per observation with one feature) against how often history is rewritten.
+    /// </summary>
+    public int HistoryChunkSize { get; set; } = 32;
+
     /// <summary>Largest batch accepted by IngestBatch.</summary>
     public int MaxBatchSize { get; set; } = 1024;
 
@@ -63,6 +70,7 @@ internal sealed class StreamGrainOptionsValidator : IValidateOptions<StreamGrain
         if (options.PersistEverySteps < 1) errors.Add($"{nameof(options.PersistEverySteps)} must be at least 1.");
         if (options.PersistInterval < TimeSpan.Zero) errors.Add($"{nameof(options.PersistInterval)} must not be negative.");
         if (options.HistoryCapacity < 1 || options.HistoryCapacity > 1_000_000) errors.Add($"{nameof(options.HistoryCapacity)} must be between 1 and 1000000.");
+        if (options.HistoryChunkSize < 1 || options.HistoryChunkSize > 4096) errors.Add($"{nameof(options.HistoryChunkSize)} must be between 1 and 4096.");
         if (options.MaxBatchSize < 1) errors.Add($"{nameof(options.MaxBatchSize)} must be at least 1.");
         if (!(options.IntervalZ >= 0) || double.IsInfinity(options.IntervalZ)) errors.Add($"{nameof(options.IntervalZ)} must be a finite number >= 0.");
         if (!(options.ErrorSmoothing > 0 && options.ErrorSmoothing <= 1)) errors.Add($"{nameof(options.ErrorSmoothing)} must be in (0, 1].");

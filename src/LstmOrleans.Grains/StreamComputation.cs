@@ -17,8 +17,11 @@ internal static class StreamComputation
 {
     private const double MinVariance = 1e-12;
 
-    /// <summary>(Re)binds <paramref name="s"/> to a model: fresh learned state, ordering (sequence, timestamp) kept.</summary>
-    public static void Bind(StreamState s, CachedModel model, int historyCapacity)
+    /// <summary>
+    /// (Re)binds <paramref name="s"/> to a model: fresh learned state and a new history generation (earlier history
+    /// records are ignored from now on), ordering (sequence, timestamp) kept.
+    /// </summary>
+    public static void Bind(StreamState s, CachedModel model, int historyCapacity, int chunkSize)
     {
         var config = model.Config;
         int d = config.InputSize, k = config.Horizons, n = historyCapacity;
@@ -26,6 +29,7 @@ internal static class StreamComputation
         s.ModelName = model.Name;
         s.WeightsVersion = model.Version;
         s.InputSize = d;
+        s.ModelInputSize = config.ModelInputSize;
         s.Horizons = k;
         s.Hidden = new float[stateSize];
         s.Cell = new float[stateSize];
@@ -34,12 +38,10 @@ internal static class StreamComputation
         s.Mean = new double[d];
         s.M2 = new double[d];
         s.HistoryCapacity = n;
-        s.HistoryStart = 0;
-        s.HistoryCount = 0;
-        s.HistorySequences = new long[n];
-        s.HistoryTicks = new long[n];
-        s.HistoryValues = new float[n * d];
-        s.HistoryInputs = new float[n * d];
+        s.Generation++;
+        s.ClosedCount = 0;
+        s.Tail = ObservationChunk.Create(0, Math.Min(chunkSize, n), d, config.ModelInputSize);
+        s.PendingClosed = null;
         s.ErrorMeanSquare = new double[k];
         s.ErrorSamples = new long[k];
         s.Pending = new float[k * k];
@@ -70,22 +72,21 @@ internal static class StreamComputation
     private static double RawStd(StreamState s, int feature) => s.NormCount > 0 ? Math.Sqrt(Math.Max(0, s.M2[feature] / s.NormCount)) : 0;
 
     /// <summary>
-    /// Re-derives (h, c) for the model's current weights by replaying the stored inputs of the ring buffer from zero
-    /// state, then recomputes the newest step's forecasts (the ones the next observation is scored against).
+    /// Re-derives (h, c) for the model's current weights by replaying the stored inputs of <paramref name="window"/>
+    /// (the retained history, see <see cref="Window"/>) from zero state, then recomputes the newest step's forecasts
+    /// (the ones the next observation is scored against).
     /// </summary>
-    public static void Rewarm(StreamState s, CachedModel model)
+    public static void Rewarm(StreamState s, CachedModel model, ObservationChunk window)
     {
         Array.Clear(s.Hidden);
         Array.Clear(s.Cell);
-        int d = s.InputSize, k = s.Horizons, n = s.HistoryCapacity;
+        int w = s.InputWidth, k = s.Horizons;
         var y = new float[k];                                           // [K]
-        for (int i = 0; i < s.HistoryCount; i++)
+        for (int i = 0; i < window.Count; i++)
+            model.Weights.Step(window.Inputs.AsSpan(i * w, w), s.Hidden, s.Cell, y);
+        if (window.Count > 0)
         {
-            int slot = (s.HistoryStart + i) % n;
-            model.Weights.Step(s.HistoryInputs.AsSpan(slot * d, d), s.Hidden, s.Cell, y);
-        }
-        if (s.HistoryCount > 0)
-        {
+            AddResidualBase(model.Config, window.Inputs.AsSpan((window.Count - 1) * w, w), y);
             Denormalize(s, model.Config, y);
             y.CopyTo(s.Pending.AsSpan((int)((s.StepCount - 1) % k) * k, k));
         }
@@ -99,16 +100,16 @@ internal static class StreamComputation
     public static StepResult Step(StreamState s, string streamId, Observation observation, CachedModel model, StreamGrainOptions options)
     {
         var config = model.Config;
-        int d = s.InputSize, k = s.Horizons, n = s.HistoryCapacity, target = config.TargetIndex;
+        int d = s.InputSize, w = s.InputWidth, k = s.Horizons, target = config.TargetIndex;
 
-        // Ring buffer slot for this observation (overwrites the oldest when full).
-        int slot;
-        if (s.HistoryCount < n) slot = (s.HistoryStart + s.HistoryCount++) % n;
-        else { slot = s.HistoryStart; s.HistoryStart = (s.HistoryStart + 1) % n; }
-        s.HistorySequences[slot] = observation.Sequence;
-        s.HistoryTicks[slot] = observation.Timestamp.UtcTicks;
-        Span<float> raw = s.HistoryValues.AsSpan(slot * d, d);        // [D]
-        Span<float> input = s.HistoryInputs.AsSpan(slot * d, d);      // [D]
+        // Tail slot for this observation (a full tail is closed first: moved to the pending closed history).
+        var tail = s.Tail;
+        if (tail.Count == tail.Capacity) CloseTail(s);
+        int slot = tail.Count++;
+        tail.Sequences[slot] = observation.Sequence;
+        tail.Ticks[slot] = observation.Timestamp.UtcTicks;
+        Span<float> raw = tail.Values.AsSpan(slot * d, d);            // [D]
+        Span<float> input = tail.Inputs.AsSpan(slot * w, w);          // [D_in]
         observation.Values.AsSpan().CopyTo(raw);
 
         // Welford update, then normalise with statistics that include this observation and nothing later.
@@ -120,11 +121,7 @@ internal static class StreamComputation
             s.Mean[i] += delta / count;
             s.M2[i] += delta * (v - s.Mean[i]);
         }
-        if (config.Normalization == NormalizationMode.RunningZScore)
-            for (int i = 0; i < d; i++)
-                input[i] = (float)((raw[i] - s.Mean[i]) / NormalizationStd(s, i));
-        else
-            raw.CopyTo(input);
+        EncodeInput(s, model, raw, observation.Timestamp, input);
 
         // Score the forecasts made 1..K steps ago for this step.
         float actual = raw[target];
@@ -144,6 +141,7 @@ internal static class StreamComputation
         // Exactly one LSTM step.
         var predictions = new float[k];                                // [K]
         model.Weights.Step(input, s.Hidden, s.Cell, predictions);
+        AddResidualBase(config, input, predictions);
         Denormalize(s, config, predictions);
         predictions.CopyTo(s.Pending.AsSpan((int)(s.StepCount % k) * k, k));
 
@@ -155,6 +153,29 @@ internal static class StreamComputation
         var result = Forecast(s, streamId, observation.Sequence, observation.Timestamp, predictions, previousError, options.IntervalZ, target);
         s.Latest = result;
         return result;
+    }
+
+    /// <summary>
+    /// The model input x [D_in] of one observation: its values normalised with the statistics of this step (which
+    /// include it), then the model's calendar features of its timestamp (see <see cref="ModelInputs"/>).
+    /// </summary>
+    private static void EncodeInput(StreamState s, CachedModel model, ReadOnlySpan<float> raw, DateTimeOffset timestamp, Span<float> x)
+    {
+        int d = raw.Length;
+        if (model.Config.Normalization == NormalizationMode.RunningZScore)
+            for (int i = 0; i < d; i++)
+                x[i] = (float)((raw[i] - s.Mean[i]) / NormalizationStd(s, i));
+        else
+            raw.CopyTo(x);
+        ModelInputs.WriteCalendarFeatures(timestamp, model.Calendar, x[d..]);
+    }
+
+    /// <summary>Residual models: the head's outputs y [K] are changes from the current target input; make them levels.</summary>
+    private static void AddResidualBase(ModelConfig config, ReadOnlySpan<float> input, Span<float> y)
+    {
+        if (!config.Residual) return;
+        float last = input[config.TargetIndex];
+        for (int i = 0; i < y.Length; i++) y[i] += last;
     }
 
     private static void Denormalize(StreamState s, ModelConfig config, Span<float> y)
@@ -188,17 +209,77 @@ internal static class StreamComputation
             ? latest with { Duplicate = true }
             : new StepResult(streamId, s.LastSequence, s.LastTimestamp, [], [], [], [], [], null, s.WeightsVersion, true, s.StepCount);
 
-    public static Observation[] History(StreamState s, int maxCount)
+    /// <summary>Moves the (full) tail into the pending closed history; the tail starts over at the next index.</summary>
+    private static void CloseTail(StreamState s)
     {
-        int take = Math.Min(maxCount, s.HistoryCount);
-        var result = new Observation[take];
-        int d = s.InputSize;
-        for (int i = 0; i < take; i++)
+        var tail = s.Tail;
+        int d = s.InputSize, w = s.InputWidth;
+        var pending = s.PendingClosed ??= ObservationChunk.Create(s.ClosedCount, tail.Capacity, d, w);
+        for (int i = 0; i < tail.Count; i++) pending.AppendFrom(tail, i, d, w);
+        s.ClosedCount += tail.Count;
+        tail.Count = 0;
+        tail.StartIndex = s.ClosedCount;
+    }
+
+    /// <summary>First index the newest <paramref name="maxCount"/> retained observations (at most N) would start at.</summary>
+    private static long WantedStart(StreamState s, int maxCount) =>
+        Math.Max(0, s.ClosedCount + s.Tail.Count - Math.Min(maxCount, s.HistoryCapacity));
+
+    /// <summary>Whether <see cref="Window"/> for <paramref name="maxCount"/> needs the stored history record.</summary>
+    public static bool NeedsStoredHistory(StreamState s, int maxCount) => WantedStart(s, maxCount) < s.DurableClosedCount;
+
+    /// <summary>
+    /// The newest min(<paramref name="maxCount"/>, N) retained observations, oldest first, as one contiguous chunk (a
+    /// copy): from the stored history record (only its entries below the core's durable watermark, and only of this
+    /// generation), then the pending closed ones, then the tail. Entries missing from storage shorten the window.
+    /// </summary>
+    public static ObservationChunk Window(StreamState s, StreamHistory? stored, int maxCount)
+    {
+        int d = s.InputSize, w = s.InputWidth;
+        long end = s.ClosedCount + s.Tail.Count;
+        long durable = s.DurableClosedCount;
+        long first = WantedStart(s, maxCount);
+        var closed = stored is not null && stored.Generation == s.Generation ? stored.Closed : null;
+        if (first < durable && (closed is null || closed.StartIndex > first || closed.EndIndex < durable))
+            first = closed is not null && closed.EndIndex >= durable && closed.StartIndex < durable ? closed.StartIndex : durable;
+        var window = ObservationChunk.Create(first, (int)(end - first), d, w);
+        for (long index = first; index < end; index++)
         {
-            int slot = (s.HistoryStart + s.HistoryCount - take + i) % s.HistoryCapacity;
-            result[i] = new Observation(s.HistorySequences[slot], new DateTimeOffset(s.HistoryTicks[slot], TimeSpan.Zero),
-                s.HistoryValues.AsSpan(slot * d, d).ToArray());
+            if (index >= s.ClosedCount) window.AppendFrom(s.Tail, (int)(index - s.ClosedCount), d, w);
+            else if (index >= durable) window.AppendFrom(s.PendingClosed!, (int)(index - durable), d, w);
+            else window.AppendFrom(closed!, (int)(index - closed!.StartIndex), d, w);
         }
+        return window;
+    }
+
+    /// <summary>
+    /// The history record to write before the core state that moves the watermark from
+    /// <see cref="StreamState.DurableClosedCount"/> to <see cref="StreamState.ClosedCount"/>: the stored entries from
+    /// N before the old watermark up to it, then the pending closed ones. Keeping N before the old watermark means a
+    /// crash before the core write still leaves the old core a full history.
+    /// </summary>
+    public static StreamHistory MergeHistory(StreamState s, StreamHistory? stored)
+    {
+        int d = s.InputSize, w = s.InputWidth;
+        long durable = s.DurableClosedCount;
+        long keepFrom = Math.Max(0, durable - s.HistoryCapacity);
+        var closed = stored is not null && stored.Generation == s.Generation ? stored.Closed : null;
+        long from = durable;
+        if (closed is not null && closed.EndIndex >= durable && closed.StartIndex < durable) from = Math.Max(keepFrom, closed.StartIndex);
+        var merged = ObservationChunk.Create(from, (int)(s.ClosedCount - from), d, w);
+        for (long index = from; index < durable; index++) merged.AppendFrom(closed!, (int)(index - closed!.StartIndex), d, w);
+        if (s.PendingClosed is { } pending)
+            for (int i = 0; i < pending.Count; i++) merged.AppendFrom(pending, i, d, w);
+        return new StreamHistory { Generation = s.Generation, Closed = merged };
+    }
+
+    public static Observation[] History(ObservationChunk window, int inputSize)
+    {
+        int d = inputSize;
+        var result = new Observation[window.Count];
+        for (int i = 0; i < window.Count; i++)
+            result[i] = new Observation(window.Sequences[i], new DateTimeOffset(window.Ticks[i], TimeSpan.Zero),
+                window.Values.AsSpan(i * d, d).ToArray());
         return result;
     }
 

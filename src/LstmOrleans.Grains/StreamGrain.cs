@@ -3,6 +3,7 @@ using LstmOrleans.Grains.Training;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Orleans.Storage;
 using Orleans.Streams;
 using Orleans.Streams.Core;
 
@@ -12,6 +13,11 @@ namespace LstmOrleans.Grains;
 /// One sensor stream: validates and orders observations, takes exactly one LSTM step per accepted observation with
 /// the silo's cached weights (no grain call on the hot path), and persists its state before acknowledging (by
 /// default). Non-reentrant, so concurrent callers are applied one at a time in arrival order.
+///
+/// Two records per stream in the "lstm" storage: the small core state ("stream", <see cref="StreamState"/>, written
+/// on every acknowledged step) and the closed history ("history", <see cref="StreamHistory"/>, written before the
+/// core whenever tail chunks closed since the last write, and read only for history, training windows and re-warms;
+/// it is not kept in memory).
 /// </summary>
 [ImplicitStreamSubscription(LstmOrleansNames.ObservationStreamNamespace)]
 public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscriptionObserver
@@ -20,6 +26,7 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
     private readonly ModelWeightsCache _cache;
     private readonly StreamGrainOptions _options;
     private readonly ILogger<StreamGrain> _logger;
+    private IGrainStorage? _storage;
     private int _unsavedSteps;
     private long _lastWriteTimestamp;
     private StreamTrainingFeed? _trainingFeed;   // reports to the model's training registry when training is on
@@ -37,6 +44,10 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
     }
 
     private string StreamId => this.GetPrimaryKeyString();
+
+    private const string HistoryStateName = "history";
+
+    private IGrainStorage Storage => _storage ??= ServiceProvider.GetRequiredKeyedService<IGrainStorage>(LstmOrleansNames.StorageName);
 
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
@@ -63,7 +74,7 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         if (s.IsBound && s.ModelName == name) return StreamComputation.Summary(s, StreamId);
 
         var next = s.Clone();
-        StreamComputation.Bind(next, model, _options.HistoryCapacity);
+        StreamComputation.Bind(next, model, _options.HistoryCapacity, _options.HistoryChunkSize);
         await CommitAsync(next, steps: 0, forceWrite: true);
         LogBound(StreamId, name);
         _trainingFeed?.Report(name, 0);
@@ -85,7 +96,7 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         if (!s.IsBound)
         {
             s = s.Clone();
-            StreamComputation.Bind(s, model, _options.HistoryCapacity);
+            StreamComputation.Bind(s, model, _options.HistoryCapacity, _options.HistoryChunkSize);
         }
         if (s.WeightsVersion != model.Version) await RewarmAsync(s, model);
         var result = StreamComputation.Step(s, StreamId, observation, model, _options);
@@ -130,20 +141,21 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
 
         // Compute on a copy; the grain's state is replaced only after the write succeeds.
         var next = original.Clone();
-        if (!next.IsBound) StreamComputation.Bind(next, model, _options.HistoryCapacity);
+        if (!next.IsBound) StreamComputation.Bind(next, model, _options.HistoryCapacity, _options.HistoryChunkSize);
         bool rewarm = next.WeightsVersion != model.Version;
+        var window = rewarm ? await ReadWindowAsync(next, next.HistoryCapacity) : null;
         void Compute()
         {
-            if (rewarm) StreamComputation.Rewarm(next, model);
+            if (rewarm) StreamComputation.Rewarm(next, model, window!);
             for (int i = firstNew; i < observations.Length; i++)
                 results[i] = StreamComputation.Step(next, StreamId, observations[i], model, _options);
         }
-        if (newCount >= _options.OffloadThreshold || (rewarm && next.HistoryCount >= _options.OffloadThreshold)) await Task.Run(Compute);
+        if (newCount >= _options.OffloadThreshold || (rewarm && window!.Count >= _options.OffloadThreshold)) await Task.Run(Compute);
         else Compute();
 
         await CommitAsync(next, newCount, forceWrite: false, original);
         _trainingFeed?.Report(next.ModelName!, newCount);
-        if (rewarm) LogRewarmed(StreamId, model.Name, model.Version, next.HistoryCount);
+        if (rewarm) LogRewarmed(StreamId, model.Name, model.Version, window!.Count);
         return results;
     }
 
@@ -153,26 +165,34 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
 
     public Task<StreamStateSnapshot> GetStateAsync() => Task.FromResult(StreamComputation.Snapshot(_state.State, StreamId));
 
-    public Task<Observation[]> GetHistoryAsync(int maxCount)
+    public async Task<Observation[]> GetHistoryAsync(int maxCount)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(maxCount);
-        return Task.FromResult(StreamComputation.History(_state.State, maxCount));
+        var s = _state.State;
+        return StreamComputation.History(await ReadWindowAsync(s, maxCount), s.InputSize);
     }
 
-    public Task<StreamTrainingWindow> GetTrainingWindowAsync(int maxCount) =>
-        Task.FromResult(StreamTrainingView.From(_state.State, StreamId, maxCount));
+    public async Task<StreamTrainingWindow> GetTrainingWindowAsync(int maxCount)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(maxCount);
+        var s = _state.State;
+        return StreamTrainingView.From(s, await ReadWindowAsync(s, maxCount), StreamId);
+    }
 
     public async Task ResetAsync()
     {
         var s = _state.State;
-        var next = new StreamState();
-        if (s.ModelName is { } name) StreamComputation.Bind(next, await _cache.GetAsync(name), _options.HistoryCapacity);
+        var next = new StreamState { Generation = s.Generation + 1 };
+        if (s.ModelName is { } name) StreamComputation.Bind(next, await _cache.GetAsync(name), _options.HistoryCapacity, _options.HistoryChunkSize);
         await CommitAsync(next, steps: 0, forceWrite: true);
         LogReset(StreamId);
     }
 
     public async Task DeleteAsync()
     {
+        // History first: a failure here leaves the core (and so the stream) in place.
+        var history = await ReadHistoryAsync();
+        if (history.RecordExists) await Storage.ClearStateAsync(HistoryStateName, this.GetGrainId(), history);
         await _state.ClearStateAsync();
         _state.State = new StreamState();
         _unsavedSteps = 0;
@@ -203,9 +223,26 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
 
     private async Task RewarmAsync(StreamState s, CachedModel model)
     {
-        if (s.HistoryCount >= _options.OffloadThreshold) await Task.Run(() => StreamComputation.Rewarm(s, model));
-        else StreamComputation.Rewarm(s, model);
-        LogRewarmed(StreamId, model.Name, model.Version, s.HistoryCount);
+        var window = await ReadWindowAsync(s, s.HistoryCapacity);
+        if (window.Count >= _options.OffloadThreshold) await Task.Run(() => StreamComputation.Rewarm(s, model, window));
+        else StreamComputation.Rewarm(s, model, window);
+        LogRewarmed(StreamId, model.Name, model.Version, window.Count);
+    }
+
+    /// <summary>The newest min(maxCount, N) retained observations; reads the history record only when the tail and pending chunks do not cover them.</summary>
+    private async Task<ObservationChunk> ReadWindowAsync(StreamState s, int maxCount)
+    {
+        if (!s.IsBound) return new ObservationChunk();
+        var stored = StreamComputation.NeedsStoredHistory(s, maxCount) ? (await ReadHistoryAsync()).State : null;
+        return StreamComputation.Window(s, stored, maxCount);
+    }
+
+    private async Task<GrainState<StreamHistory>> ReadHistoryAsync()
+    {
+        var history = new GrainState<StreamHistory>(new StreamHistory());
+        await Storage.ReadStateAsync(HistoryStateName, this.GetGrainId(), history);
+        history.State ??= new StreamHistory();
+        return history;
     }
 
     /// <summary>
@@ -233,9 +270,21 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         }
     }
 
+    /// <summary>
+    /// History first (when chunks closed since the last write), then the core with the new watermark; a crash in
+    /// between leaves a history record ahead of its core, which readers cut at the core's watermark.
+    /// </summary>
     private async Task WriteAsync()
     {
+        var s = _state.State;
+        if (s.PendingClosed is { Count: > 0 })
+        {
+            var stored = await ReadHistoryAsync();
+            var merged = new GrainState<StreamHistory>(StreamComputation.MergeHistory(s, stored.State)) { ETag = stored.ETag, RecordExists = stored.RecordExists };
+            await Storage.WriteStateAsync(HistoryStateName, this.GetGrainId(), merged);
+        }
         await _state.WriteStateAsync();
+        if (ReferenceEquals(s, _state.State)) s.PendingClosed = null;
         _unsavedSteps = 0;
         _lastWriteTimestamp = Environment.TickCount64;
     }

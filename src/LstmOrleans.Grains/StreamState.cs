@@ -3,8 +3,16 @@ using LstmOrleans.Abstractions;
 namespace LstmOrleans.Grains;
 
 /// <summary>
-/// Durable state of one sensor stream. Numbers are kept in flat primitive arrays (no boxed lists) so the stored
-/// form stays compact. Shapes: D = model input size, K = horizons, L*H = state size, N = history capacity.
+/// Durable core state of one sensor stream, written on every acknowledged step, so it is kept small: the learned
+/// state, ordering, statistics and the open "tail" chunk of the newest observations. Closed history lives in a
+/// separate record (<see cref="StreamHistory"/>) written only when a tail chunk closes and read only when needed.
+/// Shapes: D = model input size, K = horizons, L*H = state size, N = history capacity, C = tail chunk size.
+///
+/// History layout. Observations accepted since the last bind/reset get consecutive indexes 0, 1, 2, ... within the
+/// <see cref="Generation"/>. Indexes below <see cref="ClosedCount"/> are closed (stored in the history record, or
+/// still in <see cref="PendingClosed"/> until the next write); the rest are in <see cref="Tail"/>. Writes go history
+/// first, then core; a history record that got ahead of its core (a crash between the two writes) is read only below
+/// the core's <see cref="ClosedCount"/>, so it never shows an unacknowledged observation.
 /// </summary>
 [GenerateSerializer, Alias("lstm.StreamState")]
 public sealed class StreamState
@@ -31,15 +39,10 @@ public sealed class StreamState
     [Id(11)] public double[] Mean { get; set; } = [];            // [D]
     [Id(12)] public double[] M2 { get; set; } = [];              // [D] sum of squared deviations
 
-    // Ring buffer of the most recent observations; slot of the i-th oldest = (HistoryStart + i) % N.
-    [Id(13)] public int HistoryCapacity { get; set; }             // N
-    [Id(14)] public int HistoryStart { get; set; }
-    [Id(15)] public int HistoryCount { get; set; }
-    [Id(16)] public long[] HistorySequences { get; set; } = [];   // [N]
-    [Id(17)] public long[] HistoryTicks { get; set; } = [];       // [N] UTC ticks
-    [Id(18)] public float[] HistoryValues { get; set; } = [];     // [N, D] raw values as received
-    /// <summary>[N, D] the normalised inputs actually fed to the LSTM, so a re-warm replays exactly.</summary>
-    [Id(19)] public float[] HistoryInputs { get; set; } = [];
+    /// <summary>N: observations kept (closed history plus tail) for training windows and re-warming.</summary>
+    [Id(13)] public int HistoryCapacity { get; set; }
+
+    // Ids 14..19 held the old in-core ring buffer; they are not reused so old records still load (the ring is dropped).
 
     // Error statistics per horizon.
     [Id(20)] public double[] ErrorMeanSquare { get; set; } = []; // [K] EWMA of squared error
@@ -50,8 +53,36 @@ public sealed class StreamState
     /// <summary>The answer to the last accepted observation (returned again to a retry).</summary>
     [Id(23)] public StepResult? Latest { get; set; }
 
+    /// <summary>Changes on every bind and reset, so history records of an earlier life are ignored.</summary>
+    [Id(24)] public long Generation { get; set; }
+
+    /// <summary>Observations of this generation moved out of the tail into closed history.</summary>
+    [Id(25)] public long ClosedCount { get; set; }
+
+    /// <summary>The open chunk: the newest observations (at most C), starting at index <see cref="ClosedCount"/>.</summary>
+    [Id(26)] public ObservationChunk Tail { get; set; } = new();
+
+    /// <summary>
+    /// Closed observations not yet in the stored history record (only between a chunk closing and the next write;
+    /// never serialized). Starts at index <see cref="ClosedCount"/> - its count.
+    /// </summary>
+    [NonSerialized] public ObservationChunk? PendingClosed;
+
+    /// <summary>D_in = D + calendar features, the width of the history's input rows; 0 in states written before it existed (= D).</summary>
+    [Id(27)] public int ModelInputSize { get; set; }
+
+    /// <summary>Width of one LSTM input row (D_in).</summary>
+    public int InputWidth => ModelInputSize > 0 ? ModelInputSize : InputSize;
+
     public bool IsBound => ModelName is not null && Hidden.Length > 0;
 
+    /// <summary>Observations currently retained (closed history plus tail), at most N.</summary>
+    public int HistoryCount => (int)Math.Min(HistoryCapacity, ClosedCount + Tail.Count);
+
+    /// <summary>Index of the first closed observation that is not in the stored history record yet.</summary>
+    public long DurableClosedCount => ClosedCount - (PendingClosed?.Count ?? 0);
+
+    /// <summary>A copy for computing on (batches, binds); small arrays only (the closed history is not part of it).</summary>
     public StreamState Clone() => new()
     {
         ModelName = ModelName,
@@ -68,15 +99,93 @@ public sealed class StreamState
         Mean = (double[])Mean.Clone(),
         M2 = (double[])M2.Clone(),
         HistoryCapacity = HistoryCapacity,
-        HistoryStart = HistoryStart,
-        HistoryCount = HistoryCount,
-        HistorySequences = (long[])HistorySequences.Clone(),
-        HistoryTicks = (long[])HistoryTicks.Clone(),
-        HistoryValues = (float[])HistoryValues.Clone(),
-        HistoryInputs = (float[])HistoryInputs.Clone(),
         ErrorMeanSquare = (double[])ErrorMeanSquare.Clone(),
         ErrorSamples = (long[])ErrorSamples.Clone(),
         Pending = (float[])Pending.Clone(),
         Latest = Latest,
+        Generation = Generation,
+        ClosedCount = ClosedCount,
+        Tail = Tail.Clone(),
+        PendingClosed = PendingClosed?.Clone(),
+        ModelInputSize = ModelInputSize,
     };
+}
+
+/// <summary>
+/// A run of consecutive observations of one generation: entry i has index <see cref="StartIndex"/> + i. Arrays may be
+/// longer than <see cref="Count"/> (capacity). Shapes: [capacity], [capacity, D] and [capacity, D_in].
+/// </summary>
+[GenerateSerializer, Alias("lstm.ObservationChunk")]
+public sealed class ObservationChunk
+{
+    [Id(0)] public long StartIndex { get; set; }
+    [Id(1)] public int Count { get; set; }
+    [Id(2)] public long[] Sequences { get; set; } = [];   // [capacity]
+    [Id(3)] public long[] Ticks { get; set; } = [];       // [capacity] UTC ticks
+    /// <summary>[capacity, D] raw values as received.</summary>
+    [Id(4)] public float[] Values { get; set; } = [];
+    /// <summary>[capacity, D_in] the inputs actually fed to the LSTM (normalised values, then calendar features), so a re-warm replays exactly.</summary>
+    [Id(5)] public float[] Inputs { get; set; } = [];
+
+    public long EndIndex => StartIndex + Count;
+
+    public int Capacity => Sequences.Length;
+
+    public static ObservationChunk Create(long startIndex, int capacity, int inputSize, int inputWidth) => new()
+    {
+        StartIndex = startIndex,
+        Sequences = new long[capacity],
+        Ticks = new long[capacity],
+        Values = new float[capacity * inputSize],
+        Inputs = new float[capacity * inputWidth],
+    };
+
+    public ObservationChunk Clone() => new()
+    {
+        StartIndex = StartIndex,
+        Count = Count,
+        Sequences = (long[])Sequences.Clone(),
+        Ticks = (long[])Ticks.Clone(),
+        Values = (float[])Values.Clone(),
+        Inputs = (float[])Inputs.Clone(),
+    };
+
+    /// <summary>Appends entry <paramref name="entry"/> of <paramref name="source"/>, growing the arrays when full.</summary>
+    public void AppendFrom(ObservationChunk source, int entry, int inputSize, int inputWidth)
+    {
+        if (Count == Capacity) Grow(Math.Max(4, Capacity * 2), inputSize, inputWidth);
+        Sequences[Count] = source.Sequences[entry];
+        Ticks[Count] = source.Ticks[entry];
+        source.Values.AsSpan(entry * inputSize, inputSize).CopyTo(Values.AsSpan(Count * inputSize, inputSize));
+        source.Inputs.AsSpan(entry * inputWidth, inputWidth).CopyTo(Inputs.AsSpan(Count * inputWidth, inputWidth));
+        Count++;
+    }
+
+    private void Grow(int capacity, int inputSize, int inputWidth)
+    {
+        var sequences = Sequences;
+        var ticks = Ticks;
+        var values = Values;
+        var inputs = Inputs;
+        Array.Resize(ref sequences, capacity);
+        Array.Resize(ref ticks, capacity);
+        Array.Resize(ref values, capacity * inputSize);
+        Array.Resize(ref inputs, capacity * inputWidth);
+        Sequences = sequences;
+        Ticks = ticks;
+        Values = values;
+        Inputs = inputs;
+    }
+}
+
+/// <summary>
+/// The stream's closed history record (state name "history"): closed observations of one generation, written only
+/// when tail chunks close. Holds at least the N closed observations before the core's watermark, plus (after a crash
+/// between the history and the core write) some beyond it, which readers ignore.
+/// </summary>
+[GenerateSerializer, Alias("lstm.StreamHistory")]
+public sealed class StreamHistory
+{
+    [Id(0)] public long Generation { get; set; }
+    [Id(1)] public ObservationChunk Closed { get; set; } = new();
 }

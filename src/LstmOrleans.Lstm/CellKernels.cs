@@ -6,71 +6,15 @@ using System.Runtime.Intrinsics;
 namespace LstmOrleans.Lstm;
 
 /// <summary>
-/// Elementwise parts of the LSTM cell, each forward paired with its backward.
-/// Packing convention (why the "doubled g rows"): the packed weights and bias of the cell-candidate rows
-/// (2H..3H) are multiplied by 2, so one Sigmoid over all 4H pre-activations gives σ(a) for i, f, o and σ(2a)
-/// for g, and tanh(a) = 2σ(2a) − 1 recovers g. That turns four activation calls per row into one call per
-/// time step over the whole batch.
+/// Elementwise backward of the LSTM cell. Its forward is fused into <see cref="FusedLstmCell"/> (gates, activations
+/// and cell update in one pass), which stores the activated gates i, f, g, o and tanh(c_t) this backward reads.
 /// </summary>
 internal static class CellKernels
 {
-    /// <summary>Doubles the cell-candidate rows (2H..3H) of a packed [in, 4H] matrix or a [4H] bias.</summary>
-    public static void DoubleCandidateRows(Span<float> packedRows, int hidden)
-    {
-        int rows = 4 * hidden;
-        for (int r = 0; r < packedRows.Length / rows; r++)
-        {
-            Span<float> g = packedRows.Slice(r * rows + 2 * hidden, hidden);
-            TensorPrimitives.Multiply(g, 2f, g);
-        }
-    }
-
-    /// <summary>
-    /// Forward for one row after the Sigmoid: gates [4H] hold σ(a_i), σ(a_f), σ(2a_g), σ(a_o) and leave as the
-    /// activations (i, f, g, o). c = f ⊙ cPrev + i ⊙ g (c may alias cPrev); tanhC = tanh(c); h = o ⊙ tanhC
-    /// (h may alias tanhC).
-    /// </summary>
-    public static void ForwardRow(Span<float> gates, ReadOnlySpan<float> cPrev, Span<float> c, Span<float> tanhC, Span<float> h, int hidden)
-    {
-        CandidateAndCell(gates, cPrev, c, hidden);
-        TensorPrimitives.Tanh(c[..hidden], tanhC[..hidden]);
-        TensorPrimitives.Multiply(gates.Slice(3 * hidden, hidden), tanhC[..hidden], h[..hidden]);
-    }
-
-    /// <summary>First half of <see cref="ForwardRow"/>: g = 2σ(2a_g) − 1 in place, c = f ⊙ cPrev + i ⊙ g.</summary>
-    public static void CandidateAndCell(Span<float> gates, ReadOnlySpan<float> cPrev, Span<float> c, int hidden)
-    {
-        ref float gi = ref MemoryMarshal.GetReference(gates);
-        ref float gf = ref Unsafe.Add(ref gi, hidden);
-        ref float gg = ref Unsafe.Add(ref gi, 2 * hidden);
-        ref float cp = ref MemoryMarshal.GetReference(cPrev);
-        ref float cn = ref MemoryMarshal.GetReference(c);
-        if (gates.Length < 4 * hidden || cPrev.Length < hidden || c.Length < hidden) throw new ArgumentException("Cell spans too short.");
-        int j = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            var one = Vector512<float>.One;
-            for (; j + 16 <= hidden; j += 16)
-            {
-                var g = Vector512.LoadUnsafe(ref gg, (nuint)j) * 2f - one;
-                g.StoreUnsafe(ref gg, (nuint)j);
-                var cv = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref gf, (nuint)j), Vector512.LoadUnsafe(ref cp, (nuint)j),
-                    Vector512.LoadUnsafe(ref gi, (nuint)j) * g);
-                cv.StoreUnsafe(ref cn, (nuint)j);
-            }
-        }
-        for (; j < hidden; j++)
-        {
-            float g = 2f * Unsafe.Add(ref gg, j) - 1f;
-            Unsafe.Add(ref gg, j) = g;
-            Unsafe.Add(ref cn, j) = Unsafe.Add(ref gf, j) * Unsafe.Add(ref cp, j) + Unsafe.Add(ref gi, j) * g;
-        }
-    }
-
     /// <summary>
     /// Backward for one row. In: activated gates [4H], cPrev [H], tanhC [H], dhAbove [H], dhNext [H] (from
     /// step t + 1), dcNext [H] (from step t + 1; replaced by dL/dc_{t−1}). Out: dGates [4H] with respect to
-    /// the (undoubled) pre-activations:
+    /// the pre-activations:
     ///   dh = dhAbove + dhNext; dc = dcNext + dh ⊙ o ⊙ (1 − tanhC²)
     ///   da_i = dc ⊙ g ⊙ i(1 − i); da_f = dc ⊙ cPrev ⊙ f(1 − f); da_g = dc ⊙ i ⊙ (1 − g²); da_o = dh ⊙ tanhC ⊙ o(1 − o)
     ///   dcPrev = dc ⊙ f

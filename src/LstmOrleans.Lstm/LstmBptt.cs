@@ -13,10 +13,7 @@ namespace LstmOrleans.Lstm;
 /// </summary>
 public sealed class LstmBptt
 {
-    // Packed at each forward; cell-candidate rows doubled (see CellKernels).
-    private readonly float[][] _wihT;        // per layer [D_l, 4H]   weight_ih transposed
-    private readonly float[][] _whhT;        // per layer [H, 4H]     weight_hh transposed
-    private readonly float[][] _bias;        // per layer [4H]        bias_ih + bias_hh
+    private readonly PackedGateWeights[] _packed;   // per layer, packed at each forward for FusedLstmCell
     private readonly float[] _dOutputs;      // [T, B, K]   dLoss/dy
     private float[] _dAbove;                 // [T, B, H]   dLoss/dh_t arriving from the head or the layer above
     private float[] _dBelow;                 // [T, B, H]   dLoss/d(input of this layer) = dh for the layer below
@@ -32,15 +29,8 @@ public sealed class LstmBptt
     {
         Activations = new LstmActivations(config, maxBatch, steps);
         int b = maxBatch, t = steps, h = config.HiddenSize, rows = config.GateRows;
-        _wihT = new float[config.Layers][];
-        _whhT = new float[config.Layers][];
-        _bias = new float[config.Layers][];
-        for (int l = 0; l < config.Layers; l++)
-        {
-            _wihT[l] = new float[config.LayerInputSize(l) * rows];
-            _whhT[l] = new float[h * rows];
-            _bias[l] = new float[rows];
-        }
+        _packed = new PackedGateWeights[config.Layers];
+        for (int l = 0; l < config.Layers; l++) _packed[l] = new PackedGateWeights(h, config.LayerInputSize(l));
         _dOutputs = new float[t * b * config.Horizons];
         _dAbove = new float[t * b * h];
         _dBelow = new float[t * b * h];
@@ -113,26 +103,29 @@ public sealed class LstmBptt
                 if (c0.IsEmpty) cs.Clear(); else c0.Slice(s * state + l * hidden, hidden).CopyTo(cs);
             }
             int din = config.LayerInputSize(l);
-            ReadOnlySpan<float> layerIn = l == 0 ? act.Inputs.AsSpan(0, n * d) : act.Hidden[l - 1].AsSpan(batch * hidden, n * hidden);
-            Span<float> gates = gl.AsSpan(0, n * rows);
-            for (int step = 0; step < t; step++)
+            // Layer input of step t: x_t [B, D] for layer 0, h_t of the layer below (its slot t + 1) otherwise.
+            float[] layerIn = l == 0 ? act.Inputs : act.Hidden[l - 1];
+            int layerInOffset = l == 0 ? 0 : batch * hidden;
+            unsafe
             {
-                // gates_t[B, 4H] = bias + in_t[B, D_l] · W_ihᵀ + h_{t-1}[B, H] · W_hhᵀ, built step by step so the
-                // [B, 4H] block stays in cache from the bias fill to the activations.
-                Span<float> gt = gates.Slice(step * batch * rows, batch * rows);
-                for (int s = 0; s < batch; s++) _bias[l].CopyTo(gt.Slice(s * rows, rows));
-                Gemm.MultiplyAdd(batch, rows, din, layerIn.Slice(step * batch * din, batch * din), din, 1, _wihT[l], rows, gt, rows);
-                Gemm.MultiplyAdd(batch, rows, hidden, hl.AsSpan(step * batch * hidden, batch * hidden), hidden, 1, _whhT[l], rows, gt, rows);
-                TensorPrimitives.Sigmoid(gt, gt);
-                int slot = step * batch;   // rows of step t in [T, B, ·] buffers; slot + batch = the next state slot
-                for (int s = 0; s < batch; s++)
-                    CellKernels.CandidateAndCell(gt.Slice(s * rows, rows), cl.AsSpan((slot + s) * hidden, hidden),
-                        cl.AsSpan((slot + batch + s) * hidden, hidden), hidden);
-                // tanh(c_t) for the whole batch in one call, then h_t = o ⊙ tanh(c_t) row by row.
-                TensorPrimitives.Tanh(cl.AsSpan((slot + batch) * hidden, batch * hidden), tcl.AsSpan(slot * hidden, batch * hidden));
-                for (int s = 0; s < batch; s++)
-                    TensorPrimitives.Multiply(gt.Slice(s * rows + 3 * hidden, hidden), tcl.AsSpan((slot + s) * hidden, hidden),
-                        hl.AsSpan((slot + batch + s) * hidden, hidden));
+                fixed (float* ph = hl, pc = cl, pg = gl, pt = tcl, pin = layerIn)
+                {
+                    for (int step = 0; step < t; step++)
+                    {
+                        // One fused pass per step: gates_t[B, 4H] = act(bias + [h_{t-1}, in_t] · Wᵀ), then c_t, h_t; the
+                        // activated gates and tanh(c_t) are kept for the backward pass.
+                        int slot = step * batch;   // rows of step t in [T, B, ·] buffers; slot + batch = the next state slot
+                        var io = new CellIo
+                        {
+                            HPrev = ph + (long)slot * hidden, HPrevStride = hidden,
+                            Input = pin + layerInOffset + (long)slot * din, InputStride = din,
+                            CPrev = pc + (long)slot * hidden, CNext = pc + (long)(slot + batch) * hidden,
+                            HNext = ph + (long)(slot + batch) * hidden, StateStride = hidden,
+                            Gates = pg + (long)slot * rows, TanhC = pt + (long)slot * hidden,
+                        };
+                        FusedLstmCell.Forward(_packed[l], batch, io);
+                    }
+                }
             }
         }
 
@@ -274,23 +267,8 @@ public sealed class LstmBptt
 
     private void PackWeights(LstmParameters parameters)
     {
-        var config = Config;
-        int h = config.HiddenSize, rows = config.GateRows;
-        for (int l = 0; l < config.Layers; l++)
-        {
-            int din = config.LayerInputSize(l);
-            ReadOnlySpan<float> wih = parameters.WeightIh(l), whh = parameters.WeightHh(l);
-            float[] wihT = _wihT[l], whhT = _whhT[l];
-            for (int r = 0; r < rows; r++)
-            {
-                for (int j = 0; j < din; j++) wihT[j * rows + r] = wih[r * din + j];
-                for (int j = 0; j < h; j++) whhT[j * rows + r] = whh[r * h + j];
-            }
-            TensorPrimitives.Add(parameters.BiasIh(l), parameters.BiasHh(l), _bias[l]);
-            CellKernels.DoubleCandidateRows(wihT, h);
-            CellKernels.DoubleCandidateRows(whhT, h);
-            CellKernels.DoubleCandidateRows(_bias[l], h);
-        }
+        for (int l = 0; l < Config.Layers; l++)
+            _packed[l].Pack(parameters.WeightIh(l), parameters.WeightHh(l), parameters.BiasIh(l), parameters.BiasHh(l));
     }
 
     private static bool AllFinite(ReadOnlySpan<float> values)

@@ -4,49 +4,38 @@ namespace LstmOrleans.Lstm;
 
 /// <summary>
 /// An immutable, inference-ready copy of a model's parameters, shared by every stream of a model on a
-/// silo. Packing happens once here so each step only reads: per layer the two gate matrices are fused over
-/// the concatenation [h_{t-1}, x_t] (the seed's notation) and stored transposed, [H + D_l, 4H], so a step is
-/// a run of AXPYs along contiguous gate rows (see <see cref="Gemm"/>); the two biases are summed; the
-/// cell-candidate rows are doubled (see <see cref="CellKernels"/>) so one Sigmoid activates all four gates.
+/// silo. Packing happens once here so each step only reads: per layer both gate matrices and the summed biases
+/// go into one <see cref="PackedGateWeights"/> over the concatenation [h_{t-1}, x_t] (the seed's notation), the
+/// layout <see cref="FusedLstmCell"/> streams through to compute gates, activations and the cell update in one pass.
+/// <see cref="Step"/> and <see cref="StepMany"/> run that same kernel, so they agree bit for bit.
 /// </summary>
 public sealed class LstmWeights
 {
-    /// <summary>Streams processed per chunk by <see cref="StepMany"/>; bounds the scratch buffer.</summary>
-    private const int StreamChunk = 64;
+    /// <summary>
+    /// Streams processed per chunk by <see cref="StepMany"/> (a multiple of the kernel's 6-stream tile); bounds the
+    /// scratch copy of the chunk's previous h, which stays in L1 beside one weight panel.
+    /// </summary>
+    private const int StreamChunk = 60;
+
+    /// <summary>Hidden sizes up to this keep the single step's copy of h_{t-1} on the stack.</summary>
+    private const int StackHidden = 1024;
 
     [ThreadStatic] private static float[]? t_scratch;
-    [ThreadStatic] private static float[]? t_stepScratch;
 
     private readonly LstmParameters _parameters;
-    private readonly float[][] _packed;     // per layer: [H + D_l, 4H], row-major; rows 0..H-1 = W_hhᵀ, rows H.. = W_ihᵀ
-    private readonly float[][] _bias;       // per layer: [4H] = bias_ih + bias_hh
-    private readonly float[] _headWeight;   // [K, H]
-    private readonly float[] _headBias;     // [K]
+    private readonly PackedGateWeights[] _layers;   // per layer: gates packed over [h_{t-1}, x_t]
+    private readonly float[] _headWeight;           // [K, H]
+    private readonly float[] _headBias;             // [K]
 
     private LstmWeights(LstmParameters parameters)
     {
         _parameters = parameters;
         var config = parameters.Config;
-        int h = config.HiddenSize, rows = config.GateRows;
-        _packed = new float[config.Layers][];
-        _bias = new float[config.Layers][];
+        _layers = new PackedGateWeights[config.Layers];
         for (int l = 0; l < config.Layers; l++)
         {
-            int din = config.LayerInputSize(l);
-            var packed = new float[(h + din) * rows];
-            ReadOnlySpan<float> wih = parameters.WeightIh(l);
-            ReadOnlySpan<float> whh = parameters.WeightHh(l);
-            for (int r = 0; r < rows; r++)
-            {
-                for (int j = 0; j < h; j++) packed[j * rows + r] = whh[r * h + j];
-                for (int j = 0; j < din; j++) packed[(h + j) * rows + r] = wih[r * din + j];
-            }
-            var bias = new float[rows];
-            TensorPrimitives.Add(parameters.BiasIh(l), parameters.BiasHh(l), bias);
-            CellKernels.DoubleCandidateRows(packed, h);
-            CellKernels.DoubleCandidateRows(bias, h);
-            _packed[l] = packed;
-            _bias[l] = bias;
+            _layers[l] = new PackedGateWeights(config.HiddenSize, config.LayerInputSize(l));
+            _layers[l].Pack(parameters.WeightIh(l), parameters.WeightHh(l), parameters.BiasIh(l), parameters.BiasHh(l));
         }
         _headWeight = parameters.HeadWeight.ToArray();
         _headBias = parameters.HeadBias.ToArray();
@@ -64,39 +53,33 @@ public sealed class LstmWeights
     /// One LSTM step for one stream, in place, allocation-free.
     /// x: [D]; h, c: [L, H] (updated in place); y: [K] (written).
     /// </summary>
-    public void Step(ReadOnlySpan<float> x, Span<float> h, Span<float> c, Span<float> y)
+    public unsafe void Step(ReadOnlySpan<float> x, Span<float> h, Span<float> c, Span<float> y)
     {
         var config = Config;
-        int hidden = config.HiddenSize, rows = config.GateRows;
+        int hidden = config.HiddenSize;
         if (x.Length != config.InputSize) throw new ArgumentException($"Expected {config.InputSize} input values, got {x.Length}.", nameof(x));
         if (h.Length != config.StateSize || c.Length != config.StateSize)
             throw new ArgumentException($"Expected h and c of length {config.StateSize} (L x H).");
         if (y.Length != config.Horizons) throw new ArgumentException($"Expected {config.Horizons} outputs, got {y.Length}.", nameof(y));
         RequireFinite(x);
 
-        int maxCols = hidden + Math.Max(config.InputSize, hidden);
-        // Large models use a per-thread buffer instead of the stack: still no allocation per step.
-        int need = maxCols + rows;
-        Span<float> scratch = need <= 3072 ? stackalloc float[need] : StepScratch(need);
-        Span<float> concat = scratch[..maxCols];           // [H + D_l]
-        Span<float> gates = scratch.Slice(maxCols, rows);  // [4H]
-
-        ReadOnlySpan<float> layerInput = x;
-        for (int l = 0; l < config.Layers; l++)
+        // h_{t-1} of the layer being stepped: the kernel writes h_t while it still reads h_{t-1}.
+        Span<float> hPrev = hidden <= StackHidden ? stackalloc float[hidden] : Scratch(hidden);
+        fixed (float* px = x, ph = h, pc = c, pPrev = hPrev)
         {
-            Span<float> hl = h.Slice(l * hidden, hidden);
-            Span<float> cl = c.Slice(l * hidden, hidden);
-            int cols = hidden + layerInput.Length;
-            Span<float> v = concat[..cols];
-            hl.CopyTo(v);
-            layerInput.CopyTo(v[hidden..]);
-            _bias[l].CopyTo(gates);
-            Gemm.MultiplyAdd(1, rows, cols, v, 0, 1, _packed[l], rows, gates, rows);
-            TensorPrimitives.Sigmoid(gates, gates);
-            CellKernels.ForwardRow(gates, cl, cl, hl, hl, hidden);
-            layerInput = hl;
+            for (int l = 0; l < config.Layers; l++)
+            {
+                h.Slice(l * hidden, hidden).CopyTo(hPrev);
+                var io = new CellIo
+                {
+                    HPrev = pPrev, HPrevStride = hidden,
+                    Input = l == 0 ? px : ph + (l - 1) * hidden, InputStride = config.LayerInputSize(l),
+                    CPrev = pc + l * hidden, CNext = pc + l * hidden, HNext = ph + l * hidden, StateStride = config.StateSize,
+                };
+                FusedLstmCell.Forward(_layers[l], 1, io);
+            }
         }
-        Head(layerInput, y);
+        Head(h.Slice((config.Layers - 1) * hidden, hidden), y);
     }
 
     private static void RequireFinite(ReadOnlySpan<float> x)
@@ -105,22 +88,22 @@ public sealed class LstmWeights
             throw new ArgumentException("Input values must be finite (no NaN or infinity).", nameof(x));
     }
 
-    private static Span<float> StepScratch(int length)
+    private static Span<float> Scratch(int length)
     {
-        var scratch = t_stepScratch;
-        if (scratch is null || scratch.Length < length) t_stepScratch = scratch = new float[length];
+        var scratch = t_scratch;
+        if (scratch is null || scratch.Length < length) t_scratch = scratch = new float[length];
         return scratch.AsSpan(0, length);
     }
 
     /// <summary>
-    /// One step for each of B independent streams, in place, equal to B calls of <see cref="Step"/> up to
-    /// float rounding. x: [B, D]; h, c: [B, L*H] (each stream's state row updated in place); y: [B, K].
-    /// Streams run in chunks as one matrix product per layer, so the weights are read once per chunk.
+    /// One step for each of B independent streams, in place, equal to B calls of <see cref="Step"/> (bit for bit:
+    /// same kernel, same order of operations). x: [B, D]; h, c: [B, L*H] (each stream's state row updated in
+    /// place); y: [B, K]. Streams run in chunks, each layer as one fused pass, so a weight panel is read once per chunk.
     /// </summary>
-    public void StepMany(ReadOnlySpan<float> x, Span<float> h, Span<float> c, Span<float> y)
+    public unsafe void StepMany(ReadOnlySpan<float> x, Span<float> h, Span<float> c, Span<float> y)
     {
         var config = Config;
-        int d = config.InputSize, hidden = config.HiddenSize, rows = config.GateRows, state = config.StateSize, k = config.Horizons;
+        int d = config.InputSize, hidden = config.HiddenSize, state = config.StateSize, k = config.Horizons;
         if (x.Length % d != 0) throw new ArgumentException($"Input length {x.Length} is not a multiple of the input size {d}.", nameof(x));
         int streams = x.Length / d;
         if (h.Length != streams * state || c.Length != streams * state)
@@ -130,36 +113,29 @@ public sealed class LstmWeights
         RequireFinite(x);   // before any state changes: a bad value in one stream leaves every stream untouched
 
         int chunk = Math.Min(StreamChunk, streams);
-        var scratch = t_scratch;
-        if (scratch is null || scratch.Length < chunk * rows) t_scratch = scratch = new float[Math.Max(chunk, StreamChunk) * rows];
-
-        for (int s0 = 0; s0 < streams; s0 += chunk)
+        Span<float> hPrev = Scratch(chunk * hidden);                 // [chunk, H] h_{t-1} of the layer being stepped
+        fixed (float* px = x, ph = h, pc = c, pPrev = hPrev)
         {
-            int n = Math.Min(chunk, streams - s0);
-            Span<float> gates = scratch.AsSpan(0, n * rows);                  // [n, 4H]
-            Span<float> hc = h.Slice(s0 * state, n * state);                  // [n, L*H]
-            Span<float> cc = c.Slice(s0 * state, n * state);                  // [n, L*H]
-            for (int l = 0; l < config.Layers; l++)
+            for (int s0 = 0; s0 < streams; s0 += chunk)
             {
-                for (int s = 0; s < n; s++) _bias[l].CopyTo(gates.Slice(s * rows, rows));
-                ReadOnlySpan<float> packed = _packed[l];
-                // Recurrent part: h_l (old values, strided by L*H) times W_hhᵀ.
-                Gemm.MultiplyAdd(n, rows, hidden, hc[(l * hidden)..], state, 1, packed, rows, gates, rows);
-                // Input part: x for layer 0, the fresh h of the layer below otherwise.
-                if (l == 0)
-                    Gemm.MultiplyAdd(n, rows, d, x.Slice(s0 * d, n * d), d, 1, packed[(hidden * rows)..], rows, gates, rows);
-                else
-                    Gemm.MultiplyAdd(n, rows, hidden, hc[((l - 1) * hidden)..], state, 1, packed[(hidden * rows)..], rows, gates, rows);
-                TensorPrimitives.Sigmoid(gates, gates);
-                for (int s = 0; s < n; s++)
+                int n = Math.Min(chunk, streams - s0);
+                float* hc = ph + (long)s0 * state, cc = pc + (long)s0 * state;   // [n, L*H] rows of this chunk
+                for (int l = 0; l < config.Layers; l++)
                 {
-                    Span<float> hs = hc.Slice(s * state + l * hidden, hidden), cs = cc.Slice(s * state + l * hidden, hidden);
-                    CellKernels.ForwardRow(gates.Slice(s * rows, rows), cs, cs, hs, hs, hidden);
+                    for (int s = 0; s < n; s++) h.Slice((s0 + s) * state + l * hidden, hidden).CopyTo(hPrev.Slice(s * hidden, hidden));
+                    var io = new CellIo
+                    {
+                        HPrev = pPrev, HPrevStride = hidden,
+                        // Input: x for layer 0, the fresh h of the layer below otherwise.
+                        Input = l == 0 ? px + (long)s0 * d : hc + (l - 1) * hidden, InputStride = l == 0 ? d : state,
+                        CPrev = cc + l * hidden, CNext = cc + l * hidden, HNext = hc + l * hidden, StateStride = state,
+                    };
+                    FusedLstmCell.Forward(_layers[l], n, io);
                 }
+                int top = (config.Layers - 1) * hidden;
+                for (int s = 0; s < n; s++)
+                    Head(h.Slice((s0 + s) * state + top, hidden), y.Slice((s0 + s) * k, k));
             }
-            int top = (config.Layers - 1) * hidden;
-            for (int s = 0; s < n; s++)
-                Head(hc.Slice(s * state + top, hidden), y.Slice((s0 + s) * k, k));
         }
     }
 

@@ -126,7 +126,7 @@ public class TrainCommandTests
 
         var run = Cli.Run("model", "train", "--model", model, "--data", data, "--window", "10", "--epochs", "3", "--optimizer", "adam", "--lr", "0.01", "--out", output);
         Assert.Equal(0, run.ExitCode);
-        Assert.Contains("epoch 3: train loss", run.Stdout);
+        Assert.Contains("epoch 3/3: train loss", run.Stdout);
         var (initial, _) = ModelFile.Load(model);
         var (trained, _) = ModelFile.Load(output);
         Assert.Equal(initial.Config, trained.Config);
@@ -134,8 +134,73 @@ public class TrainCommandTests
         Assert.True(trained.AllFinite());
     }
 
+    [Fact]
+    public void FitModeOutsideATerminalPrintsOnePlainLinePerEpochWithTheSameLossesAsJson()
+    {
+        using var dir = new TempDir();
+        string model = dir.File("m.safetensors"), data = dir.File("d.csv"), text = dir.File("text.safetensors"), json = dir.File("json.safetensors");
+        File.WriteAllText(data, ModelCommandsTests.ThreeFeatureCsv(80));
+        Assert.Equal(0, Cli.Run("model", "init", "--input-size", "3", "--hidden", "4", "--horizons", "2", "--seed", "5", "--out", model).ExitCode);
+        string[] train = ["model", "train", "--model", model, "--data", data, "--window", "8", "--epochs", "4", "--lr", "0.01", "--seed", "9", "--patience", "0"];
+
+        var plain = Cli.Run([.. train, "--out", text]);
+        Assert.True(plain.ExitCode == 0, plain.Stderr);
+        Assert.Equal("", plain.Stderr);
+        Assert.DoesNotContain('\u001b', plain.Stdout);   // no terminal control sequences in a pipe
+        var lines = plain.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var epochLines = lines.Where(l => l.StartsWith("epoch ", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(4, epochLines.Length);
+        var pattern = new System.Text.RegularExpressions.Regex(@"^epoch (\d)/4: train loss (\S+), validation loss (\S+), \d+\.\d s elapsed$");
+
+        // The same run with --json prints nothing but the JSON document, and its losses are the ones printed above.
+        var structured = Cli.Run([.. train, "--out", json, "--json"]);
+        Assert.True(structured.ExitCode == 0, structured.Stderr);
+        Assert.Equal("", structured.Stderr);
+        using var document = JsonDocument.Parse(structured.Stdout);
+        var root = document.RootElement;
+        var trainLosses = root.GetProperty("losses").EnumerateArray().Select(e => e.GetDouble()).ToArray();
+        var validationLosses = root.GetProperty("validationLosses").EnumerateArray().Select(e => e.GetDouble()).ToArray();
+        Assert.Equal(4, trainLosses.Length);
+        Assert.Equal(4, validationLosses.Length);
+        for (int e = 0; e < 4; e++)
+        {
+            var match = pattern.Match(epochLines[e]);
+            Assert.True(match.Success, epochLines[e]);
+            Assert.Equal(e + 1, int.Parse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
+            Assert.Equal(trainLosses[e].ToString("G6"), match.Groups[2].Value);
+            Assert.Equal(validationLosses[e].ToString("G6"), match.Groups[3].Value);
+        }
+        int best = root.GetProperty("bestEpoch").GetInt32();
+        Assert.InRange(best, 1, 4);
+        Assert.Equal(validationLosses.Min(), root.GetProperty("bestValidationLoss").GetDouble());
+        Assert.Equal(validationLosses[best - 1], root.GetProperty("bestValidationLoss").GetDouble());
+        Assert.False(root.GetProperty("stoppedEarly").GetBoolean());
+        Assert.Contains($"Best epoch {best}: validation loss", plain.Stdout);
+        Assert.StartsWith("Wrote ", lines[^1]);
+        // Same seed, same data: both runs wrote the same weights.
+        Assert.Equal(File.ReadAllBytes(text), File.ReadAllBytes(json));
+    }
+
+    [Fact]
+    public void FitModeWithoutValidationSaysSoAndACapturedWriterIsNeverATerminal()
+    {
+        Assert.False(LstmOrleans.Client.Offline.TrainingProgress.IsTerminal(new StringWriter()));
+        using var dir = new TempDir();
+        string model = dir.File("m.safetensors"), data = dir.File("d.csv"), output = dir.File("out.safetensors");
+        File.WriteAllText(data, ModelCommandsTests.ThreeFeatureCsv(40));
+        Assert.Equal(0, Cli.Run("model", "init", "--input-size", "3", "--hidden", "3", "--out", model).ExitCode);
+        var run = Cli.Run("model", "train", "--model", model, "--data", data, "--window", "8", "--epochs", "2", "--validation", "0", "--out", output);
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        Assert.Matches(@"(?m)^epoch 2/2: train loss \S+, \d+\.\d s elapsed\r?$", run.Stdout);
+        Assert.DoesNotContain("validation loss", run.Stdout);
+        Assert.Contains("no validation split", run.Stdout);
+    }
+
     public static TheoryData<string[], string> TrainErrors => new()
     {
+        { ["--window", "5", "--epochs", "2", "--validation", "0.05"], "Use a shorter --window or --validation 0" },
+        { ["--window", "5", "--epochs", "2", "--validation", "1"], "--validation must be in [0, 1)" },
+        { ["--window", "5", "--epochs", "2", "--patience", "-1"], "--patience must not be negative" },
         { ["--window", "5", "--epochs", "2", "--optimizer", "rmsprop"], "rmsprop" },
         { ["--window", "50", "--epochs", "2"], "has 20 rows, fewer than one window of 50" },
         { ["--window", "0", "--epochs", "2"], "--window must be at least 1" },

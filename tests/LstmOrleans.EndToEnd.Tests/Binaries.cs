@@ -22,12 +22,8 @@ internal static class Binaries
         return path;
     }
 
-    public static int FreeTcpPort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    /// <summary>A loopback port free now and never handed out before in this test process.</summary>
+    public static int FreeTcpPort() => LstmOrleans.Tests.Shared.ExternalServer.FreeLoopbackPort();
 
     public static string TempFolder(string prefix)
     {

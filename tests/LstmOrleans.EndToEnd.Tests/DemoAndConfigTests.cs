@@ -47,7 +47,8 @@ public sealed class DemoAndConfigTests
         {
             using var process = new System.Diagnostics.Process
             {
-                StartInfo = Binaries.Dotnet(Binaries.SiloDll, ["--Storage:Provider=floppy", "--Cluster:SiloPort=70000", "--Telemetry:OtlpEndpoint=not-a-url"], folder),
+                StartInfo = Binaries.Dotnet(Binaries.SiloDll, ["--Storage:Provider=floppy", "--Cluster:SiloPort=70000", "--Telemetry:OtlpEndpoint=not-a-url",
+                    "--Dashboard:Enabled=true", "--Dashboard:Path=/models", "--Dashboard:Urls=http://127.0.0.1"], folder),
             };
             process.Start();
             var stderr = process.StandardError.ReadToEndAsync();
@@ -58,6 +59,8 @@ public sealed class DemoAndConfigTests
             Assert.Contains("Storage:Provider must be one of sqlite, redis, postgres, memory; got 'floppy'", message);
             Assert.Contains("Cluster:SiloPort must be a TCP port", message);
             Assert.Contains("Telemetry:OtlpEndpoint must be an absolute http(s) URL", message);
+            Assert.Contains("Dashboard:Path must not shadow the HTTP API", message);
+            Assert.Contains("Dashboard:Urls must be ';'-separated http(s) URLs with an explicit port", message);
         }
         finally
         {

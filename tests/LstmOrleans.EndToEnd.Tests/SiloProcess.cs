@@ -15,6 +15,18 @@ public sealed class SiloProcess : IAsyncLifetime
 
     private Process? _process;
     private readonly StringBuilder _log = new();
+    private readonly string? _apiKey;
+    private readonly string[] _extraArgs;
+
+    /// <summary>The shared fixture: API key on, SQLite storage, dashboard off.</summary>
+    public SiloProcess() : this(ApiKey, []) { }
+
+    /// <summary>A silo with another API key (null = none) and extra configuration, later arguments winning.</summary>
+    internal SiloProcess(string? apiKey, string[] extraArgs)
+    {
+        _apiKey = apiKey;
+        _extraArgs = extraArgs;
+    }
 
     public int HttpPort { get; } = Binaries.FreeTcpPort();
     public int SiloPort { get; } = Binaries.FreeTcpPort();
@@ -27,7 +39,7 @@ public sealed class SiloProcess : IAsyncLifetime
     public HttpClient CreateHttpClient(bool withKey = true)
     {
         var client = new HttpClient { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
-        if (withKey) client.DefaultRequestHeaders.Add("X-Api-Key", ApiKey);
+        if (withKey && _apiKey is not null) client.DefaultRequestHeaders.Add("X-Api-Key", _apiKey);
         return client;
     }
 
@@ -36,7 +48,7 @@ public sealed class SiloProcess : IAsyncLifetime
         string[] args =
         [
             $"--Http:Urls=http://127.0.0.1:{HttpPort}",
-            $"--Http:ApiKey={ApiKey}",
+            $"--Http:ApiKey={_apiKey}",
             $"--Http:MaxRequestBodyBytes={MaxBodyBytes}",
             $"--Http:MaxBatchSize={MaxBatch}",
             $"--Cluster:SiloPort={SiloPort}",
@@ -45,6 +57,7 @@ public sealed class SiloProcess : IAsyncLifetime
             $"--Cluster:ClusterId=e2e",
             "--Storage:Provider=sqlite",
             $"--Storage:DataFolder={DataFolder}",
+            .. _extraArgs,
         ];
         _process = new Process { StartInfo = Binaries.Dotnet(Binaries.SiloDll, args, DataFolder) };
         _process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_log) _log.AppendLine(e.Data); };

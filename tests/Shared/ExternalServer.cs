@@ -52,12 +52,25 @@ public static class ExternalServer
         return null;
     }
 
-    /// <summary>A loopback port free at the time of asking.</summary>
+    private static readonly HashSet<int> HandedOutPorts = [];
+
+    /// <summary>
+    /// A loopback port free at the time of asking and not handed out before in this process. Linux often gives the
+    /// same ephemeral port to consecutive bind-to-0 calls once the first listener closes, so without the record a
+    /// silo's silo, gateway and HTTP ports could come out equal.
+    /// </summary>
     public static int FreeLoopbackPort()
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
+        lock (HandedOutPorts)
+        {
+            while (true)
+            {
+                using var listener = new TcpListener(IPAddress.Loopback, 0);
+                listener.Start();
+                int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+                if (HandedOutPorts.Add(port)) return port;
+            }
+        }
     }
 
     public static bool IsRoot => Environment.UserName == "root";

@@ -141,6 +141,17 @@ internal static class CommandSupport
         return await action(connection);
     });
 
+    private static readonly System.Text.Json.JsonSerializerOptions JsonOptions = new(System.Text.Json.JsonSerializerDefaults.Web)
+    {
+        WriteIndented = true,
+        // Losses of a round that could not score are NaN; print them rather than fail.
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() },
+    };
+
+    /// <summary>Writes <paramref name="value"/> as indented camelCase JSON on stdout (enums as names).</summary>
+    public static void WriteJson<T>(T value) => Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(value, JsonOptions));
+
     public static string Format(float value) => value.ToString("G6", System.Globalization.CultureInfo.InvariantCulture);
 
     public static string Describe(StepResult r)

@@ -12,17 +12,30 @@ internal static class ModelClusterCommands
     {
         var cluster = new ClusterOptions();
         var names = new Argument<string[]>("MODEL") { Description = "Model names (default: the default model).", Arity = ArgumentArity.ZeroOrMore };
-        var command = new Command("models", "Show models: configuration, active version and retained versions.") { names };
+        var json = new Option<bool>("--json") { Description = "Print the models as JSON (info and retained versions of each)." };
+        var command = new Command("models", "Show models: configuration, active version and retained versions.") { names, json };
         cluster.AddTo(command);
         command.SetAction((result, ct) => CommandSupport.WithClusterAsync(cluster, result, ct, async connection =>
         {
             var list = result.GetValue(names) is { Length: > 0 } given ? given : [LstmOrleansNames.DefaultModelName];
+            if (result.GetValue(json))
+            {
+                var models = new List<object>();
+                foreach (var name in list)
+                {
+                    var grain = connection.Grains.GetGrain<IModelGrain>(name);
+                    models.Add(new { info = await grain.GetInfoAsync(), versions = await grain.ListVersionsAsync() });
+                }
+                CommandSupport.WriteJson(new { models });
+                return 0;
+            }
             foreach (var name in list)
             {
                 var grain = connection.Grains.GetGrain<IModelGrain>(name);
                 var info = await grain.GetInfoAsync();
                 var c = info.Config;
                 Console.WriteLine($"model {info.Name}: D={c.InputSize} H={c.HiddenSize} L={c.Layers} K={c.Horizons} " +
+                    (c.CalendarFeatures is { Length: > 0 } cal ? $"calendar {string.Join(",", cal)}, " : "") +
                     $"normalization {c.Normalization}, {info.ParameterCount} parameters, active v{info.ActiveVersion} (latest v{info.LatestVersion})");
                 foreach (var v in await grain.ListVersionsAsync())
                     Console.WriteLine($"  {(v.Version == info.ActiveVersion ? "*" : " ")} v{v.Version}  {v.PublishedAt:u}  {v.Description}");
@@ -41,18 +54,27 @@ internal static class ModelClusterCommands
         var layers = new Option<int>("--layers") { Description = "LSTM layers (L).", DefaultValueFactory = _ => 1 };
         var horizons = new Option<int>("--horizons") { Description = "Forecast horizons (K).", DefaultValueFactory = _ => 1 };
         var seed = new Option<int>("--seed") { Description = "Seed of the initial weights.", DefaultValueFactory = _ => 0 };
-        var command = new Command("create-model", "Create a model on the cluster (idempotent for an equal configuration).") { name, inputs, hidden, layers, horizons, seed };
+        var calendar = new Option<bool>("--calendar")
+        {
+            Description = "Append calendar features of each observation's timestamp to the model input: time of day and day of week as sine/cosine pairs.",
+        };
+        var command = new Command("create-model", "Create a model on the cluster (idempotent for an equal configuration).") { name, inputs, hidden, layers, horizons, seed, calendar };
         cluster.AddTo(command);
         command.SetAction((result, ct) => CommandSupport.WithClusterAsync(cluster, result, ct, async connection =>
         {
             var config = new ModelConfig(result.GetValue(inputs), result.GetValue(hidden), result.GetValue(layers), result.GetValue(horizons), [],
-                Seed: result.GetValue(seed));
+                Seed: result.GetValue(seed), CalendarFeatures: result.GetValue(calendar) ? AllCalendarFeatures : null);
             var info = await connection.Grains.GetGrain<IModelGrain>(result.GetValue(name)!).CreateAsync(config);
             Console.WriteLine($"model {info.Name}: active v{info.ActiveVersion}, {info.ParameterCount} parameters");
             return 0;
         }));
         return command;
     }
+
+    /// <summary>Every calendar feature, in the model file format's order and names.</summary>
+    internal static string[] AllCalendarFeatures { get; } =
+        [.. new[] { CalendarFeature.HourSin, CalendarFeature.HourCos, CalendarFeature.WeekdaySin, CalendarFeature.WeekdayCos }
+            .Select(ModelMetadataCodec.CalendarFeatureName)];
 
     public static Command Rollback()
     {
@@ -98,10 +120,12 @@ internal static class ModelClusterCommands
             {
                 return Task.FromResult(CommandSupport.Fail(2, e.Message));
             }
-            if (contents.Metadata.CalendarFeatures.Count > 0 || contents.Metadata.Normalization is not null)
+            if (contents.Metadata.Normalization is not null)
                 return Task.FromResult(CommandSupport.Fail(2,
-                    "This model file has calendar features or fixed normalisation; stream grains feed raw values with per-stream normalisation, so the cluster cannot serve it."));
+                    "This model file has fixed normalisation; stream grains normalise each stream with its own running statistics, so the cluster cannot serve it."));
             var shape = contents.Parameters.Config;
+            var fileCalendar = contents.Metadata.CalendarFeatures.Select(ModelMetadataCodec.CalendarFeatureName).ToArray();
+            int fileValues = contents.Metadata.RawFeatureCount(shape.InputSize);
             var modelName = result.GetValue(name) ?? contents.Metadata.ModelName ?? LstmOrleansNames.DefaultModelName;
             return CommandSupport.WithClusterAsync(cluster, result, ct, async connection =>
             {
@@ -113,13 +137,17 @@ internal static class ModelClusterCommands
                 }
                 catch (ModelNotFoundException)
                 {
-                    info = await grain.CreateAsync(new ModelConfig(shape.InputSize, shape.HiddenSize, shape.Layers, shape.Horizons,
-                        [.. contents.Metadata.FeatureNames], contents.Metadata.TargetColumn, result.GetValue(normalization)));
+                    info = await grain.CreateAsync(new ModelConfig(fileValues, shape.HiddenSize, shape.Layers, shape.Horizons,
+                        [.. contents.Metadata.FeatureNames], contents.Metadata.TargetColumn, result.GetValue(normalization),
+                        CalendarFeatures: fileCalendar));
                 }
                 var c = info.Config;
-                if (c.InputSize != shape.InputSize || c.HiddenSize != shape.HiddenSize || c.Layers != shape.Layers || c.Horizons != shape.Horizons)
-                    return CommandSupport.Fail(1, $"Model '{modelName}' has shape D={c.InputSize} H={c.HiddenSize} L={c.Layers} K={c.Horizons}; " +
-                        $"the file has D={shape.InputSize} H={shape.HiddenSize} L={shape.Layers} K={shape.Horizons}.");
+                var clusterCalendar = c.CalendarFeatures ?? [];
+                if (c.InputSize != fileValues || c.HiddenSize != shape.HiddenSize || c.Layers != shape.Layers || c.Horizons != shape.Horizons
+                    || !clusterCalendar.SequenceEqual(fileCalendar))
+                    return CommandSupport.Fail(1, $"Model '{modelName}' has shape D={c.InputSize} H={c.HiddenSize} L={c.Layers} K={c.Horizons} " +
+                        $"calendar [{string.Join(",", clusterCalendar)}]; the file has D={fileValues} H={shape.HiddenSize} L={shape.Layers} K={shape.Horizons} " +
+                        $"calendar [{string.Join(",", fileCalendar)}].");
                 var version = await grain.PublishAsync(new PublishRequest(contents.Parameters.Data, $"imported from {Path.GetFileName(result.GetValue(file))}"));
                 Console.WriteLine($"model {modelName}: published and activated v{version}");
                 return 0;
@@ -143,7 +171,9 @@ internal static class ModelClusterCommands
             var grain = connection.Grains.GetGrain<IModelGrain>(modelName);
             var weights = result.GetValue(version) is { } v ? await grain.GetWeightsAsync(v) : await grain.GetActiveWeightsAsync();
             var c = weights.Config;
-            var parameters = new LstmParameters(new LstmConfig(c.InputSize, c.HiddenSize, c.Layers, c.Horizons));
+            if (c.Residual)
+                return CommandSupport.Fail(1, $"Model '{modelName}' has a residual head, which the model file format cannot describe (offline use would predict wrong values).");
+            var parameters = new LstmParameters(new LstmConfig(c.ModelInputSize, c.HiddenSize, c.Layers, c.Horizons));
             if (weights.Parameters.Length != parameters.Count)
                 return CommandSupport.Fail(1, $"Model '{modelName}' v{weights.Version} has {weights.Parameters.Length} parameters; its shape needs {parameters.Count}.");
             weights.Parameters.AsSpan().CopyTo(parameters.Data);
@@ -153,6 +183,8 @@ internal static class ModelClusterCommands
                 ModelVersion = weights.Version.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 TargetColumn = c.TargetIndex,
                 FeatureNames = c.Features.Length == c.InputSize ? c.Features : [],
+                CalendarFeatures = [.. (c.CalendarFeatures ?? []).Select(n => ModelMetadataCodec.TryParseCalendarFeature(n, out var f)
+                    ? f : throw new InvalidOperationException($"Model '{modelName}' has an unknown calendar feature '{n}'."))],
                 // Per-stream running statistics live in each stream, not in the model: record the mode only.
                 Extra = new Dictionary<string, string> { ["lstmorleans.stream_normalization"] = c.Normalization.ToString() },
             };

@@ -14,7 +14,8 @@ internal static class StreamCommands
         var values = new Argument<string[]>("VALUE") { Description = "Feature values (one per model input).", Arity = ArgumentArity.OneOrMore };
         var sequence = new Option<long?>("--seq") { Description = "Sequence number (default: one after the stream's last)." };
         var time = new Option<string?>("--time") { Description = "ISO 8601 timestamp (default: now)." };
-        var command = new Command("push", "Send one observation to a stream and print its new forecast.") { stream, values, sequence, time };
+        var json = JsonOption();
+        var command = new Command("push", "Send one observation to a stream and print its new forecast.") { stream, values, sequence, time, json };
         cluster.AddTo(command);
         command.SetAction((result, ct) => CommandSupport.RunAsync(async () =>
         {
@@ -28,12 +29,15 @@ internal static class StreamCommands
                 var grain = connection.Grains.GetGrain<IStreamGrain>(result.GetValue(stream)!);
                 var seq = result.GetValue(sequence) ?? ((await grain.GetSummaryAsync()).LastSequence ?? 0) + 1;
                 var step = await grain.IngestAsync(new Observation(seq, timestamp, parsed));
-                Console.WriteLine(CommandSupport.Describe(step));
+                if (result.GetValue(json)) CommandSupport.WriteJson(step);
+                else Console.WriteLine(CommandSupport.Describe(step));
                 return 0;
             });
         }));
         return command;
     }
+
+    private static Option<bool> JsonOption() => new("--json") { Description = "Print the result as JSON." };
 
     private static float ParseValue(string text)
     {
@@ -46,14 +50,16 @@ internal static class StreamCommands
     {
         var cluster = new ClusterOptions();
         var stream = new Argument<string>("STREAM") { Description = "Stream id." };
-        var command = new Command("predict", "Print a stream's current forecast with its prediction interval.") { stream };
+        var json = JsonOption();
+        var command = new Command("predict", "Print a stream's current forecast with its prediction interval.") { stream, json };
         cluster.AddTo(command);
         command.SetAction((result, ct) => CommandSupport.WithClusterAsync(cluster, result, ct, async connection =>
         {
             var id = result.GetValue(stream)!;
             var prediction = await connection.Grains.GetGrain<IStreamGrain>(id).GetPredictionAsync();
             if (prediction is null) return CommandSupport.Fail(1, $"Stream '{id}' has no observations yet.");
-            Console.WriteLine(CommandSupport.Describe(prediction));
+            if (result.GetValue(json)) CommandSupport.WriteJson(prediction);
+            else Console.WriteLine(CommandSupport.Describe(prediction));
             return 0;
         }));
         return command;
@@ -63,11 +69,17 @@ internal static class StreamCommands
     {
         var cluster = new ClusterOptions();
         var stream = new Argument<string>("STREAM") { Description = "Stream id." };
-        var command = new Command("stream", "Print a stream's summary: model, weights version, last sequence, steps.") { stream };
+        var json = JsonOption();
+        var command = new Command("stream", "Print a stream's summary: model, weights version, last sequence, steps.") { stream, json };
         cluster.AddTo(command);
         command.SetAction((result, ct) => CommandSupport.WithClusterAsync(cluster, result, ct, async connection =>
         {
             var s = await connection.Grains.GetGrain<IStreamGrain>(result.GetValue(stream)!).GetSummaryAsync();
+            if (result.GetValue(json))
+            {
+                CommandSupport.WriteJson(s);
+                return 0;
+            }
             Console.WriteLine($"stream {s.StreamId}: model {s.ModelName ?? "(unbound)"} weights v{s.WeightsVersion}, " +
                 $"last sequence {s.LastSequence?.ToString(CultureInfo.InvariantCulture) ?? "-"} at {s.LastTimestamp?.ToString("u") ?? "-"}, " +
                 $"{s.StepCount} steps, history {s.HistoryCount}/{s.HistoryCapacity}");

@@ -36,12 +36,20 @@ internal static class EvaluateCommand
         var season = new Option<int?>("--season") { Description = "Season (in steps) of the seasonal-naive baseline; default: detected by autocorrelation per stream." };
         var maWindow = new Option<int>("--ma-window") { Description = "Window of the moving-average baseline.", DefaultValueFactory = _ => 12 };
         var seed = new Option<int>("--seed") { Description = "Seed of the initial weights.", DefaultValueFactory = _ => 0 };
+        var calendar = new Option<bool>("--calendar")
+        {
+            Description = "Give the model calendar features of each row's timestamp (time of day and day of week as sine/cosine pairs) besides the value.",
+        };
+        var residual = new Option<bool>("--residual")
+        {
+            Description = "Residual head: the model predicts the change from the last value (in normalised units) instead of the level.",
+        };
         var json = new Option<bool>("--json") { Description = "Print the results as JSON." };
 
         var command = new Command("evaluate", "Replay recorded series through an in-process cluster and score the online forecasts against baselines.")
         {
             data, column, downsample, fromStep, untilStep, warmup, horizon, hidden, layers, window, lr, epochs, refitEvery, refitPeriod,
-            history, timeBudget, season, maWindow, seed, json,
+            history, timeBudget, season, maWindow, seed, calendar, residual, json,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -54,7 +62,8 @@ internal static class EvaluateCommand
                 var settings = new EvaluationSettings(
                     parse.GetValue(hidden), parse.GetValue(layers), parse.GetValue(horizon), parse.GetValue(window), parse.GetValue(lr),
                     parse.GetValue(epochs), parse.GetValue(warmup), every, period, parse.GetValue(history),
-                    TimeSpan.FromSeconds(parse.GetValue(timeBudget)), parse.GetValue(seed));
+                    TimeSpan.FromSeconds(parse.GetValue(timeBudget)), parse.GetValue(seed), Calendar: parse.GetValue(calendar),
+                    Residual: parse.GetValue(residual));
                 if (settings.Check() is { } problem) throw new CliException(problem);
                 int ma = parse.GetValue(maWindow);
                 if (ma < 1) throw new CliException($"--ma-window must be at least 1, got {ma}.");
@@ -139,7 +148,7 @@ internal static class EvaluateCommand
         var s = report.Settings;
         int k = s.Horizons;
         writer.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"Model: hidden {s.Hidden}, {s.Layers} layer(s), {k} horizon(s); refit {RefitText(s)}; window {s.Window}, lr {s.LearningRate:G3}, " +
+            $"Model: hidden {s.Hidden}, {s.Layers} layer(s), {k} horizon(s){(s.Calendar ? ", calendar features" : "")}{(s.Residual ? ", residual head" : "")}; refit {RefitText(s)}; window {s.Window}, lr {s.LearningRate:G3}, " +
             $"epochs {s.Epochs}, history {s.History}; warm-up {s.Warmup} steps; {report.Replay.Rounds.Count} refits " +
             $"({report.Replay.Rounds.Count(r => r.Record.Decision == TrainingDecision.Accepted)} published) in {report.Replay.Elapsed.TotalSeconds:F1} s."));
 
@@ -219,6 +228,8 @@ internal static class EvaluateCommand
             w.WriteNumber("history", s.History);
             w.WriteNumber("timeBudgetSeconds", s.TimeBudget.TotalSeconds);
             w.WriteNumber("seed", s.Seed);
+            w.WriteBoolean("calendar", s.Calendar);
+            w.WriteBoolean("residual", s.Residual);
             w.WriteNumber("maWindow", report.MaWindow);
             w.WriteNumber("downsample", slice.Downsample);
             w.WriteNumber("fromStep", slice.FromStep);

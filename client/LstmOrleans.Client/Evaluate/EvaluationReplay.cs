@@ -8,6 +8,8 @@ namespace LstmOrleans.Client.Evaluate;
 /// <param name="RefitEvery">Refit after every this many steps (null = not by count).</param>
 /// <param name="RefitPeriod">Refit whenever this much series time passed since the previous refit (null = not by time).</param>
 /// <param name="History">Observations each stream keeps, and so the most a round can train on per stream.</param>
+/// <param name="Calendar">The model gets every calendar feature of each row's timestamp besides the value.</param>
+/// <param name="Residual">The model's head predicts the change from the last value (<see cref="ModelConfig.Residual"/>).</param>
 internal sealed record EvaluationSettings(
     int Hidden,
     int Layers,
@@ -23,7 +25,9 @@ internal sealed record EvaluationSettings(
     int Seed = 0,
     int Stride = 4,
     int BatchSize = 32,
-    int Patience = 5)
+    int Patience = 5,
+    bool Calendar = false,
+    bool Residual = false)
 {
     /// <summary>First problem with the settings, or null.</summary>
     public string? Check()
@@ -110,7 +114,8 @@ internal sealed class EvaluationReplay(EvaluationCluster cluster, EvaluationSett
         var grains = cluster.Grains;
 
         var model = grains.GetGrain<IModelGrain>(ModelName);
-        await model.CreateAsync(new ModelConfig(1, settings.Hidden, settings.Layers, k, ["value"], 0, NormalizationMode.RunningZScore, settings.Seed));
+        await model.CreateAsync(new ModelConfig(1, settings.Hidden, settings.Layers, k, ["value"], 0, NormalizationMode.RunningZScore, settings.Seed,
+            settings.Calendar ? Commands.ModelClusterCommands.AllCalendarFeatures : null, settings.Residual));
         var training = grains.GetGrain<ITrainingGrain>(ModelName);
         // No period and no observation trigger: rounds run only when the replay starts them.
         await training.ConfigureAsync(new TrainingSettings(

@@ -23,11 +23,22 @@ internal static class TrainCommand
             Description = "Reproducible mode: consecutive windows from the first row, one full batch per epoch, no shuffling, clipping or validation, single-threaded.",
         };
         var seed = new Option<int>("--seed") { Description = "Seed of the window shuffling (ignored with --deterministic).", DefaultValueFactory = _ => 0 };
+        var defaults = new TrainerOptions();
+        var validation = new Option<double>("--validation")
+        {
+            Description = "Fraction of the rows (the end of the series) held out for validation and early stopping; 0 = none (ignored with --deterministic).",
+            DefaultValueFactory = _ => defaults.ValidationFraction,
+        };
+        var patience = new Option<int>("--patience")
+        {
+            Description = "Stop after this many epochs without a better validation loss; 0 = never (ignored with --deterministic).",
+            DefaultValueFactory = _ => defaults.Patience,
+        };
         var json = new Option<bool>("--json") { Description = "Print the result as JSON." };
 
         var command = new Command("train", "Train a model file's weights on a CSV by backpropagation through time and write the result.")
         {
-            modelPath, data, window, epochs, optimizer, learningRate, output, deterministic, seed, json,
+            modelPath, data, window, epochs, optimizer, learningRate, output, deterministic, seed, validation, patience, json,
         };
         command.SetAction(parse => ModelCommands.Run(parse, stdout =>
         {
@@ -36,6 +47,10 @@ internal static class TrainCommand
             if (windowLength < 1) throw new CliException($"--window must be at least 1, got {windowLength}.");
             if (epochCount < 1) throw new CliException($"--epochs must be at least 1, got {epochCount}.");
             if (!(lr > 0f) || !float.IsFinite(lr)) throw new CliException($"--lr must be positive and finite, got {lr}.");
+            double validationFraction = parse.GetValue(validation);
+            if (!(validationFraction >= 0 && validationFraction < 1)) throw new CliException($"--validation must be in [0, 1), got {validationFraction}.");
+            int patienceEpochs = parse.GetValue(patience);
+            if (patienceEpochs < 0) throw new CliException($"--patience must not be negative, got {patienceEpochs}.");
             var kind = parse.GetValue(optimizer) == "sgd" ? OptimizerKind.Sgd : OptimizerKind.Adam;
 
             var (parameters, metadata) = ModelFile.Load(parse.GetValue(modelPath)!);
@@ -49,6 +64,8 @@ internal static class TrainCommand
 
             IReadOnlyList<double> losses;
             LstmParameters trained;
+            TrainingResult? fit = null;
+            bool asJson = parse.GetValue(json);
             try
             {
                 if (parse.GetValue(deterministic))
@@ -68,25 +85,25 @@ internal static class TrainCommand
                         Optimizer = kind,
                         TargetColumn = metadata.TargetColumn,
                         Seed = parse.GetValue(seed),
-                        ValidationFraction = 0,
-                        Patience = 0,
+                        ValidationFraction = validationFraction,
+                        Patience = patienceEpochs,
                     };
-                    var result = LstmTrainer.Fit(parameters, [rows], options,
-                        report => { if (!parse.GetValue(json)) stdout.WriteLine($"epoch {report.Epoch}: train loss {report.TrainLoss:G6}"); });
-                    trained = result.BestParameters;
-                    losses = result.Epochs.Select(e => e.TrainLoss).ToList();
+                    fit = TrainingProgress.Run(stdout, asJson, epochCount, validationFraction > 0, onEpoch => LstmTrainer.Fit(parameters, [rows], options, onEpoch));
+                    trained = fit.BestParameters;
+                    losses = fit.Epochs.Select(e => e.TrainLoss).ToList();
                 }
             }
             catch (ArgumentException e)
             {
-                throw new CliException($"Cannot train on {dataPath}: {e.Message}");
+                var hint = e.Message.Contains("validation window", StringComparison.OrdinalIgnoreCase) ? " Use a shorter --window or --validation 0." : "";
+                throw new CliException($"Cannot train on {dataPath}: {e.Message}{hint}");
             }
             if (!trained.AllFinite())
                 throw new CliException("Training diverged (the weights became NaN or infinite); try a smaller --lr. Nothing was written.");
 
             string path = parse.GetValue(output)!;
             ModelFile.Save(path, trained, metadata);
-            if (parse.GetValue(json))
+            if (asJson)
             {
                 ModelCommands.WriteJson(stdout, w =>
                 {
@@ -94,18 +111,42 @@ internal static class TrainCommand
                     w.WriteNumber("rows", table.RowCount);
                     w.WriteBoolean("deterministic", parse.GetValue(deterministic));
                     w.WriteStartArray("losses");
-                    foreach (double l in losses) { if (double.IsFinite(l)) w.WriteNumberValue(l); else w.WriteNullValue(); }
+                    foreach (double l in losses) WriteLoss(w, l);
                     w.WriteEndArray();
+                    if (fit is null) return;
+                    // The written weights are those of the best epoch (lowest validation loss; train loss without a split).
+                    w.WriteNumber("epochs", fit.Epochs.Count);
+                    w.WriteNumber("bestEpoch", fit.BestEpoch);
+                    w.WriteBoolean("stoppedEarly", fit.StoppedEarly);
+                    if (validationFraction > 0)
+                    {
+                        w.WriteStartArray("validationLosses");
+                        foreach (var e in fit.Epochs) WriteLoss(w, e.ValidationLoss);
+                        w.WriteEndArray();
+                        w.WritePropertyName("bestValidationLoss");
+                        WriteLoss(w, fit.BestValidationLoss);
+                        w.WritePropertyName("persistenceValidationLoss");
+                        WriteLoss(w, fit.PersistenceValidationLoss);
+                    }
                 });
             }
             else
             {
                 if (parse.GetValue(deterministic))
                     for (int e = 0; e < losses.Count; e++) stdout.WriteLine($"epoch {e + 1}: loss {losses[e]:G6}");
+                if (fit is not null)
+                    stdout.WriteLine(validationFraction > 0
+                        ? $"Best epoch {fit.BestEpoch}: validation loss {fit.BestValidationLoss:G6} (persistence {fit.PersistenceValidationLoss:G6}){(fit.StoppedEarly ? ", stopped early" : "")}."
+                        : $"Best epoch {fit.BestEpoch} by train loss (no validation split).");
                 stdout.WriteLine($"Wrote {path}: {ModelCommands.Describe(config)}, trained {losses.Count} epochs on {table.RowCount} rows.");
             }
             return 0;
         }));
         return command;
+    }
+
+    private static void WriteLoss(System.Text.Json.Utf8JsonWriter w, double loss)
+    {
+        if (double.IsFinite(loss)) w.WriteNumberValue(loss); else w.WriteNullValue();
     }
 }

@@ -19,8 +19,13 @@ public static class ApiEndpoints
     {
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        var dashboard = settings.Dashboard.Enabled ? new DashboardRouting(settings.Dashboard) : null;
         if (!string.IsNullOrEmpty(settings.Http.ApiKey))
-            app.UseMiddleware<ApiKeyMiddleware>(settings.Http.ApiKey);
+        {
+            var apiKey = settings.Http.ApiKey;
+            app.Use(next => new ApiKeyMiddleware(next, apiKey, dashboard).InvokeAsync);
+        }
+        dashboard?.UseSeparation(app);
 
         var readiness = app.Services.GetRequiredService<Readiness>();
         app.Lifetime.ApplicationStarted.Register(readiness.MarkStarted);
@@ -35,6 +40,7 @@ public static class ApiEndpoints
         StreamEndpoints.Map(app);
         ModelEndpoints.Map(app);
         TrainingEndpoints.Map(app);
+        dashboard?.Map(app);
         return app;
     }
 }

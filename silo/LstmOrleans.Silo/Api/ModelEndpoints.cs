@@ -2,7 +2,11 @@ using LstmOrleans.Abstractions;
 
 namespace LstmOrleans.Silo.Api;
 
-/// <summary>Body of POST /models. Omitted fields take the defaults of a small univariate forecaster.</summary>
+/// <summary>
+/// Body of POST /models. Omitted fields take the defaults of a small univariate forecaster. CalendarFeatures (e.g.
+/// ["hour_sin", "hour_cos", "weekday_sin", "weekday_cos"]) appends those features of each observation's timestamp
+/// to the model input.
+/// </summary>
 public sealed record CreateModelRequest(
     string Name,
     int InputSize = 1,
@@ -12,7 +16,12 @@ public sealed record CreateModelRequest(
     string[]? Features = null,
     int TargetIndex = 0,
     NormalizationMode Normalization = NormalizationMode.RunningZScore,
-    int Seed = 0);
+    int Seed = 0,
+    string[]? CalendarFeatures = null,
+    bool Residual = false);
+
+/// <summary>One page of GET /models/{name}/streams; pass <c>next</c> as <c>after</c> for the following page (null on the last).</summary>
+public sealed record StreamListResponse(string Model, string[] Streams, string? Next);
 
 public sealed record PublishVersionRequest(float[] Parameters, string? Description = null, Dictionary<string, string>? Metadata = null, bool Activate = true);
 
@@ -26,7 +35,7 @@ internal static class ModelEndpoints
             {
                 var name = CheckName(request.Name);
                 var config = new ModelConfig(request.InputSize, request.HiddenSize, request.Layers, request.Horizons,
-                    request.Features ?? [], request.TargetIndex, request.Normalization, request.Seed);
+                    request.Features ?? [], request.TargetIndex, request.Normalization, request.Seed, request.CalendarFeatures, request.Residual);
                 try
                 {
                     var info = await grains.GetGrain<IModelGrain>(name).CreateAsync(config);
@@ -43,6 +52,21 @@ internal static class ModelEndpoints
         models.MapGet("/{name}", async (string name, IGrainFactory grains) =>
                 Results.Ok(await grains.GetGrain<IModelGrain>(CheckName(name)).GetInfoAsync()))
             .WithSummary("A model's configuration and active version.").Produces<ModelInfo>().ProducesProblem(404);
+
+        models.MapGet("/{name}/streams", async (string name, int? limit, string? after, IGrainFactory grains) =>
+            {
+                var model = CheckName(name);
+                var size = limit ?? 100;
+                if (size is < 1 or > StreamRegistryKeys.MaxPageSize)
+                    throw new RequestValidationException($"limit must be in 1..{StreamRegistryKeys.MaxPageSize}; got {size}.");
+                if (after is not null && (after.Length == 0 || after.Length > 256))
+                    throw new RequestValidationException("after must be a stream id (1..256 characters), the 'next' of the previous page.");
+                await grains.GetGrain<IModelGrain>(model).GetInfoAsync();   // 404 for an unknown model
+                var page = await grains.GetGrain<IStreamRegistryGrain>(model).ListStreamsAsync(after, size);
+                return Results.Ok(new StreamListResponse(model, page.StreamIds, page.Next));
+            })
+            .WithSummary("Streams registered with the model, in ordinal order of their ids, one page at a time (limit 1..1000, default 100).")
+            .Produces<StreamListResponse>().ProducesProblem(400).ProducesProblem(404);
 
         models.MapGet("/{name}/versions", async (string name, IGrainFactory grains) =>
                 Results.Ok(await grains.GetGrain<IModelGrain>(CheckName(name)).ListVersionsAsync()))

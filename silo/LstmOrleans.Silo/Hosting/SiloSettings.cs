@@ -18,6 +18,7 @@ public sealed class SiloSettings
     public TelemetrySettings Telemetry { get; set; } = new();
     public MembershipSettings Membership { get; set; } = new();
     public TlsSettings Tls { get; set; } = new();
+    public DashboardSettings Dashboard { get; set; } = new();
 
     /// <summary>Binds and validates; throws <see cref="SiloConfigurationException"/> listing every bad value.</summary>
     public static SiloSettings Load(IConfiguration configuration)
@@ -50,6 +51,7 @@ public sealed class SiloSettings
         var tlsErrors = new List<string>();
         Tls.Validate(tlsErrors);
         errors.AddRange(tlsErrors);
+        Dashboard.Validate(errors, Http);
         var needsRedis = Cluster.Clustering == ClusterSettings.Redis || Storage.Provider == StorageSettings.Redis
             || Reminders.Provider == RemindersSettings.Redis;
         if (needsRedis && string.IsNullOrWhiteSpace(ConnectionStrings.Redis))
@@ -213,5 +215,63 @@ public sealed class TelemetrySettings
         if (!string.IsNullOrWhiteSpace(OtlpEndpoint)
             && (!Uri.TryCreate(OtlpEndpoint, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https")))
             errors.Add($"Telemetry:OtlpEndpoint must be an absolute http(s) URL; got '{OtlpEndpoint}'.");
+    }
+}
+
+/// <summary>
+/// The Orleans dashboard (Microsoft.Orleans.Dashboard). It has no authentication of its own, so it is off by default,
+/// gets its own listener on loopback when on, and asks for the silo's API key (Http:ApiKey) when one is configured.
+/// </summary>
+public sealed class DashboardSettings
+{
+    /// <summary>Serve the dashboard (and run its per-silo grain call profiler).</summary>
+    public bool Enabled { get; set; }
+    /// <summary>
+    /// Where the dashboard listens: ';'-separated http(s) URLs with explicit ports that only serve the dashboard.
+    /// Empty = on the HTTP API's own listener (Http:Urls) under <see cref="Path"/>.
+    /// </summary>
+    public string Urls { get; set; } = "http://127.0.0.1:5081";
+    /// <summary>Path prefix of the dashboard.</summary>
+    public string Path { get; set; } = "/dashboard";
+
+    /// <summary>Path prefixes of the HTTP API that the dashboard must not shadow.</summary>
+    private static readonly string[] ApiPrefixes = ["/streams", "/models", "/healthz", "/readyz", "/openapi"];
+
+    internal bool HasOwnListener => !string.IsNullOrWhiteSpace(Urls);
+
+    /// <summary>Ports of the dashboard's own listener (empty when it shares the API's).</summary>
+    internal IReadOnlyList<int> Ports() => HasOwnListener
+        ? [.. Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(u => Uri.TryCreate(u, UriKind.Absolute, out var uri) ? uri.Port : -1).Where(p => p > 0).Distinct()]
+        : [];
+
+    internal void Validate(List<string> errors, HttpSettings http)
+    {
+        if (string.IsNullOrEmpty(Path) || Path[0] != '/' || Path.Length < 2 || Path.EndsWith('/') || Path.Contains("//")
+            || Path.IndexOfAny(['?', '#', '{', '}', '*', ' ']) >= 0)
+            errors.Add($"Dashboard:Path must be a path like /dashboard (leading '/', no trailing '/'); got '{Path}'.");
+        else if (ApiPrefixes.Any(p => Path.Equals(p, StringComparison.OrdinalIgnoreCase) || Path.StartsWith(p + "/", StringComparison.OrdinalIgnoreCase)))
+            errors.Add($"Dashboard:Path must not shadow the HTTP API ({string.Join(", ", ApiPrefixes)}); got '{Path}'.");
+        if (!Enabled || !HasOwnListener) return;
+        var apiPorts = http.Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(u => Uri.TryCreate(u, UriKind.Absolute, out var uri) ? uri.Port : -1).ToHashSet();
+        foreach (var url in Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            // An explicit port is needed: requests are told apart from API requests by the port they arrive on.
+            if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https")
+                || uri.AbsolutePath != "/" || !HasExplicitPort(url) || uri.Port is < 1 or > 65535)
+                errors.Add($"Dashboard:Urls must be ';'-separated http(s) URLs with an explicit port and no path (or empty to share Http:Urls); got '{url}'.");
+            else if (apiPorts.Contains(uri.Port))
+                errors.Add($"Dashboard:Urls port {uri.Port} is also an Http:Urls port; use another port, or leave Dashboard:Urls empty to serve the dashboard on the API listener.");
+        }
+    }
+
+    private static bool HasExplicitPort(string url)
+    {
+        int authorityStart = url.IndexOf("://", StringComparison.Ordinal) + 3;
+        int authorityEnd = url.IndexOf('/', authorityStart);
+        var authority = authorityEnd < 0 ? url[authorityStart..] : url[authorityStart..authorityEnd];
+        int colon = authority.LastIndexOf(':');
+        return colon >= 0 && colon > authority.LastIndexOf(']') && int.TryParse(authority.AsSpan(colon + 1), out _);
     }
 }

@@ -1,6 +1,7 @@
 using LstmOrleans.Abstractions;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Orleans.Concurrency;
 
 namespace LstmOrleans.Grains.Training;
 
@@ -30,7 +31,11 @@ public sealed partial class StreamRegistryShardGrain : Grain, IStreamRegistrySha
     private readonly TrainingGrainOptions _options;
     private readonly ILogger<StreamRegistryShardGrain> _logger;
     private readonly Dictionary<string, int> _index = new(StringComparer.Ordinal);   // stream id -> position in Streams
+    private string[]? _sorted;   // Streams in ordinal order for listing; null after any change (rebuilt on the next listing)
     private bool _dirty;
+
+    /// <summary>Above this many streams the listing sort runs on the thread pool, not in the grain turn.</summary>
+    private const int InlineSortLimit = 4096;
 
     public StreamRegistryShardGrain(
         [PersistentState("registry", LstmOrleansNames.StorageName)] IPersistentState<StreamRegistryShardState> state,
@@ -63,6 +68,7 @@ public sealed partial class StreamRegistryShardGrain : Grain, IStreamRegistrySha
         {
             _index[streamId] = s.Streams.Count;
             s.Streams.Add(streamId);
+            _sorted = null;
             _dirty = true;
         }
         if (newObservations > 0)
@@ -114,9 +120,31 @@ public sealed partial class StreamRegistryShardGrain : Grain, IStreamRegistrySha
                 _index[streams[position]] = position;
             }
             streams.RemoveAt(lastPosition);
+            _sorted = null;
             _dirty = true;
         }
         return Task.CompletedTask;
+    }
+
+    public async Task<string[]> ListAsync(string? after, int limit)
+    {
+        StreamRegistryKeys.CheckPageSize(limit);
+        var sorted = _sorted;
+        if (sorted is null)
+        {
+            var snapshot = _state.State.Streams.ToArray();
+            if (snapshot.Length <= InlineSortLimit) Array.Sort(snapshot, StringComparer.Ordinal);
+            else await Task.Run(() => Array.Sort(snapshot, StringComparer.Ordinal));
+            // Not reentrant: nothing changed the list while the sort ran, so the snapshot is current.
+            _sorted = sorted = snapshot;
+        }
+        int start = 0;
+        if (after is not null)
+        {
+            int found = Array.BinarySearch(sorted, after, StringComparer.Ordinal);
+            start = found >= 0 ? found + 1 : ~found;
+        }
+        return sorted.AsSpan(start, Math.Min(limit, sorted.Length - start)).ToArray();
     }
 
     private async Task FlushAsync()
@@ -136,4 +164,30 @@ public sealed partial class StreamRegistryShardGrain : Grain, IStreamRegistrySha
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Stream registry shard {Shard} could not write its state; will retry")]
     private partial void LogFlushFailed(Exception exception, string shard);
+}
+
+/// <summary>
+/// Lists a model's streams across its registry shards: each shard returns its first <c>limit</c> ids after the
+/// cursor, and the merged first <c>limit</c> of those are exactly the next page of the whole registry (every id of
+/// the page is among its own shard's first <c>limit</c>). Work per page: shards x limit ids.
+/// </summary>
+[StatelessWorker]
+public sealed class StreamRegistryGrain(IOptions<TrainingGrainOptions> options) : Grain, IStreamRegistryGrain
+{
+    private readonly TrainingGrainOptions _options = options.Value;
+
+    public async Task<StreamPage> ListStreamsAsync(string? after, int limit)
+    {
+        StreamRegistryKeys.CheckPageSize(limit);
+        string model = this.GetPrimaryKeyString();
+        var pages = await Task.WhenAll(Enumerable.Range(0, _options.RegistryShards).Select(shard =>
+            GrainFactory.GetGrain<IStreamRegistryShardGrain>(StreamRegistryKeys.ShardKey(model, shard)).ListAsync(after, limit)));
+        // Distinct: a stream can sit in two shards for a while if the shard count was changed between deployments.
+        var merged = pages.SelectMany(p => p).Distinct(StringComparer.Ordinal).ToList();
+        merged.Sort(StringComparer.Ordinal);
+        // More may follow when the merge overflowed the page or a shard filled its own page.
+        bool more = merged.Count > limit || pages.Any(p => p.Length == limit);
+        var ids = merged.Count > limit ? merged.GetRange(0, limit).ToArray() : merged.ToArray();
+        return new StreamPage(ids, more && ids.Length > 0 ? ids[^1] : null);
+    }
 }

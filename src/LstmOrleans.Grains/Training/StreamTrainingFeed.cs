@@ -53,24 +53,19 @@ internal sealed class StreamTrainingFeed(IGrainFactory grainFactory, string stre
 /// <summary>Cuts the training view out of a stream's state.</summary>
 internal static class StreamTrainingView
 {
-    /// <summary>The newest <paramref name="maxCount"/> normalised inputs (copies), oldest first, with the current statistics.</summary>
-    public static StreamTrainingWindow From(StreamState s, string streamId, int maxCount)
+    /// <summary>
+    /// The model inputs of <paramref name="window"/> (the newest retained observations, copies: normalised values, then
+    /// calendar features), oldest first, with the current statistics of the values.
+    /// </summary>
+    public static StreamTrainingWindow From(StreamState s, ObservationChunk window, string streamId)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(maxCount);
-        int d = s.InputSize;
-        int take = Math.Min(maxCount, s.HistoryCount);
-        var inputs = new float[take * d];                              // [take, D]
-        long first = 0, last = 0;
-        for (int i = 0; i < take; i++)
-        {
-            int slot = (s.HistoryStart + s.HistoryCount - take + i) % s.HistoryCapacity;
-            s.HistoryInputs.AsSpan(slot * d, d).CopyTo(inputs.AsSpan(i * d, d));
-            if (i == 0) first = s.HistorySequences[slot];
-            last = s.HistorySequences[slot];
-        }
-        var std = new double[d];
-        for (int i = 0; i < d; i++) std[i] = StreamComputation.NormalizationStd(s, i);
-        return new StreamTrainingWindow(streamId, s.ModelName, s.WeightsVersion, d, inputs, first, last, s.StepCount,
+        int w = s.InputWidth;                                          // D_in: values, then calendar features
+        int take = window.Count;
+        var inputs = window.Inputs.AsSpan(0, take * w).ToArray();     // [take, D_in]
+        long first = take > 0 ? window.Sequences[0] : 0, last = take > 0 ? window.Sequences[take - 1] : 0;
+        var std = new double[s.InputSize];
+        for (int i = 0; i < std.Length; i++) std[i] = StreamComputation.NormalizationStd(s, i);
+        return new StreamTrainingWindow(streamId, s.ModelName, s.WeightsVersion, w, inputs, first, last, s.StepCount,
             (double[])s.Mean.Clone(), std);
     }
 }

@@ -203,12 +203,13 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
             var (windows, missing) = await PullWindowsAsync(ids, settings.MaxRowsPerStream);
             unanswered = missing;
 
+            int inputWidth = info.Config.ModelInputSize;   // values, then calendar features
             var series = new List<float[]>();
             var strays = new List<string>();
             foreach (var w in windows)
             {
                 if (w.ModelName != Name) { strays.Add(w.StreamId); continue; }
-                if (w.InputSize == info.Config.InputSize && TrainingRound.IsUsable(w.Rows, settings)) series.Add(w.Inputs);
+                if (w.InputSize == inputWidth && TrainingRound.IsUsable(w.Rows, settings)) series.Add(w.Inputs);
             }
             if (strays.Count > 0) ForgetStreams(strays);
 
@@ -223,7 +224,8 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
             else
             {
                 var championParameters = ToParameters(champion);
-                var input = new RoundInput(championParameters, series, settings, info.Config.TargetIndex, _options.TrainerThreads, (int)roundId);
+                var input = new RoundInput(championParameters, series, settings, info.Config.TargetIndex, _options.TrainerThreads, (int)roundId,
+                    info.Config.Residual);
                 // The hard stop is a safety net; the trainer itself keeps to the time budget.
                 using var cancel = new CancellationTokenSource(settings.TimeBudget * 2 + TimeSpan.FromMinutes(1));
                 var outcome = await Task.Run(() => TrainingRound.Run(input, cancel.Token));

@@ -7,8 +7,9 @@ namespace LstmOrleans.Grains.Training;
 /// <summary>What a round trains on: an immutable snapshot taken in grain context, handed to the thread pool.</summary>
 /// <param name="Champion">The active weights (warm start and the bar to beat). Not modified.</param>
 /// <param name="Series">One [N_s, D] row-major array of normalised inputs per usable stream.</param>
+/// <param name="Residual">The model's head predicts the change from the current target input (<see cref="ModelConfig.Residual"/>).</param>
 internal sealed record RoundInput(LstmParameters Champion, IReadOnlyList<float[]> Series, TrainingSettings Settings,
-    int TargetColumn, int Threads, int Seed);
+    int TargetColumn, int Threads, int Seed, bool Residual = false);
 
 /// <summary>The numbers of one trained round (all losses MSE in normalised units, on the same data for both models).</summary>
 internal sealed record RoundOutcome(
@@ -45,7 +46,7 @@ internal static class TrainingRound
         return rows >= settings.WindowLength && held >= 2 && rows - held >= settings.WindowLength;
     }
 
-    public static TrainerOptions TrainerOptionsFor(TrainingSettings s, int targetColumn, int threads, int seed) => new()
+    public static TrainerOptions TrainerOptionsFor(TrainingSettings s, int targetColumn, int threads, int seed, bool residual = false) => new()
     {
         WindowLength = s.WindowLength,
         Stride = s.Stride,
@@ -60,12 +61,13 @@ internal static class TrainingRound
         Seed = seed,
         Threads = threads,
         TargetColumn = targetColumn,
+        Residual = residual,
     };
 
     public static RoundOutcome Run(RoundInput input, CancellationToken ct)
     {
         var config = input.Champion.Config;
-        var options = TrainerOptionsFor(input.Settings, input.TargetColumn, input.Threads, input.Seed);
+        var options = TrainerOptionsFor(input.Settings, input.TargetColumn, input.Threads, input.Seed, input.Residual);
         var fit = LstmTrainer.Fit(input.Champion, input.Series, options, onEpoch: null, ct);
         var challenger = fit.BestParameters;
 

@@ -47,22 +47,35 @@ public sealed class ModelInputEncoder
         if (x.Length != Config.InputSize)
             throw new ArgumentException($"Expected an input buffer of {Config.InputSize}, got {x.Length}.", nameof(x));
         raw.CopyTo(x);
+        WriteCalendarFeatures(timestamp, _calendar, x[RawFeatureCount..]);
+        if (_mean is not null)
+            for (int i = 0; i < x.Length; i++)
+                x[i] = (x[i] - _mean[i]) / _std![i];
+    }
+
+    /// <summary>
+    /// Writes the calendar features <paramref name="features"/> of <paramref name="timestamp"/> (its clock time as given,
+    /// whatever its kind) into <paramref name="destination"/> [features.Length], unnormalised. The one definition of
+    /// the calendar inputs: <see cref="Encode"/> and the stream grains both call it.
+    /// </summary>
+    public static void WriteCalendarFeatures(DateTime timestamp, ReadOnlySpan<CalendarFeature> features, Span<float> destination)
+    {
+        if (destination.Length != features.Length)
+            throw new ArgumentException($"Expected a buffer of {features.Length} calendar features, got {destination.Length}.", nameof(destination));
+        if (features.Length == 0) return;
         double dayFraction = timestamp.TimeOfDay.TotalHours / 24.0;
         double weekFraction = (((int)timestamp.DayOfWeek + 6) % 7 + dayFraction) / 7.0;   // Monday = 0
-        for (int i = 0; i < _calendar.Length; i++)
+        for (int i = 0; i < features.Length; i++)
         {
-            x[RawFeatureCount + i] = _calendar[i] switch
+            destination[i] = features[i] switch
             {
                 CalendarFeature.HourSin => (float)Math.Sin(2 * Math.PI * dayFraction),
                 CalendarFeature.HourCos => (float)Math.Cos(2 * Math.PI * dayFraction),
                 CalendarFeature.WeekdaySin => (float)Math.Sin(2 * Math.PI * weekFraction),
                 CalendarFeature.WeekdayCos => (float)Math.Cos(2 * Math.PI * weekFraction),
-                _ => throw new InvalidOperationException($"Unknown calendar feature {_calendar[i]}."),
+                _ => throw new InvalidOperationException($"Unknown calendar feature {features[i]}."),
             };
         }
-        if (_mean is not null)
-            for (int i = 0; i < x.Length; i++)
-                x[i] = (x[i] - _mean[i]) / _std![i];
     }
 
     /// <summary>Maps head outputs y [K] (normalised target units) back to the target's units, in place.</summary>

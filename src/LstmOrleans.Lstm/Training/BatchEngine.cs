@@ -127,7 +127,9 @@ internal sealed class BatchEngine
                         int idx = (w * t + step) * k + q, targetRow = row + q + 1;
                         bool counts = step >= options.BurnIn && row >= window.ScoredFrom && targetRow < window.Limit;
                         float target = counts ? rows[targetRow * d + column] : 0f;
-                        _targets[idx] = target;
+                        // Residual: the head's output is the change from the current row, so its target is too
+                        // (forecast - target = output - (target - last), the same error).
+                        _targets[idx] = counts && options.Residual ? target - last : target;
                         _mask[idx] = counts ? 1f : 0f;
                         if (counts) persistence += ((double)last - target) * ((double)last - target);
                     }

@@ -50,6 +50,13 @@ public sealed record TrainerOptions
     /// <summary>Column of the series rows that the head predicts.</summary>
     public int TargetColumn { get; init; }
 
+    /// <summary>
+    /// Residual head: output k predicts the change of the target column from the current row (forecast = current
+    /// target value + output), so a model with a zero head is persistence. Losses are the same squared errors of the
+    /// forecast either way.
+    /// </summary>
+    public bool Residual { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first out-of-range option.</summary>
     public TrainerOptions Validate(LstmConfig config)
     {

@@ -16,7 +16,9 @@ namespace LstmOrleans.Grains.Tests.Training;
 /// </summary>
 internal static class TrainingCluster
 {
-    public static async Task<InProcessTestCluster> StartAsync(string serviceId, int silos, Action<TrainingGrainOptions>? configure = null)
+    /// <param name="configureSilo">Runs last on every silo (e.g. to wrap the grain storage).</param>
+    public static async Task<InProcessTestCluster> StartAsync(string serviceId, int silos, Action<TrainingGrainOptions>? configure = null,
+        Action<ISiloBuilder>? configureSilo = null, Action<IClientBuilder>? configureClient = null)
     {
         var builder = new InProcessTestClusterBuilder((short)silos);
         builder.Options.ServiceId = serviceId;
@@ -49,8 +51,13 @@ internal static class TrainingCluster
                 o.AutoStart = false;
                 configure?.Invoke(o);
             });
+            configureSilo?.Invoke(silo);
         });
-        builder.ConfigureClient(client => client.AddMemoryStreams(LstmOrleansNames.StreamProviderName));
+        builder.ConfigureClient(client =>
+        {
+            client.AddMemoryStreams(LstmOrleansNames.StreamProviderName);
+            configureClient?.Invoke(client);
+        });
         var cluster = builder.Build();
         await cluster.DeployAsync();
         return cluster;

@@ -1,0 +1,364 @@
+using System.Collections.Concurrent;
+using LstmOrleans.Abstractions;
+using LstmOrleans.Grains.Storage;
+using LstmOrleans.Lstm;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+using Orleans.Hosting;
+using Orleans.Runtime;
+using Orleans.Runtime.Hosting;
+using Orleans.Serialization;
+using Orleans.Storage;
+using Orleans.TestingHost;
+
+namespace LstmOrleans.Grains.Tests;
+
+/// <summary>
+/// Wraps the silo's <see cref="LocalMemoryGrainStorage"/> and fails writes and clears of chosen grains on demand, to
+/// stand in for a crash at a chosen point (e.g. after the history record was written, before the core state).
+/// </summary>
+public sealed class FaultingGrainStorage(IGrainStorage inner) : IGrainStorage
+{
+    /// <summary>(grain, state name) pairs whose writes and clears currently fail.</summary>
+    public static readonly ConcurrentDictionary<(GrainId, string), bool> Failing = new();
+
+    /// <summary>Successful writes per (grain, state name).</summary>
+    public static readonly ConcurrentDictionary<(GrainId, string), int> Writes = new();
+
+    public Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) =>
+        inner.ReadStateAsync(stateName, grainId, grainState);
+
+    public async Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
+    {
+        if (Failing.ContainsKey((grainId, stateName))) throw new IOException($"injected write failure ({stateName})");
+        await inner.WriteStateAsync(stateName, grainId, grainState);
+        Writes.AddOrUpdate((grainId, stateName), 1, (_, n) => n + 1);
+    }
+
+    public Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) =>
+        Failing.ContainsKey((grainId, stateName)) ? throw new IOException($"injected clear failure ({stateName})") : inner.ClearStateAsync(stateName, grainId, grainState);
+}
+
+/// <summary>One silo; history capacity 20 and chunks of 8, so short tests cross several chunk boundaries.</summary>
+public sealed class HistoryLayoutFixture : IAsyncLifetime
+{
+    public const int Capacity = 20;
+    public const int Chunk = 8;
+
+    public InProcessTestCluster Cluster { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        var builder = new InProcessTestClusterBuilder(1);
+        builder.Options.ServiceId = "lstm-history-layout-tests";
+        builder.Options.ClusterId = "lstm-history-layout-cluster";
+        builder.ConfigureSilo((_, silo) =>
+        {
+            silo.AddLocalMemoryGrainStorage("inner");
+            silo.Services.AddGrainStorage(LstmOrleansNames.StorageName, (sp, _) =>
+                new FaultingGrainStorage(sp.GetRequiredKeyedService<IGrainStorage>("inner")));
+            silo.AddLstmOrleans(configureStreams: o =>
+            {
+                o.HistoryCapacity = Capacity;
+                o.HistoryChunkSize = Chunk;
+                o.OffloadThreshold = 4;
+            });
+        });
+        Cluster = builder.Build();
+        await Cluster.DeployAsync();
+    }
+
+    public async Task DisposeAsync()
+    {
+        await Cluster.StopAllSilosAsync();
+        await Cluster.DisposeAsync();
+    }
+}
+
+public sealed class HistoryLayoutTests(HistoryLayoutFixture fixture) : IClassFixture<HistoryLayoutFixture>
+{
+    private IClusterClient Client => fixture.Cluster.Client;
+
+    private async Task<(ModelConfig Config, IModelGrain Model)> CreateModelAsync(string name)
+    {
+        var model = Client.GetGrain<IModelGrain>(name);
+        var info = await model.CreateAsync(TestSupport.SmallConfig(seed: 5));
+        return (info.Config, model);
+    }
+
+    /// <summary>History and training window equal the last min(m, N) observations the reference saw.</summary>
+    private static async Task AssertWindowsAsync(IStreamGrain stream, IReadOnlyList<Observation> sent, ReferenceStream reference)
+    {
+        foreach (int m in new[] { 0, 1, HistoryLayoutFixture.Chunk - 1, HistoryLayoutFixture.Chunk, HistoryLayoutFixture.Chunk + 1, 13, HistoryLayoutFixture.Capacity, 1000 })
+        {
+            int take = Math.Min(Math.Min(m, HistoryLayoutFixture.Capacity), sent.Count);
+            var history = await stream.GetHistoryAsync(m);
+            var expected = sent.Skip(sent.Count - take).ToArray();
+            Assert.Equal(expected.Select(o => o.Sequence), history.Select(o => o.Sequence));
+            Assert.Equal(expected.Select(o => o.Timestamp), history.Select(o => o.Timestamp));
+            Assert.Equal(expected.SelectMany(o => o.Values), history.SelectMany(o => o.Values));
+
+            var window = await stream.GetTrainingWindowAsync(m);
+            Assert.Equal(reference.Inputs.Skip(reference.Inputs.Count - take).SelectMany(x => x), window.Inputs);
+            if (take > 0)
+            {
+                Assert.Equal(expected[0].Sequence, window.FirstSequence);
+                Assert.Equal(expected[^1].Sequence, window.LastSequence);
+            }
+        }
+    }
+
+    [Fact]
+    public async Task History_and_training_window_are_exactly_the_last_observations_across_chunk_boundaries()
+    {
+        var (config, model) = await CreateModelAsync("layout-window");
+        var reference = new ReferenceStream(config, TestSupport.ToEngine(await model.GetActiveWeightsAsync()));
+        var stream = Client.GetGrain<IStreamGrain>("layout/window");
+        await stream.BindAsync("layout-window");
+        var sent = new List<Observation>();
+        long seq = 0;
+        // Singles and batches of assorted sizes, checking after each, so every tail fill level and chunk boundary is seen.
+        foreach (int size in new[] { 1, 1, 5, 1, 3, 7, 1, 8, 1, 17, 2, 30, 1, 1, 9, 41 })
+        {
+            var batch = Enumerable.Range(0, size).Select(_ => TestSupport.Obs(++seq * 2)).ToArray();
+            if (size == 1) await stream.IngestAsync(batch[0]);
+            else await stream.IngestBatchAsync(batch);
+            foreach (var o in batch) { sent.Add(o); reference.Step(o.Values); }
+            await AssertWindowsAsync(stream, sent, reference);
+        }
+
+        // The same after the activation is gone: the closed history comes back from storage.
+        await fixture.Cluster.DeactivateAsync(stream);
+        await AssertWindowsAsync(stream, sent, reference);
+        var state = await stream.GetStateAsync();
+        Assert.Equal(reference.H, state.Hidden);
+        Assert.Equal(reference.C, state.Cell);
+    }
+
+    [Fact]
+    public async Task A_crash_between_the_history_write_and_the_core_write_leaves_a_consistent_stream()
+    {
+        var (config, model) = await CreateModelAsync("layout-crash");
+        var weights = TestSupport.ToEngine(await model.GetActiveWeightsAsync());
+        var reference = new ReferenceStream(config, weights);
+        var stream = Client.GetGrain<IStreamGrain>("layout/crash");
+        await stream.BindAsync("layout-crash");
+        var grainId = stream.GetGrainId();
+        var sent = new List<Observation>();
+        for (long seq = 1; seq <= 2 * HistoryLayoutFixture.Chunk + 3; seq++)
+        {
+            var o = TestSupport.Obs(seq);
+            await stream.IngestAsync(o);
+            sent.Add(o);
+            reference.Step(o.Values);
+        }
+        var before = await TestSupport.FullState(stream);
+
+        // Fill the tail, so the next step closes a chunk: its write goes history first, then core.
+        for (long seq = sent.Count + 1; seq <= 3 * HistoryLayoutFixture.Chunk; seq++)
+        {
+            var o = TestSupport.Obs(seq);
+            await stream.IngestAsync(o);
+            sent.Add(o);
+            reference.Step(o.Values);
+        }
+        int historyWrites = FaultingGrainStorage.Writes.GetValueOrDefault((grainId, "history"));
+        var ghost = TestSupport.Obs(sent.Count + 1, seed: 99);          // never acknowledged
+        FaultingGrainStorage.Failing[(grainId, "stream")] = true;        // the core write "crashes"
+        var failure = await Assert.ThrowsAnyAsync<Exception>(() => stream.IngestAsync(ghost));
+        Assert.IsNotType<ObservationRejectedException>(failure);
+        // History did get ahead (written again by the deactivation's failing flush, which also stops at the core).
+        Assert.True(FaultingGrainStorage.Writes.GetValueOrDefault((grainId, "history")) > historyWrites);
+        await fixture.Cluster.DeactivateAsync(stream);                   // the activation dies without saving its core
+        await Task.Delay(200);
+        FaultingGrainStorage.Failing.TryRemove((grainId, "stream"), out _);
+
+        // The reloaded stream is the last acknowledged one: the ghost is neither stepped nor in the history.
+        var summary = await stream.GetSummaryAsync();
+        Assert.Equal(sent.Count, summary.StepCount);
+        Assert.Equal(sent[^1].Sequence, summary.LastSequence);
+        await AssertWindowsAsync(stream, sent, reference);
+
+        // The same sequence number with other values is accepted as new; everything continues as the reference does.
+        for (long seq = sent.Count + 1; seq <= 5 * HistoryLayoutFixture.Chunk + 2; seq++)
+        {
+            var o = TestSupport.Obs(seq, seed: 3);
+            var result = await stream.IngestAsync(o);
+            Assert.False(result.Duplicate);
+            Assert.Equal(reference.Step(o.Values), result.Predictions);
+            sent.Add(o);
+        }
+        await AssertWindowsAsync(stream, sent, reference);
+
+        // A batch that closes several chunks, crashing after its history write, is also all-or-nothing.
+        var batch = Enumerable.Range(1, 2 * HistoryLayoutFixture.Chunk + 1).Select(i => TestSupport.Obs(sent.Count + i, seed: 7)).ToArray();
+        FaultingGrainStorage.Failing[(grainId, "stream")] = true;
+        await Assert.ThrowsAnyAsync<Exception>(() => stream.IngestBatchAsync(batch));
+        await fixture.Cluster.DeactivateAsync(stream);
+        await Task.Delay(200);
+        FaultingGrainStorage.Failing.TryRemove((grainId, "stream"), out _);
+        await AssertWindowsAsync(stream, sent, reference);
+        Assert.Equal(sent.Count, (await stream.GetSummaryAsync()).StepCount);
+
+        // Going on with other values: the next chunk closes overwrite the stale entries the failed batch left behind.
+        var resend = Enumerable.Range(1, 3 * HistoryLayoutFixture.Chunk).Select(i => TestSupport.Obs(sent.Count + i, seed: 11)).ToArray();
+        var resendResults = await stream.IngestBatchAsync(resend);
+        Assert.Equal(resend.Select(o => reference.Step(o.Values)), resendResults.Select(r => r.Predictions));
+        sent.AddRange(resend);
+        await AssertWindowsAsync(stream, sent, reference);
+        await fixture.Cluster.DeactivateAsync(stream);
+        await AssertWindowsAsync(stream, sent, reference);
+        var state = await stream.GetStateAsync();
+        Assert.Equal(reference.H, state.Hidden);
+        Assert.Equal(reference.C, state.Cell);
+        Assert.NotEqual(before, await TestSupport.FullState(stream));
+    }
+
+    [Fact]
+    public async Task Rewarm_after_a_version_change_equals_replaying_the_retained_inputs()
+    {
+        var (config, model) = await CreateModelAsync("layout-rewarm");
+        var reference = new ReferenceStream(config, TestSupport.ToEngine(await model.GetActiveWeightsAsync()));
+        var stream = Client.GetGrain<IStreamGrain>("layout/rewarm");
+        await stream.BindAsync("layout-rewarm");
+        for (long seq = 1; seq <= 37; seq++) { await stream.IngestAsync(TestSupport.Obs(seq)); reference.Step(TestSupport.Obs(seq).Values); }
+        await fixture.Cluster.DeactivateAsync(stream);   // the re-warm has to read the closed history from storage
+
+        var trained = LstmParameters.InitializeUniform(new LstmConfig(config.InputSize, config.HiddenSize, config.Layers, config.Horizons), 123);
+        long v2 = await model.PublishAsync(new PublishRequest(trained.Data, "retrained"));
+        var v2Weights = TestSupport.ToEngine(await model.GetActiveWeightsAsync());
+        reference.Rewarm(v2Weights, window: HistoryLayoutFixture.Capacity);
+        var result = await TestSupport.Eventually(() => stream.IngestAsync(TestSupport.Obs(38)), r => r.WeightsVersion == v2 || r.Duplicate);
+        Assert.Equal(v2, result.WeightsVersion);
+        Assert.False(result.Duplicate);
+        Assert.Equal(reference.Step(TestSupport.Obs(38).Values), result.Predictions);
+        var state = await stream.GetStateAsync();
+        Assert.Equal(reference.H, state.Hidden);
+        Assert.Equal(reference.C, state.Cell);
+
+        // And by batch: a second version, re-warmed inside IngestBatch, then 12 steps.
+        var again = LstmParameters.InitializeUniform(new LstmConfig(config.InputSize, config.HiddenSize, config.Layers, config.Horizons), 321);
+        long v3 = await model.PublishAsync(new PublishRequest(again.Data, "again"));
+        await TestSupport.Eventually(() => stream.GetPredictionAsync(), _ => true);
+        reference.Rewarm(TestSupport.ToEngine(await model.GetActiveWeightsAsync()), window: HistoryLayoutFixture.Capacity);
+        var batch = Enumerable.Range(39, 12).Select(i => TestSupport.Obs(i)).ToArray();
+        var expected = batch.Select(o => reference.Step(o.Values)).ToArray();
+        await TestSupport.Eventually(async () => (await fixture.Cluster.Client.GetGrain<IModelGrain>("layout-rewarm").GetActiveWeightsAsync()).Version, v => v == v3);
+        await Task.Delay(500);   // the silo cache catches the push
+        var results = await stream.IngestBatchAsync(batch);
+        Assert.All(results, r => Assert.Equal(v3, r.WeightsVersion));
+        Assert.Equal(expected, results.Select(r => r.Predictions));
+    }
+
+    [Fact]
+    public async Task Reset_and_rebind_start_a_new_history_and_delete_removes_it()
+    {
+        await CreateModelAsync("layout-reset");
+        var stream = Client.GetGrain<IStreamGrain>("layout/reset");
+        await stream.BindAsync("layout-reset");
+        for (long seq = 1; seq <= 30; seq++) await stream.IngestAsync(TestSupport.Obs(seq));
+        await stream.ResetAsync();
+        Assert.Empty(await stream.GetHistoryAsync(100));
+        for (long seq = 1; seq <= 3; seq++) await stream.IngestAsync(TestSupport.Obs(seq, seed: 1));
+        await fixture.Cluster.DeactivateAsync(stream);
+        Assert.Equal([1L, 2L, 3L], (await stream.GetHistoryAsync(100)).Select(o => o.Sequence));
+        Assert.Equal(TestSupport.Obs(1, seed: 1).Values, (await stream.GetHistoryAsync(100))[0].Values);
+
+        await stream.DeleteAsync();
+        var storage = fixture.Cluster.Silos[0].ServiceProvider.GetRequiredKeyedService<IGrainStorage>("inner");
+        var history = new GrainState<StreamHistory>();
+        await storage.ReadStateAsync("history", stream.GetGrainId(), history);
+        Assert.False(history.RecordExists);
+        Assert.Empty(await stream.GetHistoryAsync(100));
+    }
+}
+
+/// <summary>ETag semantics of <see cref="LocalMemoryGrainStorage"/>, on its own.</summary>
+public sealed class LocalMemoryGrainStorageTests
+{
+    private static LocalMemoryGrainStorage NewStorage()
+    {
+        var services = new ServiceCollection().AddSerializer(b => b.AddAssembly(typeof(StreamState).Assembly)).BuildServiceProvider();
+        var options = new LocalMemoryGrainStorageOptions { GrainStorageSerializer = new OrleansGrainStorageSerializer(services.GetRequiredService<Serializer>()) };
+        return new LocalMemoryGrainStorage("test", options, NullLogger<LocalMemoryGrainStorage>.Instance);
+    }
+
+    private static readonly GrainId Grain = GrainId.Create("stream", "etag-test");
+
+    [Fact]
+    public async Task Writes_need_the_current_etag_and_clears_leave_a_versioned_tombstone()
+    {
+        var storage = NewStorage();
+        var empty = new GrainState<StreamState>(new StreamState());
+        await storage.ReadStateAsync("stream", Grain, empty);
+        Assert.False(empty.RecordExists);
+        Assert.Null(empty.ETag);
+
+        var first = new GrainState<StreamState>(new StreamState { StepCount = 1 });
+        await storage.WriteStateAsync("stream", Grain, first);
+        Assert.True(first.RecordExists);
+        var firstETag = first.ETag;
+        Assert.NotNull(firstETag);
+
+        // A second creator (no etag) and a stale or foreign etag all conflict, and change nothing.
+        await Assert.ThrowsAsync<InconsistentStateException>(() => storage.WriteStateAsync("stream", Grain, new GrainState<StreamState>(new StreamState { StepCount = 9 })));
+        await Assert.ThrowsAsync<InconsistentStateException>(() => storage.WriteStateAsync("stream", Grain, new GrainState<StreamState>(new StreamState { StepCount = 9 }) { ETag = "not-an-etag" }));
+        first.State!.StepCount = 2;
+        await storage.WriteStateAsync("stream", Grain, first);
+        Assert.NotEqual(firstETag, first.ETag);
+        await Assert.ThrowsAsync<InconsistentStateException>(() => storage.WriteStateAsync("stream", Grain, new GrainState<StreamState>(new StreamState { StepCount = 9 }) { ETag = firstETag }));
+        await Assert.ThrowsAsync<InconsistentStateException>(() => storage.ClearStateAsync("stream", Grain, new GrainState<StreamState>(new StreamState()) { ETag = firstETag }));
+
+        // What is stored is a copy: mutating the written object afterwards does not reach the store.
+        first.State!.StepCount = 77;
+        var read = new GrainState<StreamState>(new StreamState());
+        await storage.ReadStateAsync("stream", Grain, read);
+        Assert.Equal(2, read.State!.StepCount);
+        Assert.Equal(first.ETag, read.ETag);
+        Assert.NotSame(first.State, read.State);
+
+        // Clear with the current etag: a tombstone whose etag still protects against writers from before the clear.
+        await storage.ClearStateAsync("stream", Grain, read);
+        Assert.False(read.RecordExists);
+        var afterClear = new GrainState<StreamState>(new StreamState());
+        await storage.ReadStateAsync("stream", Grain, afterClear);
+        Assert.False(afterClear.RecordExists);
+        Assert.Equal(read.ETag, afterClear.ETag);
+        await Assert.ThrowsAsync<InconsistentStateException>(() => storage.WriteStateAsync("stream", Grain, new GrainState<StreamState>(new StreamState()) { ETag = first.ETag }));
+        await Assert.ThrowsAsync<InconsistentStateException>(() => storage.WriteStateAsync("stream", Grain, new GrainState<StreamState>(new StreamState())));
+        afterClear.State!.StepCount = 5;
+        await storage.WriteStateAsync("stream", Grain, afterClear);
+        var again = new GrainState<StreamState>(new StreamState());
+        await storage.ReadStateAsync("stream", Grain, again);
+        Assert.Equal(5, again.State!.StepCount);
+
+        // State names are separate records.
+        var other = new GrainState<StreamState>(new StreamState());
+        await storage.ReadStateAsync("history", Grain, other);
+        Assert.False(other.RecordExists);
+    }
+
+    [Fact]
+    public async Task Of_writers_holding_the_same_etag_exactly_one_wins()
+    {
+        var storage = NewStorage();
+        var seed = new GrainState<StreamState>(new StreamState());
+        await storage.WriteStateAsync("stream", Grain, seed);
+        for (int round = 0; round < 50; round++)
+        {
+            var current = new GrainState<StreamState>(new StreamState());
+            await storage.ReadStateAsync("stream", Grain, current);
+            var writers = Enumerable.Range(0, 4).Select(i => new GrainState<StreamState>(new StreamState { StepCount = round * 10 + i }) { ETag = current.ETag }).ToArray();
+            var outcomes = await Task.WhenAll(writers.Select(w => Task.Run(async () =>
+            {
+                try { await storage.WriteStateAsync("stream", Grain, w); return true; }
+                catch (InconsistentStateException) { return false; }
+            })));
+            int winner = Assert.Single(Enumerable.Range(0, 4), i => outcomes[i]);
+            var stored = new GrainState<StreamState>(new StreamState());
+            await storage.ReadStateAsync("stream", Grain, stored);
+            Assert.Equal(writers[winner].State!.StepCount, stored.State!.StepCount);
+            Assert.Equal(writers[winner].ETag, stored.ETag);
+        }
+    }
+}
