@@ -59,6 +59,15 @@ public sealed partial class ModelGrain : Grain, IModelGrain
 
     private string Name => this.GetPrimaryKeyString();
 
+    /// <summary>An existing model makes sure the catalog lists it (it may predate the catalog, or a crash may have
+    /// come between its creation and its listing).</summary>
+    public override async Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        if (_state.State.Config is not null) await RegisterInCatalogAsync();
+    }
+
+    private Task RegisterInCatalogAsync() => GrainFactory.GetGrain<IModelCatalogGrain>(ModelCatalog.Key).AddAsync(Name);
+
     public async Task<ModelInfo> CreateAsync(ModelConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
@@ -67,6 +76,7 @@ public sealed partial class ModelGrain : Grain, IModelGrain
         {
             if (!SameConfig(existing, normalized))
                 throw new ModelOperationException(Name, $"Model '{Name}' already exists with a different configuration.");
+            await RegisterInCatalogAsync();
             return Info();
         }
 
@@ -88,6 +98,7 @@ public sealed partial class ModelGrain : Grain, IModelGrain
             Versions = [new ModelVersionRecord { Version = 1, PublishedAt = now, Description = $"initial weights (seed {normalized.Seed})", Parameters = parameters.Data }],
         };
         await CommitAsync(state);
+        await RegisterInCatalogAsync();
         LogCreated(Name, normalized.InputSize, normalized.HiddenSize, normalized.Layers, normalized.Horizons);
         return Info();
     }

@@ -178,3 +178,53 @@ public sealed class ModelGrainTests(ClusterFixture fixture)
         }
     }
 }
+
+[Collection(ClusterCollection.Name)]
+public sealed class ModelCatalogTests(ClusterFixture fixture)
+{
+    private IClusterClient Client => fixture.Client;
+
+    private async Task<List<string>> ListAllAsync(int pageSize)
+    {
+        var catalog = Client.GetGrain<IModelCatalogGrain>(ModelCatalog.Key);
+        var names = new List<string>();
+        string? after = null;
+        int pages = 0;
+        do
+        {
+            var page = await catalog.ListAsync(after, pageSize);
+            Assert.InRange(page.Names.Length, page.Next is null ? 0 : pageSize, pageSize);
+            names.AddRange(page.Names);
+            after = page.Next;
+            Assert.True(++pages < 10_000, "the listing does not end");
+        }
+        while (after is not null);
+        return names;
+    }
+
+    [Fact]
+    public async Task Created_models_are_listed_once_in_ordinal_order_across_pages()
+    {
+        string[] created = ["catalog-b", "catalog-a", "catalog-c", "catalog-B"];
+        foreach (var name in created)
+            await Client.GetGrain<IModelGrain>(name).CreateAsync(TestSupport.SmallConfig());
+        await Client.GetGrain<IModelGrain>("catalog-a").CreateAsync(TestSupport.SmallConfig());   // idempotent: listed once
+        // A refused creation lists nothing.
+        await Assert.ThrowsAsync<ModelOperationException>(() => Client.GetGrain<IModelGrain>("catalog-bad").CreateAsync(TestSupport.SmallConfig() with { HiddenSize = 0 }));
+
+        foreach (int pageSize in new[] { 1, 2, 3, ModelCatalog.MaxPageSize })
+        {
+            var names = await ListAllAsync(pageSize);
+            Assert.Equal(names.Distinct().Count(), names.Count);
+            Assert.Equal(names.OrderBy(n => n, StringComparer.Ordinal), names);
+            Assert.Equal(new[] { "catalog-B", "catalog-a", "catalog-b", "catalog-c" }, names.Where(n => n.StartsWith("catalog-", StringComparison.Ordinal)));
+        }
+
+        // A cursor that is not a listed name starts at the next name after it.
+        var fromCursor = await Client.GetGrain<IModelCatalogGrain>(ModelCatalog.Key).ListAsync("catalog-aa", 2);
+        Assert.Equal(new[] { "catalog-b", "catalog-c" }, fromCursor.Names);
+
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => Client.GetGrain<IModelCatalogGrain>(ModelCatalog.Key).ListAsync(null, 0));
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => Client.GetGrain<IModelCatalogGrain>(ModelCatalog.Key).ListAsync(null, ModelCatalog.MaxPageSize + 1));
+    }
+}

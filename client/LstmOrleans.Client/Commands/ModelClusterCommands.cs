@@ -13,11 +13,17 @@ internal static class ModelClusterCommands
         var cluster = new ClusterOptions();
         var names = new Argument<string[]>("MODEL") { Description = "Model names (default: the default model).", Arity = ArgumentArity.ZeroOrMore };
         var json = new Option<bool>("--json") { Description = "Print the models as JSON (info and retained versions of each)." };
-        var command = new Command("models", "Show models: configuration, active version and retained versions.") { names, json };
+        var all = new Option<bool>("--all") { Description = "Show every model the cluster has (from its model catalog) instead of the named ones." };
+        var command = new Command("models", "Show models: configuration, active version and retained versions.") { names, json, all };
         cluster.AddTo(command);
+        command.Validators.Add(r =>
+        {
+            if (r.GetValue(all) && r.GetValue(names) is { Length: > 0 }) r.AddError("Give model names or --all, not both.");
+        });
         command.SetAction((result, ct) => CommandSupport.WithClusterAsync(cluster, result, ct, async connection =>
         {
-            var list = result.GetValue(names) is { Length: > 0 } given ? given : [LstmOrleansNames.DefaultModelName];
+            var list = result.GetValue(all) ? await AllModelNamesAsync(connection.Grains)
+                : result.GetValue(names) is { Length: > 0 } given ? given : [LstmOrleansNames.DefaultModelName];
             if (result.GetValue(json))
             {
                 var models = new List<object>();
@@ -43,6 +49,22 @@ internal static class ModelClusterCommands
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>Every name in the cluster's model catalog, page by page.</summary>
+    private static async Task<string[]> AllModelNamesAsync(IGrainFactory grains)
+    {
+        var catalog = grains.GetGrain<IModelCatalogGrain>(ModelCatalog.Key);
+        var names = new List<string>();
+        string? after = null;
+        do
+        {
+            var page = await catalog.ListAsync(after, ModelCatalog.MaxPageSize);
+            names.AddRange(page.Names);
+            after = page.Next;
+        }
+        while (after is not null);
+        return [.. names];
     }
 
     public static Command CreateModel()

@@ -25,6 +25,9 @@ public sealed record StreamListResponse(string Model, string[] Streams, string? 
 
 public sealed record PublishVersionRequest(float[] Parameters, string? Description = null, Dictionary<string, string>? Metadata = null, bool Activate = true);
 
+/// <summary>One page of model names; <c>next</c> is the cursor of the following page (null on the last).</summary>
+public sealed record ModelListResponse(string[] Models, string? Next);
+
 internal static class ModelEndpoints
 {
     public static void Map(IEndpointRouteBuilder app)
@@ -48,6 +51,17 @@ internal static class ModelEndpoints
             })
             .WithSummary("Creates a model (idempotent for an equal config) and publishes version 1.")
             .Produces<ModelInfo>(201).ProducesProblem(400).ProducesProblem(409);
+
+        models.MapGet("/", async (int? limit, string? after, IGrainFactory grains) =>
+            {
+                var size = limit ?? 100;
+                if (size is < 1 or > ModelCatalog.MaxPageSize)
+                    throw new RequestValidationException($"limit must be in 1..{ModelCatalog.MaxPageSize}; got {size}.");
+                var page = await grains.GetGrain<IModelCatalogGrain>(ModelCatalog.Key).ListAsync(after is null ? null : CheckName(after), size);
+                return Results.Ok(new ModelListResponse(page.Names, page.Next));
+            })
+            .WithSummary("Names of the created models, in ordinal order, one page at a time (limit 1..1000, default 100; after = the previous page's next).")
+            .Produces<ModelListResponse>().ProducesProblem(400);
 
         models.MapGet("/{name}", async (string name, IGrainFactory grains) =>
                 Results.Ok(await grains.GetGrain<IModelGrain>(CheckName(name)).GetInfoAsync()))
