@@ -1,4 +1,5 @@
 using LstmOrleans.Grains.Storage;
+using LstmOrleans.Persistence.GroupCommit;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
