@@ -61,8 +61,7 @@ internal static unsafe class FusedLstmCell
         // Finished pre-activation tiles go through this L1 buffer to the cell update: keeping the cell update in the
         // same method as the accumulator loop made the JIT spill every accumulator on every iteration.
         float* tile = stackalloc float[TileRows * W];                 // [6, 64] or [4 blocks, 64]
-        fixed (float* wAll = weights.Weights)
-        fixed (float* bAll = weights.Bias)
+        float* wAll = weights.WeightsPointer, bAll = weights.BiasPointer;   // pinned, 64-byte aligned
         {
             for (int u = 0; u < blocks; u++)
             {
@@ -106,6 +105,7 @@ internal static unsafe class FusedLstmCell
                 }
             }
         }
+        GC.KeepAlive(weights);   // owns the pinned array wAll and bAll point into
     }
 
     private static void Tile6(PackedGateWeights weights, float* wu, float* bu, int s0, in CellIo io, float* tile,
@@ -318,7 +318,7 @@ internal static unsafe class FusedLstmCell
     internal static void ForwardScalar(PackedGateWeights weights, int n, in CellIo io)
     {
         int hidden = weights.Hidden, depth = weights.Depth, half = depth / 2;
-        float[] w = weights.Weights, bias = weights.Bias;
+        float* w = weights.WeightsPointer, bias = weights.BiasPointer;
         Span<float> a = stackalloc float[4];   // pre-activations i, f, g, o of one unit
         for (int s = 0; s < n; s++)
         {

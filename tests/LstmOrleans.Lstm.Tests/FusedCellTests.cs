@@ -185,4 +185,28 @@ public class FusedCellTests
             Assert.Equal(c, cFinal.AsSpan(b * s, s).ToArray());
         }
     }
+
+    [Theory]
+    [InlineData(64, 1)]
+    [InlineData(17, 3)]
+    [InlineData(5, 2)]
+    public unsafe void PackedWeights_StartOnCacheLines_AndRoundTripThePyTorchLayout(int hidden, int d)
+    {
+        var packed = new PackedGateWeights(hidden, d);
+        Assert.Equal(0, (long)packed.WeightsPointer % 64);   // an unaligned 64-byte load touches two lines
+        Assert.Equal(0, (long)packed.BiasPointer % 64);
+        var rnd = new Random(3);
+        float[] R(int n) => Enumerable.Range(0, n).Select(_ => (float)(rnd.NextDouble() - 0.5)).ToArray();
+        float[] wih = R(4 * hidden * d), whh = R(4 * hidden * hidden), bih = R(4 * hidden), bhh = R(4 * hidden);
+        packed.Pack(wih, whh, bih, bhh);
+        for (int gate = 0; gate < 4; gate++)
+            for (int unit = 0; unit < hidden; unit++)
+            {
+                int row = gate * hidden + unit, u = unit / PackedGateWeights.Lanes, col = gate * PackedGateWeights.Lanes + unit % PackedGateWeights.Lanes;
+                float* panel = packed.WeightsPointer + (long)u * packed.Depth * PackedGateWeights.BlockWidth + col;
+                for (int p = 0; p < hidden; p++) Assert.Equal(whh[row * hidden + p], panel[p * PackedGateWeights.BlockWidth]);
+                for (int p = 0; p < d; p++) Assert.Equal(wih[row * d + p], panel[(hidden + p) * PackedGateWeights.BlockWidth]);
+                Assert.Equal(bih[row] + bhh[row], packed.BiasPointer[u * PackedGateWeights.BlockWidth + col]);
+            }
+    }
 }
