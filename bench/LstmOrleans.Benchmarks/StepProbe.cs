@@ -33,30 +33,44 @@ internal static unsafe class StepProbe
         float* hPrev = (float*)NativeMemory.AlignedAlloc(64 * 4, 64), cs = (float*)NativeMemory.AlignedAlloc(64 * 4, 64), hOut = (float*)NativeMemory.AlignedAlloc(64 * 4, 64);
         for (int i = 0; i < 64; i++) { hPrev[i] = (float)(rnd.NextDouble() - 0.5); cs[i] = 0; }
         var io = new CellIo { HPrev = hPrev, HPrevStride = 64, Input = x, InputStride = 1, CPrev = cs, CNext = cs, HNext = hOut, StateStride = 64 };
+        float* hState = (float*)NativeMemory.AlignedAlloc(64 * 4, 64);
+        for (int i = 0; i < 64; i++) hState[i] = hPrev[i];
+        var ioOne = new CellIo { HPrev = hState, HPrevStride = 64, Input = x, InputStride = 1, CPrev = cs, CNext = cs, HNext = hState, StateStride = 64 };
         for (int round = 0; round < 3; round++)
         {
-            Console.WriteLine($"round {round}, load {File.ReadAllText("/proc/loadavg").Trim()}");
-            Probe.Time("whole Step H=64                              ", () => step.Step());
-            Console.WriteLine($"packed weights address mod 64: {(long)packed.WeightsPointer % 64}");
-            Probe.Time("FusedLstmCell.Forward n=1 only               ", () => FusedLstmCell.Forward(packed, 1, io));
-            Probe.Time("floor: GEMV 65x256 front to back (L2)        ", () => Gemv(w, x, o, 0, Depth, true));
-            Probe.Time("floor: GEMV halves alternating               ", () =>
+            Console.WriteLine($"round {round}, load {File.ReadAllText("/proc/loadavg").Trim()}  (median of 50 us windows / thread CPU per call)");
+            Row("whole Step H=64                                ", () => step.Step());
+            Row("FusedLstmCell.Forward n=1 (copy h, as before)  ", () =>
+            {
+                Buffer.MemoryCopy(hState, hPrev, 256, 256);
+                FusedLstmCell.Forward(packed, 1, io);
+                Buffer.MemoryCopy(hOut, hState, 256, 256);
+            });
+            Row("FusedLstmCell.ForwardOne (in place)            ", () => FusedLstmCell.ForwardOne(packed, ioOne));
+            Row("floor: GEMV 65x256 front to back (L2)          ", () => Gemv(w, x, o, 0, Depth, true));
+            Row("floor: GEMV halves alternating                 ", () =>
             {
                 if ((sweep++ & 1) == 0) { Gemv(w, x, o, 0, 32, true); Gemv(w, x, o, 32, Depth, false); }
                 else { Gemv(w, x, o, 32, Depth, true); Gemv(w, x, o, 0, 32, false); }
             });
-            Probe.Time("floor: GEMV halves alternating, misaligned   ", () =>
+            Row("floor: GEMV halves alternating, misaligned     ", () =>
             {
                 if ((sweep++ & 1) == 0) { Gemv(wMis, x, o, 0, 32, true); Gemv(wMis, x, o, 32, Depth, false); }
                 else { Gemv(wMis, x, o, 32, Depth, true); Gemv(wMis, x, o, 0, 32, false); }
             });
-            Probe.Time("floor: GEMV reversed every other call        ", () =>
+            Row("floor: GEMV reversed every other call          ", () =>
             {
                 if ((sweep++ & 1) == 0) Gemv(w, x, o, 0, Depth, true); else GemvReverse(w, x, o);
             });
-            Probe.Time("floor: GEMV 32x256 only (32 KB, L1 resident) ", () => Gemv(w, x, o, 0, 32, true));
-            Probe.Time("floor: GEMV front to back + prefetch 1 KB on ", () => GemvPrefetch(w, x, o));
+            Row("floor: GEMV 32x256 only (32 KB, L1 resident)   ", () => Gemv(w, x, o, 0, 32, true));
+            Row("floor: GEMV front to back + prefetch 1 KB on   ", () => GemvPrefetch(w, x, o));
         }
+    }
+
+    private static void Row(string name, Action op)
+    {
+        var r = QuickBenchmarks.Measure(() => { op(); return 0f; }, 1, 400e6);
+        Console.WriteLine($"{name}: median {QuickBenchmarks.Format(r.MedianNanoseconds),10}  cpu {QuickBenchmarks.Format(r.CpuNanoseconds),10}");
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
