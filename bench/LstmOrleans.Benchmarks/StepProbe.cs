@@ -53,10 +53,20 @@ internal static unsafe class StepProbe
                 if ((sweep++ & 1) == 0) { Gemv(w, x, o, 0, 32, true); Gemv(w, x, o, 32, Depth, false); }
                 else { Gemv(w, x, o, 32, Depth, true); Gemv(w, x, o, 0, 32, false); }
             });
-            Row("floor: GEMV halves alternating, misaligned     ", () =>
+            if (round == 0) Row("floor: GEMV halves alternating, misaligned     ", () =>
             {
                 if ((sweep++ & 1) == 0) { Gemv(wMis, x, o, 0, 32, true); Gemv(wMis, x, o, 32, Depth, false); }
                 else { Gemv(wMis, x, o, 32, Depth, true); Gemv(wMis, x, o, 0, 32, false); }
+            });
+            Row("floor: GEMV thirds, part order reversed alt.   ", () =>
+            {
+                if ((sweep++ & 1) == 0) { Gemv(w, x, o, 0, 22, true); Gemv(w, x, o, 22, 44, false); Gemv(w, x, o, 44, Depth, false); }
+                else { Gemv(w, x, o, 44, Depth, true); Gemv(w, x, o, 22, 44, false); Gemv(w, x, o, 0, 22, false); }
+            });
+            Row("floor: GEMV fifths, part order reversed alt.   ", () =>
+            {
+                if ((sweep++ & 1) == 0) { Gemv(w, x, o, 0, 13, true); Gemv(w, x, o, 13, 26, false); Gemv(w, x, o, 26, 39, false); Gemv(w, x, o, 39, 52, false); Gemv(w, x, o, 52, Depth, false); }
+                else { Gemv(w, x, o, 52, Depth, true); Gemv(w, x, o, 39, 52, false); Gemv(w, x, o, 26, 39, false); Gemv(w, x, o, 13, 26, false); Gemv(w, x, o, 0, 13, false); }
             });
             Row("floor: GEMV reversed every other call          ", () =>
             {
