@@ -8,6 +8,7 @@ internal static class Probe
 {
     public static unsafe void Run()
     {
+        if (Environment.GetEnvironmentVariable("PROBE_STEP") == "1") { StepProbe.Run(); return; }
         if (Environment.GetEnvironmentVariable("PROBE_ACT") == "1")
         {
             var buf = Enumerable.Range(0, 20 * 16).Select(i => (i - 160) * 0.03f).ToArray();
@@ -105,7 +106,7 @@ internal static class Probe
         Time("dh gemm 32x64x256 x64", () => { for (int t = 0; t < 64; t++) Gemm.MultiplyAdd(32, 64, 256, big.AsSpan(t * 32 * 256), 256, 1, w, 64, hh.AsSpan(t * 32 * 64), 64); });
     }
 
-    private static void Time(string name, Action op)
+    internal static void Time(string name, Action op)
     {
         int batch = 1;
         var preWarm = Stopwatch.StartNew();

@@ -6,7 +6,7 @@ using LstmOrleans.Benchmarks;
 if (args.Length > 0 && args[0] == "probe") { Probe.Run(); return; }
 if (args.Length > 0 && args[0] == "quick")
 {
-    QuickBenchmarks.Run();
+    QuickBenchmarks.Run(stepsOnly: args.Length > 1 && args[1] == "steps");
     return;
 }
 BenchmarkSwitcher.FromAssembly(typeof(QuickBenchmarks).Assembly).Run(args);

@@ -60,9 +60,9 @@ internal static unsafe class FusedLstmCell
         bool reverse = n == 1 && (weights.Sweep++ & 1) != 0;
         // Finished pre-activation tiles go through this L1 buffer to the cell update: keeping the cell update in the
         // same method as the accumulator loop made the JIT spill every accumulator on every iteration.
-        float* tile = stackalloc float[TileRows * W];                 // [6, 64] or [4 blocks, 64]
-        fixed (float* wAll = weights.Weights)
-        fixed (float* bAll = weights.Bias)
+        float* rawTile = stackalloc float[TileRows * W + 16];
+        float* tile = (float*)(((nint)rawTile + 63) & ~(nint)63);    // [6, 64] or [4 blocks, 64], 64-byte aligned
+        float* wAll = weights.WeightsPointer, bAll = weights.BiasPointer;   // pinned, 64-byte aligned
         {
             for (int u = 0; u < blocks; u++)
             {
@@ -106,6 +106,56 @@ internal static unsafe class FusedLstmCell
                 }
             }
         }
+        GC.KeepAlive(weights);   // owns the pinned array wAll and bAll point into
+    }
+
+    /// <summary>Largest H for <see cref="ForwardOne"/>: its [4H] pre-activation tile lives on the stack (16 KB here).</summary>
+    public const int OneStreamMaxHidden = 1024;
+
+    /// <summary>
+    /// One stream, with h_{t-1} allowed to be the same memory as h_t (io.HPrev == io.HNext: updated in place, no copy).
+    /// Every gate pre-activation of the layer is accumulated (same tiles, same canonical order as <see cref="Forward"/>,
+    /// so the bits are identical) into a 64-byte aligned [4H] tile before the first unit is updated, so h_{t-1} is
+    /// read completely before it is overwritten. Alternates the half read first, like Forward's lone stream, for L1 reuse.
+    /// </summary>
+    public static void ForwardOne(PackedGateWeights weights, in CellIo io)
+    {
+        int blocks = weights.Blocks, depth = weights.Depth, hidden = weights.Hidden, half = depth / 2;
+        if (hidden > OneStreamMaxHidden) throw new ArgumentOutOfRangeException(nameof(weights), "Hidden size too large for the one-stream kernel.");
+        if (!Vector512.IsHardwareAccelerated)
+        {
+            // The scalar path writes unit j before it reads h_{t-1} for unit j + 1: give it a copy.
+            float* copy = stackalloc float[hidden];
+            new ReadOnlySpan<float>(io.HPrev, hidden).CopyTo(new Span<float>(copy, hidden));
+            var scalarIo = io;
+            scalarIo.HPrev = copy;
+            ForwardScalar(weights, 1, scalarIo);
+            return;
+        }
+        bool reverse = (weights.Sweep++ & 1) != 0;   // racy toggle across threads is harmless: only the read order changes
+        float* raw = stackalloc float[blocks * W + 16];                            // [blocks, 64] gate pre-activations
+        float* tile = (float*)(((nint)raw + 63) & ~(nint)63);                   // aligned: 64-byte stores and loads stay in one line
+        float* wAll = weights.WeightsPointer, bAll = weights.BiasPointer;
+        // The half not read first is read last, and so is still in L1 when the next step starts with it.
+        int firstBegin = reverse ? half : 0, firstEnd = reverse ? depth : half, secondBegin = reverse ? 0 : half, secondEnd = reverse ? half : depth;
+        int u = 0;
+        for (; u + 4 <= blocks; u += 4)
+        {
+            Tile1x4(weights, wAll, bAll, u, 0, io, tile + u * W, firstBegin, firstEnd, withBias: !reverse, addToTile: false);
+            Tile1x4(weights, wAll, bAll, u, 0, io, tile + u * W, secondBegin, secondEnd, withBias: reverse, addToTile: true);
+        }
+        for (; u + 2 <= blocks; u += 2)
+        {
+            Tile1x2(weights, wAll, bAll, u, 0, io, tile + u * W, firstBegin, firstEnd, withBias: !reverse, addToTile: false);
+            Tile1x2(weights, wAll, bAll, u, 0, io, tile + u * W, secondBegin, secondEnd, withBias: reverse, addToTile: true);
+        }
+        for (; u < blocks; u++)
+        {
+            Tile1x1(weights, wAll, bAll, u, 0, io, tile + u * W, firstBegin, firstEnd, withBias: !reverse, addToTile: false);
+            Tile1x1(weights, wAll, bAll, u, 0, io, tile + u * W, secondBegin, secondEnd, withBias: reverse, addToTile: true);
+        }
+        for (u = 0; u < blocks; u++) Apply(tile + u * W, io, 0, u * PackedGateWeights.Lanes, hidden);
+        GC.KeepAlive(weights);
     }
 
     private static void Tile6(PackedGateWeights weights, float* wu, float* bu, int s0, in CellIo io, float* tile,
@@ -318,7 +368,7 @@ internal static unsafe class FusedLstmCell
     internal static void ForwardScalar(PackedGateWeights weights, int n, in CellIo io)
     {
         int hidden = weights.Hidden, depth = weights.Depth, half = depth / 2;
-        float[] w = weights.Weights, bias = weights.Bias;
+        float* w = weights.WeightsPointer, bias = weights.BiasPointer;
         Span<float> a = stackalloc float[4];   // pre-activations i, f, g, o of one unit
         for (int s = 0; s < n; s++)
         {

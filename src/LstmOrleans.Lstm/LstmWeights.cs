@@ -18,9 +18,6 @@ public sealed class LstmWeights
     /// </summary>
     private const int StreamChunk = 60;
 
-    /// <summary>Hidden sizes up to this keep the single step's copy of h_{t-1} on the stack.</summary>
-    private const int StackHidden = 1024;
-
     [ThreadStatic] private static float[]? t_scratch;
 
     private readonly LstmParameters _parameters;
@@ -54,7 +51,6 @@ public sealed class LstmWeights
     /// One LSTM step for one stream, in place, allocation-free.
     /// x: [D]; h, c: [L, H] (updated in place); y: [K] (written).
     /// </summary>
-    [SkipLocalsInit]   // hPrev is filled before it is read
     public unsafe void Step(ReadOnlySpan<float> x, Span<float> h, Span<float> c, Span<float> y)
     {
         var config = Config;
@@ -65,20 +61,41 @@ public sealed class LstmWeights
         if (y.Length != config.Horizons) throw new ArgumentException($"Expected {config.Horizons} outputs, got {y.Length}.", nameof(y));
         RequireFinite(x);
 
-        // h_{t-1} of the layer being stepped: the kernel writes h_t while it still reads h_{t-1}.
-        Span<float> hPrev = hidden <= StackHidden ? stackalloc float[hidden] : Scratch(hidden);
-        fixed (float* px = x, ph = h, pc = c, pPrev = hPrev)
+        if (hidden <= FusedLstmCell.OneStreamMaxHidden)
         {
-            for (int l = 0; l < config.Layers; l++)
+            // The one-stream kernel reads all of h_{t-1} before it writes h_t, so each layer updates h in place.
+            fixed (float* px = x, ph = h, pc = c)
             {
-                h.Slice(l * hidden, hidden).CopyTo(hPrev);
-                var io = new CellIo
+                for (int l = 0; l < _layers.Length; l++)
                 {
-                    HPrev = pPrev, HPrevStride = hidden,
-                    Input = l == 0 ? px : ph + (l - 1) * hidden, InputStride = config.LayerInputSize(l),
-                    CPrev = pc + l * hidden, CNext = pc + l * hidden, HNext = ph + l * hidden, StateStride = config.StateSize,
-                };
-                FusedLstmCell.Forward(_layers[l], 1, io);
+                    float* hl = ph + l * hidden, cl = pc + l * hidden;
+                    var io = new CellIo
+                    {
+                        HPrev = hl, HPrevStride = hidden,
+                        Input = l == 0 ? px : hl - hidden, InputStride = config.LayerInputSize(l),
+                        CPrev = cl, CNext = cl, HNext = hl, StateStride = hidden,
+                    };
+                    FusedLstmCell.ForwardOne(_layers[l], io);
+                }
+            }
+        }
+        else
+        {
+            // h_{t-1} of the layer being stepped: the many-stream kernel writes h_t while it still reads h_{t-1}.
+            Span<float> hPrev = Scratch(hidden);
+            fixed (float* px = x, ph = h, pc = c, pPrev = hPrev)
+            {
+                for (int l = 0; l < config.Layers; l++)
+                {
+                    h.Slice(l * hidden, hidden).CopyTo(hPrev);
+                    var io = new CellIo
+                    {
+                        HPrev = pPrev, HPrevStride = hidden,
+                        Input = l == 0 ? px : ph + (l - 1) * hidden, InputStride = config.LayerInputSize(l),
+                        CPrev = pc + l * hidden, CNext = pc + l * hidden, HNext = ph + l * hidden, StateStride = config.StateSize,
+                    };
+                    FusedLstmCell.Forward(_layers[l], 1, io);
+                }
             }
         }
         Head(h.Slice((config.Layers - 1) * hidden, hidden), y);

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace LstmOrleans.Lstm;
 
 /// <summary>
@@ -7,8 +9,11 @@ namespace LstmOrleans.Lstm;
 /// kernel reads a panel front to back with aligned 64-float rows and ends with all four gates of 16 units in
 /// registers, ready for the cell update. Units past H in the last block have zero weights and bias (ignored).
 /// </summary>
-internal sealed class PackedGateWeights
+internal sealed unsafe class PackedGateWeights
 {
+    /// <summary>Cache-line size: the packed arrays start on this boundary so no 64-byte vector load straddles two lines.</summary>
+    private const int Alignment = 64;
+
     /// <summary>Hidden units per block: the floats in one Vector512.</summary>
     public const int Lanes = 16;
 
@@ -20,9 +25,19 @@ internal sealed class PackedGateWeights
         Hidden = hidden;
         InputSize = inputSize;
         Blocks = (hidden + Lanes - 1) / Lanes;
-        Weights = new float[Blocks * Depth * BlockWidth];
-        Bias = new float[Blocks * BlockWidth];
+        WeightCount = Blocks * Depth * BlockWidth;
+        BiasCount = Blocks * BlockWidth;
+        // One pinned (never moved, so raw pointers stay valid while this object lives) and zeroed array, used from the
+        // first 64-byte boundary: a float[]'s data otherwise starts 16 bytes into a line (measured 48 mod 64 here), and
+        // every unaligned 64-byte load then touches two cache lines, which cost the lone-stream step about a fifth.
+        _storage = GC.AllocateArray<float>(WeightCount + BiasCount + Alignment / sizeof(float), pinned: true);
+        float* start = (float*)Unsafe.AsPointer(ref _storage[0]);
+        start += ((Alignment - (nint)start % Alignment) % Alignment) / sizeof(float);
+        WeightsPointer = start;
+        BiasPointer = start + WeightCount;   // WeightCount is a multiple of 64 floats, so this is aligned too
     }
+
+    private readonly float[] _storage;   // pinned backing store of both arrays below
 
     public int Hidden { get; }
     public int InputSize { get; }
@@ -39,8 +54,13 @@ internal sealed class PackedGateWeights
     /// </summary>
     internal int Sweep;
 
-    public float[] Weights { get; }   // [Blocks, H + D_l, 64]  rows p = 0..H-1 from weight_hh, then weight_ih; columns gate*16 + lane
-    public float[] Bias { get; }      // [Blocks, 64]           bias_ih + bias_hh
+    public int WeightCount { get; }
+    public int BiasCount { get; }
+    public float* WeightsPointer { get; }   // [Blocks, H + D_l, 64]  rows p = 0..H-1 from weight_hh, then weight_ih; columns gate*16 + lane
+    public float* BiasPointer { get; }      // [Blocks, 64]           bias_ih + bias_hh
+
+    public Span<float> Weights => new(WeightsPointer, WeightCount);
+    public Span<float> Bias => new(BiasPointer, BiasCount);
 
     /// <summary>
     /// Packs PyTorch-layout weights: weightIh [4H, D_l], weightHh [4H, H], biasIh and biasHh [4H], gate rows i, f, g, o.
@@ -50,7 +70,7 @@ internal sealed class PackedGateWeights
         int h = Hidden, d = InputSize, depth = Depth;
         if (weightIh.Length != 4 * h * d || weightHh.Length != 4 * h * h || biasIh.Length != 4 * h || biasHh.Length != 4 * h)
             throw new ArgumentException("Gate weight shapes do not match the packed layer.");
-        float[] w = Weights, b = Bias;
+        Span<float> w = Weights, b = Bias;
         for (int u = 0; u < Blocks; u++)
             for (int gate = 0; gate < 4; gate++)
                 for (int lane = 0; lane < Lanes; lane++)

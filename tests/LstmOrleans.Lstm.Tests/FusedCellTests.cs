@@ -185,4 +185,67 @@ public class FusedCellTests
             Assert.Equal(c, cFinal.AsSpan(b * s, s).ToArray());
         }
     }
+
+    [Theory]
+    [InlineData(64, 1)]
+    [InlineData(17, 3)]
+    [InlineData(5, 2)]
+    public unsafe void PackedWeights_StartOnCacheLines_AndRoundTripThePyTorchLayout(int hidden, int d)
+    {
+        var packed = new PackedGateWeights(hidden, d);
+        Assert.Equal(0, (long)packed.WeightsPointer % 64);   // an unaligned 64-byte load touches two lines
+        Assert.Equal(0, (long)packed.BiasPointer % 64);
+        var rnd = new Random(3);
+        float[] R(int n) => Enumerable.Range(0, n).Select(_ => (float)(rnd.NextDouble() - 0.5)).ToArray();
+        float[] wih = R(4 * hidden * d), whh = R(4 * hidden * hidden), bih = R(4 * hidden), bhh = R(4 * hidden);
+        packed.Pack(wih, whh, bih, bhh);
+        for (int gate = 0; gate < 4; gate++)
+            for (int unit = 0; unit < hidden; unit++)
+            {
+                int row = gate * hidden + unit, u = unit / PackedGateWeights.Lanes, col = gate * PackedGateWeights.Lanes + unit % PackedGateWeights.Lanes;
+                float* panel = packed.WeightsPointer + (long)u * packed.Depth * PackedGateWeights.BlockWidth + col;
+                for (int p = 0; p < hidden; p++) Assert.Equal(whh[row * hidden + p], panel[p * PackedGateWeights.BlockWidth]);
+                for (int p = 0; p < d; p++) Assert.Equal(wih[row * d + p], panel[(hidden + p) * PackedGateWeights.BlockWidth]);
+                Assert.Equal(bih[row] + bhh[row], packed.BiasPointer[u * PackedGateWeights.BlockWidth + col]);
+            }
+    }
+
+    [Theory]
+    [InlineData(64, 1)]     // one group of 4 blocks: the H = 64 step
+    [InlineData(128, 3)]    // two groups of 4
+    [InlineData(48, 2)]     // 1x2 then 1x1 tiles
+    [InlineData(17, 3)]     // a partial last block
+    [InlineData(5, 1)]
+    public unsafe void ForwardOne_InPlace_EqualsForwardWithACopy_BitForBit_InBothHalfOrders(int hidden, int d)
+    {
+        var packed = new PackedGateWeights(hidden, d);
+        var rnd = new Random(hidden + 100 * d);
+        float[] R(int n) => Enumerable.Range(0, n).Select(_ => (float)(rnd.NextDouble() - 0.5)).ToArray();
+        packed.Pack(R(4 * hidden * d), R(4 * hidden * hidden), R(4 * hidden), R(4 * hidden));
+        float[] h0 = R(hidden), x = R(d), c0 = R(hidden);
+        foreach (int sweep in new[] { 0, 1 })
+        {
+            // Reference: the many-stream kernel, h_{t-1} and h_t in separate buffers.
+            float[] cRef = (float[])c0.Clone(), hRef = new float[hidden];
+            // One-stream kernel: h updated in place, as LstmWeights.Step uses it.
+            float[] cOne = (float[])c0.Clone(), hOne = (float[])h0.Clone();
+            float[] cSca = (float[])c0.Clone(), hSca = new float[hidden];
+            fixed (float* ph = h0, px = x, pcr = cRef, phr = hRef, pco = cOne, pho = hOne, pcs = cSca, phs = hSca)
+            {
+                packed.Sweep = sweep;
+                FusedLstmCell.Forward(packed, 1, new CellIo { HPrev = ph, HPrevStride = hidden, Input = px, InputStride = d, CPrev = pcr, CNext = pcr, HNext = phr, StateStride = hidden });
+                packed.Sweep = sweep;
+                FusedLstmCell.ForwardOne(packed, new CellIo { HPrev = pho, HPrevStride = hidden, Input = px, InputStride = d, CPrev = pco, CNext = pco, HNext = pho, StateStride = hidden });
+                FusedLstmCell.ForwardScalar(packed, 1, new CellIo { HPrev = ph, HPrevStride = hidden, Input = px, InputStride = d, CPrev = pcs, CNext = pcs, HNext = phs, StateStride = hidden });
+            }
+            Assert.Equal(hRef, hOne);
+            Assert.Equal(cRef, cOne);
+            for (int j = 0; j < hidden; j++)
+            {
+                Assert.Equal(hSca[j], hOne[j], 1e-5f);   // independent of the vector tiles (scalar loop, scalar activations)
+                Assert.Equal(cSca[j], cOne[j], 1e-5f);
+            }
+            Assert.Contains(hOne, v => v != 0f);
+        }
+    }
 }

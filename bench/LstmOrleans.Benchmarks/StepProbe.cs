@@ -1,0 +1,161 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using LstmOrleans.Lstm;
+
+namespace LstmOrleans.Benchmarks;
+
+/// <summary>
+/// `probe` with PROBE_STEP=1: where the single-stream H = 64 step's time goes, and the floor the weight traffic sets.
+/// The floor loops are the matrix-vector product alone (16 Vector512 accumulators, one broadcast input per row of
+/// 256 gate weights, k-major so the weights are read strictly front to back) over the same 65 x 256 floats.
+/// </summary>
+internal static unsafe class StepProbe
+{
+    private const int Depth = 65, Gates = 256;
+
+    public static void Run()
+    {
+        var rnd = new Random(1);
+        float* w = (float*)NativeMemory.AlignedAlloc((nuint)(Depth * Gates * 4), 64);
+        float* wMis = (float*)NativeMemory.AlignedAlloc((nuint)(Depth * Gates * 4 + 64), 64) + 4;   // 16 bytes past a line start, like a float[]'s data
+        float* x = (float*)NativeMemory.AlignedAlloc(Depth * 4, 64);
+        float* o = (float*)NativeMemory.AlignedAlloc(Gates * 4, 64);
+        for (int i = 0; i < Depth * Gates; i++) w[i] = (float)(rnd.NextDouble() - 0.5) * 0.1f;
+        for (int i = 0; i < Depth; i++) x[i] = (float)(rnd.NextDouble() - 0.5);
+        var step = new StepBenchmark { Hidden = 64 };
+        step.Setup();
+        int sweep = 0;
+        var packed = new PackedGateWeights(64, 1);
+        float[] R(int n) => Enumerable.Range(0, n).Select(_ => (float)(rnd.NextDouble() - 0.5) * 0.2f).ToArray();
+        packed.Pack(R(4 * 64), R(4 * 64 * 64), R(4 * 64), R(4 * 64));
+        float* hPrev = (float*)NativeMemory.AlignedAlloc(64 * 4, 64), cs = (float*)NativeMemory.AlignedAlloc(64 * 4, 64), hOut = (float*)NativeMemory.AlignedAlloc(64 * 4, 64);
+        for (int i = 0; i < 64; i++) { hPrev[i] = (float)(rnd.NextDouble() - 0.5); cs[i] = 0; }
+        var io = new CellIo { HPrev = hPrev, HPrevStride = 64, Input = x, InputStride = 1, CPrev = cs, CNext = cs, HNext = hOut, StateStride = 64 };
+        float* hState = (float*)NativeMemory.AlignedAlloc(64 * 4, 64);
+        for (int i = 0; i < 64; i++) hState[i] = hPrev[i];
+        var ioOne = new CellIo { HPrev = hState, HPrevStride = 64, Input = x, InputStride = 1, CPrev = cs, CNext = cs, HNext = hState, StateStride = 64 };
+        for (int round = 0; round < 3; round++)
+        {
+            Console.WriteLine($"round {round}, load {File.ReadAllText("/proc/loadavg").Trim()}  (median of 50 us windows / thread CPU per call)");
+            Row("whole Step H=64                                ", () => step.Step());
+            Row("FusedLstmCell.Forward n=1 (copy h, as before)  ", () =>
+            {
+                Buffer.MemoryCopy(hState, hPrev, 256, 256);
+                FusedLstmCell.Forward(packed, 1, io);
+                Buffer.MemoryCopy(hOut, hState, 256, 256);
+            });
+            Row("FusedLstmCell.ForwardOne (in place)            ", () => FusedLstmCell.ForwardOne(packed, ioOne));
+            Row("floor: GEMV 65x256 front to back (L2)          ", () => Gemv(w, x, o, 0, Depth, true));
+            Row("floor: GEMV halves alternating                 ", () =>
+            {
+                if ((sweep++ & 1) == 0) { Gemv(w, x, o, 0, 32, true); Gemv(w, x, o, 32, Depth, false); }
+                else { Gemv(w, x, o, 32, Depth, true); Gemv(w, x, o, 0, 32, false); }
+            });
+            if (round == 0) Row("floor: GEMV halves alternating, misaligned     ", () =>
+            {
+                if ((sweep++ & 1) == 0) { Gemv(wMis, x, o, 0, 32, true); Gemv(wMis, x, o, 32, Depth, false); }
+                else { Gemv(wMis, x, o, 32, Depth, true); Gemv(wMis, x, o, 0, 32, false); }
+            });
+            Row("floor: GEMV thirds, part order reversed alt.   ", () =>
+            {
+                if ((sweep++ & 1) == 0) { Gemv(w, x, o, 0, 22, true); Gemv(w, x, o, 22, 44, false); Gemv(w, x, o, 44, Depth, false); }
+                else { Gemv(w, x, o, 44, Depth, true); Gemv(w, x, o, 22, 44, false); Gemv(w, x, o, 0, 22, false); }
+            });
+            Row("floor: GEMV fifths, part order reversed alt.   ", () =>
+            {
+                if ((sweep++ & 1) == 0) { Gemv(w, x, o, 0, 13, true); Gemv(w, x, o, 13, 26, false); Gemv(w, x, o, 26, 39, false); Gemv(w, x, o, 39, 52, false); Gemv(w, x, o, 52, Depth, false); }
+                else { Gemv(w, x, o, 52, Depth, true); Gemv(w, x, o, 39, 52, false); Gemv(w, x, o, 26, 39, false); Gemv(w, x, o, 13, 26, false); Gemv(w, x, o, 0, 13, false); }
+            });
+            Row("floor: GEMV reversed every other call          ", () =>
+            {
+                if ((sweep++ & 1) == 0) Gemv(w, x, o, 0, Depth, true); else GemvReverse(w, x, o);
+            });
+            Row("floor: GEMV 32x256 only (32 KB, L1 resident)   ", () => Gemv(w, x, o, 0, 32, true));
+            Row("floor: GEMV front to back + prefetch 1 KB on   ", () => GemvPrefetch(w, x, o));
+        }
+    }
+
+    private static void Row(string name, Action op)
+    {
+        var r = QuickBenchmarks.Measure(() => { op(); return 0f; }, 1, 400e6);
+        Console.WriteLine($"{name}: median {QuickBenchmarks.Format(r.MedianNanoseconds),10}  cpu {QuickBenchmarks.Format(r.CpuNanoseconds),10}");
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Gemv(float* w, float* x, float* o, int p0, int p1, bool store)
+    {
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+        Vector512<float> a8 = default, a9 = default, a10 = default, a11 = default, a12 = default, a13 = default, a14 = default, a15 = default;
+        float* r = w + p0 * Gates;
+        for (int p = p0; p < p1; p++, r += Gates)
+        {
+            var s = Vector512.Create(x[p]);
+            a0 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r), a0); a1 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 16), a1);
+            a2 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 32), a2); a3 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 48), a3);
+            a4 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 64), a4); a5 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 80), a5);
+            a6 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 96), a6); a7 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 112), a7);
+            a8 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 128), a8); a9 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 144), a9);
+            a10 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 160), a10); a11 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 176), a11);
+            a12 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 192), a12); a13 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 208), a13);
+            a14 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 224), a14); a15 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 240), a15);
+        }
+        Put(a0, o, store); Put(a1, o + 16, store); Put(a2, o + 32, store); Put(a3, o + 48, store);
+        Put(a4, o + 64, store); Put(a5, o + 80, store); Put(a6, o + 96, store); Put(a7, o + 112, store);
+        Put(a8, o + 128, store); Put(a9, o + 144, store); Put(a10, o + 160, store); Put(a11, o + 176, store);
+        Put(a12, o + 192, store); Put(a13, o + 208, store); Put(a14, o + 224, store); Put(a15, o + 240, store);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void GemvReverse(float* w, float* x, float* o)
+    {
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+        Vector512<float> a8 = default, a9 = default, a10 = default, a11 = default, a12 = default, a13 = default, a14 = default, a15 = default;
+        float* r = w + (Depth - 1) * Gates;
+        for (int p = Depth - 1; p >= 0; p--, r -= Gates)
+        {
+            var s = Vector512.Create(x[p]);
+            a0 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r), a0); a1 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 16), a1);
+            a2 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 32), a2); a3 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 48), a3);
+            a4 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 64), a4); a5 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 80), a5);
+            a6 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 96), a6); a7 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 112), a7);
+            a8 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 128), a8); a9 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 144), a9);
+            a10 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 160), a10); a11 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 176), a11);
+            a12 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 192), a12); a13 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 208), a13);
+            a14 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 224), a14); a15 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 240), a15);
+        }
+        Put(a0, o, true); Put(a1, o + 16, true); Put(a2, o + 32, true); Put(a3, o + 48, true);
+        Put(a4, o + 64, true); Put(a5, o + 80, true); Put(a6, o + 96, true); Put(a7, o + 112, true);
+        Put(a8, o + 128, true); Put(a9, o + 144, true); Put(a10, o + 160, true); Put(a11, o + 176, true);
+        Put(a12, o + 192, true); Put(a13, o + 208, true); Put(a14, o + 224, true); Put(a15, o + 240, true);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void GemvPrefetch(float* w, float* x, float* o)
+    {
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+        Vector512<float> a8 = default, a9 = default, a10 = default, a11 = default, a12 = default, a13 = default, a14 = default, a15 = default;
+        float* r = w;
+        for (int p = 0; p < Depth; p++, r += Gates)
+        {
+            Sse.Prefetch0(r + 4 * Gates); Sse.Prefetch0(r + 4 * Gates + 16); Sse.Prefetch0(r + 4 * Gates + 32); Sse.Prefetch0(r + 4 * Gates + 48);
+            var s = Vector512.Create(x[p]);
+            a0 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r), a0); a1 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 16), a1);
+            a2 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 32), a2); a3 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 48), a3);
+            a4 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 64), a4); a5 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 80), a5);
+            a6 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 96), a6); a7 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 112), a7);
+            a8 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 128), a8); a9 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 144), a9);
+            a10 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 160), a10); a11 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 176), a11);
+            a12 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 192), a12); a13 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 208), a13);
+            a14 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 224), a14); a15 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 240), a15);
+        }
+        Put(a0, o, true); Put(a1, o + 16, true); Put(a2, o + 32, true); Put(a3, o + 48, true);
+        Put(a4, o + 64, true); Put(a5, o + 80, true); Put(a6, o + 96, true); Put(a7, o + 112, true);
+        Put(a8, o + 128, true); Put(a9, o + 144, true); Put(a10, o + 160, true); Put(a11, o + 176, true);
+        Put(a12, o + 192, true); Put(a13, o + 208, true); Put(a14, o + 224, true); Put(a15, o + 240, true);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Put(Vector512<float> sum, float* tile, bool store) => (store ? sum : sum + Vector512.Load(tile)).Store(tile);
+}
