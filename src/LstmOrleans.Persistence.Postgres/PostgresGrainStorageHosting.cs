@@ -1,12 +1,8 @@
 using LstmOrleans.Persistence.GroupCommit;
 using LstmOrleans.Persistence.Postgres;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
-using Orleans.Configuration;
 using Orleans.Providers;
-using Orleans.Runtime;
-using Orleans.Runtime.Hosting;
 
 namespace Orleans.Hosting;
 
@@ -26,15 +22,7 @@ public static class PostgresGrainStorageExtensions
         builder.ConfigureServices(services => services.AddPostgresGrainStorage(name, configureOptions));
 
     /// <summary>Adds a PostgreSQL grain storage provider named <paramref name="name"/>.</summary>
-    public static IServiceCollection AddPostgresGrainStorage(this IServiceCollection services, string name, Action<OptionsBuilder<PostgresGrainStorageOptions>>? configureOptions = null)
-    {
-        ArgumentException.ThrowIfNullOrWhiteSpace(name);
-        configureOptions?.Invoke(services.AddOptions<PostgresGrainStorageOptions>(name));
-        services.AddTransient<IConfigurationValidator>(sp =>
-            new PostgresGrainStorageOptionsValidator(sp.GetRequiredService<IOptionsMonitor<PostgresGrainStorageOptions>>().Get(name), name));
-        services.TryAddEnumerable(ServiceDescriptor.Transient<IPostConfigureOptions<PostgresGrainStorageOptions>, BinarySerializerDefault<PostgresGrainStorageOptions>>());
-        services.ConfigureNamedOptionForLogging<PostgresGrainStorageOptions>(name);
-        return services.AddGrainStorage(name, static (sp, providerName) =>
-            ActivatorUtilities.CreateInstance<PostgresGrainStorage>(sp, providerName, sp.GetRequiredService<IOptionsMonitor<PostgresGrainStorageOptions>>().Get(providerName)));
-    }
+    public static IServiceCollection AddPostgresGrainStorage(this IServiceCollection services, string name, Action<OptionsBuilder<PostgresGrainStorageOptions>>? configureOptions = null) =>
+        services.AddGroupCommitGrainStorage<PostgresGrainStorageOptions, PostgresGrainStorage>(
+            name, configureOptions, static (options, providerName) => new PostgresGrainStorageOptionsValidator(options, providerName));
 }

@@ -1,4 +1,4 @@
-using System.Text.RegularExpressions;
+using LstmOrleans.Persistence.GroupCommit;
 using Orleans;
 using Orleans.Runtime;
 using Orleans.Storage;
@@ -6,7 +6,7 @@ using Orleans.Storage;
 namespace LstmOrleans.Persistence.Postgres;
 
 /// <summary>Options of the PostgreSQL grain storage provider.</summary>
-public sealed class PostgresGrainStorageOptions : IStorageProviderSerializerOptions
+public sealed class PostgresGrainStorageOptions : IGroupCommitStorageOptions
 {
     /// <summary>Npgsql connection string. Required.</summary>
     [Redact]
@@ -41,60 +41,26 @@ public sealed class PostgresGrainStorageOptions : IStorageProviderSerializerOpti
 }
 
 /// <summary>Rejects unusable <see cref="PostgresGrainStorageOptions"/> at silo start with a message naming the provider and setting.</summary>
-public sealed partial class PostgresGrainStorageOptionsValidator : IConfigurationValidator
+public sealed class PostgresGrainStorageOptionsValidator(PostgresGrainStorageOptions options, string name) : IConfigurationValidator
 {
-    private readonly PostgresGrainStorageOptions _options;
-    private readonly string _name;
-
-    public PostgresGrainStorageOptionsValidator(PostgresGrainStorageOptions options, string name)
-    {
-        _options = options;
-        _name = name;
-    }
-
     public void ValidateConfiguration()
     {
-        var prefix = $"Invalid configuration for PostgreSQL grain storage '{_name}': {nameof(PostgresGrainStorageOptions)}.";
-        if (string.IsNullOrWhiteSpace(_options.ConnectionString))
+        var prefix = $"Invalid configuration for PostgreSQL grain storage '{name}': {nameof(PostgresGrainStorageOptions)}.";
+        if (string.IsNullOrWhiteSpace(options.ConnectionString))
         {
-            throw new OrleansConfigurationException($"{prefix}{nameof(_options.ConnectionString)} is required.");
+            throw new OrleansConfigurationException($"{prefix}{nameof(options.ConnectionString)} is required.");
         }
 
         try
         {
-            _ = new Npgsql.NpgsqlConnectionStringBuilder(_options.ConnectionString);
+            _ = new Npgsql.NpgsqlConnectionStringBuilder(options.ConnectionString);
         }
         catch (ArgumentException exception)
         {
-            throw new OrleansConfigurationException($"{prefix}{nameof(_options.ConnectionString)} is malformed: {exception.Message}");
+            throw new OrleansConfigurationException($"{prefix}{nameof(options.ConnectionString)} is malformed: {exception.Message}");
         }
 
-        if (!TableNamePattern().IsMatch(_options.TableName ?? string.Empty))
-        {
-            throw new OrleansConfigurationException($"{prefix}{nameof(_options.TableName)} '{_options.TableName}' must be a plain identifier (letters, digits, underscore; at most 63 characters, not starting with a digit).");
-        }
-
-        if (_options.MaxBatchSize is < 1 or > 100_000)
-        {
-            throw new OrleansConfigurationException($"{prefix}{nameof(_options.MaxBatchSize)} must be between 1 and 100000, was {_options.MaxBatchSize}.");
-        }
-
-        if (_options.MaxBatchDelay < TimeSpan.Zero || _options.MaxBatchDelay > TimeSpan.FromSeconds(1))
-        {
-            throw new OrleansConfigurationException($"{prefix}{nameof(_options.MaxBatchDelay)} must be between 0 and 1 s, was {_options.MaxBatchDelay}.");
-        }
-
-        if (_options.CommandTimeout <= TimeSpan.Zero || _options.CommandTimeout > TimeSpan.FromMinutes(10))
-        {
-            throw new OrleansConfigurationException($"{prefix}{nameof(_options.CommandTimeout)} must be positive and at most 10 minutes, was {_options.CommandTimeout}.");
-        }
-
-        if (_options.GrainStorageSerializer is null)
-        {
-            throw new OrleansConfigurationException($"{prefix}{nameof(_options.GrainStorageSerializer)} is null; register the provider with AddPostgresGrainStorage so the Orleans serializer is filled in.");
-        }
+        GroupCommitRegistration.ValidateTimeout(prefix, nameof(options.CommandTimeout), options.CommandTimeout, TimeSpan.FromMinutes(10));
+        GroupCommitRegistration.ValidateCommon(prefix, options, "AddPostgresGrainStorage");
     }
-
-    [GeneratedRegex("^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
-    internal static partial Regex TableNamePattern();
 }

@@ -1,12 +1,8 @@
 using LstmOrleans.Persistence.GroupCommit;
 using LstmOrleans.Persistence.Sqlite;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
-using Orleans.Configuration;
 using Orleans.Providers;
-using Orleans.Runtime;
-using Orleans.Runtime.Hosting;
 
 namespace Orleans.Hosting;
 
@@ -26,15 +22,7 @@ public static class SqliteGrainStorageExtensions
         builder.ConfigureServices(services => services.AddSqliteGrainStorage(name, configureOptions));
 
     /// <summary>Adds a SQLite grain storage provider named <paramref name="name"/>.</summary>
-    public static IServiceCollection AddSqliteGrainStorage(this IServiceCollection services, string name, Action<OptionsBuilder<SqliteGrainStorageOptions>>? configureOptions = null)
-    {
-        ArgumentException.ThrowIfNullOrWhiteSpace(name);
-        configureOptions?.Invoke(services.AddOptions<SqliteGrainStorageOptions>(name));
-        services.AddTransient<IConfigurationValidator>(sp =>
-            new SqliteGrainStorageOptionsValidator(sp.GetRequiredService<IOptionsMonitor<SqliteGrainStorageOptions>>().Get(name), name));
-        services.TryAddEnumerable(ServiceDescriptor.Transient<IPostConfigureOptions<SqliteGrainStorageOptions>, BinarySerializerDefault<SqliteGrainStorageOptions>>());
-        services.ConfigureNamedOptionForLogging<SqliteGrainStorageOptions>(name);
-        return services.AddGrainStorage(name, static (sp, providerName) =>
-            ActivatorUtilities.CreateInstance<SqliteGrainStorage>(sp, providerName, sp.GetRequiredService<IOptionsMonitor<SqliteGrainStorageOptions>>().Get(providerName)));
-    }
+    public static IServiceCollection AddSqliteGrainStorage(this IServiceCollection services, string name, Action<OptionsBuilder<SqliteGrainStorageOptions>>? configureOptions = null) =>
+        services.AddGroupCommitGrainStorage<SqliteGrainStorageOptions, SqliteGrainStorage>(
+            name, configureOptions, static (options, providerName) => new SqliteGrainStorageOptionsValidator(options, providerName));
 }

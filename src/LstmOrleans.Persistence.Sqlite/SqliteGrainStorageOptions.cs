@@ -1,28 +1,41 @@
-using System.Text.RegularExpressions;
+using LstmOrleans.Persistence.GroupCommit;
 using Orleans;
 using Orleans.Runtime;
 using Orleans.Storage;
 
 namespace LstmOrleans.Persistence.Sqlite;
 
-/// <summary>SQLite's PRAGMA synchronous levels (WAL mode).</summary>
+/// <summary>
+/// SQLite's PRAGMA synchronous levels, as they apply in WAL mode (the provider always uses WAL). "Survives" below
+/// means: a write whose call returned is still there after that event.
+/// </summary>
 public enum SqliteSynchronousMode
 {
-    /// <summary>No fsync: fastest, a power loss can lose committed transactions or corrupt the file.</summary>
+    /// <summary>
+    /// No fsync at all. Survives the silo process being killed (the WAL is written to the OS before the call
+    /// returns); an OS crash or power loss can lose acknowledged writes and can corrupt the database.
+    /// </summary>
     Off = 0,
 
-    /// <summary>WAL is synced at checkpoints only: survives a process crash, a power loss may lose the latest commits.</summary>
+    /// <summary>
+    /// The WAL is synced only at checkpoints. Survives the silo process being killed (SIGKILL, crash, OOM);
+    /// an OS crash or power loss can lose the writes acknowledged since the last checkpoint, but leaves a
+    /// consistent database. About 3x the single-write throughput of <see cref="Full"/> on the benchmark machine.
+    /// </summary>
     Normal = 1,
 
-    /// <summary>WAL is synced on every commit: an acknowledged write survives power loss (default).</summary>
+    /// <summary>
+    /// The WAL is synced (fsync) before every commit returns: an acknowledged write survives a process kill,
+    /// an OS crash and a power loss (as far as the disk honours fsync). The default.
+    /// </summary>
     Full = 2,
 
-    /// <summary>Like Full, and also syncs the directory after WAL resets.</summary>
+    /// <summary>Like <see cref="Full"/>, and also syncs the directory after WAL resets.</summary>
     Extra = 3,
 }
 
 /// <summary>Options of the SQLite grain storage provider.</summary>
-public sealed class SqliteGrainStorageOptions : IStorageProviderSerializerOptions
+public sealed class SqliteGrainStorageOptions : IGroupCommitStorageOptions
 {
     /// <summary>Path of the database file (created if missing, with its directory). Required.</summary>
     public string? DataSource { get; set; }
@@ -39,7 +52,10 @@ public sealed class SqliteGrainStorageOptions : IStorageProviderSerializerOption
     /// </summary>
     public TimeSpan MaxBatchDelay { get; set; } = TimeSpan.Zero;
 
-    /// <summary>PRAGMA synchronous. Full (default) makes every acknowledged write durable.</summary>
+    /// <summary>
+    /// PRAGMA synchronous: what an acknowledged write survives. <see cref="SqliteSynchronousMode.Full"/> (default):
+    /// process kill, OS crash and power loss. <see cref="SqliteSynchronousMode.Normal"/>: process kill only, faster.
+    /// </summary>
     public SqliteSynchronousMode Synchronous { get; set; } = SqliteSynchronousMode.Full;
 
     /// <summary>How long a connection waits for a lock held by another process or provider instance.</summary>
@@ -62,61 +78,27 @@ public sealed class SqliteGrainStorageOptions : IStorageProviderSerializerOption
 }
 
 /// <summary>Rejects unusable <see cref="SqliteGrainStorageOptions"/> at silo start with a message naming the provider and setting.</summary>
-public sealed partial class SqliteGrainStorageOptionsValidator : IConfigurationValidator
+public sealed class SqliteGrainStorageOptionsValidator(SqliteGrainStorageOptions options, string name) : IConfigurationValidator
 {
-    private readonly SqliteGrainStorageOptions _options;
-    private readonly string _name;
-
-    public SqliteGrainStorageOptionsValidator(SqliteGrainStorageOptions options, string name)
-    {
-        _options = options;
-        _name = name;
-    }
-
     public void ValidateConfiguration()
     {
-        var prefix = $"Invalid configuration for SQLite grain storage '{_name}': {nameof(SqliteGrainStorageOptions)}.";
-        if (string.IsNullOrWhiteSpace(_options.DataSource))
+        var prefix = $"Invalid configuration for SQLite grain storage '{name}': {nameof(SqliteGrainStorageOptions)}.";
+        if (string.IsNullOrWhiteSpace(options.DataSource))
         {
-            throw new OrleansConfigurationException($"{prefix}{nameof(_options.DataSource)} is required (path of the database file).");
+            throw new OrleansConfigurationException($"{prefix}{nameof(options.DataSource)} is required (path of the database file).");
         }
 
-        if (_options.DataSource.Trim().Equals(":memory:", StringComparison.OrdinalIgnoreCase) || _options.DataSource.Contains("mode=memory", StringComparison.OrdinalIgnoreCase))
+        if (options.DataSource.Trim().Equals(":memory:", StringComparison.OrdinalIgnoreCase) || options.DataSource.Contains("mode=memory", StringComparison.OrdinalIgnoreCase))
         {
-            throw new OrleansConfigurationException($"{prefix}{nameof(_options.DataSource)} must be a file: an in-memory database is not durable and cannot be shared by the reader and writer connections.");
+            throw new OrleansConfigurationException($"{prefix}{nameof(options.DataSource)} must be a file: an in-memory database is not durable and cannot be shared by the reader and writer connections.");
         }
 
-        if (!TableNamePattern().IsMatch(_options.TableName ?? string.Empty))
+        if (!Enum.IsDefined(options.Synchronous))
         {
-            throw new OrleansConfigurationException($"{prefix}{nameof(_options.TableName)} '{_options.TableName}' must be a plain identifier (letters, digits, underscore; at most 63 characters, not starting with a digit).");
+            throw new OrleansConfigurationException($"{prefix}{nameof(options.Synchronous)} has the undefined value {(int)options.Synchronous}.");
         }
 
-        if (_options.MaxBatchSize is < 1 or > 100_000)
-        {
-            throw new OrleansConfigurationException($"{prefix}{nameof(_options.MaxBatchSize)} must be between 1 and 100000, was {_options.MaxBatchSize}.");
-        }
-
-        if (_options.MaxBatchDelay < TimeSpan.Zero || _options.MaxBatchDelay > TimeSpan.FromSeconds(1))
-        {
-            throw new OrleansConfigurationException($"{prefix}{nameof(_options.MaxBatchDelay)} must be between 0 and 1 s, was {_options.MaxBatchDelay}.");
-        }
-
-        if (!Enum.IsDefined(_options.Synchronous))
-        {
-            throw new OrleansConfigurationException($"{prefix}{nameof(_options.Synchronous)} has the undefined value {(int)_options.Synchronous}.");
-        }
-
-        if (_options.BusyTimeout <= TimeSpan.Zero || _options.BusyTimeout > TimeSpan.FromMinutes(10))
-        {
-            throw new OrleansConfigurationException($"{prefix}{nameof(_options.BusyTimeout)} must be positive and at most 10 minutes, was {_options.BusyTimeout}.");
-        }
-
-        if (_options.GrainStorageSerializer is null)
-        {
-            throw new OrleansConfigurationException($"{prefix}{nameof(_options.GrainStorageSerializer)} is null; register the provider with AddSqliteGrainStorage so the Orleans serializer is filled in.");
-        }
+        GroupCommitRegistration.ValidateTimeout(prefix, nameof(options.BusyTimeout), options.BusyTimeout, TimeSpan.FromMinutes(10));
+        GroupCommitRegistration.ValidateCommon(prefix, options, "AddSqliteGrainStorage");
     }
-
-    [GeneratedRegex("^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
-    internal static partial Regex TableNamePattern();
 }

@@ -231,16 +231,16 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : IClass
     public async Task ConcurrentWritesShareOneTransactionAndAreMeasured()
     {
         var name = $"gc-{Guid.NewGuid():N}";
-        var measured = new List<int>();
+        var measured = new Dictionary<string, List<double>>();
         using var listener = new MeterListener();
         listener.InstrumentPublished = (instrument, l) =>
         {
-            if (instrument.Meter.Name == "LstmOrleans.Storage" && instrument.Name == "lstmorleans.storage.batch_size")
+            if (instrument.Meter.Name == "LstmOrleans.Storage")
             {
                 l.EnableMeasurementEvents(instrument);
             }
         };
-        listener.SetMeasurementEventCallback<int>((_, value, tags, _) =>
+        void Record(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
         {
             foreach (var tag in tags)
             {
@@ -248,11 +248,15 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : IClass
                 {
                     lock (measured)
                     {
-                        measured.Add(value);
+                        (measured.TryGetValue(instrument.Name, out var values) ? values : measured[instrument.Name] = []).Add(value);
                     }
                 }
             }
-        });
+        }
+
+        listener.SetMeasurementEventCallback<int>((instrument, value, tags, _) => Record(instrument, value, tags));
+        listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) => Record(instrument, value, tags));
+        listener.SetMeasurementEventCallback<double>((instrument, value, tags, _) => Record(instrument, value, tags));
         listener.Start();
 
         var gate = new CommitGate();
@@ -265,6 +269,9 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : IClass
         var writes = ids.Select((id, i) => storage.WriteStateAsync(StateName, id, states[i])).ToArray();
         Assert.All(writes, write => Assert.False(write.IsCompleted)); // nothing is acknowledged before its commit
 
+        var allQueuedAt = System.Diagnostics.Stopwatch.GetTimestamp(); // every write of batch 2 is queued by now
+        await Task.Delay(50);
+        var heldFor = System.Diagnostics.Stopwatch.GetElapsedTime(allQueuedAt);
         gate.Release();
         await first;
         await Task.WhenAll(writes);
@@ -275,7 +282,19 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : IClass
         Assert.Equal(99, storage.LargestBatch);
         lock (measured)
         {
-            Assert.Equal([1, 99], measured);
+            Assert.Equal([1, 99], measured["lstmorleans.storage.batch_size"]);
+            Assert.Equal([1, 1], measured["lstmorleans.storage.transactions"]);
+            Assert.Equal([1, 99], measured["lstmorleans.storage.operations"]);
+            // The second batch's oldest write queued while the first transaction was held open.
+            var queueWait = measured["lstmorleans.storage.queue_wait"];
+            Assert.Equal(2, queueWait.Count);
+            Assert.True(queueWait[1] >= heldFor.TotalSeconds, $"queue wait {queueWait[1]} s < held {heldFor.TotalSeconds} s");
+            var flush = measured["lstmorleans.storage.flush_duration"];
+            var commit = measured["lstmorleans.storage.commit_duration"];
+            Assert.Equal(2, flush.Count);
+            Assert.All(flush, f => Assert.True(f > 0));
+            Assert.True(commit[0] >= flush[0] && commit[1] >= flush[1], "a batch's commit time includes its flush");
+            Assert.True(commit[0] >= 0.05, "the first transaction was held open inside the commit for at least 50 ms");
         }
 
         for (var i = 0; i < ids.Length; i++)
@@ -457,6 +476,54 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : IClass
         gate.Release();
         await write;
         Assert.True((await ReadAsync(storage, grainId)).RecordExists);
+    }
+
+    [Fact]
+    public async Task NewFilesUseARowidTableAndFilesWithTheOlderWithoutRowidTableKeepWorking()
+    {
+        // New files: a rowid table, so a ~1.3 KB state fits its page instead of spilling to an overflow page.
+        var path = folder.NewDatabasePath();
+        await using (var storage = await OpenAsync(path))
+        {
+            await storage.WriteStateAsync(StateName, NewGrainId(), new GrainState<SensorTestState>(Sample(1)));
+        }
+
+        Assert.DoesNotContain("WITHOUT ROWID", TableSql(path), StringComparison.OrdinalIgnoreCase);
+
+        // A file created by the earlier schema is used as it is: reads, writes and etag conflicts behave the same.
+        var legacy = folder.NewDatabasePath();
+        using (var connection = new SqliteConnection($"Data Source={legacy}"))
+        {
+            connection.Open();
+            using var create = connection.CreateCommand();
+            create.CommandText = "CREATE TABLE lstm_grain_state (service_id TEXT NOT NULL, state_name TEXT NOT NULL, grain_id TEXT NOT NULL, version INTEGER NOT NULL, payload BLOB NULL, PRIMARY KEY (service_id, state_name, grain_id)) WITHOUT ROWID;";
+            create.ExecuteNonQuery();
+        }
+
+        var grainId = NewGrainId();
+        await using (var storage = await OpenAsync(legacy))
+        {
+            var state = new GrainState<SensorTestState>(Sample(1, new string('x', 2000))); // larger than a page's local payload
+            await storage.WriteStateAsync(StateName, grainId, state);
+            state.State = Sample(2);
+            await storage.WriteStateAsync(StateName, grainId, state);
+            Assert.Equal("2", state.ETag);
+            await Assert.ThrowsAsync<InconsistentStateException>(() =>
+                storage.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(3), "1")));
+            GrainStorageDurabilityTests.AssertSameState(Sample(2), (await ReadAsync(storage, grainId)).State);
+        }
+
+        Assert.Contains("WITHOUT ROWID", TableSql(legacy), StringComparison.OrdinalIgnoreCase);
+        SqliteConnection.ClearAllPools();
+
+        static string TableSql(string file)
+        {
+            using var connection = new SqliteConnection($"Data Source={file};Mode=ReadOnly");
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'lstm_grain_state'";
+            return (string)command.ExecuteScalar()!;
+        }
     }
 
     public static TheoryData<string, Action<SqliteGrainStorageOptions>> InvalidOptions => new()

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
 
 namespace LstmOrleans.Persistence.GroupCommit;
 
@@ -15,10 +16,12 @@ internal sealed class GroupCommitQueue
         new UnboundedChannelOptions { SingleReader = true, SingleWriter = false, AllowSynchronousContinuations = false });
 
     private readonly IBatchCommitter _committer;
+    private readonly string _storeDisplayName;
     private readonly string _providerName;
     private readonly int _maxBatchSize;
     private readonly TimeSpan _maxDelay;
-    private readonly Action<Exception, int> _onCommitFailed;
+    private readonly bool _dedicatedThread;
+    private readonly ILogger _logger;
     private readonly KeyValuePair<string, object?>[] _tags;
     private Task? _writerLoop;
     private long _committedBatches;
@@ -27,24 +30,33 @@ internal sealed class GroupCommitQueue
     private int _largestBatch;
 
     /// <param name="committer">Applies one batch in one transaction.</param>
-    /// <param name="providerName">Provider name, for errors and metric tags.</param>
+    /// <param name="providerName">Provider name, for errors, logs and metric tags.</param>
     /// <param name="storeKind">"sqlite" or "postgres", for metric tags.</param>
+    /// <param name="storeDisplayName">"SQLite" or "PostgreSQL", for logs.</param>
     /// <param name="maxBatchSize">Upper bound on operations per transaction.</param>
     /// <param name="maxDelay">How long the writer lingers for more operations when a batch is not full; zero commits as soon as the queue is drained.</param>
-    /// <param name="onCommitFailed">Called (for logging) when a batch transaction failed.</param>
+    /// <param name="dedicatedThread">
+    /// Run the writer on its own thread: for a committer that blocks (SQLite's commit waits for fsync), so
+    /// it never holds one of the few thread-pool threads the grains run on.
+    /// </param>
+    /// <param name="logger">Logs failed batches (error) and every batch's size and timings (debug).</param>
     public GroupCommitQueue(
         IBatchCommitter committer,
         string providerName,
         string storeKind,
+        string storeDisplayName,
         int maxBatchSize,
         TimeSpan maxDelay,
-        Action<Exception, int> onCommitFailed)
+        bool dedicatedThread,
+        ILogger logger)
     {
         _committer = committer;
         _providerName = providerName;
+        _storeDisplayName = storeDisplayName;
         _maxBatchSize = maxBatchSize;
         _maxDelay = maxDelay;
-        _onCommitFailed = onCommitFailed;
+        _dedicatedThread = dedicatedThread;
+        _logger = logger;
         _tags =
         [
             new("lstmorleans.storage.provider", providerName),
@@ -60,7 +72,9 @@ internal sealed class GroupCommitQueue
 
     public int LargestBatch => Volatile.Read(ref _largestBatch);
 
-    public void Start() => _writerLoop ??= Task.Run(RunWriterAsync);
+    public void Start() => _writerLoop ??= _dedicatedThread
+        ? Task.Factory.StartNew(RunWriterThread, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)
+        : Task.Run(RunWriterAsync);
 
     /// <summary>Queues an operation and waits until the transaction holding it committed (or failed).</summary>
     public Task<CommitOutcome> EnqueueAsync(StorageOperation operation)
@@ -70,6 +84,7 @@ internal sealed class GroupCommitQueue
             throw new InvalidOperationException($"Storage provider '{_providerName}' is not started.");
         }
 
+        operation.EnqueuedAt = Stopwatch.GetTimestamp();
         if (!_channel.Writer.TryWrite(operation))
         {
             throw new InvalidOperationException($"Storage provider '{_providerName}' is stopped and accepts no more writes.");
@@ -105,6 +120,31 @@ internal sealed class GroupCommitQueue
         }
     }
 
+    // The same loop for a blocking committer, on its own thread: it sleeps in the waits and the commit
+    // instead of handing a thread-pool thread back and forth.
+    private void RunWriterThread()
+    {
+        var reader = _channel.Reader;
+        var batch = new List<StorageOperation>(_maxBatchSize);
+        while (WaitToRead(reader))
+        {
+            Drain(reader, batch);
+            if (batch.Count < _maxBatchSize && _maxDelay > TimeSpan.Zero)
+            {
+                LingerAsync(reader, batch).GetAwaiter().GetResult();
+            }
+
+            CommitAsync(batch).GetAwaiter().GetResult();
+            batch.Clear();
+        }
+    }
+
+    private static bool WaitToRead(ChannelReader<StorageOperation> reader)
+    {
+        var wait = reader.WaitToReadAsync();
+        return wait.IsCompleted ? wait.Result : wait.AsTask().GetAwaiter().GetResult();
+    }
+
     private void Drain(ChannelReader<StorageOperation> reader, List<StorageOperation> batch)
     {
         while (batch.Count < _maxBatchSize && reader.TryRead(out var operation))
@@ -133,16 +173,17 @@ internal sealed class GroupCommitQueue
     private async Task CommitAsync(List<StorageOperation> batch)
     {
         var started = Stopwatch.GetTimestamp();
+        var queueWait = Stopwatch.GetElapsedTime(batch[0].EnqueuedAt, started);
+        TimeSpan flush;
         try
         {
-            await _committer.CommitAsync(batch, CancellationToken.None).ConfigureAwait(false);
-            StorageMetrics.CommitDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds, _tags);
+            flush = await _committer.CommitAsync(batch, CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception exception)
         {
             Interlocked.Increment(ref _failedBatches);
             StorageMetrics.CommitFailures.Add(1, _tags);
-            _onCommitFailed(exception, batch.Count);
+            GroupCommitLog.CommitFailed(_logger, exception, _storeDisplayName, _providerName, batch.Count);
             var failure = new Orleans.Runtime.OrleansException(
                 $"Storage provider '{_providerName}' failed to commit a batch of {batch.Count} operation(s); none of them was applied. {exception.GetType().Name}: {exception.Message}",
                 exception);
@@ -153,6 +194,8 @@ internal sealed class GroupCommitQueue
 
             return;
         }
+
+        var total = Stopwatch.GetElapsedTime(started);
 
         // Committed: only now may callers treat their writes as done.
         var conflicts = 0;
@@ -181,9 +224,17 @@ internal sealed class GroupCommitQueue
         }
 
         StorageMetrics.BatchSize.Record(batch.Count, _tags);
+        StorageMetrics.Transactions.Add(1, _tags);
+        StorageMetrics.Operations.Add(batch.Count, _tags);
+        StorageMetrics.CommitDuration.Record(total.TotalSeconds, _tags);
+        StorageMetrics.FlushDuration.Record(flush.TotalSeconds, _tags);
+        StorageMetrics.QueueWait.Record(queueWait.TotalSeconds, _tags);
         if (conflicts > 0)
         {
             StorageMetrics.Conflicts.Add(conflicts, _tags);
         }
+
+        GroupCommitLog.BatchCommitted(_logger, _storeDisplayName, _providerName, batch.Count,
+            queueWait.TotalMilliseconds, (total - flush).TotalMilliseconds, flush.TotalMilliseconds);
     }
 }

@@ -11,5 +11,6 @@ internal interface IBatchCommitter
     /// then commits. Throws when the transaction could not be committed; in that case nothing of
     /// the batch may be visible in the store.
     /// </summary>
-    Task CommitAsync(IReadOnlyList<StorageOperation> batch, CancellationToken cancellationToken);
+    /// <returns>How long the COMMIT itself took (the durable flush), for the metrics.</returns>
+    Task<TimeSpan> CommitAsync(IReadOnlyList<StorageOperation> batch, CancellationToken cancellationToken);
 }

@@ -17,6 +17,8 @@ internal enum StorageOperationKind
 /// </summary>
 internal sealed class StorageOperation
 {
+    // RunContinuationsAsynchronously: the writer completes a whole batch in a loop and must not run
+    // each caller's continuation (a grain turn) inline on its own thread.
     private readonly TaskCompletionSource<CommitOutcome> _completion =
         new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -41,6 +43,9 @@ internal sealed class StorageOperation
 
     /// <summary>Serialised state for writes; null for clears.</summary>
     public byte[]? Payload { get; }
+
+    /// <summary><see cref="System.Diagnostics.Stopwatch"/> timestamp of queueing, for the queue-wait metric.</summary>
+    public long EnqueuedAt { get; set; }
 
     /// <summary>Outcome decided inside the open transaction; published only after commit.</summary>
     public CommitOutcome PendingOutcome { get; set; }

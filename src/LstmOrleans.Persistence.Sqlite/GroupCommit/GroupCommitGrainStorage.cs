@@ -1,0 +1,195 @@
+using Microsoft.Extensions.Logging;
+using Orleans;
+using Orleans.Runtime;
+using Orleans.Storage;
+
+namespace LstmOrleans.Persistence.GroupCommit;
+
+/// <summary>A stored row: its version and payload; a null payload is a tombstone left by a clear.</summary>
+internal readonly record struct StoredState(long Version, byte[]? Payload);
+
+/// <summary>Reads one row outside the writer (WAL / MVCC lets readers run beside the single writer).</summary>
+internal interface IStateReader
+{
+    Task<StoredState?> ReadAsync(string stateName, string grainId, CancellationToken cancellationToken);
+}
+
+/// <summary>
+/// What differs between the providers: the SQL dialect and the connection. Everything else (etags,
+/// serialization, the group-commit queue, lifecycle, metrics and logs) is <see cref="GroupCommitGrainStorage"/>.
+/// </summary>
+internal interface IGroupCommitStore : IStateReader, IBatchCommitter
+{
+    /// <summary>"sqlite" / "postgres": the metric tag.</summary>
+    string Kind { get; }
+
+    /// <summary>"SQLite" / "PostgreSQL": for logs.</summary>
+    string DisplayName { get; }
+
+    /// <summary>True when <see cref="IBatchCommitter.CommitAsync"/> blocks its thread (then the writer gets its own).</summary>
+    bool CommitBlocksThread { get; }
+
+    /// <summary>A line for the start-up log: where the data lives and how durable a commit is.</summary>
+    string Describe();
+
+    /// <summary>Creates the table if missing and prepares the writer.</summary>
+    Task OpenAsync(CancellationToken cancellationToken);
+
+    /// <summary>Releases the writer's connection; called after the queue has drained.</summary>
+    ValueTask CloseAsync();
+}
+
+/// <summary>The options every group-commit provider has (each options class adds its connection settings).</summary>
+internal interface IGroupCommitStorageOptions : IStorageProviderSerializerOptions
+{
+    string TableName { get; }
+
+    int MaxBatchSize { get; }
+
+    TimeSpan MaxBatchDelay { get; }
+
+    int InitStage { get; }
+
+    Func<int, ValueTask>? OnBeforeCommit { get; }
+}
+
+/// <summary>
+/// The store-independent part of the LstmOrleans grain storage providers: maps Orleans'
+/// <see cref="IGrainStorage"/> calls onto versioned rows, serialises state with the configured
+/// (binary by default) serializer, routes writes and clears through the group-commit queue, and
+/// opens / drains / closes the store with the silo. The grain's <see cref="IGrainState{T}"/> is only
+/// updated after the transaction committed, so a failed commit leaves both the store and the grain's
+/// etag as they were and a retry converges.
+/// </summary>
+internal sealed class GroupCommitGrainStorage
+{
+    private readonly string _providerName;
+    private readonly string _serviceId;
+    private readonly IGroupCommitStorageOptions _options;
+    private readonly IGroupCommitStore _store;
+    private readonly ILogger _logger;
+    private readonly GroupCommitQueue _queue;
+    private bool _initialized;
+
+    public GroupCommitGrainStorage(string providerName, string serviceId, IGroupCommitStorageOptions options, IGroupCommitStore store, ILogger logger)
+    {
+        _providerName = providerName;
+        _serviceId = serviceId;
+        _options = options;
+        _store = store;
+        _logger = logger;
+        _queue = new GroupCommitQueue(store, providerName, store.Kind, store.DisplayName, options.MaxBatchSize, options.MaxBatchDelay,
+            dedicatedThread: store.CommitBlocksThread, logger);
+    }
+
+    public long CommittedBatches => _queue.CommittedBatches;
+
+    public long CommittedOperations => _queue.CommittedOperations;
+
+    public long FailedBatches => _queue.FailedBatches;
+
+    public int LargestBatch => _queue.LargestBatch;
+
+    /// <summary>Opens the store at <see cref="IGroupCommitStorageOptions.InitStage"/> and drains it on the way down.</summary>
+    public void Participate(ISiloLifecycle lifecycle, string observerName) =>
+        lifecycle.Subscribe(observerName, _options.InitStage, InitializeAsync, CloseAsync);
+
+    public async Task InitializeAsync(CancellationToken cancellationToken)
+    {
+        if (_initialized)
+        {
+            return;
+        }
+
+        await _store.OpenAsync(cancellationToken).ConfigureAwait(false);
+        _queue.Start();
+        _initialized = true;
+        GroupCommitLog.Initialized(_logger, _store.DisplayName, _providerName, _serviceId, _store.Describe(), _options.MaxBatchSize);
+    }
+
+    /// <summary>Commits what is queued, stops the writer and closes its connection.</summary>
+    public async Task CloseAsync(CancellationToken cancellationToken)
+    {
+        if (!_initialized)
+        {
+            return;
+        }
+
+        _initialized = false;
+        await _queue.StopAsync().ConfigureAwait(false);
+        await _store.CloseAsync().ConfigureAwait(false);
+        GroupCommitLog.Closed(_logger, _store.DisplayName, _providerName, _queue.CommittedBatches, _queue.CommittedOperations, _queue.LargestBatch);
+    }
+
+    public async Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
+    {
+        var stored = await _store.ReadAsync(stateName, grainId.ToString(), CancellationToken.None).ConfigureAwait(false);
+        if (stored is not { } row)
+        {
+            grainState.ETag = null;
+            grainState.RecordExists = false;
+            return;
+        }
+
+        // A tombstone keeps its version so a stale writer from before the clear still conflicts.
+        grainState.ETag = EtagFormat.Format(row.Version);
+        if (row.Payload is null)
+        {
+            grainState.RecordExists = false;
+            return;
+        }
+
+        grainState.State = _options.GrainStorageSerializer.Deserialize<T>(new BinaryData(row.Payload));
+        grainState.RecordExists = true;
+    }
+
+    public async Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
+    {
+        var expected = ParseEtag(nameof(WriteStateAsync), stateName, grainId, grainState.ETag);
+        var serialized = _options.GrainStorageSerializer.Serialize(grainState.State).ToMemory();
+        // The compact serializer hands over a whole array: store it as is instead of copying it.
+        var payload = System.Runtime.InteropServices.MemoryMarshal.TryGetArray(serialized, out var segment)
+            && segment.Offset == 0 && segment.Count == segment.Array!.Length ? segment.Array : serialized.ToArray();
+        var operation = new StorageOperation(StorageOperationKind.Write, stateName, grainId.ToString(), expected, payload);
+        var outcome = await _queue.EnqueueAsync(operation).ConfigureAwait(false);
+        if (outcome.Conflict)
+        {
+            throw Conflict(nameof(WriteStateAsync), stateName, grainId, grainState.ETag);
+        }
+
+        grainState.ETag = EtagFormat.Format(outcome.NewVersion);
+        grainState.RecordExists = true;
+    }
+
+    public async Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
+    {
+        var expected = ParseEtag(nameof(ClearStateAsync), stateName, grainId, grainState.ETag);
+        var operation = new StorageOperation(StorageOperationKind.Clear, stateName, grainId.ToString(), expected, payload: null);
+        var outcome = await _queue.EnqueueAsync(operation).ConfigureAwait(false);
+        if (outcome.Conflict)
+        {
+            throw Conflict(nameof(ClearStateAsync), stateName, grainId, grainState.ETag);
+        }
+
+        grainState.ETag = EtagFormat.Format(outcome.NewVersion);
+        grainState.RecordExists = false;
+    }
+
+    private long? ParseEtag(string operation, string stateName, GrainId grainId, string? etag)
+    {
+        if (!EtagFormat.TryParse(etag, out var version))
+        {
+            throw new InconsistentStateException(
+                $"Malformed etag ({operation}): ServiceId={_serviceId} ProviderName={_providerName} StateName={stateName} GrainId={grainId} ETag={etag}. Expected a positive version number written by this provider.",
+                storedEtag: null!,
+                currentEtag: etag!);
+        }
+
+        return version;
+    }
+
+    private InconsistentStateException Conflict(string operation, string stateName, GrainId grainId, string? etag) =>
+        new($"Version conflict ({operation}): ServiceId={_serviceId} ProviderName={_providerName} StateName={stateName} GrainId={grainId} ETag={etag ?? "<none>"}. The stored state was changed by another writer; nothing was written.",
+            storedEtag: null!,
+            currentEtag: etag!);
+}
