@@ -138,8 +138,10 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage
             if (slot.Version != expected) throw Conflict(operation, stateName, grainId, slot.Version == 0 ? null : FormatETag(slot.Version), etag);
             if (exists)
             {
-                // Exact size when a state outgrows its buffer (stream cores keep a constant size), reused otherwise.
-                if (slot.Buffer.Length < payload.Length) slot.Buffer = new byte[payload.Length];
+                // Exact size on the first write (stream cores keep a nearly constant size); a quarter more when a
+                // state outgrows its buffer (a history record grows chunk by chunk until it holds N observations).
+                if (slot.Buffer.Length < payload.Length)
+                    slot.Buffer = new byte[slot.Version == 0 ? payload.Length : payload.Length + payload.Length / 4];
                 payload.CopyTo(slot.Buffer);
                 slot.Length = payload.Length;
             }
