@@ -67,7 +67,15 @@ internal sealed record PhaseResult(
     double ClientCpuUsPerValue,
     double ClientAllocatedBytesPerValue,
     double? SiloCpuUsPerValue,
-    double? SiloAllocatedBytesPerValue);
+    double? SiloAllocatedBytesPerValue)
+{
+    /// <summary>
+    /// Fixed-rate phases only: how late each call left this client after its scheduled send time (timer and thread-pool
+    /// lag; calls due within 1 ms are sent at once, up to 1 ms early, which counts as 0). Latency is charged from the
+    /// scheduled time, so this part of it is the client's own doing, not the silo's.
+    /// </summary>
+    public LatencyResult? SendLag { get; init; }
+}
 
 /// <summary>One silo configuration (store x stream count) and what was measured on it.</summary>
 internal sealed record StoreResult(

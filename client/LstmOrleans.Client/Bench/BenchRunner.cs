@@ -194,8 +194,9 @@ internal sealed class BenchRunner(BenchSettings settings, Action<string> progres
         var siloBefore = silo is null ? null : await silo.GetStatsAsync(collect: false, cancellationToken);
         var clientBefore = ProcessStats.Capture();
         var clock = Stopwatch.StartNew();
+        var sendLag = callRate is null ? null : new LatencyHistogram();
         var (histogram, errors, firstError, _) = await RunWorkersAsync(streams, TimeSpan.FromSeconds(settings.DurationSeconds), callRate,
-            onePass: false, call, cancellationToken, intervalLabel: $"{store} {test}");
+            onePass: false, call, cancellationToken, intervalLabel: $"{store} {test}", sendLag: sendLag);
         clock.Stop();
         var clientAfter = ProcessStats.Capture();
         var siloAfter = silo is null ? null : await silo.GetStatsAsync(collect: false, cancellationToken);
@@ -211,8 +212,12 @@ internal sealed class BenchRunner(BenchSettings settings, Action<string> progres
             (clientAfter.CpuSeconds - clientBefore.CpuSeconds) * 1e6 / perValue,
             (clientAfter.AllocatedBytes - clientBefore.AllocatedBytes) / perValue,
             siloBefore is null || siloAfter is null ? null : (siloAfter.CpuSeconds - siloBefore.CpuSeconds) * 1e6 / perValue,
-            siloBefore is null || siloAfter is null ? null : (siloAfter.AllocatedBytes - siloBefore.AllocatedBytes) / perValue);
+            siloBefore is null || siloAfter is null ? null : (siloAfter.AllocatedBytes - siloBefore.AllocatedBytes) / perValue)
+        {
+            SendLag = sendLag is null ? null : LatencyResult.From(sendLag),
+        };
         progress($"{store}: {test}: {valuesPerSecond:N0} values/s, p50 {result.Latency.P50Us:N0} us, p99 {result.Latency.P99Us:N0} us" +
+            (result.SendLag is { } lag ? $" (client send lag p50 {lag.P50Us:N0} us, p99 {lag.P99Us:N0} us, max {lag.MaxUs:N0} us)" : "") +
             (errors > 0 ? $", {errors} errors ({firstError})" : ""));
         return result;
     }
@@ -221,17 +226,19 @@ internal sealed class BenchRunner(BenchSettings settings, Action<string> progres
     /// min(concurrency, streams) workers; worker w owns streams w, w+W, w+2W, ... and calls them round-robin until
     /// <paramref name="duration"/> has passed (or once each with <paramref name="onePass"/>). With a call rate, worker
     /// w's k-th call is scheduled at start + (w + k W) / rate and its latency counts from that scheduled time, so a
-    /// stall is charged to every call it delays (no coordinated omission).
+    /// stall is charged to every call it delays (no coordinated omission). <paramref name="sendLag"/>, when given, receives
+    /// how late each fixed-rate call actually left (after its scheduled time), to tell client lag from silo latency.
     /// </summary>
     private async Task<(LatencyHistogram Histogram, long Errors, string? FirstError, double Seconds)> RunWorkersAsync(
         int streams, TimeSpan duration, double? callsPerSecond, bool onePass, Func<int, Task> call, CancellationToken cancellationToken,
-        string? intervalLabel = null)
+        string? intervalLabel = null, LatencyHistogram? sendLag = null)
     {
         // --report-every: one extra histogram shared by all workers (behind a lock, only when asked for), swapped out by
         // a reporter every interval. The per-worker histograms that make the phase's result are unaffected.
         var interval = intervalLabel is not null && settings.ReportEverySeconds is { } every ? new IntervalReporter(intervalLabel, every, progress) : null;
         int workers = Math.Max(1, Math.Min(settings.Concurrency, streams));
         var histograms = new LatencyHistogram[workers];
+        var lags = sendLag is null ? null : new LatencyHistogram[workers];
         long errors = 0;
         string? firstError = null;
         long start = Stopwatch.GetTimestamp();
@@ -242,6 +249,7 @@ internal sealed class BenchRunner(BenchSettings settings, Action<string> progres
         async Task Worker(int w)
         {
             var histogram = histograms[w] = new LatencyHistogram();
+            var lag = lags is null ? null : lags[w] = new LatencyHistogram();
             int cursor = w;
             long k = 0;
             while (!cancellationToken.IsCancellationRequested)
@@ -260,6 +268,7 @@ internal sealed class BenchRunner(BenchSettings settings, Action<string> progres
                     scheduled = Stopwatch.GetTimestamp();
                     if (scheduled >= end) break;
                 }
+                lag?.Record((long)((Stopwatch.GetTimestamp() - scheduled) * nanosPerTick));
                 try
                 {
                     await call(cursor);
@@ -294,6 +303,7 @@ internal sealed class BenchRunner(BenchSettings settings, Action<string> progres
         double seconds = (Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency;
         var merged = new LatencyHistogram();
         foreach (var h in histograms) if (h is not null) merged.Add(h);
+        if (lags is not null) foreach (var h in lags) if (h is not null) sendLag!.Add(h);
         return (merged, errors, firstError, seconds);
     }
 

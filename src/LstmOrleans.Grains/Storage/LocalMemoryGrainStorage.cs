@@ -1,7 +1,10 @@
+using System.Buffers;
 using System.Collections.Concurrent;
 using System.Globalization;
+using LstmOrleans.Persistence.GroupCommit;
 using Microsoft.Extensions.Logging;
 using Orleans.Runtime;
+using Orleans.Serialization;
 using Orleans.Storage;
 
 namespace LstmOrleans.Grains.Storage;
@@ -9,8 +12,14 @@ namespace LstmOrleans.Grains.Storage;
 /// <summary>
 /// Process-local, non-durable grain storage: each state is kept as the serialized bytes its grain last wrote, in a
 /// dictionary of this silo process. Unlike Orleans' memory storage there is no grain hop (a write is a serialization and
-/// a compare-and-swap on the calling thread), and unlike keeping object references a grain that mutates its state
-/// after a write cannot change what is stored.
+/// a copy under a per-key lock on the calling thread, completing synchronously), and unlike keeping object references a
+/// grain that mutates its state after a write cannot change what is stored.
+///
+/// Every key owns one byte buffer that later writes overwrite in place (re-allocated only when a state outgrows it), and
+/// the state is serialized into a per-thread scratch buffer first, so a steady stream of writes allocates nothing and
+/// no short-lived copy survives into an older GC generation; a serializer failure leaves the stored bytes untouched.
+/// With the default serializer (<see cref="CompactOrleansGrainStorageSerializer"/>, Orleans' binary format) the bytes
+/// are written by Orleans' <see cref="Serializer"/> directly; any other configured serializer is used as given.
 ///
 /// ETags are per-key version numbers and behave like the durable providers': a write or clear must present the ETag of
 /// the stored version (none when nothing was ever stored) or it fails with <see cref="InconsistentStateException"/>;
@@ -21,49 +30,89 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage
 {
     private readonly string _name;
     private readonly IGrainStorageSerializer _serializer;
+    private readonly Serializer? _binary;    // set when _serializer is the default binary one: serialize without a per-write array
     private readonly ILogger<LocalMemoryGrainStorage> _logger;
-    private readonly ConcurrentDictionary<(string StateName, GrainId GrainId), Entry> _entries = new();
+    private readonly ConcurrentDictionary<(string StateName, GrainId GrainId), Slot> _slots = new();
+
+    [ThreadStatic] private static ArrayBufferWriter<byte>? t_scratch;
 
     public LocalMemoryGrainStorage(string name, LocalMemoryGrainStorageOptions options, ILogger<LocalMemoryGrainStorage> logger)
+        : this(name, options, logger, binarySerializer: null)
+    {
+    }
+
+    /// <param name="binarySerializer">
+    /// Orleans' serializer, used directly (into a reused buffer) when the configured serializer is the default
+    /// <see cref="CompactOrleansGrainStorageSerializer"/>; both write the same bytes.
+    /// </param>
+    public LocalMemoryGrainStorage(string name, LocalMemoryGrainStorageOptions options, ILogger<LocalMemoryGrainStorage> logger, Serializer? binarySerializer)
     {
         _name = name;
         _serializer = options.GrainStorageSerializer ?? throw new ArgumentException($"{nameof(options.GrainStorageSerializer)} is required.", nameof(options));
+        _binary = _serializer is CompactOrleansGrainStorageSerializer ? binarySerializer : null;
         _logger = logger;
     }
 
-    /// <summary>One stored version; Payload null is a tombstone. Immutable, compared by reference for compare-and-swap.</summary>
-    private sealed class Entry(long version, ReadOnlyMemory<byte>? payload)
+    /// <summary>
+    /// One key: the stored version's bytes (Buffer[..Length]) and its version; Version 0 means never stored, Exists
+    /// false with a positive version is a tombstone. Guarded by Gate; buffers are only ever read or overwritten under it.
+    /// </summary>
+    private sealed class Slot
     {
-        public long Version { get; } = version;
-        public ReadOnlyMemory<byte>? Payload { get; } = payload;
+        public readonly Lock Gate = new();
+        public long Version;
+        public bool Exists;
+        public byte[] Buffer = [];
+        public int Length;
     }
 
     /// <summary>Number of keys held (including tombstones).</summary>
-    public int Count => _entries.Count;
+    public int Count
+    {
+        get
+        {
+            int count = 0;
+            foreach (var (_, slot) in _slots)
+                lock (slot.Gate)
+                    if (slot.Version > 0) count++;
+            return count;
+        }
+    }
 
     public Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
-        if (!_entries.TryGetValue((stateName, grainId), out var entry))
+        if (!_slots.TryGetValue((stateName, grainId), out var slot))
         {
             grainState.ETag = null;
             grainState.RecordExists = false;
             return Task.CompletedTask;
         }
-        grainState.ETag = FormatETag(entry.Version);
-        if (entry.Payload is not { } payload)
+        lock (slot.Gate)
         {
-            grainState.RecordExists = false;
-            return Task.CompletedTask;
+            grainState.ETag = slot.Version == 0 ? null : FormatETag(slot.Version);
+            grainState.RecordExists = slot.Exists;
+            if (slot.Exists)
+            {
+                var bytes = new ReadOnlyMemory<byte>(slot.Buffer, 0, slot.Length);
+                grainState.State = _binary is { } binary ? binary.Deserialize<T>(bytes) : _serializer.Deserialize<T>(new BinaryData(bytes));
+            }
         }
-        grainState.State = _serializer.Deserialize<T>(new BinaryData(payload));
-        grainState.RecordExists = true;
         return Task.CompletedTask;
     }
 
     public Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
-        var payload = _serializer.Serialize(grainState.State).ToMemory();
-        long version = Swap(nameof(WriteStateAsync), stateName, grainId, grainState.ETag, payload);
+        ReadOnlySpan<byte> payload;
+        if (_binary is { } binary)
+        {
+            var scratch = t_scratch ??= new ArrayBufferWriter<byte>(4096);
+            scratch.ResetWrittenCount();
+            binary.Serialize(grainState.State, scratch);
+            payload = scratch.WrittenSpan;
+        }
+        else payload = _serializer.Serialize(grainState.State).ToMemory().Span;
+
+        long version = Store(nameof(WriteStateAsync), stateName, grainId, grainState.ETag, payload, exists: true);
         grainState.ETag = FormatETag(version);
         grainState.RecordExists = true;
         return Task.CompletedTask;
@@ -71,40 +120,53 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage
 
     public Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
-        long version = Swap(nameof(ClearStateAsync), stateName, grainId, grainState.ETag, payload: null);
+        long version = Store(nameof(ClearStateAsync), stateName, grainId, grainState.ETag, [], exists: false);
         grainState.ETag = FormatETag(version);
         grainState.RecordExists = false;
         return Task.CompletedTask;
     }
 
     /// <summary>Installs the next version if the stored one is the one <paramref name="etag"/> names; returns the new version.</summary>
-    private long Swap(string operation, string stateName, GrainId grainId, string? etag, ReadOnlyMemory<byte>? payload)
+    private long Store(string operation, string stateName, GrainId grainId, string? etag, ReadOnlySpan<byte> payload, bool exists)
     {
-        var key = (stateName, grainId);
-        long? expected = ParseETag(etag);
-        while (true)
+        long expected = ParseETag(etag);
+        if (expected < 0) throw Conflict(operation, stateName, grainId, _slots.TryGetValue((stateName, grainId), out var s) ? CurrentETag(s) : null, etag);
+        var slot = expected == 0 ? _slots.GetOrAdd((stateName, grainId), static _ => new Slot()) : _slots.GetValueOrDefault((stateName, grainId));
+        if (slot is null) throw Conflict(operation, stateName, grainId, null, etag);
+        lock (slot.Gate)
         {
-            if (_entries.TryGetValue(key, out var current))
+            if (slot.Version != expected) throw Conflict(operation, stateName, grainId, slot.Version == 0 ? null : FormatETag(slot.Version), etag);
+            if (exists)
             {
-                if (expected != current.Version) throw Conflict(operation, stateName, grainId, FormatETag(current.Version), etag);
-                var next = new Entry(current.Version + 1, payload);
-                if (_entries.TryUpdate(key, next, current)) return next.Version;
+                // Exact size on the first write (stream cores keep a nearly constant size); a quarter more when a
+                // state outgrows its buffer (a history record grows chunk by chunk until it holds N observations).
+                if (slot.Buffer.Length < payload.Length)
+                    slot.Buffer = new byte[slot.Version == 0 ? payload.Length : payload.Length + payload.Length / 4];
+                payload.CopyTo(slot.Buffer);
+                slot.Length = payload.Length;
             }
             else
             {
-                if (expected is not null) throw Conflict(operation, stateName, grainId, null, etag);
-                var first = new Entry(1, payload);
-                if (_entries.TryAdd(key, first)) return first.Version;
+                slot.Buffer = [];
+                slot.Length = 0;
             }
+            slot.Exists = exists;
+            return ++slot.Version;
         }
+    }
+
+    private static string? CurrentETag(Slot slot)
+    {
+        lock (slot.Gate) return slot.Version == 0 ? null : FormatETag(slot.Version);
     }
 
     private static string FormatETag(long version) => version.ToString(CultureInfo.InvariantCulture);
 
-    private static long? ParseETag(string? etag) =>
-        etag is null ? null
-        : long.TryParse(etag, NumberStyles.None, CultureInfo.InvariantCulture, out var version) ? version
-        : -1;   // not one of ours: can never match
+    /// <summary>0 for no ETag (nothing stored), the version for one of ours, -1 for anything else (can never match).</summary>
+    private static long ParseETag(string? etag) =>
+        etag is null ? 0
+        : long.TryParse(etag, NumberStyles.None, CultureInfo.InvariantCulture, out var version) && version > 0 ? version
+        : -1;
 
     private InconsistentStateException Conflict(string operation, string stateName, GrainId grainId, string? stored, string? presented)
     {
