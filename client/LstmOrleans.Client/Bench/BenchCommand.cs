@@ -55,6 +55,7 @@ internal static class BenchCommand
         };
         var scaleBase = new Option<int>("--scale-base") { Description = "scale: the stream count whose single-ingest throughput is compared with the throughput at --streams (same silo, same run).", DefaultValueFactory = _ => 1000 };
         var scaleSample = new Option<int>("--scale-sample") { Description = "scale: streams checked bit for bit after idle deactivation and reactivation (evenly spaced).", DefaultValueFactory = _ => 1000 };
+        var scaleRounds = new Option<int>("--scale-rounds") { Description = "scale: rounds of (ingest over --scale-base streams, ingest over all --streams), alternated so load drift affects both.", DefaultValueFactory = _ => 2 };
         var idle = new Option<double>("--idle") { Description = "scale: idle seconds before deactivating every stream activation idle at least that long (0: all idle ones at once).", DefaultValueFactory = _ => 0 };
         var scaleFault = new Option<string?>("--scale-fault") { Description = "Testing only: inject a fault the scale check must detect (before, twin).", Hidden = true };
         var siloGc = new Option<string?>("--silo-gc") { Description = "GC mode of the bench silo process: workstation (default), server, conserve (workstation + GCConserveMemory)." };
@@ -64,7 +65,7 @@ internal static class BenchCommand
         var command = new Command("bench", "Benchmark: no-op grain call ceiling, then single and batch ingest per store (observations/s, p50/p99/p99.9 latency, silo memory).")
         {
             stores, redis, postgres, cluster, clusterId, serviceId, streams, concurrency, batch, hidden, layers, duration, warmup, rate,
-            tests, history, persistEvery, orleansSerializer, reportEvery, scaleBase, scaleSample, idle, scaleFault, siloGc, json, verbose,
+            tests, history, persistEvery, orleansSerializer, reportEvery, scaleBase, scaleSample, scaleRounds, idle, scaleFault, siloGc, json, verbose,
         };
         command.Subcommands.Add(BenchSiloHost.Create());
         command.SetAction((result, ct) => CommandSupport.RunAsync(async () =>
@@ -90,6 +91,7 @@ internal static class BenchCommand
                 ReportEverySeconds = result.GetValue(reportEvery) is { } every ? Seconds(every, "--report-every", allowZero: false) : null,
                 ScaleBaseStreams = Positive(result.GetValue(scaleBase), "--scale-base", 50_000_000),
                 ScaleSample = Positive(result.GetValue(scaleSample), "--scale-sample", 1_000_000),
+                ScaleRounds = Positive(result.GetValue(scaleRounds), "--scale-rounds", 100),
                 ScaleIdleSeconds = Seconds(result.GetValue(idle), "--idle", allowZero: true),
                 ScaleFault = ScaleFaults.IsKnown(result.GetValue(scaleFault)) ? result.GetValue(scaleFault) : throw new ArgumentException($"--scale-fault: unknown fault '{result.GetValue(scaleFault)}'."),
                 SiloGc = result.GetValue(siloGc) is { } gc && BenchRunner.SiloGcEnvironment(gc) is not null ? gc : null,

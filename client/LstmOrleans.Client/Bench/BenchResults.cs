@@ -41,6 +41,8 @@ internal sealed record BenchSettings(
     public int ScaleBaseStreams { get; init; } = 1000;
     /// <summary>scale: streams checked bit for bit after deactivation (evenly spaced over all N).</summary>
     public int ScaleSample { get; init; } = 1000;
+    /// <summary>scale: rounds of (ingest over the base streams, ingest over all N), alternated so load drift hits both.</summary>
+    public int ScaleRounds { get; init; } = 2;
     /// <summary>scale: idle seconds before collecting activations idle at least that long (0: collect every idle one at once).</summary>
     public double ScaleIdleSeconds { get; init; }
     /// <summary>scale (hidden, for tests): a deliberate fault the intact check must catch (<see cref="ScaleFaults"/>).</summary>

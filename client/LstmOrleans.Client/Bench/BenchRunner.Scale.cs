@@ -52,8 +52,6 @@ internal sealed partial class BenchRunner
         progress($"{store} scale: binding {baseStreams:N0} base streams (model {modelName}, H={settings.Hidden}, L={settings.Layers})");
         var bindBase = await BindRangeAsync(refs, 0, baseStreams, modelName, cancellationToken);
         var atBase = silo is null ? null : await silo.GetStatsAsync(collect: true, cancellationToken);
-        progress($"{store} scale: single ingest over {baseStreams:N0} streams");
-        var (ingestBase, gcBase) = await MeasureWithGcAsync(store, baseStreams, silo, Ingest, cancellationToken);
 
         // 2. Grow to N and measure over all N.
         double bindSeconds = bindBase;
@@ -65,11 +63,27 @@ internal sealed partial class BenchRunner
         var atN = silo is null ? null : await silo.GetStatsAsync(collect: true, cancellationToken);
         progress($"{store} scale: {streams:N0} streams bound in {bindSeconds:N0} s" +
             (atN is not null && idle is not null ? $"; silo RSS {atN.RssBytes / 1048576.0:N0} MiB, {(double)(atN.RssBytes - idle.RssBytes) / streams:N0} B/stream" : ""));
-        progress($"{store} scale: single ingest over {streams:N0} streams");
-        var (ingestN, gcN) = await MeasureWithGcAsync(store, streams, silo, Ingest, cancellationToken);
+        // The machine's load drifts, so base and N are measured alternately (base, N, base, N, ...) on the same silo
+        // and the ratio pools the rounds: sum of base values/s over sum of N values/s.
+        var ingestBase = new List<PhaseResult>();
+        var ingestN = new List<PhaseResult>();
+        var gcBase = new GcCounts(0, 0, 0);
+        var gcN = new GcCounts(0, 0, 0);
+        for (int round = 1; round <= settings.ScaleRounds; round++)
+        {
+            progress($"{store} scale: round {round}/{settings.ScaleRounds}: single ingest over {baseStreams:N0} streams");
+            var (b, gb) = await MeasureWithGcAsync(store, baseStreams, silo, Ingest, cancellationToken);
+            progress($"{store} scale: round {round}/{settings.ScaleRounds}: single ingest over {streams:N0} streams");
+            var (n, gn) = await MeasureWithGcAsync(store, streams, silo, Ingest, cancellationToken);
+            ingestBase.Add(b);
+            ingestN.Add(n);
+            gcBase = gcBase.Add(gb);
+            gcN = gcN.Add(gn);
+        }
         var afterIngest = silo is null ? null : await silo.GetStatsAsync(collect: true, cancellationToken);
-        double ratio = ingestBase.ValuesPerSecond / Math.Max(1e-9, ingestN.ValuesPerSecond);
-        progress($"{store} scale: throughput {ingestBase.ValuesPerSecond:N0}/s at {baseStreams:N0} streams, {ingestN.ValuesPerSecond:N0}/s at {streams:N0} (ratio {ratio:0.00})");
+        double ratio = ingestBase.Sum(p => p.ValuesPerSecond) / Math.Max(1e-9, ingestN.Sum(p => p.ValuesPerSecond));
+        progress($"{store} scale: throughput at {baseStreams:N0} streams {string.Join(", ", ingestBase.Select(p => p.ValuesPerSecond.ToString("N0")))}/s; " +
+            $"at {streams:N0} {string.Join(", ", ingestN.Select(p => p.ValuesPerSecond.ToString("N0")))}/s (pooled ratio {ratio:0.00})");
 
         // 3. Idle: deactivate, check the activations went, then reactivate a sample and check it is intact.
         var check = await CheckReactivationAsync(store, prefix, streams, modelName, refs, sequences, uncertain, Next, grains, silo, cancellationToken);
@@ -84,7 +98,7 @@ internal sealed partial class BenchRunner
             check.Deactivation, check.Reactivation);
         progress($"{store} scale: " + scale.Verdict);
         return new StoreResult(store, streams, null, bindSeconds, streams / bindSeconds, idle, atN, end,
-            scale.RssBytesPerStream, scale.ManagedBytesPerStream, [ingestBase, ingestN], check.AfterDeactivation) { Scale = scale };
+            scale.RssBytesPerStream, scale.ManagedBytesPerStream, [.. ingestBase, .. ingestN], check.AfterDeactivation) { Scale = scale };
     }
 
     private async Task<double> BindRangeAsync(IStreamGrain[] refs, int from, int to, string modelName, CancellationToken cancellationToken)
@@ -321,7 +335,10 @@ internal static class StreamStateComparison
 }
 
 /// <summary>GC collections in the silo during one measured phase.</summary>
-internal sealed record GcCounts(int Gen0, int Gen1, int Gen2);
+internal sealed record GcCounts(int Gen0, int Gen1, int Gen2)
+{
+    public GcCounts Add(GcCounts other) => new(Gen0 + other.Gen0, Gen1 + other.Gen1, Gen2 + other.Gen2);
+}
 
 /// <summary>Idle deactivation: stream activations before and after, and the silo's memory after a full GC.</summary>
 internal sealed record DeactivationResult(
@@ -358,10 +375,13 @@ internal sealed record ScaleResult(
     double? RssBytesPerStream,
     double? ManagedBytesPerStream,
     bool? RssWithinBudget,
-    PhaseResult IngestAtBase,
-    PhaseResult IngestAtStreams,
+    /// <summary>Single ingest over the base streams, one per round (rounds alternate base and N).</summary>
+    List<PhaseResult> IngestAtBase,
+    /// <summary>Single ingest over all N streams, one per round.</summary>
+    List<PhaseResult> IngestAtStreams,
     GcCounts SiloGcDuringIngestAtBase,
     GcCounts SiloGcDuringIngestAtStreams,
+    /// <summary>Sum over rounds of base values/s divided by the sum of N values/s (above 1: slower at N).</summary>
     double ThroughputRatio,
     bool ThroughputRatioMet,
     DeactivationResult Deactivation,
