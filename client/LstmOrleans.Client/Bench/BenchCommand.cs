@@ -42,7 +42,7 @@ internal static class BenchCommand
         {
             Description = "Fixed offered load in observations/s for the ingest phases (latency counted from the scheduled send time). Default: as fast as possible.",
         };
-        var tests = new Option<string>("--tests", "-t") { Description = "Phases to run: ping,single,batch,reload (reload: deactivate all idle streams, read each back and check it is intact).", DefaultValueFactory = _ => "ping,single,batch" };
+        var tests = new Option<string>("--tests", "-t") { Description = "Phases to run: ping,single,batch,reload (reload: deactivate all idle streams, read each back and check it is intact), or scale alone (memory and throughput at --streams vs --scale-base, idle deactivation, bitwise intact reactivation).", DefaultValueFactory = _ => "ping,single,batch" };
         var history = new Option<int?>("--history") { Description = "Override the silo's per-stream history capacity (StreamGrainOptions.HistoryCapacity, default 512)." };
         var persistEvery = new Option<int?>("--persist-every") { Description = "Override StreamGrainOptions.PersistEverySteps (default 1: every acknowledged step is durable)." };
         var orleansSerializer = new Option<bool>("--orleans-storage-serializer")
@@ -53,13 +53,19 @@ internal static class BenchCommand
         {
             Description = "Also print a line per interval of this many seconds during each measured phase (calls, errors, p50/p99/max latency of that interval), for soak runs.",
         };
+        var scaleBase = new Option<int>("--scale-base") { Description = "scale: the stream count whose single-ingest throughput is compared with the throughput at --streams (same silo, same run).", DefaultValueFactory = _ => 1000 };
+        var scaleSample = new Option<int>("--scale-sample") { Description = "scale: streams checked bit for bit after idle deactivation and reactivation (evenly spaced).", DefaultValueFactory = _ => 1000 };
+        var scaleRounds = new Option<int>("--scale-rounds") { Description = "scale: rounds of (ingest over --scale-base streams, ingest over all --streams), alternated so load drift affects both.", DefaultValueFactory = _ => 2 };
+        var idle = new Option<double>("--idle") { Description = "scale: idle seconds before deactivating every stream activation idle at least that long (0: all idle ones at once).", DefaultValueFactory = _ => 0 };
+        var scaleFault = new Option<string?>("--scale-fault") { Description = "Testing only: inject a fault the scale check must detect (before, twin).", Hidden = true };
+        var siloGc = new Option<string?>("--silo-gc") { Description = "GC mode of the bench silo process: workstation (default), server, conserve (workstation + GCConserveMemory)." };
         var json = new Option<bool>("--json") { Description = "Write the results as JSON to stdout (progress goes to stderr)." };
         var verbose = new Option<bool>("--verbose") { Description = "Echo the silo process's log to stderr." };
 
         var command = new Command("bench", "Benchmark: no-op grain call ceiling, then single and batch ingest per store (observations/s, p50/p99/p99.9 latency, silo memory).")
         {
             stores, redis, postgres, cluster, clusterId, serviceId, streams, concurrency, batch, hidden, layers, duration, warmup, rate,
-            tests, history, persistEvery, orleansSerializer, reportEvery, json, verbose,
+            tests, history, persistEvery, orleansSerializer, reportEvery, scaleBase, scaleSample, scaleRounds, idle, scaleFault, siloGc, json, verbose,
         };
         command.Subcommands.Add(BenchSiloHost.Create());
         command.SetAction((result, ct) => CommandSupport.RunAsync(async () =>
@@ -83,6 +89,12 @@ internal static class BenchCommand
                 result.GetValue(verbose))
             {
                 ReportEverySeconds = result.GetValue(reportEvery) is { } every ? Seconds(every, "--report-every", allowZero: false) : null,
+                ScaleBaseStreams = Positive(result.GetValue(scaleBase), "--scale-base", 50_000_000),
+                ScaleSample = Positive(result.GetValue(scaleSample), "--scale-sample", 1_000_000),
+                ScaleRounds = Positive(result.GetValue(scaleRounds), "--scale-rounds", 100),
+                ScaleIdleSeconds = Seconds(result.GetValue(idle), "--idle", allowZero: true),
+                ScaleFault = ScaleFaults.IsKnown(result.GetValue(scaleFault)) ? result.GetValue(scaleFault) : throw new ArgumentException($"--scale-fault: unknown fault '{result.GetValue(scaleFault)}'."),
+                SiloGc = result.GetValue(siloGc) is { } gc && BenchRunner.SiloGcEnvironment(gc) is not null ? gc : null,
             };
             bool asJson = result.GetValue(json);
             void Progress(string line)
@@ -93,7 +105,7 @@ internal static class BenchCommand
             var report = await new BenchRunner(settings, Progress).RunAsync(ct);
             if (asJson) Console.Out.WriteLine(JsonSerializer.Serialize(report, BenchJson.Indented));
             else BenchTable.Write(report);
-            bool anyFailed = report.Results.Any(r => r.Phases.Any(p => p.Errors > 0 && p.Calls == 0));
+            bool anyFailed = report.Results.Any(r => r.Phases.Any(p => p.Errors > 0 && p.Calls == 0) || r.Scale is { Passed: false });
             return anyFailed ? 1 : 0;
         }));
         return command;
@@ -142,9 +154,10 @@ internal static class BenchCommand
     {
         var tests = Split(text).Select(t => t.ToLowerInvariant()).Distinct().ToList();
         foreach (var t in tests)
-            if (t is not (BenchSettings.Ping or BenchSettings.Single or BenchSettings.Batch or BenchSettings.Reload))
-                throw new ArgumentException($"--tests: unknown phase '{t}' (ping, single, batch, reload).");
+            if (t is not (BenchSettings.Ping or BenchSettings.Single or BenchSettings.Batch or BenchSettings.Reload or BenchSettings.Scale))
+                throw new ArgumentException($"--tests: unknown phase '{t}' (ping, single, batch, reload, scale).");
         if (tests.Count == 0) throw new ArgumentException("--tests names no phase.");
+        if (tests.Contains(BenchSettings.Scale) && tests.Count > 1) throw new ArgumentException("--tests scale runs alone (it measures its own ingest phases).");
         return tests;
     }
 

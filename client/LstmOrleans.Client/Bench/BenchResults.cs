@@ -31,9 +31,24 @@ internal sealed record BenchSettings(
     public const string Batch = "batch";
     /// <summary>Deactivate every idle stream, then read each back from storage and check it is intact.</summary>
     public const string Reload = "reload";
+    /// <summary>The scale phase (<see cref="ScaleResult"/>): memory and throughput at N vs a base count, idle deactivation, intact reactivation.</summary>
+    public const string Scale = "scale";
 
     /// <summary>--report-every: also print each measured phase's latency per interval of this many seconds (soak runs).</summary>
     public double? ReportEverySeconds { get; init; }
+
+    /// <summary>scale: the stream count whose ingest throughput the N-stream throughput is compared with.</summary>
+    public int ScaleBaseStreams { get; init; } = 1000;
+    /// <summary>scale: streams checked bit for bit after deactivation (evenly spaced over all N).</summary>
+    public int ScaleSample { get; init; } = 1000;
+    /// <summary>scale: rounds of (ingest over the base streams, ingest over all N), alternated so load drift hits both.</summary>
+    public int ScaleRounds { get; init; } = 2;
+    /// <summary>scale: idle seconds before collecting activations idle at least that long (0: collect every idle one at once).</summary>
+    public double ScaleIdleSeconds { get; init; }
+    /// <summary>scale (hidden, for tests): a deliberate fault the intact check must catch (<see cref="ScaleFaults"/>).</summary>
+    public string? ScaleFault { get; init; }
+    /// <summary>GC mode of the bench silo process: null (the app's default, workstation), workstation, server, or conserve.</summary>
+    public string? SiloGc { get; init; }
 }
 
 /// <summary>Latency percentiles in microseconds.</summary>
@@ -90,7 +105,11 @@ internal sealed record StoreResult(
     double? RssBytesPerStream,
     double? ManagedBytesPerStream,
     List<PhaseResult> Phases,
-    ProcessStats? SiloAfterCollection = null);
+    ProcessStats? SiloAfterCollection = null)
+{
+    /// <summary>The scale phase's figures, when it ran.</summary>
+    public ScaleResult? Scale { get; init; }
+}
 
 internal sealed record MachineInfo(string Cpu, int LogicalCores, string Os, string Runtime, long TotalMemoryBytes, string GcMode)
 {

@@ -10,7 +10,7 @@ namespace LstmOrleans.Client.Bench;
 /// and batch ingest. Each phase is a warm-up followed by a measured run of closed-loop workers (or fixed-rate
 /// workers with --rate), each worker owning a disjoint set of streams so sequence numbers stay ordered per stream.
 /// </summary>
-internal sealed class BenchRunner(BenchSettings settings, Action<string> progress)
+internal sealed partial class BenchRunner(BenchSettings settings, Action<string> progress)
 {
     private readonly string _runId = Guid.NewGuid().ToString("N")[..8];
 
@@ -24,6 +24,11 @@ internal sealed class BenchRunner(BenchSettings settings, Action<string> progres
             await using var connection = await ClusterConnection.ConnectAsync(target, cancellationToken);
             foreach (var streams in settings.Streams)
             {
+                if (settings.Tests.Contains(BenchSettings.Scale))
+                {
+                    results.Add(await RunScaleAsync("cluster", streams, connection.Grains, silo: null, cancellationToken));
+                    continue;
+                }
                 var (result, ping) = await RunOnSiloAsync("cluster", streams, connection.Grains, silo: null, baseline, cancellationToken);
                 baseline ??= ping;
                 results.Add(result);
@@ -46,7 +51,7 @@ internal sealed class BenchRunner(BenchSettings settings, Action<string> progres
             BenchSiloProcess silo;
             try
             {
-                silo = await BenchSiloProcess.StartAsync(args, settings.Verbose, cancellationToken);
+                silo = await BenchSiloProcess.StartAsync(args, settings.Verbose, cancellationToken, SiloGcEnvironment(settings.SiloGc));
             }
             catch (InvalidOperationException ex)
             {
@@ -61,6 +66,11 @@ internal sealed class BenchRunner(BenchSettings settings, Action<string> progres
                     var target = ClusterTarget.Parse($"127.0.0.1:{silo.GatewayPort}", "lstmorleans-bench",
                         $"bench-{_runId}-{store}-{streams}", TimeSpan.FromSeconds(60));
                     await using var connection = await ClusterConnection.ConnectAsync(target, cancellationToken);
+                    if (settings.Tests.Contains(BenchSettings.Scale))
+                    {
+                        results.Add(await RunScaleAsync(store, streams, connection.Grains, silo, cancellationToken));
+                        continue;
+                    }
                     var (result, ping) = await RunOnSiloAsync(store, streams, connection.Grains, silo, baseline, cancellationToken);
                     baseline ??= ping;
                     results.Add(result);

@@ -25,7 +25,8 @@ internal sealed class BenchSiloProcess : IAsyncDisposable
     public int GatewayPort { get; private set; }
     public int ProcessId => _process.Id;
 
-    public static async Task<BenchSiloProcess> StartAsync(IReadOnlyList<string> siloArgs, bool echoStderr, CancellationToken cancellationToken)
+    public static async Task<BenchSiloProcess> StartAsync(IReadOnlyList<string> siloArgs, bool echoStderr, CancellationToken cancellationToken,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
         var (file, prefix) = SelfCommand();
         var info = new ProcessStartInfo(file)
@@ -35,6 +36,7 @@ internal sealed class BenchSiloProcess : IAsyncDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>()) info.Environment[key] = value;
         foreach (var a in prefix) info.ArgumentList.Add(a);
         info.ArgumentList.Add("bench");
         info.ArgumentList.Add(BenchSiloHost.CommandName);
