@@ -81,7 +81,10 @@ public sealed class TlsTests(ITestOutputHelper output) : IAsyncLifetime
         _silos.Add(node);
         await node.StartUntilReadyAsync(TimeSpan.FromSeconds(240));
         string gateway = $"127.0.0.1:{node.GatewayPort}";
-        string[] connect = ["--cluster", gateway, "--connect-timeout", "15"];
+        // A successful connection returns as soon as the handshake is done, so a long timeout costs nothing here; it
+        // only keeps a heavily loaded machine (the TLS handshake and the client's start under a load average of 60+
+        // took over 15 s) from failing the positive case.
+        string[] connect = ["--cluster", gateway, "--connect-timeout", "90"];
 
         // The right certificate, trusting the silo's: a grain call goes through and its effect is visible.
         var create = await ClientAsync("mutual TLS", ["create-model", "tls-model", "--hidden", "4", .. connect,
