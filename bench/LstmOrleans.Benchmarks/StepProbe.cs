@@ -92,9 +92,24 @@ internal static unsafe class StepProbe
         for (int i = 0; i < streams * 64; i++) { hMany[i] = MathF.Sin(i) * 0.5f; cMany[i] = 0; }
         for (int i = 0; i < streams; i++) xMany[i] = MathF.Cos(i);
         var ioMany = new CellIo { HPrev = hMany, HPrevStride = 64, Input = xMany, InputStride = 1, CPrev = cMany, CNext = cMany, HNext = hManyOut, StateStride = 64 };
+        var rnd = new Random(4);
+        var big = new PackedGateWeights(128, 1);
+        float[] R(int n) => Enumerable.Range(0, n).Select(_ => (float)(rnd.NextDouble() - 0.5) * 0.2f).ToArray();
+        big.Pack(R(4 * 128), R(4 * 128 * 128), R(4 * 128), R(4 * 128));
+        var bigOld = Misaligned(big);
+        float* hb = (float*)NativeMemory.AlignedAlloc(128 * 4, 64), hbPrev = (float*)NativeMemory.AlignedAlloc(128 * 4, 64), hbOut = (float*)NativeMemory.AlignedAlloc(128 * 4, 64), cb = (float*)NativeMemory.AlignedAlloc(128 * 4, 64);
+        for (int i = 0; i < 128; i++) { hb[i] = MathF.Sin(i) * 0.5f; cb[i] = 0; }
+        var ioBigOld = new CellIo { HPrev = hbPrev, HPrevStride = 128, Input = x, InputStride = 1, CPrev = cb, CNext = cb, HNext = hbOut, StateStride = 128 };
+        var ioBigNew = new CellIo { HPrev = hb, HPrevStride = 128, Input = x, InputStride = 1, CPrev = cb, CNext = cb, HNext = hb, StateStride = 128 };
         for (int round = 0; round < 3; round++)
         {
             Console.WriteLine($"round {round}, load {File.ReadAllText("/proc/loadavg").Trim()}");
+            Ab("lone stream H=128: old vs new",
+                () => { Buffer.MemoryCopy(hb, hbPrev, 512, 512); FusedLstmCell.Forward(bigOld, 1, ioBigOld); Buffer.MemoryCopy(hbOut, hb, 512, 512); },
+                () => FusedLstmCell.ForwardOne(big, ioBigNew), 1);
+            Ab("lone stream H=128: new Forward+copy (aligned) vs ForwardOne",
+                () => { Buffer.MemoryCopy(hb, hbPrev, 512, 512); FusedLstmCell.Forward(big, 1, ioBigOld); Buffer.MemoryCopy(hbOut, hb, 512, 512); },
+                () => FusedLstmCell.ForwardOne(big, ioBigNew), 1);
             Ab("lone stream H=64: old (misaligned, copy h) vs new (aligned, ForwardOne in place)",
                 () => { Buffer.MemoryCopy(hState, hPrev, 256, 256); FusedLstmCell.Forward(old, 1, io); Buffer.MemoryCopy(hOut, hState, 256, 256); },
                 () => FusedLstmCell.ForwardOne(packed, ioOne), 1);
@@ -108,7 +123,7 @@ internal static unsafe class StepProbe
     private static PackedGateWeights Misaligned(PackedGateWeights packed)
     {
         var copy = new PackedGateWeights(packed.Hidden, packed.InputSize);
-        float* w = (float*)NativeMemory.AlignedAlloc((nuint)((packed.WeightCount + packed.BiasCount + 16) * 4), 64) + 4;
+        float* w = (float*)NativeMemory.AlignedAlloc((nuint)((packed.WeightCount + packed.BiasCount + 32) * 4), 64) + 4;   // 4 + weights + 16 + bias floats used
         packed.Weights.CopyTo(new Span<float>(w, packed.WeightCount));
         packed.Bias.CopyTo(new Span<float>(w + packed.WeightCount + 16, packed.BiasCount));
         typeof(PackedGateWeights).GetField("<WeightsPointer>k__BackingField", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!
