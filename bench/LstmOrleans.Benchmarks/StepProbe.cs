@@ -36,6 +36,7 @@ internal static unsafe class StepProbe
         float* hState = (float*)NativeMemory.AlignedAlloc(64 * 4, 64);
         for (int i = 0; i < 64; i++) hState[i] = hPrev[i];
         var ioOne = new CellIo { HPrev = hState, HPrevStride = 64, Input = x, InputStride = 1, CPrev = cs, CNext = cs, HNext = hState, StateStride = 64 };
+        if (Environment.GetEnvironmentVariable("PROBE_AB") == "1") { AbCompare(packed, hState, cs, x, hPrev, hOut, io, ioOne); return; }
         for (int round = 0; round < 3; round++)
         {
             Console.WriteLine($"round {round}, load {File.ReadAllText("/proc/loadavg").Trim()}  (median of 50 us windows / thread CPU per call)");
@@ -75,6 +76,89 @@ internal static unsafe class StepProbe
             Row("floor: GEMV 32x256 only (32 KB, L1 resident)   ", () => Gemv(w, x, o, 0, 32, true));
             Row("floor: GEMV front to back + prefetch 1 KB on   ", () => GemvPrefetch(w, x, o));
         }
+    }
+
+    /// <summary>
+    /// Old against new in one process, windows of about 50 us alternating A, B, A, B for several seconds so both see the
+    /// same load; prints each side's median window and the ratio. "Old" is the previous engine's arithmetic path: packed
+    /// weights 16 bytes off a cache line (where a float[] put them: measured 48 mod 64) and the copy of h_{t-1}.
+    /// </summary>
+    private static void AbCompare(PackedGateWeights packed, float* hState, float* cs, float* x, float* hPrev, float* hOut, CellIo io, CellIo ioOne)
+    {
+        var old = Misaligned(packed);
+        const int streams = 60;                       // one StepMany chunk
+        float* hMany = (float*)NativeMemory.AlignedAlloc(streams * 64 * 4, 64), cMany = (float*)NativeMemory.AlignedAlloc(streams * 64 * 4, 64);
+        float* hManyOut = (float*)NativeMemory.AlignedAlloc(streams * 64 * 4, 64), xMany = (float*)NativeMemory.AlignedAlloc(streams * 4, 64);
+        for (int i = 0; i < streams * 64; i++) { hMany[i] = MathF.Sin(i) * 0.5f; cMany[i] = 0; }
+        for (int i = 0; i < streams; i++) xMany[i] = MathF.Cos(i);
+        var ioMany = new CellIo { HPrev = hMany, HPrevStride = 64, Input = xMany, InputStride = 1, CPrev = cMany, CNext = cMany, HNext = hManyOut, StateStride = 64 };
+        var rnd = new Random(4);
+        var big = new PackedGateWeights(128, 1);
+        float[] R(int n) => Enumerable.Range(0, n).Select(_ => (float)(rnd.NextDouble() - 0.5) * 0.2f).ToArray();
+        big.Pack(R(4 * 128), R(4 * 128 * 128), R(4 * 128), R(4 * 128));
+        var bigOld = Misaligned(big);
+        float* hb = (float*)NativeMemory.AlignedAlloc(128 * 4, 64), hbPrev = (float*)NativeMemory.AlignedAlloc(128 * 4, 64), hbOut = (float*)NativeMemory.AlignedAlloc(128 * 4, 64), cb = (float*)NativeMemory.AlignedAlloc(128 * 4, 64);
+        for (int i = 0; i < 128; i++) { hb[i] = MathF.Sin(i) * 0.5f; cb[i] = 0; }
+        var ioBigOld = new CellIo { HPrev = hbPrev, HPrevStride = 128, Input = x, InputStride = 1, CPrev = cb, CNext = cb, HNext = hbOut, StateStride = 128 };
+        var ioBigNew = new CellIo { HPrev = hb, HPrevStride = 128, Input = x, InputStride = 1, CPrev = cb, CNext = cb, HNext = hb, StateStride = 128 };
+        for (int round = 0; round < 3; round++)
+        {
+            Console.WriteLine($"round {round}, load {File.ReadAllText("/proc/loadavg").Trim()}");
+            Ab("lone stream H=128: old vs new",
+                () => { Buffer.MemoryCopy(hb, hbPrev, 512, 512); FusedLstmCell.Forward(bigOld, 1, ioBigOld); Buffer.MemoryCopy(hbOut, hb, 512, 512); },
+                () => FusedLstmCell.ForwardOne(big, ioBigNew), 1);
+            Ab("lone stream H=128: new Forward+copy (aligned) vs ForwardOne",
+                () => { Buffer.MemoryCopy(hb, hbPrev, 512, 512); FusedLstmCell.Forward(big, 1, ioBigOld); Buffer.MemoryCopy(hbOut, hb, 512, 512); },
+                () => FusedLstmCell.ForwardOne(big, ioBigNew), 1);
+            Ab("lone stream H=64: old (misaligned, copy h) vs new (aligned, ForwardOne in place)",
+                () => { Buffer.MemoryCopy(hState, hPrev, 256, 256); FusedLstmCell.Forward(old, 1, io); Buffer.MemoryCopy(hOut, hState, 256, 256); },
+                () => FusedLstmCell.ForwardOne(packed, ioOne), 1);
+            Ab("60-stream chunk H=64 (StepMany's inner call), per stream: old (misaligned) vs new (aligned)",
+                () => FusedLstmCell.Forward(old, streams, ioMany), () => FusedLstmCell.Forward(packed, streams, ioMany), streams);
+        }
+        GC.KeepAlive(old);
+    }
+
+    /// <summary>A copy of <paramref name="packed"/> whose arrays start 16 bytes into a cache line, like the old float[] fields.</summary>
+    private static PackedGateWeights Misaligned(PackedGateWeights packed)
+    {
+        var copy = new PackedGateWeights(packed.Hidden, packed.InputSize);
+        float* w = (float*)NativeMemory.AlignedAlloc((nuint)((packed.WeightCount + packed.BiasCount + 32) * 4), 64) + 4;   // 4 + weights + 16 + bias floats used
+        packed.Weights.CopyTo(new Span<float>(w, packed.WeightCount));
+        packed.Bias.CopyTo(new Span<float>(w + packed.WeightCount + 16, packed.BiasCount));
+        typeof(PackedGateWeights).GetField("<WeightsPointer>k__BackingField", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!
+            .SetValue(copy, System.Reflection.Pointer.Box(w, typeof(float*)));
+        typeof(PackedGateWeights).GetField("<BiasPointer>k__BackingField", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!
+            .SetValue(copy, System.Reflection.Pointer.Box(w + packed.WeightCount + 16, typeof(float*)));
+        if ((long)copy.WeightsPointer % 64 != 16) throw new InvalidOperationException("misaligned copy not in place");
+        return copy;
+    }
+
+    private static void Ab(string name, Action a, Action b, int opsPerCall)
+    {
+        var warm = System.Diagnostics.Stopwatch.StartNew();
+        while (warm.ElapsedMilliseconds < 400) { a(); b(); }
+        int window = 1;
+        var sizing = System.Diagnostics.Stopwatch.StartNew();
+        for (int i = 0; sizing.Elapsed.TotalNanoseconds < 50e3; i++) { a(); window = i + 1; }
+        const int pairs = 20000;
+        var ta = new double[pairs]; var tb = new double[pairs];
+        double tick = 1e9 / System.Diagnostics.Stopwatch.Frequency;
+        int n = 0;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        for (; n < pairs && clock.ElapsedMilliseconds < 4000; n++)
+        {
+            long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+            for (int i = 0; i < window; i++) a();
+            long t1 = System.Diagnostics.Stopwatch.GetTimestamp();
+            for (int i = 0; i < window; i++) b();
+            long t2 = System.Diagnostics.Stopwatch.GetTimestamp();
+            ta[n] = (t1 - t0) * tick / ((double)window * opsPerCall);
+            tb[n] = (t2 - t1) * tick / ((double)window * opsPerCall);
+        }
+        Array.Sort(ta, 0, n); Array.Sort(tb, 0, n);
+        double ma = ta[n / 2], mb = tb[n / 2];
+        Console.WriteLine($"{name}: {ma:F1} -> {mb:F1} ns (x{mb / ma:F2}; {n} window pairs; 10th pct {ta[n / 10]:F1} -> {tb[n / 10]:F1})");
     }
 
     private static void Row(string name, Action op)

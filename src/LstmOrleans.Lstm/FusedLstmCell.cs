@@ -37,6 +37,10 @@ internal unsafe struct CellIo
 ///   6 streams x 1 unit block (24 accumulators) while at least 6 streams remain: the block's weight panel stays in L1
 ///   while all streams of the call stream past it, and each weight load feeds 6 FMAs;
 ///   1 stream x 4, 2 or 1 unit blocks for the rest (16 accumulators hide FMA latency for a lone stream).
+/// <see cref="ForwardOne"/> is the single-stream step (LstmWeights.Step): the same 1-stream tiles, all gate sums of the
+/// layer finished before any unit is updated, so h is updated in place. Weights, bias and tile buffers start on
+/// 64-byte boundaries: with the weights 16 bytes off a line (where a float[] put them) every 64-byte load touched two
+/// lines, and the lone step took 1.3x as long (in-process A/B, `PROBE_STEP=1 PROBE_AB=1 ... probe`).
 /// </summary>
 [SkipLocalsInit]   // the tile buffer is always written before it is read; zeroing it cost part of a lone step
 internal static unsafe class FusedLstmCell
