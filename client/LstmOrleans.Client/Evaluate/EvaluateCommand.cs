@@ -42,14 +42,33 @@ internal static class EvaluateCommand
         };
         var residual = new Option<bool>("--residual")
         {
-            Description = "Residual head: the model predicts the change from the last value (in normalised units) instead of the level.",
+            Description = "Residual head: the model predicts the change from the last value (in normalised units) instead of the level. " +
+                "On by default (the better head on every NAB set, QUALITY.md); --residual false for a level head.",
+            DefaultValueFactory = _ => true,
+        };
+        var stride = new Option<int>("--stride") { Description = "Rows between the starts of consecutive training windows of a refit.", DefaultValueFactory = _ => 4 };
+        var batchSize = new Option<int>("--batch-size") { Description = "Training windows per optimizer step.", DefaultValueFactory = _ => 32 };
+        var patience = new Option<int>("--patience") { Description = "A refit stops after this many epochs without a better validation loss (0 = never early).", DefaultValueFactory = _ => 5 };
+        var pooledLoss = new Option<bool>("--pooled-loss")
+        {
+            Description = "Refit on the plain pooled MSE of all streams instead of weighting each stream by 1 / its persistence MSE (the default).",
+        };
+        var storedTargets = new Option<bool>("--stored-targets")
+        {
+            Description = "Refit on the targets as the streams stored them (normalised with the target step's own running statistics) " +
+                "instead of in the forecast origin's statistics (the default).",
         };
         var json = new Option<bool>("--json") { Description = "Print the results as JSON." };
+        var diagnose = new Option<bool>("--diagnose")
+        {
+            Description = "Also score every published version offline on the scored steps (live state vs training-style zero-state windows, " +
+                "burn-in, target normalisation, the refit's own validation part) and print the table to stderr.",
+        };
 
         var command = new Command("evaluate", "Replay recorded series through an in-process cluster and score the online forecasts against baselines.")
         {
             data, column, downsample, fromStep, untilStep, warmup, horizon, hidden, layers, window, lr, epochs, refitEvery, refitPeriod,
-            history, timeBudget, season, maWindow, seed, calendar, residual, json,
+            history, timeBudget, season, maWindow, seed, calendar, residual, stride, batchSize, patience, pooledLoss, storedTargets, json, diagnose,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -62,8 +81,9 @@ internal static class EvaluateCommand
                 var settings = new EvaluationSettings(
                     parse.GetValue(hidden), parse.GetValue(layers), parse.GetValue(horizon), parse.GetValue(window), parse.GetValue(lr),
                     parse.GetValue(epochs), parse.GetValue(warmup), every, period, parse.GetValue(history),
-                    TimeSpan.FromSeconds(parse.GetValue(timeBudget)), parse.GetValue(seed), Calendar: parse.GetValue(calendar),
-                    Residual: parse.GetValue(residual));
+                    TimeSpan.FromSeconds(parse.GetValue(timeBudget)), parse.GetValue(seed), Stride: parse.GetValue(stride),
+                    BatchSize: parse.GetValue(batchSize), Patience: parse.GetValue(patience), Calendar: parse.GetValue(calendar),
+                    Residual: parse.GetValue(residual), PooledLoss: parse.GetValue(pooledLoss), StoredTargets: parse.GetValue(storedTargets));
                 if (settings.Check() is { } problem) throw new CliException(problem);
                 int ma = parse.GetValue(maWindow);
                 if (ma < 1) throw new CliException($"--ma-window must be at least 1, got {ma}.");
@@ -78,7 +98,7 @@ internal static class EvaluateCommand
                     if (s.Length < settings.Warmup + settings.Horizons + 1)
                         throw new CliException($"Stream '{s.Name}' has {s.Length} steps; --warmup {settings.Warmup} and --horizon {settings.Horizons} need at least {settings.Warmup + settings.Horizons + 1}.");
 
-                var report = await RunAsync(series, settings, m, ma, stderr, cancellationToken);
+                var report = await RunAsync(series, settings, m, ma, stderr, cancellationToken, parse.GetValue(diagnose));
                 if (parse.GetValue(json)) WriteJson(stdout, report, slice, parse.GetValue(data)!);
                 else WriteTables(stdout, report);
                 return 0;
@@ -101,9 +121,10 @@ internal static class EvaluateCommand
     internal sealed record EvaluationReport(EvaluationSettings Settings, ReplayResult Replay, IReadOnlyList<StreamScores> Streams, OverallScores Overall, int MaWindow);
 
     internal static async Task<EvaluationReport> RunAsync(IReadOnlyList<EvaluationSeries> series, EvaluationSettings settings,
-        int? season, int maWindow, TextWriter progress, CancellationToken cancellationToken)
+        int? season, int maWindow, TextWriter progress, CancellationToken cancellationToken, bool diagnose = false)
     {
-        await using var cluster = await EvaluationCluster.StartAsync(settings.History, cancellationToken);
+        await using var cluster = await EvaluationCluster.StartAsync(settings.History, cancellationToken, balanceStreams: !settings.PooledLoss,
+            originScaledTargets: !settings.StoredTargets);
         var replay = new EvaluationReplay(cluster, settings)
         {
             OnRound = r => progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -111,8 +132,21 @@ internal static class EvaluateCommand
                 $"validation MSE challenger {r.Record.ChallengerValidationLoss:G4} / champion {r.Record.ChampionValidationLoss:G4} / persistence {r.Record.PersistenceValidationLoss:G4}")),
         };
         var result = await replay.RunAsync(series, cancellationToken);
+        if (diagnose) WriteDiagnostics(progress, await EvaluationDiagnostics.RunAsync(cluster.Grains, result, settings, cancellationToken));
         var scores = result.Streams.Select(s => EvaluationScorer.Score(s, settings.Horizons, settings.Warmup, season, maWindow)).ToList();
         return new EvaluationReport(settings, result, scores, EvaluationScorer.Overall(scores, settings.Horizons), maWindow);
+    }
+
+    private static void WriteDiagnostics(TextWriter writer, IReadOnlyList<DiagnosticRow> rows)
+    {
+        writer.WriteLine("diagnose: RMSE / persistence RMSE in normalised units of each origin (stored = targets as the streams stored them, each in its own step's statistics; " +
+            "validation = the publishing round's held-out part, this stream and horizon alone, targets in origin units)");
+        writer.WriteLine("stream | h | n | persistence MSE | live | replayed | windowed | burn-in | windowed vs stored targets | validation n | validation");
+        foreach (var r in rows)
+            writer.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{r.Stream} | {r.Horizon} | {r.Count} | {F(r.Persistence)} | {Ratio(r.Live, r.Persistence)} | {Ratio(r.Replayed, r.Persistence)} | {Ratio(r.Windowed, r.Persistence)} | " +
+                $"{Ratio(r.BurnIn, r.Persistence)} | {Ratio(r.StoredTarget, r.Persistence)} | {r.ValidationCount} | {Ratio(r.Validation, r.ValidationPersistence)}"));
+        static string Ratio(double mse, double persistence) => F(Math.Sqrt(mse / persistence));
     }
 
     /// <summary>"7d", "12h", "30m", "45s", or a TimeSpan ("1.00:00:00").</summary>
@@ -148,7 +182,7 @@ internal static class EvaluateCommand
         var s = report.Settings;
         int k = s.Horizons;
         writer.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"Model: hidden {s.Hidden}, {s.Layers} layer(s), {k} horizon(s){(s.Calendar ? ", calendar features" : "")}{(s.Residual ? ", residual head" : "")}; refit {RefitText(s)}; window {s.Window}, lr {s.LearningRate:G3}, " +
+            $"Model: hidden {s.Hidden}, {s.Layers} layer(s), {k} horizon(s){(s.Calendar ? ", calendar features" : "")}{(s.Residual ? ", residual head" : "")}{(s.PooledLoss ? ", pooled loss" : "")}{(s.StoredTargets ? ", stored targets" : "")}; refit {RefitText(s)}; window {s.Window}, lr {s.LearningRate:G3}, " +
             $"epochs {s.Epochs}, history {s.History}; warm-up {s.Warmup} steps; {report.Replay.Rounds.Count} refits " +
             $"({report.Replay.Rounds.Count(r => r.Record.Decision == TrainingDecision.Accepted)} published) in {report.Replay.Elapsed.TotalSeconds:F1} s."));
 
@@ -230,6 +264,11 @@ internal static class EvaluateCommand
             w.WriteNumber("seed", s.Seed);
             w.WriteBoolean("calendar", s.Calendar);
             w.WriteBoolean("residual", s.Residual);
+            w.WriteBoolean("pooledLoss", s.PooledLoss);
+            w.WriteBoolean("storedTargets", s.StoredTargets);
+            w.WriteNumber("stride", s.Stride);
+            w.WriteNumber("batchSize", s.BatchSize);
+            w.WriteNumber("patience", s.Patience);
             w.WriteNumber("maWindow", report.MaWindow);
             w.WriteNumber("downsample", slice.Downsample);
             w.WriteNumber("fromStep", slice.FromStep);

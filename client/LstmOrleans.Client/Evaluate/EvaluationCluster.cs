@@ -31,7 +31,10 @@ internal sealed class EvaluationCluster : IAsyncDisposable
     public ModelWeightsCache WeightsCache { get; }
 
     /// <param name="historyCapacity">Observations each stream keeps (its ring buffer, which is all a training round can read).</param>
-    public static async Task<EvaluationCluster> StartAsync(int historyCapacity, CancellationToken cancellationToken)
+    /// <param name="originScaledTargets">Rounds score targets in their origin's normalisation (<see cref="TrainingGrainOptions.OriginScaledTargets"/>).</param>
+    /// <param name="balanceStreams">Rounds weight each stream by 1 / its persistence MSE (<see cref="TrainingGrainOptions.BalanceStreams"/>).</param>
+    public static async Task<EvaluationCluster> StartAsync(int historyCapacity, CancellationToken cancellationToken, bool balanceStreams = true,
+        bool originScaledTargets = true)
     {
         var settings = new SiloSettings();
         string id = "lstmorleans-evaluate-" + Guid.NewGuid().ToString("N")[..8];
@@ -58,6 +61,8 @@ internal sealed class EvaluationCluster : IAsyncDisposable
                 o.RegistryShards = 1;
                 o.ReportEverySteps = 1;
                 o.TrainerThreads = 1;   // bit-for-bit repeatable rounds (the no-look-ahead test compares runs)
+                o.BalanceStreams = balanceStreams;
+                o.OriginScaledTargets = originScaledTargets;
             });
         });
         builder.Services.Configure<StreamGrainOptions>(o =>

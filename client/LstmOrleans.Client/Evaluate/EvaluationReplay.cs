@@ -10,6 +10,10 @@ namespace LstmOrleans.Client.Evaluate;
 /// <param name="History">Observations each stream keeps, and so the most a round can train on per stream.</param>
 /// <param name="Calendar">The model gets every calendar feature of each row's timestamp besides the value.</param>
 /// <param name="Residual">The model's head predicts the change from the last value (<see cref="ModelConfig.Residual"/>).</param>
+/// <param name="PooledLoss">Refits use the plain pooled MSE over all streams instead of weighting each stream by 1 / its
+/// persistence MSE (the training grain's default, <c>TrainingGrainOptions.BalanceStreams</c>).</param>
+/// <param name="StoredTargets">Refits score targets as the streams stored them (normalised with the target step's own
+/// statistics) instead of in the origin step's (the default, <c>TrainingGrainOptions.OriginScaledTargets</c>).</param>
 internal sealed record EvaluationSettings(
     int Hidden,
     int Layers,
@@ -27,7 +31,9 @@ internal sealed record EvaluationSettings(
     int BatchSize = 32,
     int Patience = 5,
     bool Calendar = false,
-    bool Residual = false)
+    bool Residual = false,
+    bool PooledLoss = false,
+    bool StoredTargets = false)
 {
     /// <summary>First problem with the settings, or null.</summary>
     public string? Check()
@@ -36,6 +42,9 @@ internal sealed record EvaluationSettings(
         if (Layers is < 1 or > 16) return $"--layers must be in 1..16, got {Layers}.";
         if (Horizons is < 1 or > 1000) return $"--horizon must be in 1..1000, got {Horizons}.";
         if (Window < 2) return $"--window must be at least 2, got {Window}.";
+        if (Stride < 1) return $"--stride must be at least 1, got {Stride}.";
+        if (BatchSize is < 1 or > 1_000_000) return $"--batch-size must be in 1..1000000, got {BatchSize}.";
+        if (Patience < 0) return $"--patience must not be negative, got {Patience}.";
         if (!(LearningRate > 0) || !float.IsFinite(LearningRate)) return $"--lr must be positive, got {LearningRate}.";
         if (Epochs < 1) return $"--epochs must be at least 1, got {Epochs}.";
         if (Warmup < 1) return $"--warmup must be at least 1, got {Warmup}.";

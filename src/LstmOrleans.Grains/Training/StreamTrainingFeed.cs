@@ -1,4 +1,5 @@
 using LstmOrleans.Abstractions;
+using LstmOrleans.Lstm.Training;
 using Microsoft.Extensions.Options;
 
 namespace LstmOrleans.Grains.Training;
@@ -53,6 +54,39 @@ internal sealed class StreamTrainingFeed(IGrainFactory grainFactory, string stre
 /// <summary>Cuts the training view out of a stream's state.</summary>
 internal static class StreamTrainingView
 {
+    private const double MinVariance = 1e-12;   // the stream's own floor (StreamComputation): below it the std used is 1
+
+    /// <summary>
+    /// The running statistics each row of <paramref name="w"/> was normalised with (target feature), recovered from the
+    /// statistics after the newest row by undoing the stream's Welford updates one row at a time, newest first: with
+    /// n rows counted, x_n = z_n std_n + mean_n, mean_{n-1} = (n mean_n - x_n) / (n - 1),
+    /// M2_{n-1} = M2_n - (x_n - mean_{n-1}) (x_n - mean_n). Null when the window cannot carry them (no rows, or more
+    /// rows than the stream has counted).
+    /// </summary>
+    public static SeriesScale? TargetScale(StreamTrainingWindow w, int targetIndex)
+    {
+        int rows = w.Rows, width = w.InputSize;
+        if (rows == 0 || w.StepCount < rows || targetIndex < 0 || targetIndex >= w.Mean.Length) return null;
+        var mean = new double[rows];
+        var std = new double[rows];
+        long n = w.StepCount;
+        double m = w.Mean[targetIndex], s = w.Std[targetIndex];
+        double m2 = s * s * n;
+        for (int row = rows - 1; row >= 0; row--, n--)
+        {
+            mean[row] = m;
+            std[row] = s;
+            if (row == 0) break;
+            double x = w.Inputs[row * width + targetIndex] * s + m;
+            double previousMean = n > 1 ? (n * m - x) / (n - 1) : 0;
+            m2 = Math.Max(0, m2 - (x - previousMean) * (x - m));
+            m = previousMean;
+            double variance = n > 1 ? m2 / (n - 1) : 0;
+            s = variance > MinVariance ? Math.Sqrt(variance) : 1.0;
+        }
+        return new SeriesScale(mean, std);
+    }
+
     /// <summary>
     /// The model inputs of <paramref name="window"/> (the newest retained observations, copies: normalised values, then
     /// calendar features), oldest first, with the current statistics of the values.

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using LstmOrleans.Abstractions;
 using LstmOrleans.Lstm;
+using LstmOrleans.Lstm.Training;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Orleans.Hosting;
@@ -205,11 +206,25 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
 
             int inputWidth = info.Config.ModelInputSize;   // values, then calendar features
             var series = new List<float[]>();
+            var scales = new List<SeriesScale>();
+            bool scaled = _options.OriginScaledTargets && info.Config.Normalization == NormalizationMode.RunningZScore;
             var strays = new List<string>();
             foreach (var w in windows)
             {
                 if (w.ModelName != Name) { strays.Add(w.StreamId); continue; }
-                if (w.InputSize == inputWidth && TrainingRound.IsUsable(w.Rows, settings)) series.Add(w.Inputs);
+                if (w.InputSize != inputWidth || !TrainingRound.IsUsable(w.Rows, settings)) continue;
+                if (!scaled)
+                {
+                    series.Add(w.Inputs);
+                    continue;
+                }
+                // A window that cannot carry its statistics is left out; rows normalised with statistics of fewer than
+                // MinStatisticsCount observations are cut (in their units a later value can be hundreds of "stds" away).
+                if (StreamTrainingView.TargetScale(w, info.Config.TargetIndex) is not { } scale) continue;
+                int skip = (int)Math.Clamp(_options.MinStatisticsCount - (w.StepCount - w.Rows + 1), 0, w.Rows);
+                if (!TrainingRound.IsUsable(w.Rows - skip, settings)) continue;
+                series.Add(w.Inputs[(skip * w.InputSize)..]);
+                scales.Add(new SeriesScale(scale.Mean[skip..], scale.Std[skip..]));
             }
             if (strays.Count > 0) ForgetStreams(strays);
 
@@ -225,7 +240,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
             {
                 var championParameters = ToParameters(champion);
                 var input = new RoundInput(championParameters, series, settings, info.Config.TargetIndex, _options.TrainerThreads, (int)roundId,
-                    info.Config.Residual);
+                    info.Config.Residual, _options.BalanceStreams, scaled ? scales : null);
                 // The hard stop is a safety net; the trainer itself keeps to the time budget.
                 using var cancel = new CancellationTokenSource(settings.TimeBudget * 2 + TimeSpan.FromMinutes(1));
                 var outcome = await Task.Run(() => TrainingRound.Run(input, cancel.Token));

@@ -30,6 +30,28 @@ public sealed class TrainingGrainOptions
     /// <summary>Worker threads of the trainer (each round runs on the thread pool, off the grain scheduler).</summary>
     public int TrainerThreads { get; set; } = 1;
 
+    /// <summary>
+    /// Weight each stream's squared errors by 1 / its persistence MSE over the round's training part, in training, early
+    /// stopping and the champion/challenger decision (<see cref="LstmOrleans.Lstm.Training.TrainerOptions.BalanceSeries"/>).
+    /// With a plain pooled loss, streams whose normalised values jump (spikes, level shifts) outweigh smooth streams by
+    /// orders of magnitude, and a shared model is fitted, and published, for them alone (QUALITY.md).
+    /// </summary>
+    public bool BalanceStreams { get; set; } = true;
+
+    /// <summary>
+    /// Score every training target in the normalisation of its origin row (the statistics the stream will de-normalise
+    /// that forecast with), recovered from each stream's window, instead of the target row's own: with running
+    /// statistics the two differ after a spike or level shift, and a model fitted to the stored targets is biased live.
+    /// Applies to models with <see cref="NormalizationMode.RunningZScore"/>.
+    /// </summary>
+    public bool OriginScaledTargets { get; set; } = true;
+
+    /// <summary>
+    /// With <see cref="OriginScaledTargets"/>, a stream's rows whose statistics cover fewer observations than this (its
+    /// first steps after binding) are left out of a round.
+    /// </summary>
+    public int MinStatisticsCount { get; set; } = 64;
+
     /// <summary>Rounds kept in the training grain's durable history.</summary>
     public int MaxRecordedRounds { get; set; } = 100;
 
@@ -48,6 +70,7 @@ internal sealed class TrainingGrainOptionsValidator : IValidateOptions<TrainingG
         if (options.MaxConcurrentPulls < 1) errors.Add($"{nameof(options.MaxConcurrentPulls)} must be at least 1.");
         if (options.PullTimeout <= TimeSpan.Zero) errors.Add($"{nameof(options.PullTimeout)} must be positive.");
         if (options.TrainerThreads is < 1 or > 1024) errors.Add($"{nameof(options.TrainerThreads)} must be between 1 and 1024.");
+        if (options.MinStatisticsCount < 0) errors.Add($"{nameof(options.MinStatisticsCount)} must not be negative.");
         if (options.MaxRecordedRounds < 1) errors.Add($"{nameof(options.MaxRecordedRounds)} must be at least 1.");
         if (options.RegistryFlushInterval <= TimeSpan.Zero) errors.Add($"{nameof(options.RegistryFlushInterval)} must be positive.");
         if (options.DefaultSettings is null) errors.Add($"{nameof(options.DefaultSettings)} must be set.");

@@ -8,8 +8,10 @@ namespace LstmOrleans.Grains.Training;
 /// <param name="Champion">The active weights (warm start and the bar to beat). Not modified.</param>
 /// <param name="Series">One [N_s, D] row-major array of normalised inputs per usable stream.</param>
 /// <param name="Residual">The model's head predicts the change from the current target input (<see cref="ModelConfig.Residual"/>).</param>
+/// <param name="BalanceStreams">Weight each stream by 1 / its persistence MSE (<see cref="TrainerOptions.BalanceSeries"/>).</param>
+/// <param name="Scales">Per-row normalisation of each series' target (<see cref="SeriesScale"/>), or null to score the stored targets.</param>
 internal sealed record RoundInput(LstmParameters Champion, IReadOnlyList<float[]> Series, TrainingSettings Settings,
-    int TargetColumn, int Threads, int Seed, bool Residual = false);
+    int TargetColumn, int Threads, int Seed, bool Residual = false, bool BalanceStreams = false, IReadOnlyList<SeriesScale>? Scales = null);
 
 /// <summary>The numbers of one trained round (all losses MSE in normalised units, on the same data for both models).</summary>
 internal sealed record RoundOutcome(
@@ -46,7 +48,8 @@ internal static class TrainingRound
         return rows >= settings.WindowLength && held >= 2 && rows - held >= settings.WindowLength;
     }
 
-    public static TrainerOptions TrainerOptionsFor(TrainingSettings s, int targetColumn, int threads, int seed, bool residual = false) => new()
+    public static TrainerOptions TrainerOptionsFor(TrainingSettings s, int targetColumn, int threads, int seed, bool residual = false,
+        bool balance = false) => new()
     {
         WindowLength = s.WindowLength,
         Stride = s.Stride,
@@ -62,26 +65,27 @@ internal static class TrainingRound
         Threads = threads,
         TargetColumn = targetColumn,
         Residual = residual,
+        BalanceSeries = balance,
     };
 
     public static RoundOutcome Run(RoundInput input, CancellationToken ct)
     {
         var config = input.Champion.Config;
-        var options = TrainerOptionsFor(input.Settings, input.TargetColumn, input.Threads, input.Seed, input.Residual);
-        var fit = LstmTrainer.Fit(input.Champion, input.Series, options, onEpoch: null, ct);
+        var options = TrainerOptionsFor(input.Settings, input.TargetColumn, input.Threads, input.Seed, input.Residual, input.BalanceStreams);
+        var fit = LstmTrainer.Fit(input.Champion, input.Series, options, onEpoch: null, ct, input.Scales);
         var challenger = fit.BestParameters;
 
         // Both models on the same held-out windows (and the persistence forecast on the same entries).
         ct.ThrowIfCancellationRequested();
-        var championValidation = LstmTrainer.Evaluate(input.Champion, input.Series, options);
-        var challengerValidation = SafeEvaluate(challenger, input.Series, options);
+        var championValidation = LstmTrainer.Evaluate(input.Champion, input.Series, options, input.Scales);
+        var challengerValidation = SafeEvaluate(challenger, input.Series, options, input.Scales);
 
         // Train losses: the training part of every series, scored without updates the same way for both models
         // (the last 90 % of it; the first rows only warm the state up).
-        var trainParts = TrainingParts(input.Series, config.InputSize, input.Settings.ValidationFraction);
+        var (trainParts, trainScales) = TrainingParts(input.Series, input.Scales, config.InputSize, input.Settings.ValidationFraction);
         var trainOptions = options with { ValidationFraction = 0.9 };
-        double championTrain = SafeEvaluate(input.Champion, trainParts, trainOptions).Mse;
-        double challengerTrain = SafeEvaluate(challenger, trainParts, trainOptions).Mse;
+        double championTrain = SafeEvaluate(input.Champion, trainParts, trainOptions, trainScales).Mse;
+        double challengerTrain = SafeEvaluate(challenger, trainParts, trainOptions, trainScales).Mse;
 
         long rows = 0;
         int trainWindows = 0;
@@ -99,21 +103,25 @@ internal static class TrainingRound
     }
 
     /// <summary>Evaluation of possibly diverged weights: non-finite weights score NaN instead of throwing.</summary>
-    private static EvaluationResult SafeEvaluate(LstmParameters parameters, IReadOnlyList<float[]> series, TrainerOptions options)
+    private static EvaluationResult SafeEvaluate(LstmParameters parameters, IReadOnlyList<float[]> series, TrainerOptions options,
+        IReadOnlyList<SeriesScale>? scales)
     {
         if (!parameters.AllFinite()) return new EvaluationResult(double.NaN, double.NaN, 0);
-        return LstmTrainer.Evaluate(parameters, series, options);
+        return LstmTrainer.Evaluate(parameters, series, options, scales);
     }
 
-    private static float[][] TrainingParts(IReadOnlyList<float[]> series, int inputSize, double validationFraction)
+    private static (float[][] Parts, SeriesScale[]? Scales) TrainingParts(IReadOnlyList<float[]> series, IReadOnlyList<SeriesScale>? scales,
+        int inputSize, double validationFraction)
     {
         var parts = new float[series.Count][];
+        var partScales = scales is null ? null : new SeriesScale[series.Count];
         for (int i = 0; i < series.Count; i++)
         {
             int n = series[i].Length / inputSize;
             int trainEnd = n - (int)Math.Floor(n * validationFraction);
             parts[i] = series[i].AsSpan(0, trainEnd * inputSize).ToArray();
+            if (partScales is not null) partScales[i] = new SeriesScale(scales![i].Mean[..trainEnd], scales[i].Std[..trainEnd]);
         }
-        return parts;
+        return (parts, partScales);
     }
 }

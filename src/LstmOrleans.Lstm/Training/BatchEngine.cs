@@ -224,7 +224,7 @@ internal sealed class BatchEngine
                     {
                         int idx = (w * t + step) * k + q, targetRow = row + q + 1;
                         bool counts = step >= options.BurnIn && row >= window.ScoredFrom && targetRow < window.Limit;
-                        float target = counts ? rows[targetRow * d + column] : 0f;
+                        float target = counts ? data.Target(window.Series, row, targetRow, column) : 0f;
                         // Residual: the head's output is the change from the current row, so its target is too
                         // (forecast - target = output - (target - last), the same error).
                         _targets[idx] = counts && options.Residual ? target - last : target;

@@ -57,6 +57,16 @@ public sealed record TrainerOptions
     /// </summary>
     public bool Residual { get; init; }
 
+    /// <summary>
+    /// Weight each series' squared errors by 1 / its persistence MSE on its training part (see <c>Dataset</c>), in
+    /// training, validation and <see cref="LstmTrainer.Evaluate"/>, so every series counts by how much the model improves
+    /// on persistence there rather than by the size of its normalised steps. Without it, one series with jumps (a level
+    /// shift inflates its normalised step changes by orders of magnitude) dominates the pooled loss of a shared model
+    /// and the smooth series are fitted badly. Off by default in the library; the training grain turns it on
+    /// (<c>TrainingGrainOptions.BalanceStreams</c>).
+    /// </summary>
+    public bool BalanceSeries { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first out-of-range option.</summary>
     public TrainerOptions Validate(LstmConfig config)
     {

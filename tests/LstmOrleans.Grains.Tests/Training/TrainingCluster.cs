@@ -16,6 +16,12 @@ namespace LstmOrleans.Grains.Tests.Training;
 /// </summary>
 internal static class TrainingCluster
 {
+    /// <summary>
+    /// Rows a round trains on from a stream that has taken <paramref name="rows"/> steps since binding, all of them in its
+    /// window: its first rows, normalised with statistics of fewer than MinStatisticsCount observations, are cut.
+    /// </summary>
+    public static long UsedRows(int rows) => rows - Math.Min(rows, new TrainingGrainOptions().MinStatisticsCount - 1);
+
     /// <param name="configureSilo">Runs last on every silo (e.g. to wrap the grain storage).</param>
     public static async Task<InProcessTestCluster> StartAsync(string serviceId, int silos, Action<TrainingGrainOptions>? configure = null,
         Action<ISiloBuilder>? configureSilo = null, Action<IClientBuilder>? configureClient = null)
