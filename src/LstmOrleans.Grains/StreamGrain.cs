@@ -277,8 +277,10 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         {
             await WriteAsync();
         }
-        catch
+        catch (Exception e)
         {
+            // A conflict means another activation owns the stream now: this one is stale and goes (the next call reloads).
+            if (e is InconsistentStateException) DeactivateOnIdle();
             if (previous is not null) { Current = previous; _unsavedSteps -= steps; }
             else
             {
@@ -300,6 +302,7 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         var s = Current;
         if (s.PendingClosed is { Count: > 0 })
         {
+            await FenceHistoryWriteAsync();
             var stored = await ReadHistoryAsync();
             var merged = new GrainState<StreamHistory>(StreamComputation.MergeHistory(s, stored.State)) { ETag = stored.ETag, RecordExists = stored.RecordExists };
             await Storage.WriteStateAsync(HistoryStateName, this.GetGrainId(), merged);
@@ -308,6 +311,25 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         if (ReferenceEquals(s, Current)) s.PendingClosed = null;
         _unsavedSteps = 0;
         _lastWriteTimestamp = Environment.TickCount64;
+    }
+
+    /// <summary>
+    /// Refuses the history write of a stale activation. The history record's own ETag cannot tell: a duplicate
+    /// activation (e.g. on another silo, or one that has not seen this stream's newer core) reads the record fresh and
+    /// would overwrite good entries with its own before its core write fails on the core's ETag. So the stored core is
+    /// checked first: if its ETag is not the one this activation last read or wrote, another activation has written the
+    /// core since, and this one fails with <see cref="InconsistentStateException"/> without touching anything. Costs one
+    /// core read per history write (once per chunk). Two activations that pass this check on the same core version in
+    /// the same instant can still race; the core's ETag then decides which core survives.
+    /// </summary>
+    private async Task FenceHistoryWriteAsync()
+    {
+        var stored = new GrainState<StreamState>();
+        await Storage.ReadStateAsync(CoreStateName, this.GetGrainId(), stored);
+        if (stored.ETag != _state.ETag)
+            throw new InconsistentStateException(
+                $"Stream {StreamId}: the stored core state (ETag {stored.ETag ?? "none"}) was written by another activation since this one's (ETag {_state.ETag ?? "none"}); its history is left alone.",
+                stored.ETag ?? string.Empty, _state.ETag ?? string.Empty);
     }
 
     private async Task FlushAsync()

@@ -228,7 +228,10 @@ public sealed class HistoryLayoutTests(HistoryLayoutFixture fixture) : IClassFix
         long v2 = await model.PublishAsync(new PublishRequest(trained.Data, "retrained"));
         var v2Weights = TestSupport.ToEngine(await model.GetActiveWeightsAsync());
         reference.Rewarm(v2Weights, window: HistoryLayoutFixture.Capacity);
-        var result = await TestSupport.Eventually(() => stream.IngestAsync(TestSupport.Obs(38)), r => r.WeightsVersion == v2 || r.Duplicate);
+        // The push to the silo cache is not awaited by PublishAsync: wait for it, or step 38 may still use version 1.
+        var cache = fixture.Cluster.Silos[0].ServiceProvider.GetRequiredService<ModelWeightsCache>();
+        await TestSupport.Eventually(() => Task.FromResult(cache.TryGet("layout-rewarm", out var held) ? held.Version : 0), v => v == v2);
+        var result = await stream.IngestAsync(TestSupport.Obs(38));
         Assert.Equal(v2, result.WeightsVersion);
         Assert.False(result.Duplicate);
         Assert.Equal(reference.Step(TestSupport.Obs(38).Values), result.Predictions);
@@ -248,6 +251,42 @@ public sealed class HistoryLayoutTests(HistoryLayoutFixture fixture) : IClassFix
         var results = await stream.IngestBatchAsync(batch);
         Assert.All(results, r => Assert.Equal(v3, r.WeightsVersion));
         Assert.Equal(expected, results.Select(r => r.Predictions));
+    }
+
+    [Fact]
+    public async Task A_stale_activation_cannot_overwrite_the_history_record()
+    {
+        await CreateModelAsync("layout-fence");
+        var stream = Client.GetGrain<IStreamGrain>("layout/fence");
+        await stream.BindAsync("layout-fence");
+        var grainId = stream.GetGrainId();
+        var storage = fixture.Cluster.Silos[0].ServiceProvider.GetRequiredKeyedService<IGrainStorage>("inner");
+        // Two closed chunks (a history record exists) and a full tail: the next step closes the third chunk.
+        const int steps = 3 * HistoryLayoutFixture.Chunk;
+        for (long seq = 1; seq <= steps; seq++) await stream.IngestAsync(TestSupport.Obs(seq));
+        var historyBefore = new GrainState<StreamHistory>();
+        await storage.ReadStateAsync("history", grainId, historyBefore);
+        Assert.True(historyBefore.RecordExists);
+
+        // Another activation of the stream (say on another silo) writes the core behind this activation's back.
+        var core = new GrainState<StreamState>();
+        await storage.ReadStateAsync("stream", grainId, core);
+        await storage.WriteStateAsync("stream", grainId, core);
+
+        // This activation is now stale: its chunk-closing step fails and the history record is not touched.
+        var failure = await Assert.ThrowsAnyAsync<Exception>(() => stream.IngestAsync(TestSupport.Obs(steps + 1, seed: 4)));
+        Assert.IsNotType<ObservationRejectedException>(failure);
+        var historyAfter = new GrainState<StreamHistory>();
+        await storage.ReadStateAsync("history", grainId, historyAfter);
+        Assert.Equal(historyBefore.ETag, historyAfter.ETag);
+        Assert.Equal(historyBefore.State!.Closed.Sequences, historyAfter.State!.Closed.Sequences);
+
+        // The stale activation went away; the stream reloads the stored core and takes the step.
+        var result = await stream.IngestAsync(TestSupport.Obs(steps + 1));
+        Assert.False(result.Duplicate);
+        Assert.Equal(steps + 1, result.StepCount);
+        Assert.Equal(Enumerable.Range(1, HistoryLayoutFixture.Capacity).Select(i => (long)(steps + 1 - HistoryLayoutFixture.Capacity + i)),
+            (await stream.GetHistoryAsync(100)).Select(o => o.Sequence));
     }
 
     [Fact]

@@ -235,8 +235,8 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
     /// <summary>
     /// min(concurrency, streams) workers; worker w owns streams w, w+W, w+2W, ... and calls them round-robin until
     /// <paramref name="duration"/> has passed (or once each with <paramref name="onePass"/>). With a call rate, worker
-    /// w's k-th call is scheduled at start + (w + k W) / rate and its latency counts from that scheduled time, so a
-    /// stall is charged to every call it delays (no coordinated omission). <paramref name="sendLag"/>, when given, receives
+    /// w's k-th call is scheduled at start + (w + k W) / rate and its latency counts from that scheduled time (from its real
+    /// send time if it left up to 1 ms early), so a stall is charged to every call it delays (no coordinated omission). <paramref name="sendLag"/>, when given, receives
     /// how late each fixed-rate call actually left (after its scheduled time), to tell client lag from silo latency.
     /// </summary>
     private async Task<(LatencyHistogram Histogram, long Errors, string? FirstError, double Seconds)> RunWorkersAsync(
@@ -278,11 +278,15 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
                     scheduled = Stopwatch.GetTimestamp();
                     if (scheduled >= end) break;
                 }
-                lag?.Record((long)((Stopwatch.GetTimestamp() - scheduled) * nanosPerTick));
+                // A call due within 1 ms is sent at once, possibly before its scheduled time; its latency then counts
+                // from when it was really sent (counting from the later scheduled time would hide up to 1 ms of it).
+                long sent = Stopwatch.GetTimestamp();
+                lag?.Record((long)((sent - scheduled) * nanosPerTick));
+                long chargedFrom = Math.Min(scheduled, sent);
                 try
                 {
                     await call(cursor);
-                    long latency = (long)((Stopwatch.GetTimestamp() - scheduled) * nanosPerTick);
+                    long latency = (long)((Stopwatch.GetTimestamp() - chargedFrom) * nanosPerTick);
                     histogram.Record(latency);
                     interval?.Record(latency);
                 }
