@@ -20,7 +20,8 @@ public enum SqliteSynchronousMode
     /// <summary>
     /// The WAL is synced only at checkpoints. Survives the silo process being killed (SIGKILL, crash, OOM);
     /// an OS crash or power loss can lose the writes acknowledged since the last checkpoint, but leaves a
-    /// consistent database. About 3x the single-write throughput of <see cref="Full"/> on the benchmark machine.
+    /// consistent database. Faster than <see cref="Full"/> because no commit waits for the disk; an opt-in
+    /// for deployments that accept that loss.
     /// </summary>
     Normal = 1,
 
