@@ -80,10 +80,13 @@ public sealed class FailoverTests(ITestOutputHelper output) : IAsyncLifetime
         await run;
         double finishedAt = load.NowMs;
 
-        var (clusterGap, worstStall) = load.Gaps(killedAt);
+        var (clusterGap, worstStall, worstStream, worstStallEnds) = load.GapsWithWorstStream(killedAt);
         Report($"sigkill: {Streams} streams x {Observations} observations over 3 silos (Redis), SIGKILL silo1 after {acknowledgedAtKill} acks; " +
                $"cluster-wide service gap {clusterGap:0} ms, worst single-stream stall {worstStall:0} ms, {load.Retries} retried calls, " +
                $"recovery+rest {finishedAt - killedAt:0} ms; {Tuning}; {_supervisorRestarts} silo starts repeated after dying while joining");
+        if (worstStream >= 0)
+            Report($"  worst stall: stream {worstStream}, acknowledged again at +{worstStallEnds - killedAt:0} ms after the kill; " +
+                   $"its attempts: {load.AttemptTimeline(worstStream, killedAt, worstStallEnds)}");
         await AssertEqualsUninterruptedRunAsync(grains, model, load, _ => Observations);
         // Generous bound for a loaded shared CI machine; BENCHMARKS.md records the measured values.
         Assert.True(clusterGap < 20_000, $"service gap {clusterGap:0} ms");

@@ -15,7 +15,11 @@ internal sealed class ReplayLoad(IGrainFactory grains, string modelName, int str
     private readonly Stopwatch _clock = Stopwatch.StartNew();
     private readonly ConcurrentQueue<(double AtMs, int Stream)> _successes = new();
     private readonly ConcurrentQueue<(int Stream, long Sequence, StepResult Result)> _acks = new();
+    private readonly ConcurrentQueue<(double SentMs, double FailedMs, int Stream, string Error)> _failures = new();
     private readonly long[] _acknowledged = new long[streams];
+    private readonly double[] _lastSuccessSentMs = new double[streams];
+    // Sent time of the attempt behind each acknowledgement, per stream, in acknowledgement order.
+    private readonly ConcurrentQueue<(int Stream, double SentMs, double AtMs)> _successAttempts = new();
     private long _retries;
     private long _total;
 
@@ -34,12 +38,14 @@ internal sealed class ReplayLoad(IGrainFactory grains, string modelName, int str
     private async Task RunStreamAsync(int stream, Func<long, bool> keepGoing, TimeSpan giveUpAfter)
     {
         var grain = grains.GetGrain<IStreamGrain>(StreamId(stream));
-        await RetryAsync(() => grain.BindAsync(modelName), giveUpAfter);
+        await RetryAsync(stream, () => grain.BindAsync(modelName), giveUpAfter);
         for (long sequence = 1; keepGoing(sequence); sequence++)
         {
             var observation = Signals.Obs(stream, sequence, inputSize);
-            var result = await RetryAsync(() => grain.IngestAsync(observation), giveUpAfter);
-            _successes.Enqueue((NowMs, stream));
+            var result = await RetryAsync(stream, () => grain.IngestAsync(observation), giveUpAfter);
+            double acknowledgedAt = NowMs;
+            _successes.Enqueue((acknowledgedAt, stream));
+            _successAttempts.Enqueue((stream, _lastSuccessSentMs[stream], acknowledgedAt));
             _acks.Enqueue((stream, sequence, result));
             Interlocked.Exchange(ref _acknowledged[stream], sequence);
             Interlocked.Increment(ref _total);
@@ -47,21 +53,26 @@ internal sealed class ReplayLoad(IGrainFactory grains, string modelName, int str
         }
     }
 
-    private async Task<T> RetryAsync<T>(Func<Task<T>> call, TimeSpan giveUpAfter)
+    private async Task<T> RetryAsync<T>(int stream, Func<Task<T>> call, TimeSpan giveUpAfter)
     {
         var started = Stopwatch.StartNew();
+        double attemptStartedMs = NowMs;
         while (true)
         {
             try
             {
-                return await call();
+                var answer = await call();
+                _lastSuccessSentMs[stream] = attemptStartedMs;
+                return answer;
             }
             catch (Exception e) when (e is not ObservationRejectedException && started.Elapsed < giveUpAfter)
             {
                 // Silo gone, gateway closed, activation moving, response timed out: all safe to resend.
                 Interlocked.Increment(ref _retries);
+                _failures.Enqueue((attemptStartedMs, NowMs, stream, e.GetType().Name));
                 if (Errors.Count < 20) Errors.Enqueue($"{e.GetType().Name}: {e.Message.Split('\n')[0]}");
                 await Task.Delay(50);
+                attemptStartedMs = NowMs;
             }
         }
     }
@@ -70,21 +81,40 @@ internal sealed class ReplayLoad(IGrainFactory grains, string modelName, int str
     /// Longest stretch after <paramref name="fromMs"/> with no successful call anywhere, and the longest time any single
     /// stream waited between two of its acknowledgements after that point (minus the pacing it waits anyway).
     /// </summary>
-    public (double ClusterGapMs, double WorstStreamStallMs) Gaps(double fromMs)
+    public (double ClusterGapMs, double WorstStreamStallMs) Gaps(double fromMs) => GapsWithWorstStream(fromMs) is var g ? (g.ClusterGapMs, g.WorstStreamStallMs) : default;
+
+    /// <summary>
+    /// The attempts of one stream that ended after <paramref name="fromMs"/>, as "sent at +s ms, failed at +t ms
+    /// with Exception", times relative to <paramref name="fromMs"/>: shows where a stall's time went (response
+    /// timeouts, rejections, retries).
+    /// </summary>
+    public string AttemptTimeline(int stream, double fromMs, double untilMs)
+    {
+        var failures = _failures.Where(f => f.Stream == stream && f.FailedMs > fromMs && f.FailedMs <= untilMs)
+            .Select(f => $"sent {f.SentMs - fromMs:+0;-0} ms, failed {f.FailedMs - fromMs:+0;-0} ms: {f.Error}");
+        var success = _successAttempts.Where(a => a.Stream == stream && a.AtMs == untilMs)
+            .Select(a => $"sent {a.SentMs - fromMs:+0;-0} ms, acknowledged {a.AtMs - fromMs:+0;-0} ms");
+        return string.Join("; ", failures.Concat(success));
+    }
+
+    public (double ClusterGapMs, double WorstStreamStallMs, int WorstStream, double WorstStallEndsMs) GapsWithWorstStream(double fromMs)
     {
         var all = _successes.ToArray();
         var times = all.Select(s => s.AtMs).Where(t => t > fromMs).Order().ToArray();
         double clusterGap = 0, previous = fromMs;
         foreach (var t in times) { clusterGap = Math.Max(clusterGap, t - previous); previous = t; }
 
-        double worstStall = 0;
+        double worstStall = 0, worstStallEnds = 0;
+        int worstStream = -1;
         foreach (var group in all.GroupBy(s => s.Stream))
         {
             var ts = group.Select(s => s.AtMs).Order().ToArray();
             for (int i = 1; i < ts.Length; i++)
-                if (ts[i] > fromMs)
-                    worstStall = Math.Max(worstStall, ts[i] - ts[i - 1] - pacing.TotalMilliseconds);
+            {
+                double stall = ts[i] - ts[i - 1] - pacing.TotalMilliseconds;
+                if (ts[i] > fromMs && stall > worstStall) (worstStall, worstStream, worstStallEnds) = (stall, group.Key, ts[i]);
+            }
         }
-        return (clusterGap, worstStall);
+        return (clusterGap, worstStall, worstStream, worstStallEnds);
     }
 }
