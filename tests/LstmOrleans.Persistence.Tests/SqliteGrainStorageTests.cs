@@ -353,6 +353,44 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : GroupC
         }
     }
 
+    [Theory]
+    [InlineData(100, false)]
+    [InlineData(10_000, true)]
+    public async Task WalIsCheckpointedAfterTheConfiguredNumberOfPages(int checkpointPages, bool walKeepsEveryCommit)
+    {
+        var path = folder.NewDatabasePath();
+        await using (var storage = await OpenAsync(path, o => o.WalAutoCheckpointPages = checkpointPages))
+        {
+            var state = new GrainState<SensorTestState>(Sample(0));
+            for (var i = 1; i <= 300; i++) // 300 one-write transactions, at least one WAL page each
+            {
+                state.State = Sample(i);
+                await storage.WriteStateAsync(StateName, NewGrainId(), state);
+                state.ETag = null;
+            }
+
+            // wal_checkpoint reports how many frames the WAL held before it ran: with a 100-page threshold the writer
+            // has been restarting the WAL all along; with 10,000 every commit is still in it.
+            using var connection = new SqliteConnection($"Data Source={path}");
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "PRAGMA wal_checkpoint(PASSIVE)";
+            using var result = command.ExecuteReader();
+            Assert.True(result.Read());
+            var walFrames = result.GetInt64(1);
+            if (walKeepsEveryCommit)
+            {
+                Assert.True(walFrames >= 300, $"WAL holds {walFrames} frames");
+            }
+            else
+            {
+                Assert.True(walFrames < 200, $"WAL holds {walFrames} frames");
+            }
+        }
+
+        SqliteConnection.ClearAllPools();
+    }
+
     public static TheoryData<string, Action<SqliteGrainStorageOptions>> InvalidOptions => new()
     {
         { "DataSource is required", o => o.DataSource = " " },
@@ -362,6 +400,7 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : GroupC
         { "MaxBatchDelay must be between 0 and 1 s", o => o.MaxBatchDelay = TimeSpan.FromSeconds(-1) },
         { "Synchronous has the undefined value 7", o => o.Synchronous = (SqliteSynchronousMode)7 },
         { "BusyTimeout must be positive", o => o.BusyTimeout = TimeSpan.Zero },
+        { "WalAutoCheckpointPages must be between 100 and 1000000 pages, was 10", o => o.WalAutoCheckpointPages = 10 },
         { "GrainStorageSerializer is null", o => o.GrainStorageSerializer = null! },
     };
 
