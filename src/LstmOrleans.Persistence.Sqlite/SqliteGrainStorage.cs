@@ -93,7 +93,7 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
 
     public bool CommitBlocksThread => true;
 
-    public string Describe() => $"file {options.DataSource}, synchronous={options.Synchronous}";
+    public string Describe() => $"file {options.DataSource}, synchronous={options.Synchronous}, checkpoint every {options.WalAutoCheckpointPages} WAL pages";
 
     public async Task OpenAsync(CancellationToken cancellationToken)
     {
@@ -151,7 +151,7 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
                 throw new InvalidOperationException($"SQLite grain storage '{name}' could not switch {options.DataSource} to WAL mode (got '{mode}').");
             }
 
-            pragma.CommandText = $"PRAGMA synchronous={(int)options.Synchronous};";
+            pragma.CommandText = $"PRAGMA synchronous={(int)options.Synchronous}; PRAGMA wal_autocheckpoint={options.WalAutoCheckpointPages};";
             pragma.ExecuteNonQuery();
             // An ordinary rowid table with the key as a separate unique index, not WITHOUT ROWID: a WITHOUT ROWID
             // row longer than ~1 KB (a stream's state at H=32 is ~1.3 KB) does not fit its 4 KB b-tree page and

@@ -60,9 +60,16 @@ public sealed class PostgresGroupCommitClusterTests(PostgresServerFixture postgr
 
 /// <summary>The PostgreSQL provider used directly, without a cluster.</summary>
 [Collection(ClusterCollection.Name)]
-public sealed class PostgresGrainStorageTests(PostgresServerFixture postgres)
+public sealed class PostgresGrainStorageTests(PostgresServerFixture postgres) : GroupCommitProviderTests
 {
-    private const string StateName = "sensor";
+    // A fresh table per test: instances opened on it share it, as silos of one service would.
+    protected override string NewLocation() => $"t_{Guid.NewGuid():N}";
+
+    protected override async Task<ProviderUnderTest> OpenProviderAsync(string location, Func<int, ValueTask>? onBeforeCommit = null, string serviceId = "service-a")
+    {
+        var storage = await OpenAsync(o => o.OnBeforeCommit = onBeforeCommit, serviceId, table: location);
+        return new ProviderUnderTest(storage, () => storage.CommittedOperations, () => storage.FailedBatches, storage.DisposeAsync);
+    }
 
     private async Task<PostgresGrainStorage> OpenAsync(Action<PostgresGrainStorageOptions>? configure = null, string serviceId = "service-a", string table = "lstm_grain_state")
     {
@@ -77,16 +84,17 @@ public sealed class PostgresGrainStorageTests(PostgresServerFixture postgres)
         return storage;
     }
 
-    private static GrainId NewGrainId() => GrainId.Create("sensor", Guid.NewGuid().ToString("N"));
+    [PostgresFact] public Task StaleEtagFromSecondInstanceConflictsAndChangesNothing() => StaleEtagFromSecondInstanceConflictsAndChangesNothingCore();
 
-    private static async Task<GrainState<SensorTestState>> ReadAsync(IGrainStorage storage, GrainId grainId)
-    {
-        var state = new GrainState<SensorTestState>(new SensorTestState());
-        await storage.ReadStateAsync(StateName, grainId, state);
-        return state;
-    }
+    [PostgresFact] public Task MalformedEtagsAreRejectedAndWriteNothing() => MalformedEtagsAreRejectedAndWriteNothingCore();
 
-    private static SensorTestState Sample(long sequence, string note = "") => GrainStorageDurabilityTests.Sample(sequence, note: note);
+    [PostgresFact] public Task ClearLeavesTombstoneThatStillRejectsWritersFromBeforeTheClear() => ClearLeavesTombstoneThatStillRejectsWritersFromBeforeTheClearCore();
+
+    [PostgresFact] public Task ClearOfMissingRecordIsANoOpButClearWithoutEtagOfExistingRecordConflicts() => ClearOfMissingRecordIsANoOpButClearWithoutEtagOfExistingRecordConflictsCore();
+
+    [PostgresFact] public Task ConflictingWriteInABatchFailsAloneAndTheRestCommits() => ConflictingWriteInABatchFailsAloneAndTheRestCommitsCore();
+
+    [PostgresFact] public Task FailedCommitFailsEveryCallInTheBatchChangesNothingAndRetryConverges() => FailedCommitFailsEveryCallInTheBatchChangesNothingAndRetryConvergesCore();
 
     [PostgresFact]
     public async Task CreatesItsTableAndRoundTripsAcrossInstances()
@@ -115,113 +123,6 @@ public sealed class PostgresGrainStorageTests(PostgresServerFixture postgres)
         Assert.Equal(StateName, row.GetString(1));
         Assert.Equal(grainId.ToString(), row.GetString(2));
         Assert.InRange(row.GetInt32(3), 32, 80); // Orleans binary, not JSON
-    }
-
-    [PostgresFact]
-    public async Task StaleEtagFromSecondInstanceConflictsAndChangesNothing()
-    {
-        await using var a = await OpenAsync();
-        await using var b = await OpenAsync();
-        var grainId = NewGrainId();
-        await a.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(1)));
-        var viaA = await ReadAsync(a, grainId);
-        var viaB = await ReadAsync(b, grainId);
-
-        viaA.State = Sample(2, "A");
-        await a.WriteStateAsync(StateName, grainId, viaA);
-        viaB.State = Sample(3, "B");
-        await Assert.ThrowsAsync<InconsistentStateException>(() => b.WriteStateAsync(StateName, grainId, viaB));
-        Assert.Equal("1", viaB.ETag);
-        await Assert.ThrowsAsync<InconsistentStateException>(() => b.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(9))));
-
-        var stored = await ReadAsync(b, grainId);
-        GrainStorageDurabilityTests.AssertSameState(Sample(2, "A"), stored.State);
-        Assert.Equal("2", stored.ETag);
-    }
-
-    [PostgresFact]
-    public async Task ClearLeavesTombstoneThatRejectsWritersFromBeforeTheClear()
-    {
-        await using var storage = await OpenAsync();
-        var grainId = NewGrainId();
-        var state = new GrainState<SensorTestState>(Sample(1));
-        await storage.WriteStateAsync(StateName, grainId, state);
-        var etagBeforeClear = state.ETag;
-        await storage.ClearStateAsync(StateName, grainId, state);
-        Assert.Equal("2", state.ETag);
-        Assert.False(state.RecordExists);
-
-        var read = await ReadAsync(storage, grainId);
-        Assert.False(read.RecordExists);
-        Assert.Equal("2", read.ETag);
-        await Assert.ThrowsAsync<InconsistentStateException>(() =>
-            storage.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(7), etagBeforeClear)));
-
-        var missing = new GrainState<SensorTestState>(new SensorTestState());
-        await storage.ClearStateAsync(StateName, NewGrainId(), missing);
-        Assert.Null(missing.ETag);
-        await Assert.ThrowsAsync<InconsistentStateException>(() =>
-            storage.ClearStateAsync(StateName, grainId, new GrainState<SensorTestState>(new SensorTestState())));
-    }
-
-    [PostgresFact]
-    public async Task BatchCommitsTogetherAConflictFailsAloneAndAFailedCommitChangesNothing()
-    {
-        var gate = new CommitGate(1, 3);
-        gate.FailingCommits.Add(4);
-        await using var storage = await OpenAsync(o => o.OnBeforeCommit = gate.BeforeCommit);
-        var contested = NewGrainId();
-        var first = storage.WriteStateAsync(StateName, contested, new GrainState<SensorTestState>(Sample(1)));
-        await gate.Entered;
-
-        // Batch 2: fifty new grains plus two writers racing on one grain with the same etag.
-        var ids = Enumerable.Range(0, 50).Select(_ => NewGrainId()).ToArray();
-        var states = ids.Select((_, i) => new GrainState<SensorTestState>(Sample(10 + i))).ToArray();
-        var writes = ids.Select((id, i) => storage.WriteStateAsync(StateName, id, states[i])).ToList();
-        var winner = new GrainState<SensorTestState>(Sample(2, "winner"), "1");
-        var loser = new GrainState<SensorTestState>(Sample(3, "loser"), "1");
-        var winnerWrite = storage.WriteStateAsync(StateName, contested, winner);
-        var loserWrite = storage.WriteStateAsync(StateName, contested, loser);
-        gate.Release();
-        await first;
-        await Task.WhenAll(writes);
-        await winnerWrite;
-        await Assert.ThrowsAsync<InconsistentStateException>(() => loserWrite);
-        Assert.Equal([1, 52], gate.BatchSizes);
-        GrainStorageDurabilityTests.AssertSameState(Sample(2, "winner"), (await ReadAsync(storage, contested)).State);
-
-        // Batch 4 fails inside its transaction: every call fails, nothing changes, etags stay.
-        var etags = states.Select(s => s.ETag).ToArray();
-        var holder = storage.WriteStateAsync(StateName, NewGrainId(), new GrainState<SensorTestState>(Sample(0)));
-        await gate.EnteredCommit(3); // batch 3 is held open, so all fifty updates queue into batch 4
-        foreach (var (state, i) in states.Select((s, i) => (s, i)))
-        {
-            state.State = Sample(500 + i);
-        }
-
-        var failing = ids.Select((id, i) => storage.WriteStateAsync(StateName, id, states[i])).ToArray();
-        gate.ReleaseCommit(3);
-        await holder;
-        foreach (var write in failing)
-        {
-            await Assert.ThrowsAsync<OrleansException>(() => write);
-        }
-
-        for (var i = 0; i < ids.Length; i++)
-        {
-            Assert.Equal(etags[i], states[i].ETag);
-            GrainStorageDurabilityTests.AssertSameState(Sample(10 + i), (await ReadAsync(storage, ids[i])).State);
-        }
-
-        // The writer reconnects after the failure; the retry converges.
-        await Task.WhenAll(ids.Select((id, i) => storage.WriteStateAsync(StateName, id, states[i])));
-        for (var i = 0; i < ids.Length; i++)
-        {
-            GrainStorageDurabilityTests.AssertSameState(Sample(500 + i), (await ReadAsync(storage, ids[i])).State);
-        }
-
-        Assert.Equal(1, storage.FailedBatches);
-        Assert.Equal(50, gate.BatchSizes[3]);
     }
 
     [Fact]

@@ -76,9 +76,15 @@ internal sealed class CommitGate
     }
 }
 
-public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : IClassFixture<SqliteFolderFixture>
+public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : GroupCommitProviderTests, IClassFixture<SqliteFolderFixture>
 {
-    private const string StateName = "sensor";
+    protected override string NewLocation() => folder.NewDatabasePath();
+
+    protected override async Task<ProviderUnderTest> OpenProviderAsync(string location, Func<int, ValueTask>? onBeforeCommit = null, string serviceId = "service-a")
+    {
+        var storage = await OpenAsync(location, o => o.OnBeforeCommit = onBeforeCommit, serviceId);
+        return new ProviderUnderTest(storage, () => storage.CommittedOperations, () => storage.FailedBatches, storage.DisposeAsync);
+    }
 
     private async Task<SqliteGrainStorage> OpenAsync(string path, Action<SqliteGrainStorageOptions>? configure = null, string serviceId = "service-a", string? name = null)
     {
@@ -93,16 +99,17 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : IClass
         return storage;
     }
 
-    private static GrainId NewGrainId() => GrainId.Create("sensor", Guid.NewGuid().ToString("N"));
+    [Fact] public Task StaleEtagFromSecondInstanceConflictsAndChangesNothing() => StaleEtagFromSecondInstanceConflictsAndChangesNothingCore();
 
-    private static async Task<GrainState<SensorTestState>> ReadAsync(IGrainStorage storage, GrainId grainId)
-    {
-        var state = new GrainState<SensorTestState>(new SensorTestState());
-        await storage.ReadStateAsync(StateName, grainId, state);
-        return state;
-    }
+    [Fact] public Task MalformedEtagsAreRejectedAndWriteNothing() => MalformedEtagsAreRejectedAndWriteNothingCore();
 
-    private static SensorTestState Sample(long sequence, string note = "") => GrainStorageDurabilityTests.Sample(sequence, note: note);
+    [Fact] public Task ClearLeavesTombstoneThatStillRejectsWritersFromBeforeTheClear() => ClearLeavesTombstoneThatStillRejectsWritersFromBeforeTheClearCore();
+
+    [Fact] public Task ClearOfMissingRecordIsANoOpButClearWithoutEtagOfExistingRecordConflicts() => ClearOfMissingRecordIsANoOpButClearWithoutEtagOfExistingRecordConflictsCore();
+
+    [Fact] public Task ConflictingWriteInABatchFailsAloneAndTheRestCommits() => ConflictingWriteInABatchFailsAloneAndTheRestCommitsCore();
+
+    [Fact] public Task FailedCommitFailsEveryCallInTheBatchChangesNothingAndRetryConverges() => FailedCommitFailsEveryCallInTheBatchChangesNothingAndRetryConvergesCore();
 
     [Fact]
     public async Task WriteIsReadBackByAnotherInstanceWithIncreasingEtags()
@@ -134,97 +141,6 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : IClass
         await reader.ReadStateAsync("other-state", grainId, otherName);
         Assert.False(otherName.RecordExists);
         Assert.Null(otherName.ETag);
-    }
-
-    [Fact]
-    public async Task StaleEtagFromSecondInstanceConflictsAndChangesNothing()
-    {
-        var path = folder.NewDatabasePath();
-        var grainId = NewGrainId();
-        await using var a = await OpenAsync(path);
-        await using var b = await OpenAsync(path);
-        await a.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(1)));
-
-        var viaA = await ReadAsync(a, grainId);
-        var viaB = await ReadAsync(b, grainId);
-        Assert.Equal(viaA.ETag, viaB.ETag);
-
-        viaA.State = Sample(2, "A");
-        await a.WriteStateAsync(StateName, grainId, viaA);
-
-        viaB.State = Sample(3, "B");
-        var conflict = await Assert.ThrowsAsync<InconsistentStateException>(() => b.WriteStateAsync(StateName, grainId, viaB));
-        Assert.Contains("Version conflict", conflict.Message);
-        Assert.Equal("1", viaB.ETag);
-
-        var stored = await ReadAsync(b, grainId);
-        GrainStorageDurabilityTests.AssertSameState(Sample(2, "A"), stored.State);
-        Assert.Equal("2", stored.ETag);
-
-        // A writer that never read (null etag) cannot overwrite an existing row either.
-        await Assert.ThrowsAsync<InconsistentStateException>(() => b.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(9))));
-        GrainStorageDurabilityTests.AssertSameState(Sample(2, "A"), (await ReadAsync(a, grainId)).State);
-    }
-
-    [Theory]
-    [InlineData("abc")]
-    [InlineData("0")]
-    [InlineData("-3")]
-    [InlineData("")]
-    public async Task MalformedEtagIsRejectedAndWritesNothing(string etag)
-    {
-        await using var storage = await OpenAsync(folder.NewDatabasePath());
-        var grainId = NewGrainId();
-        var exception = await Assert.ThrowsAsync<InconsistentStateException>(() =>
-            storage.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(1), etag)));
-        Assert.Contains("Malformed etag", exception.Message);
-        Assert.False((await ReadAsync(storage, grainId)).RecordExists);
-        Assert.Equal(0, storage.CommittedOperations);
-    }
-
-    [Fact]
-    public async Task ClearLeavesTombstoneThatStillRejectsWritersFromBeforeTheClear()
-    {
-        await using var storage = await OpenAsync(folder.NewDatabasePath());
-        var grainId = NewGrainId();
-        var state = new GrainState<SensorTestState>(Sample(1));
-        await storage.WriteStateAsync(StateName, grainId, state);
-        var etagBeforeClear = state.ETag;
-
-        await storage.ClearStateAsync(StateName, grainId, state);
-        Assert.False(state.RecordExists);
-        Assert.Equal("2", state.ETag);
-
-        var read = await ReadAsync(storage, grainId);
-        Assert.False(read.RecordExists);
-        Assert.Equal("2", read.ETag);
-        Assert.NotNull(read.State);
-        Assert.Equal(0, read.State.Sequence); // a tombstone does not overwrite the default state
-
-        // Without a tombstone a writer holding the pre-clear etag could come back unnoticed (ABA).
-        await Assert.ThrowsAsync<InconsistentStateException>(() =>
-            storage.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(7), etagBeforeClear)));
-
-        read.State = Sample(3);
-        await storage.WriteStateAsync(StateName, grainId, read);
-        Assert.Equal("3", read.ETag);
-        GrainStorageDurabilityTests.AssertSameState(Sample(3), (await ReadAsync(storage, grainId)).State);
-    }
-
-    [Fact]
-    public async Task ClearOfMissingRecordIsANoOpButClearWithoutEtagOfExistingRecordConflicts()
-    {
-        await using var storage = await OpenAsync(folder.NewDatabasePath());
-        var missing = new GrainState<SensorTestState>(new SensorTestState());
-        await storage.ClearStateAsync(StateName, NewGrainId(), missing);
-        Assert.Null(missing.ETag);
-        Assert.False(missing.RecordExists);
-
-        var grainId = NewGrainId();
-        await storage.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(4)));
-        await Assert.ThrowsAsync<InconsistentStateException>(() =>
-            storage.ClearStateAsync(StateName, grainId, new GrainState<SensorTestState>(new SensorTestState())));
-        Assert.True((await ReadAsync(storage, grainId)).RecordExists);
     }
 
     [Fact]
@@ -300,95 +216,6 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : IClass
         for (var i = 0; i < ids.Length; i++)
         {
             GrainStorageDurabilityTests.AssertSameState(Sample(i + 1), (await ReadAsync(storage, ids[i])).State);
-        }
-    }
-
-    [Fact]
-    public async Task ConflictingWriteInABatchFailsAloneAndTheRestCommits()
-    {
-        var gate = new CommitGate();
-        await using var storage = await OpenAsync(folder.NewDatabasePath(), o => o.OnBeforeCommit = gate.BeforeCommit);
-        var contested = NewGrainId();
-        var original = new GrainState<SensorTestState>(Sample(1));
-        var firstCommit = storage.WriteStateAsync(StateName, contested, original);
-        await gate.Entered;
-
-        // Queued into batch 2: two writers with the same etag for one grain, plus unrelated grains.
-        var ids = Enumerable.Range(0, 10).Select(_ => NewGrainId()).ToArray();
-        var good = ids.Select((id, i) => storage.WriteStateAsync(StateName, id, new GrainState<SensorTestState>(Sample(10 + i)))).ToList();
-        gate.Release();
-        await firstCommit;
-        Assert.Equal("1", original.ETag);
-
-        var winner = new GrainState<SensorTestState>(Sample(2, "winner"), "1");
-        var loser = new GrainState<SensorTestState>(Sample(3, "loser"), "1");
-        var winnerWrite = storage.WriteStateAsync(StateName, contested, winner);
-        var loserWrite = storage.WriteStateAsync(StateName, contested, loser);
-
-        await Task.WhenAll(good);
-        await winnerWrite;
-        await Assert.ThrowsAsync<InconsistentStateException>(() => loserWrite);
-        Assert.Equal("2", winner.ETag);
-        Assert.Equal("1", loser.ETag);
-        GrainStorageDurabilityTests.AssertSameState(Sample(2, "winner"), (await ReadAsync(storage, contested)).State);
-        for (var i = 0; i < ids.Length; i++)
-        {
-            GrainStorageDurabilityTests.AssertSameState(Sample(10 + i), (await ReadAsync(storage, ids[i])).State);
-        }
-
-        Assert.Equal(0, storage.FailedBatches);
-    }
-
-    [Fact]
-    public async Task FailedCommitFailsEveryCallInTheBatchChangesNothingAndRetryConverges()
-    {
-        var gate = new CommitGate(1, 2);
-        gate.FailingCommits.Add(3);
-        await using var storage = await OpenAsync(folder.NewDatabasePath(), o => o.OnBeforeCommit = gate.BeforeCommit);
-
-        // Commit 1 (held open by the gate) writes the "old" values of ten grains.
-        var ids = Enumerable.Range(0, 10).Select(_ => NewGrainId()).ToArray();
-        var states = ids.Select((_, i) => new GrainState<SensorTestState>(Sample(i))).ToArray();
-        var initial = ids.Select((id, i) => storage.WriteStateAsync(StateName, id, states[i])).ToArray();
-        await gate.Entered;
-        gate.Release();
-        await Task.WhenAll(initial);
-        var etags = states.Select(s => s.ETag).ToArray();
-
-        // Commit 2 is held open by an unrelated write, so all ten updates queue into commit 3, which
-        // fails inside its transaction.
-        var holder = storage.WriteStateAsync(StateName, NewGrainId(), new GrainState<SensorTestState>(Sample(-1)));
-        await gate.EnteredCommit(2);
-        foreach (var (state, i) in states.Select((s, i) => (s, i)))
-        {
-            state.State = Sample(100 + i);
-        }
-
-        var updates = ids.Select((id, i) => storage.WriteStateAsync(StateName, id, states[i])).ToArray();
-        gate.ReleaseCommit(2);
-        await holder;
-        foreach (var update in updates)
-        {
-            var failure = await Assert.ThrowsAsync<OrleansException>(() => update);
-            Assert.IsType<IOException>(failure.InnerException);
-            Assert.Contains("none of them was applied", failure.Message);
-        }
-
-        Assert.Equal([10, 1, 10], gate.BatchSizes);
-        Assert.Equal(1, storage.FailedBatches);
-        for (var i = 0; i < ids.Length; i++)
-        {
-            Assert.Equal(etags[i], states[i].ETag); // the grain's etag did not move
-            var stored = await ReadAsync(storage, ids[i]);
-            GrainStorageDurabilityTests.AssertSameState(Sample(i), stored.State);
-            Assert.Equal(etags[i], stored.ETag);
-        }
-
-        // Retrying the same states with the unchanged etags converges.
-        await Task.WhenAll(ids.Select((id, i) => storage.WriteStateAsync(StateName, id, states[i])));
-        for (var i = 0; i < ids.Length; i++)
-        {
-            GrainStorageDurabilityTests.AssertSameState(Sample(100 + i), (await ReadAsync(storage, ids[i])).State);
         }
     }
 
@@ -526,6 +353,44 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : IClass
         }
     }
 
+    [Theory]
+    [InlineData(100, false)]
+    [InlineData(10_000, true)]
+    public async Task WalIsCheckpointedAfterTheConfiguredNumberOfPages(int checkpointPages, bool walKeepsEveryCommit)
+    {
+        var path = folder.NewDatabasePath();
+        await using (var storage = await OpenAsync(path, o => o.WalAutoCheckpointPages = checkpointPages))
+        {
+            var state = new GrainState<SensorTestState>(Sample(0));
+            for (var i = 1; i <= 300; i++) // 300 one-write transactions, at least one WAL page each
+            {
+                state.State = Sample(i);
+                await storage.WriteStateAsync(StateName, NewGrainId(), state);
+                state.ETag = null;
+            }
+
+            // wal_checkpoint reports how many frames the WAL held before it ran: with a 100-page threshold the writer
+            // has been restarting the WAL all along; with 10,000 every commit is still in it.
+            using var connection = new SqliteConnection($"Data Source={path}");
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "PRAGMA wal_checkpoint(PASSIVE)";
+            using var result = command.ExecuteReader();
+            Assert.True(result.Read());
+            var walFrames = result.GetInt64(1);
+            if (walKeepsEveryCommit)
+            {
+                Assert.True(walFrames >= 300, $"WAL holds {walFrames} frames");
+            }
+            else
+            {
+                Assert.True(walFrames < 200, $"WAL holds {walFrames} frames");
+            }
+        }
+
+        SqliteConnection.ClearAllPools();
+    }
+
     public static TheoryData<string, Action<SqliteGrainStorageOptions>> InvalidOptions => new()
     {
         { "DataSource is required", o => o.DataSource = " " },
@@ -535,6 +400,7 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : IClass
         { "MaxBatchDelay must be between 0 and 1 s", o => o.MaxBatchDelay = TimeSpan.FromSeconds(-1) },
         { "Synchronous has the undefined value 7", o => o.Synchronous = (SqliteSynchronousMode)7 },
         { "BusyTimeout must be positive", o => o.BusyTimeout = TimeSpan.Zero },
+        { "WalAutoCheckpointPages must be between 100 and 1000000 pages, was 10", o => o.WalAutoCheckpointPages = 10 },
         { "GrainStorageSerializer is null", o => o.GrainStorageSerializer = null! },
     };
 

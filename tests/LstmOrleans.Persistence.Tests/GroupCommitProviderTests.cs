@@ -1,0 +1,224 @@
+using Orleans;
+using Orleans.Runtime;
+using Orleans.Storage;
+using Xunit;
+
+namespace LstmOrleans.Persistence.Tests;
+
+/// <summary>A provider instance opened by a test, with the statistics both group-commit providers expose.</summary>
+public sealed class ProviderUnderTest(IGrainStorage storage, Func<long> committedOperations, Func<long> failedBatches, Func<ValueTask> close)
+    : IGrainStorage, IAsyncDisposable
+{
+    public long CommittedOperations => committedOperations();
+
+    public long FailedBatches => failedBatches();
+
+    public Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) => storage.ReadStateAsync(stateName, grainId, grainState);
+
+    public Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) => storage.WriteStateAsync(stateName, grainId, grainState);
+
+    public Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) => storage.ClearStateAsync(stateName, grainId, grainState);
+
+    public ValueTask DisposeAsync() => close();
+}
+
+/// <summary>
+/// The contract both group-commit providers (SQLite, PostgreSQL) must keep, run against each provider used directly
+/// (no cluster): etag concurrency, tombstones, one batch per transaction with a conflict failing alone, and a failed
+/// transaction failing every call in it and changing nothing. Each store's subclass exposes these as facts.
+/// </summary>
+public abstract class GroupCommitProviderTests
+{
+    protected const string StateName = "sensor";
+
+    /// <summary>A fresh place for rows (a database file, a table) that several provider instances can share.</summary>
+    protected abstract string NewLocation();
+
+    /// <summary>Opens and initialises a provider on <paramref name="location"/>.</summary>
+    protected abstract Task<ProviderUnderTest> OpenProviderAsync(string location, Func<int, ValueTask>? onBeforeCommit = null, string serviceId = "service-a");
+
+    protected static GrainId NewGrainId() => GrainId.Create("sensor", Guid.NewGuid().ToString("N"));
+
+    protected static async Task<GrainState<SensorTestState>> ReadAsync(IGrainStorage storage, GrainId grainId)
+    {
+        var state = new GrainState<SensorTestState>(new SensorTestState());
+        await storage.ReadStateAsync(StateName, grainId, state);
+        return state;
+    }
+
+    protected static SensorTestState Sample(long sequence, string note = "") => GrainStorageDurabilityTests.Sample(sequence, note: note);
+
+    protected async Task StaleEtagFromSecondInstanceConflictsAndChangesNothingCore()
+    {
+        var path = NewLocation();
+        var grainId = NewGrainId();
+        await using var a = await OpenProviderAsync(path);
+        await using var b = await OpenProviderAsync(path);
+        await a.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(1)));
+
+        var viaA = await ReadAsync(a, grainId);
+        var viaB = await ReadAsync(b, grainId);
+        Assert.Equal(viaA.ETag, viaB.ETag);
+
+        viaA.State = Sample(2, "A");
+        await a.WriteStateAsync(StateName, grainId, viaA);
+
+        viaB.State = Sample(3, "B");
+        var conflict = await Assert.ThrowsAsync<InconsistentStateException>(() => b.WriteStateAsync(StateName, grainId, viaB));
+        Assert.Contains("Version conflict", conflict.Message);
+        Assert.Equal("1", viaB.ETag);
+
+        var stored = await ReadAsync(b, grainId);
+        GrainStorageDurabilityTests.AssertSameState(Sample(2, "A"), stored.State);
+        Assert.Equal("2", stored.ETag);
+
+        // A writer that never read (null etag) cannot overwrite an existing row either.
+        await Assert.ThrowsAsync<InconsistentStateException>(() => b.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(9))));
+        GrainStorageDurabilityTests.AssertSameState(Sample(2, "A"), (await ReadAsync(a, grainId)).State);
+    }
+
+    protected async Task MalformedEtagsAreRejectedAndWriteNothingCore()
+    {
+        await using var storage = await OpenProviderAsync(NewLocation());
+        foreach (var etag in new[] { "abc", "0", "-3", "", "1.5", " 1" })
+        {
+            var grainId = NewGrainId();
+            var exception = await Assert.ThrowsAsync<InconsistentStateException>(() =>
+                storage.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(1), etag)));
+            Assert.Contains("Malformed etag", exception.Message);
+            Assert.False((await ReadAsync(storage, grainId)).RecordExists);
+        }
+
+        Assert.Equal(0, storage.CommittedOperations);
+    }
+
+    protected async Task ClearLeavesTombstoneThatStillRejectsWritersFromBeforeTheClearCore()
+    {
+        await using var storage = await OpenProviderAsync(NewLocation());
+        var grainId = NewGrainId();
+        var state = new GrainState<SensorTestState>(Sample(1));
+        await storage.WriteStateAsync(StateName, grainId, state);
+        var etagBeforeClear = state.ETag;
+
+        await storage.ClearStateAsync(StateName, grainId, state);
+        Assert.False(state.RecordExists);
+        Assert.Equal("2", state.ETag);
+
+        var read = await ReadAsync(storage, grainId);
+        Assert.False(read.RecordExists);
+        Assert.Equal("2", read.ETag);
+        Assert.NotNull(read.State);
+        Assert.Equal(0, read.State.Sequence); // a tombstone does not overwrite the default state
+
+        // Without a tombstone a writer holding the pre-clear etag could come back unnoticed (ABA).
+        await Assert.ThrowsAsync<InconsistentStateException>(() =>
+            storage.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(7), etagBeforeClear)));
+
+        read.State = Sample(3);
+        await storage.WriteStateAsync(StateName, grainId, read);
+        Assert.Equal("3", read.ETag);
+        GrainStorageDurabilityTests.AssertSameState(Sample(3), (await ReadAsync(storage, grainId)).State);
+    }
+
+    protected async Task ClearOfMissingRecordIsANoOpButClearWithoutEtagOfExistingRecordConflictsCore()
+    {
+        await using var storage = await OpenProviderAsync(NewLocation());
+        var missing = new GrainState<SensorTestState>(new SensorTestState());
+        await storage.ClearStateAsync(StateName, NewGrainId(), missing);
+        Assert.Null(missing.ETag);
+        Assert.False(missing.RecordExists);
+
+        var grainId = NewGrainId();
+        await storage.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(4)));
+        await Assert.ThrowsAsync<InconsistentStateException>(() =>
+            storage.ClearStateAsync(StateName, grainId, new GrainState<SensorTestState>(new SensorTestState())));
+        Assert.True((await ReadAsync(storage, grainId)).RecordExists);
+    }
+
+    protected async Task ConflictingWriteInABatchFailsAloneAndTheRestCommitsCore()
+    {
+        var gate = new CommitGate();
+        await using var storage = await OpenProviderAsync(NewLocation(), gate.BeforeCommit);
+        var contested = NewGrainId();
+        var original = new GrainState<SensorTestState>(Sample(1));
+        var firstCommit = storage.WriteStateAsync(StateName, contested, original);
+        await gate.Entered;
+
+        // Queued into batch 2: two writers with the same etag for one grain, plus unrelated grains.
+        var ids = Enumerable.Range(0, 10).Select(_ => NewGrainId()).ToArray();
+        var good = ids.Select((id, i) => storage.WriteStateAsync(StateName, id, new GrainState<SensorTestState>(Sample(10 + i)))).ToList();
+        gate.Release();
+        await firstCommit;
+        Assert.Equal("1", original.ETag);
+
+        var winner = new GrainState<SensorTestState>(Sample(2, "winner"), "1");
+        var loser = new GrainState<SensorTestState>(Sample(3, "loser"), "1");
+        var winnerWrite = storage.WriteStateAsync(StateName, contested, winner);
+        var loserWrite = storage.WriteStateAsync(StateName, contested, loser);
+
+        await Task.WhenAll(good);
+        await winnerWrite;
+        await Assert.ThrowsAsync<InconsistentStateException>(() => loserWrite);
+        Assert.Equal("2", winner.ETag);
+        Assert.Equal("1", loser.ETag);
+        GrainStorageDurabilityTests.AssertSameState(Sample(2, "winner"), (await ReadAsync(storage, contested)).State);
+        for (var i = 0; i < ids.Length; i++)
+        {
+            GrainStorageDurabilityTests.AssertSameState(Sample(10 + i), (await ReadAsync(storage, ids[i])).State);
+        }
+
+        Assert.Equal(0, storage.FailedBatches);
+    }
+
+    protected async Task FailedCommitFailsEveryCallInTheBatchChangesNothingAndRetryConvergesCore()
+    {
+        var gate = new CommitGate(1, 2);
+        gate.FailingCommits.Add(3);
+        await using var storage = await OpenProviderAsync(NewLocation(), gate.BeforeCommit);
+
+        // Commit 1 (held open by the gate) writes the "old" values of ten grains.
+        var ids = Enumerable.Range(0, 10).Select(_ => NewGrainId()).ToArray();
+        var states = ids.Select((_, i) => new GrainState<SensorTestState>(Sample(i))).ToArray();
+        var initial = ids.Select((id, i) => storage.WriteStateAsync(StateName, id, states[i])).ToArray();
+        await gate.Entered;
+        gate.Release();
+        await Task.WhenAll(initial);
+        var etags = states.Select(s => s.ETag).ToArray();
+
+        // Commit 2 is held open by an unrelated write, so all ten updates queue into commit 3, which
+        // fails inside its transaction.
+        var holder = storage.WriteStateAsync(StateName, NewGrainId(), new GrainState<SensorTestState>(Sample(-1)));
+        await gate.EnteredCommit(2);
+        foreach (var (state, i) in states.Select((s, i) => (s, i)))
+        {
+            state.State = Sample(100 + i);
+        }
+
+        var updates = ids.Select((id, i) => storage.WriteStateAsync(StateName, id, states[i])).ToArray();
+        gate.ReleaseCommit(2);
+        await holder;
+        foreach (var update in updates)
+        {
+            var failure = await Assert.ThrowsAsync<OrleansException>(() => update);
+            Assert.IsType<IOException>(failure.InnerException);
+            Assert.Contains("none of them was applied", failure.Message);
+        }
+
+        Assert.Equal([10, 1, 10], gate.BatchSizes);
+        Assert.Equal(1, storage.FailedBatches);
+        for (var i = 0; i < ids.Length; i++)
+        {
+            Assert.Equal(etags[i], states[i].ETag); // the grain's etag did not move
+            var stored = await ReadAsync(storage, ids[i]);
+            GrainStorageDurabilityTests.AssertSameState(Sample(i), stored.State);
+            Assert.Equal(etags[i], stored.ETag);
+        }
+
+        // Retrying the same states with the unchanged etags converges.
+        await Task.WhenAll(ids.Select((id, i) => storage.WriteStateAsync(StateName, id, states[i])));
+        for (var i = 0; i < ids.Length; i++)
+        {
+            GrainStorageDurabilityTests.AssertSameState(Sample(100 + i), (await ReadAsync(storage, ids[i])).State);
+        }
+    }
+}
