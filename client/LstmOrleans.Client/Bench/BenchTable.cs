@@ -43,6 +43,9 @@ internal static class BenchTable
                 Mib(store.SiloIdle?.RssBytes), Mib(store.SiloActive?.RssBytes), Mib(store.SiloEnd?.RssBytes), Mib(store.SiloAfterCollection?.RssBytes), Mib(store.SiloEnd?.PeakRssBytes),
                 store.RssBytesPerStream?.ToString("N0") ?? "-", store.ManagedBytesPerStream?.ToString("N0") ?? "-");
         AnsiConsole.Write(memory);
+        foreach (var store in report.Results.Where(r => r.Scale is not null))
+            AnsiConsole.MarkupLine($"[bold]scale[/] {Markup.Escape(store.Store)}: {Markup.Escape(store.Scale!.Verdict)}" +
+                (store.Scale.Reactivation.FirstMismatch is { } mismatch ? $"\n[red]first mismatch: {Markup.Escape(mismatch)}[/]" : ""));
         foreach (var store in report.Results.Where(r => r.Skipped is not null))
             AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(store.Store)} skipped:[/] {Markup.Escape(store.Skipped!)}");
         foreach (var p in report.Results.SelectMany(r => r.Phases).Where(p => p.FirstError is not null))
