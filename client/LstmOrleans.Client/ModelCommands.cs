@@ -115,6 +115,7 @@ internal static class ModelCommands
             stdout.WriteLine($"Parameters:     {parameters.Count} (L2 norm {SensorCsv.Format(parameters.Norm())})");
             stdout.WriteLine($"Features:       {(metadata.FeatureNames.Count == 0 ? "(unnamed)" : string.Join(", ", metadata.FeatureNames))}");
             stdout.WriteLine($"Target column:  {metadata.TargetColumn}");
+            stdout.WriteLine($"Head:           {(metadata.Residual ? "residual (forecast = current target input + output)" : "level")}");
             stdout.WriteLine($"Calendar:       {(metadata.CalendarFeatures.Count == 0 ? "none" : string.Join(", ", metadata.CalendarFeatures.Select(ModelMetadataCodec.CalendarFeatureName)))}");
             stdout.WriteLine(metadata.Normalization is { } n
                 ? $"Normalisation:  standard; mean [{string.Join(", ", n.Mean.Select(SensorCsv.Format))}], std [{string.Join(", ", n.Std.Select(SensorCsv.Format))}]"
@@ -218,6 +219,7 @@ internal static class ModelCommands
         if (metadata.ModelName is null) w.WriteNull("name"); else w.WriteString("name", metadata.ModelName);
         if (metadata.ModelVersion is null) w.WriteNull("version"); else w.WriteString("version", metadata.ModelVersion);
         w.WriteNumber("targetColumn", metadata.TargetColumn);
+        w.WriteBoolean("residual", metadata.Residual);
         w.WriteStartArray("featureNames");
         foreach (var f in metadata.FeatureNames) w.WriteStringValue(f);
         w.WriteEndArray();

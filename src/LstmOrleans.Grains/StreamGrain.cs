@@ -65,7 +65,8 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
-        await Storage.ReadStateAsync(CoreStateName, this.GetGrainId(), _state);
+        try { await Storage.ReadStateAsync(CoreStateName, this.GetGrainId(), _state); }
+        catch (Exception e) when (e is not OrleansException) { throw StorageFailure(e, "ReadState"); }
         _state.State ??= new StreamState();
         _lastWriteTimestamp = Environment.TickCount64;
         _trainingFeed = ServiceProvider.GetService<StreamTrainingFeedFactory>()?.Create(GrainFactory, StreamId);
@@ -307,7 +308,8 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
             var merged = new GrainState<StreamHistory>(StreamComputation.MergeHistory(s, stored.State)) { ETag = stored.ETag, RecordExists = stored.RecordExists };
             await Storage.WriteStateAsync(HistoryStateName, this.GetGrainId(), merged);
         }
-        await Storage.WriteStateAsync(CoreStateName, this.GetGrainId(), _state);
+        try { await Storage.WriteStateAsync(CoreStateName, this.GetGrainId(), _state); }
+        catch (Exception e) when (e is not OrleansException) { throw StorageFailure(e, "WriteState"); }
         if (ReferenceEquals(s, Current)) s.PendingClosed = null;
         _unsavedSteps = 0;
         _lastWriteTimestamp = Environment.TickCount64;
@@ -330,6 +332,13 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
             throw new InconsistentStateException(
                 $"Stream {StreamId}: the stored core state (ETag {stored.ETag ?? "none"}) was written by another activation since this one's (ETag {_state.ETag ?? "none"}); its history is left alone.",
                 stored.ETag ?? string.Empty, _state.ETag ?? string.Empty);
+    }
+
+    /// <summary>What Orleans' state bridge did with a provider's own exception: log it and wrap it in an <see cref="OrleansException"/>.</summary>
+    private OrleansException StorageFailure(Exception e, string operation)
+    {
+        LogStorageFailed(e, StreamId, operation);
+        return new OrleansException($"Error from storage provider {Storage.GetType().Name}.{CoreStateName} during {operation} for stream {StreamId}: {e.Message}", e);
     }
 
     private async Task FlushAsync()
@@ -357,6 +366,9 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Stream {StreamId} dropped observation {Sequence} from the Orleans stream")]
     private partial void LogStreamObservationRejected(Exception exception, string streamId, long sequence);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Stream {StreamId}: storage {Operation} of the core state failed")]
+    private partial void LogStorageFailed(Exception exception, string streamId, string operation);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Stream {StreamId} could not write its pending steps")]
     private partial void LogFlushFailed(Exception exception, string streamId);

@@ -48,15 +48,30 @@ public sealed class ClientModelOptionsTests(SiloProcess silo)
     }
 
     [Fact]
-    public async Task A_residual_model_cannot_be_exported_to_a_model_file()
+    public async Task Models_are_residual_by_default_and_keep_their_head_through_export_and_import()
     {
-        var created = await RunAsync("create-model", "cli-residual", "--hidden", "6", "--residual");
+        var created = await RunAsync("create-model", "cli-residual", "--hidden", "6");
         Assert.True(created.ExitCode == 0, created.ToString());
         Assert.Contains("residual head", (await RunAsync("models", "cli-residual")).Stdout);
+        var level = await RunAsync("create-model", "cli-level", "--hidden", "6", "--residual", "false");
+        Assert.True(level.ExitCode == 0, level.ToString());
+        Assert.DoesNotContain("residual head", (await RunAsync("models", "cli-level")).Stdout);
+
         var folder = Binaries.TempFolder("e2e-residual-io");
-        var exported = await RunAsync("model", "export", "cli-residual", "--out", Path.Combine(folder, "r.safetensors"));
-        Assert.Equal(1, exported.ExitCode);
-        Assert.Contains("residual head", exported.Stderr);
-        Assert.False(File.Exists(Path.Combine(folder, "r.safetensors")));
+        var file = Path.Combine(folder, "r.safetensors");
+        var exported = await RunAsync("model", "export", "cli-residual", "--out", file);
+        Assert.True(exported.ExitCode == 0, exported.ToString());
+        var shown = await Binaries.RunClientAsync(Timeout, folder, "model", "show", file);
+        Assert.True(shown.ExitCode == 0, shown.ToString());
+        Assert.Contains("Head:           residual", shown.Stdout);
+
+        var imported = await RunAsync("model", "import", file, "--name", "cli-residual-copy");
+        Assert.True(imported.ExitCode == 0, imported.ToString());
+        Assert.Contains("residual head", (await RunAsync("models", "cli-residual-copy")).Stdout);
+
+        // A level model of the same shape does not take a residual file's weights (they mean changes, not levels).
+        var mismatch = await RunAsync("model", "import", file, "--name", "cli-level");
+        Assert.Equal(1, mismatch.ExitCode);
+        Assert.Contains("residual head", mismatch.Stderr);
     }
 }

@@ -72,7 +72,8 @@ internal static class ModelClusterCommands
         var cluster = new ClusterOptions();
         var name = new Argument<string>("MODEL") { Description = "Model name.", DefaultValueFactory = _ => LstmOrleansNames.DefaultModelName };
         var inputs = new Option<int>("--inputs") { Description = "Features per observation (D).", DefaultValueFactory = _ => 1 };
-        var hidden = new Option<int>("--hidden") { Description = "Hidden size (H).", DefaultValueFactory = _ => 16 };
+        // Defaults from the evaluation on the NAB series (QUALITY.md, "Recommended defaults"): H = 32, residual head.
+        var hidden = new Option<int>("--hidden") { Description = "Hidden size (H).", DefaultValueFactory = _ => 32 };
         var layers = new Option<int>("--layers") { Description = "LSTM layers (L).", DefaultValueFactory = _ => 1 };
         var horizons = new Option<int>("--horizons") { Description = "Forecast horizons (K).", DefaultValueFactory = _ => 1 };
         var seed = new Option<int>("--seed") { Description = "Seed of the initial weights.", DefaultValueFactory = _ => 0 };
@@ -82,7 +83,8 @@ internal static class ModelClusterCommands
         };
         var residual = new Option<bool>("--residual")
         {
-            Description = "Residual head: the model predicts the change from the last value (in normalised units) instead of the level; starts as persistence.",
+            Description = "Residual head (the default; --residual false for a level head): the model predicts the change from the last value (in normalised units) instead of the level; starts as persistence.",
+            DefaultValueFactory = _ => true,
         };
         var command = new Command("create-model", "Create a model on the cluster (idempotent for an equal configuration).") { name, inputs, hidden, layers, horizons, seed, calendar, residual };
         cluster.AddTo(command);
@@ -166,15 +168,15 @@ internal static class ModelClusterCommands
                 {
                     info = await grain.CreateAsync(new ModelConfig(fileValues, shape.HiddenSize, shape.Layers, shape.Horizons,
                         [.. contents.Metadata.FeatureNames], contents.Metadata.TargetColumn, result.GetValue(normalization),
-                        CalendarFeatures: fileCalendar));
+                        CalendarFeatures: fileCalendar, Residual: contents.Metadata.Residual));
                 }
                 var c = info.Config;
                 var clusterCalendar = c.CalendarFeatures ?? [];
                 if (c.InputSize != fileValues || c.HiddenSize != shape.HiddenSize || c.Layers != shape.Layers || c.Horizons != shape.Horizons
-                    || !clusterCalendar.SequenceEqual(fileCalendar))
+                    || !clusterCalendar.SequenceEqual(fileCalendar) || c.Residual != contents.Metadata.Residual)
                     return CommandSupport.Fail(1, $"Model '{modelName}' has shape D={c.InputSize} H={c.HiddenSize} L={c.Layers} K={c.Horizons} " +
-                        $"calendar [{string.Join(",", clusterCalendar)}]; the file has D={fileValues} H={shape.HiddenSize} L={shape.Layers} K={shape.Horizons} " +
-                        $"calendar [{string.Join(",", fileCalendar)}].");
+                        $"calendar [{string.Join(",", clusterCalendar)}]{(c.Residual ? " residual head" : "")}; the file has D={fileValues} H={shape.HiddenSize} L={shape.Layers} K={shape.Horizons} " +
+                        $"calendar [{string.Join(",", fileCalendar)}]{(contents.Metadata.Residual ? " residual head" : "")}.");
                 var version = await grain.PublishAsync(new PublishRequest(contents.Parameters.Data, $"imported from {Path.GetFileName(result.GetValue(file))}"));
                 Console.WriteLine($"model {modelName}: published and activated v{version}");
                 return 0;
@@ -198,8 +200,6 @@ internal static class ModelClusterCommands
             var grain = connection.Grains.GetGrain<IModelGrain>(modelName);
             var weights = result.GetValue(version) is { } v ? await grain.GetWeightsAsync(v) : await grain.GetActiveWeightsAsync();
             var c = weights.Config;
-            if (c.Residual)
-                return CommandSupport.Fail(1, $"Model '{modelName}' has a residual head, which the model file format cannot describe (offline use would predict wrong values).");
             var parameters = new LstmParameters(new LstmConfig(c.ModelInputSize, c.HiddenSize, c.Layers, c.Horizons));
             if (weights.Parameters.Length != parameters.Count)
                 return CommandSupport.Fail(1, $"Model '{modelName}' v{weights.Version} has {weights.Parameters.Length} parameters; its shape needs {parameters.Count}.");
@@ -212,6 +212,7 @@ internal static class ModelClusterCommands
                 FeatureNames = c.Features.Length == c.InputSize ? c.Features : [],
                 CalendarFeatures = [.. (c.CalendarFeatures ?? []).Select(n => ModelMetadataCodec.TryParseCalendarFeature(n, out var f)
                     ? f : throw new InvalidOperationException($"Model '{modelName}' has an unknown calendar feature '{n}'."))],
+                Residual = c.Residual,
                 // Per-stream running statistics live in each stream, not in the model: record the mode only.
                 Extra = new Dictionary<string, string> { ["lstmorleans.stream_normalization"] = c.Normalization.ToString() },
             };

@@ -51,7 +51,7 @@ internal static class OfflineModel
             encoder.Encode(table.Timestamps[row], table.Row(row), x);
             Span<float> y = predictions.AsSpan(row * config.Horizons, config.Horizons);
             weights.Step(x, h, c, y);
-            encoder.DecodeOutputs(y);
+            encoder.DecodeForecasts(x, y);
             foreach (float v in y)
                 if (!float.IsFinite(v))
                     throw new CliException($"The prediction for row {row + 1} ({table.TimestampText[row]}) is not finite; the inputs are far outside what the model can handle.");

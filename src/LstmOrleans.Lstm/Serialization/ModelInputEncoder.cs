@@ -20,6 +20,7 @@ public sealed class ModelInputEncoder
         Config = config;
         RawFeatureCount = metadata.RawFeatureCount(config.InputSize);
         TargetColumn = metadata.TargetColumn;
+        Residual = metadata.Residual;
         _calendar = metadata.CalendarFeatures.ToArray();
         if (metadata.Normalization is { } n)
         {
@@ -35,6 +36,9 @@ public sealed class ModelInputEncoder
 
     /// <summary>Index of the predicted value among the raw features.</summary>
     public int TargetColumn { get; }
+
+    /// <summary>True when the head predicts changes from the current target input (<see cref="ModelMetadata.Residual"/>).</summary>
+    public bool Residual { get; }
 
     /// <summary>True when the model needs each row's timestamp (it has calendar features).</summary>
     public bool UsesTimestamp => _calendar.Length > 0;
@@ -78,7 +82,24 @@ public sealed class ModelInputEncoder
         }
     }
 
-    /// <summary>Maps head outputs y [K] (normalised target units) back to the target's units, in place.</summary>
+    /// <summary>
+    /// Turns head outputs y [K] for the step whose encoded input was <paramref name="x"/> [D] into forecasts in the
+    /// target's units, in place: a residual head's outputs are changes, so x's target input is added first (the
+    /// stream grains do the same), then <see cref="DecodeOutputs"/>.
+    /// </summary>
+    public void DecodeForecasts(ReadOnlySpan<float> x, Span<float> y)
+    {
+        if (x.Length != Config.InputSize)
+            throw new ArgumentException($"Expected an input of {Config.InputSize}, got {x.Length}.", nameof(x));
+        if (Residual)
+        {
+            float current = x[TargetColumn];
+            for (int k = 0; k < y.Length; k++) y[k] += current;
+        }
+        DecodeOutputs(y);
+    }
+
+    /// <summary>Maps head outputs y [K] (normalised target units, levels) back to the target's units, in place.</summary>
     public void DecodeOutputs(Span<float> y)
     {
         if (_mean is null) return;

@@ -32,7 +32,7 @@ public sealed record FeatureNormalization(IReadOnlyList<float> Mean, IReadOnlyLi
 public sealed record ModelMetadata
 {
     /// <summary>Version of the metadata layout written by <see cref="ModelFile.Save(Stream, LstmParameters, ModelMetadata?)"/>.</summary>
-    public const int CurrentFormatVersion = 1;
+    public const int CurrentFormatVersion = 2;
 
     /// <summary>Metadata of a bare state_dict: no names, target is input 0, no calendar features, no normalisation.</summary>
     public static ModelMetadata Empty { get; } = new();
@@ -52,6 +52,13 @@ public sealed record ModelMetadata
 
     /// <summary>Input normalisation, or null when values go into the model as they are.</summary>
     public FeatureNormalization? Normalization { get; init; }
+
+    /// <summary>
+    /// Residual head: output k is the change of the target from the current (encoded) target input, so the forecast
+    /// is that input plus the output, then decoded (<see cref="ModelInputEncoder.DecodeForecasts"/>). Files with this
+    /// set are written as format version 2.
+    /// </summary>
+    public bool Residual { get; init; }
 
     /// <summary>Other <c>__metadata__</c> entries, kept as they are so a load/save round trip loses nothing.</summary>
     public IReadOnlyDictionary<string, string> Extra { get; init; } = ReadOnlyDictionary<string, string>.Empty;

@@ -25,6 +25,7 @@ public static class ModelMetadataCodec
     public const string NormalizationStdKey = "normalization_std";
     public const string ModelNameKey = "model_name";
     public const string ModelVersionKey = "model_version";
+    public const string ResidualKey = "residual";
 
     public const string NormalizationNone = "none";
     public const string NormalizationStandard = "standard";
@@ -33,7 +34,7 @@ public static class ModelMetadataCodec
     [
         FormatKey, FormatVersionKey, InputSizeKey, HiddenSizeKey, NumLayersKey, HorizonsKey, TargetColumnKey,
         FeatureNamesKey, CalendarFeaturesKey, NormalizationKey, NormalizationMeanKey, NormalizationStdKey,
-        ModelNameKey, ModelVersionKey,
+        ModelNameKey, ModelVersionKey, ResidualKey,
     ];
 
     private static readonly string[] ConfigKeys = [InputSizeKey, HiddenSizeKey, NumLayersKey, HorizonsKey];
@@ -71,7 +72,10 @@ public static class ModelMetadataCodec
         var map = new SortedDictionary<string, string>(StringComparer.Ordinal);
         foreach (var (key, value) in metadata.Extra) map[key] = value;
         map[FormatKey] = FormatValue;
-        map[FormatVersionKey] = Int(ModelMetadata.CurrentFormatVersion);
+        // Version 2 adds the residual head. A residual model is written as version 2 so that a reader that does not
+        // know the key refuses the file instead of predicting changes as if they were levels; other models stay
+        // version 1, readable by every build.
+        map[FormatVersionKey] = Int(metadata.Residual ? ModelMetadata.CurrentFormatVersion : 1);
         map[InputSizeKey] = Int(config.InputSize);
         map[HiddenSizeKey] = Int(config.HiddenSize);
         map[NumLayersKey] = Int(config.Layers);
@@ -90,6 +94,7 @@ public static class ModelMetadataCodec
         {
             map[NormalizationKey] = NormalizationNone;
         }
+        if (metadata.Residual) map[ResidualKey] = "true";
         if (metadata.ModelName is not null) map[ModelNameKey] = metadata.ModelName;
         if (metadata.ModelVersion is not null) map[ModelVersionKey] = metadata.ModelVersion;
         return map;
@@ -131,12 +136,20 @@ public static class ModelMetadataCodec
             FeatureNames = map.TryGetValue(FeatureNamesKey, out var names) ? ParseStringArray(FeatureNamesKey, names) : [],
             CalendarFeatures = map.TryGetValue(CalendarFeaturesKey, out var calendar) ? ParseCalendar(calendar) : [],
             Normalization = ParseNormalization(map),
+            Residual = map.TryGetValue(ResidualKey, out var residual) && ParseBool(ResidualKey, residual),
             Extra = map.Where(kv => !IsReserved(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal),
         };
         if (metadata.Check(inferred) is { } problem)
             throw new ModelFileException($"Metadata does not fit the model: {problem}");
         return metadata;
     }
+
+    private static bool ParseBool(string key, string text) => text switch
+    {
+        "true" => true,
+        "false" => false,
+        _ => throw new ModelFileException($"Metadata '{key}' must be \"true\" or \"false\", got '{Shorten(text)}'."),
+    };
 
     private static void CheckMatches(IReadOnlyDictionary<string, string> map, string key, int actual, string why)
     {

@@ -87,6 +87,25 @@ public class ModelFileTests
         }
     }
 
+    [Theory]
+    [InlineData(false, "1")]
+    [InlineData(true, "2")]
+    public void ResidualHeadRoundTripsAndOnlyResidualFilesNeedFormatVersion2(bool residual, string expectedVersion)
+    {
+        var parameters = LstmParameters.InitializeUniform(SmallConfig, seed: 5);
+        byte[] bytes = Save(parameters, FullMetadata() with { Residual = residual });
+
+        ulong n = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
+        using var json = JsonDocument.Parse(Encoding.UTF8.GetString(bytes, 8, (int)n));
+        var stored = json.RootElement.GetProperty("__metadata__");
+        // A reader that does not know the residual key refuses version 2 instead of predicting changes as levels.
+        Assert.Equal(expectedVersion, stored.GetProperty("format_version").GetString());
+        Assert.Equal(residual, stored.TryGetProperty("residual", out var flag) && flag.GetString() == "true");
+        var (_, loaded) = Load(bytes);
+        Assert.Equal(residual, loaded.Residual);
+        Assert.DoesNotContain("residual", loaded.Extra.Keys);
+    }
+
     [Fact]
     public void WrittenFileFollowsTheSafetensorsLayout()
     {
@@ -375,8 +394,11 @@ public class ModelFileTests
         metadata = new Dictionary<string, string> { ["normalization"] = "minmax" };
         Rejects(SafetensorsWriter.Build(tensors, metadata), "Unknown normalisation 'minmax'");
 
-        metadata = new Dictionary<string, string> { ["format_version"] = "2" };
-        Rejects(SafetensorsWriter.Build(tensors, metadata), "format version 2 is not supported");
+        metadata = new Dictionary<string, string> { ["format_version"] = "3" };
+        Rejects(SafetensorsWriter.Build(tensors, metadata), "format version 3 is not supported");
+
+        metadata = new Dictionary<string, string> { ["residual"] = "yes" };
+        Rejects(SafetensorsWriter.Build(tensors, metadata), "Metadata 'residual' must be \"true\" or \"false\", got 'yes'");
 
         Rejects(Edited(h => h.Replace("{\"head.bias\"", "{\"__metadata__\":{\"n\":3},\"head.bias\"")), "must be a string");
     }

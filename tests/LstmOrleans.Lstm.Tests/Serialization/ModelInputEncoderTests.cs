@@ -51,6 +51,31 @@ public class ModelInputEncoderTests
     }
 
     [Fact]
+    public void ResidualForecastsAddTheCurrentTargetInputBeforeDecoding()
+    {
+        // Target column 1, mean 100, std 50: the row's target 150 encodes to 1.0.
+        var metadata = new ModelMetadata
+        {
+            TargetColumn = 1,
+            Residual = true,
+            Normalization = new FeatureNormalization([10f, 100f], [2f, 50f]),
+        };
+        var encoder = new ModelInputEncoder(new LstmConfig(2, 3, 1, 2), metadata);
+        var x = new float[2];
+        encoder.Encode(default, [12f, 150f], x);
+        Assert.Equal([1f, 1f], x);
+        var y = new float[] { 0.5f, -0.25f };              // changes, in normalised units
+        encoder.DecodeForecasts(x, y);
+        Assert.Equal([(1f + 0.5f) * 50f + 100f, (1f - 0.25f) * 50f + 100f], y);   // 175, 137.5
+
+        // A level head decodes the outputs as they are.
+        var level = new ModelInputEncoder(new LstmConfig(2, 3, 1, 2), metadata with { Residual = false });
+        var z = new float[] { 0.5f, -0.25f };
+        level.DecodeForecasts(x, z);
+        Assert.Equal([0.5f * 50f + 100f, -0.25f * 50f + 100f], z);
+    }
+
+    [Fact]
     public void WrongRowWidthIsRejected()
     {
         var encoder = new ModelInputEncoder(new LstmConfig(2, 3, 1, 2), ModelMetadata.Empty);
