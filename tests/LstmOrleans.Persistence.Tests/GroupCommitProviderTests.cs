@@ -172,30 +172,33 @@ public abstract class GroupCommitProviderTests
 
     protected async Task FailedCommitFailsEveryCallInTheBatchChangesNothingAndRetryConvergesCore()
     {
-        var gate = new CommitGate(1, 2);
-        gate.FailingCommits.Add(3);
+        var gate = new CommitGate(1, 3);
+        gate.FailingCommits.Add(4);
         await using var storage = await OpenProviderAsync(NewLocation(), gate.BeforeCommit);
 
-        // Commit 1 (held open by the gate) writes the "old" values of ten grains.
+        // Commit 1 is held open by an unrelated write, so the "old" values of ten grains queue into commit 2 (the
+        // writer may pick up a batch as soon as its first write is queued: only a held commit makes a known batch).
+        var opener = storage.WriteStateAsync(StateName, NewGrainId(), new GrainState<SensorTestState>(Sample(-1)));
+        await gate.Entered;
         var ids = Enumerable.Range(0, 10).Select(_ => NewGrainId()).ToArray();
         var states = ids.Select((_, i) => new GrainState<SensorTestState>(Sample(i))).ToArray();
         var initial = ids.Select((id, i) => storage.WriteStateAsync(StateName, id, states[i])).ToArray();
-        await gate.Entered;
         gate.Release();
+        await opener;
         await Task.WhenAll(initial);
         var etags = states.Select(s => s.ETag).ToArray();
 
-        // Commit 2 is held open by an unrelated write, so all ten updates queue into commit 3, which
+        // Commit 3 is held open by another unrelated write, so all ten updates queue into commit 4, which
         // fails inside its transaction.
-        var holder = storage.WriteStateAsync(StateName, NewGrainId(), new GrainState<SensorTestState>(Sample(-1)));
-        await gate.EnteredCommit(2);
+        var holder = storage.WriteStateAsync(StateName, NewGrainId(), new GrainState<SensorTestState>(Sample(-2)));
+        await gate.EnteredCommit(3);
         foreach (var (state, i) in states.Select((s, i) => (s, i)))
         {
             state.State = Sample(100 + i);
         }
 
         var updates = ids.Select((id, i) => storage.WriteStateAsync(StateName, id, states[i])).ToArray();
-        gate.ReleaseCommit(2);
+        gate.ReleaseCommit(3);
         await holder;
         foreach (var update in updates)
         {
@@ -204,7 +207,7 @@ public abstract class GroupCommitProviderTests
             Assert.Contains("none of them was applied", failure.Message);
         }
 
-        Assert.Equal([10, 1, 10], gate.BatchSizes);
+        Assert.Equal([1, 10, 1, 10], gate.BatchSizes);
         Assert.Equal(1, storage.FailedBatches);
         for (var i = 0; i < ids.Length; i++)
         {

@@ -16,6 +16,9 @@ internal sealed partial class BenchRunner
     /// <summary>Observations each sampled stream receives just before deactivation, so no sample is checked with an empty state.</summary>
     private const int SamplePrimingSteps = 8;
 
+    /// <summary>The scale silo's idle collection age: longer than any run, so streams deactivate only when the phase says so.</summary>
+    private const double ScaleCollectionAgeSeconds = 24 * 3600;
+
     private async Task<StoreResult> RunScaleAsync(string store, int streams, IGrainFactory grains, BenchSiloProcess? silo,
         CancellationToken cancellationToken)
     {
@@ -60,9 +63,10 @@ internal sealed partial class BenchRunner
             progress($"{store} scale: binding streams {baseStreams:N0}..{streams:N0}");
             bindSeconds += await BindRangeAsync(refs, baseStreams, streams, modelName, cancellationToken);
         }
+        int activeAtN = await StreamActivationsAsync(grains.GetGrain<IManagementGrain>(0));
         var atN = silo is null ? null : await silo.GetStatsAsync(collect: true, cancellationToken);
         progress($"{store} scale: {streams:N0} streams bound in {bindSeconds:N0} s" +
-            (atN is not null && idle is not null ? $"; silo RSS {atN.RssBytes / 1048576.0:N0} MiB, {(double)(atN.RssBytes - idle.RssBytes) / streams:N0} B/stream" : ""));
+            $"; {activeAtN:N0} stream activations" + (atN is not null && idle is not null ? $"; silo RSS {atN.RssBytes / 1048576.0:N0} MiB, {(double)(atN.RssBytes - idle.RssBytes) / streams:N0} B/stream" : ""));
         // The machine's load drifts, so base and N are measured alternately (base, N, base, N, ...) on the same silo
         // and the ratio pools the rounds: sum of base values/s over sum of N values/s.
         var ingestBase = new List<PhaseResult>();
@@ -95,7 +99,7 @@ internal sealed partial class BenchRunner
             idle is not null && atN is not null ? (double)(atN.ManagedHeapBytes - idle.ManagedHeapBytes) / streams : null,
             atN is null ? null : atN.RssBytes <= ScaleResult.RssBudgetBytes,
             ingestBase, ingestN, gcBase, gcN, ratio, ratio <= ScaleResult.ThroughputRatioTarget,
-            check.Deactivation, check.Reactivation) { BindRetries = Interlocked.Read(ref _bindRetries) };
+            check.Deactivation, check.Reactivation) { BindRetries = Interlocked.Read(ref _bindRetries), StreamActivationsAtStreams = activeAtN };
         progress($"{store} scale: " + scale.Verdict);
         return new StoreResult(store, streams, null, bindSeconds, streams / bindSeconds, idle, atN, end,
             scale.RssBytesPerStream, scale.ManagedBytesPerStream, [.. ingestBase, .. ingestN], check.AfterDeactivation) { Scale = scale };
@@ -182,12 +186,21 @@ internal sealed partial class BenchRunner
         }
         progress($"{store} scale: deactivating idle streams ({activeBefore:N0} stream activations)");
         var clock = Stopwatch.StartNew();
-        await management.ForceActivationCollection(TimeSpan.FromSeconds(settings.ScaleIdleSeconds));
+        try
+        {
+            await management.ForceActivationCollection(TimeSpan.FromSeconds(settings.ScaleIdleSeconds));
+        }
+        catch (TimeoutException)
+        {
+            // Deactivating hundreds of thousands of activations outlasts the client's response timeout; the collection
+            // goes on in the silo, and the activation count polled below shows how far it got.
+            progress($"{store} scale: the collection call timed out; polling the activation count");
+        }
         // Deactivations finish asynchronously: wait until the count stops falling (or is ~0).
         int activeAfter = await StreamActivationsAsync(management);
-        for (int polls = 0; polls < 120 && activeAfter > 0; polls++)
+        for (int polls = 0; polls < 600 && activeAfter > 0; polls++)
         {
-            await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
+            await Task.Delay(TimeSpan.FromSeconds(2), cancellationToken);
             int now = await StreamActivationsAsync(management);
             if (now >= activeAfter) { activeAfter = now; break; }
             activeAfter = now;
@@ -412,6 +425,9 @@ internal sealed record ScaleResult(
 {
     /// <summary>Bind calls that failed (response timeouts under load) and were retried; bind is idempotent.</summary>
     public long BindRetries { get; init; }
+
+    /// <summary>Stream activations on the silo when the memory at N was measured (N unless some were collected).</summary>
+    public int StreamActivationsAtStreams { get; init; }
 
     /// <summary>Issue 8: 1,000,000 streams (H = 32) in at most 8 GiB RSS.</summary>
     public const long RssBudgetBytes = 8L << 30;

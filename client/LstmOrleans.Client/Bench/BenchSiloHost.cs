@@ -33,19 +33,20 @@ internal static class BenchSiloHost
         var history = new Option<int?>("--history");
         var persistEvery = new Option<int?>("--persist-every");
         var orleansSerializer = new Option<bool>("--orleans-storage-serializer");
+        var collectionAge = new Option<double?>("--collection-age");
         var command = new Command(CommandName, "Internal: the silo process started by 'bench'.")
         {
-            store, data, redis, postgres, serviceId, history, persistEvery, orleansSerializer,
+            store, data, redis, postgres, serviceId, history, persistEvery, orleansSerializer, collectionAge,
         };
         command.Hidden = true;
         command.SetAction((result, ct) => RunAsync(
             result.GetValue(store)!, result.GetValue(data)!, result.GetValue(redis), result.GetValue(postgres),
-            result.GetValue(serviceId)!, result.GetValue(history), result.GetValue(persistEvery), result.GetValue(orleansSerializer), ct));
+            result.GetValue(serviceId)!, result.GetValue(history), result.GetValue(persistEvery), result.GetValue(orleansSerializer), ct, result.GetValue(collectionAge)));
         return command;
     }
 
     private static async Task<int> RunAsync(string store, string dataFolder, string? redis, string? postgres, string serviceId,
-        int? history, int? persistEvery, bool orleansSerializer, CancellationToken cancellationToken)
+        int? history, int? persistEvery, bool orleansSerializer, CancellationToken cancellationToken, double? collectionAgeSeconds = null)
     {
         var settings = new SiloSettings();
         settings.Cluster.ClusterId = "lstmorleans-bench";
@@ -82,6 +83,9 @@ internal static class BenchSiloHost
             // Experiment: the storage providers that take the silo-wide default IGrainStorageSerializer (memory,
             // redis) use Orleans' binary serializer instead of the default JSON one.
             if (orleansSerializer) silo.Services.AddSingleton<IGrainStorageSerializer, OrleansGrainStorageSerializer>();
+            // The scale phase binds N streams over many minutes; Orleans' idle collection (15 min by default) would
+            // deactivate the first ones before the last are bound, so it sets an age longer than the run.
+            if (collectionAgeSeconds is { } age) silo.Services.Configure<Orleans.Configuration.GrainCollectionOptions>(o => o.CollectionAge = TimeSpan.FromSeconds(age));
         });
         using var host = builder.Build();
         try

@@ -41,6 +41,7 @@ public sealed class ScalePhaseTests
         double pooled = atBase.Sum(p => p.GetProperty("valuesPerSecond").GetDouble()) / atStreams.Sum(p => p.GetProperty("valuesPerSecond").GetDouble());
         Assert.Equal(pooled, scale.GetProperty("throughputRatio").GetDouble(), 9);
 
+        Assert.Equal(200, scale.GetProperty("streamActivationsAtStreams").GetInt32());
         var deactivation = scale.GetProperty("deactivation");
         Assert.True(deactivation.GetProperty("streamActivationsBefore").GetInt32() >= 200);
         Assert.Equal(0, deactivation.GetProperty("streamActivationsAfter").GetInt32());
