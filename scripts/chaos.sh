@@ -9,11 +9,12 @@
 #
 # Tuning (defaults in tests/LstmOrleans.Reliability.Tests/FailoverTests.cs): --response-timeout-ms (the client's
 # ClientMessagingOptions.ResponseTimeout, default 2000), --probe-ms (silos' Membership:ProbeTimeout, default 1000),
-# --missed-probes (Membership:NumMissedProbesLimit, default 2). --repeat N runs the scenario N times (a fresh cluster
+# --missed-probes (Membership:NumMissedProbesLimit, default 2), --attempt-timeout-ms (a precise client-side limit per
+# attempt before resending, off by default; Orleans' response timeout itself fires up to ~1 s late). --repeat N runs the scenario N times (a fresh cluster
 # each time), so the report holds one line per kill.
 #
 # usage: scripts/chaos.sh [sigkill|rolling|all] [--streams N] [--observations N] [--repeat N]
-#                         [--response-timeout-ms MS] [--probe-ms MS] [--missed-probes N]
+#                         [--response-timeout-ms MS] [--probe-ms MS] [--missed-probes N] [--attempt-timeout-ms MS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,7 +31,8 @@ while [[ $# -gt 0 ]]; do
     --response-timeout-ms) export RELIABILITY_RESPONSE_TIMEOUT_MS=$2; shift ;;
     --probe-ms) export RELIABILITY_PROBE_TIMEOUT_MS=$2; shift ;;
     --missed-probes) export RELIABILITY_MISSED_PROBES=$2; shift ;;
-    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
+    --attempt-timeout-ms) export RELIABILITY_ATTEMPT_TIMEOUT_MS=$2; shift ;;
+    -h|--help) sed -n 2,19p "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift

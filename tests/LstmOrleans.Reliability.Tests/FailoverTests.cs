@@ -25,6 +25,9 @@ public sealed class FailoverTests(ITestOutputHelper output) : IAsyncLifetime
     private static readonly TimeSpan ResponseTimeout = TimeSpan.FromMilliseconds(EnvInt("RELIABILITY_RESPONSE_TIMEOUT_MS", 2000));
     private static readonly TimeSpan ProbeTimeout = TimeSpan.FromMilliseconds(EnvInt("RELIABILITY_PROBE_TIMEOUT_MS", 1000));
     private static readonly int MissedProbes = EnvInt("RELIABILITY_MISSED_PROBES", 2);
+    // Optional client-side limit per attempt (see ReplayLoad); unset = rely on Orleans' response timeout alone.
+    private static readonly TimeSpan? AttemptTimeout =
+        EnvInt("RELIABILITY_ATTEMPT_TIMEOUT_MS", 0) is var ms && ms > 0 ? TimeSpan.FromMilliseconds(ms) : (TimeSpan?)null;
     // Generous: on the shared 2-core box under a load average of 70 a silo took over 2 min to join.
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(300);
     private static readonly TimeSpan GiveUp = TimeSpan.FromSeconds(90);
@@ -68,7 +71,7 @@ public sealed class FailoverTests(ITestOutputHelper output) : IAsyncLifetime
     {
         const string model = "sigkill";
         var grains = await StartClusterAsync(model);
-        var load = new ReplayLoad(grains, model, Streams, inputSize: 1, pacing: TimeSpan.FromMilliseconds(20));
+        var load = new ReplayLoad(grains, model, Streams, inputSize: 1, pacing: TimeSpan.FromMilliseconds(20), AttemptTimeout);
         var run = load.RunAsync(sequence => sequence <= Observations, GiveUp);
 
         long total = (long)Streams * Observations;
@@ -169,7 +172,8 @@ public sealed class FailoverTests(ITestOutputHelper output) : IAsyncLifetime
     }
 
     private static string Tuning =>
-        $"client response timeout {ResponseTimeout.TotalMilliseconds:0} ms, probes {ProbeTimeout.TotalMilliseconds:0} ms x {MissedProbes} missed, 2 votes";
+        $"client response timeout {ResponseTimeout.TotalMilliseconds:0} ms" +
+        (AttemptTimeout is { } a ? $", client attempt timeout {a.TotalMilliseconds:0} ms" : "") + $", probes {ProbeTimeout.TotalMilliseconds:0} ms x {MissedProbes} missed, 2 votes";
 
     /// <summary>Read-only and idempotent calls made outside the measured load: retried when the short response timeout trips on a loaded machine.</summary>
     private static async Task<T> RetryAsync<T>(Func<Task<T>> call)

@@ -10,7 +10,13 @@ namespace LstmOrleans.Reliability.Tests;
 /// acknowledged, so an ingest that was applied but whose answer was lost comes back as a duplicate, never as a
 /// second step. Every acknowledgement is recorded with its time for the service-gap measurement.
 /// </summary>
-internal sealed class ReplayLoad(IGrainFactory grains, string modelName, int streams, int inputSize, TimeSpan pacing)
+/// <param name="attemptTimeout">
+/// When set, the client gives up on an attempt after exactly this long and resends (the abandoned call is observed and
+/// dropped; if it was applied after all, the resend is answered as a duplicate). Orleans' own response timeout fires
+/// up to about a second late (a 2 s timeout was seen to fail calls 2.4-3.1 s after they were sent), so this bounds the
+/// wait on a call lost with a killed silo more tightly.
+/// </param>
+internal sealed class ReplayLoad(IGrainFactory grains, string modelName, int streams, int inputSize, TimeSpan pacing, TimeSpan? attemptTimeout = null)
 {
     private readonly Stopwatch _clock = Stopwatch.StartNew();
     private readonly ConcurrentQueue<(double AtMs, int Stream)> _successes = new();
@@ -61,7 +67,24 @@ internal sealed class ReplayLoad(IGrainFactory grains, string modelName, int str
         {
             try
             {
-                var answer = await call();
+                var pending = call();
+                T answer;
+                if (attemptTimeout is { } limit)
+                {
+                    try
+                    {
+                        answer = await pending.WaitAsync(limit);
+                    }
+                    catch (TimeoutException)
+                    {
+                        _ = pending.ContinueWith(static t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted);
+                        throw;
+                    }
+                }
+                else
+                {
+                    answer = await pending;
+                }
                 _lastSuccessSentMs[stream] = attemptStartedMs;
                 return answer;
             }
