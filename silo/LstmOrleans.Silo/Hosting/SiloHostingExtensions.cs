@@ -61,7 +61,12 @@ public static class SiloHostingExtensions
                 break;
             case StorageSettings.Sqlite:
                 var database = Path.Combine(Path.GetFullPath(settings.Storage.DataFolder), "lstmorleans.db");
-                silo.AddSqliteGrainStorage(GrainStorageName, o => o.DataSource = database);
+                var synchronous = settings.Storage.SqliteSynchronousMode;
+                silo.AddSqliteGrainStorage(GrainStorageName, o =>
+                {
+                    o.DataSource = database;
+                    o.Synchronous = synchronous;
+                });
                 break;
             case StorageSettings.Postgres:
                 silo.AddPostgresGrainStorage(GrainStorageName, o => o.ConnectionString = settings.ConnectionStrings.Postgres!);

@@ -118,10 +118,21 @@ public sealed class StorageSettings
     public string Provider { get; set; } = Sqlite;
     /// <summary>Folder of the embedded SQLite database, relative to the working directory unless absolute.</summary>
     public string DataFolder { get; set; } = "./data";
+    /// <summary>
+    /// What an acknowledged SQLite write survives (PRAGMA synchronous): full (default) = process kill, OS crash and
+    /// power loss; normal = process kill only (faster: no fsync per group commit, only at checkpoints).
+    /// </summary>
+    public string SqliteSynchronous { get; set; } = "full";
+
+    internal LstmOrleans.Persistence.Sqlite.SqliteSynchronousMode SqliteSynchronousMode =>
+        string.Equals(SqliteSynchronous, "normal", StringComparison.OrdinalIgnoreCase)
+            ? LstmOrleans.Persistence.Sqlite.SqliteSynchronousMode.Normal
+            : LstmOrleans.Persistence.Sqlite.SqliteSynchronousMode.Full;
 
     internal void Validate(List<string> errors)
     {
         SiloSettings.CheckChoice(errors, "Storage:Provider", Provider, Sqlite, Redis, Postgres, Memory);
+        SiloSettings.CheckChoice(errors, "Storage:SqliteSynchronous", SqliteSynchronous, "full", "normal");
         if (string.Equals(Provider, Sqlite, StringComparison.OrdinalIgnoreCase) && string.IsNullOrWhiteSpace(DataFolder))
             errors.Add("Storage:DataFolder must not be empty when Storage:Provider is 'sqlite'.");
     }
