@@ -83,7 +83,7 @@ public sealed class FailoverTests(ITestOutputHelper output) : IAsyncLifetime
         await run;
         double finishedAt = load.NowMs;
 
-        var (clusterGap, worstStall, worstStream, worstStallEnds) = load.GapsWithWorstStream(killedAt);
+        var (clusterGap, worstStall, worstStream, worstStallEnds) = load.Gaps(killedAt);
         Report($"sigkill: {Streams} streams x {Observations} observations over 3 silos (Redis), SIGKILL silo1 after {acknowledgedAtKill} acks; " +
                $"cluster-wide service gap {clusterGap:0} ms, worst single-stream stall {worstStall:0} ms, {load.Retries} retried calls, " +
                $"recovery+rest {finishedAt - killedAt:0} ms; {Tuning}; {_supervisorRestarts} silo starts repeated after dying while joining");
@@ -119,7 +119,7 @@ public sealed class FailoverTests(ITestOutputHelper output) : IAsyncLifetime
         Volatile.Write(ref restartsDone, true);
         await run;
 
-        var (clusterGap, worstStall) = load.Gaps(restartsFrom);
+        var (clusterGap, worstStall, _, _) = load.Gaps(restartsFrom);
         Report($"rolling restart: {Streams} streams, SIGTERM + restart of each of 3 silos ({string.Join(", ", restartTimes)}); " +
                $"cluster-wide service gap {clusterGap:0} ms, worst single-stream stall {worstStall:0} ms, {load.Retries} retried calls, " +
                $"{load.TotalAcknowledged} observations acknowledged; client response timeout {ResponseTimeout.TotalMilliseconds:0} ms, probes 2 s x 3 missed; {_supervisorRestarts} silo starts repeated after dying while joining");

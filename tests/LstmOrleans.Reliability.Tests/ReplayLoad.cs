@@ -19,13 +19,11 @@ namespace LstmOrleans.Reliability.Tests;
 internal sealed class ReplayLoad(IGrainFactory grains, string modelName, int streams, int inputSize, TimeSpan pacing, TimeSpan? attemptTimeout = null)
 {
     private readonly Stopwatch _clock = Stopwatch.StartNew();
-    private readonly ConcurrentQueue<(double AtMs, int Stream)> _successes = new();
+    // Every acknowledgement: when it came, for which stream, and when the attempt that got it was sent.
+    private readonly ConcurrentQueue<(double AtMs, int Stream, double SentMs)> _successes = new();
     private readonly ConcurrentQueue<(int Stream, long Sequence, StepResult Result)> _acks = new();
     private readonly ConcurrentQueue<(double SentMs, double FailedMs, int Stream, string Error)> _failures = new();
     private readonly long[] _acknowledged = new long[streams];
-    private readonly double[] _lastSuccessSentMs = new double[streams];
-    // Sent time of the attempt behind each acknowledgement, per stream, in acknowledgement order.
-    private readonly ConcurrentQueue<(int Stream, double SentMs, double AtMs)> _successAttempts = new();
     private long _retries;
     private long _total;
 
@@ -48,10 +46,8 @@ internal sealed class ReplayLoad(IGrainFactory grains, string modelName, int str
         for (long sequence = 1; keepGoing(sequence); sequence++)
         {
             var observation = Signals.Obs(stream, sequence, inputSize);
-            var result = await RetryAsync(stream, () => grain.IngestAsync(observation), giveUpAfter);
-            double acknowledgedAt = NowMs;
-            _successes.Enqueue((acknowledgedAt, stream));
-            _successAttempts.Enqueue((stream, _lastSuccessSentMs[stream], acknowledgedAt));
+            var (result, sentMs) = await RetryAsync(stream, () => grain.IngestAsync(observation), giveUpAfter);
+            _successes.Enqueue((NowMs, stream, sentMs));
             _acks.Enqueue((stream, sequence, result));
             Interlocked.Exchange(ref _acknowledged[stream], sequence);
             Interlocked.Increment(ref _total);
@@ -59,37 +55,25 @@ internal sealed class ReplayLoad(IGrainFactory grains, string modelName, int str
         }
     }
 
-    private async Task<T> RetryAsync<T>(int stream, Func<Task<T>> call, TimeSpan giveUpAfter)
+    /// <summary>The first answer, and when the attempt that got it was sent.</summary>
+    private async Task<(T Answer, double SentMs)> RetryAsync<T>(int stream, Func<Task<T>> call, TimeSpan giveUpAfter)
     {
         var started = Stopwatch.StartNew();
         double attemptStartedMs = NowMs;
         while (true)
         {
+            Task<T>? pending = null;
             try
             {
-                var pending = call();
-                T answer;
-                if (attemptTimeout is { } limit)
-                {
-                    try
-                    {
-                        answer = await pending.WaitAsync(limit);
-                    }
-                    catch (TimeoutException)
-                    {
-                        _ = pending.ContinueWith(static t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted);
-                        throw;
-                    }
-                }
-                else
-                {
-                    answer = await pending;
-                }
-                _lastSuccessSentMs[stream] = attemptStartedMs;
-                return answer;
+                pending = call();
+                var answer = attemptTimeout is { } limit ? await pending.WaitAsync(limit) : await pending;
+                return (answer, attemptStartedMs);
             }
             catch (Exception e) when (e is not ObservationRejectedException && started.Elapsed < giveUpAfter)
             {
+                // An attempt given up on may still fail later: observe it so its exception is not left unobserved.
+                if (pending is { IsCompleted: false })
+                    _ = pending.ContinueWith(static t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted);
                 // Silo gone, gateway closed, activation moving, response timed out: all safe to resend.
                 Interlocked.Increment(ref _retries);
                 _failures.Enqueue((attemptStartedMs, NowMs, stream, e.GetType().Name));
@@ -101,12 +85,6 @@ internal sealed class ReplayLoad(IGrainFactory grains, string modelName, int str
     }
 
     /// <summary>
-    /// Longest stretch after <paramref name="fromMs"/> with no successful call anywhere, and the longest time any single
-    /// stream waited between two of its acknowledgements after that point (minus the pacing it waits anyway).
-    /// </summary>
-    public (double ClusterGapMs, double WorstStreamStallMs) Gaps(double fromMs) => GapsWithWorstStream(fromMs) is var g ? (g.ClusterGapMs, g.WorstStreamStallMs) : default;
-
-    /// <summary>
     /// The attempts of one stream that ended after <paramref name="fromMs"/>, as "sent at +s ms, failed at +t ms
     /// with Exception", times relative to <paramref name="fromMs"/>: shows where a stall's time went (response
     /// timeouts, rejections, retries).
@@ -115,12 +93,17 @@ internal sealed class ReplayLoad(IGrainFactory grains, string modelName, int str
     {
         var failures = _failures.Where(f => f.Stream == stream && f.FailedMs > fromMs && f.FailedMs <= untilMs)
             .Select(f => $"sent {f.SentMs - fromMs:+0;-0} ms, failed {f.FailedMs - fromMs:+0;-0} ms: {f.Error}");
-        var success = _successAttempts.Where(a => a.Stream == stream && a.AtMs == untilMs)
+        var success = _successes.Where(a => a.Stream == stream && a.AtMs == untilMs)
             .Select(a => $"sent {a.SentMs - fromMs:+0;-0} ms, acknowledged {a.AtMs - fromMs:+0;-0} ms");
         return string.Join("; ", failures.Concat(success));
     }
 
-    public (double ClusterGapMs, double WorstStreamStallMs, int WorstStream, double WorstStallEndsMs) GapsWithWorstStream(double fromMs)
+    /// <summary>
+    /// Longest stretch after <paramref name="fromMs"/> with no successful call anywhere, and the longest time any single
+    /// stream waited between two of its acknowledgements after that point (minus the pacing it waits anyway): which
+    /// stream, and when that wait ended.
+    /// </summary>
+    public (double ClusterGapMs, double WorstStreamStallMs, int WorstStream, double WorstStallEndsMs) Gaps(double fromMs)
     {
         var all = _successes.ToArray();
         var times = all.Select(s => s.AtMs).Where(t => t > fromMs).Order().ToArray();

@@ -24,9 +24,7 @@ internal sealed partial class BenchRunner
     {
         var prefix = $"bench/{_runId}/{store}/{streams}";
         int baseStreams = Math.Min(settings.ScaleBaseStreams, streams);
-        var modelName = $"bench-{_runId}";
-        await grains.GetGrain<IModelGrain>(modelName).CreateAsync(
-            new ModelConfig(InputSize: 1, HiddenSize: settings.Hidden, Layers: settings.Layers, Horizons: 1, Features: [], Seed: 1));
+        var modelName = await CreateBenchModelAsync(grains);
         var idle = silo is null ? null : await silo.GetStatsAsync(collect: true, cancellationToken);
 
         var refs = new IStreamGrain[streams];

@@ -103,9 +103,7 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
             baseline = ping;
         }
 
-        var modelName = $"bench-{_runId}";
-        await grains.GetGrain<IModelGrain>(modelName).CreateAsync(
-            new ModelConfig(InputSize: 1, HiddenSize: settings.Hidden, Layers: settings.Layers, Horizons: 1, Features: [], Seed: 1));
+        var modelName = await CreateBenchModelAsync(grains);
         var idle = silo is null ? null : await silo.GetStatsAsync(collect: true, cancellationToken);
 
         var refs = new IStreamGrain[streams];
@@ -356,5 +354,14 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
                 if (done) return;
             }
         }
+    }
+
+    /// <summary>Creates (idempotently) this run's model: D=1, the bench's H and L, one horizon, level head, seed 1.</summary>
+    private async Task<string> CreateBenchModelAsync(IGrainFactory grains)
+    {
+        var modelName = $"bench-{_runId}";
+        await grains.GetGrain<IModelGrain>(modelName).CreateAsync(
+            new ModelConfig(InputSize: 1, HiddenSize: settings.Hidden, Layers: settings.Layers, Horizons: 1, Features: [], Seed: 1));
+        return modelName;
     }
 }

@@ -1,5 +1,4 @@
 using Xunit;
-using System.Diagnostics;
 using System.Text.Json;
 
 namespace LstmOrleans.Client.Tests.Bench;
@@ -13,7 +12,7 @@ public sealed class BenchSmokeTests
     [Fact]
     public async Task Bench_reports_positive_throughput_and_ordered_latencies_for_memory_and_sqlite()
     {
-        var (exit, stdout, stderr) = await RunLstmOrleansAsync(
+        var (exit, stdout, stderr) = await LstmOrleansProcess.RunAsync(
             "bench", "--stores", "memory,sqlite", "--streams", "20", "--concurrency", "4", "--batch", "8",
             "--hidden", "4", "--duration", "1", "--warmup", "0.3", "--json");
         Assert.True(exit == 0, $"exit {exit}\nstdout:\n{stdout}\nstderr:\n{stderr}");
@@ -56,30 +55,8 @@ public sealed class BenchSmokeTests
     [Fact]
     public async Task Bench_rejects_a_durable_store_without_its_connection_string()
     {
-        var (exit, _, stderr) = await RunLstmOrleansAsync("bench", "--stores", "redis", "--duration", "1");
+        var (exit, _, stderr) = await LstmOrleansProcess.RunAsync("bench", "--stores", "redis", "--duration", "1");
         Assert.Equal(2, exit);
         Assert.Contains("--redis", stderr);
-    }
-
-    private static async Task<(int Exit, string Stdout, string Stderr)> RunLstmOrleansAsync(params string[] args)
-    {
-        var directory = AppContext.BaseDirectory;
-        var apphost = Path.Combine(directory, OperatingSystem.IsWindows() ? "lstmorleans.exe" : "lstmorleans");
-        var info = File.Exists(apphost) ? new ProcessStartInfo(apphost) : new ProcessStartInfo("dotnet") { ArgumentList = { Path.Combine(directory, "lstmorleans.dll") } };
-        foreach (var a in args) info.ArgumentList.Add(a);
-        info.RedirectStandardOutput = true;
-        info.RedirectStandardError = true;
-        info.WorkingDirectory = Path.GetTempPath();
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(4));
-        try { await process.WaitForExitAsync(timeout.Token); }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"bench did not finish in 4 minutes. stderr:\n{await stderr}");
-        }
-        return (process.ExitCode, await stdout, await stderr);
     }
 }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using Xunit;
 
@@ -22,7 +21,7 @@ public sealed class ScalePhaseTests
     [Fact]
     public async Task Scale_phase_measures_memory_and_throughput_and_every_sampled_stream_comes_back_intact()
     {
-        var (exit, stdout, stderr) = await RunLstmOrleansAsync([.. TinyScale, "--stores", "memory"]);
+        var (exit, stdout, stderr) = await LstmOrleansProcess.RunAsync([.. TinyScale, "--stores", "memory"]);
         Assert.True(exit == 0, $"exit {exit}\nstdout:\n{stdout}\nstderr:\n{stderr}");
 
         using var json = JsonDocument.Parse(stdout);
@@ -59,7 +58,7 @@ public sealed class ScalePhaseTests
     [InlineData("twin", "differs from the uninterrupted twin's")]
     public async Task Scale_check_reports_exactly_the_one_stream_with_an_injected_fault_and_fails(string fault, string expected)
     {
-        var (exit, stdout, stderr) = await RunLstmOrleansAsync([.. TinierScale, "--stores", "sqlite", "--scale-fault", fault]);
+        var (exit, stdout, stderr) = await LstmOrleansProcess.RunAsync([.. TinierScale, "--stores", "sqlite", "--scale-fault", fault]);
         Assert.True(exit == 1, $"a detected fault must fail the run; exit {exit}\nstdout:\n{stdout}\nstderr:\n{stderr}");
 
         using var json = JsonDocument.Parse(stdout);
@@ -77,33 +76,11 @@ public sealed class ScalePhaseTests
     [Fact]
     public async Task Scale_runs_alone_and_rejects_an_unknown_fault()
     {
-        var (exit, _, stderr) = await RunLstmOrleansAsync("bench", "-t", "scale,single", "--duration", "1");
+        var (exit, _, stderr) = await LstmOrleansProcess.RunAsync("bench", "-t", "scale,single", "--duration", "1");
         Assert.Equal(2, exit);
         Assert.Contains("scale runs alone", stderr);
-        (exit, _, stderr) = await RunLstmOrleansAsync("bench", "-t", "scale", "--scale-fault", "bogus", "--duration", "1");
+        (exit, _, stderr) = await LstmOrleansProcess.RunAsync("bench", "-t", "scale", "--scale-fault", "bogus", "--duration", "1");
         Assert.Equal(2, exit);
         Assert.Contains("--scale-fault", stderr);
-    }
-
-    private static async Task<(int Exit, string Stdout, string Stderr)> RunLstmOrleansAsync(params string[] args)
-    {
-        var directory = AppContext.BaseDirectory;
-        var apphost = Path.Combine(directory, OperatingSystem.IsWindows() ? "lstmorleans.exe" : "lstmorleans");
-        var info = File.Exists(apphost) ? new ProcessStartInfo(apphost) : new ProcessStartInfo("dotnet") { ArgumentList = { Path.Combine(directory, "lstmorleans.dll") } };
-        foreach (var a in args) info.ArgumentList.Add(a);
-        info.RedirectStandardOutput = true;
-        info.RedirectStandardError = true;
-        info.WorkingDirectory = Path.GetTempPath();
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(4));
-        try { await process.WaitForExitAsync(timeout.Token); }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException("lstmorleans bench did not finish within 4 minutes.\n" + await stderr);
-        }
-        return (process.ExitCode, await stdout, await stderr);
     }
 }
