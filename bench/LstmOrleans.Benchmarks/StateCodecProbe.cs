@@ -3,7 +3,12 @@ using System.Diagnostics;
 using LstmOrleans.Abstractions;
 using LstmOrleans.Grains;
 using LstmOrleans.Grains.Storage;
+using LstmOrleans.Persistence.GroupCommit;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+using Orleans;
+using Orleans.Runtime;
+using Orleans.Storage;
 using Orleans.Serialization;
 
 namespace LstmOrleans.Benchmarks;
@@ -44,6 +49,33 @@ internal static class StateCodecProbe
                 scratch.Advance(size);
             });
             Time("codec Read                   ", iterations, () => StreamStateCodec.Read<StreamState>(codecBytes));
+        }
+
+        // The whole memory-store write of the core state (serialize into the scratch buffer, copy into the key's buffer,
+        // ETag) as a stream grain does it on every acknowledged step, with each serializer.
+        var grain = GrainId.Create("stream", "probe");
+        foreach (var (name, serializer) in new (string, IGrainStorageSerializer)[]
+                 {
+                     ("Orleans binary", new CompactOrleansGrainStorageSerializer(orleans)),
+                     ("codec         ", new StreamStateCodecSerializer(new CompactOrleansGrainStorageSerializer(orleans))),
+                 })
+        {
+            var storage = new LocalMemoryGrainStorage("probe", new LocalMemoryGrainStorageOptions { GrainStorageSerializer = serializer },
+                NullLogger<LocalMemoryGrainStorage>.Instance);
+            var grainState = new GrainState<StreamState>(state);
+            for (int round = 0; round < 2; round++)
+                Time($"memory store write, {name}", iterations, () => storage.WriteStateAsync("stream", grain, grainState).GetAwaiter().GetResult());
+        }
+
+        // The closed-history record at the default capacity N = 512 (read, merged and rewritten once per closed chunk).
+        var history = new StreamHistory { Generation = 1, Closed = Realistic(hidden: 32, chunk: 512).Tail };
+        byte[] orleansHistory = orleans.SerializeToArray(history);
+        byte[] codecHistory = StreamStateCodec.ToArray(history);
+        Console.WriteLine($"StreamHistory N=512: Orleans binary {orleansHistory.Length} B, codec {codecHistory.Length} B");
+        for (int round = 0; round < 2; round++)
+        {
+            Time("history Orleans serialize+deserialize", iterations / 20, () => orleans.Deserialize<StreamHistory>(orleans.SerializeToArray(history)));
+            Time("history codec serialize+deserialize  ", iterations / 20, () => StreamStateCodec.Read<StreamHistory>(StreamStateCodec.ToArray(history)));
         }
     }
 
