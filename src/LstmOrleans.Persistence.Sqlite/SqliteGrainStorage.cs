@@ -21,6 +21,7 @@ namespace LstmOrleans.Persistence.Sqlite;
 public sealed class SqliteGrainStorage : IGrainStorage, ILifecycleParticipant<ISiloLifecycle>, IAsyncDisposable
 {
     private readonly string _name;
+    private readonly SqliteStore _store;
     private readonly GroupCommitGrainStorage _storage;
 
     public SqliteGrainStorage(string name, SqliteGrainStorageOptions options, IOptions<ClusterOptions> clusterOptions, ILogger<SqliteGrainStorage> logger)
@@ -30,8 +31,15 @@ public sealed class SqliteGrainStorage : IGrainStorage, ILifecycleParticipant<IS
         new SqliteGrainStorageOptionsValidator(options, name).ValidateConfiguration();
         _name = name;
         var serviceId = clusterOptions.Value.ServiceId;
-        _storage = new GroupCommitGrainStorage(name, serviceId, options, new SqliteStore(name, serviceId, options), logger);
+        _store = new SqliteStore(name, serviceId, options);
+        _storage = new GroupCommitGrainStorage(name, serviceId, options, _store, logger);
     }
+
+    /// <summary>
+    /// The synchronous level the open database actually runs with (PRAGMA synchronous read back after setting
+    /// it); null before <see cref="InitializeAsync"/>. Also in the start-up log line.
+    /// </summary>
+    public SqliteSynchronousMode? EffectiveSynchronous => _store.EffectiveSynchronous;
 
     /// <summary>Transactions committed so far.</summary>
     public long CommittedBatches => _storage.CommittedBatches;
@@ -95,7 +103,10 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
 
     public bool CommitBlocksThread => true;
 
-    public string Describe() => $"file {options.DataSource}, synchronous={options.Synchronous}, checkpoint every {options.WalAutoCheckpointPages} WAL pages";
+    /// <summary>PRAGMA synchronous as read back from the writer connection; null until the store is opened.</summary>
+    public SqliteSynchronousMode? EffectiveSynchronous { get; private set; }
+
+    public string Describe() => $"file {options.DataSource}, synchronous={EffectiveSynchronous} (PRAGMA synchronous={(int?)EffectiveSynchronous}), checkpoint every {options.WalAutoCheckpointPages} WAL pages";
 
     public async Task OpenAsync(CancellationToken cancellationToken)
     {
@@ -155,6 +166,16 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
 
             pragma.CommandText = $"PRAGMA synchronous={(int)options.Synchronous}; PRAGMA wal_autocheckpoint={options.WalAutoCheckpointPages};";
             pragma.ExecuteNonQuery();
+            // Read the level back: it is what every acknowledged write's durability rests on, and the start-up log
+            // (Describe) reports this value, not the requested one.
+            pragma.CommandText = "PRAGMA synchronous;";
+            var synchronous = (SqliteSynchronousMode)Convert.ToInt32(pragma.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
+            if (synchronous != options.Synchronous)
+            {
+                throw new InvalidOperationException($"SQLite grain storage '{name}' asked {options.DataSource} for synchronous={options.Synchronous} but got {synchronous}.");
+            }
+
+            EffectiveSynchronous = synchronous;
             // An ordinary rowid table with the key as a separate unique index, not WITHOUT ROWID: a WITHOUT ROWID
             // row longer than ~1 KB (a stream's state at H=32 is ~1.3 KB) does not fit its 4 KB b-tree page and
             // spills to an overflow page, so every update rewrote two pages and churned the freelist (measured:

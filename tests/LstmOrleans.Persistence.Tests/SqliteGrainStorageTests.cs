@@ -340,6 +340,24 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : GroupC
         long Index(GrainId id, string stateName) => Array.IndexOf(ids, id) * 2 + Array.IndexOf(stateNames, stateName);
     }
 
+    [Theory]
+    [InlineData(SqliteSynchronousMode.Full, 2)]
+    [InlineData(SqliteSynchronousMode.Normal, 1)]
+    public async Task TheSynchronousLevelIsAppliedToTheDatabaseAndReadBack(SqliteSynchronousMode mode, int pragma)
+    {
+        var path = folder.NewDatabasePath();
+        var storage = new SqliteGrainStorage($"sqlite-{Guid.NewGuid():N}", new SqliteGrainStorageOptions { DataSource = path, Synchronous = mode, GrainStorageSerializer = TestSerializer.Instance },
+            Options.Create(new ClusterOptions { ServiceId = "service-a", ClusterId = "test" }), NullLogger<SqliteGrainStorage>.Instance);
+        Assert.Null(storage.EffectiveSynchronous);
+        await using (storage)
+        {
+            await storage.InitializeAsync(CancellationToken.None);
+            Assert.Equal(mode, storage.EffectiveSynchronous);
+            Assert.Equal(pragma, (int)storage.EffectiveSynchronous!.Value);
+            await storage.WriteStateAsync(StateName, NewGrainId(), new GrainState<SensorTestState>(Sample(1)));
+        }
+    }
+
     [Fact]
     public async Task AnEmptyPayloadIsStoredAsAnEmptyBlobNotATombstone()
     {
