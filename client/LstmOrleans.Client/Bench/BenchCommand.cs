@@ -59,13 +59,14 @@ internal static class BenchCommand
         var idle = new Option<double>("--idle") { Description = "scale: idle seconds before deactivating every stream activation idle at least that long (0: all idle ones at once).", DefaultValueFactory = _ => 0 };
         var scaleFault = new Option<string?>("--scale-fault") { Description = "Testing only: inject a fault the scale check must detect (before, twin).", Hidden = true };
         var siloGc = new Option<string?>("--silo-gc") { Description = "GC mode of the bench silo process: workstation (default), server, conserve (workstation + GCConserveMemory)." };
+        var sqliteSynchronous = new Option<string?>("--sqlite-synchronous") { Description = "SQLite store: what an acknowledged write survives, passed to the silo as Storage:SqliteSynchronous: full (default; fsync per commit) or normal (process kill only; no fsync per commit)." };
         var json = new Option<bool>("--json") { Description = "Write the results as JSON to stdout (progress goes to stderr)." };
         var verbose = new Option<bool>("--verbose") { Description = "Echo the silo process's log to stderr." };
 
         var command = new Command("bench", "Benchmark: no-op grain call ceiling, then single and batch ingest per store (observations/s, p50/p99/p99.9 latency, silo memory).")
         {
             stores, redis, postgres, cluster, clusterId, serviceId, streams, concurrency, batch, hidden, layers, duration, warmup, rate,
-            tests, history, persistEvery, orleansSerializer, reportEvery, scaleBase, scaleSample, scaleRounds, idle, scaleFault, siloGc, json, verbose,
+            tests, history, persistEvery, orleansSerializer, reportEvery, scaleBase, scaleSample, scaleRounds, idle, scaleFault, siloGc, sqliteSynchronous, json, verbose,
         };
         command.Subcommands.Add(BenchSiloHost.Create());
         command.SetAction((result, ct) => CommandSupport.RunAsync(async () =>
@@ -95,6 +96,9 @@ internal static class BenchCommand
                 ScaleIdleSeconds = Seconds(result.GetValue(idle), "--idle", allowZero: true),
                 ScaleFault = ScaleFaults.IsKnown(result.GetValue(scaleFault)) ? result.GetValue(scaleFault) : throw new ArgumentException($"--scale-fault: unknown fault '{result.GetValue(scaleFault)}'."),
                 SiloGc = result.GetValue(siloGc) is { } gc && BenchRunner.SiloGcEnvironment(gc) is not null ? gc : null,
+                SqliteSynchronous = result.GetValue(sqliteSynchronous) is { } sync
+                    ? (sync is "full" or "normal" ? sync : throw new ArgumentException($"--sqlite-synchronous: unknown level '{sync}' (full, normal)."))
+                    : null,
             };
             bool asJson = result.GetValue(json);
             void Progress(string line)

@@ -49,6 +49,8 @@ internal sealed record BenchSettings(
     public string? ScaleFault { get; init; }
     /// <summary>GC mode of the bench silo process: null (the app's default, workstation), workstation, server, or conserve.</summary>
     public string? SiloGc { get; init; }
+    /// <summary>SQLite store: Storage:SqliteSynchronous for the bench silo (full or normal); null = the silo's default (full).</summary>
+    public string? SqliteSynchronous { get; init; }
 }
 
 /// <summary>Latency percentiles in microseconds.</summary>

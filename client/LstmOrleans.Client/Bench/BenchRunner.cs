@@ -47,6 +47,7 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
             if (settings.History is { } history) args.AddRange(["--history", history.ToString()]);
             if (settings.PersistEvery is { } every) args.AddRange(["--persist-every", every.ToString()]);
             if (settings.OrleansStorageSerializer) args.Add("--orleans-storage-serializer");
+            if (settings.SqliteSynchronous is { } synchronous) args.AddRange(["--sqlite-synchronous", synchronous]);
             if (settings.Tests.Contains(BenchSettings.Scale)) args.AddRange(["--collection-age", ScaleCollectionAgeSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
             progress($"{store}, {streams:N0} streams: starting a silo process");
             BenchSiloProcess silo;
