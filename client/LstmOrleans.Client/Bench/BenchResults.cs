@@ -28,7 +28,10 @@ internal sealed record BenchSettings(
 {
     public const string Ping = "ping";
     public const string Single = "single";
+    /// <summary>Batch ingest through the columnar API (<c>IngestColumnsAsync</c>), the way to send many values.</summary>
     public const string Batch = "batch";
+    /// <summary>The same batches through the row API (<c>IngestBatchAsync</c>: an <c>Observation[]</c> in, a <c>StepResult[]</c> out).</summary>
+    public const string BatchRows = "batch-rows";
     /// <summary>Deactivate every idle stream, then read each back from storage and check it is intact.</summary>
     public const string Reload = "reload";
     /// <summary>The scale phase (<see cref="ScaleResult"/>): memory and throughput at N vs a base count, idle deactivation, intact reactivation.</summary>
