@@ -85,11 +85,17 @@ internal sealed record PhaseResult(
     double? SiloAllocatedBytesPerValue)
 {
     /// <summary>
-    /// Fixed-rate phases only: how late each call left this client after its scheduled send time (timer and thread-pool
-    /// lag; calls due within 1 ms are sent at once, up to 1 ms early, which counts as 0). Latency is charged from the
-    /// scheduled time, so this part of it is the client's own doing, not the silo's.
+    /// Fixed-rate phases only: how late the client's pacing loop reached each call after its scheduled time (its own
+    /// wake-up and issuing lag; <see cref="FixedRatePacer"/>). Latency is charged from the scheduled time, so this part
+    /// of it is the client's own doing, not the silo's.
     /// </summary>
     public LatencyResult? SendLag { get; init; }
+
+    /// <summary>Fixed-rate phases only: calls that were due while their stream's previous call was still in flight, so they waited behind it (charged to their latency).</summary>
+    public long? QueuedBehindStream { get; init; }
+
+    /// <summary>Fixed-rate phases only: the most calls ever waiting behind one stream's in-flight call.</summary>
+    public int? MaxStreamBacklog { get; init; }
 }
 
 /// <summary>One silo configuration (store x stream count) and what was measured on it.</summary>
