@@ -49,6 +49,8 @@ internal sealed record BenchSettings(
     public string? ScaleFault { get; init; }
     /// <summary>GC mode of the bench silo process: null (the app's default, workstation), workstation, server, or conserve.</summary>
     public string? SiloGc { get; init; }
+    /// <summary>--silo-env: extra environment variables for the bench silo process (runtime knobs such as DOTNET_TieredPGO), applied after the GC mode's.</summary>
+    public IReadOnlyDictionary<string, string>? SiloEnvironment { get; init; }
 }
 
 /// <summary>Latency percentiles in microseconds.</summary>
@@ -96,6 +98,16 @@ internal sealed record PhaseResult(
 
     /// <summary>Fixed-rate phases only: the most calls ever waiting behind one stream's in-flight call.</summary>
     public int? MaxStreamBacklog { get; init; }
+
+    /// <summary>The silo's garbage collections during the measured run (null with --cluster).</summary>
+    public GcCounts? SiloGc { get; init; }
+
+    /// <summary>Time the silo's runtime was paused for GC during the measured run, in ms (null with --cluster).</summary>
+    public double? SiloGcPauseMs { get; init; }
+
+    /// <summary>The client's (this process's) garbage collections and GC pause time (ms) during the measured run.</summary>
+    public GcCounts? ClientGc { get; init; }
+    public double? ClientGcPauseMs { get; init; }
 }
 
 /// <summary>One silo configuration (store x stream count) and what was measured on it.</summary>

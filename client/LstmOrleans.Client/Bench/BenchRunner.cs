@@ -53,7 +53,7 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
             BenchSiloProcess silo;
             try
             {
-                silo = await BenchSiloProcess.StartAsync(args, settings.Verbose, cancellationToken, SiloGcEnvironment(settings.SiloGc));
+                silo = await BenchSiloProcess.StartAsync(args, settings.Verbose, cancellationToken, SiloEnvironment(settings));
             }
             catch (InvalidOperationException ex)
             {
@@ -242,12 +242,29 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
             SendLag = paced is null ? null : LatencyResult.From(paced.SendLag),
             QueuedBehindStream = paced?.Queued,
             MaxStreamBacklog = paced?.MaxBacklog,
+            SiloGc = siloBefore is null || siloAfter is null ? null : GcDelta(siloBefore, siloAfter),
+            SiloGcPauseMs = siloBefore is null || siloAfter is null ? null : (siloAfter.GcPauseSeconds - siloBefore.GcPauseSeconds) * 1e3,
+            ClientGc = GcDelta(clientBefore, clientAfter),
+            ClientGcPauseMs = (clientAfter.GcPauseSeconds - clientBefore.GcPauseSeconds) * 1e3,
         };
         progress($"{store}: {test}: {valuesPerSecond:N0} values/s, p50 {result.Latency.P50Us:N0} us, p99 {result.Latency.P99Us:N0} us" +
             (result.SendLag is { } lag ? $" (client send lag p50 {lag.P50Us:N0} us, p99 {lag.P99Us:N0} us, max {lag.MaxUs:N0} us; {paced!.Queued:N0} calls queued behind their stream, backlog max {paced.MaxBacklog})" : "") +
             (errors > 0 ? $", {errors} errors ({firstError})" : ""));
         return result;
     }
+
+    /// <summary>The bench silo process's extra environment: the --silo-gc mode's variables, then --silo-env's.</summary>
+    internal static IReadOnlyDictionary<string, string>? SiloEnvironment(BenchSettings settings)
+    {
+        var gc = SiloGcEnvironment(settings.SiloGc);
+        if (settings.SiloEnvironment is not { Count: > 0 } extra) return gc;
+        var environment = new Dictionary<string, string>(gc ?? new Dictionary<string, string>());
+        foreach (var (name, value) in extra) environment[name] = value;
+        return environment;
+    }
+
+    private static GcCounts GcDelta(ProcessStats before, ProcessStats after) => new(after.Gen0Collections - before.Gen0Collections,
+        after.Gen1Collections - before.Gen1Collections, after.Gen2Collections - before.Gen2Collections);
 
     /// <summary>
     /// Closed-loop workers: min(concurrency, streams) of them; worker w owns streams w, w+W, w+2W, ... and calls them
