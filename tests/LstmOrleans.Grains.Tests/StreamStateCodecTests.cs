@@ -198,6 +198,27 @@ public sealed class StreamStateCodecTests
     }
 
     [Fact]
+    public void An_unpaired_surrogate_is_written_as_Orleans_writes_it()
+    {
+        var state = Sample(modelName: "a\uD800b", streamId: "s\uDC00");
+        var codec = StreamStateCodec.Read<StreamState>(StreamStateCodec.ToArray(state));
+        var orleans = OrleansSerializer.Deserialize<StreamState>(OrleansSerializer.SerializeToArray(state))!;
+        Assert.Equal("a\uFFFDb", codec.ModelName);
+        Assert.Equal(orleans.ModelName, codec.ModelName);
+        Assert.Equal(orleans.Latest!.StreamId, codec.Latest!.StreamId);
+    }
+
+    [Fact]
+    public void Bytes_that_are_not_UTF8_in_a_string_are_refused()
+    {
+        var bytes = StreamStateCodec.ToArray(new StreamState { ModelName = "ab", Tail = null!, Latest = null });
+        bytes[12 + 4] = 0xC3;   // a lead byte followed by 'b': invalid UTF-8
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(bytes.Length - 4),
+            System.IO.Hashing.Crc32.HashToUInt32(bytes.AsSpan(0, bytes.Length - 4)));
+        Assert.Contains("UTF-8", Assert.Throws<InvalidDataException>(() => StreamStateCodec.Read(bytes)).Message);
+    }
+
+    [Fact]
     public void History_and_chunk_records_round_trip()
     {
         var chunk = Sample(d: 2, dIn: 4, capacity: 64, tailCount: 50).Tail;

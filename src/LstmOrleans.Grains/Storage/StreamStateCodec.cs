@@ -39,6 +39,9 @@ public static class StreamStateCodec
     private const int HeaderSize = 12;
     private const int ChecksumSize = 4;
 
+    // Writing replaces an unpaired surrogate with U+FFFD, as Orleans' own string codec does (a write never fails on a
+    // name); reading is strict, so bytes that are not UTF-8 are a malformed record, not a silently different string.
+    private static readonly UTF8Encoding WriteUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: false);
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     /// <summary>True when <paramref name="payload"/> starts with this codec's magic (anything else is left to the inner serializer).</summary>
@@ -86,7 +89,7 @@ public static class StreamStateCodec
 
     private const int DateTimeOffsetSize = 8 + 2;
 
-    private static int StringSize(string? value) => 4 + (value is null ? 0 : StrictUtf8.GetByteCount(value));
+    private static int StringSize(string? value) => 4 + (value is null ? 0 : WriteUtf8.GetByteCount(value));
 
     private static int ArraySize<T>(T[]? array) where T : unmanaged => 4 + (array is null ? 0 : checked(array.Length * System.Runtime.CompilerServices.Unsafe.SizeOf<T>()));
 
@@ -323,7 +326,7 @@ public static class StreamStateCodec
         public void String(string? value)
         {
             if (value is null) { Int32(-1); return; }
-            int count = StrictUtf8.GetBytes(value, _buffer[(Position + 4)..]);
+            int count = WriteUtf8.GetBytes(value, _buffer[(Position + 4)..]);
             Int32(count);
             Position += count;
         }
