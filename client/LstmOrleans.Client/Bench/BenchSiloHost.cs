@@ -132,7 +132,7 @@ internal static class BenchSiloHost
     }
 }
 
-/// <summary>Memory, GC and CPU figures of one process at one moment.</summary>
+/// <summary>Memory, GC and CPU figures of one process at one moment (GcPauseSeconds: total time the runtime was paused for GC so far).</summary>
 internal sealed record ProcessStats(
     long RssBytes,
     long? PeakRssBytes,
@@ -141,7 +141,8 @@ internal sealed record ProcessStats(
     int Gen0Collections,
     int Gen1Collections,
     int Gen2Collections,
-    double CpuSeconds)
+    double CpuSeconds,
+    double GcPauseSeconds = 0)
 {
     public static ProcessStats Capture()
     {
@@ -152,7 +153,8 @@ internal sealed record ProcessStats(
             GC.GetGCMemoryInfo().HeapSizeBytes,
             GC.GetTotalAllocatedBytes(precise: false),
             GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2),
-            self.TotalProcessorTime.TotalSeconds);
+            self.TotalProcessorTime.TotalSeconds,
+            GC.GetTotalPauseDuration().TotalSeconds);
     }
 
     /// <summary>VmHWM (peak resident set) from /proc on Linux; null elsewhere.</summary>
