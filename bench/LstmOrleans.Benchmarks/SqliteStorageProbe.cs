@@ -32,7 +32,8 @@ internal static class SqliteStorageProbe
         {
             DataSource = Path.Combine(directory, "probe.db"),
             Synchronous = sync,
-            GrainStorageSerializer = new FixedPayloadSerializer(1300),
+            WriterCacheSizeKiB = int.TryParse(Environment.GetEnvironmentVariable("PROBE_CACHE_KIB"), out var cache) ? cache : new SqliteGrainStorageOptions().WriterCacheSizeKiB,
+            GrainStorageSerializer = new FixedPayloadSerializer(int.TryParse(Environment.GetEnvironmentVariable("PROBE_PAYLOAD"), out var payload) ? payload : 1300),
         };
         var storage = new SqliteGrainStorage("probe", options, Options.Create(new ClusterOptions { ServiceId = "probe-service", ClusterId = "probe" }),
             NullLogger<SqliteGrainStorage>.Instance);
@@ -76,7 +77,7 @@ internal static class SqliteStorageProbe
             var alloc = GC.GetTotalAllocatedBytes(precise: false) - alloc0;
             Volatile.Write(ref stop, true);
             await Task.WhenAll(writers);
-            Console.WriteLine($"sync={sync} C={concurrency} rows={rows}: {done / elapsed:N0} writes/s, CPU {cpu / done:N1} us/write ({cpu / 1e6 / elapsed:N2} cores), " +
+            Console.WriteLine($"sync={sync} cache={options.WriterCacheSizeKiB}KiB C={concurrency} rows={rows}: {done / elapsed:N0} writes/s, CPU {cpu / done:N1} us/write ({cpu / 1e6 / elapsed:N2} cores), " +
                 $"{batches / elapsed:N0} txn/s, {(double)done / Math.Max(1, batches):N1} writes/txn, {alloc / (double)done:N0} B alloc/write, largest batch {storage.LargestBatch}");
         }
         finally

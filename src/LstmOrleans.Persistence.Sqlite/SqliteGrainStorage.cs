@@ -106,7 +106,7 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
     /// <summary>PRAGMA synchronous as read back from the writer connection; null until the store is opened.</summary>
     public SqliteSynchronousMode? EffectiveSynchronous { get; private set; }
 
-    public string Describe() => $"file {options.DataSource}, synchronous={EffectiveSynchronous} (PRAGMA synchronous={(int?)EffectiveSynchronous}), checkpoint every {options.WalAutoCheckpointPages} WAL pages";
+    public string Describe() => $"file {options.DataSource}, synchronous={EffectiveSynchronous} (PRAGMA synchronous={(int?)EffectiveSynchronous}), checkpoint every {options.WalAutoCheckpointPages} WAL pages, writer cache {options.WriterCacheSizeKiB} KiB";
 
     public async Task OpenAsync(CancellationToken cancellationToken)
     {
@@ -164,7 +164,7 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
                 throw new InvalidOperationException($"SQLite grain storage '{name}' could not switch {options.DataSource} to WAL mode (got '{mode}').");
             }
 
-            pragma.CommandText = $"PRAGMA synchronous={(int)options.Synchronous}; PRAGMA wal_autocheckpoint={options.WalAutoCheckpointPages};";
+            pragma.CommandText = $"PRAGMA synchronous={(int)options.Synchronous}; PRAGMA wal_autocheckpoint={options.WalAutoCheckpointPages}; PRAGMA cache_size=-{options.WriterCacheSizeKiB};";
             pragma.ExecuteNonQuery();
             // Read the level back: it is what every acknowledged write's durability rests on, and the start-up log
             // (Describe) reports this value, not the requested one.

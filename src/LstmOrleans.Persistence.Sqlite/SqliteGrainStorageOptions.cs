@@ -68,6 +68,14 @@ public sealed class SqliteGrainStorageOptions : IGroupCommitStorageOptions
     /// </summary>
     public int WalAutoCheckpointPages { get; set; } = 10_000;
 
+    /// <summary>
+    /// Page cache of the writer connection, in KiB (PRAGMA cache_size=-N). Every write first finds its row's page;
+    /// when the working set (about 1.5 KB per stream) outgrows the cache, each write re-reads that page from the OS
+    /// (a pread, from the WAL or the database file). SQLite's default is 2 MiB (~1,300 streams); the provider uses
+    /// 64 MiB (~45,000 streams' rows), allocated only as pages are touched.
+    /// </summary>
+    public int WriterCacheSizeKiB { get; set; } = 64 * 1024;
+
     /// <summary>How long a connection waits for a lock held by another process or provider instance.</summary>
     public TimeSpan BusyTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
@@ -111,6 +119,11 @@ public sealed class SqliteGrainStorageOptionsValidator(SqliteGrainStorageOptions
         if (options.WalAutoCheckpointPages is < 100 or > 1_000_000)
         {
             throw new OrleansConfigurationException($"{prefix}{nameof(options.WalAutoCheckpointPages)} must be between 100 and 1000000 pages, was {options.WalAutoCheckpointPages}.");
+        }
+
+        if (options.WriterCacheSizeKiB is < 256 or > 16 * 1024 * 1024)
+        {
+            throw new OrleansConfigurationException($"{prefix}{nameof(options.WriterCacheSizeKiB)} must be between 256 KiB and 16 GiB, was {options.WriterCacheSizeKiB} KiB.");
         }
 
         GroupCommitRegistration.ValidateTimeout(prefix, nameof(options.BusyTimeout), options.BusyTimeout, TimeSpan.FromMinutes(10));

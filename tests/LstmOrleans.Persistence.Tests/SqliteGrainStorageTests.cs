@@ -507,6 +507,7 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : GroupC
         { "Synchronous has the undefined value 7", o => o.Synchronous = (SqliteSynchronousMode)7 },
         { "BusyTimeout must be positive", o => o.BusyTimeout = TimeSpan.Zero },
         { "WalAutoCheckpointPages must be between 100 and 1000000 pages, was 10", o => o.WalAutoCheckpointPages = 10 },
+        { "WriterCacheSizeKiB must be between 256 KiB and 16 GiB, was 100 KiB", o => o.WriterCacheSizeKiB = 100 },
         { "GrainStorageSerializer is null", o => o.GrainStorageSerializer = null! },
     };
 
