@@ -262,6 +262,9 @@ internal static class StreamComputation
     /// </summary>
     public static long EstimatedWork(CachedModel model, long steps) => steps * (MultiplyAddsPerStep(model.Weights.Config) + StepOverheadMultiplyAdds);
 
+    /// <summary>Whether <paramref name="steps"/> steps are too much work for a grain turn (see <see cref="StreamGrainOptions.OffloadMultiplyAdds"/>).</summary>
+    public static bool ShouldOffload(CachedModel model, long steps, StreamGrainOptions options) => EstimatedWork(model, steps) >= options.OffloadMultiplyAdds;
+
     /// <summary>
     /// The bookkeeping of one step (Welford update, input encoding, error scoring, tail copy: ~0.05-0.1 us with one
     /// feature), expressed in multiply-adds of the LSTM kernel (~30 per ns), so tiny models are not counted as free.

@@ -172,8 +172,7 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
             if (rewarm) StreamComputation.Rewarm(next, model, window!);
             return StreamComputation.StepBatch(next, StreamId, batch, firstNew, duplicate, model, _options);
         }
-        long work = StreamComputation.EstimatedWork(model, newCount + (rewarm ? window!.Count : 0));
-        var forecast = work >= _options.OffloadMultiplyAdds ? await Task.Run(Compute) : Compute();
+        var forecast = StreamComputation.ShouldOffload(model, newCount + (rewarm ? window!.Count : 0), _options) ? await Task.Run(Compute) : Compute();
 
         await CommitAsync(next, newCount, forceWrite: false, original);
         _trainingFeed?.Report(next.ModelName!, newCount);
@@ -246,7 +245,7 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
     private async Task RewarmAsync(StreamState s, CachedModel model)
     {
         var window = await ReadWindowAsync(s, s.HistoryCapacity);
-        if (StreamComputation.EstimatedWork(model, window.Count) >= _options.OffloadMultiplyAdds) await Task.Run(() => StreamComputation.Rewarm(s, model, window));
+        if (StreamComputation.ShouldOffload(model, window.Count, _options)) await Task.Run(() => StreamComputation.Rewarm(s, model, window));
         else StreamComputation.Rewarm(s, model, window);
         LogRewarmed(StreamId, model.Name, model.Version, window.Count);
     }

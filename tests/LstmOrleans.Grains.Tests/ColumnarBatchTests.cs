@@ -289,6 +289,16 @@ public sealed class ColumnarBatchTests(ClusterFixture fixture)
         Assert.True(64 * (4320 + StreamComputation.StepOverheadMultiplyAdds) < new StreamGrainOptions().OffloadMultiplyAdds);
         Assert.True(64 * StreamComputation.MultiplyAddsPerStep(new LstmConfig(1, 128, 1, 3)) > new StreamGrainOptions().OffloadMultiplyAdds);
 
+        // The decision itself, on real weights: a 64-batch of the bench model stays in the turn, of an H = 128 model it leaves.
+        static CachedModel Model(int hidden) => new("m", 1, 1,
+            new ModelConfig(1, hidden, 1, 3, [], 0, NormalizationMode.RunningZScore, 1),
+            LstmWeights.From(LstmParameters.InitializeUniform(new LstmConfig(1, hidden, 1, 3), 1)));
+        var defaults = new StreamGrainOptions();
+        Assert.False(StreamComputation.ShouldOffload(Model(32), 64, defaults));
+        Assert.True(StreamComputation.ShouldOffload(Model(32), 512, defaults));    // a full re-warm replay: ~3.2M
+        Assert.True(StreamComputation.ShouldOffload(Model(128), 64, defaults));
+        Assert.True(StreamComputation.ShouldOffload(Model(32), 1, new StreamGrainOptions { OffloadMultiplyAdds = 1 }));
+
         var validator = new StreamGrainOptionsValidator();
         Assert.True(validator.Validate(null, new StreamGrainOptions()).Succeeded);
         var bad = validator.Validate(null, new StreamGrainOptions { OffloadMultiplyAdds = 0 });
