@@ -65,13 +65,18 @@ internal static class BenchCommand
             Description = "Extra environment variable NAME=VALUE for the bench silo process (repeatable), e.g. DOTNET_TieredPGO=0; applied after --silo-gc.",
             AllowMultipleArgumentsPerToken = false,
         };
+        var pacerBurst = new Option<double>("--pacer-burst-us")
+        {
+            Description = "Fixed rate: the pacing thread's shortest sleep in microseconds (larger: fewer wake-ups, burstier sends, more send lag).",
+            DefaultValueFactory = _ => 100,
+        };
         var json = new Option<bool>("--json") { Description = "Write the results as JSON to stdout (progress goes to stderr)." };
         var verbose = new Option<bool>("--verbose") { Description = "Echo the silo process's log to stderr." };
 
         var command = new Command("bench", "Benchmark: no-op grain call ceiling, then single and batch ingest per store (observations/s, p50/p99/p99.9 latency, silo memory).")
         {
             stores, redis, postgres, cluster, clusterId, serviceId, streams, concurrency, batch, hidden, layers, duration, warmup, rate,
-            tests, history, persistEvery, orleansSerializer, reportEvery, scaleBase, scaleSample, scaleRounds, idle, scaleFault, siloGc, sqliteSynchronous, siloEnv, json, verbose,
+            tests, history, persistEvery, orleansSerializer, reportEvery, scaleBase, scaleSample, scaleRounds, idle, scaleFault, siloGc, sqliteSynchronous, siloEnv, pacerBurst, json, verbose,
         };
         command.Subcommands.Add(BenchSiloHost.Create());
         command.SetAction((result, ct) => CommandSupport.RunAsync(async () =>
@@ -105,6 +110,8 @@ internal static class BenchCommand
                     ? (sync is "full" or "normal" ? sync : throw new ArgumentException($"--sqlite-synchronous: unknown level '{sync}' (full, normal)."))
                     : null,
                 SiloEnvironment = ParseEnvironment(result.GetValue(siloEnv)),
+                PacerBurstMicroseconds = result.GetValue(pacerBurst) is var burst && double.IsFinite(burst) && burst >= 1 && burst <= 100_000
+                    ? burst : throw new ArgumentException($"--pacer-burst-us must be in 1..100000; got {result.GetValue(pacerBurst)}."),
             };
             bool asJson = result.GetValue(json);
             void Progress(string line)

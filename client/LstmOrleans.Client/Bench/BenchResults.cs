@@ -56,6 +56,8 @@ internal sealed record BenchSettings(
     public string? SqliteSynchronous { get; init; }
     /// <summary>--silo-env: extra environment variables for the bench silo process (runtime knobs such as DOTNET_TieredPGO), applied after the GC mode's.</summary>
     public IReadOnlyDictionary<string, string>? SiloEnvironment { get; init; }
+    /// <summary>Fixed rate: the pacing thread's shortest sleep (<see cref="FixedRatePacer"/>), in microseconds.</summary>
+    public double PacerBurstMicroseconds { get; init; } = 100;
 }
 
 /// <summary>Latency percentiles in microseconds.</summary>

@@ -378,7 +378,7 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
         long end = start + (long)(duration.TotalSeconds * Stopwatch.Frequency);
         var pacer = new FixedRatePacer(streams, callsPerSecond, start, end, call, Stopwatch.GetTimestamp, Stopwatch.Frequency,
             interval is null ? null : interval.Record, interval is null ? null : interval.RecordError, cancellationToken);
-        pacer.Start(FixedRatePacer.DefaultBurstTicks);
+        pacer.Start((long)(settings.PacerBurstMicroseconds * Stopwatch.Frequency / 1e6));
         var reporting = interval?.RunAsync(pacer.Completion);
         await pacer.Completion;
         if (reporting is not null) await reporting;

@@ -85,4 +85,14 @@ public sealed class BenchSmokeTests
         Assert.Equal(2, exit);
         Assert.Contains("--redis", stderr);
     }
+
+    [Theory]
+    [InlineData("--pacer-burst-us", "0")]
+    [InlineData("--silo-env", "NOT A PAIR")]
+    public async Task Bench_rejects_a_bad_pacing_or_silo_environment_option(string option, string value)
+    {
+        var (exit, _, stderr) = await LstmOrleansProcess.RunAsync("bench", "--stores", "memory", option, value, "--duration", "1");
+        Assert.Equal(2, exit);
+        Assert.Contains(option, stderr);
+    }
 }
