@@ -106,9 +106,7 @@ internal static class BenchCommand
                 ScaleIdleSeconds = Seconds(result.GetValue(idle), "--idle", allowZero: true),
                 ScaleFault = ScaleFaults.IsKnown(result.GetValue(scaleFault)) ? result.GetValue(scaleFault) : throw new ArgumentException($"--scale-fault: unknown fault '{result.GetValue(scaleFault)}'."),
                 SiloGc = result.GetValue(siloGc) is { } gc && BenchRunner.SiloGcEnvironment(gc) is not null ? gc : null,
-                SqliteSynchronous = result.GetValue(sqliteSynchronous) is { } sync
-                    ? (sync is "full" or "normal" ? sync : throw new ArgumentException($"--sqlite-synchronous: unknown level '{sync}' (full, normal)."))
-                    : null,
+                SqliteSynchronous = ParseSqliteSynchronous(result.GetValue(sqliteSynchronous)),
                 SiloEnvironment = ParseEnvironment(result.GetValue(siloEnv)),
                 PacerBurstMicroseconds = result.GetValue(pacerBurst) is var burst && double.IsFinite(burst) && burst >= 1 && burst <= 100_000
                     ? burst : throw new ArgumentException($"--pacer-burst-us must be in 1..100000; got {result.GetValue(pacerBurst)}."),
@@ -130,6 +128,15 @@ internal static class BenchCommand
 
     private static string[] Split(string text) =>
         text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    /// <summary>--sqlite-synchronous: null (the silo's default), "full" or "normal" (any case); anything else is refused.</summary>
+    internal static string? ParseSqliteSynchronous(string? value) => value?.Trim().ToLowerInvariant() switch
+    {
+        null => null,
+        "full" => "full",
+        "normal" => "normal",
+        _ => throw new ArgumentException($"--sqlite-synchronous: unknown level '{value}' (full, normal)."),
+    };
 
     internal static IReadOnlyList<string> ParseStores(string[]? values, string? redis, string? postgres)
     {

@@ -33,4 +33,19 @@ public sealed class BenchOptionsTests
     [InlineData("1ABC=2")]
     public void Silo_env_refuses_what_is_not_name_equals_value(string value) =>
         Assert.Throws<ArgumentException>(() => BenchCommand.ParseEnvironment([value]));
+
+    [Theory]
+    [InlineData(null, null)]
+    [InlineData("full", "full")]
+    [InlineData("Normal", "normal")]
+    [InlineData(" NORMAL ", "normal")]
+    public void Sqlite_synchronous_accepts_full_and_normal(string? value, string? expected) =>
+        Assert.Equal(expected, BenchCommand.ParseSqliteSynchronous(value));
+
+    [Theory]
+    [InlineData("off")]
+    [InlineData("extra")]
+    [InlineData("sometimes")]
+    public void Sqlite_synchronous_refuses_other_levels(string value) =>
+        Assert.Contains("--sqlite-synchronous", Assert.Throws<ArgumentException>(() => BenchCommand.ParseSqliteSynchronous(value)).Message);
 }
