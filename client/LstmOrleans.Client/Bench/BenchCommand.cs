@@ -59,13 +59,19 @@ internal static class BenchCommand
         var idle = new Option<double>("--idle") { Description = "scale: idle seconds before deactivating every stream activation idle at least that long (0: all idle ones at once).", DefaultValueFactory = _ => 0 };
         var scaleFault = new Option<string?>("--scale-fault") { Description = "Testing only: inject a fault the scale check must detect (before, twin).", Hidden = true };
         var siloGc = new Option<string?>("--silo-gc") { Description = "GC mode of the bench silo process: workstation (default), server, conserve (workstation + GCConserveMemory)." };
+        var sqliteSynchronous = new Option<string?>("--sqlite-synchronous") { Description = "SQLite store: what an acknowledged write survives, passed to the silo as Storage:SqliteSynchronous: full (default; fsync per commit) or normal (process kill only; no fsync per commit)." };
+        var siloEnv = new Option<string[]>("--silo-env")
+        {
+            Description = "Extra environment variable NAME=VALUE for the bench silo process (repeatable), e.g. DOTNET_TieredPGO=0; applied after --silo-gc.",
+            AllowMultipleArgumentsPerToken = false,
+        };
         var json = new Option<bool>("--json") { Description = "Write the results as JSON to stdout (progress goes to stderr)." };
         var verbose = new Option<bool>("--verbose") { Description = "Echo the silo process's log to stderr." };
 
         var command = new Command("bench", "Benchmark: no-op grain call ceiling, then single and batch ingest per store (observations/s, p50/p99/p99.9 latency, silo memory).")
         {
             stores, redis, postgres, cluster, clusterId, serviceId, streams, concurrency, batch, hidden, layers, duration, warmup, rate,
-            tests, history, persistEvery, orleansSerializer, reportEvery, scaleBase, scaleSample, scaleRounds, idle, scaleFault, siloGc, json, verbose,
+            tests, history, persistEvery, orleansSerializer, reportEvery, scaleBase, scaleSample, scaleRounds, idle, scaleFault, siloGc, sqliteSynchronous, siloEnv, json, verbose,
         };
         command.Subcommands.Add(BenchSiloHost.Create());
         command.SetAction((result, ct) => CommandSupport.RunAsync(async () =>
@@ -95,6 +101,10 @@ internal static class BenchCommand
                 ScaleIdleSeconds = Seconds(result.GetValue(idle), "--idle", allowZero: true),
                 ScaleFault = ScaleFaults.IsKnown(result.GetValue(scaleFault)) ? result.GetValue(scaleFault) : throw new ArgumentException($"--scale-fault: unknown fault '{result.GetValue(scaleFault)}'."),
                 SiloGc = result.GetValue(siloGc) is { } gc && BenchRunner.SiloGcEnvironment(gc) is not null ? gc : null,
+                SqliteSynchronous = result.GetValue(sqliteSynchronous) is { } sync
+                    ? (sync is "full" or "normal" ? sync : throw new ArgumentException($"--sqlite-synchronous: unknown level '{sync}' (full, normal)."))
+                    : null,
+                SiloEnvironment = ParseEnvironment(result.GetValue(siloEnv)),
             };
             bool asJson = result.GetValue(json);
             void Progress(string line)
@@ -148,6 +158,21 @@ internal static class BenchCommand
         }
         if (counts.Count == 0) throw new ArgumentException("--streams names no count.");
         return counts;
+    }
+
+    internal static IReadOnlyDictionary<string, string>? ParseEnvironment(string[]? values)
+    {
+        if (values is null || values.Length == 0) return null;
+        var environment = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var value in values)
+        {
+            int equals = value.IndexOf('=');
+            string name = equals < 0 ? value : value[..equals];
+            if (equals < 1 || !System.Text.RegularExpressions.Regex.IsMatch(name, "^[A-Za-z_][A-Za-z0-9_]*$"))
+                throw new ArgumentException($"--silo-env: '{value}' is not NAME=VALUE with a variable name of letters, digits and underscores.");
+            environment[name] = value[(equals + 1)..];
+        }
+        return environment;
     }
 
     private static IReadOnlyList<string> ParseTests(string text)

@@ -52,6 +52,10 @@ internal sealed record BenchSettings(
     public string? ScaleFault { get; init; }
     /// <summary>GC mode of the bench silo process: null (the app's default, workstation), workstation, server, or conserve.</summary>
     public string? SiloGc { get; init; }
+    /// <summary>SQLite store: Storage:SqliteSynchronous for the bench silo (full or normal); null = the silo's default (full).</summary>
+    public string? SqliteSynchronous { get; init; }
+    /// <summary>--silo-env: extra environment variables for the bench silo process (runtime knobs such as DOTNET_TieredPGO), applied after the GC mode's.</summary>
+    public IReadOnlyDictionary<string, string>? SiloEnvironment { get; init; }
 }
 
 /// <summary>Latency percentiles in microseconds.</summary>
@@ -88,11 +92,27 @@ internal sealed record PhaseResult(
     double? SiloAllocatedBytesPerValue)
 {
     /// <summary>
-    /// Fixed-rate phases only: how late each call left this client after its scheduled send time (timer and thread-pool
-    /// lag; calls due within 1 ms are sent at once, up to 1 ms early, which counts as 0). Latency is charged from the
-    /// scheduled time, so this part of it is the client's own doing, not the silo's.
+    /// Fixed-rate phases only: how late the client's pacing loop reached each call after its scheduled time (its own
+    /// wake-up and issuing lag; <see cref="FixedRatePacer"/>). Latency is charged from the scheduled time, so this part
+    /// of it is the client's own doing, not the silo's.
     /// </summary>
     public LatencyResult? SendLag { get; init; }
+
+    /// <summary>Fixed-rate phases only: calls that were due while their stream's previous call was still in flight, so they waited behind it (charged to their latency).</summary>
+    public long? QueuedBehindStream { get; init; }
+
+    /// <summary>Fixed-rate phases only: the most calls ever waiting behind one stream's in-flight call.</summary>
+    public int? MaxStreamBacklog { get; init; }
+
+    /// <summary>The silo's garbage collections during the measured run (null with --cluster).</summary>
+    public GcCounts? SiloGc { get; init; }
+
+    /// <summary>Time the silo's runtime was paused for GC during the measured run, in ms (null with --cluster).</summary>
+    public double? SiloGcPauseMs { get; init; }
+
+    /// <summary>The client's (this process's) garbage collections and GC pause time (ms) during the measured run.</summary>
+    public GcCounts? ClientGc { get; init; }
+    public double? ClientGcPauseMs { get; init; }
 }
 
 /// <summary>One silo configuration (store x stream count) and what was measured on it.</summary>

@@ -8,8 +8,9 @@ namespace LstmOrleans.Client.Bench;
 /// <summary>
 /// Runs the benchmark: for each store (and stream count) a fresh silo in a child process, a client connected through
 /// its gateway, then the phases: ping (the no-op ceiling, once per run), stream activation, single-observation ingest
-/// and batch ingest. Each phase is a warm-up followed by a measured run of closed-loop workers (or fixed-rate
-/// workers with --rate), each worker owning a disjoint set of streams so sequence numbers stay ordered per stream.
+/// and batch ingest. Each phase is a warm-up followed by a measured run of closed-loop workers, each owning a
+/// disjoint set of streams, or with --rate an open-loop fixed-rate pacer; either way one call per stream is in flight
+/// at a time, so sequence numbers stay ordered per stream.
 /// </summary>
 internal sealed partial class BenchRunner(BenchSettings settings, Action<string> progress)
 {
@@ -48,12 +49,13 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
             if (settings.History is { } history) args.AddRange(["--history", history.ToString()]);
             if (settings.PersistEvery is { } every) args.AddRange(["--persist-every", every.ToString()]);
             if (settings.OrleansStorageSerializer) args.Add("--orleans-storage-serializer");
+            if (settings.SqliteSynchronous is { } synchronous) args.AddRange(["--sqlite-synchronous", synchronous]);
             if (settings.Tests.Contains(BenchSettings.Scale)) args.AddRange(["--collection-age", ScaleCollectionAgeSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
             progress($"{store}, {streams:N0} streams: starting a silo process");
             BenchSiloProcess silo;
             try
             {
-                silo = await BenchSiloProcess.StartAsync(args, settings.Verbose, cancellationToken, SiloGcEnvironment(settings.SiloGc));
+                silo = await BenchSiloProcess.StartAsync(args, settings.Verbose, cancellationToken, SiloEnvironment(settings));
             }
             catch (InvalidOperationException ex)
             {
@@ -221,14 +223,29 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
     {
         double? callRate = settings.Rate is { } rate ? rate / batchSize : null;
         if (settings.WarmupSeconds > 0)
-            await RunWorkersAsync(streams, TimeSpan.FromSeconds(settings.WarmupSeconds), callRate, onePass: false, call, cancellationToken);
+        {
+            if (callRate is { } warmRate) await RunFixedRateAsync(streams, TimeSpan.FromSeconds(settings.WarmupSeconds), warmRate, call, cancellationToken);
+            else await RunWorkersAsync(streams, TimeSpan.FromSeconds(settings.WarmupSeconds), null, onePass: false, call, cancellationToken);
+        }
 
         var siloBefore = silo is null ? null : await silo.GetStatsAsync(collect: false, cancellationToken);
         var clientBefore = ProcessStats.Capture();
         var clock = Stopwatch.StartNew();
-        var sendLag = callRate is null ? null : new LatencyHistogram();
-        var (histogram, errors, firstError, _) = await RunWorkersAsync(streams, TimeSpan.FromSeconds(settings.DurationSeconds), callRate,
-            onePass: false, call, cancellationToken, intervalLabel: $"{store} {test}", sendLag: sendLag);
+        LatencyHistogram histogram;
+        long errors;
+        string? firstError;
+        PacerResult? paced = null;
+        if (callRate is { } callsPerSecond)
+        {
+            paced = await RunFixedRateAsync(streams, TimeSpan.FromSeconds(settings.DurationSeconds), callsPerSecond, call, cancellationToken,
+                intervalLabel: $"{store} {test}");
+            (histogram, errors, firstError) = (paced.Latency, paced.Errors, paced.FirstError);
+        }
+        else
+        {
+            (histogram, errors, firstError, _) = await RunWorkersAsync(streams, TimeSpan.FromSeconds(settings.DurationSeconds), null,
+                onePass: false, call, cancellationToken, intervalLabel: $"{store} {test}");
+        }
         clock.Stop();
         var clientAfter = ProcessStats.Capture();
         var siloAfter = silo is null ? null : await silo.GetStatsAsync(collect: false, cancellationToken);
@@ -246,69 +263,73 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
             siloBefore is null || siloAfter is null ? null : (siloAfter.CpuSeconds - siloBefore.CpuSeconds) * 1e6 / perValue,
             siloBefore is null || siloAfter is null ? null : (siloAfter.AllocatedBytes - siloBefore.AllocatedBytes) / perValue)
         {
-            SendLag = sendLag is null ? null : LatencyResult.From(sendLag),
+            SendLag = paced is null ? null : LatencyResult.From(paced.SendLag),
+            QueuedBehindStream = paced?.Queued,
+            MaxStreamBacklog = paced?.MaxBacklog,
+            SiloGc = siloBefore is null || siloAfter is null ? null : GcDelta(siloBefore, siloAfter),
+            SiloGcPauseMs = siloBefore is null || siloAfter is null ? null : (siloAfter.GcPauseSeconds - siloBefore.GcPauseSeconds) * 1e3,
+            ClientGc = GcDelta(clientBefore, clientAfter),
+            ClientGcPauseMs = (clientAfter.GcPauseSeconds - clientBefore.GcPauseSeconds) * 1e3,
         };
         progress($"{store}: {test}: {valuesPerSecond:N0} values/s, p50 {result.Latency.P50Us:N0} us, p99 {result.Latency.P99Us:N0} us" +
-            (result.SendLag is { } lag ? $" (client send lag p50 {lag.P50Us:N0} us, p99 {lag.P99Us:N0} us, max {lag.MaxUs:N0} us)" : "") +
+            (result.SendLag is { } lag ? $" (client send lag p50 {lag.P50Us:N0} us, p99 {lag.P99Us:N0} us, max {lag.MaxUs:N0} us; {paced!.Queued:N0} calls queued behind their stream, backlog max {paced.MaxBacklog})" : "") +
             (errors > 0 ? $", {errors} errors ({firstError})" : ""));
         return result;
     }
 
+    /// <summary>The bench silo process's extra environment: the --silo-gc mode's variables, then --silo-env's.</summary>
+    internal static IReadOnlyDictionary<string, string>? SiloEnvironment(BenchSettings settings)
+    {
+        var gc = SiloGcEnvironment(settings.SiloGc);
+        if (settings.SiloEnvironment is not { Count: > 0 } extra) return gc;
+        var environment = new Dictionary<string, string>(gc ?? new Dictionary<string, string>());
+        foreach (var (name, value) in extra) environment[name] = value;
+        return environment;
+    }
+
+    private static GcCounts GcDelta(ProcessStats before, ProcessStats after) => new(after.Gen0Collections - before.Gen0Collections,
+        after.Gen1Collections - before.Gen1Collections, after.Gen2Collections - before.Gen2Collections);
+
     /// <summary>
-    /// min(concurrency, streams) workers; worker w owns streams w, w+W, w+2W, ... and calls them round-robin until
-    /// <paramref name="duration"/> has passed (or once each with <paramref name="onePass"/>). With a call rate, worker
-    /// w's k-th call is scheduled at start + (w + k W) / rate and its latency counts from that scheduled time (from its real
-    /// send time if it left up to 1 ms early), so a stall is charged to every call it delays (no coordinated omission). <paramref name="sendLag"/>, when given, receives
-    /// how late each fixed-rate call actually left (after its scheduled time), to tell client lag from silo latency.
+    /// Closed-loop workers: min(concurrency, streams) of them; worker w owns streams w, w+W, w+2W, ... and calls them
+    /// round-robin, one call in flight each, until <paramref name="duration"/> has passed (or once each with
+    /// <paramref name="onePass"/>). Latency counts from each call's send. With a call rate the load is open-loop instead
+    /// (<see cref="RunFixedRateAsync"/>).
     /// </summary>
     private async Task<(LatencyHistogram Histogram, long Errors, string? FirstError, double Seconds)> RunWorkersAsync(
         int streams, TimeSpan duration, double? callsPerSecond, bool onePass, Func<int, Task> call, CancellationToken cancellationToken,
-        string? intervalLabel = null, LatencyHistogram? sendLag = null)
+        string? intervalLabel = null)
     {
+        if (callsPerSecond is { } rate)
+        {
+            if (onePass) throw new ArgumentException("a one-pass run has no rate", nameof(callsPerSecond));
+            long began = Stopwatch.GetTimestamp();
+            var paced = await RunFixedRateAsync(streams, duration, rate, call, cancellationToken, intervalLabel);
+            return (paced.Latency, paced.Errors, paced.FirstError, Stopwatch.GetElapsedTime(began).TotalSeconds);
+        }
         // --report-every: one extra histogram shared by all workers (behind a lock, only when asked for), swapped out by
         // a reporter every interval. The per-worker histograms that make the phase's result are unaffected.
         var interval = intervalLabel is not null && settings.ReportEverySeconds is { } every ? new IntervalReporter(intervalLabel, every, progress) : null;
         int workers = Math.Max(1, Math.Min(settings.Concurrency, streams));
         var histograms = new LatencyHistogram[workers];
-        var lags = sendLag is null ? null : new LatencyHistogram[workers];
         long errors = 0;
         string? firstError = null;
         long start = Stopwatch.GetTimestamp();
         long end = duration == TimeSpan.MaxValue ? long.MaxValue : start + (long)(duration.TotalSeconds * Stopwatch.Frequency);
-        double ticksPerCall = callsPerSecond is { } r ? Stopwatch.Frequency / r : 0;
         double nanosPerTick = 1e9 / Stopwatch.Frequency;
 
         async Task Worker(int w)
         {
             var histogram = histograms[w] = new LatencyHistogram();
-            var lag = lags is null ? null : lags[w] = new LatencyHistogram();
             int cursor = w;
-            long k = 0;
             while (!cancellationToken.IsCancellationRequested)
             {
-                long scheduled;
-                if (callsPerSecond is not null)
-                {
-                    scheduled = start + (long)((w + k * workers) * ticksPerCall);
-                    k++;
-                    if (scheduled >= end) break;
-                    long wait = scheduled - Stopwatch.GetTimestamp();
-                    if (wait > Stopwatch.Frequency / 1000) await Task.Delay(TimeSpan.FromSeconds((double)wait / Stopwatch.Frequency), cancellationToken);
-                }
-                else
-                {
-                    scheduled = Stopwatch.GetTimestamp();
-                    if (scheduled >= end) break;
-                }
-                // A call due within 1 ms is sent at once, possibly before its scheduled time; its latency then counts
-                // from when it was really sent (counting from the later scheduled time would hide up to 1 ms of it).
                 long sent = Stopwatch.GetTimestamp();
-                lag?.Record((long)((sent - scheduled) * nanosPerTick));
-                long chargedFrom = Math.Min(scheduled, sent);
+                if (sent >= end) break;
                 try
                 {
                     await call(cursor);
-                    long latency = (long)((Stopwatch.GetTimestamp() - chargedFrom) * nanosPerTick);
+                    long latency = (long)((Stopwatch.GetTimestamp() - sent) * nanosPerTick);
                     histogram.Record(latency);
                     interval?.Record(latency);
                 }
@@ -339,8 +360,29 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
         double seconds = (Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency;
         var merged = new LatencyHistogram();
         foreach (var h in histograms) if (h is not null) merged.Add(h);
-        if (lags is not null) foreach (var h in lags) if (h is not null) sendLag!.Add(h);
         return (merged, errors, firstError, seconds);
+    }
+
+    /// <summary>
+    /// Open-loop fixed-rate load over <paramref name="streams"/> streams for <paramref name="duration"/>
+    /// (<see cref="FixedRatePacer"/>): call n is due at start + n / rate on stream n mod streams, issued by one pacing
+    /// thread whatever earlier calls are doing, at most one in flight per stream (a call due while its stream is busy
+    /// queues behind it and is counted). Latency counts from the scheduled time (no coordinated omission).
+    /// </summary>
+    private async Task<PacerResult> RunFixedRateAsync(int streams, TimeSpan duration, double callsPerSecond, Func<int, Task> call,
+        CancellationToken cancellationToken, string? intervalLabel = null)
+    {
+        var interval = intervalLabel is not null && settings.ReportEverySeconds is { } every ? new IntervalReporter(intervalLabel, every, progress) : null;
+        // Start a little ahead so the first calls are not already late when the pacing thread comes up.
+        long start = Stopwatch.GetTimestamp() + Stopwatch.Frequency / 1000;
+        long end = start + (long)(duration.TotalSeconds * Stopwatch.Frequency);
+        var pacer = new FixedRatePacer(streams, callsPerSecond, start, end, call, Stopwatch.GetTimestamp, Stopwatch.Frequency,
+            interval is null ? null : interval.Record, interval is null ? null : interval.RecordError, cancellationToken);
+        pacer.Start(FixedRatePacer.DefaultBurstTicks);
+        var reporting = interval?.RunAsync(pacer.Completion);
+        await pacer.Completion;
+        if (reporting is not null) await reporting;
+        return pacer.Result();
     }
 
     /// <summary>

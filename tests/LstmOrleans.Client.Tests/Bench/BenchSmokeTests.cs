@@ -53,6 +53,32 @@ public sealed class BenchSmokeTests
     }
 
     [Fact]
+    public async Task Fixed_rate_ingest_makes_exactly_the_scheduled_calls_in_order_per_stream_and_reports_its_send_lag()
+    {
+        // 400 values/s for 1 s over 20 streams: the schedule holds exactly 400 calls. Sequence numbers out of order would
+        // be refused by the stream (errors), and the reload phase checks each stream kept its last acknowledged one.
+        var (exit, stdout, stderr) = await LstmOrleansProcess.RunAsync(
+            "bench", "--stores", "memory", "--streams", "20", "--tests", "single,reload", "--rate", "400",
+            "--hidden", "4", "--duration", "1", "--warmup", "0.2", "--json");
+        Assert.True(exit == 0, $"exit {exit}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+
+        using var json = JsonDocument.Parse(stdout);
+        var phases = json.RootElement.GetProperty("results")[0].GetProperty("phases").EnumerateArray()
+            .ToDictionary(p => p.GetProperty("test").GetString()!);
+        var single = phases["single"];
+        Assert.Equal(400, single.GetProperty("calls").GetInt64());
+        Assert.Equal(0, single.GetProperty("errors").GetInt64());
+        Assert.Equal(400, single.GetProperty("targetValuesPerSecond").GetDouble());
+        var lag = single.GetProperty("sendLag");
+        Assert.True(lag.GetProperty("p50Us").GetDouble() <= lag.GetProperty("maxUs").GetDouble());
+        Assert.True(single.GetProperty("queuedBehindStream").GetInt64() >= 0);
+        Assert.True(single.GetProperty("maxStreamBacklog").GetInt32() >= 0);
+        var reload = phases["reload"];
+        Assert.Equal(20, reload.GetProperty("calls").GetInt64());
+        Assert.Equal(0, reload.GetProperty("errors").GetInt64());
+    }
+
+    [Fact]
     public async Task Bench_rejects_a_durable_store_without_its_connection_string()
     {
         var (exit, _, stderr) = await LstmOrleansProcess.RunAsync("bench", "--stores", "redis", "--duration", "1");

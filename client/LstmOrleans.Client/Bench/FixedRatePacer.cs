@@ -1,0 +1,270 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+
+namespace LstmOrleans.Client.Bench;
+
+/// <summary>
+/// Open-loop fixed-rate load. Call n (n = 0, 1, 2, ...) is due at start + n / rate and goes to stream n mod streams.
+/// One pacing loop on a dedicated thread (<see cref="Start"/>) sleeps precisely until the next call is due (at least
+/// <c>burstTicks</c>, so it wakes a few thousand times a second, not once per call), then issues every call that is due,
+/// whatever earlier calls are doing: a slow call delays no other stream.
+/// <para>
+/// Each stream still has at most one call in flight, so its sequence numbers reach the silo in order. A call that is due
+/// while its stream's previous call has not returned is <b>queued</b> behind it (not skipped: skipping would drop exactly
+/// the load a slow silo should feel) and sent the moment that call returns. Such calls are counted
+/// (<see cref="PacerResult.Queued"/>, <see cref="PacerResult.MaxBacklog"/>). Every call's latency counts from its
+/// scheduled time, so a queued call is charged its wait behind its own stream and a late pacer is charged too (no
+/// coordinated omission). <see cref="PacerResult.SendLag"/> is how late the pacer itself reached each call (its own lag,
+/// not the silo's); a queued call's extra wait is in its latency, not in its send lag.
+/// </para>
+/// The clock is injectable (<c>now</c>, <c>ticksPerSecond</c>) so tests drive <see cref="IssueDue"/> without real time.
+/// </summary>
+internal sealed class FixedRatePacer
+{
+    /// <summary>The shortest pause of the pacing loop: 100 us, i.e. at most ~10k wake-ups a second, each issuing a small burst.</summary>
+    public static readonly long DefaultBurstTicks = Stopwatch.Frequency / 10_000;
+
+    private const int MaxErrors = 1000;
+
+    private readonly int _streams;
+    private readonly Func<int, Task> _call;
+    private readonly Func<long> _now;
+    private readonly double _ticksPerCall;
+    private readonly double _nanosPerTick;
+    private readonly long _start;
+    private readonly long _end;
+    private readonly StreamSlot[] _slots;
+    private readonly Stripe[] _stripes;
+    private readonly LatencyHistogram _sendLag = new();   // written by the pacing thread only
+    private readonly Action<long>? _onLatency;
+    private readonly Action? _onError;
+    private readonly CancellationToken _cancellationToken;
+    private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private long _next;            // index of the next call the pacer reaches (pacing thread only)
+    private long _outstanding = 1; // calls issued or queued and not yet finished, +1 held by the pacer until it stops
+    private long _queued;
+    private int _maxBacklog;
+    private long _errors;
+    private string? _firstError;
+    private volatile bool _stopped;
+    private int _finished;
+
+    /// <param name="streams">Streams called round-robin (call n goes to stream n mod streams).</param>
+    /// <param name="callsPerSecond">Offered load.</param>
+    /// <param name="start">Timestamp (in the clock's ticks) at which call 0 is due.</param>
+    /// <param name="end">No call due at or after this timestamp is made.</param>
+    /// <param name="call">Makes one call to a stream; invoked with at most one call in flight per stream.</param>
+    /// <param name="now">The clock (ticks).</param>
+    /// <param name="ticksPerSecond">The clock's frequency.</param>
+    /// <param name="onLatency">Also receives every successful call's latency in ns (any thread; for interval reports).</param>
+    /// <param name="onError">Also told of every failed call.</param>
+    public FixedRatePacer(int streams, double callsPerSecond, long start, long end, Func<int, Task> call, Func<long> now, long ticksPerSecond,
+        Action<long>? onLatency = null, Action? onError = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(streams, 1);
+        if (!(callsPerSecond > 0) || !double.IsFinite(callsPerSecond)) throw new ArgumentOutOfRangeException(nameof(callsPerSecond), callsPerSecond, "must be a positive rate");
+        _streams = streams;
+        _call = call;
+        _now = now;
+        _ticksPerCall = ticksPerSecond / callsPerSecond;
+        _nanosPerTick = 1e9 / ticksPerSecond;
+        _start = start;
+        _end = end;
+        _slots = new StreamSlot[streams];
+        for (int i = 0; i < streams; i++) _slots[i] = new StreamSlot();
+        // Completions record on thread-pool threads: one lock-guarded histogram per stripe of streams keeps contention low.
+        _stripes = new Stripe[Math.Min(streams, 16)];
+        for (int i = 0; i < _stripes.Length; i++) _stripes[i] = new Stripe();
+        _onLatency = onLatency;
+        _onError = onError;
+        _cancellationToken = cancellationToken;
+    }
+
+    /// <summary>When call <paramref name="n"/> is due (clock ticks).</summary>
+    public long ScheduledTime(long n) => _start + (long)(n * _ticksPerCall);
+
+    /// <summary>Done when every call due before the end has finished (or the pacer stopped after too many errors or cancellation).</summary>
+    public Task Completion => _drained.Task;
+
+    /// <summary>
+    /// Issues (or queues behind their stream) every call due by now, in schedule order, and returns when the next call
+    /// is due, or <see cref="long.MaxValue"/> when no more calls will be made (end reached, stopped). Pacing thread only.
+    /// </summary>
+    public long IssueDue()
+    {
+        while (true)
+        {
+            if (_stopped || _cancellationToken.IsCancellationRequested) return long.MaxValue;
+            long scheduled = ScheduledTime(_next);
+            if (scheduled >= _end) return long.MaxValue;
+            long reached = _now();
+            if (scheduled > reached) return scheduled;
+            _sendLag.Record((long)((reached - scheduled) * _nanosPerTick));
+            int stream = (int)(_next % _streams);
+            _next++;
+            var slot = _slots[stream];
+            Interlocked.Increment(ref _outstanding);
+            lock (slot)
+            {
+                if (slot.Busy)
+                {
+                    var backlog = slot.Backlog ??= new Queue<long>();
+                    backlog.Enqueue(scheduled);
+                    _queued++;
+                    if (backlog.Count > _maxBacklog) _maxBacklog = backlog.Count;
+                    continue;
+                }
+                slot.Busy = true;
+            }
+            _ = RunStreamAsync(stream, scheduled);
+        }
+    }
+
+    /// <summary>
+    /// The pacer will make no more calls: releases its hold on <see cref="Completion"/>, which completes once the calls
+    /// already issued or queued have finished. Idempotent.
+    /// </summary>
+    public void Finish()
+    {
+        if (Interlocked.Exchange(ref _finished, 1) == 0) Release();
+    }
+
+    /// <summary>Runs the pacing loop on a dedicated thread (Stopwatch clock only); await <see cref="Completion"/>.</summary>
+    public void Start(long burstTicks)
+    {
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                long sleepCap = Stopwatch.Frequency / 20; // wake at least every 50 ms to notice cancellation
+                while (true)
+                {
+                    long due = IssueDue();
+                    if (due == long.MaxValue) break;
+                    long now = Stopwatch.GetTimestamp();
+                    PreciseSleep.Until(Math.Min(Math.Max(due, now + burstTicks), now + sleepCap));
+                }
+            }
+            catch (Exception ex)
+            {
+                _drained.TrySetException(ex);
+            }
+            finally
+            {
+                Finish();
+            }
+        })
+        {
+            IsBackground = true,
+            Name = "bench pacer",
+        };
+        thread.Start();
+    }
+
+    /// <summary>The figures so far (complete once <see cref="Completion"/> has completed).</summary>
+    public PacerResult Result()
+    {
+        var latency = new LatencyHistogram();
+        foreach (var stripe in _stripes)
+            lock (stripe) latency.Add(stripe.Latency);
+        return new PacerResult(latency, _sendLag, _next, Interlocked.Read(ref _queued), Volatile.Read(ref _maxBacklog),
+            Interlocked.Read(ref _errors), _firstError);
+    }
+
+    /// <summary>One stream's calls, one at a time: this call, then each call queued behind it meanwhile, in order.</summary>
+    private async Task RunStreamAsync(int stream, long scheduled)
+    {
+        var slot = _slots[stream];
+        while (true)
+        {
+            try
+            {
+                await _call(stream);
+                long latency = (long)((_now() - scheduled) * _nanosPerTick);
+                var stripe = _stripes[stream % _stripes.Length];
+                lock (stripe) stripe.Latency.Record(latency);
+                _onLatency?.Invoke(latency);
+            }
+            catch (Exception ex) when (!(ex is OperationCanceledException && _cancellationToken.IsCancellationRequested))
+            {
+                _onError?.Invoke();
+                if (Interlocked.Increment(ref _errors) == 1) _firstError = $"{ex.GetType().Name}: {ex.Message}";
+                if (Interlocked.Read(ref _errors) > MaxErrors) _stopped = true;
+            }
+            catch (OperationCanceledException)
+            {
+                _stopped = true;
+            }
+            int dropped = 0;
+            bool more;
+            lock (slot)
+            {
+                if ((_stopped || _cancellationToken.IsCancellationRequested) && slot.Backlog is { Count: > 0 } abandoned)
+                {
+                    dropped = abandoned.Count;
+                    abandoned.Clear();
+                }
+                more = slot.Backlog is { Count: > 0 } backlog;
+                if (more) scheduled = slot.Backlog!.Dequeue();
+                else slot.Busy = false;
+            }
+            for (int i = 0; i < dropped; i++) Release();
+            Release();
+            if (!more) return;
+        }
+    }
+
+    private void Release()
+    {
+        if (Interlocked.Decrement(ref _outstanding) == 0) _drained.TrySetResult();
+    }
+
+    private sealed class StreamSlot
+    {
+        public bool Busy;
+        public Queue<long>? Backlog; // scheduled times of this stream's calls due while it was busy, oldest first
+    }
+
+    private sealed class Stripe
+    {
+        public readonly LatencyHistogram Latency = new();
+    }
+}
+
+/// <summary>
+/// What a fixed-rate run measured. <paramref name="Calls"/> counts every call the schedule made (issued or queued);
+/// <paramref name="Queued"/> those that had to wait for their own stream's previous call; <paramref name="MaxBacklog"/>
+/// the most calls ever waiting behind one stream.
+/// </summary>
+internal sealed record PacerResult(LatencyHistogram Latency, LatencyHistogram SendLag, long Calls, long Queued, int MaxBacklog, long Errors, string? FirstError);
+
+/// <summary>Sleeps until a Stopwatch timestamp with sub-millisecond precision (nanosleep on Linux; Thread.Sleep's 1 ms elsewhere).</summary>
+internal static partial class PreciseSleep
+{
+    public static void Until(long timestamp)
+    {
+        long remaining = timestamp - Stopwatch.GetTimestamp();
+        if (remaining <= 0) return;
+        if (OperatingSystem.IsLinux())
+        {
+            long nanos = (long)(remaining * (1e9 / Stopwatch.Frequency));
+            var request = new Timespec { Seconds = nanos / 1_000_000_000, Nanoseconds = nanos % 1_000_000_000 };
+            _ = nanosleep(in request, out _); // interrupted early (EINTR): the caller's loop just looks again
+        }
+        else
+        {
+            Thread.Sleep(TimeSpan.FromMilliseconds(Math.Max(1, remaining * 1000.0 / Stopwatch.Frequency)));
+        }
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct Timespec
+    {
+        public long Seconds;     // time_t (64-bit on the 64-bit Linux targets .NET 10 supports)
+        public long Nanoseconds; // long
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int nanosleep(in Timespec request, out Timespec remaining);
+}
