@@ -10,6 +10,8 @@ public enum RejectionReason
     BatchOutOfOrder = 5,
     Empty = 6,
     MissingValues = 7,
+    /// <summary>A column batch's timestamp ticks or clock offset do not make a valid date.</summary>
+    InvalidTimestamp = 8,
 }
 
 /// <summary>

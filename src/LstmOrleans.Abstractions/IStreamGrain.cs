@@ -33,6 +33,14 @@ public interface IStreamGrain : IGrainWithStringKey
     [Alias("IngestBatch")]
     Task<StepResult[]> IngestBatchAsync(Observation[] observations);
 
+    /// <summary>
+    /// <see cref="IngestBatchAsync"/> in columns, the cheap way to send many values: the same rules (all or nothing,
+    /// duplicates prefix, ordering, <c>MaxBatchSize</c>) and the same steps and commit, answered in columns;
+    /// <see cref="BatchForecast.ToStepResults"/> gives exactly the <see cref="StepResult"/>s the row call would return.
+    /// </summary>
+    [Alias("IngestColumns")]
+    Task<BatchForecast> IngestColumnsAsync(ObservationBatch batch);
+
     /// <summary>The current forecast (after the last accepted observation), or null before the first step.</summary>
     [Alias("GetPrediction")]
     Task<StepResult?> GetPredictionAsync();

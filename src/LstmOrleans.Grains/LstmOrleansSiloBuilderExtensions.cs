@@ -1,7 +1,9 @@
 using LstmOrleans.Grains;
+using LstmOrleans.Grains.Storage;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
+using Orleans.Storage;
 
 namespace Orleans.Hosting;
 
@@ -43,6 +45,28 @@ public static class LstmOrleansSiloBuilderExtensions
         if (services.Any(d => d.ServiceType == typeof(ModelWeightsCache))) return services;
         services.AddSingleton<ModelWeightsCache>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<ModelWeightsCache>());
+        return services;
+    }
+
+    /// <summary>
+    /// Makes the grain storage provider <paramref name="name"/> (options type <typeparamref name="TOptions"/>) write the
+    /// stream records with the compact <see cref="StreamStateCodec"/>, delegating every other type to the serializer it
+    /// has (or Orleans' binary format when none is set). Records written before stay readable. Call it after adding
+    /// the provider, e.g. <c>silo.AddSqliteGrainStorage("lstm", ...).AddStreamStateCodec&lt;SqliteGrainStorageOptions&gt;("lstm")</c>.
+    /// </summary>
+    public static ISiloBuilder AddStreamStateCodec<TOptions>(this ISiloBuilder builder, string name)
+        where TOptions : class, IStorageProviderSerializerOptions
+    {
+        builder.Services.AddStreamStateCodec<TOptions>(name);
+        return builder;
+    }
+
+    /// <inheritdoc cref="AddStreamStateCodec{TOptions}(ISiloBuilder, string)"/>
+    public static IServiceCollection AddStreamStateCodec<TOptions>(this IServiceCollection services, string name)
+        where TOptions : class, IStorageProviderSerializerOptions
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        services.AddSingleton<IPostConfigureOptions<TOptions>>(sp => new StreamStateCodecOptionsConfigurator<TOptions>(name, sp));
         return services;
     }
 }

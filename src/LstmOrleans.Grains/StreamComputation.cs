@@ -1,3 +1,4 @@
+using System.Buffers;
 using LstmOrleans.Abstractions;
 
 namespace LstmOrleans.Grains;
@@ -63,6 +64,41 @@ internal static class StreamComputation
                     $"Observation {observation.Sequence} value {i} is {observation.Values[i]}; values must be finite.", observation.Sequence);
     }
 
+    /// <summary>
+    /// Checks a whole batch against the stream before anything changes (the rules of <see cref="IStreamGrain.IngestBatchAsync"/>):
+    /// consistent columns of D values, finite values, strictly increasing sequences, timestamps never going back from
+    /// the last accepted one. Elements at or below the stream's last sequence (necessarily a prefix) are duplicates;
+    /// returns how many. Throws <see cref="ObservationRejectedException"/> for the first fault.
+    /// </summary>
+    public static int ValidateBatch(StreamState s, ObservationBatch batch, int inputSize)
+    {
+        if (batch.CheckShape(inputSize) is { } rejection) throw rejection;
+        int n = batch.Count, d = inputSize;
+        var sequences = batch.Sequences;
+        var ticks = batch.TimestampTicks;
+        var values = batch.Values;
+        int firstNew = 0;
+        long? previousTicks = s.HasSequence ? s.LastTimestamp.UtcTicks : null;
+        for (int i = 0; i < n; i++)
+        {
+            long sequence = sequences[i];
+            var row = values.Slice(i * d, d);
+            for (int f = 0; f < d; f++)
+                if (!float.IsFinite(row[f]))
+                    throw new ObservationRejectedException(RejectionReason.NonFiniteValue,
+                        $"Batch element {i} (sequence {sequence}) value {f} is {row[f]}; values must be finite.", sequence);
+            if (i > 0 && sequence <= sequences[i - 1])
+                throw new ObservationRejectedException(RejectionReason.BatchOutOfOrder,
+                    $"Batch element {i} has sequence {sequence}, not greater than the previous element's {sequences[i - 1]}.", sequence);
+            if (s.HasSequence && sequence <= s.LastSequence) { firstNew = i + 1; continue; }
+            if (previousTicks is { } previous && ticks[i] < previous)
+                throw new ObservationRejectedException(RejectionReason.TimestampBackwards,
+                    $"Batch element {i} (sequence {sequence}) at {batch.Timestamp(i):O} is earlier than {new DateTimeOffset(previous, TimeSpan.Zero):O}.", sequence);
+            previousTicks = ticks[i];
+        }
+        return firstNew;
+    }
+
     public static double NormalizationStd(StreamState s, int feature)
     {
         double variance = s.NormCount > 0 ? s.M2[feature] / s.NormCount : 0;
@@ -95,9 +131,65 @@ internal static class StreamComputation
 
     /// <summary>
     /// One accepted observation: update statistics, score the earlier forecasts that target it, take exactly one
-    /// LSTM step and record the new forecasts. The caller has validated the observation and its ordering.
+    /// LSTM step and record the new forecasts; returns its answer, which also becomes <see cref="StreamState.Latest"/>.
+    /// The caller has validated the observation and its ordering.
     /// </summary>
     public static StepResult Step(StreamState s, string streamId, Observation observation, CachedModel model, StreamGrainOptions options)
+    {
+        int k = s.Horizons;
+        var predictions = new float[k];                                // [K]
+        var rmse = new double[k];                                      // [K]
+        float previousError = StepInto(s, observation.Sequence, observation.Timestamp, observation.Values, model, options.ErrorSmoothing, predictions, rmse);
+        var result = Forecast(s, streamId, observation.Sequence, observation.Timestamp, predictions, rmse,
+            s.StepCount == 1 ? null : previousError, options.IntervalZ);
+        s.Latest = result;
+        return result;
+    }
+
+    /// <summary>
+    /// Steps the new elements (<paramref name="firstNew"/> onwards) of a validated batch, in order, and answers in columns.
+    /// Every element goes through the same <see cref="StepInto"/> as <see cref="Step"/>, writing into the answer's
+    /// columns instead of a record per value; <see cref="StreamState.Latest"/> is set once, to the last element's answer.
+    /// </summary>
+    public static BatchForecast StepBatch(StreamState s, string streamId, ObservationBatch batch, int firstNew, StepResult? duplicateAnswer,
+        CachedModel model, StreamGrainOptions options)
+    {
+        int n = batch.Count, m = n - firstNew, k = s.Horizons, d = s.InputSize;
+        var predictions = ArrayPool<float>.Shared.Rent(m * k);          // [m, K]
+        var rmse = ArrayPool<double>.Shared.Rent(m * k);                // [m, K]
+        var previousErrors = ArrayPool<float>.Shared.Rent(m);           // [m]
+        try
+        {
+            long firstStepCount = s.StepCount + 1;
+            var sequences = batch.Sequences;
+            var values = batch.Values;
+            for (int j = 0; j < m; j++)
+            {
+                int i = firstNew + j;
+                previousErrors[j] = StepInto(s, sequences[i], batch.Timestamp(i), values.Slice(i * d, d), model, options.ErrorSmoothing,
+                    predictions.AsSpan(j * k, k), rmse.AsSpan(j * k, k));
+            }
+            var forecast = new BatchForecast(streamId, n, k, firstNew, duplicateAnswer, s.WeightsVersion, firstStepCount, options.IntervalZ,
+                (long[])s.ErrorSamples.Clone(), predictions.AsSpan(0, m * k), rmse.AsSpan(0, m * k), previousErrors.AsSpan(0, m));
+            if (m > 0) s.Latest = forecast.StepResultAt(m - 1, sequences[n - 1], batch.Timestamp(n - 1));
+            return forecast;
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(predictions);
+            ArrayPool<double>.Shared.Return(rmse);
+            ArrayPool<float>.Shared.Return(previousErrors);
+        }
+    }
+
+    /// <summary>
+    /// The arithmetic of one accepted observation, shared by the single and batch paths: writes the new forecasts
+    /// (<paramref name="predictions"/> [K], stream units) and the RMSE per horizon after scoring
+    /// (<paramref name="rmse"/> [K], unrounded); returns the one-step error of the previous forecast (NaN on the
+    /// stream's first step).
+    /// </summary>
+    private static float StepInto(StreamState s, long sequence, DateTimeOffset timestamp, ReadOnlySpan<float> values, CachedModel model,
+        double alpha, Span<float> predictions, Span<double> rmse)
     {
         var config = model.Config;
         int d = s.InputSize, w = s.InputWidth, k = s.Horizons, target = config.TargetIndex;
@@ -106,11 +198,11 @@ internal static class StreamComputation
         var tail = s.Tail;
         if (tail.Count == tail.Capacity) CloseTail(s);
         int slot = tail.Count++;
-        tail.Sequences[slot] = observation.Sequence;
-        tail.Ticks[slot] = observation.Timestamp.UtcTicks;
+        tail.Sequences[slot] = sequence;
+        tail.Ticks[slot] = timestamp.UtcTicks;
         Span<float> raw = tail.Values.AsSpan(slot * d, d);            // [D]
         Span<float> input = tail.Inputs.AsSpan(slot * w, w);          // [D_in]
-        observation.Values.AsSpan().CopyTo(raw);
+        values.CopyTo(raw);
 
         // Welford update, then normalise with statistics that include this observation and nothing later.
         long count = ++s.NormCount;
@@ -121,12 +213,11 @@ internal static class StreamComputation
             s.Mean[i] += delta / count;
             s.M2[i] += delta * (v - s.Mean[i]);
         }
-        EncodeInput(s, model, raw, observation.Timestamp, input);
+        EncodeInput(s, model, raw, timestamp, input);
 
         // Score the forecasts made 1..K steps ago for this step.
         float actual = raw[target];
-        float? previousError = null;
-        double alpha = options.ErrorSmoothing;
+        float previousError = float.NaN;
         for (int h = 1; h <= k && h <= s.StepCount; h++)
         {
             long madeAt = s.StepCount - h;
@@ -139,7 +230,6 @@ internal static class StreamComputation
         }
 
         // Exactly one LSTM step.
-        var predictions = new float[k];                                // [K]
         model.Weights.Step(input, s.Hidden, s.Cell, predictions);
         AddResidualBase(config, input, predictions);
         Denormalize(s, config, predictions);
@@ -147,13 +237,36 @@ internal static class StreamComputation
 
         s.StepCount++;
         s.HasSequence = true;
-        s.LastSequence = observation.Sequence;
-        s.LastTimestamp = observation.Timestamp;
+        s.LastSequence = sequence;
+        s.LastTimestamp = timestamp;
         s.WeightsVersion = model.Version;
-        var result = Forecast(s, streamId, observation.Sequence, observation.Timestamp, predictions, previousError, options.IntervalZ, target);
-        s.Latest = result;
-        return result;
+        for (int h = 0; h < k; h++)
+            rmse[h] = s.ErrorSamples[h] > 0 ? Math.Sqrt(s.ErrorMeanSquare[h]) : RawStd(s, target);
+        return previousError;
     }
+
+    /// <summary>
+    /// Multiply-adds of one step of <paramref name="config"/>'s LSTM: per layer 4H x (D_l + H) gate sums, then the
+    /// K x H head. The unit of the offload decision (<see cref="StreamGrainOptions.OffloadMultiplyAdds"/>).
+    /// </summary>
+    public static long MultiplyAddsPerStep(Lstm.LstmConfig config)
+    {
+        long total = (long)config.Horizons * config.HiddenSize;
+        for (int l = 0; l < config.Layers; l++) total += 4L * config.HiddenSize * (config.LayerInputSize(l) + config.HiddenSize);
+        return total;
+    }
+
+    /// <summary>
+    /// Estimated work of <paramref name="steps"/> steps (LSTM steps plus the per-step bookkeeping of normalising,
+    /// scoring and recording, counted as <see cref="StepOverheadMultiplyAdds"/>), in multiply-adds.
+    /// </summary>
+    public static long EstimatedWork(CachedModel model, long steps) => steps * (MultiplyAddsPerStep(model.Weights.Config) + StepOverheadMultiplyAdds);
+
+    /// <summary>
+    /// The bookkeeping of one step (Welford update, input encoding, error scoring, tail copy: ~0.05-0.1 us with one
+    /// feature), expressed in multiply-adds of the LSTM kernel (~30 per ns), so tiny models are not counted as free.
+    /// </summary>
+    public const long StepOverheadMultiplyAdds = 2_000;
 
     /// <summary>
     /// The model input x [D_in] of one observation: its values normalised with the statistics of this step (which
@@ -185,21 +298,21 @@ internal static class StreamComputation
         for (int i = 0; i < y.Length; i++) y[i] = (float)(y[i] * std + mean);
     }
 
+    /// <summary>The row answer of a step from its forecasts [K] and RMSE [K]; intervals as <see cref="BatchForecast.Lower"/>/<see cref="BatchForecast.Upper"/>.</summary>
     private static StepResult Forecast(StreamState s, string streamId, long sequence, DateTimeOffset timestamp,
-        float[] predictions, float? previousError, double z, int target)
+        float[] predictions, ReadOnlySpan<double> rmse, float? previousError, double z)
     {
         int k = predictions.Length;
         var lower = new float[k];
         var upper = new float[k];
-        var rmse = new float[k];
+        var rounded = new float[k];
         for (int h = 0; h < k; h++)
         {
-            double r = s.ErrorSamples[h] > 0 ? Math.Sqrt(s.ErrorMeanSquare[h]) : RawStd(s, target);
-            rmse[h] = (float)r;
-            lower[h] = (float)(predictions[h] - z * r);
-            upper[h] = (float)(predictions[h] + z * r);
+            rounded[h] = (float)rmse[h];
+            lower[h] = BatchForecast.Lower(predictions[h], z, rmse[h]);
+            upper[h] = BatchForecast.Upper(predictions[h], z, rmse[h]);
         }
-        return new StepResult(streamId, sequence, timestamp, predictions, lower, upper, rmse, (long[])s.ErrorSamples.Clone(),
+        return new StepResult(streamId, sequence, timestamp, predictions, lower, upper, rounded, (long[])s.ErrorSamples.Clone(),
             previousError, s.WeightsVersion, Duplicate: false, s.StepCount);
     }
 

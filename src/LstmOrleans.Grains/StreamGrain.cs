@@ -124,55 +124,61 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
     public async Task<StepResult[]> IngestBatchAsync(Observation[] observations)
     {
         if (observations is null) throw new ObservationRejectedException(RejectionReason.MissingValues, "Batch is null.");
-        if (observations.Length > _options.MaxBatchSize)
-            throw new ObservationRejectedException(RejectionReason.BatchTooLarge,
-                $"Batch of {observations.Length} observations exceeds the maximum of {_options.MaxBatchSize}.");
+        CheckBatchSize(observations.Length);
         if (observations.Length == 0) return [];
+        var model = await _cache.GetAsync(Current.ModelName ?? LstmOrleansNames.DefaultModelName);
+        // The row-only faults (a null element, missing values, a wrong length) first; the rest are the columns' rules.
+        int d = model.Config.InputSize;
+        foreach (var o in observations) StreamComputation.ValidateValues(o, d);
+        var batch = ObservationBatch.From(observations, d);
+        var forecast = await IngestValidatedAsync(batch, model);
+        return forecast.ToStepResults(batch);
+    }
 
+    public async Task<BatchForecast> IngestColumnsAsync(ObservationBatch batch)
+    {
+        if (batch is null) throw new ObservationRejectedException(RejectionReason.MissingValues, "Batch is null.");
+        CheckBatchSize(batch.Count);
+        var model = await _cache.GetAsync(Current.ModelName ?? LstmOrleansNames.DefaultModelName);
+        return await IngestValidatedAsync(batch, model);
+    }
+
+    private void CheckBatchSize(int count)
+    {
+        if (count > _options.MaxBatchSize)
+            throw new ObservationRejectedException(RejectionReason.BatchTooLarge,
+                $"Batch of {count} observations exceeds the maximum of {_options.MaxBatchSize}.");
+    }
+
+    /// <summary>
+    /// The batch path shared by rows and columns: validate everything, compute on a copy (off the grain scheduler when
+    /// the estimated work is large, see <see cref="StreamGrainOptions.OffloadMultiplyAdds"/>), commit once.
+    /// </summary>
+    private async Task<BatchForecast> IngestValidatedAsync(ObservationBatch batch, CachedModel model)
+    {
         var original = Current;
-        var model = await _cache.GetAsync(original.ModelName ?? LstmOrleansNames.DefaultModelName);
-
-        // Validate everything before touching anything.
-        int firstNew = 0;
-        DateTimeOffset? previousTimestamp = original.HasSequence ? original.LastTimestamp : null;
-        for (int i = 0; i < observations.Length; i++)
-        {
-            var o = observations[i];
-            StreamComputation.ValidateValues(o, model.Config.InputSize);
-            if (i > 0 && o.Sequence <= observations[i - 1].Sequence)
-                throw new ObservationRejectedException(RejectionReason.BatchOutOfOrder,
-                    $"Batch element {i} has sequence {o.Sequence}, not greater than the previous element's {observations[i - 1].Sequence}.", o.Sequence);
-            if (original.HasSequence && o.Sequence <= original.LastSequence) { firstNew = i + 1; continue; }
-            if (previousTimestamp is { } previous && o.Timestamp < previous)
-                throw new ObservationRejectedException(RejectionReason.TimestampBackwards,
-                    $"Batch element {i} (sequence {o.Sequence}) at {o.Timestamp:O} is earlier than {previous:O}.", o.Sequence);
-            previousTimestamp = o.Timestamp;
-        }
-
-        var results = new StepResult[observations.Length];
+        int firstNew = StreamComputation.ValidateBatch(original, batch, model.Config.InputSize);
+        int newCount = batch.Count - firstNew;
         var duplicate = firstNew > 0 ? StreamComputation.Duplicate(original, StreamId) : null;
-        for (int i = 0; i < firstNew; i++) results[i] = duplicate!;
-        int newCount = observations.Length - firstNew;
-        if (newCount == 0) return results;
+        if (newCount == 0) return StreamComputation.StepBatch(original, StreamId, batch, firstNew, duplicate, model, _options);   // steps nothing
 
         // Compute on a copy; the grain's state is replaced only after the write succeeds.
         var next = original.Clone();
         if (!next.IsBound) StreamComputation.Bind(next, model, _options.HistoryCapacity, _options.HistoryChunkSize);
         bool rewarm = next.WeightsVersion != model.Version;
         var window = rewarm ? await ReadWindowAsync(next, next.HistoryCapacity) : null;
-        void Compute()
+        BatchForecast Compute()
         {
             if (rewarm) StreamComputation.Rewarm(next, model, window!);
-            for (int i = firstNew; i < observations.Length; i++)
-                results[i] = StreamComputation.Step(next, StreamId, observations[i], model, _options);
+            return StreamComputation.StepBatch(next, StreamId, batch, firstNew, duplicate, model, _options);
         }
-        if (newCount >= _options.OffloadThreshold || (rewarm && window!.Count >= _options.OffloadThreshold)) await Task.Run(Compute);
-        else Compute();
+        long work = StreamComputation.EstimatedWork(model, newCount + (rewarm ? window!.Count : 0));
+        var forecast = work >= _options.OffloadMultiplyAdds ? await Task.Run(Compute) : Compute();
 
         await CommitAsync(next, newCount, forceWrite: false, original);
         _trainingFeed?.Report(next.ModelName!, newCount);
         if (rewarm) LogRewarmed(StreamId, model.Name, model.Version, window!.Count);
-        return results;
+        return forecast;
     }
 
     public Task<StepResult?> GetPredictionAsync() => Task.FromResult(Current.Latest);
@@ -240,7 +246,7 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
     private async Task RewarmAsync(StreamState s, CachedModel model)
     {
         var window = await ReadWindowAsync(s, s.HistoryCapacity);
-        if (window.Count >= _options.OffloadThreshold) await Task.Run(() => StreamComputation.Rewarm(s, model, window));
+        if (StreamComputation.EstimatedWork(model, window.Count) >= _options.OffloadMultiplyAdds) await Task.Run(() => StreamComputation.Rewarm(s, model, window));
         else StreamComputation.Rewarm(s, model, window);
         LogRewarmed(StreamId, model.Name, model.Version, window.Count);
     }

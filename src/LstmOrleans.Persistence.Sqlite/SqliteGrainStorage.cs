@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using LstmOrleans.Persistence.GroupCommit;
+using System.Text;
 using Microsoft.Data.Sqlite;
+using SQLitePCL;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Orleans;
@@ -19,6 +21,7 @@ namespace LstmOrleans.Persistence.Sqlite;
 public sealed class SqliteGrainStorage : IGrainStorage, ILifecycleParticipant<ISiloLifecycle>, IAsyncDisposable
 {
     private readonly string _name;
+    private readonly SqliteStore _store;
     private readonly GroupCommitGrainStorage _storage;
 
     public SqliteGrainStorage(string name, SqliteGrainStorageOptions options, IOptions<ClusterOptions> clusterOptions, ILogger<SqliteGrainStorage> logger)
@@ -28,8 +31,15 @@ public sealed class SqliteGrainStorage : IGrainStorage, ILifecycleParticipant<IS
         new SqliteGrainStorageOptionsValidator(options, name).ValidateConfiguration();
         _name = name;
         var serviceId = clusterOptions.Value.ServiceId;
-        _storage = new GroupCommitGrainStorage(name, serviceId, options, new SqliteStore(name, serviceId, options), logger);
+        _store = new SqliteStore(name, serviceId, options);
+        _storage = new GroupCommitGrainStorage(name, serviceId, options, _store, logger);
     }
+
+    /// <summary>
+    /// The synchronous level the open database actually runs with (PRAGMA synchronous read back after setting
+    /// it); null before <see cref="InitializeAsync"/>. Also in the start-up log line.
+    /// </summary>
+    public SqliteSynchronousMode? EffectiveSynchronous => _store.EffectiveSynchronous;
 
     /// <summary>Transactions committed so far.</summary>
     public long CommittedBatches => _storage.CommittedBatches;
@@ -82,10 +92,10 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
 
     private readonly string _selectSql = $"SELECT version, payload FROM {options.TableName} WHERE service_id = $service AND state_name = $state AND grain_id = $grain";
     private SqliteConnection? _connection;
-    private SqliteCommand? _insert;
-    private SqliteCommand? _update;
-    private SqliteCommand? _clear;
-    private SqliteCommand? _exists;
+    private RawStatement? _insert;
+    private RawStatement? _update;
+    private RawStatement? _clear;
+    private RawStatement? _exists;
 
     public string Kind => "sqlite";
 
@@ -93,7 +103,10 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
 
     public bool CommitBlocksThread => true;
 
-    public string Describe() => $"file {options.DataSource}, synchronous={options.Synchronous}, checkpoint every {options.WalAutoCheckpointPages} WAL pages";
+    /// <summary>PRAGMA synchronous as read back from the writer connection; null until the store is opened.</summary>
+    public SqliteSynchronousMode? EffectiveSynchronous { get; private set; }
+
+    public string Describe() => $"file {options.DataSource}, synchronous={EffectiveSynchronous} (PRAGMA synchronous={(int?)EffectiveSynchronous}), checkpoint every {options.WalAutoCheckpointPages} WAL pages";
 
     public async Task OpenAsync(CancellationToken cancellationToken)
     {
@@ -153,6 +166,16 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
 
             pragma.CommandText = $"PRAGMA synchronous={(int)options.Synchronous}; PRAGMA wal_autocheckpoint={options.WalAutoCheckpointPages};";
             pragma.ExecuteNonQuery();
+            // Read the level back: it is what every acknowledged write's durability rests on, and the start-up log
+            // (Describe) reports this value, not the requested one.
+            pragma.CommandText = "PRAGMA synchronous;";
+            var synchronous = (SqliteSynchronousMode)Convert.ToInt32(pragma.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
+            if (synchronous != options.Synchronous)
+            {
+                throw new InvalidOperationException($"SQLite grain storage '{name}' asked {options.DataSource} for synchronous={options.Synchronous} but got {synchronous}.");
+            }
+
+            EffectiveSynchronous = synchronous;
             // An ordinary rowid table with the key as a separate unique index, not WITHOUT ROWID: a WITHOUT ROWID
             // row longer than ~1 KB (a stream's state at H=32 is ~1.3 KB) does not fit its 4 KB b-tree page and
             // spills to an overflow page, so every update rewrote two pages and churned the freelist (measured:
@@ -172,32 +195,17 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
             pragma.ExecuteNonQuery();
         }
 
-        const string Key = "service_id = $service AND state_name = $state AND grain_id = $grain";
-        _insert = Prepare($"INSERT INTO {table} (service_id, state_name, grain_id, version, payload) VALUES ($service, $state, $grain, 1, $payload) ON CONFLICT DO NOTHING", withVersion: false, withPayload: true);
-        _update = Prepare($"UPDATE {table} SET version = version + 1, payload = $payload WHERE {Key} AND version = $version", withVersion: true, withPayload: true);
-        _clear = Prepare($"UPDATE {table} SET version = version + 1, payload = NULL WHERE {Key} AND version = $version", withVersion: true, withPayload: false);
-        _exists = Prepare($"SELECT 1 FROM {table} WHERE {Key}", withVersion: false, withPayload: false);
-    }
-
-    private SqliteCommand Prepare(string sql, bool withVersion, bool withPayload)
-    {
-        var command = _connection!.CreateCommand();
-        command.CommandText = sql;
-        command.Parameters.Add("$service", SqliteType.Text).Value = serviceId;
-        command.Parameters.Add("$state", SqliteType.Text);
-        command.Parameters.Add("$grain", SqliteType.Text);
-        if (withVersion)
-        {
-            command.Parameters.Add("$version", SqliteType.Integer);
-        }
-
-        if (withPayload)
-        {
-            command.Parameters.Add("$payload", SqliteType.Blob);
-        }
-
-        command.Prepare();
-        return command;
+        // The hot statements are prepared on the raw SQLite handle (SQLitePCLRaw, what Microsoft.Data.Sqlite
+        // itself calls): the ServiceId is bound once for the statement's lifetime, the state name only when it
+        // changes, and the grain id is encoded into a reused UTF-8 buffer, so a write costs a few native calls
+        // instead of a data reader, boxed parameter values and a UTF-8 array per key column.
+        // ?1 service_id, ?2 state_name, ?3 grain_id, ?4 expected version, ?5 payload.
+        const string Key = "service_id = ?1 AND state_name = ?2 AND grain_id = ?3";
+        var handle = _connection.Handle!;
+        _insert = new RawStatement(handle, $"INSERT INTO {table} (service_id, state_name, grain_id, version, payload) VALUES (?1, ?2, ?3, 1, ?5) ON CONFLICT DO NOTHING", serviceId);
+        _update = new RawStatement(handle, $"UPDATE {table} SET version = version + 1, payload = ?5 WHERE {Key} AND version = ?4", serviceId);
+        _clear = new RawStatement(handle, $"UPDATE {table} SET version = version + 1, payload = NULL WHERE {Key} AND version = ?4", serviceId);
+        _exists = new RawStatement(handle, $"SELECT 1 FROM {table} WHERE {Key}", serviceId);
     }
 
     public async Task<TimeSpan> CommitAsync(IReadOnlyList<StorageOperation> batch, CancellationToken cancellationToken)
@@ -225,7 +233,6 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
         // BEGIN IMMEDIATE: take the write lock up front, so a second writer on the same file waits
         // (busy timeout) instead of failing mid-batch.
         using var transaction = connection.BeginTransaction(deferred: false);
-        _insert!.Transaction = _update!.Transaction = _clear!.Transaction = _exists!.Transaction = transaction;
         foreach (var operation in batch)
         {
             operation.PendingOutcome = Apply(operation);
@@ -246,46 +253,21 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
     // another writer got there first, and nothing was changed.
     private CommitOutcome Apply(StorageOperation operation)
     {
+        var (stateName, grainId, payload) = (operation.StateName, operation.GrainId, operation.Payload);
         switch (operation.Kind, operation.ExpectedVersion)
         {
             case (StorageOperationKind.Write, null):
-                return Execute(_insert!, operation) == 1 ? CommitOutcome.Applied(1) : CommitOutcome.Conflicted;
+                return _insert!.Execute(stateName, grainId, version: null, payload) == 1 ? CommitOutcome.Applied(1) : CommitOutcome.Conflicted;
             case (StorageOperationKind.Write, long expected):
-                return Execute(_update!, operation) == 1 ? CommitOutcome.Applied(expected + 1) : CommitOutcome.Conflicted;
+                return _update!.Execute(stateName, grainId, expected, payload) == 1 ? CommitOutcome.Applied(expected + 1) : CommitOutcome.Conflicted;
             case (StorageOperationKind.Clear, null):
                 // Nothing was ever read: fine if there is still nothing, a conflict if someone wrote.
-                SetKey(_exists!, operation);
-                return _exists!.ExecuteScalar() is null ? CommitOutcome.Applied(null) : CommitOutcome.Conflicted;
+                return _exists!.Execute(stateName, grainId, version: null, payload: null) == 0 ? CommitOutcome.Applied(null) : CommitOutcome.Conflicted;
             case (StorageOperationKind.Clear, long expected):
-                return Execute(_clear!, operation) == 1 ? CommitOutcome.Applied(expected + 1) : CommitOutcome.Conflicted;
+                return _clear!.Execute(stateName, grainId, expected, payload: null) == 1 ? CommitOutcome.Applied(expected + 1) : CommitOutcome.Conflicted;
             default:
                 throw new InvalidOperationException($"Unknown storage operation {operation.Kind}.");
         }
-    }
-
-    // Parameters are addressed by position (fixed by Prepare) to skip name lookups on the hot path:
-    // 0 $service, 1 $state, 2 $grain, then $version and/or $payload.
-    private static int Execute(SqliteCommand command, StorageOperation operation)
-    {
-        SetKey(command, operation);
-        var next = 3;
-        if (operation.ExpectedVersion is { } expected)
-        {
-            command.Parameters[next++].Value = expected;
-        }
-
-        if (operation.Payload is { } payload)
-        {
-            command.Parameters[next].Value = payload;
-        }
-
-        return command.ExecuteNonQuery();
-    }
-
-    private static void SetKey(SqliteCommand command, StorageOperation operation)
-    {
-        command.Parameters[1].Value = operation.StateName;
-        command.Parameters[2].Value = operation.GrainId;
     }
 
     public void Dispose()
@@ -298,4 +280,89 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
         _connection?.Dispose();
         _connection = null;
     }
+}
+
+/// <summary>
+/// One of the writer's prepared statements on the raw SQLite handle, with parameters ?1 service_id, ?2 state_name,
+/// ?3 grain_id, ?4 expected version, ?5 payload (each statement uses a subset). SQLite keeps bindings across
+/// resets, so the ServiceId is bound once and the state name only when a different one comes. Used by the one
+/// writer thread only.
+/// </summary>
+internal sealed class RawStatement : IDisposable
+{
+    private readonly sqlite3 _database;
+    private readonly sqlite3_stmt _statement;
+    private readonly bool _returnsRows;
+    private string? _boundStateName;
+    private byte[] _grainIdUtf8 = new byte[256];
+
+    public RawStatement(sqlite3 database, string sql, string serviceId)
+    {
+        _database = database;
+        Check(raw.sqlite3_prepare_v3(database, sql, raw.SQLITE_PREPARE_PERSISTENT, out _statement));
+        _returnsRows = raw.sqlite3_column_count(_statement) > 0;
+        Check(raw.sqlite3_bind_text(_statement, 1, serviceId));
+    }
+
+    /// <summary>
+    /// Binds and runs the statement once. Returns the rows changed (INSERT/UPDATE) or, for a query, 1 when it
+    /// found a row and 0 when not.
+    /// </summary>
+    public int Execute(string stateName, string grainId, long? version, byte[]? payload)
+    {
+        if (!ReferenceEquals(stateName, _boundStateName))
+        {
+            Check(raw.sqlite3_bind_text(_statement, 2, stateName));
+            _boundStateName = stateName;
+        }
+
+        var length = Encoding.UTF8.GetMaxByteCount(grainId.Length);
+        if (length > _grainIdUtf8.Length)
+        {
+            _grainIdUtf8 = new byte[length];
+        }
+
+        length = Encoding.UTF8.GetBytes(grainId, _grainIdUtf8);
+        Check(raw.sqlite3_bind_text(_statement, 3, _grainIdUtf8.AsSpan(0, length)));
+        if (version is { } expected)
+        {
+            Check(raw.sqlite3_bind_int64(_statement, 4, expected));
+        }
+
+        if (payload is not null)
+        {
+            // An empty span would reach SQLite as a null pointer, i.e. NULL: the tombstone. Bind an empty blob.
+            Check(payload.Length == 0 ? raw.sqlite3_bind_zeroblob(_statement, 5, 0) : raw.sqlite3_bind_blob(_statement, 5, payload));
+        }
+
+        try
+        {
+            var result = raw.sqlite3_step(_statement);
+            if (result == raw.SQLITE_ROW && _returnsRows)
+            {
+                return 1;
+            }
+
+            if (result != raw.SQLITE_DONE)
+            {
+                Check(result);
+            }
+
+            return _returnsRows ? 0 : raw.sqlite3_changes(_database);
+        }
+        finally
+        {
+            raw.sqlite3_reset(_statement);
+        }
+    }
+
+    private void Check(int result)
+    {
+        if (result != raw.SQLITE_OK)
+        {
+            SqliteException.ThrowExceptionForRC(result, _database);
+        }
+    }
+
+    public void Dispose() => _statement.Dispose();
 }

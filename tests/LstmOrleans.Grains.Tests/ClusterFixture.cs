@@ -29,7 +29,7 @@ public sealed class ClusterFixture : IAsyncLifetime
             silo.AddMemoryGrainStorage("PubSubStore");
             silo.AddMemoryStreams(LstmOrleansNames.StreamProviderName);
             silo.AddLstmOrleans(
-                configureStreams: o => { o.HistoryCapacity = 64; o.MaxBatchSize = 100; o.OffloadThreshold = 16; },
+                configureStreams: o => { o.HistoryCapacity = 64; o.MaxBatchSize = 100; o.OffloadMultiplyAdds = 16 * 2_856; },   // ~16 steps of TestSupport.SmallConfig, so tests exercise both sides of the offload decision
                 configureCache: o => o.RefreshInterval = TimeSpan.FromSeconds(2));
         });
         builder.ConfigureClient(client => client.AddMemoryStreams(LstmOrleansNames.StreamProviderName));

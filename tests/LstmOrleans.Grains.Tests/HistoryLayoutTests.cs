@@ -61,7 +61,7 @@ public sealed class HistoryLayoutFixture : IAsyncLifetime
             {
                 o.HistoryCapacity = Capacity;
                 o.HistoryChunkSize = Chunk;
-                o.OffloadThreshold = 4;
+                o.OffloadMultiplyAdds = 4 * 2_856;   // 4 steps of TestSupport.SmallConfig
             });
         });
         Cluster = builder.Build();

@@ -292,6 +292,112 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : GroupC
     }
 
     [Fact]
+    public async Task KeysWithNonAsciiAndLongGrainIdsAndAlternatingStateNamesStayApart()
+    {
+        // The writer binds keys itself (UTF-8 into a reused buffer, state name only when it changes): check that
+        // every (state, grain) pair is its own row, including ids longer than the initial buffer and non-ASCII ids.
+        var path = folder.NewDatabasePath();
+        var ids = new[]
+        {
+            GrainId.Create("sensor", "zürich/straße-β-📈"),
+            GrainId.Create("sensor", "zürich/straße-β-📈2"),
+            GrainId.Create("sensor", new string('ä', 300)),
+            GrainId.Create("sensor", "plain"),
+        };
+        string[] stateNames = ["alpha", "beta"];
+        await using (var storage = await OpenAsync(path))
+        {
+            for (var round = 1; round <= 2; round++)
+            {
+                var states = new Dictionary<(string, GrainId), GrainState<SensorTestState>>();
+                foreach (var id in ids)
+                {
+                    foreach (var stateName in stateNames)
+                    {
+                        // new string(...) per call: a state name that is equal but not the same instance must bind the same.
+                        var name = new string(stateName.AsSpan());
+                        var grain = new GrainState<SensorTestState>(Sample(Index(id, stateName) + 100 * round)) { ETag = round == 1 ? null : (await ReadRawAsync(storage, name, id)).ETag };
+                        await storage.WriteStateAsync(name, id, grain);
+                        Assert.Equal(round.ToString(System.Globalization.CultureInfo.InvariantCulture), grain.ETag);
+                    }
+                }
+            }
+        }
+
+        await using var reopened = await OpenAsync(path);
+        await using var otherService = await OpenAsync(path, serviceId: "service-b");
+        foreach (var id in ids)
+        {
+            foreach (var stateName in stateNames)
+            {
+                var read = await ReadRawAsync(reopened, stateName, id);
+                Assert.Equal("2", read.ETag);
+                GrainStorageDurabilityTests.AssertSameState(Sample(Index(id, stateName) + 200), read.State);
+                Assert.False((await ReadRawAsync(otherService, stateName, id)).RecordExists);
+            }
+        }
+
+        long Index(GrainId id, string stateName) => Array.IndexOf(ids, id) * 2 + Array.IndexOf(stateNames, stateName);
+    }
+
+    [Theory]
+    [InlineData(SqliteSynchronousMode.Full, 2)]
+    [InlineData(SqliteSynchronousMode.Normal, 1)]
+    public async Task TheSynchronousLevelIsAppliedToTheDatabaseAndReadBack(SqliteSynchronousMode mode, int pragma)
+    {
+        var path = folder.NewDatabasePath();
+        var storage = new SqliteGrainStorage($"sqlite-{Guid.NewGuid():N}", new SqliteGrainStorageOptions { DataSource = path, Synchronous = mode, GrainStorageSerializer = TestSerializer.Instance },
+            Options.Create(new ClusterOptions { ServiceId = "service-a", ClusterId = "test" }), NullLogger<SqliteGrainStorage>.Instance);
+        Assert.Null(storage.EffectiveSynchronous);
+        await using (storage)
+        {
+            await storage.InitializeAsync(CancellationToken.None);
+            Assert.Equal(mode, storage.EffectiveSynchronous);
+            Assert.Equal(pragma, (int)storage.EffectiveSynchronous!.Value);
+            await storage.WriteStateAsync(StateName, NewGrainId(), new GrainState<SensorTestState>(Sample(1)));
+        }
+    }
+
+    [Fact]
+    public async Task AnEmptyPayloadIsStoredAsAnEmptyBlobNotATombstone()
+    {
+        var path = folder.NewDatabasePath();
+        var grainId = NewGrainId();
+        await using (var storage = await OpenAsync(path, o => o.GrainStorageSerializer = new EmptyPayloadSerializer()))
+        {
+            var state = new GrainState<SensorTestState>(Sample(1));
+            await storage.WriteStateAsync(StateName, grainId, state);
+            var read = new GrainState<SensorTestState>();
+            await storage.ReadStateAsync(StateName, grainId, read);
+            Assert.True(read.RecordExists);
+            Assert.Equal(state.ETag, read.ETag);
+        }
+
+        await using var connection = new SqliteConnection($"Data Source={path}");
+        connection.Open();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT typeof(payload), length(payload) FROM lstm_grain_state";
+        await using var reader = command.ExecuteReader();
+        Assert.True(reader.Read());
+        Assert.Equal("blob", reader.GetString(0));
+        Assert.Equal(0, reader.GetInt64(1));
+    }
+
+    private sealed class EmptyPayloadSerializer : IGrainStorageSerializer
+    {
+        public BinaryData Serialize<T>(T? input) => new(Array.Empty<byte>());
+
+        public T Deserialize<T>(BinaryData input) => default!;
+    }
+
+    private static async Task<GrainState<SensorTestState>> ReadRawAsync(IGrainStorage storage, string stateName, GrainId grainId)
+    {
+        var state = new GrainState<SensorTestState>();
+        await storage.ReadStateAsync(stateName, grainId, state);
+        return state;
+    }
+
+    [Fact]
     public async Task ReadsSeeOnlyCommittedData()
     {
         var gate = new CommitGate();

@@ -42,7 +42,7 @@ internal static class BenchCommand
         {
             Description = "Fixed offered load in observations/s for the ingest phases (latency counted from the scheduled send time). Default: as fast as possible.",
         };
-        var tests = new Option<string>("--tests", "-t") { Description = "Phases to run: ping,single,batch,reload (reload: deactivate all idle streams, read each back and check it is intact), or scale alone (memory and throughput at --streams vs --scale-base, idle deactivation, bitwise intact reactivation).", DefaultValueFactory = _ => "ping,single,batch" };
+        var tests = new Option<string>("--tests", "-t") { Description = "Phases to run: ping,single,batch,batch-rows,reload (batch: the columnar IngestColumns API; batch-rows: the same batches through the row IngestBatch API; reload: deactivate all idle streams, read each back and check it is intact), or scale alone (memory and throughput at --streams vs --scale-base, idle deactivation, bitwise intact reactivation).", DefaultValueFactory = _ => "ping,single,batch" };
         var history = new Option<int?>("--history") { Description = "Override the silo's per-stream history capacity (StreamGrainOptions.HistoryCapacity, default 512)." };
         var persistEvery = new Option<int?>("--persist-every") { Description = "Override StreamGrainOptions.PersistEverySteps (default 1: every acknowledged step is durable)." };
         var orleansSerializer = new Option<bool>("--orleans-storage-serializer")
@@ -59,6 +59,7 @@ internal static class BenchCommand
         var idle = new Option<double>("--idle") { Description = "scale: idle seconds before deactivating every stream activation idle at least that long (0: all idle ones at once).", DefaultValueFactory = _ => 0 };
         var scaleFault = new Option<string?>("--scale-fault") { Description = "Testing only: inject a fault the scale check must detect (before, twin).", Hidden = true };
         var siloGc = new Option<string?>("--silo-gc") { Description = "GC mode of the bench silo process: workstation (default), server, conserve (workstation + GCConserveMemory)." };
+        var sqliteSynchronous = new Option<string?>("--sqlite-synchronous") { Description = "SQLite store: what an acknowledged write survives, passed to the silo as Storage:SqliteSynchronous: full (default; fsync per commit) or normal (process kill only; no fsync per commit)." };
         var siloEnv = new Option<string[]>("--silo-env")
         {
             Description = "Extra environment variable NAME=VALUE for the bench silo process (repeatable), e.g. DOTNET_TieredPGO=0; applied after --silo-gc.",
@@ -75,7 +76,7 @@ internal static class BenchCommand
         var command = new Command("bench", "Benchmark: no-op grain call ceiling, then single and batch ingest per store (observations/s, p50/p99/p99.9 latency, silo memory).")
         {
             stores, redis, postgres, cluster, clusterId, serviceId, streams, concurrency, batch, hidden, layers, duration, warmup, rate,
-            tests, history, persistEvery, orleansSerializer, reportEvery, scaleBase, scaleSample, scaleRounds, idle, scaleFault, siloGc, siloEnv, pacerBurst, json, verbose,
+            tests, history, persistEvery, orleansSerializer, reportEvery, scaleBase, scaleSample, scaleRounds, idle, scaleFault, siloGc, sqliteSynchronous, siloEnv, pacerBurst, json, verbose,
         };
         command.Subcommands.Add(BenchSiloHost.Create());
         command.SetAction((result, ct) => CommandSupport.RunAsync(async () =>
@@ -105,6 +106,9 @@ internal static class BenchCommand
                 ScaleIdleSeconds = Seconds(result.GetValue(idle), "--idle", allowZero: true),
                 ScaleFault = ScaleFaults.IsKnown(result.GetValue(scaleFault)) ? result.GetValue(scaleFault) : throw new ArgumentException($"--scale-fault: unknown fault '{result.GetValue(scaleFault)}'."),
                 SiloGc = result.GetValue(siloGc) is { } gc && BenchRunner.SiloGcEnvironment(gc) is not null ? gc : null,
+                SqliteSynchronous = result.GetValue(sqliteSynchronous) is { } sync
+                    ? (sync is "full" or "normal" ? sync : throw new ArgumentException($"--sqlite-synchronous: unknown level '{sync}' (full, normal)."))
+                    : null,
                 SiloEnvironment = ParseEnvironment(result.GetValue(siloEnv)),
                 PacerBurstMicroseconds = result.GetValue(pacerBurst) is var burst && double.IsFinite(burst) && burst >= 1 && burst <= 100_000
                     ? burst : throw new ArgumentException($"--pacer-burst-us must be in 1..100000; got {result.GetValue(pacerBurst)}."),
@@ -182,8 +186,8 @@ internal static class BenchCommand
     {
         var tests = Split(text).Select(t => t.ToLowerInvariant()).Distinct().ToList();
         foreach (var t in tests)
-            if (t is not (BenchSettings.Ping or BenchSettings.Single or BenchSettings.Batch or BenchSettings.Reload or BenchSettings.Scale))
-                throw new ArgumentException($"--tests: unknown phase '{t}' (ping, single, batch, reload, scale).");
+            if (t is not (BenchSettings.Ping or BenchSettings.Single or BenchSettings.Batch or BenchSettings.BatchRows or BenchSettings.Reload or BenchSettings.Scale))
+                throw new ArgumentException($"--tests: unknown phase '{t}' (ping, single, batch, batch-rows, reload, scale).");
         if (tests.Count == 0) throw new ArgumentException("--tests names no phase.");
         if (tests.Contains(BenchSettings.Scale) && tests.Count > 1) throw new ArgumentException("--tests scale runs alone (it measures its own ingest phases).");
         return tests;

@@ -28,7 +28,10 @@ internal sealed record BenchSettings(
 {
     public const string Ping = "ping";
     public const string Single = "single";
+    /// <summary>Batch ingest through the columnar API (<c>IngestColumnsAsync</c>), the way to send many values.</summary>
     public const string Batch = "batch";
+    /// <summary>The same batches through the row API (<c>IngestBatchAsync</c>: an <c>Observation[]</c> in, a <c>StepResult[]</c> out).</summary>
+    public const string BatchRows = "batch-rows";
     /// <summary>Deactivate every idle stream, then read each back from storage and check it is intact.</summary>
     public const string Reload = "reload";
     /// <summary>The scale phase (<see cref="ScaleResult"/>): memory and throughput at N vs a base count, idle deactivation, intact reactivation.</summary>
@@ -49,6 +52,8 @@ internal sealed record BenchSettings(
     public string? ScaleFault { get; init; }
     /// <summary>GC mode of the bench silo process: null (the app's default, workstation), workstation, server, or conserve.</summary>
     public string? SiloGc { get; init; }
+    /// <summary>SQLite store: Storage:SqliteSynchronous for the bench silo (full or normal); null = the silo's default (full).</summary>
+    public string? SqliteSynchronous { get; init; }
     /// <summary>--silo-env: extra environment variables for the bench silo process (runtime knobs such as DOTNET_TieredPGO), applied after the GC mode's.</summary>
     public IReadOnlyDictionary<string, string>? SiloEnvironment { get; init; }
     /// <summary>Fixed rate: the pacing thread's shortest sleep (<see cref="FixedRatePacer"/>), in microseconds.</summary>

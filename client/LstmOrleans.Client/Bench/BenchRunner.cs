@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using LstmOrleans.Abstractions;
 using LstmOrleans.Client.Cluster;
@@ -48,6 +49,7 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
             if (settings.History is { } history) args.AddRange(["--history", history.ToString()]);
             if (settings.PersistEvery is { } every) args.AddRange(["--persist-every", every.ToString()]);
             if (settings.OrleansStorageSerializer) args.Add("--orleans-storage-serializer");
+            if (settings.SqliteSynchronous is { } synchronous) args.AddRange(["--sqlite-synchronous", synchronous]);
             if (settings.Tests.Contains(BenchSettings.Scale)) args.AddRange(["--collection-age", ScaleCollectionAgeSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
             progress($"{store}, {streams:N0} streams: starting a silo process");
             BenchSiloProcess silo;
@@ -128,20 +130,42 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
                 return refs[i].IngestAsync(new Observation(seq, baseTime.AddSeconds(seq), [Signal(i, seq)]));
             }, cancellationToken));
         }
-        if (settings.Tests.Contains(BenchSettings.Batch))
+        // Both batch APIs send the same values; run in the order asked (-t batch,batch-rows gives an A/B in one silo).
+        foreach (var test in settings.Tests.Where(t => t is BenchSettings.Batch or BenchSettings.BatchRows))
         {
             int size = settings.BatchSize;
-            progress($"{store}: batch ingest ({size} per call)");
-            phases.Add(await MeasureAsync(BenchSettings.Batch, store, streams, size, silo, baseline, i =>
-            {
-                var batch = new Observation[size];
-                for (int j = 0; j < size; j++)
+            bool rows = test == BenchSettings.BatchRows;
+            progress($"{store}: batch ingest ({size} per call, {(rows ? "rows: IngestBatch" : "columns: IngestColumns")})");
+            phases.Add(await MeasureAsync(test, store, streams, size, silo, baseline, rows
+                ? i =>
                 {
-                    long seq = ++sequences[i];
-                    batch[j] = new Observation(seq, baseTime.AddSeconds(seq), [Signal(i, seq)]);
+                    var batch = new Observation[size];
+                    for (int j = 0; j < size; j++)
+                    {
+                        long seq = ++sequences[i];
+                        batch[j] = new Observation(seq, baseTime.AddSeconds(seq), [Signal(i, seq)]);
+                    }
+                    return refs[i].IngestBatchAsync(batch);
                 }
-                return refs[i].IngestBatchAsync(batch);
-            }, cancellationToken));
+                : i =>
+                {
+                    // Columns built in pooled buffers: the ObservationBatch copies them into its blocks.
+                    var sequenceColumn = ArrayPool<long>.Shared.Rent(size);
+                    var tickColumn = ArrayPool<long>.Shared.Rent(size);
+                    var valueColumn = ArrayPool<float>.Shared.Rent(size);
+                    for (int j = 0; j < size; j++)
+                    {
+                        long seq = ++sequences[i];
+                        sequenceColumn[j] = seq;
+                        tickColumn[j] = baseTime.UtcTicks + seq * TimeSpan.TicksPerSecond;
+                        valueColumn[j] = Signal(i, seq);
+                    }
+                    var batch = new ObservationBatch(sequenceColumn.AsSpan(0, size), tickColumn.AsSpan(0, size), valueColumn.AsSpan(0, size));
+                    ArrayPool<long>.Shared.Return(sequenceColumn);
+                    ArrayPool<long>.Shared.Return(tickColumn);
+                    ArrayPool<float>.Shared.Return(valueColumn);
+                    return refs[i].IngestColumnsAsync(batch);
+                }, cancellationToken));
         }
         ProcessStats? collected = null;
         if (settings.Tests.Contains(BenchSettings.Reload))

@@ -34,19 +34,20 @@ internal static class BenchSiloHost
         var persistEvery = new Option<int?>("--persist-every");
         var orleansSerializer = new Option<bool>("--orleans-storage-serializer");
         var collectionAge = new Option<double?>("--collection-age");
+        var sqliteSynchronous = new Option<string?>("--sqlite-synchronous");
         var command = new Command(CommandName, "Internal: the silo process started by 'bench'.")
         {
-            store, data, redis, postgres, serviceId, history, persistEvery, orleansSerializer, collectionAge,
+            store, data, redis, postgres, serviceId, history, persistEvery, orleansSerializer, collectionAge, sqliteSynchronous,
         };
         command.Hidden = true;
         command.SetAction((result, ct) => RunAsync(
             result.GetValue(store)!, result.GetValue(data)!, result.GetValue(redis), result.GetValue(postgres),
-            result.GetValue(serviceId)!, result.GetValue(history), result.GetValue(persistEvery), result.GetValue(orleansSerializer), ct, result.GetValue(collectionAge)));
+            result.GetValue(serviceId)!, result.GetValue(history), result.GetValue(persistEvery), result.GetValue(orleansSerializer), ct, result.GetValue(collectionAge), result.GetValue(sqliteSynchronous)));
         return command;
     }
 
     private static async Task<int> RunAsync(string store, string dataFolder, string? redis, string? postgres, string serviceId,
-        int? history, int? persistEvery, bool orleansSerializer, CancellationToken cancellationToken, double? collectionAgeSeconds = null)
+        int? history, int? persistEvery, bool orleansSerializer, CancellationToken cancellationToken, double? collectionAgeSeconds = null, string? sqliteSynchronous = null)
     {
         var settings = new SiloSettings();
         settings.Cluster.ClusterId = "lstmorleans-bench";
@@ -57,6 +58,7 @@ internal static class BenchSiloHost
         settings.Storage.DataFolder = dataFolder;
         settings.ConnectionStrings.Redis = redis;
         settings.ConnectionStrings.Postgres = postgres;
+        if (sqliteSynchronous is not null) settings.Storage.SqliteSynchronous = sqliteSynchronous;
         var errors = settings.Validate();
         if (errors.Count > 0)
         {

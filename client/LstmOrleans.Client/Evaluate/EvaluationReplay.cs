@@ -184,19 +184,19 @@ internal sealed class EvaluationReplay(EvaluationCluster cluster, EvaluationSett
     private async Task IngestAsync(IStreamGrain stream, StreamReplay output, int from, int until)
     {
         if (from >= until) return;
-        int k = settings.Horizons;
-        var batch = new Observation[until - from];
-        for (int t = from; t < until; t++)
-            batch[t - from] = new Observation(t + 1, new DateTimeOffset(output.Series.Timestamps[t], TimeSpan.Zero), [output.Series.Values[t]]);
-        var results = await stream.IngestBatchAsync(batch);
+        int k = settings.Horizons, n = until - from;
+        var sequences = new long[n];
+        var ticks = new long[n];
         for (int t = from; t < until; t++)
         {
-            var r = results[t - from];
-            if (r.Duplicate || r.Predictions.Length != k)
-                throw new InvalidOperationException($"Stream '{output.Series.Name}' did not step at replay step {t} (duplicate or wrong shape).");
-            r.Predictions.CopyTo(output.Predictions, t * k);
-            output.WeightsVersions[t] = r.WeightsVersion;
+            sequences[t - from] = t + 1;
+            ticks[t - from] = new DateTimeOffset(output.Series.Timestamps[t], TimeSpan.Zero).UtcTicks;
         }
+        var forecast = await stream.IngestColumnsAsync(new ObservationBatch(sequences, ticks, output.Series.Values.AsSpan(from, n)));
+        if (forecast.DuplicateCount != 0 || forecast.NewCount != n || forecast.Horizons != k)
+            throw new InvalidOperationException($"Stream '{output.Series.Name}' did not step at every replay step {from}..{until - 1} (duplicate or wrong shape).");
+        forecast.Predictions.CopyTo(output.Predictions.AsSpan(from * k, n * k));
+        output.WeightsVersions.AsSpan(from, n).Fill(forecast.WeightsVersion);
     }
 
     /// <summary>

@@ -89,7 +89,8 @@ internal static class Replayer
                 {
                     var batch = new Observation[count];
                     for (var i = 0; i < count; i++) batch[i] = stream.ObservationAt(index + i);
-                    results = await grain.IngestBatchAsync(batch);
+                    var columns = ObservationBatch.From(batch, batch[0].Values.Length);   // rows of one file share D
+                    results = (await grain.IngestColumnsAsync(columns)).ToStepResults(columns);
                 }
                 for (var i = 0; i < results.Length; i++)
                     stream.Record(index + i, results[i], evaluate, keepRows);

@@ -3,8 +3,11 @@ using LstmOrleans.Abstractions;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using LstmOrleans.Grains.Storage;
 using LstmOrleans.Persistence.Postgres;
+using LstmOrleans.Persistence.Sqlite;
 using Orleans.Configuration;
+using Orleans.Persistence;
 using Orleans.Storage;
 using StackExchange.Redis;
 
@@ -54,10 +57,12 @@ public static class SiloHostingExtensions
         {
             case StorageSettings.Redis:
                 silo.AddRedisGrainStorage(GrainStorageName, o => o.ConfigurationOptions = ConfigurationOptions.Parse(settings.ConnectionStrings.Redis!));
+                silo.AddStreamStateCodec<RedisStorageOptions>(GrainStorageName);
                 break;
             case StorageSettings.Memory:
                 // Process-local (no grain hop per write); like Orleans' memory storage it does not survive the process.
                 silo.AddLocalMemoryGrainStorage(GrainStorageName);
+                silo.AddStreamStateCodec<LocalMemoryGrainStorageOptions>(GrainStorageName);
                 break;
             case StorageSettings.Sqlite:
                 var database = Path.Combine(Path.GetFullPath(settings.Storage.DataFolder), "lstmorleans.db");
@@ -67,11 +72,15 @@ public static class SiloHostingExtensions
                     o.DataSource = database;
                     o.Synchronous = synchronous;
                 });
+                silo.AddStreamStateCodec<SqliteGrainStorageOptions>(GrainStorageName);
                 break;
             case StorageSettings.Postgres:
                 silo.AddPostgresGrainStorage(GrainStorageName, o => o.ConnectionString = settings.ConnectionStrings.Postgres!);
+                silo.AddStreamStateCodec<PostgresGrainStorageOptions>(GrainStorageName);
                 break;
         }
+        // Every provider above writes the stream records (core state on every acknowledged step, closed history) with
+        // the compact StreamStateCodec and everything else in Orleans' binary format; records of either format read back.
 
         // Providers that take the silo-wide default state serializer (memory, Redis) would otherwise write JSON;
         // the compact Orleans binary format is what the SQLite and PostgreSQL providers use too.

@@ -4,7 +4,6 @@ using System.Globalization;
 using LstmOrleans.Persistence.GroupCommit;
 using Microsoft.Extensions.Logging;
 using Orleans.Runtime;
-using Orleans.Serialization;
 using Orleans.Storage;
 
 namespace LstmOrleans.Grains.Storage;
@@ -18,8 +17,9 @@ namespace LstmOrleans.Grains.Storage;
 /// Every key owns one byte buffer that later writes overwrite in place (re-allocated only when a state outgrows it), and
 /// the state is serialized into a per-thread scratch buffer first, so a steady stream of writes allocates nothing and
 /// no short-lived copy survives into an older GC generation; a serializer failure leaves the stored bytes untouched.
-/// With the default serializer (<see cref="CompactOrleansGrainStorageSerializer"/>, Orleans' binary format) the bytes
-/// are written by Orleans' <see cref="Serializer"/> directly; any other configured serializer is used as given.
+/// With a serializer that can write into a buffer (<see cref="StreamStateCodecSerializer"/>, the default
+/// <see cref="CompactOrleansGrainStorageSerializer"/>) the bytes go straight into the scratch buffer; any other
+/// configured serializer is used as given (one array per write).
 ///
 /// ETags are per-key version numbers and behave like the durable providers': a write or clear must present the ETag of
 /// the stored version (none when nothing was ever stored) or it fails with <see cref="InconsistentStateException"/>;
@@ -30,26 +30,17 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage
 {
     private readonly string _name;
     private readonly IGrainStorageSerializer _serializer;
-    private readonly Serializer? _binary;    // set when _serializer is the default binary one: serialize without a per-write array
+    private readonly IBufferGrainStorageSerializer? _buffered;    // set when _serializer can write into a buffer: no per-write array
     private readonly ILogger<LocalMemoryGrainStorage> _logger;
     private readonly ConcurrentDictionary<(string StateName, GrainId GrainId), Slot> _slots = new();
 
     [ThreadStatic] private static ArrayBufferWriter<byte>? t_scratch;
 
     public LocalMemoryGrainStorage(string name, LocalMemoryGrainStorageOptions options, ILogger<LocalMemoryGrainStorage> logger)
-        : this(name, options, logger, binarySerializer: null)
-    {
-    }
-
-    /// <param name="binarySerializer">
-    /// Orleans' serializer, used directly (into a reused buffer) when the configured serializer is the default
-    /// <see cref="CompactOrleansGrainStorageSerializer"/>; both write the same bytes.
-    /// </param>
-    public LocalMemoryGrainStorage(string name, LocalMemoryGrainStorageOptions options, ILogger<LocalMemoryGrainStorage> logger, Serializer? binarySerializer)
     {
         _name = name;
         _serializer = options.GrainStorageSerializer ?? throw new ArgumentException($"{nameof(options.GrainStorageSerializer)} is required.", nameof(options));
-        _binary = _serializer is CompactOrleansGrainStorageSerializer ? binarySerializer : null;
+        _buffered = _serializer as IBufferGrainStorageSerializer;
         _logger = logger;
     }
 
@@ -94,7 +85,7 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage
             if (slot.Exists)
             {
                 var bytes = new ReadOnlyMemory<byte>(slot.Buffer, 0, slot.Length);
-                grainState.State = _binary is { } binary ? binary.Deserialize<T>(bytes) : _serializer.Deserialize<T>(new BinaryData(bytes));
+                grainState.State = _buffered is { } buffered ? buffered.Deserialize<T>(bytes) : _serializer.Deserialize<T>(new BinaryData(bytes));
             }
         }
         return Task.CompletedTask;
@@ -103,11 +94,11 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage
     public Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
         ReadOnlySpan<byte> payload;
-        if (_binary is { } binary)
+        if (_buffered is { } buffered)
         {
             var scratch = t_scratch ??= new ArrayBufferWriter<byte>(4096);
             scratch.ResetWrittenCount();
-            binary.Serialize(grainState.State, scratch);
+            buffered.Serialize(grainState.State, scratch);
             payload = scratch.WrittenSpan;
         }
         else payload = _serializer.Serialize(grainState.State).ToMemory().Span;

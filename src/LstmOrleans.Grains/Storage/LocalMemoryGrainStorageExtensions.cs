@@ -29,7 +29,7 @@ public static class LocalMemoryGrainStorageExtensions
             new LocalMemoryGrainStorageOptionsValidator(sp.GetRequiredService<IOptionsMonitor<LocalMemoryGrainStorageOptions>>().Get(name), name));
         return services.AddGrainStorage(name, static (sp, providerName) =>
             new LocalMemoryGrainStorage(providerName, sp.GetRequiredService<IOptionsMonitor<LocalMemoryGrainStorageOptions>>().Get(providerName),
-                sp.GetRequiredService<ILogger<LocalMemoryGrainStorage>>(), sp.GetRequiredService<Serializer>()));
+                sp.GetRequiredService<ILogger<LocalMemoryGrainStorage>>()));
     }
 
     /// <summary>Fills in Orleans' binary serializer when none was configured.</summary>

@@ -1,3 +1,4 @@
+using System.Buffers;
 using Orleans.Serialization;
 using Orleans.Storage;
 
@@ -8,9 +9,13 @@ namespace LstmOrleans.Persistence.GroupCommit;
 /// by either read with either), but serialized into one exactly-sized array: the stock serializer grows an
 /// ArrayBufferWriter from 256 bytes, about three times the state's size in garbage on every write.
 /// </summary>
-internal sealed class CompactOrleansGrainStorageSerializer(Serializer serializer) : IGrainStorageSerializer
+internal sealed class CompactOrleansGrainStorageSerializer(Serializer serializer) : IBufferGrainStorageSerializer
 {
     public BinaryData Serialize<T>(T? input) => new(serializer.SerializeToArray(input));
 
     public T Deserialize<T>(BinaryData input) => serializer.Deserialize<T>(input.ToMemory())!;
+
+    public void Serialize<T>(T? input, IBufferWriter<byte> output) => serializer.Serialize(input, output);
+
+    public T Deserialize<T>(ReadOnlyMemory<byte> input) => serializer.Deserialize<T>(input)!;
 }

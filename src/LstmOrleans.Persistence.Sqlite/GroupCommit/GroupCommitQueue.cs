@@ -170,6 +170,33 @@ internal sealed class GroupCommitQueue
         }
     }
 
+    // Completes a batch's callers from ONE thread-pool work item: the writer goes straight on to the next
+    // batch, and the batch pays one hand-off (one worker wake-up) instead of one per operation, which on a
+    // busy 2-core silo was a large part of the CPU per durable write. The list is reused by the writer, so
+    // the work item gets its own array.
+    private static void Complete(List<StorageOperation> batch, Exception? failure)
+    {
+        var operations = batch.ToArray();
+        ThreadPool.UnsafeQueueUserWorkItem(
+            static state =>
+            {
+                var (operations, failure) = state;
+                foreach (var operation in operations)
+                {
+                    if (failure is null)
+                    {
+                        operation.Publish();
+                    }
+                    else
+                    {
+                        operation.Fail(failure);
+                    }
+                }
+            },
+            (operations, failure),
+            preferLocal: false);
+    }
+
     private async Task CommitAsync(List<StorageOperation> batch)
     {
         var started = Stopwatch.GetTimestamp();
@@ -187,11 +214,7 @@ internal sealed class GroupCommitQueue
             var failure = new Orleans.Runtime.OrleansException(
                 $"Storage provider '{_providerName}' failed to commit a batch of {batch.Count} operation(s); none of them was applied. {exception.GetType().Name}: {exception.Message}",
                 exception);
-            foreach (var operation in batch)
-            {
-                operation.Fail(failure);
-            }
-
+            Complete(batch, failure);
             return;
         }
 
@@ -205,9 +228,9 @@ internal sealed class GroupCommitQueue
             {
                 conflicts++;
             }
-
-            operation.Publish();
         }
+
+        Complete(batch, failure: null);
 
         Interlocked.Increment(ref _committedBatches);
         Interlocked.Add(ref _committedOperations, batch.Count);

@@ -53,6 +53,26 @@ public sealed class BenchSmokeTests
     }
 
     [Fact]
+    public async Task Bench_measures_the_columnar_and_the_row_batch_api_in_one_run()
+    {
+        var (exit, stdout, stderr) = await LstmOrleansProcess.RunAsync(
+            "bench", "--stores", "memory", "--streams", "10", "--concurrency", "4", "--batch", "16", "--hidden", "4",
+            "--tests", "batch,batch-rows", "--duration", "0.5", "--warmup", "0.2", "--json");
+        Assert.True(exit == 0, $"exit {exit}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        using var json = JsonDocument.Parse(stdout);
+        var phases = json.RootElement.GetProperty("results")[0].GetProperty("phases").EnumerateArray().ToList();
+        Assert.Equal(["batch", "batch-rows"], phases.Select(p => p.GetProperty("test").GetString()));
+        foreach (var phase in phases)
+        {
+            Assert.True(phase.GetProperty("calls").GetInt64() > 0);
+            Assert.Equal(0, phase.GetProperty("errors").GetInt64());
+            Assert.Equal(16, phase.GetProperty("batchSize").GetInt32());
+        }
+        Assert.Contains("columns: IngestColumns", stderr);
+        Assert.Contains("rows: IngestBatch", stderr);
+    }
+
+    [Fact]
     public async Task Fixed_rate_ingest_makes_exactly_the_scheduled_calls_in_order_per_stream_and_reports_its_send_lag()
     {
         // 400 values/s for 1 s over 20 streams: the schedule holds exactly 400 calls. Sequence numbers out of order would

@@ -1,0 +1,134 @@
+using System.Buffers;
+using System.Diagnostics;
+using LstmOrleans.Abstractions;
+using LstmOrleans.Grains;
+using LstmOrleans.Grains.Storage;
+using LstmOrleans.Persistence.GroupCommit;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+using Orleans;
+using Orleans.Runtime;
+using Orleans.Storage;
+using Orleans.Serialization;
+
+namespace LstmOrleans.Benchmarks;
+
+/// <summary>
+/// `codec`: serialize + deserialize time, allocation and size of one realistic stream core state (H=32, L=1, D=1, K=1,
+/// a full 32-entry tail, Latest set: what the bench's single ingest writes on every step) with Orleans' binary
+/// serializer (today's format) and with <see cref="StreamStateCodec"/>. Stopwatch over many iterations, best of rounds.
+/// </summary>
+internal static class StateCodecProbe
+{
+    public static void Run()
+    {
+        var services = new ServiceCollection()
+            .AddSerializer(b => b.AddAssembly(typeof(StreamState).Assembly).AddAssembly(typeof(StepResult).Assembly))
+            .BuildServiceProvider();
+        var orleans = services.GetRequiredService<Serializer>();
+        var state = Realistic(hidden: 32, chunk: 32);
+
+        byte[] orleansBytes = orleans.SerializeToArray(state);
+        byte[] codecBytes = StreamStateCodec.ToArray(state);
+        Console.WriteLine($"StreamState H=32 tail 32: Orleans binary {orleansBytes.Length} B, codec {codecBytes.Length} B");
+
+        var scratch = new ArrayBufferWriter<byte>(4096);
+        const int iterations = 200_000;
+        for (int round = 0; round < 3; round++)
+        {
+            Console.WriteLine($"round {round + 1}");
+            Time("Orleans SerializeToArray     ", iterations, () => orleans.SerializeToArray(state));
+            Time("Orleans Serialize(buffer)    ", iterations, () => { scratch.ResetWrittenCount(); orleans.Serialize(state, scratch); });
+            Time("Orleans Deserialize          ", iterations, () => orleans.Deserialize<StreamState>(orleansBytes));
+            Time("codec ToArray                ", iterations, () => StreamStateCodec.ToArray(state));
+            Time("codec Write(buffer)          ", iterations, () =>
+            {
+                scratch.ResetWrittenCount();
+                int size = StreamStateCodec.GetSize(state);
+                StreamStateCodec.Write(state, scratch.GetSpan(size)[..size]);
+                scratch.Advance(size);
+            });
+            Time("codec Read                   ", iterations, () => StreamStateCodec.Read<StreamState>(codecBytes));
+        }
+
+        // The whole memory-store write of the core state (serialize into the scratch buffer, copy into the key's buffer,
+        // ETag) as a stream grain does it on every acknowledged step, with each serializer.
+        var grain = GrainId.Create("stream", "probe");
+        foreach (var (name, serializer) in new (string, IGrainStorageSerializer)[]
+                 {
+                     ("Orleans binary", new CompactOrleansGrainStorageSerializer(orleans)),
+                     ("codec         ", new StreamStateCodecSerializer(new CompactOrleansGrainStorageSerializer(orleans))),
+                 })
+        {
+            var storage = new LocalMemoryGrainStorage("probe", new LocalMemoryGrainStorageOptions { GrainStorageSerializer = serializer },
+                NullLogger<LocalMemoryGrainStorage>.Instance);
+            var grainState = new GrainState<StreamState>(state);
+            for (int round = 0; round < 2; round++)
+                Time($"memory store write, {name}", iterations, () => storage.WriteStateAsync("stream", grain, grainState).GetAwaiter().GetResult());
+        }
+
+        // The closed-history record at the default capacity N = 512 (read, merged and rewritten once per closed chunk).
+        var history = new StreamHistory { Generation = 1, Closed = Realistic(hidden: 32, chunk: 512).Tail };
+        byte[] orleansHistory = orleans.SerializeToArray(history);
+        byte[] codecHistory = StreamStateCodec.ToArray(history);
+        Console.WriteLine($"StreamHistory N=512: Orleans binary {orleansHistory.Length} B, codec {codecHistory.Length} B");
+        for (int round = 0; round < 2; round++)
+        {
+            Time("history Orleans serialize+deserialize", iterations / 20, () => orleans.Deserialize<StreamHistory>(orleans.SerializeToArray(history)));
+            Time("history codec serialize+deserialize  ", iterations / 20, () => StreamStateCodec.Read<StreamHistory>(StreamStateCodec.ToArray(history)));
+        }
+    }
+
+    private static void Time(string label, int iterations, Action action)
+    {
+        for (int i = 0; i < 1000; i++) action();
+        long allocated = GC.GetAllocatedBytesForCurrentThread();
+        var watch = Stopwatch.StartNew();
+        for (int i = 0; i < iterations; i++) action();
+        watch.Stop();
+        allocated = GC.GetAllocatedBytesForCurrentThread() - allocated;
+        Console.WriteLine($"  {label} {watch.Elapsed.TotalNanoseconds / iterations,8:F0} ns/op  {allocated / iterations,6} B alloc/op");
+    }
+
+    /// <summary>A bound stream after many steps: every array filled with non-trivial values.</summary>
+    internal static StreamState Realistic(int hidden, int chunk)
+    {
+        var random = new Random(7);
+        float F() => (float)(random.NextDouble() * 2 - 1);
+        var tail = ObservationChunk.Create(startIndex: 4096, capacity: chunk, inputSize: 1, inputWidth: 1);
+        for (int i = 0; i < chunk; i++)
+        {
+            tail.Sequences[i] = 10_000 + i;
+            tail.Ticks[i] = new DateTime(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc).AddMinutes(i).Ticks;
+            tail.Values[i] = F() * 50;
+            tail.Inputs[i] = F();
+        }
+        tail.Count = chunk;
+        var timestamp = new DateTimeOffset(2026, 1, 1, 0, 31, 0, TimeSpan.Zero);
+        return new StreamState
+        {
+            ModelName = "default",
+            WeightsVersion = 3,
+            InputSize = 1,
+            Horizons = 1,
+            ModelInputSize = 1,
+            Hidden = Enumerable.Range(0, hidden).Select(_ => F()).ToArray(),
+            Cell = Enumerable.Range(0, hidden).Select(_ => F()).ToArray(),
+            HasSequence = true,
+            LastSequence = 10_031,
+            LastTimestamp = timestamp,
+            StepCount = 4128,
+            NormCount = 4128,
+            Mean = [12.5],
+            M2 = [9876.25],
+            HistoryCapacity = 256,
+            ErrorMeanSquare = [0.75],
+            ErrorSamples = [4127],
+            Pending = [F()],
+            Generation = 1,
+            ClosedCount = 4096,
+            Tail = tail,
+            Latest = new StepResult("sensor-000042", 10_031, timestamp, [1.5f], [0.5f], [2.5f], [0.5f], [4127], 0.25f, 3, false, 4128),
+        };
+    }
+}

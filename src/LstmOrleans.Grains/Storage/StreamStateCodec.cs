@@ -1,0 +1,420 @@
+using System.Buffers.Binary;
+using System.IO.Hashing;
+using System.Runtime.InteropServices;
+using System.Text;
+using LstmOrleans.Abstractions;
+
+namespace LstmOrleans.Grains.Storage;
+
+/// <summary>
+/// Hand-written, versioned binary format of the stream records (<see cref="StreamState"/>, <see cref="StreamHistory"/>,
+/// <see cref="ObservationChunk"/>), written on every acknowledged step. Orleans' generic format writes a field header
+/// per member and encodes arrays element by element; here every member is in a fixed order and arrays are a length
+/// plus one bulk little-endian copy, so writing a 1.3 KB core state is a handful of memcpys.
+///
+/// Layout of a record (all integers little-endian):
+/// <code>
+/// [0..3)   magic 0xFF 'L' 'S'     (0xFF never starts an Orleans binary payload: wire type Extended with an unused
+///                                  extended type, so old records are told apart by their first byte)
+/// [3]      kind: 1 StreamState, 2 StreamHistory, 3 ObservationChunk
+/// [4..6)   format version (1)
+/// [6..8)   reserved, 0
+/// [8..12)  total record length in bytes, header and checksum included
+/// [12..n-4) body (below)
+/// [n-4..n) CRC-32 of bytes [0..n-4)
+/// </code>
+/// Body primitives: string = i32 UTF-8 byte count (-1 null) + bytes; array = i32 element count (-1 null) + elements;
+/// bool = one byte 0/1; DateTimeOffset = i64 clock ticks + i16 offset minutes; optional object = presence byte + object.
+/// A record that is truncated, has a wrong length, a bad checksum, an unknown version or an out-of-range field fails
+/// with <see cref="InvalidDataException"/>; it never decodes to a partial or different state.
+/// </summary>
+public static class StreamStateCodec
+{
+    public const byte KindStreamState = 1;
+    public const byte KindStreamHistory = 2;
+    public const byte KindObservationChunk = 3;
+    public const ushort CurrentVersion = 1;
+
+    private const byte Magic0 = 0xFF, Magic1 = (byte)'L', Magic2 = (byte)'S';
+    private const int HeaderSize = 12;
+    private const int ChecksumSize = 4;
+
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    /// <summary>True when <paramref name="payload"/> starts with this codec's magic (anything else is left to the inner serializer).</summary>
+    public static bool IsCodecRecord(ReadOnlySpan<byte> payload) =>
+        payload.Length >= 3 && payload[0] == Magic0 && payload[1] == Magic1 && payload[2] == Magic2;
+
+    /// <summary>True for the types this codec writes itself.</summary>
+    public static bool Handles(Type type) =>
+        type == typeof(StreamState) || type == typeof(StreamHistory) || type == typeof(ObservationChunk);
+
+    // ---- sizes ----
+
+    /// <summary>Exact record size of <paramref name="value"/> (a StreamState, StreamHistory or ObservationChunk).</summary>
+    public static int GetSize(object value) => HeaderSize + ChecksumSize + value switch
+    {
+        StreamState s => BodySize(s),
+        StreamHistory h => BodySize(h),
+        ObservationChunk c => BodySize(c),
+        _ => throw new ArgumentException($"{value.GetType()} is not a stream record type.", nameof(value)),
+    };
+
+    private static int BodySize(StreamState s) =>
+        StringSize(s.ModelName)
+        + 8                                              // WeightsVersion
+        + 4 * 4                                          // InputSize, Horizons, ModelInputSize, HistoryCapacity
+        + ArraySize(s.Hidden) + ArraySize(s.Cell)
+        + 1 + 8 + DateTimeOffsetSize                     // HasSequence, LastSequence, LastTimestamp
+        + 8 + 8                                          // StepCount, NormCount
+        + ArraySize(s.Mean) + ArraySize(s.M2)
+        + ArraySize(s.ErrorMeanSquare) + ArraySize(s.ErrorSamples) + ArraySize(s.Pending)
+        + 8 + 8                                          // Generation, ClosedCount
+        + 1 + (s.Tail is null ? 0 : BodySize(s.Tail))
+        + 1 + (s.Latest is null ? 0 : BodySize(s.Latest));
+
+    private static int BodySize(StreamHistory h) => 8 + 1 + (h.Closed is null ? 0 : BodySize(h.Closed));
+
+    private static int BodySize(ObservationChunk c) =>
+        8 + 4 + ArraySize(c.Sequences) + ArraySize(c.Ticks) + ArraySize(c.Values) + ArraySize(c.Inputs);
+
+    private static int BodySize(StepResult r) =>
+        StringSize(r.StreamId) + 8 + DateTimeOffsetSize
+        + ArraySize(r.Predictions) + ArraySize(r.Lower) + ArraySize(r.Upper) + ArraySize(r.Rmse) + ArraySize(r.ErrorSamples)
+        + 1 + (r.PreviousError.HasValue ? 4 : 0)
+        + 8 + 1 + 8;                                     // WeightsVersion, Duplicate, StepCount
+
+    private const int DateTimeOffsetSize = 8 + 2;
+
+    private static int StringSize(string? value) => 4 + (value is null ? 0 : StrictUtf8.GetByteCount(value));
+
+    private static int ArraySize<T>(T[]? array) where T : unmanaged => 4 + (array is null ? 0 : checked(array.Length * System.Runtime.CompilerServices.Unsafe.SizeOf<T>()));
+
+    // ---- writing ----
+
+    /// <summary>Writes the record of <paramref name="value"/> into <paramref name="destination"/>, which must be exactly <see cref="GetSize"/> bytes.</summary>
+    public static void Write(object value, Span<byte> destination)
+    {
+        var writer = new Writer(destination);
+        byte kind = value switch
+        {
+            StreamState => KindStreamState,
+            StreamHistory => KindStreamHistory,
+            ObservationChunk => KindObservationChunk,
+            _ => throw new ArgumentException($"{value.GetType()} is not a stream record type.", nameof(value)),
+        };
+        writer.Byte(Magic0); writer.Byte(Magic1); writer.Byte(Magic2); writer.Byte(kind);
+        writer.UInt16(CurrentVersion); writer.UInt16(0);
+        writer.Int32(destination.Length);
+        switch (value)
+        {
+            case StreamState s: WriteBody(ref writer, s); break;
+            case StreamHistory h: WriteBody(ref writer, h); break;
+            case ObservationChunk c: WriteBody(ref writer, c); break;
+        }
+        if (writer.Position != destination.Length - ChecksumSize)
+            throw new InvalidOperationException($"Stream record size mismatch: wrote {writer.Position + ChecksumSize} bytes into a {destination.Length}-byte record.");
+        BinaryPrimitives.WriteUInt32LittleEndian(destination[^ChecksumSize..], Crc32.HashToUInt32(destination[..^ChecksumSize]));
+    }
+
+    /// <summary>The record of <paramref name="value"/> in a new exactly-sized array.</summary>
+    public static byte[] ToArray(object value)
+    {
+        var bytes = new byte[GetSize(value)];
+        Write(value, bytes);
+        return bytes;
+    }
+
+    private static void WriteBody(ref Writer w, StreamState s)
+    {
+        w.String(s.ModelName);
+        w.Int64(s.WeightsVersion);
+        w.Int32(s.InputSize);
+        w.Int32(s.Horizons);
+        w.Int32(s.ModelInputSize);
+        w.Int32(s.HistoryCapacity);
+        w.Array(s.Hidden);
+        w.Array(s.Cell);
+        w.Bool(s.HasSequence);
+        w.Int64(s.LastSequence);
+        w.DateTimeOffset(s.LastTimestamp);
+        w.Int64(s.StepCount);
+        w.Int64(s.NormCount);
+        w.Array(s.Mean);
+        w.Array(s.M2);
+        w.Array(s.ErrorMeanSquare);
+        w.Array(s.ErrorSamples);
+        w.Array(s.Pending);
+        w.Int64(s.Generation);
+        w.Int64(s.ClosedCount);
+        w.Bool(s.Tail is not null);
+        if (s.Tail is not null) WriteBody(ref w, s.Tail);
+        w.Bool(s.Latest is not null);
+        if (s.Latest is not null) WriteBody(ref w, s.Latest);
+    }
+
+    private static void WriteBody(ref Writer w, StreamHistory h)
+    {
+        w.Int64(h.Generation);
+        w.Bool(h.Closed is not null);
+        if (h.Closed is not null) WriteBody(ref w, h.Closed);
+    }
+
+    private static void WriteBody(ref Writer w, ObservationChunk c)
+    {
+        w.Int64(c.StartIndex);
+        w.Int32(c.Count);
+        w.Array(c.Sequences);
+        w.Array(c.Ticks);
+        w.Array(c.Values);
+        w.Array(c.Inputs);
+    }
+
+    private static void WriteBody(ref Writer w, StepResult r)
+    {
+        w.String(r.StreamId);
+        w.Int64(r.Sequence);
+        w.DateTimeOffset(r.Timestamp);
+        w.Array(r.Predictions);
+        w.Array(r.Lower);
+        w.Array(r.Upper);
+        w.Array(r.Rmse);
+        w.Array(r.ErrorSamples);
+        w.Bool(r.PreviousError.HasValue);
+        if (r.PreviousError is { } previousError) w.Single(previousError);
+        w.Int64(r.WeightsVersion);
+        w.Bool(r.Duplicate);
+        w.Int64(r.StepCount);
+    }
+
+    // ---- reading ----
+
+    /// <summary>Decodes a record (any kind); throws <see cref="InvalidDataException"/> when it is malformed.</summary>
+    public static object Read(ReadOnlySpan<byte> record)
+    {
+        if (!IsCodecRecord(record)) throw new InvalidDataException("Not a stream record: the magic prefix is missing.");
+        if (record.Length < HeaderSize + ChecksumSize)
+            throw new InvalidDataException($"Stream record truncated: {record.Length} bytes is shorter than its header.");
+        byte kind = record[3];
+        ushort version = BinaryPrimitives.ReadUInt16LittleEndian(record[4..]);
+        if (version != CurrentVersion)
+            throw new InvalidDataException($"Stream record format version {version} is not supported (this build reads version {CurrentVersion}); it was written by a newer build.");
+        int length = BinaryPrimitives.ReadInt32LittleEndian(record[8..]);
+        if (length != record.Length)
+            throw new InvalidDataException(length > record.Length
+                ? $"Stream record truncated: its header says {length} bytes, only {record.Length} are present."
+                : $"Stream record malformed: its header says {length} bytes, but {record.Length} are present.");
+        uint stored = BinaryPrimitives.ReadUInt32LittleEndian(record[^ChecksumSize..]);
+        if (Crc32.HashToUInt32(record[..^ChecksumSize]) != stored)
+            throw new InvalidDataException("Stream record corrupt: checksum mismatch.");
+
+        var reader = new Reader(record[..^ChecksumSize], HeaderSize);
+        object value = kind switch
+        {
+            KindStreamState => ReadStreamState(ref reader),
+            KindStreamHistory => ReadStreamHistory(ref reader),
+            KindObservationChunk => ReadChunk(ref reader),
+            _ => throw new InvalidDataException($"Stream record malformed: unknown record kind {kind}."),
+        };
+        if (reader.Remaining != 0)
+            throw new InvalidDataException($"Stream record malformed: {reader.Remaining} unread bytes after the body.");
+        return value;
+    }
+
+    /// <summary>Decodes a record that must hold a <typeparamref name="T"/>.</summary>
+    public static T Read<T>(ReadOnlySpan<byte> record)
+    {
+        object value = Read(record);
+        return value is T typed ? typed
+            : throw new InvalidDataException($"Stream record holds a {value.GetType().Name}, but a {typeof(T).Name} was asked for.");
+    }
+
+    private static StreamState ReadStreamState(ref Reader r)
+    {
+        var s = new StreamState
+        {
+            ModelName = r.String(),
+            WeightsVersion = r.Int64(),
+            InputSize = r.Int32(),
+            Horizons = r.Int32(),
+            ModelInputSize = r.Int32(),
+            HistoryCapacity = r.Int32(),
+            Hidden = r.Array<float>()!,
+            Cell = r.Array<float>()!,
+            HasSequence = r.Bool(),
+            LastSequence = r.Int64(),
+            LastTimestamp = r.DateTimeOffset(),
+            StepCount = r.Int64(),
+            NormCount = r.Int64(),
+            Mean = r.Array<double>()!,
+            M2 = r.Array<double>()!,
+            ErrorMeanSquare = r.Array<double>()!,
+            ErrorSamples = r.Array<long>()!,
+            Pending = r.Array<float>()!,
+            Generation = r.Int64(),
+            ClosedCount = r.Int64(),
+        };
+        s.Tail = r.Bool() ? ReadChunk(ref r) : null!;
+        s.Latest = r.Bool() ? ReadStepResult(ref r) : null;
+        return s;
+    }
+
+    private static StreamHistory ReadStreamHistory(ref Reader r)
+    {
+        var h = new StreamHistory { Generation = r.Int64() };
+        h.Closed = r.Bool() ? ReadChunk(ref r) : null!;
+        return h;
+    }
+
+    private static ObservationChunk ReadChunk(ref Reader r)
+    {
+        var c = new ObservationChunk
+        {
+            StartIndex = r.Int64(),
+            Count = r.Int32(),
+            Sequences = r.Array<long>()!,
+            Ticks = r.Array<long>()!,
+            Values = r.Array<float>()!,
+            Inputs = r.Array<float>()!,
+        };
+        if (c.Count < 0 || c.Count > (c.Sequences?.Length ?? 0))
+            throw new InvalidDataException($"Stream record malformed: chunk count {c.Count} outside its capacity {c.Sequences?.Length ?? 0}.");
+        return c;
+    }
+
+    private static StepResult ReadStepResult(ref Reader r)
+    {
+        string streamId = r.String()!;
+        long sequence = r.Int64();
+        var timestamp = r.DateTimeOffset();
+        var predictions = r.Array<float>()!;
+        var lower = r.Array<float>()!;
+        var upper = r.Array<float>()!;
+        var rmse = r.Array<float>()!;
+        var errorSamples = r.Array<long>()!;
+        float? previousError = r.Bool() ? r.Single() : null;
+        long weightsVersion = r.Int64();
+        bool duplicate = r.Bool();
+        long stepCount = r.Int64();
+        return new StepResult(streamId, sequence, timestamp, predictions, lower, upper, rmse, errorSamples, previousError, weightsVersion, duplicate, stepCount);
+    }
+
+    // ---- primitives ----
+
+    private ref struct Writer(Span<byte> buffer)
+    {
+        private readonly Span<byte> _buffer = buffer;
+        public int Position;
+
+        public void Byte(byte value) => _buffer[Position++] = value;
+        public void Bool(bool value) => _buffer[Position++] = value ? (byte)1 : (byte)0;
+        public void UInt16(ushort value) { BinaryPrimitives.WriteUInt16LittleEndian(_buffer[Position..], value); Position += 2; }
+        public void Int16(short value) { BinaryPrimitives.WriteInt16LittleEndian(_buffer[Position..], value); Position += 2; }
+        public void Int32(int value) { BinaryPrimitives.WriteInt32LittleEndian(_buffer[Position..], value); Position += 4; }
+        public void Int64(long value) { BinaryPrimitives.WriteInt64LittleEndian(_buffer[Position..], value); Position += 8; }
+        public void Single(float value) { BinaryPrimitives.WriteSingleLittleEndian(_buffer[Position..], value); Position += 4; }
+
+        public void DateTimeOffset(DateTimeOffset value)
+        {
+            Int64(value.Ticks);                                   // clock time
+            Int16(checked((short)value.Offset.TotalMinutes));     // offsets are whole minutes within +-14 h
+        }
+
+        public void String(string? value)
+        {
+            if (value is null) { Int32(-1); return; }
+            int count = StrictUtf8.GetBytes(value, _buffer[(Position + 4)..]);
+            Int32(count);
+            Position += count;
+        }
+
+        /// <summary>Length, then the elements as one little-endian block (a plain copy on little-endian hardware).</summary>
+        public void Array<T>(T[]? array) where T : unmanaged
+        {
+            if (array is null) { Int32(-1); return; }
+            Int32(array.Length);
+            var bytes = MemoryMarshal.AsBytes(array.AsSpan());
+            var target = _buffer.Slice(Position, bytes.Length);
+            bytes.CopyTo(target);
+            if (!BitConverter.IsLittleEndian) ReverseElements<T>(target);
+            Position += bytes.Length;
+        }
+    }
+
+    private ref struct Reader(ReadOnlySpan<byte> buffer, int position)
+    {
+        private readonly ReadOnlySpan<byte> _buffer = buffer;
+        private int _position = position;
+
+        public readonly int Remaining => _buffer.Length - _position;
+
+        private ReadOnlySpan<byte> Take(int count)
+        {
+            if ((uint)count > (uint)Remaining)
+                throw new InvalidDataException($"Stream record malformed: a field needs {count} bytes at offset {_position}, only {Remaining} remain.");
+            var slice = _buffer.Slice(_position, count);
+            _position += count;
+            return slice;
+        }
+
+        public bool Bool()
+        {
+            byte value = Take(1)[0];
+            return value switch
+            {
+                0 => false,
+                1 => true,
+                _ => throw new InvalidDataException($"Stream record malformed: boolean byte {value} at offset {_position - 1}."),
+            };
+        }
+
+        public short Int16() => BinaryPrimitives.ReadInt16LittleEndian(Take(2));
+        public int Int32() => BinaryPrimitives.ReadInt32LittleEndian(Take(4));
+        public long Int64() => BinaryPrimitives.ReadInt64LittleEndian(Take(8));
+        public float Single() => BinaryPrimitives.ReadSingleLittleEndian(Take(4));
+
+        public DateTimeOffset DateTimeOffset()
+        {
+            long ticks = Int64();
+            short offsetMinutes = Int16();
+            try { return new DateTimeOffset(ticks, TimeSpan.FromMinutes(offsetMinutes)); }
+            catch (ArgumentException e) { throw new InvalidDataException($"Stream record malformed: timestamp ticks {ticks} offset {offsetMinutes} min out of range.", e); }
+        }
+
+        public string? String()
+        {
+            int count = Int32();
+            if (count == -1) return null;
+            if (count < 0) throw new InvalidDataException($"Stream record malformed: string length {count}.");
+            var bytes = Take(count);
+            try { return StrictUtf8.GetString(bytes); }
+            catch (DecoderFallbackException e) { throw new InvalidDataException("Stream record malformed: invalid UTF-8 in a string.", e); }
+        }
+
+        public T[]? Array<T>() where T : unmanaged
+        {
+            int count = Int32();
+            if (count == -1) return null;
+            int size = System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
+            if (count < 0 || count > Remaining / size)
+                throw new InvalidDataException($"Stream record malformed: array length {count} at offset {_position - 4} does not fit the {Remaining} remaining bytes.");
+            if (count == 0) return [];
+            var array = GC.AllocateUninitializedArray<T>(count);
+            var target = MemoryMarshal.AsBytes(array.AsSpan());
+            Take(count * size).CopyTo(target);
+            if (!BitConverter.IsLittleEndian) ReverseElements<T>(target);
+            return array;
+        }
+    }
+
+    /// <summary>Big-endian hosts only: swaps every element of <paramref name="bytes"/> between host and little-endian order.</summary>
+    private static void ReverseElements<T>(Span<byte> bytes) where T : unmanaged
+    {
+        switch (System.Runtime.CompilerServices.Unsafe.SizeOf<T>())
+        {
+            case 8: var longs = MemoryMarshal.Cast<byte, long>(bytes); BinaryPrimitives.ReverseEndianness(longs, longs); break;
+            case 4: var ints = MemoryMarshal.Cast<byte, int>(bytes); BinaryPrimitives.ReverseEndianness(ints, ints); break;
+            case 2: var shorts = MemoryMarshal.Cast<byte, short>(bytes); BinaryPrimitives.ReverseEndianness(shorts, shorts); break;
+        }
+    }
+}
