@@ -71,8 +71,12 @@ public sealed class BenchSmokeTests
         Assert.Equal(400, single.GetProperty("targetValuesPerSecond").GetDouble());
         var lag = single.GetProperty("sendLag");
         Assert.True(lag.GetProperty("p50Us").GetDouble() <= lag.GetProperty("maxUs").GetDouble());
-        Assert.True(single.GetProperty("queuedBehindStream").GetInt64() >= 0);
-        Assert.True(single.GetProperty("maxStreamBacklog").GetInt32() >= 0);
+        // How many calls waited behind their stream depends on the machine; the accounting must still be consistent:
+        // no more queued calls than calls, and no stream's backlog longer than the queued total.
+        long queued = single.GetProperty("queuedBehindStream").GetInt64();
+        int maxBacklog = single.GetProperty("maxStreamBacklog").GetInt32();
+        Assert.InRange(queued, 0, 400);
+        Assert.InRange(maxBacklog, 0, queued);
         var reload = phases["reload"];
         Assert.Equal(20, reload.GetProperty("calls").GetInt64());
         Assert.Equal(0, reload.GetProperty("errors").GetInt64());
