@@ -68,6 +68,10 @@ public sealed class TrainingScheduleTests(TrainingFixture fixture, ITestOutputHe
         var training = Client.GetGrain<ITrainingGrain>(model);
         // Many epochs, no early stopping: the round runs until its 4 s budget.
         await training.ConfigureAsync(Small with { Epochs = 10_000, Patience = 0, TimeBudget = TimeSpan.FromSeconds(4), BatchSize = 4 });
+        // A round the silo's default schedule may have started on the ingested observations (before the settings above)
+        // would be joined below and could end within the half second: wait until none runs, so the round is ours.
+        await WaitUntilIdleAsync(training, TimeSpan.FromSeconds(30));
+        int roundsBefore = (await training.GetStatusAsync()).RecentRounds.Length;
 
         long id = await training.StartRoundAsync();
         Assert.Equal(id, await training.StartRoundAsync());   // joins the running round
@@ -88,11 +92,21 @@ public sealed class TrainingScheduleTests(TrainingFixture fixture, ITestOutputHe
         Assert.True(statusLatency < TimeSpan.FromSeconds(1), $"status took {statusLatency}");
         Assert.True(ingestLatency < TimeSpan.FromSeconds(1), $"ingest took {ingestLatency}");
 
-        var record = await WaitForRoundAsync(training, 1, TimeSpan.FromSeconds(30));
+        var record = await WaitForRoundAsync(training, roundsBefore + 1, TimeSpan.FromSeconds(30));
         Assert.Equal(id, record.RoundId);
         Assert.True(record.RanOutOfTime);
         Assert.Equal(record, await training.GetRoundAsync(id));
         Assert.False((await training.GetStatusAsync()).Running);
+    }
+
+    private static async Task WaitUntilIdleAsync(ITrainingGrain training, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while ((await training.GetStatusAsync()).Running)
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"A training round was still running after {timeout}.");
+            await Task.Delay(100);
+        }
     }
 
     private static async Task<TrainingRoundRecord> WaitForRoundAsync(ITrainingGrain training, int count, TimeSpan timeout)
