@@ -77,6 +77,40 @@ internal static class StateCodecProbe
             Time("history Orleans serialize+deserialize", iterations / 20, () => orleans.Deserialize<StreamHistory>(orleans.SerializeToArray(history)));
             Time("history codec serialize+deserialize  ", iterations / 20, () => StreamStateCodec.Read<StreamHistory>(StreamStateCodec.ToArray(history)));
         }
+
+        BatchMessages(orleans, iterations / 20);
+    }
+
+    /// <summary>
+    /// The wire cost of a 64-value batch (K = 3, one feature) with Orleans' serializer: the row request/answer
+    /// (<see cref="Observation"/>[] / <see cref="StepResult"/>[]) against the column messages (<see cref="ObservationBatch"/> /
+    /// <see cref="BatchForecast"/>), write + read per call; divide by 64 for the cost per value.
+    /// </summary>
+    private static void BatchMessages(Serializer orleans, int iterations)
+    {
+        const int n = 64, k = 3;
+        var random = new Random(11);
+        var start = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        var rows = new Observation[n];
+        for (int i = 0; i < n; i++) rows[i] = new Observation(1000 + i, start.AddSeconds(i), [(float)random.NextDouble()]);
+        var columns = ObservationBatch.From(rows, inputSize: 1);
+        var predictions = new float[n * k];
+        var rmse = new double[n * k];
+        var previousError = new float[n];
+        for (int i = 0; i < n * k; i++) { predictions[i] = (float)random.NextDouble(); rmse[i] = random.NextDouble(); }
+        for (int i = 0; i < n; i++) previousError[i] = (float)random.NextDouble();
+        var forecast = new BatchForecast("probe/stream", n, k, duplicateCount: 0, duplicateAnswer: null, weightsVersion: 3,
+            firstStepCount: 500, intervalZ: 1.96, lastErrorSamples: [563, 562, 561], predictions, rmse, previousError);
+        var answers = forecast.ToStepResults(columns);
+        Console.WriteLine($"64-value batch: request rows {orleans.SerializeToArray(rows).Length} B, columns {orleans.SerializeToArray(columns).Length} B; " +
+            $"answer rows {orleans.SerializeToArray(answers).Length} B, columns {orleans.SerializeToArray(forecast).Length} B");
+        for (int round = 0; round < 2; round++)
+        {
+            Time("request Observation[64] write+read ", iterations, () => orleans.Deserialize<Observation[]>(orleans.SerializeToArray(rows)));
+            Time("request ObservationBatch write+read", iterations, () => orleans.Deserialize<ObservationBatch>(orleans.SerializeToArray(columns)));
+            Time("answer StepResult[64] write+read   ", iterations, () => orleans.Deserialize<StepResult[]>(orleans.SerializeToArray(answers)));
+            Time("answer BatchForecast write+read    ", iterations, () => orleans.Deserialize<BatchForecast>(orleans.SerializeToArray(forecast)));
+        }
     }
 
     /// <summary>Thread CPU time per call (excludes time descheduled on a shared machine), wall time beside it.</summary>

@@ -204,11 +204,21 @@ public sealed class BatchForecast
     /// <summary>The stream's step count after new element <paramref name="j"/> (0-based among the new ones).</summary>
     public long StepCountAt(int j) => FirstStepCount + j;
 
-    /// <summary>Lower end of the interval of a forecast.</summary>
-    public static float Lower(float prediction, double z, double rmse) => (float)(prediction - z * rmse);
-
-    /// <summary>Upper end of the interval of a forecast.</summary>
-    public static float Upper(float prediction, double z, double rmse) => (float)(prediction + z * rmse);
+    /// <summary>
+    /// The interval columns of one step's answer, as every <see cref="StepResult"/> has them: for each horizon h,
+    /// <paramref name="lower"/>/<paramref name="upper"/> = prediction -/+ z * RMSE and <paramref name="roundedRmse"/> the
+    /// RMSE as a float. All spans [K].
+    /// </summary>
+    public static void WriteIntervals(ReadOnlySpan<float> predictions, ReadOnlySpan<double> rmse, double z,
+        Span<float> lower, Span<float> upper, Span<float> roundedRmse)
+    {
+        for (int h = 0; h < predictions.Length; h++)
+        {
+            roundedRmse[h] = (float)rmse[h];
+            lower[h] = (float)(predictions[h] - z * rmse[h]);
+            upper[h] = (float)(predictions[h] + z * rmse[h]);
+        }
+    }
 
     /// <summary>
     /// The row answer of new element <paramref name="j"/> (request element DuplicateCount + j), with its sequence and
@@ -218,16 +228,10 @@ public sealed class BatchForecast
     {
         int k = Horizons;
         var predictions = Predictions.Slice(j * k, k).ToArray();
-        var rmse = Rmse.Slice(j * k, k);
         var lower = new float[k];
         var upper = new float[k];
         var rounded = new float[k];
-        for (int h = 0; h < k; h++)
-        {
-            rounded[h] = (float)rmse[h];
-            lower[h] = Lower(predictions[h], IntervalZ, rmse[h]);
-            upper[h] = Upper(predictions[h], IntervalZ, rmse[h]);
-        }
+        WriteIntervals(predictions, Rmse.Slice(j * k, k), IntervalZ, lower, upper, rounded);
         long stepCount = StepCountAt(j);
         // Horizon h (1-based) was scored by each later step j' > j of this batch whose stream had taken >= h steps
         // before it (StepCountAt(j') - 1 >= h): subtract those from the last step's counts.

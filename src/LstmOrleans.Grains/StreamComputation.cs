@@ -301,7 +301,7 @@ internal static class StreamComputation
         for (int i = 0; i < y.Length; i++) y[i] = (float)(y[i] * std + mean);
     }
 
-    /// <summary>The row answer of a step from its forecasts [K] and RMSE [K]; intervals as <see cref="BatchForecast.Lower"/>/<see cref="BatchForecast.Upper"/>.</summary>
+    /// <summary>The row answer of a step from its forecasts [K] and RMSE [K]; intervals as in <see cref="BatchForecast.WriteIntervals"/>.</summary>
     private static StepResult Forecast(StreamState s, string streamId, long sequence, DateTimeOffset timestamp,
         float[] predictions, ReadOnlySpan<double> rmse, float? previousError, double z)
     {
@@ -309,12 +309,7 @@ internal static class StreamComputation
         var lower = new float[k];
         var upper = new float[k];
         var rounded = new float[k];
-        for (int h = 0; h < k; h++)
-        {
-            rounded[h] = (float)rmse[h];
-            lower[h] = BatchForecast.Lower(predictions[h], z, rmse[h]);
-            upper[h] = BatchForecast.Upper(predictions[h], z, rmse[h]);
-        }
+        BatchForecast.WriteIntervals(predictions, rmse, z, lower, upper, rounded);
         return new StepResult(streamId, sequence, timestamp, predictions, lower, upper, rounded, (long[])s.ErrorSamples.Clone(),
             previousError, s.WeightsVersion, Duplicate: false, s.StepCount);
     }

@@ -116,7 +116,7 @@ internal sealed partial class BenchRunner
         {
             var failed = new System.Collections.Concurrent.ConcurrentBag<int>();
             var batch = pending;
-            var (_, errors, error, _) = await RunWorkersAsync(batch.Length, TimeSpan.MaxValue, null, onePass: true, async k =>
+            var (_, errors, error, _) = await RunWorkersAsync(batch.Length, TimeSpan.MaxValue, onePass: true, async k =>
             {
                 try { await refs[batch[k]].BindAsync(modelName); }
                 catch (Exception) { failed.Add(batch[k]); throw; }
@@ -256,7 +256,7 @@ internal sealed partial class BenchRunner
     /// <summary>Runs <paramref name="body"/> for 0..count-1 with at most the bench's concurrency in flight; any failure fails the check.</summary>
     private async Task ForEachAsync(int count, Func<int, Task> body, CancellationToken cancellationToken)
     {
-        var (_, errors, firstError, _) = await RunWorkersAsync(count, TimeSpan.MaxValue, null, onePass: true, body, cancellationToken);
+        var (_, errors, firstError, _) = await RunWorkersAsync(count, TimeSpan.MaxValue, onePass: true, body, cancellationToken);
         if (errors > 0) throw new InvalidOperationException($"scale check: {errors} calls failed: {firstError}");
     }
 

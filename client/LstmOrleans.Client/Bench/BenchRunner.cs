@@ -113,7 +113,7 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
         for (int i = 0; i < refs.Length; i++) refs[i] = grains.GetGrain<IStreamGrain>($"{prefix}/{i}");
         progress($"{store}: activating {streams:N0} streams (bind to model {modelName}, H={settings.Hidden}, L={settings.Layers})");
         var activation = Stopwatch.StartNew();
-        var (_, activationErrors, activationError, _) = await RunWorkersAsync(streams, TimeSpan.MaxValue, null, onePass: true,
+        var (_, activationErrors, activationError, _) = await RunWorkersAsync(streams, TimeSpan.MaxValue, onePass: true,
             i => refs[i].BindAsync(modelName), cancellationToken);
         activation.Stop();
         if (activationErrors > 0) throw new InvalidOperationException($"{activationErrors} of {streams} streams failed to bind: {activationError}");
@@ -194,7 +194,7 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
         long mismatches = 0;
         string? firstMismatch = null;
         var clock = Stopwatch.StartNew();
-        var (histogram, errors, firstError, _) = await RunWorkersAsync(streams, TimeSpan.MaxValue, null, onePass: true, async i =>
+        var (histogram, errors, firstError, _) = await RunWorkersAsync(streams, TimeSpan.MaxValue, onePass: true, async i =>
         {
             var summary = await read(i);
             long expected = sequences[i];
@@ -225,7 +225,7 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
         if (settings.WarmupSeconds > 0)
         {
             if (callRate is { } warmRate) await RunFixedRateAsync(streams, TimeSpan.FromSeconds(settings.WarmupSeconds), warmRate, call, cancellationToken);
-            else await RunWorkersAsync(streams, TimeSpan.FromSeconds(settings.WarmupSeconds), null, onePass: false, call, cancellationToken);
+            else await RunWorkersAsync(streams, TimeSpan.FromSeconds(settings.WarmupSeconds), onePass: false, call, cancellationToken);
         }
 
         var siloBefore = silo is null ? null : await silo.GetStatsAsync(collect: false, cancellationToken);
@@ -243,7 +243,7 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
         }
         else
         {
-            (histogram, errors, firstError, _) = await RunWorkersAsync(streams, TimeSpan.FromSeconds(settings.DurationSeconds), null,
+            (histogram, errors, firstError, _) = await RunWorkersAsync(streams, TimeSpan.FromSeconds(settings.DurationSeconds),
                 onePass: false, call, cancellationToken, intervalLabel: $"{store} {test}");
         }
         clock.Stop();
@@ -293,20 +293,13 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
     /// <summary>
     /// Closed-loop workers: min(concurrency, streams) of them; worker w owns streams w, w+W, w+2W, ... and calls them
     /// round-robin, one call in flight each, until <paramref name="duration"/> has passed (or once each with
-    /// <paramref name="onePass"/>). Latency counts from each call's send. With a call rate the load is open-loop instead
-    /// (<see cref="RunFixedRateAsync"/>).
+    /// <paramref name="onePass"/>). Latency counts from each call's send. Fixed-rate (open-loop) load is
+    /// <see cref="RunFixedRateAsync"/>.
     /// </summary>
     private async Task<(LatencyHistogram Histogram, long Errors, string? FirstError, double Seconds)> RunWorkersAsync(
-        int streams, TimeSpan duration, double? callsPerSecond, bool onePass, Func<int, Task> call, CancellationToken cancellationToken,
+        int streams, TimeSpan duration, bool onePass, Func<int, Task> call, CancellationToken cancellationToken,
         string? intervalLabel = null)
     {
-        if (callsPerSecond is { } rate)
-        {
-            if (onePass) throw new ArgumentException("a one-pass run has no rate", nameof(callsPerSecond));
-            long began = Stopwatch.GetTimestamp();
-            var paced = await RunFixedRateAsync(streams, duration, rate, call, cancellationToken, intervalLabel);
-            return (paced.Latency, paced.Errors, paced.FirstError, Stopwatch.GetElapsedTime(began).TotalSeconds);
-        }
         // --report-every: one extra histogram shared by all workers (behind a lock, only when asked for), swapped out by
         // a reporter every interval. The per-worker histograms that make the phase's result are unaffected.
         var interval = intervalLabel is not null && settings.ReportEverySeconds is { } every ? new IntervalReporter(intervalLabel, every, progress) : null;
