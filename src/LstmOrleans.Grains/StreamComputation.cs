@@ -46,7 +46,7 @@ internal static class StreamComputation
         s.ErrorMeanSquare = new double[k];
         s.ErrorSamples = new long[k];
         s.Pending = new float[k * k];
-        s.Latest = null;
+        s.LatestAnswer.Clear();
     }
 
     /// <summary>Throws <see cref="ObservationRejectedException"/> unless the observation has D finite values.</summary>
@@ -136,14 +136,23 @@ internal static class StreamComputation
     /// </summary>
     public static StepResult Step(StreamState s, string streamId, Observation observation, CachedModel model, StreamGrainOptions options)
     {
+        // The forecasts go straight into the stream's answer buffers (overwritten in place on every step, so nothing
+        // allocated here outlives the call); the caller gets a record with its own copies.
         int k = s.Horizons;
-        var predictions = new float[k];                                // [K]
-        var rmse = new double[k];                                      // [K]
-        float previousError = StepInto(s, observation.Sequence, observation.Timestamp, observation.Values, model, options.ErrorSmoothing, predictions, rmse);
-        var result = Forecast(s, streamId, observation.Sequence, observation.Timestamp, predictions, rmse,
-            s.StepCount == 1 ? null : previousError, options.IntervalZ);
-        s.Latest = result;
-        return result;
+        var answer = s.LatestAnswer;
+        answer.Prepare(k);
+        Span<double> rmse = k <= 64 ? stackalloc double[k] : new double[k];   // [K]
+        float previousError = StepInto(s, observation.Sequence, observation.Timestamp, observation.Values, model, options.ErrorSmoothing, answer.Predictions, rmse);
+        BatchForecast.WriteIntervals(answer.Predictions, rmse, options.IntervalZ, answer.Lower, answer.Upper, answer.Rmse);
+        s.ErrorSamples.CopyTo(answer.ErrorSamples, 0);
+        answer.StreamId = streamId;
+        answer.Sequence = observation.Sequence;
+        answer.Timestamp = observation.Timestamp;
+        answer.PreviousError = s.StepCount == 1 ? null : previousError;
+        answer.WeightsVersion = s.WeightsVersion;
+        answer.Duplicate = false;
+        answer.StepCount = s.StepCount;
+        return answer.ToStepResult()!;
     }
 
     /// <summary>
@@ -301,24 +310,10 @@ internal static class StreamComputation
         for (int i = 0; i < y.Length; i++) y[i] = (float)(y[i] * std + mean);
     }
 
-    /// <summary>The row answer of a step from its forecasts [K] and RMSE [K]; intervals as in <see cref="BatchForecast.WriteIntervals"/>.</summary>
-    private static StepResult Forecast(StreamState s, string streamId, long sequence, DateTimeOffset timestamp,
-        float[] predictions, ReadOnlySpan<double> rmse, float? previousError, double z)
-    {
-        int k = predictions.Length;
-        var lower = new float[k];
-        var upper = new float[k];
-        var rounded = new float[k];
-        BatchForecast.WriteIntervals(predictions, rmse, z, lower, upper, rounded);
-        return new StepResult(streamId, sequence, timestamp, predictions, lower, upper, rounded, (long[])s.ErrorSamples.Clone(),
-            previousError, s.WeightsVersion, Duplicate: false, s.StepCount);
-    }
-
     /// <summary>The answer to a retry: the last answer, flagged, or a bare marker when there is none.</summary>
     public static StepResult Duplicate(StreamState s, string streamId) =>
-        s.Latest is { } latest
-            ? latest with { Duplicate = true }
-            : new StepResult(streamId, s.LastSequence, s.LastTimestamp, [], [], [], [], [], null, s.WeightsVersion, true, s.StepCount);
+        s.LatestAnswer.ToStepResult(duplicate: true)
+            ?? new StepResult(streamId, s.LastSequence, s.LastTimestamp, [], [], [], [], [], null, s.WeightsVersion, true, s.StepCount);
 
     /// <summary>Moves the (full) tail into the pending closed history; the tail starts over at the next index.</summary>
     private static void CloseTail(StreamState s)

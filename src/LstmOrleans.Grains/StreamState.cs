@@ -50,8 +50,21 @@ public sealed class StreamState
     /// <summary>[K, K] forecasts in stream units: row (step % K) holds the K forecasts made at that step.</summary>
     [Id(22)] public float[] Pending { get; set; } = [];
 
-    /// <summary>The answer to the last accepted observation (returned again to a retry).</summary>
-    [Id(23)] public StepResult? Latest { get; set; }
+    /// <summary>
+    /// The answer to the last accepted observation (returned again to a retry). Kept in <see cref="LatestAnswer"/>'s
+    /// per-stream buffers, which every step overwrites in place: a fresh <see cref="StepResult"/> held per stream until
+    /// the next step lived just long enough (one step, tens of ms under load) to be promoted out of gen0. Reading this
+    /// property builds a new record with its own arrays (never the buffers); setting it copies the values in.
+    /// </summary>
+    [Id(23)]
+    public StepResult? Latest
+    {
+        get => LatestAnswer.ToStepResult();
+        set => LatestAnswer.Set(value);
+    }
+
+    /// <summary>The buffers behind <see cref="Latest"/> (the single-step path writes straight into them).</summary>
+    [NonSerialized] internal readonly LatestAnswer LatestAnswer = new();
 
     /// <summary>Changes on every bind and reset, so history records of an earlier life are ignored.</summary>
     [Id(24)] public long Generation { get; set; }
@@ -83,7 +96,14 @@ public sealed class StreamState
     public long DurableClosedCount => ClosedCount - (PendingClosed?.Count ?? 0);
 
     /// <summary>A copy for computing on (batches, binds); small arrays only (the closed history is not part of it).</summary>
-    public StreamState Clone() => new()
+    public StreamState Clone()
+    {
+        var clone = CloneScalarsAndArrays();
+        clone.LatestAnswer.CopyFrom(LatestAnswer);
+        return clone;
+    }
+
+    private StreamState CloneScalarsAndArrays() => new()
     {
         ModelName = ModelName,
         WeightsVersion = WeightsVersion,
@@ -102,7 +122,6 @@ public sealed class StreamState
         ErrorMeanSquare = (double[])ErrorMeanSquare.Clone(),
         ErrorSamples = (long[])ErrorSamples.Clone(),
         Pending = (float[])Pending.Clone(),
-        Latest = Latest,
         Generation = Generation,
         ClosedCount = ClosedCount,
         Tail = Tail.Clone(),
@@ -190,4 +209,112 @@ public sealed class StreamHistory
 {
     [Id(0)] public long Generation { get; set; }
     [Id(1)] public ObservationChunk Closed { get; set; } = new();
+}
+
+/// <summary>
+/// The mutable, per-stream copy of the last answer (<see cref="StreamState.Latest"/>): the fields of a
+/// <see cref="StepResult"/> in arrays that are overwritten in place (re-allocated only when K changes), so a stream's
+/// steady stepping keeps no per-step object alive. Never handed out: <see cref="ToStepResult"/> copies.
+/// Shapes: every array [K] (any length when read from an old record).
+/// </summary>
+internal sealed class LatestAnswer
+{
+    public bool HasValue { get; private set; }
+    public string StreamId { get; set; } = "";
+    public long Sequence { get; set; }
+    public DateTimeOffset Timestamp { get; set; }
+    public float[] Predictions { get; private set; } = [];   // [K]
+    public float[] Lower { get; private set; } = [];         // [K]
+    public float[] Upper { get; private set; } = [];         // [K]
+    public float[] Rmse { get; private set; } = [];          // [K] rounded to float
+    public long[] ErrorSamples { get; private set; } = [];   // [K]
+    public float? PreviousError { get; set; }
+    public long WeightsVersion { get; set; }
+    public bool Duplicate { get; set; }
+    public long StepCount { get; set; }
+
+    /// <summary>Makes every array exactly <paramref name="k"/> long (keeping them when they already are) and marks the answer present.</summary>
+    public void Prepare(int k)
+    {
+        Predictions = Sized(Predictions, k);
+        Lower = Sized(Lower, k);
+        Upper = Sized(Upper, k);
+        Rmse = Sized(Rmse, k);
+        ErrorSamples = Sized(ErrorSamples, k);
+        HasValue = true;
+    }
+
+    /// <summary>Makes the arrays the given lengths (an old record's answer may differ per array, e.g. a bare marker).</summary>
+    public void Prepare(int predictions, int lower, int upper, int rmse, int errorSamples)
+    {
+        Predictions = Sized(Predictions, predictions);
+        Lower = Sized(Lower, lower);
+        Upper = Sized(Upper, upper);
+        Rmse = Sized(Rmse, rmse);
+        ErrorSamples = Sized(ErrorSamples, errorSamples);
+        HasValue = true;
+    }
+
+    /// <summary>Takes the given arrays (which the caller gives up) as the buffers and marks the answer present.</summary>
+    public void Adopt(float[] predictions, float[] lower, float[] upper, float[] rmse, long[] errorSamples)
+    {
+        Predictions = predictions;
+        Lower = lower;
+        Upper = upper;
+        Rmse = rmse;
+        ErrorSamples = errorSamples;
+        HasValue = true;
+    }
+
+    public void Clear()
+    {
+        HasValue = false;
+        StreamId = "";
+        PreviousError = null;
+    }
+
+    /// <summary>Copies <paramref name="result"/>'s values in (null clears); keeps no reference to its arrays.</summary>
+    public void Set(StepResult? result)
+    {
+        if (result is null) { Clear(); return; }
+        Prepare(result.Predictions.Length, result.Lower.Length, result.Upper.Length, result.Rmse.Length, result.ErrorSamples.Length);
+        result.Predictions.CopyTo(Predictions, 0);
+        result.Lower.CopyTo(Lower, 0);
+        result.Upper.CopyTo(Upper, 0);
+        result.Rmse.CopyTo(Rmse, 0);
+        result.ErrorSamples.CopyTo(ErrorSamples, 0);
+        StreamId = result.StreamId;
+        Sequence = result.Sequence;
+        Timestamp = result.Timestamp;
+        PreviousError = result.PreviousError;
+        WeightsVersion = result.WeightsVersion;
+        Duplicate = result.Duplicate;
+        StepCount = result.StepCount;
+    }
+
+    public void CopyFrom(LatestAnswer other)
+    {
+        if (!other.HasValue) { Clear(); return; }
+        Prepare(other.Predictions.Length, other.Lower.Length, other.Upper.Length, other.Rmse.Length, other.ErrorSamples.Length);
+        other.Predictions.CopyTo(Predictions, 0);
+        other.Lower.CopyTo(Lower, 0);
+        other.Upper.CopyTo(Upper, 0);
+        other.Rmse.CopyTo(Rmse, 0);
+        other.ErrorSamples.CopyTo(ErrorSamples, 0);
+        StreamId = other.StreamId;
+        Sequence = other.Sequence;
+        Timestamp = other.Timestamp;
+        PreviousError = other.PreviousError;
+        WeightsVersion = other.WeightsVersion;
+        Duplicate = other.Duplicate;
+        StepCount = other.StepCount;
+    }
+
+    /// <summary>A new record with copies of the buffers (null when there is no answer); <paramref name="duplicate"/> overrides the flag.</summary>
+    public StepResult? ToStepResult(bool? duplicate = null) => HasValue
+        ? new StepResult(StreamId, Sequence, Timestamp, (float[])Predictions.Clone(), (float[])Lower.Clone(), (float[])Upper.Clone(),
+            (float[])Rmse.Clone(), (long[])ErrorSamples.Clone(), PreviousError, WeightsVersion, duplicate ?? Duplicate, StepCount)
+        : null;
+
+    private static T[] Sized<T>(T[] array, int length) => array.Length == length ? array : length == 0 ? [] : new T[length];
 }

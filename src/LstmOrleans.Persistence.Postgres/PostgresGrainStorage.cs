@@ -171,9 +171,10 @@ internal sealed class PostgresStore(string serviceId, PostgresGrainStorageOption
             command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = serviceId });
             command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = operation.StateName });
             command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = operation.GrainId });
-            if (operation.Payload is { } payload)
+            if (operation.HasPayload)
             {
-                command.Parameters.Add(new NpgsqlParameter<byte[]> { NpgsqlDbType = NpgsqlDbType.Bytea, TypedValue = payload });
+                // Only the payload's own bytes (the array may be a larger pooled one); written before the batch completes.
+                command.Parameters.Add(new NpgsqlParameter<ReadOnlyMemory<byte>> { NpgsqlDbType = NpgsqlDbType.Bytea, TypedValue = operation.Payload });
             }
 
             if (operation.ExpectedVersion is { } expectedVersion)

@@ -253,18 +253,19 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
     // another writer got there first, and nothing was changed.
     private CommitOutcome Apply(StorageOperation operation)
     {
-        var (stateName, grainId, payload) = (operation.StateName, operation.GrainId, operation.Payload);
+        var (stateName, grainId) = (operation.StateName, operation.GrainId);
+        var payload = operation.Payload.Span;
         switch (operation.Kind, operation.ExpectedVersion)
         {
             case (StorageOperationKind.Write, null):
-                return _insert!.Execute(stateName, grainId, version: null, payload) == 1 ? CommitOutcome.Applied(1) : CommitOutcome.Conflicted;
+                return _insert!.Execute(stateName, grainId, version: null, payload, bindPayload: true) == 1 ? CommitOutcome.Applied(1) : CommitOutcome.Conflicted;
             case (StorageOperationKind.Write, long expected):
-                return _update!.Execute(stateName, grainId, expected, payload) == 1 ? CommitOutcome.Applied(expected + 1) : CommitOutcome.Conflicted;
+                return _update!.Execute(stateName, grainId, expected, payload, bindPayload: true) == 1 ? CommitOutcome.Applied(expected + 1) : CommitOutcome.Conflicted;
             case (StorageOperationKind.Clear, null):
                 // Nothing was ever read: fine if there is still nothing, a conflict if someone wrote.
-                return _exists!.Execute(stateName, grainId, version: null, payload: null) == 0 ? CommitOutcome.Applied(null) : CommitOutcome.Conflicted;
+                return _exists!.Execute(stateName, grainId, version: null, payload: default, bindPayload: false) == 0 ? CommitOutcome.Applied(null) : CommitOutcome.Conflicted;
             case (StorageOperationKind.Clear, long expected):
-                return _clear!.Execute(stateName, grainId, expected, payload: null) == 1 ? CommitOutcome.Applied(expected + 1) : CommitOutcome.Conflicted;
+                return _clear!.Execute(stateName, grainId, expected, payload: default, bindPayload: false) == 1 ? CommitOutcome.Applied(expected + 1) : CommitOutcome.Conflicted;
             default:
                 throw new InvalidOperationException($"Unknown storage operation {operation.Kind}.");
         }
@@ -308,7 +309,7 @@ internal sealed class RawStatement : IDisposable
     /// Binds and runs the statement once. Returns the rows changed (INSERT/UPDATE) or, for a query, 1 when it
     /// found a row and 0 when not.
     /// </summary>
-    public int Execute(string stateName, string grainId, long? version, byte[]? payload)
+    public int Execute(string stateName, string grainId, long? version, ReadOnlySpan<byte> payload, bool bindPayload)
     {
         if (!ReferenceEquals(stateName, _boundStateName))
         {
@@ -329,9 +330,11 @@ internal sealed class RawStatement : IDisposable
             Check(raw.sqlite3_bind_int64(_statement, 4, expected));
         }
 
-        if (payload is not null)
+        if (bindPayload)
         {
             // An empty span would reach SQLite as a null pointer, i.e. NULL: the tombstone. Bind an empty blob.
+            // sqlite3_bind_blob with a span binds SQLITE_TRANSIENT: SQLite copies the bytes before returning, so the
+            // (pooled) array may be reused as soon as the batch is over.
             Check(payload.Length == 0 ? raw.sqlite3_bind_zeroblob(_statement, 5, 0) : raw.sqlite3_bind_blob(_statement, 5, payload));
         }
 

@@ -84,6 +84,8 @@ public sealed class PostgresGrainStorageTests(PostgresServerFixture postgres) : 
         return storage;
     }
 
+    [PostgresFact] public Task PooledPayloadsNeverLeakBetweenWrites() => PooledPayloadsNeverLeakBetweenWritesCore();
+
     [PostgresFact] public Task StaleEtagFromSecondInstanceConflictsAndChangesNothing() => StaleEtagFromSecondInstanceConflictsAndChangesNothingCore();
 
     [PostgresFact] public Task MalformedEtagsAreRejectedAndWriteNothing() => MalformedEtagsAreRejectedAndWriteNothingCore();

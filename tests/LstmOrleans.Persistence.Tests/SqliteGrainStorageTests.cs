@@ -17,11 +17,12 @@ namespace LstmOrleans.Persistence.Tests;
 /// <summary>The Orleans binary grain-state serializer, built without a silo for direct provider tests.</summary>
 internal static class TestSerializer
 {
-    public static readonly IGrainStorageSerializer Instance = new OrleansGrainStorageSerializer(
-        new ServiceCollection()
-            .AddSerializer(builder => builder.AddAssembly(typeof(SensorTestState).Assembly))
-            .BuildServiceProvider()
-            .GetRequiredService<Serializer>());
+    public static readonly Serializer Serializer = new ServiceCollection()
+        .AddSerializer(builder => builder.AddAssembly(typeof(SensorTestState).Assembly))
+        .BuildServiceProvider()
+        .GetRequiredService<Serializer>();
+
+    public static readonly IGrainStorageSerializer Instance = new OrleansGrainStorageSerializer(Serializer);
 }
 
 /// <summary>
@@ -88,7 +89,7 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : GroupC
 
     private async Task<SqliteGrainStorage> OpenAsync(string path, Action<SqliteGrainStorageOptions>? configure = null, string serviceId = "service-a", string? name = null)
     {
-        var options = new SqliteGrainStorageOptions { DataSource = path, GrainStorageSerializer = TestSerializer.Instance };
+        var options = new SqliteGrainStorageOptions { DataSource = path, GrainStorageSerializer = _serializer };
         configure?.Invoke(options);
         var storage = new SqliteGrainStorage(
             name ?? $"sqlite-{Guid.NewGuid():N}",
@@ -97,6 +98,45 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : GroupC
             NullLogger<SqliteGrainStorage>.Instance);
         await storage.InitializeAsync(CancellationToken.None);
         return storage;
+    }
+
+    private IGrainStorageSerializer _serializer = TestSerializer.Instance;
+
+    /// <summary>Through a serializer that refuses a payload of any other length than it wrote (a stored pooled array's slack would show).</summary>
+    [Fact]
+    public Task PooledPayloadsNeverLeakBetweenWrites()
+    {
+        _serializer = new ExactLengthSerializer(TestSerializer.Instance);
+        return PooledPayloadsNeverLeakBetweenWritesCore();
+    }
+
+    /// <summary>Prefixes the inner payload with its length and refuses to read back anything longer or shorter.</summary>
+    private sealed class ExactLengthSerializer(IGrainStorageSerializer inner) : IGrainStorageSerializer
+    {
+        public BinaryData Serialize<T>(T? input)
+        {
+            var payload = inner.Serialize(input).ToArray();
+            var framed = new byte[4 + payload.Length];
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(framed, payload.Length);
+            payload.CopyTo(framed, 4);
+            return new BinaryData(framed);
+        }
+
+        public T Deserialize<T>(BinaryData input)
+        {
+            var bytes = input.ToArray();
+            var length = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(bytes);
+            Assert.Equal(4 + length, bytes.Length);
+            return inner.Deserialize<T>(new BinaryData(bytes.AsMemory(4)))!;
+        }
+    }
+
+    /// <summary>The same through the providers' default serializer, which writes straight into a pooled array (growing it past its first 2 KiB).</summary>
+    [Fact]
+    public Task PooledPayloadsNeverLeakBetweenWritesWithTheBufferSerializer()
+    {
+        _serializer = new LstmOrleans.Persistence.GroupCommit.CompactOrleansGrainStorageSerializer(TestSerializer.Serializer);
+        return PooledPayloadsNeverLeakBetweenWritesCore();
     }
 
     [Fact] public Task StaleEtagFromSecondInstanceConflictsAndChangesNothing() => StaleEtagFromSecondInstanceConflictsAndChangesNothingCore();

@@ -74,14 +74,14 @@ public static class StreamStateCodec
         + ArraySize(s.ErrorMeanSquare) + ArraySize(s.ErrorSamples) + ArraySize(s.Pending)
         + 8 + 8                                          // Generation, ClosedCount
         + 1 + (s.Tail is null ? 0 : BodySize(s.Tail))
-        + 1 + (s.Latest is null ? 0 : BodySize(s.Latest));
+        + 1 + (s.LatestAnswer.HasValue ? BodySize(s.LatestAnswer) : 0);
 
     private static int BodySize(StreamHistory h) => 8 + 1 + (h.Closed is null ? 0 : BodySize(h.Closed));
 
     private static int BodySize(ObservationChunk c) =>
         8 + 4 + ArraySize(c.Sequences) + ArraySize(c.Ticks) + ArraySize(c.Values) + ArraySize(c.Inputs);
 
-    private static int BodySize(StepResult r) =>
+    private static int BodySize(LatestAnswer r) =>
         StringSize(r.StreamId) + 8 + DateTimeOffsetSize
         + ArraySize(r.Predictions) + ArraySize(r.Lower) + ArraySize(r.Upper) + ArraySize(r.Rmse) + ArraySize(r.ErrorSamples)
         + 1 + (r.PreviousError.HasValue ? 4 : 0)
@@ -152,8 +152,9 @@ public static class StreamStateCodec
         w.Int64(s.ClosedCount);
         w.Bool(s.Tail is not null);
         if (s.Tail is not null) WriteBody(ref w, s.Tail);
-        w.Bool(s.Latest is not null);
-        if (s.Latest is not null) WriteBody(ref w, s.Latest);
+        // The last answer, written from the stream's in-place buffers in the layout of a StepResult.
+        w.Bool(s.LatestAnswer.HasValue);
+        if (s.LatestAnswer.HasValue) WriteBody(ref w, s.LatestAnswer);
     }
 
     private static void WriteBody(ref Writer w, StreamHistory h)
@@ -173,7 +174,7 @@ public static class StreamStateCodec
         w.Array(c.Inputs);
     }
 
-    private static void WriteBody(ref Writer w, StepResult r)
+    private static void WriteBody(ref Writer w, LatestAnswer r)
     {
         w.String(r.StreamId);
         w.Int64(r.Sequence);
@@ -258,7 +259,7 @@ public static class StreamStateCodec
             ClosedCount = r.Int64(),
         };
         s.Tail = r.Bool() ? ReadChunk(ref r) : null!;
-        s.Latest = r.Bool() ? ReadStepResult(ref r) : null;
+        if (r.Bool()) ReadLatestAnswer(ref r, s.LatestAnswer);
         return s;
     }
 
@@ -285,21 +286,17 @@ public static class StreamStateCodec
         return c;
     }
 
-    private static StepResult ReadStepResult(ref Reader r)
+    private static void ReadLatestAnswer(ref Reader r, LatestAnswer answer)
     {
-        string streamId = r.String()!;
-        long sequence = r.Int64();
-        var timestamp = r.DateTimeOffset();
-        var predictions = r.Array<float>()!;
-        var lower = r.Array<float>()!;
-        var upper = r.Array<float>()!;
-        var rmse = r.Array<float>()!;
-        var errorSamples = r.Array<long>()!;
-        float? previousError = r.Bool() ? r.Single() : null;
-        long weightsVersion = r.Int64();
-        bool duplicate = r.Bool();
-        long stepCount = r.Int64();
-        return new StepResult(streamId, sequence, timestamp, predictions, lower, upper, rmse, errorSamples, previousError, weightsVersion, duplicate, stepCount);
+        answer.StreamId = r.String()!;
+        answer.Sequence = r.Int64();
+        answer.Timestamp = r.DateTimeOffset();
+        // Fresh arrays from the reader: the answer takes them as its buffers (a null array, which no build writes, reads as empty).
+        answer.Adopt(r.Array<float>() ?? [], r.Array<float>() ?? [], r.Array<float>() ?? [], r.Array<float>() ?? [], r.Array<long>() ?? []);
+        answer.PreviousError = r.Bool() ? r.Single() : null;
+        answer.WeightsVersion = r.Int64();
+        answer.Duplicate = r.Bool();
+        answer.StepCount = r.Int64();
     }
 
     // ---- primitives ----

@@ -146,12 +146,25 @@ internal sealed class GroupCommitGrainStorage
     public async Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
         var expected = ParseEtag(nameof(WriteStateAsync), stateName, grainId, grainState.ETag);
-        var serialized = _options.GrainStorageSerializer.Serialize(grainState.State).ToMemory();
-        // The compact serializer hands over a whole array: store it as is instead of copying it.
-        var payload = System.Runtime.InteropServices.MemoryMarshal.TryGetArray(serialized, out var segment)
-            && segment.Offset == 0 && segment.Count == segment.Array!.Length ? segment.Array : serialized.ToArray();
-        var operation = new StorageOperation(StorageOperationKind.Write, stateName, grainId.ToString(), expected, payload);
-        var outcome = await _queue.EnqueueAsync(operation).ConfigureAwait(false);
+        // The payload waits in the queue until its batch has committed (ms, longer under load): held in a fresh array
+        // it would live just long enough to be promoted out of gen0 on every acknowledged write. So it is kept in an
+        // array of the providers' payload pool, which the writer returns once the batch has committed or failed.
+        var (buffer, length, pooled) = _options.GrainStorageSerializer is IBufferGrainStorageSerializer buffered
+            ? SerializePooled(buffered, grainState.State)
+            : CopyToPool(_options.GrainStorageSerializer.Serialize(grainState.State).ToMemory().Span);
+        var operation = new StorageOperation(StorageOperationKind.Write, stateName, grainId.ToString(), expected, buffer, length, pooled);
+        Task<CommitOutcome> commit;
+        try
+        {
+            commit = _queue.EnqueueAsync(operation);
+        }
+        catch
+        {
+            operation.ReleasePayload();   // never queued: nobody else will
+            throw;
+        }
+
+        var outcome = await commit.ConfigureAwait(false);
         if (outcome.Conflict)
         {
             throw Conflict(nameof(WriteStateAsync), stateName, grainId, grainState.ETag);
@@ -159,6 +172,27 @@ internal sealed class GroupCommitGrainStorage
 
         grainState.ETag = EtagFormat.Format(outcome.NewVersion);
         grainState.RecordExists = true;
+    }
+
+    private static (byte[] Buffer, int Length, bool Pooled) SerializePooled<T>(IBufferGrainStorageSerializer serializer, T state)
+    {
+        using var writer = new PooledPayloadWriter();
+        serializer.Serialize(state, writer);
+        var (buffer, length) = writer.Detach();
+        return (buffer, length, true);
+    }
+
+    // Any other serializer (the stream-record codec decorator among them) hands over its own array, which dies here.
+    private static (byte[] Buffer, int Length, bool Pooled) CopyToPool(ReadOnlySpan<byte> serialized)
+    {
+        if (serialized.IsEmpty)
+        {
+            return ([], 0, false);
+        }
+
+        var buffer = PayloadPool.Pool.Rent(serialized.Length);
+        serialized.CopyTo(buffer);
+        return (buffer, serialized.Length, true);
     }
 
     public async Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)

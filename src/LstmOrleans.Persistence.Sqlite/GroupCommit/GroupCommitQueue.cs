@@ -176,6 +176,13 @@ internal sealed class GroupCommitQueue
     // the work item gets its own array.
     private static void Complete(List<StorageOperation> batch, Exception? failure)
     {
+        // The transaction is over (committed or rolled back): the store has copied or sent every payload, so pooled
+        // ones go back to the pool before any caller can resume.
+        foreach (var operation in batch)
+        {
+            operation.ReleasePayload();
+        }
+
         var operations = batch.ToArray();
         ThreadPool.UnsafeQueueUserWorkItem(
             static state =>

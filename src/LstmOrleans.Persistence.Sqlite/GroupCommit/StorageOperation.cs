@@ -23,13 +23,23 @@ internal sealed class StorageOperation
     // posted to its activation's scheduler by Orleans, so no grain turn runs on that work item.
     private readonly TaskCompletionSource<CommitOutcome> _completion = new();
 
-    public StorageOperation(StorageOperationKind kind, string stateName, string grainId, long? expectedVersion, byte[]? payload)
+    private byte[]? _payload;
+    private int _payloadLength;
+    private bool _pooled;
+
+    /// <param name="payload">Serialised state for writes (its first <paramref name="payloadLength"/> bytes); null for clears.</param>
+    /// <param name="payloadLength">Bytes of <paramref name="payload"/> in use; -1 for all of it.</param>
+    /// <param name="pooled">The payload was rented from <see cref="PayloadPool"/>: <see cref="ReleasePayload"/> returns it.</param>
+    public StorageOperation(StorageOperationKind kind, string stateName, string grainId, long? expectedVersion, byte[]? payload,
+        int payloadLength = -1, bool pooled = false)
     {
         Kind = kind;
         StateName = stateName;
         GrainId = grainId;
         ExpectedVersion = expectedVersion;
-        Payload = payload;
+        _payload = payload;
+        _payloadLength = payload is null ? 0 : payloadLength < 0 ? payload.Length : payloadLength;
+        _pooled = pooled && payload is not null;
     }
 
     public StorageOperationKind Kind { get; }
@@ -42,8 +52,32 @@ internal sealed class StorageOperation
     /// <summary>The version the caller last saw; null means "no row may exist yet".</summary>
     public long? ExpectedVersion { get; }
 
-    /// <summary>Serialised state for writes; null for clears.</summary>
-    public byte[]? Payload { get; }
+    /// <summary>True for a write (a payload, possibly empty); false for a clear.</summary>
+    public bool HasPayload => _payload is not null;
+
+    /// <summary>
+    /// The serialised state of a write (empty for a clear). Valid only until <see cref="ReleasePayload"/>: the
+    /// committer reads it inside the batch's transaction and the stores copy it there (SQLite binds it as a transient
+    /// blob, Npgsql writes it to the wire before the batch completes).
+    /// </summary>
+    public ReadOnlyMemory<byte> Payload => _payload is null ? ReadOnlyMemory<byte>.Empty : new ReadOnlyMemory<byte>(_payload, 0, _payloadLength);
+
+    /// <summary>
+    /// Called once the batch holding this operation has committed or failed (the writer is done with the bytes):
+    /// returns a pooled payload, so the array is reused by a later write instead of surviving as garbage. Idempotent.
+    /// </summary>
+    public void ReleasePayload()
+    {
+        var payload = _payload;
+        if (payload is null) return;
+        _payload = null;
+        _payloadLength = 0;
+        if (_pooled)
+        {
+            _pooled = false;
+            PayloadPool.Pool.Return(payload);
+        }
+    }
 
     /// <summary><see cref="System.Diagnostics.Stopwatch"/> timestamp of queueing, for the queue-wait metric.</summary>
     public long EnqueuedAt { get; set; }
