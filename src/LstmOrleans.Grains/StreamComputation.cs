@@ -362,7 +362,8 @@ internal static class StreamComputation
     /// The history record to write before the core state that moves the watermark from
     /// <see cref="StreamState.DurableClosedCount"/> to <see cref="StreamState.ClosedCount"/>: the stored entries from
     /// N before the old watermark up to it, then the pending closed ones. Keeping N before the old watermark means a
-    /// crash before the core write still leaves the old core a full history.
+    /// crash before the core write still leaves the old core a full history. May reuse (and so changes)
+    /// <paramref name="stored"/>'s chunk: pass a record read for this merge only.
     /// </summary>
     public static StreamHistory MergeHistory(StreamState s, StreamHistory? stored)
     {
@@ -372,7 +373,24 @@ internal static class StreamComputation
         var closed = stored is not null && stored.Generation == s.Generation ? stored.Closed : null;
         long from = durable;
         if (closed is not null && closed.EndIndex >= durable && closed.StartIndex < durable) from = Math.Max(keepFrom, closed.StartIndex);
-        var merged = ObservationChunk.Create(from, (int)(s.ClosedCount - from), d, w);
+        int count = (int)(s.ClosedCount - from);
+        if (from < durable && closed!.Capacity == count && closed.Values.Length == count * d && closed.Inputs.Length == count * w)
+        {
+            // Steady state (a full history moving on by one chunk): the merged record has exactly the stored record's
+            // size, so the stored chunk just read (a private copy) is shifted and appended to in place instead of
+            // allocating a second one of the same size; the record written is byte for byte the same.
+            int shift = (int)(from - closed.StartIndex), kept = (int)(durable - from);
+            closed.Sequences.AsSpan(shift, kept).CopyTo(closed.Sequences);
+            closed.Ticks.AsSpan(shift, kept).CopyTo(closed.Ticks);
+            closed.Values.AsSpan(shift * d, kept * d).CopyTo(closed.Values);
+            closed.Inputs.AsSpan(shift * w, kept * w).CopyTo(closed.Inputs);
+            closed.StartIndex = from;
+            closed.Count = kept;
+            if (s.PendingClosed is { } pendingInPlace)
+                for (int i = 0; i < pendingInPlace.Count; i++) closed.AppendFrom(pendingInPlace, i, d, w);
+            return new StreamHistory { Generation = s.Generation, Closed = closed };
+        }
+        var merged = ObservationChunk.Create(from, count, d, w);
         for (long index = from; index < durable; index++) merged.AppendFrom(closed!, (int)(index - closed!.StartIndex), d, w);
         if (s.PendingClosed is { } pending)
             for (int i = 0; i < pending.Count; i++) merged.AppendFrom(pending, i, d, w);

@@ -151,7 +151,15 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage
         lock (slot.Gate) return slot.Version == 0 ? null : FormatETag(slot.Version);
     }
 
-    private static string FormatETag(long version) => version.ToString(CultureInfo.InvariantCulture);
+    // The ETag of every write is kept by its grain until the next write: a fresh string each time would be one more
+    // object per stream that lives just long enough to leave gen0. Versions below 65,536 (every stream's first 65,536
+    // writes) share one string per number instead, made once and kept (at most ~2.5 MB); a race makes a duplicate, harmless.
+    private static readonly string?[] s_etags = new string?[1 << 16];
+
+    private static string FormatETag(long version) =>
+        (ulong)version < (ulong)s_etags.Length
+            ? s_etags[version] ??= version.ToString(CultureInfo.InvariantCulture)
+            : version.ToString(CultureInfo.InvariantCulture);
 
     /// <summary>0 for no ETag (nothing stored), the version for one of ours, -1 for anything else (can never match).</summary>
     private static long ParseETag(string? etag) =>

@@ -5,7 +5,14 @@ namespace LstmOrleans.Persistence.GroupCommit;
 /// <summary>ETags are the row's monotonically increasing version, written as an invariant decimal string.</summary>
 internal static class EtagFormat
 {
-    public static string? Format(long? version) => version?.ToString(CultureInfo.InvariantCulture);
+    // A grain keeps the ETag of its last write until the next one: a fresh string per write would live just long
+    // enough to leave gen0. Versions below 65,536 share one string per number (made once, at most ~2.5 MB); a race
+    // makes a harmless duplicate.
+    private static readonly string?[] Cache = new string?[1 << 16];
+
+    public static string? Format(long? version) => version is not { } v ? null
+        : (ulong)v < (ulong)Cache.Length ? Cache[v] ??= v.ToString(CultureInfo.InvariantCulture)
+        : v.ToString(CultureInfo.InvariantCulture);
 
     /// <summary>Parses an etag; false for text this provider never produced (treated as a conflict by callers).</summary>
     public static bool TryParse(string? etag, out long? version)
