@@ -237,8 +237,7 @@ internal sealed class GroupCommitQueue
             }
         }
 
-        Complete(batch, failure: null);
-
+        // Counters first, so a caller that sees its write acknowledged also sees it counted.
         Interlocked.Increment(ref _committedBatches);
         Interlocked.Add(ref _committedOperations, batch.Count);
         var largest = Volatile.Read(ref _largestBatch);
@@ -252,6 +251,8 @@ internal sealed class GroupCommitQueue
 
             largest = seen;
         }
+
+        Complete(batch, failure: null);
 
         StorageMetrics.BatchSize.Record(batch.Count, _tags);
         StorageMetrics.Transactions.Add(1, _tags);
