@@ -38,9 +38,18 @@ internal static class BenchCommand
         var layers = new Option<int>("--layers") { Description = "Model layers L.", DefaultValueFactory = _ => 1 };
         var duration = new Option<double>("--duration", "-d") { Description = "Measured seconds per phase.", DefaultValueFactory = _ => 10 };
         var warmup = new Option<double>("--warmup", "-w") { Description = "Warm-up seconds before each phase (not measured).", DefaultValueFactory = _ => 3 };
-        var rate = new Option<double?>("--rate", "-r")
+        var rate = new Option<string?>("--rate", "-r")
         {
-            Description = "Fixed offered load in observations/s for the ingest phases (latency counted from the scheduled send time). Default: as fast as possible.",
+            Description = "Fixed offered load in observations/s for the measured phases (latency counted from the scheduled send time), or 'half': the same as --rate-fraction 0.5. Default: as fast as possible.",
+        };
+        var rateFraction = new Option<double?>("--rate-fraction")
+        {
+            Description = "Measure each phase closed loop first (its maximum on this silo), then at this fraction (0..1] of that maximum at a fixed rate; both are reported (issue 8's latency target is p99 at 0.5).",
+        };
+        var pacerSend = new Option<string>("--pacer-send")
+        {
+            Description = "Fixed rate: which thread makes each call: pool (default; a thread-pool thread) or pacer (the pacing thread itself, as in session 4; for A/B).",
+            DefaultValueFactory = _ => BenchSettings.PacerSendPool,
         };
         var tests = new Option<string>("--tests", "-t") { Description = "Phases to run: ping,single,batch,batch-rows,reload (batch: the columnar IngestColumns API; batch-rows: the same batches through the row IngestBatch API; reload: deactivate all idle streams, read each back and check it is intact), or scale alone (memory and throughput at --streams vs --scale-base, idle deactivation, bitwise intact reactivation).", DefaultValueFactory = _ => "ping,single,batch" };
         var history = new Option<int?>("--history") { Description = "Override the silo's per-stream history capacity (StreamGrainOptions.HistoryCapacity, default 512)." };
@@ -76,11 +85,13 @@ internal static class BenchCommand
         var command = new Command("bench", "Benchmark: no-op grain call ceiling, then single and batch ingest per store (observations/s, p50/p99/p99.9 latency, silo memory).")
         {
             stores, redis, postgres, cluster, clusterId, serviceId, streams, concurrency, batch, hidden, layers, duration, warmup, rate,
-            tests, history, persistEvery, orleansSerializer, reportEvery, scaleBase, scaleSample, scaleRounds, idle, scaleFault, siloGc, sqliteSynchronous, siloEnv, pacerBurst, json, verbose,
+            rateFraction,
+            tests, history, persistEvery, orleansSerializer, reportEvery, scaleBase, scaleSample, scaleRounds, idle, scaleFault, siloGc, sqliteSynchronous, siloEnv, pacerBurst, pacerSend, json, verbose,
         };
         command.Subcommands.Add(BenchSiloHost.Create());
         command.SetAction((result, ct) => CommandSupport.RunAsync(async () =>
         {
+            var (fixedRate, fraction) = ParseRate(result.GetValue(rate), result.GetValue(rateFraction));
             var settings = new BenchSettings(
                 ParseStores(result.GetValue(stores), result.GetValue(redis), result.GetValue(postgres)),
                 result.GetValue(redis), result.GetValue(postgres), result.GetValue(cluster),
@@ -92,8 +103,8 @@ internal static class BenchCommand
                 Positive(result.GetValue(layers), "--layers", 16),
                 Seconds(result.GetValue(duration), "--duration", allowZero: false),
                 Seconds(result.GetValue(warmup), "--warmup", allowZero: true),
-                result.GetValue(rate) is { } r ? (r > 0 && double.IsFinite(r) ? r : throw new ArgumentException($"--rate must be a positive number; got {r}.")) : null,
-                ParseTests(result.GetValue(tests)!),
+                fixedRate,
+                ParseTests(result.GetValue(tests)!, fraction is not null),
                 result.GetValue(history) is { } h ? Positive(h, "--history", 1_000_000) : null,
                 result.GetValue(persistEvery) is { } p ? Positive(p, "--persist-every", 1_000_000) : null,
                 result.GetValue(orleansSerializer),
@@ -110,6 +121,8 @@ internal static class BenchCommand
                 SiloEnvironment = ParseEnvironment(result.GetValue(siloEnv)),
                 PacerBurstMicroseconds = result.GetValue(pacerBurst) is var burst && double.IsFinite(burst) && burst >= 1 && burst <= 100_000
                     ? burst : throw new ArgumentException($"--pacer-burst-us must be in 1..100000; got {result.GetValue(pacerBurst)}."),
+                RateFraction = fraction,
+                PacerSend = ParsePacerSend(result.GetValue(pacerSend)),
             };
             bool asJson = result.GetValue(json);
             void Progress(string line)
@@ -189,7 +202,32 @@ internal static class BenchCommand
         return environment;
     }
 
-    private static IReadOnlyList<string> ParseTests(string text)
+    /// <summary>
+    /// --rate and --rate-fraction: a fixed rate (positive observations/s), or a fraction in (0, 1] of each phase's
+    /// closed-loop maximum (--rate-fraction F, or --rate half for 0.5), or neither (closed loop). Not both.
+    /// </summary>
+    internal static (double? Rate, double? Fraction) ParseRate(string? rate, double? fraction)
+    {
+        if (fraction is { } f && !(f > 0 && f <= 1))
+            throw new ArgumentException($"--rate-fraction must be in (0, 1]; got {f.ToString(CultureInfo.InvariantCulture)}.");
+        if (rate is null) return (null, fraction);
+        if (fraction is not null) throw new ArgumentException("--rate and --rate-fraction exclude each other: give a rate in observations/s or a fraction of the maximum.");
+        var text = rate.Trim();
+        if (text.Equals("half", StringComparison.OrdinalIgnoreCase)) return (null, 0.5);
+        if (double.TryParse(text.Replace("_", ""), NumberStyles.Float, CultureInfo.InvariantCulture, out var r) && r > 0 && double.IsFinite(r))
+            return (r, null);
+        throw new ArgumentException($"--rate must be a positive number of observations/s or 'half'; got '{rate}'.");
+    }
+
+    /// <summary>--pacer-send: pool or pacer (any case).</summary>
+    internal static string ParsePacerSend(string? value) => value?.Trim().ToLowerInvariant() switch
+    {
+        null or BenchSettings.PacerSendPool => BenchSettings.PacerSendPool,
+        BenchSettings.PacerSendThread => BenchSettings.PacerSendThread,
+        _ => throw new ArgumentException($"--pacer-send: unknown value '{value}' (pool, pacer)."),
+    };
+
+    internal static IReadOnlyList<string> ParseTests(string text, bool rateFraction = false)
     {
         var tests = Split(text).Select(t => t.ToLowerInvariant()).Distinct().ToList();
         foreach (var t in tests)
@@ -197,6 +235,7 @@ internal static class BenchCommand
                 throw new ArgumentException($"--tests: unknown phase '{t}' (ping, single, batch, batch-rows, reload, scale).");
         if (tests.Count == 0) throw new ArgumentException("--tests names no phase.");
         if (tests.Contains(BenchSettings.Scale) && tests.Count > 1) throw new ArgumentException("--tests scale runs alone (it measures its own ingest phases).");
+        if (tests.Contains(BenchSettings.Scale) && rateFraction) throw new ArgumentException("--rate-fraction (--rate half) does not apply to --tests scale.");
         return tests;
     }
 

@@ -58,6 +58,20 @@ internal sealed record BenchSettings(
     public IReadOnlyDictionary<string, string>? SiloEnvironment { get; init; }
     /// <summary>Fixed rate: the pacing thread's shortest sleep (<see cref="FixedRatePacer"/>), in microseconds.</summary>
     public double PacerBurstMicroseconds { get; init; } = 100;
+
+    /// <summary>
+    /// --rate-fraction (or --rate half): measure each phase closed loop first, then at this fraction of the maximum it
+    /// reached, at a fixed rate (null: no such pair; <see cref="Rate"/> or closed loop alone).
+    /// </summary>
+    public double? RateFraction { get; init; }
+
+    /// <summary>Fixed rate: which thread makes the calls the pacer issues (<see cref="PacerSendPool"/> or <see cref="PacerSendThread"/>).</summary>
+    public string PacerSend { get; init; } = PacerSendPool;
+
+    /// <summary>The pacer hands each due call to the thread pool (the default; see <see cref="FixedRatePacer"/>).</summary>
+    public const string PacerSendPool = "pool";
+    /// <summary>The pacing thread makes the calls itself (session 4's behaviour; for A/B).</summary>
+    public const string PacerSendThread = "pacer";
 }
 
 /// <summary>Latency percentiles in microseconds.</summary>
@@ -105,6 +119,21 @@ internal sealed record PhaseResult(
 
     /// <summary>Fixed-rate phases only: the most calls ever waiting behind one stream's in-flight call.</summary>
     public int? MaxStreamBacklog { get; init; }
+
+    /// <summary>Fixed-rate phases only: the pacing thread's CPU time as a percentage of one core over the phase.</summary>
+    public double? PacerCpuPercent { get; init; }
+
+    /// <summary>Fixed-rate phases only: how often the pacing thread woke up (per second).</summary>
+    public double? PacerWakeUpsPerSecond { get; init; }
+
+    /// <summary>Fixed-rate phases only: which thread made the calls (pool or pacer; <see cref="BenchSettings.PacerSend"/>).</summary>
+    public string? PacerSend { get; init; }
+
+    /// <summary>--rate-fraction: the fraction of the closed-loop maximum this fixed-rate phase was offered.</summary>
+    public double? RateFraction { get; init; }
+
+    /// <summary>--rate-fraction: the closed-loop maximum (values/s) measured just before, on the same silo, that the rate was derived from.</summary>
+    public double? MaxValuesPerSecond { get; init; }
 
     /// <summary>The silo's garbage collections during the measured run (null with --cluster).</summary>
     public GcCounts? SiloGc { get; init; }
