@@ -79,6 +79,11 @@ internal static class BenchCommand
             Description = "Fixed rate: the pacing thread's shortest sleep in microseconds (larger: fewer wake-ups, burstier sends, more send lag).",
             DefaultValueFactory = _ => 100,
         };
+        var clientGen0 = new Option<int>("--client-gen0-mb")
+        {
+            Description = "GC gen0 budget of this (the load generator's) process in MiB, so its own collections rarely pause the calls it times: the bench re-runs itself with DOTNET_GCgen0size set (the silo is not affected). 0: the runtime's default. Ignored when DOTNET_GCgen0size is already set.",
+            DefaultValueFactory = _ => BenchClientGc.DefaultGen0MiB,
+        };
         var json = new Option<bool>("--json") { Description = "Write the results as JSON to stdout (progress goes to stderr)." };
         var verbose = new Option<bool>("--verbose") { Description = "Echo the silo process's log to stderr." };
 
@@ -86,7 +91,7 @@ internal static class BenchCommand
         {
             stores, redis, postgres, cluster, clusterId, serviceId, streams, concurrency, batch, hidden, layers, duration, warmup, rate,
             rateFraction,
-            tests, history, persistEvery, orleansSerializer, reportEvery, scaleBase, scaleSample, scaleRounds, idle, scaleFault, siloGc, sqliteSynchronous, siloEnv, pacerBurst, pacerSend, json, verbose,
+            tests, history, persistEvery, orleansSerializer, reportEvery, scaleBase, scaleSample, scaleRounds, idle, scaleFault, siloGc, sqliteSynchronous, siloEnv, pacerBurst, pacerSend, clientGen0, json, verbose,
         };
         command.Subcommands.Add(BenchSiloHost.Create());
         command.SetAction((result, ct) => CommandSupport.RunAsync(async () =>
@@ -124,6 +129,8 @@ internal static class BenchCommand
                 RateFraction = fraction,
                 PacerSend = ParsePacerSend(result.GetValue(pacerSend)),
             };
+            int gen0MiB = BenchClientGc.ParseGen0MiB(result.GetValue(clientGen0));
+            if (BenchClientGc.ShouldRunAgain(gen0MiB, Environment.GetEnvironmentVariable)) return await BenchClientGc.RunAgainAsync(gen0MiB, ct);
             bool asJson = result.GetValue(json);
             void Progress(string line)
             {
@@ -246,4 +253,62 @@ internal static class BenchCommand
         double.IsFinite(value) && (value > 0 || (allowZero && value == 0)) && value <= 86_400
             ? value
             : throw new ArgumentException($"{name} must be {(allowZero ? "0 or more" : "positive")} seconds (at most a day); got {value}.");
+}
+
+/// <summary>
+/// The load generator's GC (--client-gen0-mb). .NET 10 takes a gen0 budget only from the environment variable
+/// DOTNET_GCgen0size (gcconfig.h gives GCgen0size no runtimeconfig name; System.GC.Gen0Size in runtimeconfig.json is
+/// ignored, checked), and it must be set before the process starts; the bench silo is this same executable, so a
+/// runtimeconfig or csproj setting would reach it too. So <c>bench</c> starts itself once more with the variable set
+/// (stdio inherited, exit code passed on), and tells the runner to give the silo the runtime's default back
+/// (<see cref="SiloGen0Override"/>). Why: the client allocates ~1.2 KB per call (almost all Orleans' request/response
+/// objects and the deserialized reply); with the default budget (~6 MB here) that is 7-10 gen0 collections a second,
+/// each a stop-the-world pause charged to every call due meanwhile.
+/// </summary>
+internal static class BenchClientGc
+{
+    public const int DefaultGen0MiB = 64;
+    public const string Gen0Variable = "DOTNET_GCgen0size";
+    /// <summary>Set in the re-run process: its value is what the silo should get for <see cref="Gen0Variable"/>.</summary>
+    public const string MarkerVariable = "LSTMORLEANS_BENCH_CLIENT_GC";
+
+    public static int ParseGen0MiB(int value) =>
+        value is >= 0 and <= 4096 ? value : throw new ArgumentException($"--client-gen0-mb must be in 0..4096; got {value}.");
+
+    /// <summary>Run again with a gen0 budget: asked for, not already set by the user, and not already the re-run.</summary>
+    public static bool ShouldRunAgain(int gen0MiB, Func<string, string?> environment) =>
+        gen0MiB > 0 && string.IsNullOrEmpty(environment(Gen0Variable)) && environment(MarkerVariable) is null;
+
+    /// <summary>DOTNET_GCgen0size's value (hexadecimal bytes, as the runtime reads it) for a budget in MiB.</summary>
+    public static string Gen0Value(int gen0MiB) => "0x" + ((long)gen0MiB << 20).ToString("x");
+
+    /// <summary>
+    /// What the bench silo must get for DOTNET_GCgen0size when this process is the re-run: "0" (the runtime's default),
+    /// so the client's budget does not leak into it; null when this process was not re-run (nothing to undo).
+    /// </summary>
+    public static string? SiloGen0Override(Func<string, string?> environment) =>
+        environment(MarkerVariable) is null ? null : "0";
+
+    public static async Task<int> RunAgainAsync(int gen0MiB, CancellationToken cancellationToken)
+    {
+        var dll = typeof(BenchClientGc).Assembly.Location;
+        var apphost = Path.Combine(Path.GetDirectoryName(dll)!, OperatingSystem.IsWindows() ? "lstmorleans.exe" : "lstmorleans");
+        var info = new System.Diagnostics.ProcessStartInfo(File.Exists(apphost) ? apphost : Environment.ProcessPath ?? "dotnet") { UseShellExecute = false };
+        if (!File.Exists(apphost)) info.ArgumentList.Add(dll);
+        foreach (var arg in Environment.GetCommandLineArgs().Skip(1)) info.ArgumentList.Add(arg);
+        info.Environment[Gen0Variable] = Gen0Value(gen0MiB);
+        info.Environment[MarkerVariable] = "1";
+        using var process = System.Diagnostics.Process.Start(info) ?? throw new InvalidOperationException("Could not start the bench again with a gen0 budget.");
+        try
+        {
+            await process.WaitForExitAsync(cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            // Ctrl+C reached the re-run too (same process group); give it time to stop its silo, then make sure.
+            if (!process.WaitForExit(TimeSpan.FromSeconds(30))) process.Kill(entireProcessTree: true);
+            throw;
+        }
+        return process.ExitCode;
+    }
 }

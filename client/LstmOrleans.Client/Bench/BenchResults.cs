@@ -167,6 +167,9 @@ internal sealed record StoreResult(
 
 internal sealed record MachineInfo(string Cpu, int LogicalCores, string Os, string Runtime, long TotalMemoryBytes, string GcMode)
 {
+    /// <summary>The client (load generator) process's DOTNET_GCgen0size, if any (<see cref="BenchClientGc"/>); null: the runtime's default gen0 budget.</summary>
+    public string? ClientGcGen0Size { get; init; } = Environment.GetEnvironmentVariable(BenchClientGc.Gen0Variable) is { Length: > 0 } v ? v : null;
+
     public static MachineInfo Capture()
     {
         string cpu = RuntimeInformation.ProcessArchitecture.ToString();

@@ -313,12 +313,21 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
     }
 
     /// <summary>The bench silo process's extra environment: the --silo-gc mode's variables, then --silo-env's.</summary>
-    internal static IReadOnlyDictionary<string, string>? SiloEnvironment(BenchSettings settings)
+    internal static IReadOnlyDictionary<string, string>? SiloEnvironment(BenchSettings settings) =>
+        SiloEnvironment(settings, Environment.GetEnvironmentVariable);
+
+    /// <summary>
+    /// The same, given this process's environment: when the bench re-ran itself with a client gen0 budget
+    /// (<see cref="BenchClientGc"/>), the silo gets the runtime's default gen0 back unless --silo-gc/--silo-env set one.
+    /// </summary>
+    internal static IReadOnlyDictionary<string, string>? SiloEnvironment(BenchSettings settings, Func<string, string?> clientEnvironment)
     {
         var gc = SiloGcEnvironment(settings.SiloGc);
-        if (settings.SiloEnvironment is not { Count: > 0 } extra) return gc;
+        var gen0 = BenchClientGc.SiloGen0Override(clientEnvironment);
+        if (settings.SiloEnvironment is not { Count: > 0 } && gen0 is null) return gc;
         var environment = new Dictionary<string, string>(gc ?? new Dictionary<string, string>());
-        foreach (var (name, value) in extra) environment[name] = value;
+        if (gen0 is not null) environment[BenchClientGc.Gen0Variable] = gen0;
+        foreach (var (name, value) in settings.SiloEnvironment ?? new Dictionary<string, string>()) environment[name] = value;
         return environment;
     }
 

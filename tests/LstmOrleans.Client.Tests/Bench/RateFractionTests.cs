@@ -89,3 +89,44 @@ public sealed class RateFractionTests
         else Assert.EndsWith(verdict == "met" ? "[green]met[/]" : "[red]not met[/]", line);
     }
 }
+
+/// <summary>--client-gen0-mb: when the bench runs itself again with a gen0 budget, and what the silo gets back.</summary>
+public sealed class BenchClientGcTests
+{
+    private static Func<string, string?> Env(params (string Name, string Value)[] variables) =>
+        name => variables.FirstOrDefault(v => v.Name == name).Value;
+
+    [Fact]
+    public void The_bench_runs_again_only_when_a_budget_is_asked_for_and_none_is_set()
+    {
+        Assert.True(BenchClientGc.ShouldRunAgain(64, Env()));
+        Assert.False(BenchClientGc.ShouldRunAgain(0, Env()));                                         // the runtime's default asked for
+        Assert.False(BenchClientGc.ShouldRunAgain(64, Env(("DOTNET_GCgen0size", "0x10000000"))));     // the user's own setting wins
+        Assert.False(BenchClientGc.ShouldRunAgain(64, Env(("LSTMORLEANS_BENCH_CLIENT_GC", "1"))));    // already the re-run
+        Assert.True(BenchClientGc.ShouldRunAgain(64, Env(("DOTNET_GCgen0size", ""))));
+    }
+
+    [Theory]
+    [InlineData(64, "0x4000000")]
+    [InlineData(1, "0x100000")]
+    [InlineData(4096, "0x100000000")]
+    public void The_budget_is_written_in_hexadecimal_bytes(int mib, string expected) => Assert.Equal(expected, BenchClientGc.Gen0Value(mib));
+
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(4097)]
+    public void Budgets_out_of_range_are_refused(int mib) =>
+        Assert.Contains("--client-gen0-mb", Assert.Throws<ArgumentException>(() => BenchClientGc.ParseGen0MiB(mib)).Message);
+
+    [Fact]
+    public void In_the_re_run_the_silo_gets_the_default_gen0_back_unless_its_own_options_set_one()
+    {
+        var settings = new BenchSettings(["memory"], null, null, null, "c", "s", [10], 1, 1, 4, 1, 1, 0, null, ["single"], null, null, false, false);
+        var rerun = Env(("LSTMORLEANS_BENCH_CLIENT_GC", "1"), ("DOTNET_GCgen0size", "0x4000000"));
+        Assert.Null(BenchRunner.SiloEnvironment(settings, Env()));                                     // not re-run: nothing to undo
+        Assert.Equal("0", BenchRunner.SiloEnvironment(settings, rerun)!["DOTNET_GCgen0size"]);
+        var own = settings with { SiloEnvironment = new Dictionary<string, string> { ["DOTNET_GCgen0size"] = "0x10000000" } };
+        Assert.Equal("0x10000000", BenchRunner.SiloEnvironment(own, rerun)!["DOTNET_GCgen0size"]);
+        Assert.Equal("1", BenchRunner.SiloEnvironment(settings with { SiloGc = "server" }, rerun)!["DOTNET_gcServer"]);
+    }
+}
