@@ -114,6 +114,12 @@ internal sealed record PhaseResult(
     /// </summary>
     public LatencyResult? SendLag { get; init; }
 
+    /// <summary>
+    /// Fixed-rate phases sent on the thread pool: from each (not queued) call's scheduled time to the moment it was
+    /// made: the send lag plus the hand-over to a pool thread, i.e. the client's whole share before Orleans takes it.
+    /// </summary>
+    public LatencyResult? DispatchLag { get; init; }
+
     /// <summary>Fixed-rate phases only: calls that were due while their stream's previous call was still in flight, so they waited behind it (charged to their latency).</summary>
     public long? QueuedBehindStream { get; init; }
 

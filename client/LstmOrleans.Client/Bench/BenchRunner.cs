@@ -296,6 +296,7 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
             siloBefore is null || siloAfter is null ? null : (siloAfter.AllocatedBytes - siloBefore.AllocatedBytes) / perValue)
         {
             SendLag = paced is null ? null : LatencyResult.From(paced.SendLag),
+            DispatchLag = paced?.DispatchLag is { } dispatched ? LatencyResult.From(dispatched) : null,
             QueuedBehindStream = paced?.Queued,
             MaxStreamBacklog = paced?.MaxBacklog,
             PacerCpuPercent = paced?.PacerCpuSeconds is { } pacerCpu ? pacerCpu * 100 / seconds : null,
@@ -307,7 +308,8 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
             ClientGcPauseMs = (clientAfter.GcPauseSeconds - clientBefore.GcPauseSeconds) * 1e3,
         };
         progress($"{store}: {test}: {valuesPerSecond:N0} values/s, p50 {result.Latency.P50Us:N0} us, p99 {result.Latency.P99Us:N0} us" +
-            (result.SendLag is { } lag ? $" (client send lag p50 {lag.P50Us:N0} us, p99 {lag.P99Us:N0} us, max {lag.MaxUs:N0} us; {paced!.Queued:N0} calls queued behind their stream, backlog max {paced.MaxBacklog})" : "") +
+            (result.SendLag is { } lag ? $" (client send lag p50 {lag.P50Us:N0} us, p99 {lag.P99Us:N0} us, max {lag.MaxUs:N0} us" +
+                (result.DispatchLag is { } d ? $"; made p50 {d.P50Us:N0} us, p99 {d.P99Us:N0} us after due" : "") + $"; {paced!.Queued:N0} calls queued behind their stream, backlog max {paced.MaxBacklog})" : "") +
             (errors > 0 ? $", {errors} errors ({firstError})" : ""));
         return result;
     }

@@ -38,7 +38,7 @@ internal static class BenchTable
         AnsiConsole.Write(table);
         foreach (var p in report.Results.SelectMany(r => r.Phases).Where(p => p.SendLag is not null))
             AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant(
-                $"{p.Store} {p.Test} at {p.TargetValuesPerSecond:N0}/s: client send lag p50 {p.SendLag!.P50Us:N0} us, p99 {p.SendLag.P99Us:N0} us, max {p.SendLag.MaxUs:N0} us; {p.QueuedBehindStream:N0} calls queued behind their stream (backlog max {p.MaxStreamBacklog}); pacer thread {p.PacerCpuPercent:0.0} % CPU, {p.PacerWakeUpsPerSecond:N0} wake-ups/s; client GC pauses {p.ClientGcPauseMs:N0} ms")));
+                $"{p.Store} {p.Test} at {p.TargetValuesPerSecond:N0}/s: client send lag p50 {p.SendLag!.P50Us:N0} us, p99 {p.SendLag.P99Us:N0} us, max {p.SendLag.MaxUs:N0} us{(p.DispatchLag is { } d ? $"; calls made p50 {d.P50Us:N0} us, p99 {d.P99Us:N0} us after due" : "")}; {p.QueuedBehindStream:N0} calls queued behind their stream (backlog max {p.MaxStreamBacklog}); pacer thread {p.PacerCpuPercent:0.0} % CPU, {p.PacerWakeUpsPerSecond:N0} wake-ups/s; client GC pauses {p.ClientGcPauseMs:N0} ms")));
         foreach (var p in report.Results.SelectMany(r => r.Phases).Where(p => p.RateFraction is not null))
             AnsiConsole.MarkupLine(HalfMaximumVerdict(p));
 

@@ -15,7 +15,9 @@ namespace LstmOrleans.Client.Bench;
 /// (<see cref="PacerResult.Queued"/>, <see cref="PacerResult.MaxBacklog"/>). Every call's latency counts from its
 /// scheduled time, so a queued call is charged its wait behind its own stream and a late pacer is charged too (no
 /// coordinated omission). <see cref="PacerResult.SendLag"/> is how late the pacer itself reached each call (its own lag,
-/// not the silo's); a queued call's extra wait is in its latency, not in its send lag.
+/// not the silo's); a queued call's extra wait is in its latency, not in its send lag. <see cref="PacerResult.DispatchLag"/>
+/// is how late each call that did not queue was actually made (send lag plus, on the thread pool, the hand-over): the
+/// client's whole share of such a call's latency before Orleans takes it.
 /// </para>
 /// <para>
 /// Sending on the thread pool (<c>sendOnThreadPool</c>, what the bench does): the pacing thread only hands each due
@@ -193,13 +195,19 @@ internal sealed class FixedRatePacer
     public PacerResult Result()
     {
         var latency = new LatencyHistogram();
+        var dispatchLag = new LatencyHistogram();
         foreach (var stripe in _stripes)
-            lock (stripe) latency.Add(stripe.Latency);
+            lock (stripe)
+            {
+                latency.Add(stripe.Latency);
+                dispatchLag.Add(stripe.DispatchLag);
+            }
         return new PacerResult(latency, _sendLag, _next, Interlocked.Read(ref _queued), Volatile.Read(ref _maxBacklog),
             Interlocked.Read(ref _errors), _firstError)
         {
             PacerCpuSeconds = double.IsFinite(_pacerCpuSeconds) ? _pacerCpuSeconds : null,
             PacerWakeUps = _wakeUps,
+            DispatchLag = _sendOnThreadPool ? dispatchLag : null,
         };
     }
 
@@ -275,7 +283,14 @@ internal sealed class FixedRatePacer
         public long Scheduled;       // the scheduled time of the call being made (set before Send, read by its completion)
         public Queue<long>? Backlog; // scheduled times of this stream's calls due while it was busy, oldest first
 
-        public void Execute() => Send();
+        public void Execute()
+        {
+            // The hand-over's delay (pacer lag + thread pool) for a call that did not queue behind its stream.
+            long lag = (long)((_pacer._now() - Scheduled) * _pacer._nanosPerTick);
+            var stripe = _pacer._stripes[Stream % _pacer._stripes.Length];
+            lock (stripe) stripe.DispatchLag.Record(lag);
+            Send();
+        }
 
         /// <summary>Makes this stream's call, then each call queued behind it, one at a time.</summary>
         public void Send()
@@ -313,6 +328,7 @@ internal sealed class FixedRatePacer
     private sealed class Stripe
     {
         public readonly LatencyHistogram Latency = new();
+        public readonly LatencyHistogram DispatchLag = new();
     }
 }
 
@@ -328,6 +344,12 @@ internal sealed record PacerResult(LatencyHistogram Latency, LatencyHistogram Se
 
     /// <summary>How many times the pacing thread slept and woke up.</summary>
     public long PacerWakeUps { get; init; }
+
+    /// <summary>
+    /// Sending on the thread pool: for each call that did not queue behind its stream, from its scheduled time to the
+    /// moment a pool thread made it (null when the pacing thread made the calls itself: then it equals the send lag).
+    /// </summary>
+    public LatencyHistogram? DispatchLag { get; init; }
 }
 
 /// <summary>The calling thread's CPU time (Linux: clock_gettime(CLOCK_THREAD_CPUTIME_ID)); NaN elsewhere.</summary>

@@ -66,6 +66,7 @@ public sealed class FixedRatePacerTests
         Assert.Equal(36_000 * NanosPerTick, result.SendLag.Max);
         Assert.Equal(0, result.SendLag.Min);
         Assert.Equal(36_000 * NanosPerTick, result.Latency.Max);
+        Assert.Null(result.DispatchLag); // made on the calling thread: its lag is the send lag
         Assert.Equal(expected.Average() * NanosPerTick, result.Latency.Mean, 1e-6);
     }
 
@@ -244,6 +245,13 @@ public sealed class FixedRatePacerTests
         Assert.Equal(expected, latencies.Order());
         Assert.Equal(12, result.SendLag.Count);
         Assert.Equal(20_000 * NanosPerTick, result.SendLag.Max);
+        // Every call that did not wait behind its stream was handed over once; with the clock standing still its
+        // dispatch lag is its latency, 20 ms minus its schedule, at most 20 ms (call 0) and at least 9 ms (call 11).
+        Assert.NotNull(result.DispatchLag);
+        Assert.Equal(12 - result.Queued, result.DispatchLag.Count);
+        Assert.InRange(result.DispatchLag.Max, 9_000 * NanosPerTick, 20_000 * NanosPerTick);
+        Assert.InRange(result.DispatchLag.Min, 9_000 * NanosPerTick, 20_000 * NanosPerTick);
+        Assert.Equal(20_000 * NanosPerTick, result.DispatchLag.Max); // call 0 never queues: its stream was idle
     }
 
     [Fact]
