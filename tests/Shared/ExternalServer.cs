@@ -75,8 +75,9 @@ public static class ExternalServer
 
     public static bool IsRoot => Environment.UserName == "root";
 
-    /// <summary>Starts a process with redirected output; output lines are kept for error messages.</summary>
-    public static (Process Process, StringBuilder Output) Start(string fileName, IEnumerable<string> arguments)
+    /// <summary>Starts a process with redirected output (and extra environment variables); output lines are kept for error messages.</summary>
+    public static (Process Process, StringBuilder Output) Start(string fileName, IEnumerable<string> arguments,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
         var info = new ProcessStartInfo(fileName)
         {
@@ -89,6 +90,11 @@ public static class ExternalServer
             info.ArgumentList.Add(argument);
         }
 
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>())
+        {
+            info.Environment[key] = value;
+        }
+
         var output = new StringBuilder();
         var process = new Process { StartInfo = info };
         process.OutputDataReceived += (_, e) => { if (e.Data is not null) { lock (output) { output.AppendLine(e.Data); } } };
@@ -99,10 +105,14 @@ public static class ExternalServer
         return (process, output);
     }
 
-    /// <summary>Runs a process to completion; throws with its output when it fails or overruns.</summary>
-    public static async Task RunAsync(string fileName, IEnumerable<string> arguments, TimeSpan timeout)
+    /// <summary>
+    /// Runs a process to completion: its exit code and its stdout and stderr interleaved. Killed (with its children) and
+    /// a <see cref="TimeoutException"/> carrying the output so far when it overruns <paramref name="timeout"/>.
+    /// </summary>
+    public static async Task<(int ExitCode, string Output)> RunToExitAsync(string fileName, IEnumerable<string> arguments, TimeSpan timeout,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
-        var (process, output) = Start(fileName, arguments);
+        var (process, output) = Start(fileName, arguments, environment);
         using (process)
         {
             using var cts = new CancellationTokenSource(timeout);
@@ -116,10 +126,21 @@ public static class ExternalServer
                 throw new TimeoutException($"'{fileName} {string.Join(' ', process.StartInfo.ArgumentList)}' did not finish within {timeout}. Output:\n{output}");
             }
 
-            if (process.ExitCode != 0)
+            process.WaitForExit(); // drain the output readers
+            lock (output)
             {
-                throw new InvalidOperationException($"'{fileName} {string.Join(' ', process.StartInfo.ArgumentList)}' exited with {process.ExitCode}. Output:\n{output}");
+                return (process.ExitCode, output.ToString());
             }
+        }
+    }
+
+    /// <summary>Runs a process to completion; throws with its output when it fails or overruns.</summary>
+    public static async Task RunAsync(string fileName, IEnumerable<string> arguments, TimeSpan timeout)
+    {
+        var (exitCode, output) = await RunToExitAsync(fileName, arguments, timeout);
+        if (exitCode != 0)
+        {
+            throw new InvalidOperationException($"'{fileName} {string.Join(' ', arguments)}' exited with {exitCode}. Output:\n{output}");
         }
     }
 
