@@ -128,3 +128,41 @@ public sealed class RetryPolicyTests
         Assert.Same(RetryPolicy.Default, RetryPolicy.Default.Validated());
     }
 }
+
+/// <summary>The replay command's retry options: ranges refused at parse time, inconsistent delays before connecting.</summary>
+public sealed class ReplayRetryOptionsTests
+{
+    private static System.CommandLine.ParseResult Parse(params string[] args) => Commands.ReplayCommand.Create().Parse(args);
+
+    [Theory]
+    [InlineData("--retries", "-1")]
+    [InlineData("--retries", "1001")]
+    [InlineData("--attempt-timeout", "-2")]
+    [InlineData("--retry-delay", "-0.5")]
+    [InlineData("--retry-max-delay", "601")]
+    public void Out_of_range_values_are_parse_errors(string option, string value)
+    {
+        var errors = Parse("series.csv", option, value).Errors;
+        Assert.Contains(errors, e => e.Message.Contains(option, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void The_defaults_and_sensible_values_parse()
+    {
+        Assert.Empty(Parse("series.csv").Errors);
+        Assert.Empty(Parse("series.csv", "--attempt-timeout", "0", "--retries", "0", "--retry-delay", "0.05", "--retry-max-delay", "2").Errors);
+    }
+
+    [Fact]
+    public async Task A_first_delay_longer_than_the_longest_is_refused_before_connecting()
+    {
+        using var folder = new TempDir();
+        var csv = folder.File("s.csv");
+        await File.WriteAllLinesAsync(csv, ["timestamp,value", "2024-01-01 00:00:00,1", "2024-01-01 00:05:00,2"]);
+        var root = new System.CommandLine.RootCommand { Commands.ReplayCommand.Create() };
+        // Nothing listens on port 1: a valid command fails to connect (exit 3); the bad delays are refused first (exit 2).
+        string[] common = ["replay", csv, "--cluster", "127.0.0.1:1", "--connect-timeout", "1"];
+        Assert.Equal(2, await root.Parse([.. common, "--retry-delay", "5", "--retry-max-delay", "1"]).InvokeAsync());
+        Assert.Equal(3, await root.Parse(common).InvokeAsync());
+    }
+}

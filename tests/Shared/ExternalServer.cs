@@ -77,14 +77,51 @@ public static class ExternalServer
 
     /// <summary>Starts a process with redirected output (and extra environment variables); output lines are kept for error messages.</summary>
     public static (Process Process, StringBuilder Output) Start(string fileName, IEnumerable<string> arguments,
-        IReadOnlyDictionary<string, string>? environment = null)
+        IReadOnlyDictionary<string, string>? environment = null) =>
+        Start(StartInfo(fileName, arguments, environment));
+
+    /// <summary>
+    /// Starts <paramref name="info"/> with stdout and stderr redirected: both are kept interleaved in Output, and each
+    /// also in <paramref name="stdout"/> / <paramref name="stderr"/> when given. A redirected stdin is closed at once
+    /// (the process reads end of input).
+    /// </summary>
+    public static (Process Process, StringBuilder Output) Start(ProcessStartInfo info, StringBuilder? stdout = null, StringBuilder? stderr = null)
     {
-        var info = new ProcessStartInfo(fileName)
+        info.RedirectStandardOutput = true;
+        info.RedirectStandardError = true;
+        info.UseShellExecute = false;
+        var output = new StringBuilder();
+        var process = new Process { StartInfo = info };
+        process.OutputDataReceived += (_, e) => Append(output, stdout, e.Data);
+        process.ErrorDataReceived += (_, e) => Append(output, stderr, e.Data);
+        process.Start();
+        if (info.RedirectStandardInput)
         {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
+            process.StandardInput.Close();
+        }
+
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return (process, output);
+    }
+
+    private static void Append(StringBuilder output, StringBuilder? stream, string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (output)
+        {
+            output.AppendLine(line);
+            stream?.AppendLine(line);
+        }
+    }
+
+    private static ProcessStartInfo StartInfo(string fileName, IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment)
+    {
+        var info = new ProcessStartInfo(fileName);
         foreach (var argument in arguments)
         {
             info.ArgumentList.Add(argument);
@@ -95,14 +132,7 @@ public static class ExternalServer
             info.Environment[key] = value;
         }
 
-        var output = new StringBuilder();
-        var process = new Process { StartInfo = info };
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) { lock (output) { output.AppendLine(e.Data); } } };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) { lock (output) { output.AppendLine(e.Data); } } };
-        process.Start();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return (process, output);
+        return info;
     }
 
     /// <summary>
@@ -112,7 +142,15 @@ public static class ExternalServer
     public static async Task<(int ExitCode, string Output)> RunToExitAsync(string fileName, IEnumerable<string> arguments, TimeSpan timeout,
         IReadOnlyDictionary<string, string>? environment = null)
     {
-        var (process, output) = Start(fileName, arguments, environment);
+        var result = await RunToExitAsync(StartInfo(fileName, arguments, environment), timeout);
+        return (result.ExitCode, result.Output);
+    }
+
+    /// <summary>As <see cref="RunToExitAsync(string, IEnumerable{string}, TimeSpan, IReadOnlyDictionary{string, string}?)"/>, for a prepared start info; stdout and stderr also apart.</summary>
+    public static async Task<(int ExitCode, string Output, string Stdout, string Stderr)> RunToExitAsync(ProcessStartInfo info, TimeSpan timeout)
+    {
+        StringBuilder stdout = new(), stderr = new();
+        var (process, output) = Start(info, stdout, stderr);
         using (process)
         {
             using var cts = new CancellationTokenSource(timeout);
@@ -123,13 +161,13 @@ public static class ExternalServer
             catch (OperationCanceledException)
             {
                 process.Kill(entireProcessTree: true);
-                throw new TimeoutException($"'{fileName} {string.Join(' ', process.StartInfo.ArgumentList)}' did not finish within {timeout}. Output:\n{output}");
+                throw new TimeoutException($"'{info.FileName} {string.Join(' ', info.ArgumentList)}' did not finish within {timeout}. Output:\n{output}");
             }
 
             process.WaitForExit(); // drain the output readers
             lock (output)
             {
-                return (process.ExitCode, output.ToString());
+                return (process.ExitCode, output.ToString(), stdout.ToString(), stderr.ToString());
             }
         }
     }
