@@ -55,9 +55,12 @@ internal static unsafe class StepProbe
             if (round == 0) Row("floor: GEMV halves alternating, misaligned     ", () => GemvInParts(wMis, x, o, halves, (sweep++ & 1) == 1));
             Row("floor: GEMV thirds, part order reversed alt.   ", () => GemvInParts(w, x, o, thirds, (sweep++ & 1) == 1));
             Row("floor: GEMV fifths, part order reversed alt.   ", () => GemvInParts(w, x, o, fifths, (sweep++ & 1) == 1));
-            Row("floor: GEMV reversed every other call          ", () => Gemv(w, x, o, 0, Depth, true, reverse: (sweep++ & 1) == 1));
+            Row("floor: GEMV reversed every other call          ", () =>
+            {
+                if ((sweep++ & 1) == 0) Gemv(w, x, o, 0, Depth, true); else Gemv<BackToFront>(w, x, o, 0, Depth, true);
+            });
             Row("floor: GEMV 32x256 only (32 KB, L1 resident)   ", () => Gemv(w, x, o, 0, 32, true));
-            Row("floor: GEMV front to back + prefetch 1 KB on   ", () => Gemv(w, x, o, 0, Depth, true, prefetch: true));
+            Row("floor: GEMV front to back + prefetch 1 KB on   ", () => Gemv<FrontToBackPrefetch>(w, x, o, 0, Depth, true));
         }
     }
 
@@ -163,8 +166,8 @@ internal static unsafe class StepProbe
                     throw new InvalidOperationException($"GEMV variant '{name}' gives o[{g}] = {o[g]}, expected {reference[g]}.");
         }
         Gemv(w, x, o, 0, Depth, true); Check("front to back");
-        Gemv(w, x, o, 0, Depth, true, reverse: true); Check("reversed");
-        Gemv(w, x, o, 0, Depth, true, prefetch: true); Check("prefetch");
+        Gemv<BackToFront>(w, x, o, 0, Depth, true); Check("reversed");
+        Gemv<FrontToBackPrefetch>(w, x, o, 0, Depth, true); Check("prefetch");
         foreach (var cuts in partings)
             foreach (bool reversedOrder in (bool[])[false, true])
             {
@@ -187,21 +190,30 @@ internal static unsafe class StepProbe
         }
     }
 
-    /// <summary>
-    /// o [256] (=|+=) W[p0..p1) [rows x 256]^T x[p0..p1): 16 Vector512 accumulators, one broadcast input per row.
-    /// <paramref name="reverse"/> walks the rows back to front; <paramref name="prefetch"/> asks for the row 4 ahead
-    /// (1 KB on) while working on this one. The flags are loop invariant, so their branches predict perfectly.
-    /// </summary>
+    /// <summary>How <see cref="Gemv{TWalk}"/> walks the rows: fixed per instantiation, so the JIT compiles each walk as its own loop with no flags left in it.</summary>
+    private interface IGemvWalk
+    {
+        static abstract bool Reverse { get; }
+        static abstract bool Prefetch { get; }
+    }
+
+    private struct FrontToBack : IGemvWalk { public static bool Reverse => false; public static bool Prefetch => false; }
+    private struct BackToFront : IGemvWalk { public static bool Reverse => true; public static bool Prefetch => false; }
+    /// <summary>Front to back, asking for the row 4 ahead (1 KB on) while working on this one.</summary>
+    private struct FrontToBackPrefetch : IGemvWalk { public static bool Reverse => false; public static bool Prefetch => true; }
+
+    private static void Gemv(float* w, float* x, float* o, int p0, int p1, bool store) => Gemv<FrontToBack>(w, x, o, p0, p1, store);
+
+    /// <summary>o [256] (=|+=) W[p0..p1) [rows x 256]^T x[p0..p1): 16 Vector512 accumulators, one broadcast input per row.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void Gemv(float* w, float* x, float* o, int p0, int p1, bool store, bool reverse = false, bool prefetch = false)
+    private static void Gemv<TWalk>(float* w, float* x, float* o, int p0, int p1, bool store) where TWalk : struct, IGemvWalk
     {
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
         Vector512<float> a8 = default, a9 = default, a10 = default, a11 = default, a12 = default, a13 = default, a14 = default, a15 = default;
-        int p = reverse ? p1 - 1 : p0, direction = reverse ? -1 : 1;
-        float* r = w + p * Gates;
-        for (int remaining = p1 - p0; remaining > 0; remaining--, p += direction, r += direction * Gates)
+        float* r = w + (TWalk.Reverse ? p1 - 1 : p0) * Gates;
+        for (int p = TWalk.Reverse ? p1 - 1 : p0; TWalk.Reverse ? p >= p0 : p < p1; p += TWalk.Reverse ? -1 : 1, r += TWalk.Reverse ? -Gates : Gates)
         {
-            if (prefetch) { Sse.Prefetch0(r + 4 * Gates); Sse.Prefetch0(r + 4 * Gates + 16); Sse.Prefetch0(r + 4 * Gates + 32); Sse.Prefetch0(r + 4 * Gates + 48); }
+            if (TWalk.Prefetch) { Sse.Prefetch0(r + 4 * Gates); Sse.Prefetch0(r + 4 * Gates + 16); Sse.Prefetch0(r + 4 * Gates + 32); Sse.Prefetch0(r + 4 * Gates + 48); }
             var s = Vector512.Create(x[p]);
             a0 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r), a0); a1 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 16), a1);
             a2 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 32), a2); a3 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 48), a3);
