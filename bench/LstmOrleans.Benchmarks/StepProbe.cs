@@ -27,6 +27,8 @@ internal static unsafe class StepProbe
         var step = new StepBenchmark { Hidden = 64 };
         step.Setup();
         int sweep = 0;
+        int[] halves = [0, 32, Depth], thirds = [0, 22, 44, Depth], fifths = [0, 13, 26, 39, 52, Depth];
+        CheckGemvVariants(w, x, o, [halves, thirds, fifths]);
         var packed = new PackedGateWeights(64, 1);
         float[] R(int n) => Enumerable.Range(0, n).Select(_ => (float)(rnd.NextDouble() - 0.5) * 0.2f).ToArray();
         packed.Pack(R(4 * 64), R(4 * 64 * 64), R(4 * 64), R(4 * 64));
@@ -49,32 +51,16 @@ internal static unsafe class StepProbe
             });
             Row("FusedLstmCell.ForwardOne (in place)            ", () => FusedLstmCell.ForwardOne(packed, ioOne));
             Row("floor: GEMV 65x256 front to back (L2)          ", () => Gemv(w, x, o, 0, Depth, true));
-            Row("floor: GEMV halves alternating                 ", () =>
-            {
-                if ((sweep++ & 1) == 0) { Gemv(w, x, o, 0, 32, true); Gemv(w, x, o, 32, Depth, false); }
-                else { Gemv(w, x, o, 32, Depth, true); Gemv(w, x, o, 0, 32, false); }
-            });
-            if (round == 0) Row("floor: GEMV halves alternating, misaligned     ", () =>
-            {
-                if ((sweep++ & 1) == 0) { Gemv(wMis, x, o, 0, 32, true); Gemv(wMis, x, o, 32, Depth, false); }
-                else { Gemv(wMis, x, o, 32, Depth, true); Gemv(wMis, x, o, 0, 32, false); }
-            });
-            Row("floor: GEMV thirds, part order reversed alt.   ", () =>
-            {
-                if ((sweep++ & 1) == 0) { Gemv(w, x, o, 0, 22, true); Gemv(w, x, o, 22, 44, false); Gemv(w, x, o, 44, Depth, false); }
-                else { Gemv(w, x, o, 44, Depth, true); Gemv(w, x, o, 22, 44, false); Gemv(w, x, o, 0, 22, false); }
-            });
-            Row("floor: GEMV fifths, part order reversed alt.   ", () =>
-            {
-                if ((sweep++ & 1) == 0) { Gemv(w, x, o, 0, 13, true); Gemv(w, x, o, 13, 26, false); Gemv(w, x, o, 26, 39, false); Gemv(w, x, o, 39, 52, false); Gemv(w, x, o, 52, Depth, false); }
-                else { Gemv(w, x, o, 52, Depth, true); Gemv(w, x, o, 39, 52, false); Gemv(w, x, o, 26, 39, false); Gemv(w, x, o, 13, 26, false); Gemv(w, x, o, 0, 13, false); }
-            });
+            Row("floor: GEMV halves alternating                 ", () => GemvInParts(w, x, o, halves, (sweep++ & 1) == 1));
+            if (round == 0) Row("floor: GEMV halves alternating, misaligned     ", () => GemvInParts(wMis, x, o, halves, (sweep++ & 1) == 1));
+            Row("floor: GEMV thirds, part order reversed alt.   ", () => GemvInParts(w, x, o, thirds, (sweep++ & 1) == 1));
+            Row("floor: GEMV fifths, part order reversed alt.   ", () => GemvInParts(w, x, o, fifths, (sweep++ & 1) == 1));
             Row("floor: GEMV reversed every other call          ", () =>
             {
-                if ((sweep++ & 1) == 0) Gemv(w, x, o, 0, Depth, true); else GemvReverse(w, x, o);
+                if ((sweep++ & 1) == 0) Gemv(w, x, o, 0, Depth, true); else Gemv<BackToFront>(w, x, o, 0, Depth, true);
             });
             Row("floor: GEMV 32x256 only (32 KB, L1 resident)   ", () => Gemv(w, x, o, 0, 32, true));
-            Row("floor: GEMV front to back + prefetch 1 KB on   ", () => GemvPrefetch(w, x, o));
+            Row("floor: GEMV front to back + prefetch 1 KB on   ", () => Gemv<FrontToBackPrefetch>(w, x, o, 0, Depth, true));
         }
     }
 
@@ -167,14 +153,67 @@ internal static unsafe class StepProbe
         Console.WriteLine($"{name}: median {QuickBenchmarks.Format(r.MedianNanoseconds),10}  cpu {QuickBenchmarks.Format(r.CpuNanoseconds),10}");
     }
 
+    /// <summary>Every way the floor loops read the weights must compute the same product (a double-precision reference).</summary>
+    private static void CheckGemvVariants(float* w, float* x, float* o, int[][] partings)
+    {
+        var reference = new double[Gates];
+        for (int p = 0; p < Depth; p++)
+            for (int g = 0; g < Gates; g++) reference[g] += (double)w[p * Gates + g] * x[p];
+        void Check(string name)
+        {
+            for (int g = 0; g < Gates; g++)
+                if (Math.Abs(o[g] - reference[g]) > 1e-4 * (1 + Math.Abs(reference[g])))
+                    throw new InvalidOperationException($"GEMV variant '{name}' gives o[{g}] = {o[g]}, expected {reference[g]}.");
+        }
+        Gemv(w, x, o, 0, Depth, true); Check("front to back");
+        Gemv<BackToFront>(w, x, o, 0, Depth, true); Check("reversed");
+        Gemv<FrontToBackPrefetch>(w, x, o, 0, Depth, true); Check("prefetch");
+        foreach (var cuts in partings)
+            foreach (bool reversedOrder in (bool[])[false, true])
+            {
+                GemvInParts(w, x, o, cuts, reversedOrder); Check($"{cuts.Length - 1} parts, reversed order {reversedOrder}");
+            }
+    }
+
+    /// <summary>
+    /// The GEMV over the rows of parts <c>cuts[i]..cuts[i+1]</c> of the 65 input rows: parts in order, or in reverse
+    /// order when <paramref name="reversedOrder"/> (each part still read front to back). The first part stores, the
+    /// others accumulate, so the result is the whole product either way; only the order the weights are read in changes.
+    /// </summary>
+    private static void GemvInParts(float* w, float* x, float* o, int[] cuts, bool reversedOrder)
+    {
+        int parts = cuts.Length - 1;
+        for (int i = 0; i < parts; i++)
+        {
+            int part = reversedOrder ? parts - 1 - i : i;
+            Gemv(w, x, o, cuts[part], cuts[part + 1], store: i == 0);
+        }
+    }
+
+    /// <summary>How <see cref="Gemv{TWalk}"/> walks the rows: fixed per instantiation, so the JIT compiles each walk as its own loop with no flags left in it.</summary>
+    private interface IGemvWalk
+    {
+        static abstract bool Reverse { get; }
+        static abstract bool Prefetch { get; }
+    }
+
+    private struct FrontToBack : IGemvWalk { public static bool Reverse => false; public static bool Prefetch => false; }
+    private struct BackToFront : IGemvWalk { public static bool Reverse => true; public static bool Prefetch => false; }
+    /// <summary>Front to back, asking for the row 4 ahead (1 KB on) while working on this one.</summary>
+    private struct FrontToBackPrefetch : IGemvWalk { public static bool Reverse => false; public static bool Prefetch => true; }
+
+    private static void Gemv(float* w, float* x, float* o, int p0, int p1, bool store) => Gemv<FrontToBack>(w, x, o, p0, p1, store);
+
+    /// <summary>o [256] (=|+=) W[p0..p1) [rows x 256]^T x[p0..p1): 16 Vector512 accumulators, one broadcast input per row.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void Gemv(float* w, float* x, float* o, int p0, int p1, bool store)
+    private static void Gemv<TWalk>(float* w, float* x, float* o, int p0, int p1, bool store) where TWalk : struct, IGemvWalk
     {
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
         Vector512<float> a8 = default, a9 = default, a10 = default, a11 = default, a12 = default, a13 = default, a14 = default, a15 = default;
-        float* r = w + p0 * Gates;
-        for (int p = p0; p < p1; p++, r += Gates)
+        float* r = w + (TWalk.Reverse ? p1 - 1 : p0) * Gates;
+        for (int p = TWalk.Reverse ? p1 - 1 : p0; TWalk.Reverse ? p >= p0 : p < p1; p += TWalk.Reverse ? -1 : 1, r += TWalk.Reverse ? -Gates : Gates)
         {
+            if (TWalk.Prefetch) { Sse.Prefetch0(r + 4 * Gates); Sse.Prefetch0(r + 4 * Gates + 16); Sse.Prefetch0(r + 4 * Gates + 32); Sse.Prefetch0(r + 4 * Gates + 48); }
             var s = Vector512.Create(x[p]);
             a0 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r), a0); a1 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 16), a1);
             a2 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 32), a2); a3 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 48), a3);
@@ -189,55 +228,6 @@ internal static unsafe class StepProbe
         Put(a4, o + 64, store); Put(a5, o + 80, store); Put(a6, o + 96, store); Put(a7, o + 112, store);
         Put(a8, o + 128, store); Put(a9, o + 144, store); Put(a10, o + 160, store); Put(a11, o + 176, store);
         Put(a12, o + 192, store); Put(a13, o + 208, store); Put(a14, o + 224, store); Put(a15, o + 240, store);
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void GemvReverse(float* w, float* x, float* o)
-    {
-        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
-        Vector512<float> a8 = default, a9 = default, a10 = default, a11 = default, a12 = default, a13 = default, a14 = default, a15 = default;
-        float* r = w + (Depth - 1) * Gates;
-        for (int p = Depth - 1; p >= 0; p--, r -= Gates)
-        {
-            var s = Vector512.Create(x[p]);
-            a0 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r), a0); a1 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 16), a1);
-            a2 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 32), a2); a3 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 48), a3);
-            a4 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 64), a4); a5 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 80), a5);
-            a6 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 96), a6); a7 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 112), a7);
-            a8 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 128), a8); a9 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 144), a9);
-            a10 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 160), a10); a11 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 176), a11);
-            a12 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 192), a12); a13 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 208), a13);
-            a14 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 224), a14); a15 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 240), a15);
-        }
-        Put(a0, o, true); Put(a1, o + 16, true); Put(a2, o + 32, true); Put(a3, o + 48, true);
-        Put(a4, o + 64, true); Put(a5, o + 80, true); Put(a6, o + 96, true); Put(a7, o + 112, true);
-        Put(a8, o + 128, true); Put(a9, o + 144, true); Put(a10, o + 160, true); Put(a11, o + 176, true);
-        Put(a12, o + 192, true); Put(a13, o + 208, true); Put(a14, o + 224, true); Put(a15, o + 240, true);
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void GemvPrefetch(float* w, float* x, float* o)
-    {
-        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
-        Vector512<float> a8 = default, a9 = default, a10 = default, a11 = default, a12 = default, a13 = default, a14 = default, a15 = default;
-        float* r = w;
-        for (int p = 0; p < Depth; p++, r += Gates)
-        {
-            Sse.Prefetch0(r + 4 * Gates); Sse.Prefetch0(r + 4 * Gates + 16); Sse.Prefetch0(r + 4 * Gates + 32); Sse.Prefetch0(r + 4 * Gates + 48);
-            var s = Vector512.Create(x[p]);
-            a0 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r), a0); a1 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 16), a1);
-            a2 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 32), a2); a3 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 48), a3);
-            a4 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 64), a4); a5 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 80), a5);
-            a6 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 96), a6); a7 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 112), a7);
-            a8 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 128), a8); a9 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 144), a9);
-            a10 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 160), a10); a11 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 176), a11);
-            a12 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 192), a12); a13 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 208), a13);
-            a14 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 224), a14); a15 = Vector512.FusedMultiplyAdd(s, Vector512.Load(r + 240), a15);
-        }
-        Put(a0, o, true); Put(a1, o + 16, true); Put(a2, o + 32, true); Put(a3, o + 48, true);
-        Put(a4, o + 64, true); Put(a5, o + 80, true); Put(a6, o + 96, true); Put(a7, o + 112, true);
-        Put(a8, o + 128, true); Put(a9, o + 144, true); Put(a10, o + 160, true); Put(a11, o + 176, true);
-        Put(a12, o + 192, true); Put(a13, o + 208, true); Put(a14, o + 224, true); Put(a15, o + 240, true);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -298,9 +298,7 @@ internal static class StreamComputation
     /// <summary>Residual models: the head's outputs y [K] are changes from the current target input; make them levels.</summary>
     private static void AddResidualBase(ModelConfig config, ReadOnlySpan<float> input, Span<float> y)
     {
-        if (!config.Residual) return;
-        float last = input[config.TargetIndex];
-        for (int i = 0; i < y.Length; i++) y[i] += last;
+        if (config.Residual) LstmOrleans.Lstm.ResidualHead.ToLevels(input, config.TargetIndex, y);
     }
 
     private static void Denormalize(StreamState s, ModelConfig config, Span<float> y)

@@ -49,30 +49,11 @@ internal static class Binaries
         return info;
     }
 
-    /// <summary>Runs the real client binary to completion.</summary>
+    /// <summary>Runs the real client binary to completion (stdin closed at once).</summary>
     public static async Task<ProcessResult> RunClientAsync(TimeSpan timeout, string workingDirectory, params string[] args)
     {
-        using var process = new Process { StartInfo = Dotnet(ClientDll, args, workingDirectory) };
-        var stdout = new StringBuilder();
-        var stderr = new StringBuilder();
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (stdout) stdout.AppendLine(e.Data); };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (stderr) stderr.AppendLine(e.Data); };
-        process.Start();
-        process.StandardInput.Close();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        using var cts = new CancellationTokenSource(timeout);
-        try
-        {
-            await process.WaitForExitAsync(cts.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"lstmorleans {string.Join(' ', args)} did not finish within {timeout}.\nstdout:\n{stdout}\nstderr:\n{stderr}");
-        }
-        process.WaitForExit(); // drain the async readers
-        return new ProcessResult(process.ExitCode, stdout.ToString(), stderr.ToString());
+        var result = await LstmOrleans.Tests.Shared.ExternalServer.RunToExitAsync(Dotnet(ClientDll, args, workingDirectory), timeout);
+        return new ProcessResult(result.ExitCode, result.Stdout, result.Stderr);
     }
 }
 

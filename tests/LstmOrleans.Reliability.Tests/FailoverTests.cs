@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using LstmOrleans.Abstractions;
+using LstmOrleans.Client.Replay;
 using LstmOrleans.Tests.Shared;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -176,20 +177,12 @@ public sealed class FailoverTests(ITestOutputHelper output) : IAsyncLifetime
         (AttemptTimeout is { } a ? $", client attempt timeout {a.TotalMilliseconds:0} ms" : "") + $", probes {ProbeTimeout.TotalMilliseconds:0} ms x {MissedProbes} missed, 2 votes";
 
     /// <summary>Read-only and idempotent calls made outside the measured load: retried when the short response timeout trips on a loaded machine.</summary>
-    private static async Task<T> RetryAsync<T>(Func<Task<T>> call)
+    private static Task<T> RetryAsync<T>(Func<Task<T>> call) => ReadRetry.ExecuteAsync(call);
+
+    private static readonly RetryPolicy ReadRetry = new()
     {
-        for (int attempt = 1; ; attempt++)
-        {
-            try
-            {
-                return await call();
-            }
-            catch (Exception e) when ((e is TimeoutException or Orleans.Runtime.SiloUnavailableException) && attempt < 20)
-            {
-                await Task.Delay(200);
-            }
-        }
-    }
+        AttemptTimeout = null, MaxRetries = 19, InitialDelay = TimeSpan.FromMilliseconds(200), MaxDelay = TimeSpan.FromMilliseconds(200), Jitter = 0,
+    };
 
     private void Report(string line)
     {

@@ -1,13 +1,14 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using LstmOrleans.Abstractions;
+using LstmOrleans.Client.Replay;
 
 namespace LstmOrleans.Reliability.Tests;
 
 /// <summary>
-/// Replays deterministic observations into many streams at once, each stream in order. A call that fails for any
-/// reason other than a rejection is retried with the SAME observation (same sequence number) until it is
-/// acknowledged, so an ingest that was applied but whose answer was lost comes back as a duplicate, never as a
+/// Replays deterministic observations into many streams at once, each stream in order. A call that fails transiently
+/// (<see cref="RetryPolicy.IsTransient"/>, the policy <c>lstmorleans replay</c> uses) is retried with the SAME
+/// observation (same sequence number) until it is acknowledged, so an ingest that was applied but whose answer was lost comes back as a duplicate, never as a
 /// second step. Every acknowledgement is recorded with its time for the service-gap measurement.
 /// </summary>
 /// <param name="attemptTimeout">
@@ -55,33 +56,32 @@ internal sealed class ReplayLoad(IGrainFactory grains, string modelName, int str
         }
     }
 
+    // The replay command's retry policy, set for a chaos run: resend after 50 ms for as long as the run's budget lasts.
+    private readonly RetryPolicy _retry = new()
+    {
+        AttemptTimeout = attemptTimeout,
+        MaxRetries = int.MaxValue,
+        InitialDelay = TimeSpan.FromMilliseconds(50),
+        MaxDelay = TimeSpan.FromMilliseconds(50),
+        Jitter = 0,
+    };
+
     /// <summary>The first answer, and when the attempt that got it was sent.</summary>
     private async Task<(T Answer, double SentMs)> RetryAsync<T>(int stream, Func<Task<T>> call, TimeSpan giveUpAfter)
     {
-        var started = Stopwatch.StartNew();
         double attemptStartedMs = NowMs;
-        while (true)
+        var answer = await (_retry with { GiveUpAfter = giveUpAfter }).ExecuteAsync(() =>
         {
-            Task<T>? pending = null;
-            try
-            {
-                pending = call();
-                var answer = attemptTimeout is { } limit ? await pending.WaitAsync(limit) : await pending;
-                return (answer, attemptStartedMs);
-            }
-            catch (Exception e) when (e is not ObservationRejectedException && started.Elapsed < giveUpAfter)
-            {
-                // An attempt given up on may still fail later: observe it so its exception is not left unobserved.
-                if (pending is { IsCompleted: false })
-                    _ = pending.ContinueWith(static t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted);
-                // Silo gone, gateway closed, activation moving, response timed out: all safe to resend.
-                Interlocked.Increment(ref _retries);
-                _failures.Enqueue((attemptStartedMs, NowMs, stream, e.GetType().Name));
-                if (Errors.Count < 20) Errors.Enqueue($"{e.GetType().Name}: {e.Message.Split('\n')[0]}");
-                await Task.Delay(50);
-                attemptStartedMs = NowMs;
-            }
-        }
+            attemptStartedMs = NowMs;
+            return call();
+        }, notice =>
+        {
+            // Silo gone, gateway closed, activation moving, response timed out: all safe to resend.
+            Interlocked.Increment(ref _retries);
+            _failures.Enqueue((attemptStartedMs, NowMs, stream, notice.Error.GetType().Name));
+            if (Errors.Count < 20) Errors.Enqueue($"{notice.Error.GetType().Name}: {notice.Error.Message.Split('\n')[0]}");
+        });
+        return (answer, attemptStartedMs);
     }
 
     /// <summary>

@@ -88,46 +88,12 @@ public sealed class SiloProcess : IAsyncDisposable
     {
         if (_process is { HasExited: false }) throw new InvalidOperationException($"{Name} is already running.");
         _process?.Dispose();
-        (_process, _output) = StartProcess(DotnetHost, _arguments, _environment);
-    }
-
-    /// <summary>Like <see cref="ExternalServer.Start"/>, with extra environment variables; stdout and stderr are collected.</summary>
-    public static (Process Process, StringBuilder Output) StartProcess(string fileName, IEnumerable<string> arguments,
-        IReadOnlyDictionary<string, string> environment)
-    {
-        var info = new ProcessStartInfo(fileName) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var argument in arguments) info.ArgumentList.Add(argument);
-        foreach (var (key, value) in environment) info.Environment[key] = value;
-        var output = new StringBuilder();
-        var process = new Process { StartInfo = info };
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
-        process.Start();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return (process, output);
+        (_process, _output) = ExternalServer.Start(DotnetHost, _arguments, _environment);
     }
 
     /// <summary>Runs <c>dotnet lstmorleans.dll ARGS</c> to completion (killed after <paramref name="timeout"/>): exit code and output.</summary>
-    public static async Task<(int ExitCode, string Output)> RunClientAsync(IEnumerable<string> arguments, IReadOnlyDictionary<string, string> environment, TimeSpan timeout)
-    {
-        var (process, output) = StartProcess(DotnetHost, [ClientDll, .. arguments], environment);
-        using (process)
-        {
-            using var cts = new CancellationTokenSource(timeout);
-            try
-            {
-                await process.WaitForExitAsync(cts.Token);
-            }
-            catch (OperationCanceledException)
-            {
-                process.Kill(entireProcessTree: true);
-                throw new TimeoutException($"lstmorleans {string.Join(' ', arguments)} did not finish within {timeout}. Output:\n{output}");
-            }
-            process.WaitForExit(); // drain the output readers
-            lock (output) return (process.ExitCode, output.ToString());
-        }
-    }
+    public static Task<(int ExitCode, string Output)> RunClientAsync(IEnumerable<string> arguments, IReadOnlyDictionary<string, string> environment, TimeSpan timeout) =>
+        ExternalServer.RunToExitAsync(DotnetHost, [ClientDll, .. arguments], timeout, environment);
 
     /// <summary>Waits until GET /readyz answers 200 (the silo joined the cluster).</summary>
     public async Task WaitReadyAsync(TimeSpan timeout)

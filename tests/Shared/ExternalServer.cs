@@ -75,34 +75,82 @@ public static class ExternalServer
 
     public static bool IsRoot => Environment.UserName == "root";
 
-    /// <summary>Starts a process with redirected output; output lines are kept for error messages.</summary>
-    public static (Process Process, StringBuilder Output) Start(string fileName, IEnumerable<string> arguments)
-    {
-        var info = new ProcessStartInfo(fileName)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var argument in arguments)
-        {
-            info.ArgumentList.Add(argument);
-        }
+    /// <summary>Starts a process with redirected output (and extra environment variables); output lines are kept for error messages.</summary>
+    public static (Process Process, StringBuilder Output) Start(string fileName, IEnumerable<string> arguments,
+        IReadOnlyDictionary<string, string>? environment = null) =>
+        Start(StartInfo(fileName, arguments, environment));
 
+    /// <summary>
+    /// Starts <paramref name="info"/> with stdout and stderr redirected: both are kept interleaved in Output, and each
+    /// also in <paramref name="stdout"/> / <paramref name="stderr"/> when given. A redirected stdin is closed at once
+    /// (the process reads end of input).
+    /// </summary>
+    public static (Process Process, StringBuilder Output) Start(ProcessStartInfo info, StringBuilder? stdout = null, StringBuilder? stderr = null)
+    {
+        info.RedirectStandardOutput = true;
+        info.RedirectStandardError = true;
+        info.UseShellExecute = false;
         var output = new StringBuilder();
         var process = new Process { StartInfo = info };
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) { lock (output) { output.AppendLine(e.Data); } } };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) { lock (output) { output.AppendLine(e.Data); } } };
+        process.OutputDataReceived += (_, e) => Append(output, stdout, e.Data);
+        process.ErrorDataReceived += (_, e) => Append(output, stderr, e.Data);
         process.Start();
+        if (info.RedirectStandardInput)
+        {
+            process.StandardInput.Close();
+        }
+
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         return (process, output);
     }
 
-    /// <summary>Runs a process to completion; throws with its output when it fails or overruns.</summary>
-    public static async Task RunAsync(string fileName, IEnumerable<string> arguments, TimeSpan timeout)
+    private static void Append(StringBuilder output, StringBuilder? stream, string? line)
     {
-        var (process, output) = Start(fileName, arguments);
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (output)
+        {
+            output.AppendLine(line);
+            stream?.AppendLine(line);
+        }
+    }
+
+    private static ProcessStartInfo StartInfo(string fileName, IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment)
+    {
+        var info = new ProcessStartInfo(fileName);
+        foreach (var argument in arguments)
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>())
+        {
+            info.Environment[key] = value;
+        }
+
+        return info;
+    }
+
+    /// <summary>
+    /// Runs a process to completion: its exit code and its stdout and stderr interleaved. Killed (with its children) and
+    /// a <see cref="TimeoutException"/> carrying the output so far when it overruns <paramref name="timeout"/>.
+    /// </summary>
+    public static async Task<(int ExitCode, string Output)> RunToExitAsync(string fileName, IEnumerable<string> arguments, TimeSpan timeout,
+        IReadOnlyDictionary<string, string>? environment = null)
+    {
+        var result = await RunToExitAsync(StartInfo(fileName, arguments, environment), timeout);
+        return (result.ExitCode, result.Output);
+    }
+
+    /// <summary>As <see cref="RunToExitAsync(string, IEnumerable{string}, TimeSpan, IReadOnlyDictionary{string, string}?)"/>, for a prepared start info; stdout and stderr also apart.</summary>
+    public static async Task<(int ExitCode, string Output, string Stdout, string Stderr)> RunToExitAsync(ProcessStartInfo info, TimeSpan timeout)
+    {
+        StringBuilder stdout = new(), stderr = new();
+        var (process, output) = Start(info, stdout, stderr);
         using (process)
         {
             using var cts = new CancellationTokenSource(timeout);
@@ -113,13 +161,24 @@ public static class ExternalServer
             catch (OperationCanceledException)
             {
                 process.Kill(entireProcessTree: true);
-                throw new TimeoutException($"'{fileName} {string.Join(' ', process.StartInfo.ArgumentList)}' did not finish within {timeout}. Output:\n{output}");
+                throw new TimeoutException($"'{info.FileName} {string.Join(' ', info.ArgumentList)}' did not finish within {timeout}. Output:\n{output}");
             }
 
-            if (process.ExitCode != 0)
+            process.WaitForExit(); // drain the output readers
+            lock (output)
             {
-                throw new InvalidOperationException($"'{fileName} {string.Join(' ', process.StartInfo.ArgumentList)}' exited with {process.ExitCode}. Output:\n{output}");
+                return (process.ExitCode, output.ToString(), stdout.ToString(), stderr.ToString());
             }
+        }
+    }
+
+    /// <summary>Runs a process to completion; throws with its output when it fails or overruns.</summary>
+    public static async Task RunAsync(string fileName, IEnumerable<string> arguments, TimeSpan timeout)
+    {
+        var (exitCode, output) = await RunToExitAsync(fileName, arguments, timeout);
+        if (exitCode != 0)
+        {
+            throw new InvalidOperationException($"'{fileName} {string.Join(' ', arguments)}' exited with {exitCode}. Output:\n{output}");
         }
     }
 

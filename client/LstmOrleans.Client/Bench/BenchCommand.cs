@@ -38,9 +38,18 @@ internal static class BenchCommand
         var layers = new Option<int>("--layers") { Description = "Model layers L.", DefaultValueFactory = _ => 1 };
         var duration = new Option<double>("--duration", "-d") { Description = "Measured seconds per phase.", DefaultValueFactory = _ => 10 };
         var warmup = new Option<double>("--warmup", "-w") { Description = "Warm-up seconds before each phase (not measured).", DefaultValueFactory = _ => 3 };
-        var rate = new Option<double?>("--rate", "-r")
+        var rate = new Option<string?>("--rate", "-r")
         {
-            Description = "Fixed offered load in observations/s for the ingest phases (latency counted from the scheduled send time). Default: as fast as possible.",
+            Description = "Fixed offered load in observations/s for the measured phases (latency counted from the scheduled send time), or 'half': the same as --rate-fraction 0.5. Default: as fast as possible.",
+        };
+        var rateFraction = new Option<double?>("--rate-fraction")
+        {
+            Description = "Measure each phase closed loop first (its maximum on this silo), then at this fraction (0..1] of that maximum at a fixed rate; both are reported (issue 8's latency target is p99 at 0.5).",
+        };
+        var pacerSend = new Option<string>("--pacer-send")
+        {
+            Description = "Fixed rate: which thread makes each call: pool (default; a thread-pool thread) or pacer (the pacing thread itself, as in session 4; for A/B).",
+            DefaultValueFactory = _ => BenchSettings.PacerSendPool,
         };
         var tests = new Option<string>("--tests", "-t") { Description = "Phases to run: ping,single,batch,batch-rows,reload (batch: the columnar IngestColumns API; batch-rows: the same batches through the row IngestBatch API; reload: deactivate all idle streams, read each back and check it is intact), or scale alone (memory and throughput at --streams vs --scale-base, idle deactivation, bitwise intact reactivation).", DefaultValueFactory = _ => "ping,single,batch" };
         var history = new Option<int?>("--history") { Description = "Override the silo's per-stream history capacity (StreamGrainOptions.HistoryCapacity, default 512)." };
@@ -70,17 +79,24 @@ internal static class BenchCommand
             Description = "Fixed rate: the pacing thread's shortest sleep in microseconds (larger: fewer wake-ups, burstier sends, more send lag).",
             DefaultValueFactory = _ => 100,
         };
+        var clientGen0 = new Option<int>("--client-gen0-mb")
+        {
+            Description = "GC gen0 budget of this (the load generator's) process in MiB, so its own collections rarely pause the calls it times: the bench re-runs itself with DOTNET_GCgen0size set (the silo is not affected). 0: the runtime's default. Ignored when DOTNET_GCgen0size is already set.",
+            DefaultValueFactory = _ => BenchClientGc.DefaultGen0MiB,
+        };
         var json = new Option<bool>("--json") { Description = "Write the results as JSON to stdout (progress goes to stderr)." };
         var verbose = new Option<bool>("--verbose") { Description = "Echo the silo process's log to stderr." };
 
         var command = new Command("bench", "Benchmark: no-op grain call ceiling, then single and batch ingest per store (observations/s, p50/p99/p99.9 latency, silo memory).")
         {
             stores, redis, postgres, cluster, clusterId, serviceId, streams, concurrency, batch, hidden, layers, duration, warmup, rate,
-            tests, history, persistEvery, orleansSerializer, reportEvery, scaleBase, scaleSample, scaleRounds, idle, scaleFault, siloGc, sqliteSynchronous, siloEnv, pacerBurst, json, verbose,
+            rateFraction,
+            tests, history, persistEvery, orleansSerializer, reportEvery, scaleBase, scaleSample, scaleRounds, idle, scaleFault, siloGc, sqliteSynchronous, siloEnv, pacerBurst, pacerSend, clientGen0, json, verbose,
         };
         command.Subcommands.Add(BenchSiloHost.Create());
         command.SetAction((result, ct) => CommandSupport.RunAsync(async () =>
         {
+            var (fixedRate, fraction) = ParseRate(result.GetValue(rate), result.GetValue(rateFraction));
             var settings = new BenchSettings(
                 ParseStores(result.GetValue(stores), result.GetValue(redis), result.GetValue(postgres)),
                 result.GetValue(redis), result.GetValue(postgres), result.GetValue(cluster),
@@ -92,8 +108,8 @@ internal static class BenchCommand
                 Positive(result.GetValue(layers), "--layers", 16),
                 Seconds(result.GetValue(duration), "--duration", allowZero: false),
                 Seconds(result.GetValue(warmup), "--warmup", allowZero: true),
-                result.GetValue(rate) is { } r ? (r > 0 && double.IsFinite(r) ? r : throw new ArgumentException($"--rate must be a positive number; got {r}.")) : null,
-                ParseTests(result.GetValue(tests)!),
+                fixedRate,
+                ParseTests(result.GetValue(tests)!, fraction is not null),
                 result.GetValue(history) is { } h ? Positive(h, "--history", 1_000_000) : null,
                 result.GetValue(persistEvery) is { } p ? Positive(p, "--persist-every", 1_000_000) : null,
                 result.GetValue(orleansSerializer),
@@ -110,7 +126,11 @@ internal static class BenchCommand
                 SiloEnvironment = ParseEnvironment(result.GetValue(siloEnv)),
                 PacerBurstMicroseconds = result.GetValue(pacerBurst) is var burst && double.IsFinite(burst) && burst >= 1 && burst <= 100_000
                     ? burst : throw new ArgumentException($"--pacer-burst-us must be in 1..100000; got {result.GetValue(pacerBurst)}."),
+                RateFraction = fraction,
+                PacerSend = ParsePacerSend(result.GetValue(pacerSend)),
             };
+            int gen0MiB = BenchClientGc.ParseGen0MiB(result.GetValue(clientGen0));
+            if (BenchClientGc.ShouldRunAgain(gen0MiB, Environment.GetEnvironmentVariable)) return await BenchClientGc.RunAgainAsync(gen0MiB, ct);
             bool asJson = result.GetValue(json);
             void Progress(string line)
             {
@@ -189,7 +209,32 @@ internal static class BenchCommand
         return environment;
     }
 
-    private static IReadOnlyList<string> ParseTests(string text)
+    /// <summary>
+    /// --rate and --rate-fraction: a fixed rate (positive observations/s), or a fraction in (0, 1] of each phase's
+    /// closed-loop maximum (--rate-fraction F, or --rate half for 0.5), or neither (closed loop). Not both.
+    /// </summary>
+    internal static (double? Rate, double? Fraction) ParseRate(string? rate, double? fraction)
+    {
+        if (fraction is { } f && !(f > 0 && f <= 1))
+            throw new ArgumentException($"--rate-fraction must be in (0, 1]; got {f.ToString(CultureInfo.InvariantCulture)}.");
+        if (rate is null) return (null, fraction);
+        if (fraction is not null) throw new ArgumentException("--rate and --rate-fraction exclude each other: give a rate in observations/s or a fraction of the maximum.");
+        var text = rate.Trim();
+        if (text.Equals("half", StringComparison.OrdinalIgnoreCase)) return (null, 0.5);
+        if (double.TryParse(text.Replace("_", ""), NumberStyles.Float, CultureInfo.InvariantCulture, out var r) && r > 0 && double.IsFinite(r))
+            return (r, null);
+        throw new ArgumentException($"--rate must be a positive number of observations/s or 'half'; got '{rate}'.");
+    }
+
+    /// <summary>--pacer-send: pool or pacer (any case).</summary>
+    internal static string ParsePacerSend(string? value) => value?.Trim().ToLowerInvariant() switch
+    {
+        null or BenchSettings.PacerSendPool => BenchSettings.PacerSendPool,
+        BenchSettings.PacerSendThread => BenchSettings.PacerSendThread,
+        _ => throw new ArgumentException($"--pacer-send: unknown value '{value}' (pool, pacer)."),
+    };
+
+    internal static IReadOnlyList<string> ParseTests(string text, bool rateFraction = false)
     {
         var tests = Split(text).Select(t => t.ToLowerInvariant()).Distinct().ToList();
         foreach (var t in tests)
@@ -197,6 +242,7 @@ internal static class BenchCommand
                 throw new ArgumentException($"--tests: unknown phase '{t}' (ping, single, batch, batch-rows, reload, scale).");
         if (tests.Count == 0) throw new ArgumentException("--tests names no phase.");
         if (tests.Contains(BenchSettings.Scale) && tests.Count > 1) throw new ArgumentException("--tests scale runs alone (it measures its own ingest phases).");
+        if (tests.Contains(BenchSettings.Scale) && rateFraction) throw new ArgumentException("--rate-fraction (--rate half) does not apply to --tests scale.");
         return tests;
     }
 
@@ -207,4 +253,62 @@ internal static class BenchCommand
         double.IsFinite(value) && (value > 0 || (allowZero && value == 0)) && value <= 86_400
             ? value
             : throw new ArgumentException($"{name} must be {(allowZero ? "0 or more" : "positive")} seconds (at most a day); got {value}.");
+}
+
+/// <summary>
+/// The load generator's GC (--client-gen0-mb). .NET 10 takes a gen0 budget only from the environment variable
+/// DOTNET_GCgen0size (gcconfig.h gives GCgen0size no runtimeconfig name; System.GC.Gen0Size in runtimeconfig.json is
+/// ignored, checked), and it must be set before the process starts; the bench silo is this same executable, so a
+/// runtimeconfig or csproj setting would reach it too. So <c>bench</c> starts itself once more with the variable set
+/// (stdio inherited, exit code passed on), and tells the runner to give the silo the runtime's default back
+/// (<see cref="SiloGen0Override"/>). Why: the client allocates ~1.2 KB per call (almost all Orleans' request/response
+/// objects and the deserialized reply); with the default budget (~6 MB here) that is 7-10 gen0 collections a second,
+/// each a stop-the-world pause charged to every call due meanwhile.
+/// </summary>
+internal static class BenchClientGc
+{
+    public const int DefaultGen0MiB = 64;
+    public const string Gen0Variable = "DOTNET_GCgen0size";
+    /// <summary>Set in the re-run process: its value is what the silo should get for <see cref="Gen0Variable"/>.</summary>
+    public const string MarkerVariable = "LSTMORLEANS_BENCH_CLIENT_GC";
+
+    public static int ParseGen0MiB(int value) =>
+        value is >= 0 and <= 4096 ? value : throw new ArgumentException($"--client-gen0-mb must be in 0..4096; got {value}.");
+
+    /// <summary>Run again with a gen0 budget: asked for, not already set by the user, and not already the re-run.</summary>
+    public static bool ShouldRunAgain(int gen0MiB, Func<string, string?> environment) =>
+        gen0MiB > 0 && string.IsNullOrEmpty(environment(Gen0Variable)) && environment(MarkerVariable) is null;
+
+    /// <summary>DOTNET_GCgen0size's value (hexadecimal bytes, as the runtime reads it) for a budget in MiB.</summary>
+    public static string Gen0Value(int gen0MiB) => "0x" + ((long)gen0MiB << 20).ToString("x");
+
+    /// <summary>
+    /// What the bench silo must get for DOTNET_GCgen0size when this process is the re-run: "0" (the runtime's default),
+    /// so the client's budget does not leak into it; null when this process was not re-run (nothing to undo).
+    /// </summary>
+    public static string? SiloGen0Override(Func<string, string?> environment) =>
+        environment(MarkerVariable) is null ? null : "0";
+
+    public static async Task<int> RunAgainAsync(int gen0MiB, CancellationToken cancellationToken)
+    {
+        var dll = typeof(BenchClientGc).Assembly.Location;
+        var apphost = Path.Combine(Path.GetDirectoryName(dll)!, OperatingSystem.IsWindows() ? "lstmorleans.exe" : "lstmorleans");
+        var info = new System.Diagnostics.ProcessStartInfo(File.Exists(apphost) ? apphost : Environment.ProcessPath ?? "dotnet") { UseShellExecute = false };
+        if (!File.Exists(apphost)) info.ArgumentList.Add(dll);
+        foreach (var arg in Environment.GetCommandLineArgs().Skip(1)) info.ArgumentList.Add(arg);
+        info.Environment[Gen0Variable] = Gen0Value(gen0MiB);
+        info.Environment[MarkerVariable] = "1";
+        using var process = System.Diagnostics.Process.Start(info) ?? throw new InvalidOperationException("Could not start the bench again with a gen0 budget.");
+        try
+        {
+            await process.WaitForExitAsync(cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            // Ctrl+C reached the re-run too (same process group); give it time to stop its silo, then make sure.
+            if (!process.WaitForExit(TimeSpan.FromSeconds(30))) process.Kill(entireProcessTree: true);
+            throw;
+        }
+        return process.ExitCode;
+    }
 }

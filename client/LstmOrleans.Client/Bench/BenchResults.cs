@@ -58,6 +58,20 @@ internal sealed record BenchSettings(
     public IReadOnlyDictionary<string, string>? SiloEnvironment { get; init; }
     /// <summary>Fixed rate: the pacing thread's shortest sleep (<see cref="FixedRatePacer"/>), in microseconds.</summary>
     public double PacerBurstMicroseconds { get; init; } = 100;
+
+    /// <summary>
+    /// --rate-fraction (or --rate half): measure each phase closed loop first, then at this fraction of the maximum it
+    /// reached, at a fixed rate (null: no such pair; <see cref="Rate"/> or closed loop alone).
+    /// </summary>
+    public double? RateFraction { get; init; }
+
+    /// <summary>Fixed rate: which thread makes the calls the pacer issues (<see cref="PacerSendPool"/> or <see cref="PacerSendThread"/>).</summary>
+    public string PacerSend { get; init; } = PacerSendPool;
+
+    /// <summary>The pacer hands each due call to the thread pool (the default; see <see cref="FixedRatePacer"/>).</summary>
+    public const string PacerSendPool = "pool";
+    /// <summary>The pacing thread makes the calls itself (session 4's behaviour; for A/B).</summary>
+    public const string PacerSendThread = "pacer";
 }
 
 /// <summary>Latency percentiles in microseconds.</summary>
@@ -100,11 +114,32 @@ internal sealed record PhaseResult(
     /// </summary>
     public LatencyResult? SendLag { get; init; }
 
+    /// <summary>
+    /// Fixed-rate phases sent on the thread pool: from each (not queued) call's scheduled time to the moment it was
+    /// made: the send lag plus the hand-over to a pool thread, i.e. the client's whole share before Orleans takes it.
+    /// </summary>
+    public LatencyResult? DispatchLag { get; init; }
+
     /// <summary>Fixed-rate phases only: calls that were due while their stream's previous call was still in flight, so they waited behind it (charged to their latency).</summary>
     public long? QueuedBehindStream { get; init; }
 
     /// <summary>Fixed-rate phases only: the most calls ever waiting behind one stream's in-flight call.</summary>
     public int? MaxStreamBacklog { get; init; }
+
+    /// <summary>Fixed-rate phases only: the pacing thread's CPU time as a percentage of one core over the phase.</summary>
+    public double? PacerCpuPercent { get; init; }
+
+    /// <summary>Fixed-rate phases only: how often the pacing thread woke up (per second).</summary>
+    public double? PacerWakeUpsPerSecond { get; init; }
+
+    /// <summary>Fixed-rate phases only: which thread made the calls (pool or pacer; <see cref="BenchSettings.PacerSend"/>).</summary>
+    public string? PacerSend { get; init; }
+
+    /// <summary>--rate-fraction: the fraction of the closed-loop maximum this fixed-rate phase was offered.</summary>
+    public double? RateFraction { get; init; }
+
+    /// <summary>--rate-fraction: the closed-loop maximum (values/s) measured just before, on the same silo, that the rate was derived from.</summary>
+    public double? MaxValuesPerSecond { get; init; }
 
     /// <summary>The silo's garbage collections during the measured run (null with --cluster).</summary>
     public GcCounts? SiloGc { get; init; }
@@ -138,6 +173,9 @@ internal sealed record StoreResult(
 
 internal sealed record MachineInfo(string Cpu, int LogicalCores, string Os, string Runtime, long TotalMemoryBytes, string GcMode)
 {
+    /// <summary>The client (load generator) process's DOTNET_GCgen0size, if any (<see cref="BenchClientGc"/>); null: the runtime's default gen0 budget.</summary>
+    public string? ClientGcGen0Size { get; init; } = Environment.GetEnvironmentVariable(BenchClientGc.Gen0Variable) is { Length: > 0 } v ? v : null;
+
     public static MachineInfo Capture()
     {
         string cpu = RuntimeInformation.ProcessArchitecture.ToString();

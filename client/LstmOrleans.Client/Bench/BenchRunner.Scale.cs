@@ -139,7 +139,7 @@ internal sealed partial class BenchRunner
         Func<int, Task> call, CancellationToken cancellationToken)
     {
         var before = silo is null ? null : await silo.GetStatsAsync(collect: false, cancellationToken);
-        var phase = await MeasureAsync(BenchSettings.Single, store, streams, 1, silo, null, call, cancellationToken);
+        var phase = await MeasureAsync(BenchSettings.Single, store, streams, 1, silo, null, call, cancellationToken, settings.Rate);
         var after = silo is null ? null : await silo.GetStatsAsync(collect: false, cancellationToken);
         var gc = before is null || after is null
             ? new GcCounts(0, 0, 0)

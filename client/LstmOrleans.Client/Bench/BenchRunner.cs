@@ -101,8 +101,9 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
             var pings = new IPingGrain[streams];
             for (int i = 0; i < pings.Length; i++) pings[i] = grains.GetGrain<IPingGrain>($"{prefix}/{i}");
             progress($"{store}: ping (no-op grain call), {streams:N0} grains");
-            ping = await MeasureAsync(BenchSettings.Ping, store, streams, 1, silo, null, i => pings[i].PingAsync(), cancellationToken);
-            phases.Add(ping);
+            var measured = await MeasurePhasesAsync(BenchSettings.Ping, store, streams, 1, silo, null, i => pings[i].PingAsync(), cancellationToken);
+            phases.AddRange(measured);
+            ping = measured[0]; // the closed-loop one when --rate-fraction measured a maximum first
             baseline = ping;
         }
 
@@ -124,7 +125,7 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
         if (settings.Tests.Contains(BenchSettings.Single))
         {
             progress($"{store}: single-observation ingest");
-            phases.Add(await MeasureAsync(BenchSettings.Single, store, streams, 1, silo, baseline, i =>
+            phases.AddRange(await MeasurePhasesAsync(BenchSettings.Single, store, streams, 1, silo, baseline, i =>
             {
                 long seq = ++sequences[i];
                 return refs[i].IngestAsync(new Observation(seq, baseTime.AddSeconds(seq), [Signal(i, seq)]));
@@ -136,7 +137,7 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
             int size = settings.BatchSize;
             bool rows = test == BenchSettings.BatchRows;
             progress($"{store}: batch ingest ({size} per call, {(rows ? "rows: IngestBatch" : "columns: IngestColumns")})");
-            phases.Add(await MeasureAsync(test, store, streams, size, silo, baseline, rows
+            phases.AddRange(await MeasurePhasesAsync(test, store, streams, size, silo, baseline, rows
                 ? i =>
                 {
                     var batch = new Observation[size];
@@ -218,10 +219,41 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
     private static float Signal(int stream, long sequence) =>
         (float)(20 + 5 * Math.Sin(sequence * 0.05 + stream) + 0.5 * Math.Sin(sequence * 0.71 + 3 * stream));
 
-    private async Task<PhaseResult> MeasureAsync(string test, string store, int streams, int batchSize, BenchSiloProcess? silo,
+    /// <summary>
+    /// Measures one phase as asked: closed loop, or at the fixed --rate, or (--rate-fraction) closed loop first and then
+    /// at that fraction of the maximum it just measured, on the same silo and streams (two results, maximum first).
+    /// </summary>
+    private async Task<List<PhaseResult>> MeasurePhasesAsync(string test, string store, int streams, int batchSize, BenchSiloProcess? silo,
         PhaseResult? baseline, Func<int, Task> call, CancellationToken cancellationToken)
     {
-        double? callRate = settings.Rate is { } rate ? rate / batchSize : null;
+        if (settings.RateFraction is not { } fraction)
+            return [await MeasureAsync(test, store, streams, batchSize, silo, baseline, call, cancellationToken, settings.Rate)];
+        progress($"{store}: {test}: closed-loop maximum first, then {fraction:0.###} of it at a fixed rate");
+        var maximum = await MeasureAsync(test, store, streams, batchSize, silo, baseline, call, cancellationToken, offeredValuesPerSecond: null);
+        double rate = FractionOfMaximum(maximum.ValuesPerSecond, fraction, maximum.Errors);
+        var paced = await MeasureAsync(test, store, streams, batchSize, silo, baseline, call, cancellationToken, rate);
+        paced = paced with { RateFraction = fraction, MaxValuesPerSecond = maximum.ValuesPerSecond };
+        progress(FormattableString.Invariant(
+            $"{store}: {test}: at {fraction:0.###} x the maximum ({rate:N0} of {maximum.ValuesPerSecond:N0} values/s): p99 {paced.Latency.P99Us / 1e3:0.00} ms, p99.9 {paced.Latency.P999Us / 1e3:0.00} ms"));
+        return [maximum, paced];
+    }
+
+    /// <summary>
+    /// --rate-fraction: the fixed rate (values/s) for a fraction of a closed-loop maximum. Refuses a maximum that is not a
+    /// positive finite rate (nothing succeeded, so no rate can be derived from it).
+    /// </summary>
+    internal static double FractionOfMaximum(double maxValuesPerSecond, double fraction, long errors = 0)
+    {
+        if (!(fraction > 0) || !double.IsFinite(fraction)) throw new ArgumentOutOfRangeException(nameof(fraction), fraction, "must be a positive fraction");
+        if (!(maxValuesPerSecond > 0) || !double.IsFinite(maxValuesPerSecond))
+            throw new InvalidOperationException($"The closed-loop maximum measured {maxValuesPerSecond} values/s ({errors} errors): no fixed rate can be derived from it.");
+        return maxValuesPerSecond * fraction;
+    }
+
+    private async Task<PhaseResult> MeasureAsync(string test, string store, int streams, int batchSize, BenchSiloProcess? silo,
+        PhaseResult? baseline, Func<int, Task> call, CancellationToken cancellationToken, double? offeredValuesPerSecond)
+    {
+        double? callRate = offeredValuesPerSecond is { } rate ? rate / batchSize : null;
         if (settings.WarmupSeconds > 0)
         {
             if (callRate is { } warmRate) await RunFixedRateAsync(streams, TimeSpan.FromSeconds(settings.WarmupSeconds), warmRate, call, cancellationToken);
@@ -229,6 +261,10 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
         }
 
         var siloBefore = silo is null ? null : await silo.GetStatsAsync(collect: false, cancellationToken);
+        // The client's own garbage from setup and warm-up is collected now, not by a gen1/gen2 collection inside the
+        // measured window, where its pause would be charged to the calls due meanwhile (the silo is not touched).
+        GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
+        GC.WaitForPendingFinalizers();
         var clientBefore = ProcessStats.Capture();
         var clock = Stopwatch.StartNew();
         LatencyHistogram histogram;
@@ -256,7 +292,7 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
         double perValue = Math.Max(1, values);
         double valuesPerSecond = values / seconds;
         double? ratio = baseline is null ? null : valuesPerSecond / baseline.CallsPerSecond;
-        var result = new PhaseResult(test, store, streams, batchSize, Math.Min(settings.Concurrency, streams), settings.Rate,
+        var result = new PhaseResult(test, store, streams, batchSize, Math.Min(settings.Concurrency, streams), offeredValuesPerSecond,
             calls, values, errors, firstError, seconds, calls / seconds, valuesPerSecond, LatencyResult.From(histogram), ratio,
             (clientAfter.CpuSeconds - clientBefore.CpuSeconds) * 1e6 / perValue,
             (clientAfter.AllocatedBytes - clientBefore.AllocatedBytes) / perValue,
@@ -264,26 +300,40 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
             siloBefore is null || siloAfter is null ? null : (siloAfter.AllocatedBytes - siloBefore.AllocatedBytes) / perValue)
         {
             SendLag = paced is null ? null : LatencyResult.From(paced.SendLag),
+            DispatchLag = paced?.DispatchLag is { } dispatched ? LatencyResult.From(dispatched) : null,
             QueuedBehindStream = paced?.Queued,
             MaxStreamBacklog = paced?.MaxBacklog,
+            PacerCpuPercent = paced?.PacerCpuSeconds is { } pacerCpu ? pacerCpu * 100 / seconds : null,
+            PacerWakeUpsPerSecond = paced is null ? null : paced.PacerWakeUps / seconds,
+            PacerSend = paced is null ? null : settings.PacerSend,
             SiloGc = siloBefore is null || siloAfter is null ? null : GcDelta(siloBefore, siloAfter),
             SiloGcPauseMs = siloBefore is null || siloAfter is null ? null : (siloAfter.GcPauseSeconds - siloBefore.GcPauseSeconds) * 1e3,
             ClientGc = GcDelta(clientBefore, clientAfter),
             ClientGcPauseMs = (clientAfter.GcPauseSeconds - clientBefore.GcPauseSeconds) * 1e3,
         };
         progress($"{store}: {test}: {valuesPerSecond:N0} values/s, p50 {result.Latency.P50Us:N0} us, p99 {result.Latency.P99Us:N0} us" +
-            (result.SendLag is { } lag ? $" (client send lag p50 {lag.P50Us:N0} us, p99 {lag.P99Us:N0} us, max {lag.MaxUs:N0} us; {paced!.Queued:N0} calls queued behind their stream, backlog max {paced.MaxBacklog})" : "") +
+            (result.SendLag is { } lag ? $" (client send lag p50 {lag.P50Us:N0} us, p99 {lag.P99Us:N0} us, max {lag.MaxUs:N0} us" +
+                (result.DispatchLag is { } d ? $"; made p50 {d.P50Us:N0} us, p99 {d.P99Us:N0} us after due" : "") + $"; {paced!.Queued:N0} calls queued behind their stream, backlog max {paced.MaxBacklog})" : "") +
             (errors > 0 ? $", {errors} errors ({firstError})" : ""));
         return result;
     }
 
     /// <summary>The bench silo process's extra environment: the --silo-gc mode's variables, then --silo-env's.</summary>
-    internal static IReadOnlyDictionary<string, string>? SiloEnvironment(BenchSettings settings)
+    internal static IReadOnlyDictionary<string, string>? SiloEnvironment(BenchSettings settings) =>
+        SiloEnvironment(settings, Environment.GetEnvironmentVariable);
+
+    /// <summary>
+    /// The same, given this process's environment: when the bench re-ran itself with a client gen0 budget
+    /// (<see cref="BenchClientGc"/>), the silo gets the runtime's default gen0 back unless --silo-gc/--silo-env set one.
+    /// </summary>
+    internal static IReadOnlyDictionary<string, string>? SiloEnvironment(BenchSettings settings, Func<string, string?> clientEnvironment)
     {
         var gc = SiloGcEnvironment(settings.SiloGc);
-        if (settings.SiloEnvironment is not { Count: > 0 } extra) return gc;
+        var gen0 = BenchClientGc.SiloGen0Override(clientEnvironment);
+        if (settings.SiloEnvironment is not { Count: > 0 } && gen0 is null) return gc;
         var environment = new Dictionary<string, string>(gc ?? new Dictionary<string, string>());
-        foreach (var (name, value) in extra) environment[name] = value;
+        if (gen0 is not null) environment[BenchClientGc.Gen0Variable] = gen0;
+        foreach (var (name, value) in settings.SiloEnvironment ?? new Dictionary<string, string>()) environment[name] = value;
         return environment;
     }
 
@@ -370,7 +420,8 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
         long start = Stopwatch.GetTimestamp() + Stopwatch.Frequency / 1000;
         long end = start + (long)(duration.TotalSeconds * Stopwatch.Frequency);
         var pacer = new FixedRatePacer(streams, callsPerSecond, start, end, call, Stopwatch.GetTimestamp, Stopwatch.Frequency,
-            interval is null ? null : interval.Record, interval is null ? null : interval.RecordError, cancellationToken);
+            interval is null ? null : interval.Record, interval is null ? null : interval.RecordError, cancellationToken,
+            sendOnThreadPool: settings.PacerSend == BenchSettings.PacerSendPool);
         pacer.Start((long)(settings.PacerBurstMicroseconds * Stopwatch.Frequency / 1e6));
         var reporting = interval?.RunAsync(pacer.Completion);
         await pacer.Completion;

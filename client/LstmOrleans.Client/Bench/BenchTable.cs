@@ -10,29 +10,37 @@ internal static class BenchTable
         var s = report.Settings;
         AnsiConsole.MarkupLine($"[bold]lstmorleans bench[/] {report.Date:u}  {Markup.Escape(report.Machine.Cpu)}, {report.Machine.LogicalCores} cores, {report.Machine.TotalMemoryBytes / (1 << 30)} GiB, {Markup.Escape(report.Machine.Runtime)}");
         AnsiConsole.MarkupLine($"silo: {Markup.Escape(report.SiloMode)}; model H={s.Hidden} L={s.Layers}; concurrency {s.Concurrency}; batch {s.BatchSize}; {s.DurationSeconds:0.#} s measured after {s.WarmupSeconds:0.#} s warm-up" +
-            (s.Rate is { } r ? $"; fixed rate {r:N0} obs/s" : "; max rate"));
+            (s.Rate is { } r ? $"; fixed rate {r:N0} obs/s" : s.RateFraction is { } f ? $"; each phase at max rate, then at {f:0.###} x that max" : "; max rate"));
 
         var table = new Table().Border(TableBorder.Rounded);
-        foreach (var column in new[] { "store", "streams", "test", "values/s", "calls/s", "x ping", "p50 us", "p99 us", "p99.9 us", "max us", "errors", "silo CPU us/value", "silo alloc B/value" })
+        foreach (var column in new[] { "store", "streams", "test", "offered/s", "values/s", "calls/s", "x ping", "p50 us", "p99 us", "p99.9 us", "max us", "errors", "silo CPU us/value", "silo alloc B/value", "client CPU us/value", "client GCs 0/1/2" })
             table.AddColumn(new TableColumn(column).RightAligned());
         foreach (var store in report.Results)
         {
             if (store.Skipped is not null)
             {
-                table.AddRow(Markup.Escape(store.Store), store.Streams.ToString("N0"), "[yellow]skipped[/]", "", "", "", "", "", "", "", "", "", "");
+                table.AddRow(Markup.Escape(store.Store), store.Streams.ToString("N0"), "[yellow]skipped[/]", "", "", "", "", "", "", "", "", "", "", "", "", "");
                 continue;
             }
             foreach (var p in store.Phases)
                 table.AddRow(
                     Markup.Escape(p.Store), p.Streams.ToString("N0"), p.BatchSize == 1 ? p.Test : $"{p.Test} x{p.BatchSize}",
+                    p.TargetValuesPerSecond is { } offered ? (p.RateFraction is { } fraction ? $"{offered:N0} ({fraction:0.###} x max)" : offered.ToString("N0")) : "max",
                     p.ValuesPerSecond.ToString("N0"), p.CallsPerSecond.ToString("N0"),
                     p.RatioToBaseline is { } ratio ? ratio.ToString("0.00") : "-",
                     p.Latency.P50Us.ToString("N0"), p.Latency.P99Us.ToString("N0"), p.Latency.P999Us.ToString("N0"), p.Latency.MaxUs.ToString("N0"),
                     p.Errors == 0 ? "0" : $"[red]{p.Errors}[/]",
                     p.SiloCpuUsPerValue is { } cpu ? cpu.ToString("0.0") : "-",
-                    p.SiloAllocatedBytesPerValue is { } alloc ? alloc.ToString("N0") : "-");
+                    p.SiloAllocatedBytesPerValue is { } alloc ? alloc.ToString("N0") : "-",
+                    p.ClientCpuUsPerValue.ToString("0.0"),
+                    p.ClientGc is { } gc ? $"{gc.Gen0}/{gc.Gen1}/{gc.Gen2}" : "-");
         }
         AnsiConsole.Write(table);
+        foreach (var p in report.Results.SelectMany(r => r.Phases).Where(p => p.SendLag is not null))
+            AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant(
+                $"{p.Store} {p.Test} at {p.TargetValuesPerSecond:N0}/s: client send lag p50 {p.SendLag!.P50Us:N0} us, p99 {p.SendLag.P99Us:N0} us, max {p.SendLag.MaxUs:N0} us{(p.DispatchLag is { } d ? $"; calls made p50 {d.P50Us:N0} us, p99 {d.P99Us:N0} us after due" : "")}; {p.QueuedBehindStream:N0} calls queued behind their stream (backlog max {p.MaxStreamBacklog}); pacer thread {p.PacerCpuPercent:0.0} % CPU, {p.PacerWakeUpsPerSecond:N0} wake-ups/s; client GC pauses {p.ClientGcPauseMs:N0} ms")));
+        foreach (var p in report.Results.SelectMany(r => r.Phases).Where(p => p.RateFraction is not null))
+            AnsiConsole.MarkupLine(HalfMaximumVerdict(p));
 
         var memory = new Table().Border(TableBorder.Rounded).Title("silo process memory (after a full GC)");
         foreach (var column in new[] { "store", "streams", "activation/s", "RSS idle MiB", "RSS active MiB", "RSS end MiB", "RSS collected MiB", "peak RSS MiB", "RSS B/stream", "managed B/stream" })
@@ -51,6 +59,22 @@ internal static class BenchTable
         foreach (var p in report.Results.SelectMany(r => r.Phases).Where(p => p.FirstError is not null))
             AnsiConsole.MarkupLine($"[red]{Markup.Escape(p.Store)} {p.Test}: {p.Errors} errors, first: {Markup.Escape(p.FirstError!)}[/]");
     }
+
+    /// <summary>
+    /// The --rate-fraction line: p99 and p99.9 at that fraction of the maximum, and at 0.5 issue 8's verdict
+    /// (p99 at most 2 ms at half the maximum rate).
+    /// </summary>
+    internal static string HalfMaximumVerdict(PhaseResult p)
+    {
+        var line = Markup.Escape(FormattableString.Invariant(
+            $"{p.Store} {p.Test}: at {p.RateFraction:0.###} x the closed-loop maximum ({p.TargetValuesPerSecond:N0} of {p.MaxValuesPerSecond:N0} values/s): p99 {p.Latency.P99Us / 1e3:0.00} ms, p99.9 {p.Latency.P999Us / 1e3:0.00} ms"));
+        if (p.RateFraction != 0.5) return line;
+        bool met = p.Latency.P99Us <= HalfMaximumP99TargetUs && p.Errors == 0;
+        return line + $"; issue 8 target p99 <= 2 ms: {(met ? "[green]met[/]" : "[red]not met[/]")}";
+    }
+
+    /// <summary>Issue 8: p99 latency at half the maximum rate at most 2 ms.</summary>
+    public const double HalfMaximumP99TargetUs = 2000;
 
     private static string Mib(long? bytes) => bytes is { } b ? (b / 1048576.0).ToString("N0") : "-";
 }

@@ -15,7 +15,22 @@ namespace LstmOrleans.Client.Bench;
 /// (<see cref="PacerResult.Queued"/>, <see cref="PacerResult.MaxBacklog"/>). Every call's latency counts from its
 /// scheduled time, so a queued call is charged its wait behind its own stream and a late pacer is charged too (no
 /// coordinated omission). <see cref="PacerResult.SendLag"/> is how late the pacer itself reached each call (its own lag,
-/// not the silo's); a queued call's extra wait is in its latency, not in its send lag.
+/// not the silo's); a queued call's extra wait is in its latency, not in its send lag. <see cref="PacerResult.DispatchLag"/>
+/// is how late each call that did not queue was actually made (send lag plus, on the thread pool, the hand-over): the
+/// client's whole share of such a call's latency before Orleans takes it.
+/// </para>
+/// <para>
+/// Sending on the thread pool (<c>sendOnThreadPool</c>, what the bench does): the pacing thread only hands each due
+/// stream to the pool, and the call is made there. Orleans' client keeps its per-call objects in pools that are
+/// per thread and unbounded (<c>ConcurrentObjectPool</c>: a <c>ThreadLocal&lt;Stack&lt;T&gt;&gt;</c>); a call taken from
+/// the pacing thread's pool is returned to the pool of the thread that completes it, so calls made on the pacing thread
+/// pile completed objects up in the pool threads' stacks for good: they survive into gen1 and gen2, grow the stacks into
+/// the large-object heap and make the load generator's own gen1/gen2 pauses part of the measured latency. Made on pool
+/// threads, the calls take and return those objects on the same few threads.
+/// </para>
+/// <para>
+/// Per stream, one reusable slot is the work item, the call's continuation and its queue: a call costs the bench no
+/// allocation of its own beyond what the call itself allocates (no async state machine, no closure, no work item).
 /// </para>
 /// The clock is injectable (<c>now</c>, <c>ticksPerSecond</c>) so tests drive <see cref="IssueDue"/> without real time.
 /// </summary>
@@ -33,6 +48,7 @@ internal sealed class FixedRatePacer
     private readonly double _nanosPerTick;
     private readonly long _start;
     private readonly long _end;
+    private readonly bool _sendOnThreadPool;
     private readonly StreamSlot[] _slots;
     private readonly Stripe[] _stripes;
     private readonly LatencyHistogram _sendLag = new();   // written by the pacing thread only
@@ -49,6 +65,8 @@ internal sealed class FixedRatePacer
     private string? _firstError;
     private volatile bool _stopped;
     private int _finished;
+    private long _wakeUps;
+    private double _pacerCpuSeconds = double.NaN;
 
     /// <param name="streams">Streams called round-robin (call n goes to stream n mod streams).</param>
     /// <param name="callsPerSecond">Offered load.</param>
@@ -59,8 +77,10 @@ internal sealed class FixedRatePacer
     /// <param name="ticksPerSecond">The clock's frequency.</param>
     /// <param name="onLatency">Also receives every successful call's latency in ns (any thread; for interval reports).</param>
     /// <param name="onError">Also told of every failed call.</param>
+    /// <param name="sendOnThreadPool">Make each call on a thread-pool thread instead of on the thread that runs
+    /// <see cref="IssueDue"/> (see the type's remarks); false makes a due call before <see cref="IssueDue"/> returns.</param>
     public FixedRatePacer(int streams, double callsPerSecond, long start, long end, Func<int, Task> call, Func<long> now, long ticksPerSecond,
-        Action<long>? onLatency = null, Action? onError = null, CancellationToken cancellationToken = default)
+        Action<long>? onLatency = null, Action? onError = null, CancellationToken cancellationToken = default, bool sendOnThreadPool = false)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(streams, 1);
         if (!(callsPerSecond > 0) || !double.IsFinite(callsPerSecond)) throw new ArgumentOutOfRangeException(nameof(callsPerSecond), callsPerSecond, "must be a positive rate");
@@ -71,8 +91,9 @@ internal sealed class FixedRatePacer
         _nanosPerTick = 1e9 / ticksPerSecond;
         _start = start;
         _end = end;
+        _sendOnThreadPool = sendOnThreadPool;
         _slots = new StreamSlot[streams];
-        for (int i = 0; i < streams; i++) _slots[i] = new StreamSlot();
+        for (int i = 0; i < streams; i++) _slots[i] = new StreamSlot(this, i);
         // Completions record on thread-pool threads: one lock-guarded histogram per stripe of streams keeps contention low.
         _stripes = new Stripe[Math.Min(streams, 16)];
         for (int i = 0; i < _stripes.Length; i++) _stripes[i] = new Stripe();
@@ -116,8 +137,10 @@ internal sealed class FixedRatePacer
                     continue;
                 }
                 slot.Busy = true;
+                slot.Scheduled = scheduled;
             }
-            _ = RunStreamAsync(stream, scheduled);
+            if (_sendOnThreadPool) ThreadPool.UnsafeQueueUserWorkItem(slot, preferLocal: false);
+            else slot.Send();
         }
     }
 
@@ -135,17 +158,21 @@ internal sealed class FixedRatePacer
     {
         var thread = new Thread(() =>
         {
+            double cpuAtStart = ThreadCpu.Seconds();
             try
             {
                 PreciseSleep.TightenThisThread();
                 long sleepCap = Stopwatch.Frequency / 20; // wake at least every 50 ms to notice cancellation
+                long wakeUps = 0;
                 while (true)
                 {
                     long due = IssueDue();
                     if (due == long.MaxValue) break;
                     long now = Stopwatch.GetTimestamp();
                     PreciseSleep.Until(Math.Min(Math.Max(due, now + burstTicks), now + sleepCap));
+                    wakeUps++;
                 }
+                _wakeUps = wakeUps;
             }
             catch (Exception ex)
             {
@@ -153,6 +180,7 @@ internal sealed class FixedRatePacer
             }
             finally
             {
+                _pacerCpuSeconds = ThreadCpu.Seconds() - cpuAtStart;
                 Finish();
             }
         })
@@ -167,53 +195,65 @@ internal sealed class FixedRatePacer
     public PacerResult Result()
     {
         var latency = new LatencyHistogram();
+        var dispatchLag = new LatencyHistogram();
         foreach (var stripe in _stripes)
-            lock (stripe) latency.Add(stripe.Latency);
+            lock (stripe)
+            {
+                latency.Add(stripe.Latency);
+                dispatchLag.Add(stripe.DispatchLag);
+            }
         return new PacerResult(latency, _sendLag, _next, Interlocked.Read(ref _queued), Volatile.Read(ref _maxBacklog),
-            Interlocked.Read(ref _errors), _firstError);
+            Interlocked.Read(ref _errors), _firstError)
+        {
+            PacerCpuSeconds = double.IsFinite(_pacerCpuSeconds) ? _pacerCpuSeconds : null,
+            PacerWakeUps = _wakeUps,
+            DispatchLag = _sendOnThreadPool ? dispatchLag : null,
+        };
     }
 
-    /// <summary>One stream's calls, one at a time: this call, then each call queued behind it meanwhile, in order.</summary>
-    private async Task RunStreamAsync(int stream, long scheduled)
+    /// <summary>
+    /// Records a finished call (its latency from <paramref name="scheduled"/>, or its error) and, under the slot's lock,
+    /// takes the next call queued behind it. Returns whether there is one (its scheduled time in the slot).
+    /// </summary>
+    private bool Finished(StreamSlot slot, Task task, long scheduled)
     {
-        var slot = _slots[stream];
-        while (true)
+        if (task.IsCompletedSuccessfully)
         {
-            try
+            long latency = (long)((_now() - scheduled) * _nanosPerTick);
+            var stripe = _stripes[slot.Stream % _stripes.Length];
+            lock (stripe) stripe.Latency.Record(latency);
+            _onLatency?.Invoke(latency);
+        }
+        else
+        {
+            var ex = task.Exception?.InnerException ?? new TaskCanceledException(task);
+            if (ex is OperationCanceledException && _cancellationToken.IsCancellationRequested)
             {
-                await _call(stream);
-                long latency = (long)((_now() - scheduled) * _nanosPerTick);
-                var stripe = _stripes[stream % _stripes.Length];
-                lock (stripe) stripe.Latency.Record(latency);
-                _onLatency?.Invoke(latency);
+                _stopped = true;
             }
-            catch (Exception ex) when (!(ex is OperationCanceledException && _cancellationToken.IsCancellationRequested))
+            else
             {
                 _onError?.Invoke();
                 if (Interlocked.Increment(ref _errors) == 1) _firstError = $"{ex.GetType().Name}: {ex.Message}";
                 if (Interlocked.Read(ref _errors) > MaxErrors) _stopped = true;
             }
-            catch (OperationCanceledException)
-            {
-                _stopped = true;
-            }
-            int dropped = 0;
-            bool more;
-            lock (slot)
-            {
-                if ((_stopped || _cancellationToken.IsCancellationRequested) && slot.Backlog is { Count: > 0 } abandoned)
-                {
-                    dropped = abandoned.Count;
-                    abandoned.Clear();
-                }
-                more = slot.Backlog is { Count: > 0 } backlog;
-                if (more) scheduled = slot.Backlog!.Dequeue();
-                else slot.Busy = false;
-            }
-            for (int i = 0; i < dropped; i++) Release();
-            Release();
-            if (!more) return;
         }
+        int dropped = 0;
+        bool more;
+        lock (slot)
+        {
+            if ((_stopped || _cancellationToken.IsCancellationRequested) && slot.Backlog is { Count: > 0 } abandoned)
+            {
+                dropped = abandoned.Count;
+                abandoned.Clear();
+            }
+            more = slot.Backlog is { Count: > 0 } backlog;
+            if (more) slot.Scheduled = slot.Backlog!.Dequeue();
+            else slot.Busy = false;
+        }
+        for (int i = 0; i < dropped; i++) Release();
+        Release();
+        return more;
     }
 
     private void Release()
@@ -221,15 +261,74 @@ internal sealed class FixedRatePacer
         if (Interlocked.Decrement(ref _outstanding) == 0) _drained.TrySetResult();
     }
 
-    private sealed class StreamSlot
+    /// <summary>
+    /// One stream: busy flag and backlog (under its lock), the scheduled time of its call in flight, and the call loop
+    /// itself. It is its own thread-pool work item and its own continuation, both reused for every call.
+    /// </summary>
+    private sealed class StreamSlot : IThreadPoolWorkItem
     {
+        private readonly FixedRatePacer _pacer;
+        private readonly Action _onCompleted;
+        private Task? _inFlight;
+
+        public StreamSlot(FixedRatePacer pacer, int stream)
+        {
+            _pacer = pacer;
+            Stream = stream;
+            _onCompleted = OnCompleted;
+        }
+
+        public int Stream { get; }
         public bool Busy;
+        public long Scheduled;       // the scheduled time of the call being made (set before Send, read by its completion)
         public Queue<long>? Backlog; // scheduled times of this stream's calls due while it was busy, oldest first
+
+        public void Execute()
+        {
+            // The hand-over's delay (pacer lag + thread pool) for a call that did not queue behind its stream.
+            long lag = (long)((_pacer._now() - Scheduled) * _pacer._nanosPerTick);
+            var stripe = _pacer._stripes[Stream % _pacer._stripes.Length];
+            lock (stripe) stripe.DispatchLag.Record(lag);
+            Send();
+        }
+
+        /// <summary>Makes this stream's call, then each call queued behind it, one at a time.</summary>
+        public void Send()
+        {
+            while (true)
+            {
+                long scheduled = Scheduled;
+                Task task;
+                try
+                {
+                    task = _pacer._call(Stream);
+                }
+                catch (Exception ex)
+                {
+                    task = Task.FromException(ex);
+                }
+                if (!task.IsCompleted)
+                {
+                    _inFlight = task;
+                    task.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(_onCompleted);
+                    return;
+                }
+                if (!_pacer.Finished(this, task, scheduled)) return;
+            }
+        }
+
+        private void OnCompleted()
+        {
+            var task = _inFlight!;
+            _inFlight = null;
+            if (_pacer.Finished(this, task, Scheduled)) Send();
+        }
     }
 
     private sealed class Stripe
     {
         public readonly LatencyHistogram Latency = new();
+        public readonly LatencyHistogram DispatchLag = new();
     }
 }
 
@@ -238,7 +337,42 @@ internal sealed class FixedRatePacer
 /// <paramref name="Queued"/> those that had to wait for their own stream's previous call; <paramref name="MaxBacklog"/>
 /// the most calls ever waiting behind one stream.
 /// </summary>
-internal sealed record PacerResult(LatencyHistogram Latency, LatencyHistogram SendLag, long Calls, long Queued, int MaxBacklog, long Errors, string? FirstError);
+internal sealed record PacerResult(LatencyHistogram Latency, LatencyHistogram SendLag, long Calls, long Queued, int MaxBacklog, long Errors, string? FirstError)
+{
+    /// <summary>CPU time of the pacing thread over its whole run (null when it did not run on its own thread, or the OS cannot tell).</summary>
+    public double? PacerCpuSeconds { get; init; }
+
+    /// <summary>How many times the pacing thread slept and woke up.</summary>
+    public long PacerWakeUps { get; init; }
+
+    /// <summary>
+    /// Sending on the thread pool: for each call that did not queue behind its stream, from its scheduled time to the
+    /// moment a pool thread made it (null when the pacing thread made the calls itself: then it equals the send lag).
+    /// </summary>
+    public LatencyHistogram? DispatchLag { get; init; }
+}
+
+/// <summary>The calling thread's CPU time (Linux: clock_gettime(CLOCK_THREAD_CPUTIME_ID)); NaN elsewhere.</summary>
+internal static partial class ThreadCpu
+{
+    private const int ClockThreadCpuTimeId = 3;
+
+    public static double Seconds()
+    {
+        if (!OperatingSystem.IsLinux()) return double.NaN;
+        return clock_gettime(ClockThreadCpuTimeId, out var time) == 0 ? time.Seconds + time.Nanoseconds * 1e-9 : double.NaN;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct Timespec
+    {
+        public long Seconds;
+        public long Nanoseconds;
+    }
+
+    [LibraryImport("libc")]
+    private static partial int clock_gettime(int clockId, out Timespec time);
+}
 
 /// <summary>Sleeps until a Stopwatch timestamp with sub-millisecond precision (nanosleep on Linux; Thread.Sleep's 1 ms elsewhere).</summary>
 internal static partial class PreciseSleep

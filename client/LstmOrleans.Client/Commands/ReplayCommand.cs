@@ -20,27 +20,61 @@ internal static class ReplayCommand
         var model = new Option<string?>("--model") { Description = "Bind the streams to this model first (default: the streams' current or default model)." };
         var reset = new Option<bool>("--reset") { Description = "Reset the streams first so the replay starts from a clean state." };
         var output = new Option<string?>("--out") { Description = "Write every scored forecast to this CSV (for `plot`)." };
+        var attemptTimeout = new Option<double>("--attempt-timeout")
+        {
+            Description = "Seconds before a call is given up on and sent again (0 = wait for the cluster's response timeout).",
+            DefaultValueFactory = _ => RetryPolicy.Default.AttemptTimeout!.Value.TotalSeconds,
+        };
+        var retries = new Option<int>("--retries")
+        {
+            Description = "Times a call that failed transiently (timeout, silo or gateway gone) is sent again before the replay stops; " +
+                "a rejected observation is never retried. Safe: a retried observation that was applied comes back as a duplicate.",
+            DefaultValueFactory = _ => RetryPolicy.Default.MaxRetries,
+        };
+        var retryDelay = new Option<double>("--retry-delay")
+        {
+            Description = "Seconds before the first retry; doubles on each further retry (with +-20 % jitter) up to --retry-max-delay.",
+            DefaultValueFactory = _ => RetryPolicy.Default.InitialDelay.TotalSeconds,
+        };
+        var retryMaxDelay = new Option<double>("--retry-max-delay")
+        {
+            Description = "Longest wait between two retries, in seconds.",
+            DefaultValueFactory = _ => RetryPolicy.Default.MaxDelay.TotalSeconds,
+        };
         copies.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 10_000) r.AddError("--copies must be in 1..10000."); });
         rate.Validators.Add(r => { if (r.GetValueOrDefault<double>() < 0) r.AddError("--rate must not be negative."); });
         batch.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 100_000) r.AddError("--batch must be in 1..100000."); });
         rows.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 0) r.AddError("--rows must not be negative."); });
+        attemptTimeout.Validators.Add(r => { if (r.GetValueOrDefault<double>() is < 0 or > 3600 or double.NaN) r.AddError("--attempt-timeout must be in 0..3600 seconds."); });
+        retries.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 0 or > 1000) r.AddError("--retries must be in 0..1000."); });
+        retryDelay.Validators.Add(r => { if (r.GetValueOrDefault<double>() is < 0 or > 600 or double.NaN) r.AddError("--retry-delay must be in 0..600 seconds."); });
+        retryMaxDelay.Validators.Add(r => { if (r.GetValueOrDefault<double>() is < 0 or > 600 or double.NaN) r.AddError("--retry-max-delay must be in 0..600 seconds."); });
         var command = new Command("replay", "Replay recorded series as live streams; print model vs persistence error.")
         {
-            source, prefix, copies, rate, batch, rows, model, reset, output,
+            source, prefix, copies, rate, batch, rows, model, reset, output, attemptTimeout, retries, retryDelay, retryMaxDelay,
         };
         cluster.AddTo(command);
         command.SetAction((result, ct) => CommandSupport.RunAsync(async () =>
         {
+            var retry = RetryPolicy.Default with
+            {
+                AttemptTimeout = result.GetValue(attemptTimeout) is > 0 and var limit ? TimeSpan.FromSeconds(limit) : null,
+                MaxRetries = result.GetValue(retries),
+                InitialDelay = TimeSpan.FromSeconds(result.GetValue(retryDelay)),
+                MaxDelay = TimeSpan.FromSeconds(result.GetValue(retryMaxDelay)),
+            };
+            retry.Validated();
             var maxRows = result.GetValue(rows) is > 0 and var r ? r : int.MaxValue;
             var series = SeriesFile.LoadAll(result.GetValue(source)!, maxRows);
             var streams = Build(series, result.GetValue(prefix)!, result.GetValue(copies));
             return await CommandSupport.WithClusterAsync(cluster, result, ct, async connection =>
             {
-                await PrepareAsync(connection.Grains, streams, result.GetValue(model), result.GetValue(reset));
+                await PrepareAsync(connection.Grains, streams, result.GetValue(model), result.GetValue(reset), retry);
                 var outPath = result.GetValue(output);
                 await ReplayProgress.RunAsync(connection.Grains, streams, 0, int.MaxValue, result.GetValue(batch), result.GetValue(rate),
-                    evaluate: true, keepRows: outPath is not null, "replay", ct);
+                    evaluate: true, keepRows: outPath is not null, "replay", ct, retry);
                 ReplayProgress.PrintSummary(streams, $"One-step forecasts on {connection.Description}");
+                Console.WriteLine(Counts(streams));
                 if (outPath is not null)
                 {
                     await Replayer.WritePredictionsCsvAsync(outPath, streams);
@@ -64,15 +98,29 @@ internal static class ReplayCommand
         return streams;
     }
 
-    public static async Task PrepareAsync(IGrainFactory grains, IReadOnlyList<ReplayStream> streams, string? model, bool reset)
+    /// <summary>
+    /// Binds and resets the streams first; both are safe to repeat, so they go through the same retry policy (a reset
+    /// repeated before any observation is sent leaves the same empty stream).
+    /// </summary>
+    public static async Task PrepareAsync(IGrainFactory grains, IReadOnlyList<ReplayStream> streams, string? model, bool reset, RetryPolicy? retry = null)
     {
+        retry ??= RetryPolicy.None;
         await Task.WhenAll(streams.Select(async s =>
         {
             var grain = grains.GetGrain<IStreamGrain>(s.StreamId);
-            if (model is not null) await grain.BindAsync(model);
-            if (reset) await grain.ResetAsync();
+            if (model is not null) await retry.ExecuteAsync(() => grain.BindAsync(model));
+            if (reset) await retry.ExecuteAsync(async () => { await grain.ResetAsync(); return true; });
         }));
     }
+
+    /// <summary>
+    /// What the replay did to the streams, honestly counted: observations applied by its calls, observations answered
+    /// as duplicates (applied before: by an attempt whose answer was lost and that was then retried, or by an earlier
+    /// run; never stepped twice), and calls sent again after a transient failure.
+    /// </summary>
+    public static string Counts(IReadOnlyList<ReplayStream> streams) =>
+        $"observations: {streams.Sum(s => s.Accepted)} applied, {streams.Sum(s => s.Duplicates)} duplicates (already applied, not stepped again), " +
+        $"{streams.Sum(s => s.Retries)} calls retried";
 }
 
 /// <summary>plot PREDICTIONS.csv: draws actual vs forecast with the interval, one panel per stream.</summary>

@@ -174,7 +174,8 @@ internal static class EvaluationDiagnostics
             x[0] = z[t];
             w.Step(x, h, c, y);
             if (t < from) continue;
-            for (int q = 0; q < k; q++) result[(t - from) * k + q] = y[q] + (residual ? z[t] : 0f);
+            if (residual) ResidualHead.ToLevels(x, 0, y);
+            for (int q = 0; q < k; q++) result[(t - from) * k + q] = y[q];
         }
         return result;
     }

@@ -8,13 +8,13 @@ namespace LstmOrleans.Client.Replay;
 internal static class ReplayProgress
 {
     public static async Task RunAsync(IGrainFactory grains, IReadOnlyList<ReplayStream> streams, int from, int to, int batchSize,
-        double rate, bool evaluate, bool keepRows, string title, CancellationToken cancellationToken)
+        double rate, bool evaluate, bool keepRows, string title, CancellationToken cancellationToken, RetryPolicy? retry = null)
     {
         var total = streams.Sum(s => Math.Max(0, Math.Min(to, s.Count) - from));
         long done = 0;
         var clock = Stopwatch.StartNew();
         var replay = Replayer.RunAsync(grains, streams, from, to, batchSize, rate, evaluate, keepRows,
-            n => Interlocked.Add(ref done, n), cancellationToken);
+            n => Interlocked.Add(ref done, n), cancellationToken, retry);
 
         if (!AnsiConsole.Profile.Capabilities.Interactive)
         {

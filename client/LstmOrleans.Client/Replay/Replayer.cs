@@ -18,7 +18,12 @@ internal sealed class ReplayStream(string streamId, SeriesFile series, int rotat
     public ErrorTally Model { get; } = new();
     public ErrorTally Persistence { get; } = new();
     public List<PredictionRow> Rows { get; } = [];
-    public long Duplicates { get; set; }
+    /// <summary>Observations this replay's calls applied (one step each).</summary>
+    public long Accepted { get; private set; }
+    /// <summary>Observations answered as duplicates: applied before (by an attempt whose answer was lost, or an earlier run), not stepped again.</summary>
+    public long Duplicates { get; private set; }
+    /// <summary>Calls of this stream that failed transiently and were sent again.</summary>
+    public long Retries { get; set; }
     public long LastWeightsVersion => _previous?.WeightsVersion ?? 0;
 
     /// <summary>Row <paramref name="index"/> of the (rotated) series: copies start at different points of the same data.</summary>
@@ -36,12 +41,17 @@ internal sealed class ReplayStream(string streamId, SeriesFile series, int rotat
 
     public Observation ObservationAt(int index) => new(index + 1, TimestampAt(index), ValuesAt(index));
 
-    /// <summary>Scores the forecast made after the previous row against row <paramref name="index"/>, then keeps this row's forecast.</summary>
+    /// <summary>
+    /// Scores the forecast made after the previous row against row <paramref name="index"/>, then keeps this row's
+    /// forecast. A duplicate's answer is the stream's latest one, which is this row's own forecast only when this row was
+    /// the last one applied; otherwise this row's forecast is unknown, and the next row is not scored.
+    /// </summary>
     public void Record(int index, StepResult result, bool evaluate, bool keepRows)
     {
         var actual = TargetAt(index);
         if (result.Duplicate) Duplicates++;
-        if (_previous is { } previous && _previousActual is { } previousActual && previous.Predictions.Length > 0)
+        else Accepted++;
+        if (_previous is { } previous && previous.Sequence == index && _previousActual is { } previousActual && previous.Predictions.Length > 0)
         {
             if (evaluate)
             {
@@ -49,10 +59,10 @@ internal sealed class ReplayStream(string streamId, SeriesFile series, int rotat
                 Persistence.Add(previousActual, actual);
             }
             if (keepRows)
-                Rows.Add(new PredictionRow(StreamId, result.Sequence, result.Timestamp, actual, previous.Predictions[0],
+                Rows.Add(new PredictionRow(StreamId, index + 1, TimestampAt(index), actual, previous.Predictions[0],
                     previous.Lower[0], previous.Upper[0], previousActual));
         }
-        _previous = result;
+        _previous = result.Sequence == index + 1 ? result : null;   // sequence = row index + 1 (ObservationAt)
         _previousActual = actual;
     }
 }
@@ -60,10 +70,18 @@ internal sealed class ReplayStream(string streamId, SeriesFile series, int rotat
 /// <summary>Sends rows of many series to their stream grains concurrently, in batches, optionally paced.</summary>
 internal static class Replayer
 {
+    private const int MaxReportedRetries = 5;
+
     /// <param name="rate">Observations per second over all streams; 0 = as fast as possible.</param>
+    /// <param name="retry">
+    /// How a call that fails transiently is repeated (the same observations, so an applied one comes back as a
+    /// duplicate); null = one attempt. A rejected observation stops the replay with its error.
+    /// </param>
     public static async Task RunAsync(IGrainFactory grains, IReadOnlyList<ReplayStream> streams, int from, int to, int batchSize,
-        double rate, bool evaluate, bool keepRows, Action<int> progress, CancellationToken cancellationToken)
+        double rate, bool evaluate, bool keepRows, Action<int> progress, CancellationToken cancellationToken, RetryPolicy? retry = null)
     {
+        retry ??= RetryPolicy.None;
+        int reported = 0;
         var perStreamRate = rate > 0 ? rate / streams.Count : 0;
         var started = Stopwatch.GetTimestamp();
         await Task.WhenAll(streams.Select(async stream =>
@@ -80,18 +98,27 @@ internal static class Replayer
                     var due = TimeSpan.FromSeconds(sent / perStreamRate) - Stopwatch.GetElapsedTime(started);
                     if (due > TimeSpan.Zero) await Task.Delay(due, cancellationToken);
                 }
-                StepResult[] results;
+                Func<Task<StepResult[]>> send;
                 if (count == 1)
                 {
-                    results = [await grain.IngestAsync(stream.ObservationAt(index))];
+                    var observation = stream.ObservationAt(index);
+                    send = async () => [await grain.IngestAsync(observation)];
                 }
                 else
                 {
                     var batch = new Observation[count];
                     for (var i = 0; i < count; i++) batch[i] = stream.ObservationAt(index + i);
                     var columns = ObservationBatch.From(batch, batch[0].Values.Length);   // rows of one file share D
-                    results = (await grain.IngestColumnsAsync(columns)).ToStepResults(columns);
+                    send = async () => (await grain.IngestColumnsAsync(columns)).ToStepResults(columns);
                 }
+                var results = await retry.ExecuteAsync(send, notice =>
+                {
+                    stream.Retries++;
+                    // The first few reasons are worth seeing; the rest only counted (a silo restart fails every stream at once).
+                    if (Interlocked.Increment(ref reported) <= MaxReportedRetries)
+                        Console.Error.WriteLine($"retry {notice.Retry} of {stream.StreamId} (sequence {index + 1}{(count > 1 ? $"..{index + count}" : "")}) in {notice.Delay.TotalSeconds:0.##} s after " +
+                            $"{notice.Error.GetType().Name}: {notice.Error.Message.Split('\n')[0]}");
+                }, cancellationToken);
                 for (var i = 0; i < results.Length; i++)
                     stream.Record(index + i, results[i], evaluate, keepRows);
                 sent += count;

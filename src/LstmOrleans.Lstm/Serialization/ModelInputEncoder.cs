@@ -91,11 +91,7 @@ public sealed class ModelInputEncoder
     {
         if (x.Length != Config.InputSize)
             throw new ArgumentException($"Expected an input of {Config.InputSize}, got {x.Length}.", nameof(x));
-        if (Residual)
-        {
-            float current = x[TargetColumn];
-            for (int k = 0; k < y.Length; k++) y[k] += current;
-        }
+        if (Residual) ResidualHead.ToLevels(x, TargetColumn, y);
         DecodeOutputs(y);
     }
 

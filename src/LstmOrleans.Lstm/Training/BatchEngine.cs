@@ -227,7 +227,7 @@ internal sealed class BatchEngine
                         float target = counts ? data.Target(window.Series, row, targetRow, column) : 0f;
                         // Residual: the head's output is the change from the current row, so its target is too
                         // (forecast - target = output - (target - last), the same error).
-                        _targets[idx] = counts && options.Residual ? target - last : target;
+                        _targets[idx] = counts && options.Residual ? ResidualHead.Change(target, last) : target;
                         _mask[idx] = counts ? 1f : 0f;
                         if (counts) persistence += ((double)last - target) * ((double)last - target);
                     }

@@ -83,6 +83,35 @@ public sealed class BenchSmokeTests
     }
 
     [Fact]
+    public async Task Rate_half_measures_the_closed_loop_maximum_then_offers_half_of_it_at_a_fixed_rate()
+    {
+        var (exit, stdout, stderr) = await LstmOrleansProcess.RunAsync(
+            "bench", "--stores", "memory", "--streams", "20", "--tests", "single", "--rate", "half",
+            "--hidden", "4", "--duration", "1", "--warmup", "0.2", "--json");
+        Assert.True(exit == 0, $"exit {exit}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+
+        using var json = JsonDocument.Parse(stdout);
+        Assert.Equal(0.5, json.RootElement.GetProperty("settings").GetProperty("rateFraction").GetDouble());
+        var phases = json.RootElement.GetProperty("results")[0].GetProperty("phases").EnumerateArray().ToList();
+        Assert.Equal(2, phases.Count);
+        var (maximum, paced) = (phases[0], phases[1]);
+        Assert.All(phases, p => Assert.Equal("single", p.GetProperty("test").GetString()));
+        Assert.Equal(JsonValueKind.Null, maximum.GetProperty("targetValuesPerSecond").ValueKind);
+        Assert.Equal(JsonValueKind.Null, maximum.GetProperty("sendLag").ValueKind);
+        double max = maximum.GetProperty("valuesPerSecond").GetDouble();
+        Assert.True(max > 0);
+        Assert.Equal(max, paced.GetProperty("maxValuesPerSecond").GetDouble());
+        Assert.Equal(0.5, paced.GetProperty("rateFraction").GetDouble());
+        double offered = paced.GetProperty("targetValuesPerSecond").GetDouble();
+        Assert.Equal(max / 2, offered, 6);
+        // The schedule of a 1 s phase at the offered rate holds rate x 1 s calls (to within rounding at its end).
+        Assert.InRange(paced.GetProperty("calls").GetInt64(), (long)Math.Floor(offered) - 1, (long)Math.Ceiling(offered) + 1);
+        Assert.Equal(0, paced.GetProperty("errors").GetInt64());
+        Assert.Equal("pool", paced.GetProperty("pacerSend").GetString());
+        Assert.Contains("at 0.5 x the maximum", stderr);
+    }
+
+    [Fact]
     public async Task Bench_rejects_a_durable_store_without_its_connection_string()
     {
         var (exit, _, stderr) = await LstmOrleansProcess.RunAsync("bench", "--stores", "redis", "--duration", "1");
@@ -93,6 +122,9 @@ public sealed class BenchSmokeTests
     [Theory]
     [InlineData("--pacer-burst-us", "0")]
     [InlineData("--silo-env", "NOT A PAIR")]
+    [InlineData("--rate", "quarter")]
+    [InlineData("--rate-fraction", "2")]
+    [InlineData("--pacer-send", "inline")]
     public async Task Bench_rejects_a_bad_pacing_or_silo_environment_option(string option, string value)
     {
         var (exit, _, stderr) = await LstmOrleansProcess.RunAsync("bench", "--stores", "memory", option, value, "--duration", "1");

@@ -66,6 +66,7 @@ public sealed class FixedRatePacerTests
         Assert.Equal(36_000 * NanosPerTick, result.SendLag.Max);
         Assert.Equal(0, result.SendLag.Min);
         Assert.Equal(36_000 * NanosPerTick, result.Latency.Max);
+        Assert.Null(result.DispatchLag); // made on the calling thread: its lag is the send lag
         Assert.Equal(expected.Average() * NanosPerTick, result.Latency.Mean, 1e-6);
     }
 
@@ -176,8 +177,10 @@ public sealed class FixedRatePacerTests
         Assert.Equal(0, result.Latency.Count);
     }
 
-    [Fact]
-    public async Task On_its_own_thread_with_the_real_clock_it_makes_exactly_the_scheduled_calls_in_order_per_stream()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task On_its_own_thread_with_the_real_clock_it_makes_exactly_the_scheduled_calls_in_order_per_stream(bool sendOnThreadPool)
     {
         // 20k calls/s for 50 ms over 7 streams: exactly 1000 calls, whatever the machine's load (only their timing varies).
         var perStream = new ConcurrentDictionary<int, ConcurrentQueue<long>>();
@@ -189,7 +192,7 @@ public sealed class FixedRatePacerTests
             long sequence = ++sequences[stream];
             perStream.GetOrAdd(stream, _ => new()).Enqueue(sequence);
             if (sequence % 3 == 0) await Task.Yield(); // some calls complete later, on another thread
-        }, Stopwatch.GetTimestamp, Stopwatch.Frequency);
+        }, Stopwatch.GetTimestamp, Stopwatch.Frequency, sendOnThreadPool: sendOnThreadPool);
         pacer.Start(FixedRatePacer.DefaultBurstTicks);
         await pacer.Completion.WaitAsync(Patience);
 
@@ -202,6 +205,74 @@ public sealed class FixedRatePacerTests
             int expected = 1000 / 7 + (s < 1000 % 7 ? 1 : 0);
             Assert.Equal(Enumerable.Range(1, expected).Select(i => (long)i), perStream[s]);
         }
+    }
+
+    [Fact]
+    public async Task Sending_on_the_thread_pool_makes_every_due_call_off_the_pacing_thread_in_order_and_charges_it_from_its_schedule()
+    {
+        // The clock stands still at 20 ms while 12 calls (3 streams, due at 0..11 ms) are issued, so every latency is
+        // exactly 20 ms minus the call's scheduled time, whichever thread makes it and whether or not it queued.
+        var clock = new FakeClock { Now = 20_000 };
+        int pacingThread = Environment.CurrentManagedThreadId;
+        int onPacingThread = 0, offPool = 0, overlaps = 0;
+        var inFlight = new int[3];
+        var perStream = new ConcurrentDictionary<int, ConcurrentQueue<long>>();
+        var sequences = new long[3];
+        var latencies = new ConcurrentBag<long>();
+        var pacer = new FixedRatePacer(3, 1000, start: 0, end: 12_000, async stream =>
+        {
+            if (Environment.CurrentManagedThreadId == pacingThread) Interlocked.Increment(ref onPacingThread);
+            if (!Thread.CurrentThread.IsThreadPoolThread) Interlocked.Increment(ref offPool);
+            if (Interlocked.Increment(ref inFlight[stream]) > 1) Interlocked.Increment(ref overlaps);
+            perStream.GetOrAdd(stream, _ => new()).Enqueue(++sequences[stream]);
+            if (sequences[stream] % 2 == 0) await Task.Yield(); // half the calls complete later, through the continuation
+            Interlocked.Decrement(ref inFlight[stream]);
+        }, () => Interlocked.Read(ref clock.Now), TicksPerSecond, onLatency: latencies.Add, sendOnThreadPool: true);
+
+        Assert.Equal(long.MaxValue, pacer.IssueDue());
+        pacer.Finish();
+        await pacer.Completion.WaitAsync(Patience);
+
+        var result = pacer.Result();
+        Assert.Equal(0, onPacingThread);
+        Assert.Equal(0, offPool);
+        Assert.Equal(0, overlaps);
+        Assert.Equal(12, result.Calls);
+        Assert.Equal(0, result.Errors);
+        Assert.InRange(result.Queued, 0, 12 - 3);                     // how many waited behind their stream depends on the pool
+        for (int s = 0; s < 3; s++) Assert.Equal([1L, 2L, 3L, 4L], perStream[s]);
+        var expected = Enumerable.Range(0, 12).Select(n => (20_000L - 1000L * n) * NanosPerTick).Order();
+        Assert.Equal(expected, latencies.Order());
+        Assert.Equal(12, result.SendLag.Count);
+        Assert.Equal(20_000 * NanosPerTick, result.SendLag.Max);
+        // Every call that did not wait behind its stream was handed over once; with the clock standing still its
+        // dispatch lag is its latency, 20 ms minus its schedule, at most 20 ms (call 0) and at least 9 ms (call 11).
+        Assert.NotNull(result.DispatchLag);
+        Assert.Equal(12 - result.Queued, result.DispatchLag.Count);
+        Assert.InRange(result.DispatchLag.Max, 9_000 * NanosPerTick, 20_000 * NanosPerTick);
+        Assert.InRange(result.DispatchLag.Min, 9_000 * NanosPerTick, 20_000 * NanosPerTick);
+        Assert.Equal(20_000 * NanosPerTick, result.DispatchLag.Max); // call 0 never queues: its stream was idle
+    }
+
+    [Fact]
+    public async Task Sending_on_the_thread_pool_counts_failed_and_synchronously_throwing_calls_and_keeps_going()
+    {
+        var clock = new FakeClock { Now = 10_000 };
+        int attempts = 0;
+        var pacer = new FixedRatePacer(2, 1000, start: 0, end: 10_000, stream =>
+        {
+            int attempt = Interlocked.Increment(ref attempts);
+            if (stream == 0) throw new ArgumentException("sync");
+            return Task.FromException(new InvalidOperationException("async"));
+        }, () => clock.Now, TicksPerSecond, sendOnThreadPool: true);
+        Assert.Equal(long.MaxValue, pacer.IssueDue());
+        pacer.Finish();
+        await pacer.Completion.WaitAsync(Patience);
+        var result = pacer.Result();
+        Assert.Equal(10, attempts);
+        Assert.Equal(10, result.Errors);
+        Assert.Equal(0, result.Latency.Count);
+        Assert.Contains(result.FirstError, new[] { "ArgumentException: sync", "InvalidOperationException: async" });
     }
 
     [Fact]
