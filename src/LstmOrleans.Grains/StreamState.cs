@@ -277,37 +277,34 @@ internal sealed class LatestAnswer
     public void Set(StepResult? result)
     {
         if (result is null) { Clear(); return; }
-        Prepare(result.Predictions.Length, result.Lower.Length, result.Upper.Length, result.Rmse.Length, result.ErrorSamples.Length);
-        result.Predictions.CopyTo(Predictions, 0);
-        result.Lower.CopyTo(Lower, 0);
-        result.Upper.CopyTo(Upper, 0);
-        result.Rmse.CopyTo(Rmse, 0);
-        result.ErrorSamples.CopyTo(ErrorSamples, 0);
-        StreamId = result.StreamId;
-        Sequence = result.Sequence;
-        Timestamp = result.Timestamp;
-        PreviousError = result.PreviousError;
-        WeightsVersion = result.WeightsVersion;
-        Duplicate = result.Duplicate;
-        StepCount = result.StepCount;
+        Assign(result.Predictions, result.Lower, result.Upper, result.Rmse, result.ErrorSamples,
+            result.StreamId, result.Sequence, result.Timestamp, result.PreviousError, result.WeightsVersion, result.Duplicate, result.StepCount);
     }
 
     public void CopyFrom(LatestAnswer other)
     {
         if (!other.HasValue) { Clear(); return; }
-        Prepare(other.Predictions.Length, other.Lower.Length, other.Upper.Length, other.Rmse.Length, other.ErrorSamples.Length);
-        other.Predictions.CopyTo(Predictions, 0);
-        other.Lower.CopyTo(Lower, 0);
-        other.Upper.CopyTo(Upper, 0);
-        other.Rmse.CopyTo(Rmse, 0);
-        other.ErrorSamples.CopyTo(ErrorSamples, 0);
-        StreamId = other.StreamId;
-        Sequence = other.Sequence;
-        Timestamp = other.Timestamp;
-        PreviousError = other.PreviousError;
-        WeightsVersion = other.WeightsVersion;
-        Duplicate = other.Duplicate;
-        StepCount = other.StepCount;
+        Assign(other.Predictions, other.Lower, other.Upper, other.Rmse, other.ErrorSamples,
+            other.StreamId, other.Sequence, other.Timestamp, other.PreviousError, other.WeightsVersion, other.Duplicate, other.StepCount);
+    }
+
+    /// <summary>Copies the values into this answer's own buffers (sized to the given arrays) and marks it present.</summary>
+    private void Assign(float[] predictions, float[] lower, float[] upper, float[] rmse, long[] errorSamples,
+        string streamId, long sequence, DateTimeOffset timestamp, float? previousError, long weightsVersion, bool duplicate, long stepCount)
+    {
+        Prepare(predictions.Length, lower.Length, upper.Length, rmse.Length, errorSamples.Length);
+        predictions.CopyTo(Predictions, 0);
+        lower.CopyTo(Lower, 0);
+        upper.CopyTo(Upper, 0);
+        rmse.CopyTo(Rmse, 0);
+        errorSamples.CopyTo(ErrorSamples, 0);
+        StreamId = streamId;
+        Sequence = sequence;
+        Timestamp = timestamp;
+        PreviousError = previousError;
+        WeightsVersion = weightsVersion;
+        Duplicate = duplicate;
+        StepCount = stepCount;
     }
 
     /// <summary>A new record with copies of the buffers (null when there is no answer); <paramref name="duplicate"/> overrides the flag.</summary>
