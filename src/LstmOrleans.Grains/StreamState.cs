@@ -234,15 +234,7 @@ internal sealed class LatestAnswer
     public long StepCount { get; set; }
 
     /// <summary>Makes every array exactly <paramref name="k"/> long (keeping them when they already are) and marks the answer present.</summary>
-    public void Prepare(int k)
-    {
-        Predictions = Sized(Predictions, k);
-        Lower = Sized(Lower, k);
-        Upper = Sized(Upper, k);
-        Rmse = Sized(Rmse, k);
-        ErrorSamples = Sized(ErrorSamples, k);
-        HasValue = true;
-    }
+    public void Prepare(int k) => Prepare(k, k, k, k, k);
 
     /// <summary>Makes the arrays the given lengths (an old record's answer may differ per array, e.g. a bare marker).</summary>
     public void Prepare(int predictions, int lower, int upper, int rmse, int errorSamples)
