@@ -218,7 +218,7 @@ internal sealed class GroupCommitGrainStorage
         return null;
     }
 
-    // Any other serializer (the stream-record codec decorator among them) hands over its own array, which dies here.
+    // A serializer without a buffer path (Orleans' own, for example) hands over its own array, which dies here.
     private static (byte[] Buffer, int Length, bool Pooled) CopyToPool(ReadOnlySpan<byte> serialized)
     {
         if (serialized.IsEmpty)
