@@ -432,13 +432,21 @@ internal sealed record ScaleResult(
     /// <summary>Issue 8: throughput at N within 1.5x of the throughput at the base count.</summary>
     public const double ThroughputRatioTarget = 1.5;
 
+    /// <summary>
+    /// The silo's peak resident set over the whole run (VmHWM, read at the end) within the same budget: binding, ingest
+    /// and the mass deactivation of N idle activations included, not only the moment with N live. Null where the
+    /// platform does not report a peak (non-Linux) or the silo is not ours (--cluster).
+    /// </summary>
+    public bool? PeakRssWithinBudget => SiloEnd?.PeakRssBytes is { } peak ? peak <= RssBudgetBytes : null;
+
     /// <summary>Every sampled stream came back intact and the stream activations fell.</summary>
     public bool Passed => Reactivation.NotIntact == 0 && Reactivation.Sampled > 0 &&
                           Deactivation.StreamActivationsAfter < Deactivation.StreamActivationsBefore;
 
     public string Verdict =>
         FormattableString.Invariant($"{Streams:N0} streams: RSS at N {(SiloAtStreams is { } s ? $"{s.RssBytes / 1048576.0:N0} MiB" : "n/a")} ") +
-        FormattableString.Invariant($"({RssBytesPerStream:N0} B/stream, managed {ManagedBytesPerStream:N0} B/stream, budget 8 GiB at 1M: {(RssWithinBudget is null ? "n/a" : RssWithinBudget.Value ? "within" : "OVER")}); ") +
+        FormattableString.Invariant($"({RssBytesPerStream:N0} B/stream, managed {ManagedBytesPerStream:N0} B/stream, budget 8 GiB at 1M: {(RssWithinBudget is null ? "n/a" : RssWithinBudget.Value ? "within" : "OVER")}; ") +
+        FormattableString.Invariant($"peak over the run {(SiloEnd?.PeakRssBytes is { } peak ? $"{peak / 1048576.0:N0} MiB" : "n/a")}: {(PeakRssWithinBudget is null ? "n/a" : PeakRssWithinBudget.Value ? "within" : "OVER")}); ") +
         FormattableString.Invariant($"throughput ratio {ThroughputRatio:0.00} (target <= {ThroughputRatioTarget}: {(ThroughputRatioMet ? "met" : "NOT met")}); ") +
         FormattableString.Invariant($"activations {Deactivation.StreamActivationsBefore:N0} -> {Deactivation.StreamActivationsAfter:N0}; ") +
         FormattableString.Invariant($"intact {Reactivation.Intact}/{Reactivation.Sampled}: {(Passed ? "PASS" : "FAIL")}");

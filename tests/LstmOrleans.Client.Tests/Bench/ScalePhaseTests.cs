@@ -30,6 +30,13 @@ public sealed class ScalePhaseTests
         Assert.Equal(50, scale.GetProperty("baseStreams").GetInt32());
         Assert.True(scale.GetProperty("rssBytesPerStream").GetDouble() > 0);
         Assert.True(scale.GetProperty("siloAtStreams").GetProperty("rssBytes").GetInt64() > 10 << 20);
+        // The peak verdict reads the silo's VmHWM at the end: at least the RSS seen at N, and far inside 8 GiB here.
+        if (OperatingSystem.IsLinux())
+        {
+            long peak = scale.GetProperty("siloEnd").GetProperty("peakRssBytes").GetInt64();
+            Assert.True(peak >= scale.GetProperty("siloAtStreams").GetProperty("rssBytes").GetInt64(), $"peak {peak}");
+            Assert.True(scale.GetProperty("peakRssWithinBudget").GetBoolean());
+        }
         var atBase = scale.GetProperty("ingestAtBase").EnumerateArray().ToList();
         var atStreams = scale.GetProperty("ingestAtStreams").EnumerateArray().ToList();
         Assert.Equal(2, atBase.Count);
