@@ -377,6 +377,32 @@ public sealed class LocalMemoryGrainStorageTests
         Assert.False(other.RecordExists);
     }
 
+    /// <summary>
+    /// A grain keeps its ETag until its next write, so the ETag strings of the first 65,536 versions are shared
+    /// instances (those of the durable providers' format), not one new string per write. Versions from 300 up:
+    /// .NET itself caches the strings of smaller numbers.
+    /// </summary>
+    [Fact]
+    public async Task Etags_of_low_versions_are_shared_strings()
+    {
+        var storage = NewStorage();
+        var (grainA, grainB) = (GrainId.Create("stream", "etag-shared-a"), GrainId.Create("stream", "etag-shared-b"));
+        var a = new GrainState<StreamState>(new StreamState());
+        var b = new GrainState<StreamState>(new StreamState());
+        for (int write = 0; write < 1000; write++)
+        {
+            await storage.WriteStateAsync("stream", grainA, a);
+            await storage.WriteStateAsync("stream", grainB, b);
+        }
+
+        Assert.Equal("1000", a.ETag);
+        Assert.Same(a.ETag, b.ETag);
+        Assert.Same(LstmOrleans.Persistence.GroupCommit.EtagFormat.Format(1000), a.ETag);
+        var read = new GrainState<StreamState>(new StreamState());
+        await storage.ReadStateAsync("stream", grainA, read);
+        Assert.Same(a.ETag, read.ETag);
+    }
+
     [Fact]
     public async Task Of_writers_holding_the_same_etag_exactly_one_wins()
     {

@@ -379,9 +379,9 @@ public sealed class StreamStateCodecTests
     }
 
     /// <summary>
-    /// The SQLite provider serializes the stream records straight into its pooled payload array through this
-    /// assembly's copy of the buffer-serializer interface (a different type from the provider's own copy), and the
-    /// record reads back exactly.
+    /// The SQLite provider serializes the stream records straight into its pooled payload array through the shared
+    /// buffer-serializer interface (implemented here in another assembly than the provider's), and the record reads
+    /// back exactly.
     /// </summary>
     [Fact]
     public async Task The_sqlite_store_writes_codec_records_through_the_buffer_path()

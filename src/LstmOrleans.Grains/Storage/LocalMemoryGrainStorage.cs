@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Collections.Concurrent;
-using System.Globalization;
 using LstmOrleans.Persistence.GroupCommit;
 using Microsoft.Extensions.Logging;
 using Orleans.Runtime;
@@ -23,7 +22,9 @@ namespace LstmOrleans.Grains.Storage;
 ///
 /// ETags are per-key version numbers and behave like the durable providers': a write or clear must present the ETag of
 /// the stored version (none when nothing was ever stored) or it fails with <see cref="InconsistentStateException"/>;
-/// a clear leaves a tombstone that keeps the version, so a writer from before the clear still conflicts.
+/// a clear leaves a tombstone that keeps the version, so a writer from before the clear still conflicts. They are written
+/// by <see cref="EtagFormat"/> as the durable providers' are: a grain keeps its ETag until the next write, so the strings
+/// of versions below 65,536 are shared instances rather than one more object per write that lives long enough to leave gen0.
 /// Everything is lost when the process ends; use it for tests, benchmarks and single-silo development only.
 /// </summary>
 public sealed partial class LocalMemoryGrainStorage : IGrainStorage
@@ -80,7 +81,7 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage
         }
         lock (slot.Gate)
         {
-            grainState.ETag = slot.Version == 0 ? null : FormatETag(slot.Version);
+            grainState.ETag = slot.Version == 0 ? null : EtagFormat.Format(slot.Version);
             grainState.RecordExists = slot.Exists;
             if (slot.Exists)
             {
@@ -104,7 +105,7 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage
         else payload = _serializer.Serialize(grainState.State).ToMemory().Span;
 
         long version = Store(nameof(WriteStateAsync), stateName, grainId, grainState.ETag, payload, exists: true);
-        grainState.ETag = FormatETag(version);
+        grainState.ETag = EtagFormat.Format(version);
         grainState.RecordExists = true;
         return Task.CompletedTask;
     }
@@ -112,7 +113,7 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage
     public Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
         long version = Store(nameof(ClearStateAsync), stateName, grainId, grainState.ETag, [], exists: false);
-        grainState.ETag = FormatETag(version);
+        grainState.ETag = EtagFormat.Format(version);
         grainState.RecordExists = false;
         return Task.CompletedTask;
     }
@@ -126,7 +127,7 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage
         if (slot is null) throw Conflict(operation, stateName, grainId, null, etag);
         lock (slot.Gate)
         {
-            if (slot.Version != expected) throw Conflict(operation, stateName, grainId, slot.Version == 0 ? null : FormatETag(slot.Version), etag);
+            if (slot.Version != expected) throw Conflict(operation, stateName, grainId, slot.Version == 0 ? null : EtagFormat.Format(slot.Version), etag);
             if (exists)
             {
                 // Exact size on the first write (stream cores keep a nearly constant size); a quarter more when a
@@ -148,24 +149,11 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage
 
     private static string? CurrentETag(Slot slot)
     {
-        lock (slot.Gate) return slot.Version == 0 ? null : FormatETag(slot.Version);
+        lock (slot.Gate) return slot.Version == 0 ? null : EtagFormat.Format(slot.Version);
     }
 
-    // The ETag of every write is kept by its grain until the next write: a fresh string each time would be one more
-    // object per stream that lives just long enough to leave gen0. Versions below 65,536 (every stream's first 65,536
-    // writes) share one string per number instead, made once and kept (at most ~2.5 MB); a race makes a duplicate, harmless.
-    private static readonly string?[] s_etags = new string?[1 << 16];
-
-    private static string FormatETag(long version) =>
-        (ulong)version < (ulong)s_etags.Length
-            ? s_etags[version] ??= version.ToString(CultureInfo.InvariantCulture)
-            : version.ToString(CultureInfo.InvariantCulture);
-
     /// <summary>0 for no ETag (nothing stored), the version for one of ours, -1 for anything else (can never match).</summary>
-    private static long ParseETag(string? etag) =>
-        etag is null ? 0
-        : long.TryParse(etag, NumberStyles.None, CultureInfo.InvariantCulture, out var version) && version > 0 ? version
-        : -1;
+    private static long ParseETag(string? etag) => EtagFormat.TryParse(etag, out var version) ? version ?? 0 : -1;
 
     private InconsistentStateException Conflict(string operation, string stateName, GrainId grainId, string? stored, string? presented)
     {

@@ -1,4 +1,3 @@
-using System.Buffers;
 using Microsoft.Extensions.Logging;
 using Orleans;
 using Orleans.Runtime;
@@ -70,7 +69,6 @@ internal sealed class GroupCommitGrainStorage
     private readonly IGroupCommitStore _store;
     private readonly ILogger _logger;
     private readonly GroupCommitQueue _queue;
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<Type, Delegate?> _bufferSerializers = new();
     private bool _initialized;
 
     public GroupCommitGrainStorage(string providerName, string serviceId, IGroupCommitStorageOptions options, IGroupCommitStore store, ILogger logger)
@@ -151,9 +149,10 @@ internal sealed class GroupCommitGrainStorage
         // The payload waits in the queue until its batch has committed (ms, longer under load): held in a fresh array
         // it would live just long enough to be promoted out of gen0 on every acknowledged write. So it is kept in an
         // array of the providers' payload pool, which the writer returns once the batch has committed or failed.
-        var (buffer, length, pooled) = BufferSerializer<T>() is { } serialize
-            ? SerializePooled(serialize, grainState.State)
-            : CopyToPool(_options.GrainStorageSerializer.Serialize(grainState.State).ToMemory().Span);
+        var serializer = _options.GrainStorageSerializer;
+        var (buffer, length, pooled) = serializer is IBufferGrainStorageSerializer buffered
+            ? SerializePooled(buffered, grainState.State)
+            : CopyToPool(serializer.Serialize(grainState.State).ToMemory().Span);
         var operation = new StorageOperation(StorageOperationKind.Write, stateName, grainId.ToString(), expected, buffer, length, pooled);
         Task<CommitOutcome> commit;
         try
@@ -176,46 +175,14 @@ internal sealed class GroupCommitGrainStorage
         grainState.RecordExists = true;
     }
 
-    private static (byte[] Buffer, int Length, bool Pooled) SerializePooled<T>(Action<T?, IBufferWriter<byte>> serialize, T state)
+    // A serializer with a buffer path (the default compact one, the silo's stream-record codec decorator) writes
+    // straight into the pooled array.
+    private static (byte[] Buffer, int Length, bool Pooled) SerializePooled<T>(IBufferGrainStorageSerializer serializer, T state)
     {
         using var writer = new PooledPayloadWriter();
-        serialize(state, writer);
+        serializer.Serialize(state, writer);
         var (buffer, length) = writer.Detach();
         return (buffer, length, true);
-    }
-
-    /// <summary>
-    /// The configured serializer's "serialize into a buffer" for <typeparamref name="T"/>, or null when it has none.
-    /// <see cref="IBufferGrainStorageSerializer"/> is shared as linked source, so each assembly has its own copy of it:
-    /// the stream-record codec decorator of LstmOrleans.Grains (the silo's serializer for this provider) implements
-    /// that assembly's copy, a different type to the runtime. Any copy is recognised by its full name and bound once
-    /// per state type.
-    /// </summary>
-    private Action<T?, IBufferWriter<byte>>? BufferSerializer<T>() =>
-        (Action<T?, IBufferWriter<byte>>?)_bufferSerializers.GetOrAdd(typeof(T), static (_, serializer) => FindBufferSerializer<T>(serializer), _options.GrainStorageSerializer);
-
-    private static Delegate? FindBufferSerializer<T>(IGrainStorageSerializer serializer)
-    {
-        var name = typeof(IBufferGrainStorageSerializer).FullName;
-        foreach (var contract in serializer.GetType().GetInterfaces())
-        {
-            if (contract.FullName != name)
-            {
-                continue;
-            }
-
-            foreach (var method in contract.GetMethods())
-            {
-                var parameters = method.GetParameters();
-                if (method.Name == nameof(IBufferGrainStorageSerializer.Serialize) && method.IsGenericMethodDefinition
-                    && parameters.Length == 2 && parameters[1].ParameterType == typeof(IBufferWriter<byte>))
-                {
-                    return method.MakeGenericMethod(typeof(T)).CreateDelegate<Action<T?, IBufferWriter<byte>>>(serializer);
-                }
-            }
-        }
-
-        return null;
     }
 
     // A serializer without a buffer path (Orleans' own, for example) hands over its own array, which dies here.

@@ -10,9 +10,12 @@ internal static class EtagFormat
     // makes a harmless duplicate.
     private static readonly string?[] Cache = new string?[1 << 16];
 
-    public static string? Format(long? version) => version is not { } v ? null
-        : (ulong)v < (ulong)Cache.Length ? Cache[v] ??= v.ToString(CultureInfo.InvariantCulture)
-        : v.ToString(CultureInfo.InvariantCulture);
+    public static string Format(long version) =>
+        (ulong)version < (ulong)Cache.Length ? Cache[version] ??= version.ToString(CultureInfo.InvariantCulture)
+        : version.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>Null (no etag: nothing stored) for a null version.</summary>
+    public static string? Format(long? version) => version is { } v ? Format(v) : null;
 
     /// <summary>Parses an etag; false for text this provider never produced (treated as a conflict by callers).</summary>
     public static bool TryParse(string? etag, out long? version)
