@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using LstmOrleans.Persistence.GroupCommit;
 using System.Text;
@@ -90,7 +91,10 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
         DefaultTimeout = (int)Math.Ceiling(options.BusyTimeout.TotalSeconds),
     }.ToString();
 
-    private readonly string _selectSql = $"SELECT version, payload FROM {options.TableName} WHERE service_id = $service AND state_name = $state AND grain_id = $grain";
+    // ?1 service_id, ?2 state_name, ?3 grain_id, as in the writer's statements (RawStatement binds them).
+    private readonly string _selectSql = $"SELECT version, payload FROM {options.TableName} WHERE service_id = ?1 AND state_name = ?2 AND grain_id = ?3";
+    private readonly ConcurrentBag<ReaderSession> _readers = [];
+    private bool _closed;
     private SqliteConnection? _connection;
     private RawStatement? _insert;
     private RawStatement? _update;
@@ -125,6 +129,14 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
         return ValueTask.CompletedTask;
     }
 
+    /// <summary>The writer and every idle reader (a read in flight disposes its own reader when it finishes).</summary>
+    public void Dispose()
+    {
+        Volatile.Write(ref _closed, true);
+        DisposeWriter();
+        while (_readers.TryTake(out var reader)) reader.Dispose();
+    }
+
     // Reads run on the thread pool: Microsoft.Data.Sqlite's async calls complete synchronously, and a
     // grain turn must never block on I/O.
     public Task<StoredState?> ReadAsync(string stateName, string grainId, CancellationToken cancellationToken) =>
@@ -132,22 +144,51 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
 
     private StoredState? Read(string stateName, string grainId)
     {
-        using var connection = new SqliteConnection(_connectionString);
-        connection.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = _selectSql;
-        command.Parameters.AddWithValue("$service", serviceId);
-        command.Parameters.AddWithValue("$state", stateName);
-        command.Parameters.AddWithValue("$grain", grainId);
-        using var reader = command.ExecuteReader();
-        if (!reader.Read())
+        var reader = _readers.TryTake(out var pooled) ? pooled : OpenReader();
+        try
         {
-            return null;
+            var row = reader.Select.ReadRow(stateName, grainId);
+            if (Volatile.Read(ref _closed)) reader.Dispose();
+            else _readers.Add(reader);
+            return row;
         }
+        catch
+        {
+            reader.Dispose();
+            throw;
+        }
+    }
 
-        var version = reader.GetInt64(0);
-        var payload = reader.IsDBNull(1) ? null : (byte[])reader.GetValue(1);
-        return new StoredState(version, payload);
+    /// <summary>
+    /// A reader connection with the SELECT prepared once on its raw handle. Readers are kept open and reused: a fresh
+    /// (pooled) Microsoft.Data.Sqlite command per read parsed and prepared the statement every time and boxed its
+    /// parameters, and WAL lets any number of them read beside the writer. A reader holds no read transaction
+    /// between reads (the statement is reset after each), so it never holds a checkpoint back.
+    /// </summary>
+    private ReaderSession OpenReader()
+    {
+        var connection = new SqliteConnection(_connectionString);
+        try
+        {
+            connection.Open();
+            return new ReaderSession(connection, new RawStatement(connection.Handle!, _selectSql, serviceId));
+        }
+        catch
+        {
+            connection.Dispose();
+            throw;
+        }
+    }
+
+    private sealed class ReaderSession(SqliteConnection connection, RawStatement select) : IDisposable
+    {
+        public RawStatement Select { get; } = select;
+
+        public void Dispose()
+        {
+            Select.Dispose();
+            connection.Dispose();
+        }
     }
 
     private void Open()
@@ -223,7 +264,7 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
         {
             // If even the rollback failed the connection could be stuck inside a transaction:
             // start the next batch on a fresh one.
-            Dispose();
+            DisposeWriter();
             throw;
         }
     }
@@ -271,7 +312,7 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
         }
     }
 
-    public void Dispose()
+    private void DisposeWriter()
     {
         _insert?.Dispose();
         _update?.Dispose();
@@ -284,10 +325,10 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
 }
 
 /// <summary>
-/// One of the writer's prepared statements on the raw SQLite handle, with parameters ?1 service_id, ?2 state_name,
-/// ?3 grain_id, ?4 expected version, ?5 payload (each statement uses a subset). SQLite keeps bindings across
-/// resets, so the ServiceId is bound once and the state name only when a different one comes. Used by the one
-/// writer thread only.
+/// A statement prepared once on a raw SQLite handle (the writer's, or one reader's), with parameters ?1 service_id,
+/// ?2 state_name, ?3 grain_id, ?4 expected version, ?5 payload (each statement uses a subset). SQLite keeps bindings
+/// across resets, so the ServiceId is bound once and the state name only when a different one comes. Not thread-safe:
+/// the writer's are used by the writer thread only, a reader's by whoever holds that reader.
 /// </summary>
 internal sealed class RawStatement : IDisposable
 {
@@ -311,20 +352,7 @@ internal sealed class RawStatement : IDisposable
     /// </summary>
     public int Execute(string stateName, string grainId, long? version, ReadOnlySpan<byte> payload, bool bindPayload)
     {
-        if (!ReferenceEquals(stateName, _boundStateName))
-        {
-            Check(raw.sqlite3_bind_text(_statement, 2, stateName));
-            _boundStateName = stateName;
-        }
-
-        var length = Encoding.UTF8.GetMaxByteCount(grainId.Length);
-        if (length > _grainIdUtf8.Length)
-        {
-            _grainIdUtf8 = new byte[length];
-        }
-
-        length = Encoding.UTF8.GetBytes(grainId, _grainIdUtf8);
-        Check(raw.sqlite3_bind_text(_statement, 3, _grainIdUtf8.AsSpan(0, length)));
+        BindKey(stateName, grainId);
         if (version is { } expected)
         {
             Check(raw.sqlite3_bind_int64(_statement, 4, expected));
@@ -352,6 +380,45 @@ internal sealed class RawStatement : IDisposable
             }
 
             return _returnsRows ? 0 : raw.sqlite3_changes(_database);
+        }
+        finally
+        {
+            raw.sqlite3_reset(_statement);
+        }
+    }
+
+    /// <summary>?2 state_name (only when it changed since the last call) and ?3 grain_id (UTF-8, through a reused buffer).</summary>
+    private void BindKey(string stateName, string grainId)
+    {
+        if (!ReferenceEquals(stateName, _boundStateName))
+        {
+            Check(raw.sqlite3_bind_text(_statement, 2, stateName));
+            _boundStateName = stateName;
+        }
+
+        var length = Encoding.UTF8.GetMaxByteCount(grainId.Length);
+        if (length > _grainIdUtf8.Length)
+        {
+            _grainIdUtf8 = new byte[length];
+        }
+
+        length = Encoding.UTF8.GetBytes(grainId, _grainIdUtf8);
+        Check(raw.sqlite3_bind_text(_statement, 3, _grainIdUtf8.AsSpan(0, length)));
+    }
+
+    /// <summary>For a SELECT of (version, payload): binds the key and returns the row, or null when there is none.</summary>
+    public StoredState? ReadRow(string stateName, string grainId)
+    {
+        BindKey(stateName, grainId);
+        try
+        {
+            var result = raw.sqlite3_step(_statement);
+            if (result == raw.SQLITE_DONE) return null;
+            if (result != raw.SQLITE_ROW) Check(result);
+            long version = raw.sqlite3_column_int64(_statement, 0);
+            // NULL is a clear's tombstone; an empty blob is an empty payload (as Microsoft.Data.Sqlite read them).
+            byte[]? payload = raw.sqlite3_column_type(_statement, 1) == raw.SQLITE_NULL ? null : raw.sqlite3_column_blob(_statement, 1).ToArray();
+            return new StoredState(version, payload);
         }
         finally
         {

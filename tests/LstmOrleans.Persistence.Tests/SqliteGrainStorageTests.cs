@@ -437,6 +437,32 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : GroupC
         return state;
     }
 
+    /// <summary>
+    /// Readers are kept open and reused (one prepared SELECT each): concurrent reads open several, and every one of
+    /// them, reused round after round, must return the newest committed version, never a snapshot from its last use.
+    /// </summary>
+    [Fact]
+    public async Task ReusedReadersSeeEveryLaterCommitUnderConcurrentReads()
+    {
+        await using var storage = await OpenAsync(folder.NewDatabasePath());
+        var grains = Enumerable.Range(0, 24).Select(_ => NewGrainId()).ToArray();
+        var states = grains.Select(_ => new GrainState<SensorTestState>(new SensorTestState())).ToArray();
+        for (int round = 1; round <= 5; round++)
+        {
+            await Task.WhenAll(grains.Select((id, i) =>
+            {
+                states[i].State = Sample(round, $"round {round}");
+                return storage.WriteStateAsync(StateName, id, states[i]);
+            }));
+            var reads = await Task.WhenAll(grains.Select(id => ReadAsync(storage, id)));
+            Assert.All(reads, read =>
+            {
+                Assert.Equal(round.ToString(System.Globalization.CultureInfo.InvariantCulture), read.ETag);
+                GrainStorageDurabilityTests.AssertSameState(Sample(round, $"round {round}"), read.State);
+            });
+        }
+    }
+
     [Fact]
     public async Task ReadsSeeOnlyCommittedData()
     {
