@@ -10,9 +10,15 @@ public sealed class DemoAndConfigTests
         try
         {
             var result = await Binaries.RunClientAsync(TimeSpan.FromSeconds(150), folder,
-                "demo", "--rows", "600", "--streams", "2", "--train-seconds", "4", "--out", "out");
+                "demo", "--rows", "1400", "--streams", "2", "--train-seconds", "4", "--out", "out");
             Assert.True(result.ExitCode == 0, result.ToString());
             Assert.Contains("Training round 1", result.Stdout);
+            // The round fits on the whole training part (700 rows per stream here), not only on the last 512 values a
+            // stream keeps by default: the demo's silo keeps that many and the round may use them all.
+            var round = System.Text.RegularExpressions.Regex.Match(result.Stdout, @"(\d+)\s+streams,\s+(\d+)\s+rows");
+            Assert.True(round.Success, result.Stdout);
+            Assert.Equal(2, int.Parse(round.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
+            Assert.True(int.Parse(round.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture) > 2 * 512, round.Value);
             Assert.Contains("Demo finished", result.Stdout);
 
             var png = await File.ReadAllBytesAsync(Path.Combine(folder, "out", "demo.png"));
@@ -20,8 +26,8 @@ public sealed class DemoAndConfigTests
             Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, png[..4]);
 
             var lines = await File.ReadAllLinesAsync(Path.Combine(folder, "out", "predictions.csv"));
-            // Two streams, rows 300..599 scored: 300 forecasts each (the first one follows the last phase-1 step).
-            Assert.Equal(1 + 2 * 300, lines.Length);
+            // Two streams, rows 700..1399 scored: 700 forecasts each (the first one follows the last phase-1 step).
+            Assert.Equal(1 + 2 * 700, lines.Length);
         }
         finally
         {

@@ -68,8 +68,13 @@ internal sealed class ClusterConnection : IAsyncDisposable
         return new ClusterConnection(host, target.ToString());
     }
 
-    /// <summary>Starts a single silo in this process: localhost clustering on free ports, SQLite in <paramref name="dataFolder"/>.</summary>
-    public static async Task<ClusterConnection> StartLocalSiloAsync(string dataFolder, string storageProvider, CancellationToken cancellationToken)
+    /// <summary>
+    /// Starts a single silo in this process: localhost clustering on free ports, SQLite in <paramref name="dataFolder"/>;
+    /// <paramref name="historyCapacity"/> overrides the observations each stream keeps (and so what a training round
+    /// can see of it).
+    /// </summary>
+    public static async Task<ClusterConnection> StartLocalSiloAsync(string dataFolder, string storageProvider, CancellationToken cancellationToken,
+        int? historyCapacity = null)
     {
         var settings = new SiloSettings();
         settings.Cluster.SiloPort = FreeTcpPort();
@@ -82,6 +87,7 @@ internal sealed class ClusterConnection : IAsyncDisposable
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         ConfigureQuietLogging(builder.Logging);
         builder.UseOrleans(silo => silo.UseLstmOrleansSilo(settings));
+        if (historyCapacity is { } capacity) builder.Services.Configure<LstmOrleans.Grains.StreamGrainOptions>(o => o.HistoryCapacity = capacity);
         var host = builder.Build();
         await host.StartAsync(cancellationToken);
         return new ClusterConnection(host, $"in-process silo (storage {storageProvider} in {Path.GetFullPath(dataFolder)})");

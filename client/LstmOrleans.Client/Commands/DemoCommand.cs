@@ -66,7 +66,10 @@ internal static class DemoCommand
             {
                 var folder = result.GetValue(data) ?? (tempData = Path.Combine(Path.GetTempPath(), "lstmorleans-demo-" + Guid.NewGuid().ToString("N")[..8]));
                 AnsiConsole.MarkupLine($"[grey]Starting a silo in this process ({Markup.Escape(result.GetValue(storage)!)} store in {Markup.Escape(folder)})...[/]");
-                connection = await ClusterConnection.StartLocalSiloAsync(folder, result.GetValue(storage)!, ct);
+                // The streams keep the whole training part of their series (at least the default 512), so the training
+                // round fits on all of it, not only on its last 512 values.
+                var history = Math.Max(512, TrainingRows(replay, result.GetValue(trainFraction)));
+                connection = await ClusterConnection.StartLocalSiloAsync(folder, result.GetValue(storage)!, ct, history);
             }
             else
             {
@@ -101,13 +104,13 @@ internal static class DemoCommand
         await ReplayCommand.PrepareAsync(grains, streams, ModelName, reset: true);
 
         // 2. Live phase 1: the early part of every series through the stream grains with the current weights.
-        var cut = streams.Select(s => (int)(s.Count * trainFraction)).Min();
+        var cut = TrainingRows(streams, trainFraction);
         await ReplayProgress.RunAsync(grains, streams, 0, cut, batch, 0, evaluate: false, keepRows: false, "phase 1 (current weights)", ct);
 
         // 3. Refit the shared weights on what the streams have seen, then roll the new version out to every silo.
         var version = offlineFit
             ? await FitOfflineAsync(model, streams, hidden, cut, trainBudget, ct)
-            : await TrainRoundAsync(grains, trainBudget, ct);
+            : await TrainRoundAsync(grains, trainBudget, maxRowsPerStream: Math.Max(512, cut), ct);
         version = await WaitForRolloutAsync(grains, version, ct);
 
         // 4. Live phase 2: the rest of every series, scored against persistence (the last value carried forward).
@@ -127,11 +130,14 @@ internal static class DemoCommand
     }
 
     /// <summary>One round of the model's training grain: challenger vs champion on the streams' recent data.</summary>
-    private static async Task<long> TrainRoundAsync(IGrainFactory grains, TimeSpan budget, CancellationToken ct)
+    /// <summary>Rows of every series replayed before the refit (the shortest series decides).</summary>
+    private static int TrainingRows(List<ReplayStream> streams, double trainFraction) => streams.Select(s => (int)(s.Count * trainFraction)).Min();
+
+    private static async Task<long> TrainRoundAsync(IGrainFactory grains, TimeSpan budget, int maxRowsPerStream, CancellationToken ct)
     {
         var training = grains.GetGrain<ITrainingGrain>(ModelName);
         await training.ConfigureAsync(new TrainingSettings(TimeSpan.Zero, 0, 256, 60, budget, 5e-3f, 48,
-            Stride: 4, BatchSize: 32, ValidationFraction: 0.2, ClipNorm: 1f, Patience: 6, MaxRowsPerStream: 512));
+            Stride: 4, BatchSize: 32, ValidationFraction: 0.2, ClipNorm: 1f, Patience: 6, MaxRowsPerStream: maxRowsPerStream));
         var roundId = await training.StartRoundAsync();
         TrainingRoundRecord? round = null;
         var deadline = Stopwatch.StartNew();
