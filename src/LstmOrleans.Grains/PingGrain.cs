@@ -9,4 +9,20 @@ namespace LstmOrleans.Grains;
 public sealed class PingGrain : Grain, IPingGrain
 {
     public Task PingAsync() => Task.CompletedTask;
+
+    public Task<StepResult> EchoAsync(Observation observation, int horizons)
+    {
+        ArgumentNullException.ThrowIfNull(observation);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(horizons);
+        // Fresh arrays per call, as a stream grain's answer is a fresh copy per call.
+        float value = observation.Values is [var first, ..] ? first : 0f;
+        var predictions = new float[horizons];
+        var lower = new float[horizons];
+        var upper = new float[horizons];
+        var rmse = new float[horizons];
+        var samples = new long[horizons];
+        predictions.AsSpan().Fill(value);
+        return Task.FromResult(new StepResult(this.GetPrimaryKeyString(), observation.Sequence, observation.Timestamp,
+            predictions, lower, upper, rmse, samples, 0f, 1, false, observation.Sequence));
+    }
 }

@@ -51,7 +51,7 @@ internal static class BenchCommand
             Description = "Fixed rate: which thread makes each call: pool (default; a thread-pool thread) or pacer (the pacing thread itself, as in session 4; for A/B).",
             DefaultValueFactory = _ => BenchSettings.PacerSendPool,
         };
-        var tests = new Option<string>("--tests", "-t") { Description = "Phases to run: ping,single,batch,batch-rows,reload (batch: the columnar IngestColumns API; batch-rows: the same batches through the row IngestBatch API; reload: deactivate all idle streams, read each back and check it is intact), or scale alone (memory and throughput at --streams vs --scale-base, idle deactivation, bitwise intact reactivation).", DefaultValueFactory = _ => "ping,single,batch" };
+        var tests = new Option<string>("--tests", "-t") { Description = "Phases to run: ping,echo,single,batch,batch-rows,reload (echo: the no-op call with single ingest's messages, an Observation in and a StepResult out, to separate the messages' cost from the step and the write; batch: the columnar IngestColumns API; batch-rows: the same batches through the row IngestBatch API; reload: deactivate all idle streams, read each back and check it is intact), or scale alone (memory and throughput at --streams vs --scale-base, idle deactivation, bitwise intact reactivation).", DefaultValueFactory = _ => "ping,single,batch" };
         var history = new Option<int?>("--history") { Description = "Override the silo's per-stream history capacity (StreamGrainOptions.HistoryCapacity, default 512)." };
         var persistEvery = new Option<int?>("--persist-every") { Description = "Override StreamGrainOptions.PersistEverySteps (default 1: every acknowledged step is durable)." };
         var orleansSerializer = new Option<bool>("--orleans-storage-serializer")
@@ -238,8 +238,8 @@ internal static class BenchCommand
     {
         var tests = Split(text).Select(t => t.ToLowerInvariant()).Distinct().ToList();
         foreach (var t in tests)
-            if (t is not (BenchSettings.Ping or BenchSettings.Single or BenchSettings.Batch or BenchSettings.BatchRows or BenchSettings.Reload or BenchSettings.Scale))
-                throw new ArgumentException($"--tests: unknown phase '{t}' (ping, single, batch, batch-rows, reload, scale).");
+            if (t is not (BenchSettings.Ping or BenchSettings.Echo or BenchSettings.Single or BenchSettings.Batch or BenchSettings.BatchRows or BenchSettings.Reload or BenchSettings.Scale))
+                throw new ArgumentException($"--tests: unknown phase '{t}' (ping, echo, single, batch, batch-rows, reload, scale).");
         if (tests.Count == 0) throw new ArgumentException("--tests names no phase.");
         if (tests.Contains(BenchSettings.Scale) && tests.Count > 1) throw new ArgumentException("--tests scale runs alone (it measures its own ingest phases).");
         if (tests.Contains(BenchSettings.Scale) && rateFraction) throw new ArgumentException("--rate-fraction (--rate half) does not apply to --tests scale.");

@@ -27,6 +27,8 @@ internal sealed record BenchSettings(
     bool Verbose)
 {
     public const string Ping = "ping";
+    /// <summary>The no-op call with the single phase's messages (an <c>Observation</c> in, a <c>StepResult</c> out): what the messages alone cost.</summary>
+    public const string Echo = "echo";
     public const string Single = "single";
     /// <summary>Batch ingest through the columnar API (<c>IngestColumnsAsync</c>), the way to send many values.</summary>
     public const string Batch = "batch";

@@ -107,6 +107,21 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
             baseline = ping;
         }
 
+        var baseTime = new DateTimeOffset(2025, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        if (settings.Tests.Contains(BenchSettings.Echo))
+        {
+            // Same grain keys as the ping phase (so the same activations), same observation and answer shapes as single.
+            var echoes = new IPingGrain[streams];
+            var echoSequences = new long[streams];
+            for (int i = 0; i < echoes.Length; i++) echoes[i] = grains.GetGrain<IPingGrain>($"{prefix}/{i}");
+            progress($"{store}: echo (no-op call with single ingest's messages), {streams:N0} grains");
+            phases.AddRange(await MeasurePhasesAsync(BenchSettings.Echo, store, streams, 1, silo, baseline, i =>
+            {
+                long seq = ++echoSequences[i];
+                return echoes[i].EchoAsync(new Observation(seq, baseTime.AddSeconds(seq), [Signal(i, seq)]), 1);
+            }, cancellationToken));
+        }
+
         var modelName = await CreateBenchModelAsync(grains);
         var idle = silo is null ? null : await silo.GetStatsAsync(collect: true, cancellationToken);
 
@@ -121,7 +136,6 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
         var active = silo is null ? null : await silo.GetStatsAsync(collect: true, cancellationToken);
 
         var sequences = new long[streams];
-        var baseTime = new DateTimeOffset(2025, 1, 1, 0, 0, 0, TimeSpan.Zero);
         if (settings.Tests.Contains(BenchSettings.Single))
         {
             progress($"{store}: single-observation ingest");

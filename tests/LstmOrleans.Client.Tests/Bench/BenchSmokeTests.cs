@@ -14,7 +14,7 @@ public sealed class BenchSmokeTests
     {
         var (exit, stdout, stderr) = await LstmOrleansProcess.RunAsync(
             "bench", "--stores", "memory,sqlite", "--streams", "20", "--concurrency", "4", "--batch", "8",
-            "--hidden", "4", "--duration", "1", "--warmup", "0.3", "--json");
+            "--hidden", "4", "--duration", "1", "--warmup", "0.3", "--tests", "ping,echo,single,batch", "--json");
         Assert.True(exit == 0, $"exit {exit}\nstdout:\n{stdout}\nstderr:\n{stderr}");
 
         using var json = JsonDocument.Parse(stdout);
@@ -31,6 +31,7 @@ public sealed class BenchSmokeTests
             Assert.True(store.GetProperty("siloActive").GetProperty("rssBytes").GetInt64() > 10 << 20, "silo RSS should be measured");
             Assert.True(store.GetProperty("activationsPerSecond").GetDouble() > 0);
             var phases = store.GetProperty("phases").EnumerateArray().ToDictionary(p => p.GetProperty("test").GetString()!);
+            Assert.Contains("echo", phases.Keys);
             Assert.Contains("single", phases.Keys);
             Assert.Contains("batch", phases.Keys);
             foreach (var (name, phase) in phases)
