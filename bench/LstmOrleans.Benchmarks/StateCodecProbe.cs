@@ -3,6 +3,7 @@ using System.Diagnostics;
 using LstmOrleans.Abstractions;
 using LstmOrleans.Grains;
 using LstmOrleans.Grains.Storage;
+using LstmOrleans.Lstm;
 using LstmOrleans.Persistence.GroupCommit;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -66,6 +67,26 @@ internal static class StateCodecProbe
             for (int round = 0; round < 2; round++)
                 Time($"memory store write, {name}", iterations, () => storage.WriteStateAsync("stream", grain, grainState).GetAwaiter().GetResult());
         }
+
+        // The stream grain's step on its own, without Orleans: what single ingest computes per value (the bench's model:
+        // D=1, H=32, L=1, K=1; history 512 in chunks of 32, the defaults), answer copy included.
+        var stepConfig = new ModelConfig(1, 32, 1, 1, ["value"], Seed: 1);
+        var stepModel = new CachedModel("probe", 1, 1, stepConfig,
+            LstmWeights.From(LstmParameters.InitializeUniform(new LstmConfig(1, 32, 1, 1), seed: 1)));
+        var stepOptions = new StreamGrainOptions();
+        var stepState = new StreamState();
+        StreamComputation.Bind(stepState, stepModel, stepOptions.HistoryCapacity, stepOptions.HistoryChunkSize);
+        long sequence = 0;
+        var start = new DateTimeOffset(2025, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        var values = new float[1];
+        for (int round = 0; round < 2; round++)
+            Time("stream step (StreamComputation.Step)", iterations, () =>
+            {
+                sequence++;
+                values[0] = MathF.Sin(sequence * 0.01f);
+                StreamComputation.Step(stepState, "bench/probe/0", new Observation(sequence, start.AddSeconds(sequence), values), stepModel, stepOptions);
+                stepState.PendingClosed = null;   // what the grain's write does once the closed chunk is stored
+            });
 
         // The closed-history record at the default capacity N = 512 (read, merged and rewritten once per closed chunk).
         var history = new StreamHistory { Generation = 1, Closed = Realistic(hidden: 32, chunk: 512).Tail };
