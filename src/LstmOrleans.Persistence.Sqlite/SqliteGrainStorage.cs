@@ -114,6 +114,7 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
 
     public async Task OpenAsync(CancellationToken cancellationToken)
     {
+        Volatile.Write(ref _closed, false);   // a store closed with its silo may be opened again: readers are kept again
         var directory = Path.GetDirectoryName(Path.GetFullPath(options.DataSource!));
         if (!string.IsNullOrEmpty(directory))
         {

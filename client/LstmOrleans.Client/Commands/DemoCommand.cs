@@ -129,10 +129,10 @@ internal static class DemoCommand
         return 0;
     }
 
-    /// <summary>One round of the model's training grain: challenger vs champion on the streams' recent data.</summary>
     /// <summary>Rows of every series replayed before the refit (the shortest series decides).</summary>
     private static int TrainingRows(List<ReplayStream> streams, double trainFraction) => streams.Select(s => (int)(s.Count * trainFraction)).Min();
 
+    /// <summary>One round of the model's training grain: challenger vs champion on the streams' recent data.</summary>
     private static async Task<long> TrainRoundAsync(IGrainFactory grains, TimeSpan budget, int maxRowsPerStream, CancellationToken ct)
     {
         var training = grains.GetGrain<ITrainingGrain>(ModelName);
