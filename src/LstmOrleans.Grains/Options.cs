@@ -23,9 +23,10 @@ public sealed class StreamGrainOptions
     public int HistoryCapacity { get; set; } = 512;
 
     /// <summary>
-    /// Observations held in the stream's core state (the open tail chunk) before they are moved to the separate history
-    /// record. The core state is written on every step, the history record only once per chunk, so this trades the size
-    /// of every write (about 24 bytes per observation with one feature) against how often history is rewritten.
+    /// Observations held in the stream's core state (the open tail chunk) before they are moved, as one record, to the
+    /// stream's closed history (a ring of ceil(N / C) + 1 such records). The core state is written on every step, a
+    /// history record once per chunk, so this trades the size of every core write (about 24 bytes per observation with
+    /// one feature) against the number of history writes and of records a full window read takes.
     /// </summary>
     public int HistoryChunkSize { get; set; } = 32;
 

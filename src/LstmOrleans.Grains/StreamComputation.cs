@@ -329,70 +329,126 @@ internal static class StreamComputation
     private static long WantedStart(StreamState s, int maxCount) =>
         Math.Max(0, s.ClosedCount + s.Tail.Count - Math.Min(maxCount, s.HistoryCapacity));
 
-    /// <summary>Whether <see cref="Window"/> for <paramref name="maxCount"/> needs the stored history record.</summary>
-    public static bool NeedsStoredHistory(StreamState s, int maxCount) => WantedStart(s, maxCount) < s.DurableClosedCount;
+    // ---- closed history: one record per chunk, in a ring of slots ----
+    //
+    // Closed observations are stored a chunk per record: the chunk starting at index j*C (C = the tail's capacity,
+    // fixed for a generation) goes to slot j mod S, S = ceil(N / C) + 1. Closing a chunk writes one small record and
+    // reads nothing: no record ever holds more than C observations, however large N is. S - 1 slots hold the N
+    // retained observations at any tail position; the extra slot keeps the chunks the previous core needs while the
+    // next one is written, so a crash between the history writes and the core write leaves the old core its whole
+    // history when one chunk closed (when a batch closes several at once, the old core may lose its oldest ones: its
+    // window then starts later, it never shows wrong entries). Every record carries its chunk's start index and
+    // generation, and readers take an entry from a record only when that record covers exactly that index.
+
+    /// <summary>C, observations per closed-history record (the tail's capacity).</summary>
+    public static int HistoryChunkSize(StreamState s) => Math.Max(1, s.Tail.Capacity);
+
+    /// <summary>S, the slots of the stream's closed-history ring: ceil(N / C) + 1.</summary>
+    public static int HistorySlotCount(StreamState s)
+    {
+        int c = HistoryChunkSize(s);
+        return (s.HistoryCapacity + c - 1) / c + 1;
+    }
+
+    /// <summary>The slot of the chunk that starts at <paramref name="startIndex"/>.</summary>
+    public static int HistorySlot(StreamState s, long startIndex) => (int)(startIndex / HistoryChunkSize(s) % HistorySlotCount(s));
+
+    /// <summary>
+    /// The indexes [From, To) that <see cref="Window"/> for <paramref name="maxCount"/> needs from storage (empty when
+    /// the tail and pending chunks cover the window), and the slots whose records hold them.
+    /// </summary>
+    public static (long From, long To, int[] Slots) StoredRange(StreamState s, int maxCount)
+    {
+        long from = WantedStart(s, maxCount), to = s.DurableClosedCount;
+        if (from >= to) return (from, to, []);
+        int c = HistoryChunkSize(s);
+        var slots = new List<int>();
+        for (long start = from / c * c; start < to; start += c)
+        {
+            int slot = HistorySlot(s, start);
+            if (!slots.Contains(slot)) slots.Add(slot);
+        }
+        return (from, to, slots.ToArray());
+    }
 
     /// <summary>
     /// The newest min(<paramref name="maxCount"/>, N) retained observations, oldest first, as one contiguous chunk (a
-    /// copy): from the stored history record (only its entries below the core's durable watermark, and only of this
-    /// generation), then the pending closed ones, then the tail. Entries missing from storage shorten the window.
+    /// copy): stored entries below the core's durable watermark, then the pending closed ones, then the tail.
+    /// <paramref name="stored"/> holds the records read (of this generation; any order, any may be missing or hold
+    /// another chunk); below the watermark the window is the newest run of indexes they cover without a gap, so
+    /// entries missing from storage shorten the window from its old end.
     /// </summary>
-    public static ObservationChunk Window(StreamState s, StreamHistory? stored, int maxCount)
+    public static ObservationChunk Window(StreamState s, IReadOnlyList<ObservationChunk> stored, int maxCount)
     {
         int d = s.InputSize, w = s.InputWidth;
         long end = s.ClosedCount + s.Tail.Count;
         long durable = s.DurableClosedCount;
         long first = WantedStart(s, maxCount);
-        var closed = stored is not null && stored.Generation == s.Generation ? stored.Closed : null;
-        if (first < durable && (closed is null || closed.StartIndex > first || closed.EndIndex < durable))
-            first = closed is not null && closed.EndIndex >= durable && closed.StartIndex < durable ? closed.StartIndex : durable;
+        long covered = durable;
+        while (covered > first && Covering(stored, covered - 1) is { } piece) covered = piece.StartIndex;
+        first = Math.Max(first, covered);
         var window = ObservationChunk.Create(first, (int)(end - first), d, w);
         for (long index = first; index < end; index++)
         {
             if (index >= s.ClosedCount) window.AppendFrom(s.Tail, (int)(index - s.ClosedCount), d, w);
             else if (index >= durable) window.AppendFrom(s.PendingClosed!, (int)(index - durable), d, w);
-            else window.AppendFrom(closed!, (int)(index - closed!.StartIndex), d, w);
+            else
+            {
+                var piece = Covering(stored, index)!;
+                window.AppendFrom(piece, (int)(index - piece.StartIndex), d, w);
+            }
         }
         return window;
     }
 
-    /// <summary>
-    /// The history record to write before the core state that moves the watermark from
-    /// <see cref="StreamState.DurableClosedCount"/> to <see cref="StreamState.ClosedCount"/>: the stored entries from
-    /// N before the old watermark up to it, then the pending closed ones. Keeping N before the old watermark means a
-    /// crash before the core write still leaves the old core a full history. May reuse (and so changes)
-    /// <paramref name="stored"/>'s chunk: pass a record read for this merge only.
-    /// </summary>
-    public static StreamHistory MergeHistory(StreamState s, StreamHistory? stored)
+    private static ObservationChunk? Covering(IReadOnlyList<ObservationChunk> pieces, long index)
     {
-        int d = s.InputSize, w = s.InputWidth;
-        long durable = s.DurableClosedCount;
-        long keepFrom = Math.Max(0, durable - s.HistoryCapacity);
-        var closed = stored is not null && stored.Generation == s.Generation ? stored.Closed : null;
-        long from = durable;
-        if (closed is not null && closed.EndIndex >= durable && closed.StartIndex < durable) from = Math.Max(keepFrom, closed.StartIndex);
-        int count = (int)(s.ClosedCount - from);
-        if (from < durable && closed!.Capacity == count && closed.Values.Length == count * d && closed.Inputs.Length == count * w)
+        foreach (var piece in pieces)
+            if (piece.StartIndex <= index && index < piece.EndIndex) return piece;
+        return null;
+    }
+
+    /// <summary>
+    /// The chunks to write before the core state that moves the watermark from
+    /// <see cref="StreamState.DurableClosedCount"/> to <see cref="StreamState.ClosedCount"/>: the pending closed
+    /// observations cut at chunk boundaries (C each, exact-size arrays), leaving out those the new core no longer
+    /// retains (a batch much larger than N closes chunks that are out of its window at once).
+    /// </summary>
+    public static List<ObservationChunk> ClosedChunksToWrite(StreamState s)
+    {
+        var chunks = new List<ObservationChunk>();
+        if (s.PendingClosed is not { Count: > 0 } pending) return chunks;
+        int d = s.InputSize, w = s.InputWidth, c = HistoryChunkSize(s);
+        long keepFrom = s.ClosedCount + s.Tail.Count - s.HistoryCapacity;
+        for (long start = pending.StartIndex; start < pending.EndIndex; start = (start / c + 1) * c)
         {
-            // Steady state (a full history moving on by one chunk): the merged record has exactly the stored record's
-            // size, so the stored chunk just read (a private copy) is shifted and appended to in place instead of
-            // allocating a second one of the same size; the record written is byte for byte the same.
-            int shift = (int)(from - closed.StartIndex), kept = (int)(durable - from);
-            closed.Sequences.AsSpan(shift, kept).CopyTo(closed.Sequences);
-            closed.Ticks.AsSpan(shift, kept).CopyTo(closed.Ticks);
-            closed.Values.AsSpan(shift * d, kept * d).CopyTo(closed.Values);
-            closed.Inputs.AsSpan(shift * w, kept * w).CopyTo(closed.Inputs);
-            closed.StartIndex = from;
-            closed.Count = kept;
-            if (s.PendingClosed is { } pendingInPlace)
-                for (int i = 0; i < pendingInPlace.Count; i++) closed.AppendFrom(pendingInPlace, i, d, w);
-            return new StreamHistory { Generation = s.Generation, Closed = closed };
+            long stop = Math.Min((start / c + 1) * c, pending.EndIndex);
+            if (stop <= keepFrom) continue;
+            chunks.Add(Slice(pending, start, (int)(stop - start), d, w));
         }
-        var merged = ObservationChunk.Create(from, count, d, w);
-        for (long index = from; index < durable; index++) merged.AppendFrom(closed!, (int)(index - closed!.StartIndex), d, w);
-        if (s.PendingClosed is { } pending)
-            for (int i = 0; i < pending.Count; i++) merged.AppendFrom(pending, i, d, w);
-        return new StreamHistory { Generation = s.Generation, Closed = merged };
+        return chunks;
+    }
+
+    /// <summary>
+    /// Re-cuts a closed-history record of the old single-record layout (<paramref name="legacy"/>) into chunk-aligned
+    /// records: its entries the core still retains, below its durable watermark (anything beyond was never acknowledged).
+    /// </summary>
+    public static List<ObservationChunk> LegacyChunks(StreamState s, ObservationChunk legacy)
+    {
+        var chunks = new List<ObservationChunk>();
+        int d = s.InputSize, w = s.InputWidth, c = HistoryChunkSize(s);
+        long from = Math.Max(legacy.StartIndex, s.ClosedCount + s.Tail.Count - s.HistoryCapacity);
+        long to = Math.Min(legacy.EndIndex, s.DurableClosedCount);
+        for (long start = Math.Max(0, from); start < to; start = (start / c + 1) * c)
+            chunks.Add(Slice(legacy, start, (int)(Math.Min((start / c + 1) * c, to) - start), d, w));
+        return chunks;
+    }
+
+    private static ObservationChunk Slice(ObservationChunk source, long start, int count, int d, int w)
+    {
+        var chunk = ObservationChunk.Create(start, count, d, w);
+        for (int i = 0; i < count; i++) chunk.AppendFrom(source, (int)(start - source.StartIndex) + i, d, w);
+        return chunk;
     }
 
     public static Observation[] History(ObservationChunk window, int inputSize)

@@ -1,5 +1,6 @@
 using LstmOrleans.Abstractions;
 using LstmOrleans.Grains.Training;
+using LstmOrleans.Persistence.GroupCommit;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -14,10 +15,11 @@ namespace LstmOrleans.Grains;
 /// the silo's cached weights (no grain call on the hot path), and persists its state before acknowledging (by
 /// default). Non-reentrant, so concurrent callers are applied one at a time in arrival order.
 ///
-/// Two records per stream in the "lstm" storage: the small core state ("stream", <see cref="StreamState"/>, written
-/// on every acknowledged step) and the closed history ("history", <see cref="StreamHistory"/>, written before the
-/// core whenever tail chunks closed since the last write, and read only for history, training windows and re-warms;
-/// it is not kept in memory).
+/// Records per stream in the "lstm" storage: the small core state ("stream", <see cref="StreamState"/>, written on
+/// every acknowledged step) and the closed history, one chunk per record in a ring of slots ("history.0" ...
+/// "history.{S-1}", <see cref="StreamHistory"/>; see <see cref="StreamComputation.HistorySlotCount"/>), each written
+/// before the core when its chunk closes and read only for history, training windows and re-warms; it is not kept in
+/// memory.
 ///
 /// Both records go straight to the provider's <see cref="IGrainStorage"/> with ETags (read on activation, written
 /// before a call returns), not through an <c>IPersistentState</c>: Orleans 10's state bridge queues every write behind a
@@ -37,6 +39,9 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
     private long _lastWriteTimestamp;
     private StreamTrainingFeed? _trainingFeed;   // reports to the model's training registry when training is on
     private string? _streamId;
+    private string?[]? _slotETags;              // per history slot: its ETag as last read or written here, or UnknownETag
+    private bool _legacyHistoryGone;            // no record of the old single-record history layout is left
+    private static readonly string UnknownETag = new('?', 1);
 
     /// <summary>The core state (never null: set at construction and after every read).</summary>
     private StreamState Current
@@ -211,9 +216,20 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
 
     public async Task DeleteAsync()
     {
-        // History first: a failure here leaves the core (and so the stream) in place.
-        var history = await ReadHistoryAsync();
-        if (history.RecordExists) await Storage.ClearStateAsync(HistoryStateName, this.GetGrainId(), history);
+        // History first: a failure here leaves the core (and so the stream) in place. Slots fill from 0 up, so the ones
+        // in use are a prefix; probing past this generation's S also finds those of an earlier, larger ring.
+        var s = Current;
+        int slotCount = s.IsBound ? StreamComputation.HistorySlotCount(s) : 0;
+        for (int slot = 0; ; slot++)
+        {
+            var record = new GrainState<StreamHistory>(new StreamHistory());
+            await Storage.ReadStateAsync(SlotName(slot), this.GetGrainId(), record);
+            if (record.RecordExists) await Storage.ClearStateAsync(SlotName(slot), this.GetGrainId(), record);
+            else if (slot >= slotCount) break;
+        }
+        _slotETags = null;
+        var legacy = await ReadLegacyHistoryAsync();
+        if (legacy.RecordExists) await Storage.ClearStateAsync(HistoryStateName, this.GetGrainId(), legacy);
         await Storage.ClearStateAsync(CoreStateName, this.GetGrainId(), _state);
         Current = new StreamState();
         _unsavedSteps = 0;
@@ -250,20 +266,90 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         LogRewarmed(StreamId, model.Name, model.Version, window.Count);
     }
 
-    /// <summary>The newest min(maxCount, N) retained observations; reads the history record only when the tail and pending chunks do not cover them.</summary>
+    /// <summary>
+    /// The newest min(maxCount, N) retained observations; reads only the history records the tail and pending chunks do
+    /// not cover (concurrently), plus the old single history record while one may still exist.
+    /// </summary>
     private async Task<ObservationChunk> ReadWindowAsync(StreamState s, int maxCount)
     {
         if (!s.IsBound) return new ObservationChunk();
-        var stored = StreamComputation.NeedsStoredHistory(s, maxCount) ? (await ReadHistoryAsync()).State : null;
-        return StreamComputation.Window(s, stored, maxCount);
+        var (_, _, slots) = StreamComputation.StoredRange(s, maxCount);
+        if (slots.Length == 0) return StreamComputation.Window(s, [], maxCount);
+        var reads = new Task<GrainState<StreamHistory>>[slots.Length];
+        for (int i = 0; i < slots.Length; i++) reads[i] = ReadHistorySlotAsync(s, slots[i]);
+        var legacy = _legacyHistoryGone ? null : ReadLegacyHistoryAsync();
+        var pieces = new List<ObservationChunk>(slots.Length + 1);
+        foreach (var record in await Task.WhenAll(reads))
+            if (record.State is { Closed: not null } h && h.Generation == s.Generation) pieces.Add(h.Closed);
+        if (legacy is not null && (await legacy).State is { Closed: not null } old && old.Generation == s.Generation) pieces.Add(old.Closed);
+        return StreamComputation.Window(s, pieces, maxCount);
     }
 
-    private async Task<GrainState<StreamHistory>> ReadHistoryAsync()
+    private static readonly string[] SlotNames = Enumerable.Range(0, 64).Select(i => $"{HistoryStateName}.{i}").ToArray();
+
+    private static string SlotName(int slot) => slot < SlotNames.Length ? SlotNames[slot] : $"{HistoryStateName}.{slot}";
+
+    /// <summary>Reads one closed-history slot and remembers its ETag for the next write to it.</summary>
+    private async Task<GrainState<StreamHistory>> ReadHistorySlotAsync(StreamState s, int slot)
+    {
+        var record = new GrainState<StreamHistory>(new StreamHistory());
+        await Storage.ReadStateAsync(SlotName(slot), this.GetGrainId(), record);
+        RememberSlotETag(s, slot, record.ETag);
+        return record;
+    }
+
+    /// <summary>
+    /// Writes one closed chunk to its slot. The slot's ETag comes from this activation's last read or write of it, so
+    /// the steady state reads nothing; it is read once per slot per activation (and again after a failed write).
+    /// </summary>
+    private async Task WriteHistorySlotAsync(StreamState s, ObservationChunk chunk)
+    {
+        int slot = StreamComputation.HistorySlot(s, chunk.StartIndex);
+        string? etag = _slotETags is { } known && slot < known.Length && !ReferenceEquals(known[slot], UnknownETag)
+            ? known[slot]
+            : (await ReadHistorySlotAsync(s, slot)).ETag;
+        var record = new GrainState<StreamHistory>(new StreamHistory { Generation = s.Generation, Closed = chunk }) { ETag = etag, RecordExists = etag is not null };
+        try { await Storage.WriteStateAsync(SlotName(slot), this.GetGrainId(), record); }
+        catch { RememberSlotETag(s, slot, UnknownETag); throw; }
+        RememberSlotETag(s, slot, record.ETag);
+    }
+
+    private void RememberSlotETag(StreamState s, int slot, string? etag)
+    {
+        int count = Math.Max(slot + 1, StreamComputation.HistorySlotCount(s));
+        if (_slotETags is null || _slotETags.Length < count)
+        {
+            var grown = new string?[count];
+            Array.Fill(grown, UnknownETag);
+            _slotETags?.CopyTo(grown, 0);
+            _slotETags = grown;
+        }
+        _slotETags[slot] = etag;
+    }
+
+    /// <summary>The record of the layout before slots (state name "history", all closed observations in one).</summary>
+    private async Task<GrainState<StreamHistory>> ReadLegacyHistoryAsync()
     {
         var history = new GrainState<StreamHistory>(new StreamHistory());
         await Storage.ReadStateAsync(HistoryStateName, this.GetGrainId(), history);
-        history.State ??= new StreamHistory();
+        if (!history.RecordExists) _legacyHistoryGone = true;
         return history;
+    }
+
+    /// <summary>
+    /// Moves a record of the old single-record layout into slots (its retained, acknowledged entries) and removes it,
+    /// before this activation writes any slot, so a stream never holds the two layouts with different contents. Once
+    /// per activation (one read) until no such record is left.
+    /// </summary>
+    private async Task MigrateLegacyHistoryAsync(StreamState s)
+    {
+        if (_legacyHistoryGone) return;
+        var legacy = await ReadLegacyHistoryAsync();
+        if (!legacy.RecordExists) return;
+        if (legacy.State is { Closed: not null } old && old.Generation == s.Generation)
+            await Task.WhenAll(StreamComputation.LegacyChunks(s, old.Closed).Select(chunk => WriteHistorySlotAsync(s, chunk)));
+        await Storage.ClearStateAsync(HistoryStateName, this.GetGrainId(), legacy);
+        _legacyHistoryGone = true;
     }
 
     /// <summary>
@@ -300,20 +386,46 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
     }
 
     /// <summary>
-    /// History first (when chunks closed since the last write), then the core with the new watermark; a crash in
-    /// between leaves a history record ahead of its core, which readers cut at the core's watermark.
+    /// The chunks closed since the last write, each to its slot, and the core with the new watermark. On a store that
+    /// writes companion records (<see cref="ICompanionWriteGrainStorage"/>: SQLite, the memory store) that is one atomic
+    /// write. Elsewhere it is history first (fenced, concurrently), then the core: a crash in between leaves history
+    /// records ahead of their core, which readers cut at the core's watermark.
     /// </summary>
     private async Task WriteAsync()
     {
         var s = Current;
+        List<ObservationChunk>? chunks = null;
         if (s.PendingClosed is { Count: > 0 })
         {
-            await FenceHistoryWriteAsync();
-            var stored = await ReadHistoryAsync();
-            var merged = new GrainState<StreamHistory>(StreamComputation.MergeHistory(s, stored.State)) { ETag = stored.ETag, RecordExists = stored.RecordExists };
-            await Storage.WriteStateAsync(HistoryStateName, this.GetGrainId(), merged);
+            bool fenced = false;
+            if (!_legacyHistoryGone)
+            {
+                await FenceHistoryWriteAsync();
+                fenced = true;
+                await MigrateLegacyHistoryAsync(s);
+            }
+            chunks = StreamComputation.ClosedChunksToWrite(s);
+            if (Storage is not ICompanionWriteGrainStorage)
+            {
+                if (!fenced) await FenceHistoryWriteAsync();
+                if (chunks.Count == 1) await WriteHistorySlotAsync(s, chunks[0]);
+                else await Task.WhenAll(chunks.Select(chunk => WriteHistorySlotAsync(s, chunk)));
+                chunks = null;
+            }
         }
-        try { await Storage.WriteStateAsync(CoreStateName, this.GetGrainId(), _state); }
+        try
+        {
+            if (chunks is { Count: > 0 } && Storage is ICompanionWriteGrainStorage atomic)
+            {
+                // The chunks ride with the core in one atomic write guarded by the core's ETag: no fence read, no slot
+                // ETags, and history never gets ahead of its core.
+                var companions = new KeyValuePair<string, StreamHistory>[chunks.Count];
+                for (int i = 0; i < chunks.Count; i++)
+                    companions[i] = new(SlotName(StreamComputation.HistorySlot(s, chunks[i].StartIndex)), new StreamHistory { Generation = s.Generation, Closed = chunks[i] });
+                await atomic.WriteStateWithCompanionsAsync(CoreStateName, this.GetGrainId(), _state, companions);
+            }
+            else await Storage.WriteStateAsync(CoreStateName, this.GetGrainId(), _state);
+        }
         catch (Exception e) when (e is not OrleansException) { throw StorageFailure(e, "WriteState"); }
         if (ReferenceEquals(s, Current)) s.PendingClosed = null;
         _unsavedSteps = 0;

@@ -4,15 +4,15 @@ namespace LstmOrleans.Grains;
 
 /// <summary>
 /// Durable core state of one sensor stream, written on every acknowledged step, so it is kept small: the learned
-/// state, ordering, statistics and the open "tail" chunk of the newest observations. Closed history lives in a
-/// separate record (<see cref="StreamHistory"/>) written only when a tail chunk closes and read only when needed.
+/// state, ordering, statistics and the open "tail" chunk of the newest observations. Closed history lives in separate
+/// records (<see cref="StreamHistory"/>, one per chunk) written only when a tail chunk closes and read only when needed.
 /// Shapes: D = model input size, K = horizons, L*H = state size, N = history capacity, C = tail chunk size.
 ///
 /// History layout. Observations accepted since the last bind/reset get consecutive indexes 0, 1, 2, ... within the
-/// <see cref="Generation"/>. Indexes below <see cref="ClosedCount"/> are closed (stored in the history record, or
+/// <see cref="Generation"/>. Indexes below <see cref="ClosedCount"/> are closed (stored in the history records, or
 /// still in <see cref="PendingClosed"/> until the next write); the rest are in <see cref="Tail"/>. Writes go history
-/// first, then core; a history record that got ahead of its core (a crash between the two writes) is read only below
-/// the core's <see cref="ClosedCount"/>, so it never shows an unacknowledged observation.
+/// first, then core; history records that got ahead of their core (a crash between the two writes) are read only below
+/// the core's <see cref="ClosedCount"/>, so they never show an unacknowledged observation.
 /// </summary>
 [GenerateSerializer, Alias("lstm.StreamState")]
 public sealed class StreamState
@@ -200,9 +200,10 @@ public sealed class ObservationChunk
 }
 
 /// <summary>
-/// The stream's closed history record (state name "history"): closed observations of one generation, written only
-/// when tail chunks close. Holds at least the N closed observations before the core's watermark, plus (after a crash
-/// between the history and the core write) some beyond it, which readers ignore.
+/// One closed-history record of a stream (state name "history.{slot}"): one closed chunk of C observations of one
+/// generation, written once when the chunk closes (see <see cref="StreamComputation.HistorySlotCount"/>). Records
+/// written by earlier builds (state name "history") hold all retained closed observations in one chunk; they are read
+/// and moved into slots on the stream's next history write.
 /// </summary>
 [GenerateSerializer, Alias("lstm.StreamHistory")]
 public sealed class StreamHistory

@@ -149,10 +149,7 @@ internal sealed class GroupCommitGrainStorage
         // The payload waits in the queue until its batch has committed (ms, longer under load): held in a fresh array
         // it would live just long enough to be promoted out of gen0 on every acknowledged write. So it is kept in an
         // array of the providers' payload pool, which the writer returns once the batch has committed or failed.
-        var serializer = _options.GrainStorageSerializer;
-        var (buffer, length, pooled) = serializer is IBufferGrainStorageSerializer buffered
-            ? SerializePooled(buffered, grainState.State)
-            : CopyToPool(serializer.Serialize(grainState.State).ToMemory().Span);
+        var (buffer, length, pooled) = Serialize(grainState.State);
         var operation = new StorageOperation(StorageOperationKind.Write, stateName, grainId.ToString(), expected, buffer, length, pooled);
         Task<CommitOutcome> commit;
         try
@@ -173,6 +170,69 @@ internal sealed class GroupCommitGrainStorage
 
         grainState.ETag = EtagFormat.Format(outcome.NewVersion);
         grainState.RecordExists = true;
+    }
+
+    /// <summary>
+    /// <see cref="ICompanionWriteGrainStorage.WriteStateWithCompanionsAsync"/>: one queued operation, the guarded write,
+    /// carrying the companions' upserts, which the committer applies in the same transaction only when the write applied.
+    /// </summary>
+    public async Task WriteStateWithCompanionsAsync<T, TCompanion>(string stateName, GrainId grainId, IGrainState<T> grainState,
+        IReadOnlyList<KeyValuePair<string, TCompanion>> companions)
+    {
+        var expected = ParseEtag(nameof(WriteStateWithCompanionsAsync), stateName, grainId, grainState.ETag);
+        string key = grainId.ToString();
+        var upserts = new StorageOperation[companions.Count];
+        StorageOperation? operation = null;
+        try
+        {
+            for (int i = 0; i < upserts.Length; i++)
+            {
+                var (companionName, companionState) = companions[i];
+                if (companionName == stateName || upserts.Take(i).Any(u => u.StateName == companionName))
+                {
+                    throw new ArgumentException($"Companion state name '{companionName}' of {grainId} is not distinct.", nameof(companions));
+                }
+
+                var (companionBuffer, companionLength, companionPooled) = Serialize(companionState);
+                upserts[i] = new StorageOperation(StorageOperationKind.Upsert, companionName, key, expectedVersion: null, companionBuffer, companionLength, companionPooled);
+            }
+
+            var (buffer, length, pooled) = Serialize(grainState.State);
+            operation = new StorageOperation(StorageOperationKind.Write, stateName, key, expected, buffer, length, pooled) { Companions = upserts };
+        }
+        catch
+        {
+            foreach (var upsert in upserts) upsert?.ReleasePayload();
+            throw;
+        }
+
+        Task<CommitOutcome> commit;
+        try
+        {
+            commit = _queue.EnqueueAsync(operation);
+        }
+        catch
+        {
+            operation.ReleasePayload();   // never queued: nobody else will (the companions' payloads too)
+            throw;
+        }
+
+        var outcome = await commit.ConfigureAwait(false);
+        if (outcome.Conflict)
+        {
+            throw Conflict(nameof(WriteStateWithCompanionsAsync), stateName, grainId, grainState.ETag);
+        }
+
+        grainState.ETag = EtagFormat.Format(outcome.NewVersion);
+        grainState.RecordExists = true;
+    }
+
+    private (byte[] Buffer, int Length, bool Pooled) Serialize<T>(T state)
+    {
+        var serializer = _options.GrainStorageSerializer;
+        return serializer is IBufferGrainStorageSerializer buffered
+            ? SerializePooled(buffered, state)
+            : CopyToPool(serializer.Serialize(state).ToMemory().Span);
     }
 
     // A serializer with a buffer path (the default compact one, the silo's stream-record codec decorator) writes

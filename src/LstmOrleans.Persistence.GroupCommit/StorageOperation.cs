@@ -8,6 +8,12 @@ internal enum StorageOperationKind
 
     /// <summary>Turn the row into a tombstone (no data, bumped version), guarded by the expected version.</summary>
     Clear,
+
+    /// <summary>
+    /// Insert or replace the state blob whatever is stored (bumping the version): only as a companion of a guarded
+    /// write, applied when that write applied (see <see cref="StorageOperation.Companions"/>).
+    /// </summary>
+    Upsert,
 }
 
 /// <summary>
@@ -44,6 +50,12 @@ internal sealed class StorageOperation
 
     public StorageOperationKind Kind { get; }
 
+    /// <summary>
+    /// Upserts applied in the same transaction right after this (guarded) write, only when it applied, so they commit
+    /// or vanish with it; their outcomes are not reported. Null for a plain operation.
+    /// </summary>
+    public IReadOnlyList<StorageOperation>? Companions { get; init; }
+
     /// <summary>The state name Orleans passes as "grainType" (the [PersistentState] name).</summary>
     public string StateName { get; }
 
@@ -68,6 +80,11 @@ internal sealed class StorageOperation
     /// </summary>
     public void ReleasePayload()
     {
+        if (Companions is { } companions)
+        {
+            foreach (var companion in companions) companion.ReleasePayload();
+        }
+
         var payload = _payload;
         if (payload is null) return;
         _payload = null;

@@ -154,6 +154,13 @@ internal sealed class PostgresStore(string serviceId, PostgresGrainStorageOption
         await using var npgsqlBatch = new NpgsqlBatch(connection, transaction) { Timeout = (int)Math.Ceiling(options.CommandTimeout.TotalSeconds) };
         foreach (var operation in ordered)
         {
+            // Companion writes need "apply only if the guarded write applied" inside one batch round trip, which this
+            // provider does not do (it does not implement ICompanionWriteGrainStorage; callers take fenced writes).
+            if (operation.Companions is not null)
+            {
+                throw new NotSupportedException("The PostgreSQL grain storage does not write companion records.");
+            }
+
             var command = (operation.Kind, operation.ExpectedVersion) switch
             {
                 (StorageOperationKind.Write, null) => new NpgsqlBatchCommand(

@@ -19,7 +19,7 @@ namespace LstmOrleans.Persistence.Sqlite;
 /// go through one writer that commits them in batches (group commit); reads use pooled connections
 /// beside it. What an acknowledged write survives is set by <see cref="SqliteGrainStorageOptions.Synchronous"/>.
 /// </summary>
-public sealed class SqliteGrainStorage : IGrainStorage, ILifecycleParticipant<ISiloLifecycle>, IAsyncDisposable
+public sealed class SqliteGrainStorage : IGrainStorage, ICompanionWriteGrainStorage, ILifecycleParticipant<ISiloLifecycle>, IAsyncDisposable
 {
     private readonly string _name;
     private readonly SqliteStore _store;
@@ -74,6 +74,11 @@ public sealed class SqliteGrainStorage : IGrainStorage, ILifecycleParticipant<IS
 
     /// <inheritdoc />
     public Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) => _storage.ClearStateAsync(stateName, grainId, grainState);
+
+    /// <inheritdoc />
+    public Task WriteStateWithCompanionsAsync<T, TCompanion>(string stateName, GrainId grainId, IGrainState<T> grainState,
+        IReadOnlyList<KeyValuePair<string, TCompanion>> companions) =>
+        _storage.WriteStateWithCompanionsAsync(stateName, grainId, grainState, companions);
 }
 
 /// <summary>
@@ -100,6 +105,7 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
     private RawStatement? _update;
     private RawStatement? _clear;
     private RawStatement? _exists;
+    private RawStatement? _upsert;
 
     public string Kind => "sqlite";
 
@@ -248,6 +254,9 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
         _update = new RawStatement(handle, $"UPDATE {table} SET version = version + 1, payload = ?5 WHERE {Key} AND version = ?4", serviceId);
         _clear = new RawStatement(handle, $"UPDATE {table} SET version = version + 1, payload = NULL WHERE {Key} AND version = ?4", serviceId);
         _exists = new RawStatement(handle, $"SELECT 1 FROM {table} WHERE {Key}", serviceId);
+        _upsert = new RawStatement(handle,
+            $"INSERT INTO {table} (service_id, state_name, grain_id, version, payload) VALUES (?1, ?2, ?3, 1, ?5) " +
+            "ON CONFLICT (service_id, state_name, grain_id) DO UPDATE SET version = version + 1, payload = excluded.payload", serviceId);
     }
 
     public async Task<TimeSpan> CommitAsync(IReadOnlyList<StorageOperation> batch, CancellationToken cancellationToken)
@@ -277,7 +286,15 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
         using var transaction = connection.BeginTransaction(deferred: false);
         foreach (var operation in batch)
         {
-            operation.PendingOutcome = Apply(operation);
+            var outcome = Apply(operation);
+            operation.PendingOutcome = outcome;
+            if (!outcome.Conflict && operation.Companions is { } companions)
+            {
+                foreach (var companion in companions)
+                {
+                    Apply(companion);
+                }
+            }
         }
 
         if (options.OnBeforeCommit is { } beforeCommit)
@@ -308,6 +325,9 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
                 return _exists!.Execute(stateName, grainId, version: null, payload: default, bindPayload: false) == 0 ? CommitOutcome.Applied(null) : CommitOutcome.Conflicted;
             case (StorageOperationKind.Clear, long expected):
                 return _clear!.Execute(stateName, grainId, expected, payload: default, bindPayload: false) == 1 ? CommitOutcome.Applied(expected + 1) : CommitOutcome.Conflicted;
+            case (StorageOperationKind.Upsert, _):
+                _upsert!.Execute(stateName, grainId, version: null, payload, bindPayload: true);
+                return CommitOutcome.Applied(null);
             default:
                 throw new InvalidOperationException($"Unknown storage operation {operation.Kind}.");
         }
@@ -319,7 +339,8 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
         _update?.Dispose();
         _clear?.Dispose();
         _exists?.Dispose();
-        _insert = _update = _clear = _exists = null;
+        _upsert?.Dispose();
+        _insert = _update = _clear = _exists = _upsert = null;
         _connection?.Dispose();
         _connection = null;
     }

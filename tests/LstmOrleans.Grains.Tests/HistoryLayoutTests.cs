@@ -25,6 +25,10 @@ public sealed class FaultingGrainStorage(IGrainStorage inner) : IGrainStorage
     /// <summary>Successful writes per (grain, state name).</summary>
     public static readonly ConcurrentDictionary<(GrainId, string), int> Writes = new();
 
+    /// <summary>Successful writes of a grain's closed-history records (every slot).</summary>
+    public static int HistoryWrites(GrainId grainId) =>
+        Writes.Where(w => w.Key.Item1 == grainId && w.Key.Item2.StartsWith("history.", StringComparison.Ordinal)).Sum(w => w.Value);
+
     public Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) =>
         inner.ReadStateAsync(stateName, grainId, grainState);
 
@@ -86,12 +90,12 @@ public sealed class HistoryLayoutTests(HistoryLayoutFixture fixture) : IClassFix
         return (info.Config, model);
     }
 
-    /// <summary>History and training window equal the last min(m, N) observations the reference saw.</summary>
-    private static async Task AssertWindowsAsync(IStreamGrain stream, IReadOnlyList<Observation> sent, ReferenceStream reference)
+    /// <summary>History and training window equal the last min(m, <paramref name="retained"/>) observations the reference saw (N unless a crash cost some).</summary>
+    private static async Task AssertWindowsAsync(IStreamGrain stream, IReadOnlyList<Observation> sent, ReferenceStream reference, int retained = HistoryLayoutFixture.Capacity)
     {
         foreach (int m in new[] { 0, 1, HistoryLayoutFixture.Chunk - 1, HistoryLayoutFixture.Chunk, HistoryLayoutFixture.Chunk + 1, 13, HistoryLayoutFixture.Capacity, 1000 })
         {
-            int take = Math.Min(Math.Min(m, HistoryLayoutFixture.Capacity), sent.Count);
+            int take = Math.Min(Math.Min(m, retained), sent.Count);
             var history = await stream.GetHistoryAsync(m);
             var expected = sent.Skip(sent.Count - take).ToArray();
             Assert.Equal(expected.Select(o => o.Sequence), history.Select(o => o.Sequence));
@@ -162,13 +166,13 @@ public sealed class HistoryLayoutTests(HistoryLayoutFixture fixture) : IClassFix
             sent.Add(o);
             reference.Step(o.Values);
         }
-        int historyWrites = FaultingGrainStorage.Writes.GetValueOrDefault((grainId, "history"));
+        int historyWrites = FaultingGrainStorage.HistoryWrites(grainId);
         var ghost = TestSupport.Obs(sent.Count + 1, seed: 99);          // never acknowledged
         FaultingGrainStorage.Failing[(grainId, "stream")] = true;        // the core write "crashes"
         var failure = await Assert.ThrowsAnyAsync<Exception>(() => stream.IngestAsync(ghost));
         Assert.IsNotType<ObservationRejectedException>(failure);
         // History did get ahead (written again by the deactivation's failing flush, which also stops at the core).
-        Assert.True(FaultingGrainStorage.Writes.GetValueOrDefault((grainId, "history")) > historyWrites);
+        Assert.True(FaultingGrainStorage.HistoryWrites(grainId) > historyWrites);
         await fixture.Cluster.DeactivateAsync(stream);                   // the activation dies without saving its core
         await Task.Delay(200);
         FaultingGrainStorage.Failing.TryRemove((grainId, "stream"), out _);
@@ -190,14 +194,18 @@ public sealed class HistoryLayoutTests(HistoryLayoutFixture fixture) : IClassFix
         }
         await AssertWindowsAsync(stream, sent, reference);
 
-        // A batch that closes several chunks, crashing after its history write, is also all-or-nothing.
+        // A batch that closes several chunks, crashing after its history write, is also all-or-nothing: the stream is
+        // the last acknowledged one. Its history is a correct suffix, but the second chunk's record took the slot of the
+        // oldest chunk the old core still held (closed 0..39, tail 40..41: the window 22..41 read chunk 16..23 from the
+        // slot that chunk 48..55 went to), so the reloaded window is 24..41, 18 long, until new chunks refill it.
+        Assert.Equal(42, sent.Count);
         var batch = Enumerable.Range(1, 2 * HistoryLayoutFixture.Chunk + 1).Select(i => TestSupport.Obs(sent.Count + i, seed: 7)).ToArray();
         FaultingGrainStorage.Failing[(grainId, "stream")] = true;
         await Assert.ThrowsAnyAsync<Exception>(() => stream.IngestBatchAsync(batch));
         await fixture.Cluster.DeactivateAsync(stream);
         await Task.Delay(200);
         FaultingGrainStorage.Failing.TryRemove((grainId, "stream"), out _);
-        await AssertWindowsAsync(stream, sent, reference);
+        await AssertWindowsAsync(stream, sent, reference, retained: 18);
         Assert.Equal(sent.Count, (await stream.GetSummaryAsync()).StepCount);
 
         // Going on with other values: the next chunk closes overwrite the stale entries the failed batch left behind.
@@ -253,6 +261,19 @@ public sealed class HistoryLayoutTests(HistoryLayoutFixture fixture) : IClassFix
         Assert.Equal(expected, results.Select(r => r.Predictions));
     }
 
+    /// <summary>The closed-history records stored for a grain, by slot (the slots in use are a prefix; a few past it are probed too).</summary>
+    private static async Task<Dictionary<int, GrainState<StreamHistory>>> ReadSlotsAsync(IGrainStorage storage, GrainId grainId)
+    {
+        var slots = new Dictionary<int, GrainState<StreamHistory>>();
+        for (int slot = 0; slot < 16; slot++)
+        {
+            var record = new GrainState<StreamHistory>();
+            await storage.ReadStateAsync($"history.{slot}", grainId, record);
+            if (record.RecordExists) slots[slot] = record;
+        }
+        return slots;
+    }
+
     [Fact]
     public async Task A_stale_activation_cannot_overwrite_the_history_record()
     {
@@ -264,9 +285,8 @@ public sealed class HistoryLayoutTests(HistoryLayoutFixture fixture) : IClassFix
         // Two closed chunks (a history record exists) and a full tail: the next step closes the third chunk.
         const int steps = 3 * HistoryLayoutFixture.Chunk;
         for (long seq = 1; seq <= steps; seq++) await stream.IngestAsync(TestSupport.Obs(seq));
-        var historyBefore = new GrainState<StreamHistory>();
-        await storage.ReadStateAsync("history", grainId, historyBefore);
-        Assert.True(historyBefore.RecordExists);
+        var historyBefore = await ReadSlotsAsync(storage, grainId);
+        Assert.Equal(2, historyBefore.Count);
 
         // Another activation of the stream (say on another silo) writes the core behind this activation's back.
         var core = new GrainState<StreamState>();
@@ -276,10 +296,13 @@ public sealed class HistoryLayoutTests(HistoryLayoutFixture fixture) : IClassFix
         // This activation is now stale: its chunk-closing step fails and the history record is not touched.
         var failure = await Assert.ThrowsAnyAsync<Exception>(() => stream.IngestAsync(TestSupport.Obs(steps + 1, seed: 4)));
         Assert.IsNotType<ObservationRejectedException>(failure);
-        var historyAfter = new GrainState<StreamHistory>();
-        await storage.ReadStateAsync("history", grainId, historyAfter);
-        Assert.Equal(historyBefore.ETag, historyAfter.ETag);
-        Assert.Equal(historyBefore.State!.Closed.Sequences, historyAfter.State!.Closed.Sequences);
+        var historyAfter = await ReadSlotsAsync(storage, grainId);
+        Assert.Equal(historyBefore.Keys.Order(), historyAfter.Keys.Order());
+        foreach (var (slot, before) in historyBefore)
+        {
+            Assert.Equal(before.ETag, historyAfter[slot].ETag);
+            Assert.Equal(before.State!.Closed.Sequences, historyAfter[slot].State!.Closed.Sequences);
+        }
 
         // The stale activation went away; the stream reloads the stored core and takes the step.
         var result = await stream.IngestAsync(TestSupport.Obs(steps + 1));
@@ -287,6 +310,54 @@ public sealed class HistoryLayoutTests(HistoryLayoutFixture fixture) : IClassFix
         Assert.Equal(steps + 1, result.StepCount);
         Assert.Equal(Enumerable.Range(1, HistoryLayoutFixture.Capacity).Select(i => (long)(steps + 1 - HistoryLayoutFixture.Capacity + i)),
             (await stream.GetHistoryAsync(100)).Select(o => o.Sequence));
+    }
+
+    [Fact]
+    public async Task A_history_record_of_the_old_single_record_layout_is_read_and_then_moved_into_slots()
+    {
+        var (config, model) = await CreateModelAsync("layout-legacy");
+        var reference = new ReferenceStream(config, TestSupport.ToEngine(await model.GetActiveWeightsAsync()));
+        var stream = Client.GetGrain<IStreamGrain>("layout/legacy");
+        await stream.BindAsync("layout-legacy");
+        var grainId = stream.GetGrainId();
+        var storage = fixture.Cluster.Silos[0].ServiceProvider.GetRequiredKeyedService<IGrainStorage>("inner");
+        var sent = new List<Observation>();
+        async Task SendAsync(long seq)
+        {
+            var o = TestSupport.Obs(seq);
+            await stream.IngestAsync(o);
+            sent.Add(o);
+            reference.Step(o.Values);
+        }
+        for (long seq = 1; seq <= 3 * HistoryLayoutFixture.Chunk + 5; seq++) await SendAsync(seq);   // closed 0..23, tail 24..28
+        await fixture.Cluster.DeactivateAsync(stream);
+
+        // Store the closed history as an earlier build did: every closed observation in one "history" record, no slots.
+        var slots = await ReadSlotsAsync(storage, grainId);
+        long generation = slots.Values.First().State!.Generation;
+        var chunks = slots.Values.Select(r => r.State!.Closed).OrderBy(c => c.StartIndex).ToList();
+        Assert.Equal([0L, 8L, 16L], chunks.Select(c => c.StartIndex));
+        var single = ObservationChunk.Create(0, chunks.Sum(c => c.Count), config.InputSize, config.ModelInputSize);
+        foreach (var chunk in chunks)
+            for (int i = 0; i < chunk.Count; i++) single.AppendFrom(chunk, i, config.InputSize, config.ModelInputSize);
+        foreach (var (slot, record) in slots) await storage.ClearStateAsync($"history.{slot}", grainId, record);
+        await storage.WriteStateAsync("history", grainId, new GrainState<StreamHistory>(new StreamHistory { Generation = generation, Closed = single }));
+
+        // Reads use it (and change nothing) ...
+        await AssertWindowsAsync(stream, sent, reference);
+        Assert.Empty(await ReadSlotsAsync(storage, grainId));
+
+        // ... and the next chunk close moves what is retained into slots and removes it.
+        for (long seq = sent.Count + 1; seq <= 4 * HistoryLayoutFixture.Chunk + 1; seq++) await SendAsync(seq);
+        var old = new GrainState<StreamHistory>();
+        await storage.ReadStateAsync("history", grainId, old);
+        Assert.False(old.RecordExists);
+        Assert.Equal([13L, 16L, 24L], (await ReadSlotsAsync(storage, grainId)).Values.Select(r => r.State!.Closed.StartIndex).Order());
+        await AssertWindowsAsync(stream, sent, reference);
+        await fixture.Cluster.DeactivateAsync(stream);
+        await AssertWindowsAsync(stream, sent, reference);
+        for (long seq = sent.Count + 1; seq <= 9 * HistoryLayoutFixture.Chunk; seq++) await SendAsync(seq);
+        await AssertWindowsAsync(stream, sent, reference);
     }
 
     [Fact]
@@ -305,9 +376,7 @@ public sealed class HistoryLayoutTests(HistoryLayoutFixture fixture) : IClassFix
 
         await stream.DeleteAsync();
         var storage = fixture.Cluster.Silos[0].ServiceProvider.GetRequiredKeyedService<IGrainStorage>("inner");
-        var history = new GrainState<StreamHistory>();
-        await storage.ReadStateAsync("history", stream.GetGrainId(), history);
-        Assert.False(history.RecordExists);
+        Assert.Empty(await ReadSlotsAsync(storage, stream.GetGrainId()));
         Assert.Empty(await stream.GetHistoryAsync(100));
     }
 }
@@ -375,6 +444,40 @@ public sealed class LocalMemoryGrainStorageTests
         var other = new GrainState<StreamState>(new StreamState());
         await storage.ReadStateAsync("history", Grain, other);
         Assert.False(other.RecordExists);
+    }
+
+    /// <summary>Companion records are written with their guarded write, whatever is stored under them, or not at all.</summary>
+    [Fact]
+    public async Task Companions_are_written_with_their_guarded_write_or_not_at_all()
+    {
+        var storage = NewStorage();
+        static KeyValuePair<string, StreamState>[] Companions(params (string Name, long Steps)[] items) =>
+            items.Select(i => KeyValuePair.Create(i.Name, new StreamState { StepCount = i.Steps })).ToArray();
+        async Task<GrainState<StreamState>> ReadAsync(string name)
+        {
+            var state = new GrainState<StreamState>(new StreamState());
+            await storage.ReadStateAsync(name, Grain, state);
+            return state;
+        }
+
+        var core = new GrainState<StreamState>(new StreamState { StepCount = 1 });
+        await storage.WriteStateWithCompanionsAsync("stream", Grain, core, Companions(("h.0", 10), ("h.1", 11)));
+        Assert.Equal(10, (await ReadAsync("h.0")).State!.StepCount);
+        Assert.Equal(11, (await ReadAsync("h.1")).State!.StepCount);
+        await storage.ClearStateAsync("h.1", Grain, await ReadAsync("h.1"));          // a tombstone is replaced too
+
+        core.State!.StepCount = 2;
+        await storage.WriteStateWithCompanionsAsync("stream", Grain, core, Companions(("h.0", 20), ("h.1", 21)));
+        Assert.Equal(20, (await ReadAsync("h.0")).State!.StepCount);
+        Assert.Equal(21, (await ReadAsync("h.1")).State!.StepCount);
+
+        var stale = new GrainState<StreamState>(new StreamState { StepCount = 3 }) { ETag = "1" };
+        await Assert.ThrowsAsync<InconsistentStateException>(() => storage.WriteStateWithCompanionsAsync("stream", Grain, stale, Companions(("h.0", 30), ("h.2", 32))));
+        await Assert.ThrowsAsync<ArgumentException>(() => storage.WriteStateWithCompanionsAsync("stream", Grain, core, Companions(("h.0", 40), ("h.0", 41))));
+        Assert.Equal(20, (await ReadAsync("h.0")).State!.StepCount);
+        Assert.False((await ReadAsync("h.2")).RecordExists);
+        Assert.Equal(2, (await ReadAsync("stream")).State!.StepCount);
+        Assert.Equal(core.ETag, (await ReadAsync("stream")).ETag);
     }
 
     /// <summary>

@@ -117,6 +117,50 @@ public sealed class StorageFaultTests(SqliteFaultCluster fixture) : IClassFixtur
         Assert.Equal(Bits.Of(last), Bits.Of(rest[^1].Predictions));
     }
 
+    /// <summary>
+    /// On SQLite a chunk-closing write is one atomic unit (the core plus the closed chunk's history record, see
+    /// ICompanionWriteGrainStorage): a failed commit leaves neither, so no history record ever gets ahead of its core,
+    /// and the retry writes both.
+    /// </summary>
+    [Fact]
+    public async Task AFailedChunkClosingCommitWritesNeitherTheCoreNorTheHistoryRecord()
+    {
+        var stream = Client.GetGrain<IStreamGrain>("faulty-chunk-close");
+        await stream.BindAsync(SqliteFaultCluster.Model);
+        const int chunk = 32;                                                  // StreamGrainOptions.HistoryChunkSize's default
+        for (int seq = 1; seq <= 2 * chunk; seq += 16)
+            await stream.IngestBatchAsync(Enumerable.Range(seq, 16).Select(i => Signals.Obs(2, i)).ToArray());   // closed 0..31, tail 32..63 (full)
+        var before = await FullState(stream);
+        var grainId = stream.GetGrainId();
+        async Task<bool> SecondChunkStoredAsync()
+        {
+            var record = new GrainState<StreamHistory>();
+            await fixture.Storage.ReadStateAsync("history.1", grainId, record);
+            return record.RecordExists;
+        }
+        Assert.False(await SecondChunkStoredAsync());
+
+        SqliteFaultCluster.FaultMode = 1;
+        try
+        {
+            await Assert.ThrowsAnyAsync<Exception>(() => stream.IngestAsync(Signals.Obs(2, 2 * chunk + 1)));
+            Assert.False(await SecondChunkStoredAsync());
+            await Assert.ThrowsAnyAsync<Exception>(() => stream.IngestBatchAsync([Signals.Obs(2, 2 * chunk + 1), Signals.Obs(2, 2 * chunk + 2)]));
+            Assert.False(await SecondChunkStoredAsync());
+        }
+        finally
+        {
+            SqliteFaultCluster.FaultMode = 0;
+        }
+        Assert.Equal(before, await FullState(stream));
+
+        await stream.IngestAsync(Signals.Obs(2, 2 * chunk + 1));
+        Assert.True(await SecondChunkStoredAsync());
+        var history = await stream.GetHistoryAsync(int.MaxValue);
+        Assert.Equal(Enumerable.Range(1, 2 * chunk + 1).Select(i => (long)i), history.Select(o => o.Sequence));
+        Assert.Equal(Signals.Obs(2, 40).Values, history[39].Values);
+    }
+
     [Fact]
     public async Task TwoWritersWithTheSameEtagNeverBothSucceed()
     {

@@ -27,7 +27,7 @@ namespace LstmOrleans.Grains.Storage;
 /// of versions below 65,536 are shared instances rather than one more object per write that lives long enough to leave gen0.
 /// Everything is lost when the process ends; use it for tests, benchmarks and single-silo development only.
 /// </summary>
-public sealed partial class LocalMemoryGrainStorage : IGrainStorage
+public sealed partial class LocalMemoryGrainStorage : IGrainStorage, ICompanionWriteGrainStorage
 {
     private readonly string _name;
     private readonly IGrainStorageSerializer _serializer;
@@ -110,6 +110,47 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage
         return Task.CompletedTask;
     }
 
+    /// <summary>
+    /// The main write and, only if it applies, every companion, all under the main key's lock (companion keys are only
+    /// ever written under their grain's main key lock here, so no reader sees the companions without the main write's
+    /// check having passed). Everything is serialized first, so a serializer failure changes nothing.
+    /// </summary>
+    public Task WriteStateWithCompanionsAsync<T, TCompanion>(string stateName, GrainId grainId, IGrainState<T> grainState,
+        IReadOnlyList<KeyValuePair<string, TCompanion>> companions)
+    {
+        var scratch = new ArrayBufferWriter<byte>(4096);
+        var ends = new int[companions.Count + 1];
+        SerializeInto(scratch, grainState.State);
+        ends[0] = scratch.WrittenCount;
+        for (int i = 0; i < companions.Count; i++)
+        {
+            if (companions[i].Key == stateName || companions.Take(i).Any(c => c.Key == companions[i].Key))
+                throw new ArgumentException($"Companion state name '{companions[i].Key}' of {grainId} is not distinct.", nameof(companions));
+            SerializeInto(scratch, companions[i].Value);
+            ends[i + 1] = scratch.WrittenCount;
+        }
+        var written = scratch.WrittenSpan;
+        long version = Store(nameof(WriteStateWithCompanionsAsync), stateName, grainId, grainState.ETag, written[..ends[0]], exists: true,
+            applyWithinLock: () =>
+            {
+                var bytes = scratch.WrittenSpan;
+                for (int i = 0; i < companions.Count; i++)
+                {
+                    var slot = _slots.GetOrAdd((companions[i].Key, grainId), static _ => new Slot());
+                    lock (slot.Gate) Install(slot, bytes[ends[i]..ends[i + 1]], exists: true);
+                }
+            });
+        grainState.ETag = EtagFormat.Format(version);
+        grainState.RecordExists = true;
+        return Task.CompletedTask;
+    }
+
+    private void SerializeInto<TState>(ArrayBufferWriter<byte> writer, TState state)
+    {
+        if (_buffered is { } buffered) buffered.Serialize(state, writer);
+        else writer.Write(_serializer.Serialize(state).ToMemory().Span);
+    }
+
     public Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
         long version = Store(nameof(ClearStateAsync), stateName, grainId, grainState.ETag, [], exists: false);
@@ -119,7 +160,7 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage
     }
 
     /// <summary>Installs the next version if the stored one is the one <paramref name="etag"/> names; returns the new version.</summary>
-    private long Store(string operation, string stateName, GrainId grainId, string? etag, ReadOnlySpan<byte> payload, bool exists)
+    private long Store(string operation, string stateName, GrainId grainId, string? etag, ReadOnlySpan<byte> payload, bool exists, Action? applyWithinLock = null)
     {
         long expected = ParseETag(etag);
         if (expected < 0) throw Conflict(operation, stateName, grainId, _slots.TryGetValue((stateName, grainId), out var s) ? CurrentETag(s) : null, etag);
@@ -128,23 +169,30 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage
         lock (slot.Gate)
         {
             if (slot.Version != expected) throw Conflict(operation, stateName, grainId, slot.Version == 0 ? null : EtagFormat.Format(slot.Version), etag);
-            if (exists)
-            {
-                // Exact size on the first write (stream cores keep a nearly constant size); a quarter more when a
-                // state outgrows its buffer (a history record grows chunk by chunk until it holds N observations).
-                if (slot.Buffer.Length < payload.Length)
-                    slot.Buffer = new byte[slot.Version == 0 ? payload.Length : payload.Length + payload.Length / 4];
-                payload.CopyTo(slot.Buffer);
-                slot.Length = payload.Length;
-            }
-            else
-            {
-                slot.Buffer = [];
-                slot.Length = 0;
-            }
-            slot.Exists = exists;
-            return ++slot.Version;
+            applyWithinLock?.Invoke();
+            return Install(slot, payload, exists);
         }
+    }
+
+    /// <summary>Stores the next version of <paramref name="slot"/> (its lock held); returns that version.</summary>
+    private static long Install(Slot slot, ReadOnlySpan<byte> payload, bool exists)
+    {
+        if (exists)
+        {
+            // Exact size on the first write (stream cores keep a nearly constant size); a quarter more when a state
+            // outgrows its buffer.
+            if (slot.Buffer.Length < payload.Length)
+                slot.Buffer = new byte[slot.Version == 0 ? payload.Length : payload.Length + payload.Length / 4];
+            payload.CopyTo(slot.Buffer);
+            slot.Length = payload.Length;
+        }
+        else
+        {
+            slot.Buffer = [];
+            slot.Length = 0;
+        }
+        slot.Exists = exists;
+        return ++slot.Version;
     }
 
     private static string? CurrentETag(Slot slot)

@@ -1,0 +1,24 @@
+using Orleans.Runtime;
+
+namespace LstmOrleans.Persistence.GroupCommit;
+
+/// <summary>
+/// A grain storage that writes a grain's record together with companion records of the same grain as one atomic
+/// unit, guarded by the main record's ETag alone: if the main write applies, every companion is written too (created,
+/// or replacing whatever is stored, tombstones included) in the same commit; on a conflict nothing is written. A
+/// stream grain writes its closed-history chunks this way with its core state: the core's ETag proves the writer is the
+/// stream's one activation, so the chunks need no ETag (and no read) of their own, and no crash can leave them ahead
+/// of the core. Implemented by the SQLite provider and the process-local memory store; other stores take the
+/// separate, fenced writes.
+/// </summary>
+public interface ICompanionWriteGrainStorage
+{
+    /// <summary>
+    /// Writes <paramref name="grainState"/> under <paramref name="stateName"/> as <c>IGrainStorage.WriteStateAsync</c> does
+    /// (a wrong ETag throws <see cref="Orleans.Storage.InconsistentStateException"/>), and with it, atomically, each
+    /// companion (state name, state) of the same grain, unconditionally. Companion state names must differ from
+    /// <paramref name="stateName"/> and from each other.
+    /// </summary>
+    Task WriteStateWithCompanionsAsync<T, TCompanion>(string stateName, GrainId grainId, IGrainState<T> grainState,
+        IReadOnlyList<KeyValuePair<string, TCompanion>> companions);
+}
