@@ -387,8 +387,8 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
 
     /// <summary>
     /// The chunks closed since the last write, each to its slot, and the core with the new watermark. On a store that
-    /// writes companion records (<see cref="ICompanionWriteGrainStorage"/>: SQLite, the memory store) that is one atomic
-    /// write. Elsewhere it is history first (fenced, concurrently), then the core: a crash in between leaves history
+    /// writes companion records (<see cref="ICompanionWriteGrainStorage"/>: SQLite, PostgreSQL, the memory store) that is
+    /// one atomic write. Elsewhere (Redis) it is history first (fenced, concurrently), then the core: a crash in between leaves history
     /// records ahead of their core, which readers cut at the core's watermark.
     /// </summary>
     private async Task WriteAsync()

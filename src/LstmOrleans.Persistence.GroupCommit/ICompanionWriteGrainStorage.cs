@@ -8,8 +8,8 @@ namespace LstmOrleans.Persistence.GroupCommit;
 /// or replacing whatever is stored, tombstones included) in the same commit; on a conflict nothing is written. A
 /// stream grain writes its closed-history chunks this way with its core state: the core's ETag proves the writer is the
 /// stream's one activation, so the chunks need no ETag (and no read) of their own, and no crash can leave them ahead
-/// of the core. Implemented by the SQLite provider and the process-local memory store; other stores take the
-/// separate, fenced writes.
+/// of the core. Implemented by the SQLite and PostgreSQL providers and the process-local memory store; other stores
+/// (Orleans' Redis provider) take separate, fenced writes.
 /// </summary>
 public interface ICompanionWriteGrainStorage
 {

@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Globalization;
+using System.Text;
 using LstmOrleans.Persistence.GroupCommit;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -17,7 +19,7 @@ namespace LstmOrleans.Persistence.Postgres;
 /// the writes of all grains in batches, each batch one transaction sent as one round trip. An acknowledged
 /// write is as durable as the server's commit (synchronous_commit, fsync).
 /// </summary>
-public sealed class PostgresGrainStorage : IGrainStorage, ILifecycleParticipant<ISiloLifecycle>, IAsyncDisposable
+public sealed class PostgresGrainStorage : IGrainStorage, ICompanionWriteGrainStorage, ILifecycleParticipant<ISiloLifecycle>, IAsyncDisposable
 {
     private readonly string _name;
     private readonly GroupCommitGrainStorage _storage;
@@ -64,6 +66,11 @@ public sealed class PostgresGrainStorage : IGrainStorage, ILifecycleParticipant<
 
     /// <inheritdoc />
     public Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) => _storage.ClearStateAsync(stateName, grainId, grainState);
+
+    /// <inheritdoc />
+    public Task WriteStateWithCompanionsAsync<T, TCompanion>(string stateName, GrainId grainId, IGrainState<T> grainState,
+        IReadOnlyList<KeyValuePair<string, TCompanion>> companions) =>
+        _storage.WriteStateWithCompanionsAsync(stateName, grainId, grainState, companions);
 }
 
 /// <summary>The PostgreSQL half: the schema, readers on the pooled data source, and the single writer (one connection, one transaction and one round trip per batch).</summary>
@@ -154,11 +161,10 @@ internal sealed class PostgresStore(string serviceId, PostgresGrainStorageOption
         await using var npgsqlBatch = new NpgsqlBatch(connection, transaction) { Timeout = (int)Math.Ceiling(options.CommandTimeout.TotalSeconds) };
         foreach (var operation in ordered)
         {
-            // Companion writes need "apply only if the guarded write applied" inside one batch round trip, which this
-            // provider does not do (it does not implement ICompanionWriteGrainStorage; callers take fenced writes).
-            if (operation.Companions is not null)
+            if (operation.Companions is { } companions)
             {
-                throw new NotSupportedException("The PostgreSQL grain storage does not write companion records.");
+                npgsqlBatch.BatchCommands.Add(CompanionUnit(table, operation, companions));
+                continue;
             }
 
             var command = (operation.Kind, operation.ExpectedVersion) switch
@@ -192,11 +198,25 @@ internal sealed class PostgresStore(string serviceId, PostgresGrainStorageOption
             npgsqlBatch.BatchCommands.Add(command);
         }
 
-        await npgsqlBatch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        // Only the companion units return rows (one each: whether their write applied); the other statements report
+        // through rows affected, which the reader fills in as it goes past them.
+        var unitsApplied = new Queue<bool>();
+        await using (var reader = await npgsqlBatch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            do
+            {
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    unitsApplied.Enqueue(reader.GetInt64(0) == 1);
+                }
+            }
+            while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false));
+        }
+
         for (var i = 0; i < ordered.Length; i++)
         {
             var operation = ordered[i];
-            var matched = npgsqlBatch.BatchCommands[i].RecordsAffected == 1;
+            var matched = operation.Companions is null ? npgsqlBatch.BatchCommands[i].RecordsAffected == 1 : unitsApplied.Dequeue();
             operation.PendingOutcome = (operation.Kind, operation.ExpectedVersion) switch
             {
                 (StorageOperationKind.Write, null) => matched ? CommitOutcome.Applied(1) : CommitOutcome.Conflicted,
@@ -214,6 +234,55 @@ internal sealed class PostgresStore(string serviceId, PostgresGrainStorageOption
         var flushStarted = Stopwatch.GetTimestamp();
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         return Stopwatch.GetElapsedTime(flushStarted);
+    }
+
+    /// <summary>
+    /// A guarded write and its companions as ONE statement, so "the companions apply only if the write applied" holds
+    /// inside the batch's single round trip: the write is a data-modifying CTE that returns a row only when it applied,
+    /// each companion an upsert that selects its one row from it, and the statement returns one row, the count of
+    /// the write's rows (1: applied, 0: conflict). PostgreSQL runs every data-modifying CTE exactly
+    /// once whether or not the outer query reads it. The write's row is locked before its companions' (each grain's
+    /// companions are only written after its core row is locked, by the activation that holds it).
+    /// Parameters: $1 service_id, $2 state_name, $3 grain_id, $4 payload, [$5 expected version], then per companion
+    /// its state name and payload.
+    /// </summary>
+    private NpgsqlBatchCommand CompanionUnit(string table, StorageOperation operation, IReadOnlyList<StorageOperation> companions)
+    {
+        if (operation.Kind != StorageOperationKind.Write)
+        {
+            throw new InvalidOperationException($"Only a write carries companions, not a {operation.Kind}.");
+        }
+
+        var sql = new StringBuilder("WITH core AS (");
+        sql.Append(operation.ExpectedVersion is null
+            ? $"INSERT INTO {table} (service_id, state_name, grain_id, version, payload) VALUES ($1, $2, $3, 1, $4) ON CONFLICT DO NOTHING RETURNING 1"
+            : $"UPDATE {table} SET version = version + 1, payload = $4 WHERE service_id = $1 AND state_name = $2 AND grain_id = $3 AND version = $5 RETURNING 1");
+        sql.Append(')');
+        int parameter = operation.ExpectedVersion is null ? 5 : 6;
+        for (var i = 0; i < companions.Count; i++, parameter += 2)
+        {
+            sql.Append(CultureInfo.InvariantCulture,
+                $", companion{i} AS (INSERT INTO {table} AS t (service_id, state_name, grain_id, version, payload) SELECT $1, ${parameter}, $3, 1, ${parameter + 1} FROM core ON CONFLICT (service_id, state_name, grain_id) DO UPDATE SET version = t.version + 1, payload = EXCLUDED.payload)");
+        }
+
+        sql.Append(" SELECT count(*) FROM core");
+        var command = new NpgsqlBatchCommand(sql.ToString());
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = serviceId });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = operation.StateName });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = operation.GrainId });
+        command.Parameters.Add(new NpgsqlParameter<ReadOnlyMemory<byte>> { NpgsqlDbType = NpgsqlDbType.Bytea, TypedValue = operation.Payload });
+        if (operation.ExpectedVersion is { } expected)
+        {
+            command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = expected });
+        }
+
+        foreach (var companion in companions)
+        {
+            command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = companion.StateName });
+            command.Parameters.Add(new NpgsqlParameter<ReadOnlyMemory<byte>> { NpgsqlDbType = NpgsqlDbType.Bytea, TypedValue = companion.Payload });
+        }
+
+        return command;
     }
 
     private async ValueTask ReleaseWriterConnectionAsync()

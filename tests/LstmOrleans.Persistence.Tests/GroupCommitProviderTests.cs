@@ -1,3 +1,4 @@
+using LstmOrleans.Persistence.GroupCommit;
 using Orleans;
 using Orleans.Runtime;
 using Orleans.Storage;
@@ -7,7 +8,7 @@ namespace LstmOrleans.Persistence.Tests;
 
 /// <summary>A provider instance opened by a test, with the statistics both group-commit providers expose.</summary>
 public sealed class ProviderUnderTest(IGrainStorage storage, Func<long> committedOperations, Func<long> failedBatches, Func<ValueTask> close)
-    : IGrainStorage, IAsyncDisposable
+    : IGrainStorage, ICompanionWriteGrainStorage, IAsyncDisposable
 {
     public long CommittedOperations => committedOperations();
 
@@ -18,6 +19,10 @@ public sealed class ProviderUnderTest(IGrainStorage storage, Func<long> committe
     public Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) => storage.WriteStateAsync(stateName, grainId, grainState);
 
     public Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) => storage.ClearStateAsync(stateName, grainId, grainState);
+
+    public Task WriteStateWithCompanionsAsync<T, TCompanion>(string stateName, GrainId grainId, IGrainState<T> grainState,
+        IReadOnlyList<KeyValuePair<string, TCompanion>> companions) =>
+        ((ICompanionWriteGrainStorage)storage).WriteStateWithCompanionsAsync(stateName, grainId, grainState, companions);
 
     public ValueTask DisposeAsync() => close();
 }
@@ -89,6 +94,73 @@ public abstract class GroupCommitProviderTests
         {
             GrainStorageDurabilityTests.AssertSameState(state, (await ReadAsync(fresh, id)).State);
         }
+    }
+
+    /// <summary>
+    /// <see cref="ICompanionWriteGrainStorage"/>: companions commit with their guarded write or not at all: on success
+    /// every one is created or replaced (an existing row and a tombstone alike); on a stale etag, a failed commit or
+    /// names that are not distinct nothing is written; and what committed is what a fresh instance reads.
+    /// </summary>
+    protected async Task CompanionsCommitWithTheirGuardedWriteOrNotAtAllCore()
+    {
+        var path = NewLocation();
+        var grainId = NewGrainId();
+        bool failCommit = false;
+        await using var storage = await OpenProviderAsync(path, _ => failCommit ? throw new IOException("injected commit failure") : ValueTask.CompletedTask);
+        static KeyValuePair<string, SensorTestState>[] Companions(params (string Name, long Sequence)[] items) =>
+            items.Select(i => KeyValuePair.Create(i.Name, Sample(i.Sequence, i.Name))).ToArray();
+        async Task<GrainState<SensorTestState>> ReadNamedAsync(IGrainStorage from, string name)
+        {
+            var state = new GrainState<SensorTestState>(new SensorTestState());
+            await from.ReadStateAsync(name, grainId, state);
+            return state;
+        }
+
+        var core = new GrainState<SensorTestState>(Sample(1));
+        await storage.WriteStateWithCompanionsAsync(StateName, grainId, core, Companions(("c.0", 10), ("c.1", 11)));
+        Assert.Equal("1", core.ETag);
+        GrainStorageDurabilityTests.AssertSameState(Sample(10, "c.0"), (await ReadNamedAsync(storage, "c.0")).State);
+        GrainStorageDurabilityTests.AssertSameState(Sample(11, "c.1"), (await ReadNamedAsync(storage, "c.1")).State);
+
+        // Over an existing row and a tombstone: both replaced, whatever their versions.
+        await storage.ClearStateAsync("c.1", grainId, await ReadNamedAsync(storage, "c.1"));
+        core.State = Sample(2);
+        await storage.WriteStateWithCompanionsAsync(StateName, grainId, core, Companions(("c.0", 20), ("c.1", 21)));
+        Assert.Equal("2", core.ETag);
+        GrainStorageDurabilityTests.AssertSameState(Sample(20, "c.0"), (await ReadNamedAsync(storage, "c.0")).State);
+        var revived = await ReadNamedAsync(storage, "c.1");
+        Assert.True(revived.RecordExists);
+        GrainStorageDurabilityTests.AssertSameState(Sample(21, "c.1"), revived.State);
+
+        // A stale etag: the write conflicts and no companion is written.
+        var stale = new GrainState<SensorTestState>(Sample(3)) { ETag = "1" };
+        await Assert.ThrowsAsync<InconsistentStateException>(() => storage.WriteStateWithCompanionsAsync(StateName, grainId, stale, Companions(("c.0", 30), ("c.2", 32))));
+        Assert.False((await ReadNamedAsync(storage, "c.2")).RecordExists);
+        GrainStorageDurabilityTests.AssertSameState(Sample(20, "c.0"), (await ReadNamedAsync(storage, "c.0")).State);
+
+        // A failed commit: nothing of the unit is visible, the caller's etag is unchanged, and a retry applies it all.
+        failCommit = true;
+        core.State = Sample(4);
+        await Assert.ThrowsAnyAsync<Exception>(() => storage.WriteStateWithCompanionsAsync(StateName, grainId, core, Companions(("c.0", 40), ("c.3", 43))));
+        failCommit = false;
+        Assert.Equal("2", core.ETag);
+        GrainStorageDurabilityTests.AssertSameState(Sample(2), (await ReadAsync(storage, grainId)).State);
+        GrainStorageDurabilityTests.AssertSameState(Sample(20, "c.0"), (await ReadNamedAsync(storage, "c.0")).State);
+        Assert.False((await ReadNamedAsync(storage, "c.3")).RecordExists);
+        await storage.WriteStateWithCompanionsAsync(StateName, grainId, core, Companions(("c.0", 40), ("c.3", 43)));
+        Assert.Equal("3", core.ETag);
+
+        // Names that are not distinct are refused before anything is queued.
+        await Assert.ThrowsAsync<ArgumentException>(() => storage.WriteStateWithCompanionsAsync(StateName, grainId, core, Companions(("c.0", 50), ("c.0", 51))));
+        await Assert.ThrowsAsync<ArgumentException>(() => storage.WriteStateWithCompanionsAsync(StateName, grainId, core, Companions((StateName, 52))));
+        Assert.Equal("3", core.ETag);
+
+        await using var fresh = await OpenProviderAsync(path);
+        GrainStorageDurabilityTests.AssertSameState(Sample(4), (await ReadAsync(fresh, grainId)).State);
+        Assert.Equal("3", (await ReadAsync(fresh, grainId)).ETag);
+        GrainStorageDurabilityTests.AssertSameState(Sample(40, "c.0"), (await ReadNamedAsync(fresh, "c.0")).State);
+        GrainStorageDurabilityTests.AssertSameState(Sample(21, "c.1"), (await ReadNamedAsync(fresh, "c.1")).State);
+        GrainStorageDurabilityTests.AssertSameState(Sample(43, "c.3"), (await ReadNamedAsync(fresh, "c.3")).State);
     }
 
     protected async Task StaleEtagFromSecondInstanceConflictsAndChangesNothingCore()

@@ -86,6 +86,8 @@ public sealed class PostgresGrainStorageTests(PostgresServerFixture postgres) : 
 
     [PostgresFact] public Task PooledPayloadsNeverLeakBetweenWrites() => PooledPayloadsNeverLeakBetweenWritesCore();
 
+    [PostgresFact] public Task CompanionsCommitWithTheirGuardedWriteOrNotAtAll() => CompanionsCommitWithTheirGuardedWriteOrNotAtAllCore();
+
     [PostgresFact] public Task StaleEtagFromSecondInstanceConflictsAndChangesNothing() => StaleEtagFromSecondInstanceConflictsAndChangesNothingCore();
 
     [PostgresFact] public Task MalformedEtagsAreRejectedAndWriteNothing() => MalformedEtagsAreRejectedAndWriteNothingCore();

@@ -1,6 +1,5 @@
 using System.Diagnostics.Metrics;
 using System.Text;
-using LstmOrleans.Persistence.GroupCommit;
 using LstmOrleans.Persistence.Sqlite;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.DependencyInjection;
@@ -152,73 +151,7 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : GroupC
 
     [Fact] public Task FailedCommitFailsEveryCallInTheBatchChangesNothingAndRetryConverges() => FailedCommitFailsEveryCallInTheBatchChangesNothingAndRetryConvergesCore();
 
-    /// <summary>
-    /// <see cref="ICompanionWriteGrainStorage"/>: companions commit with their guarded write or not at all: on success
-    /// every one is created or replaced (an existing row and a tombstone alike); on a stale etag, a failed commit or
-    /// names that are not distinct nothing is written; and what committed is what a fresh instance reads.
-    /// </summary>
-    [Fact]
-    public async Task CompanionsCommitWithTheirGuardedWriteOrNotAtAll()
-    {
-        var path = NewLocation();
-        var grainId = NewGrainId();
-        bool failCommit = false;
-        await using var storage = await OpenAsync(path, o => o.OnBeforeCommit = _ => failCommit ? throw new IOException("injected commit failure") : ValueTask.CompletedTask);
-        static KeyValuePair<string, SensorTestState>[] Companions(params (string Name, long Sequence)[] items) =>
-            items.Select(i => KeyValuePair.Create(i.Name, Sample(i.Sequence, i.Name))).ToArray();
-        async Task<GrainState<SensorTestState>> ReadNamedAsync(IGrainStorage from, string name)
-        {
-            var state = new GrainState<SensorTestState>(new SensorTestState());
-            await from.ReadStateAsync(name, grainId, state);
-            return state;
-        }
-
-        var core = new GrainState<SensorTestState>(Sample(1));
-        await storage.WriteStateWithCompanionsAsync(StateName, grainId, core, Companions(("c.0", 10), ("c.1", 11)));
-        Assert.Equal("1", core.ETag);
-        GrainStorageDurabilityTests.AssertSameState(Sample(10, "c.0"), (await ReadNamedAsync(storage, "c.0")).State);
-        GrainStorageDurabilityTests.AssertSameState(Sample(11, "c.1"), (await ReadNamedAsync(storage, "c.1")).State);
-
-        // Over an existing row and a tombstone: both replaced, whatever their versions.
-        await storage.ClearStateAsync("c.1", grainId, await ReadNamedAsync(storage, "c.1"));
-        core.State = Sample(2);
-        await storage.WriteStateWithCompanionsAsync(StateName, grainId, core, Companions(("c.0", 20), ("c.1", 21)));
-        Assert.Equal("2", core.ETag);
-        GrainStorageDurabilityTests.AssertSameState(Sample(20, "c.0"), (await ReadNamedAsync(storage, "c.0")).State);
-        var revived = await ReadNamedAsync(storage, "c.1");
-        Assert.True(revived.RecordExists);
-        GrainStorageDurabilityTests.AssertSameState(Sample(21, "c.1"), revived.State);
-
-        // A stale etag: the write conflicts and no companion is written.
-        var stale = new GrainState<SensorTestState>(Sample(3)) { ETag = "1" };
-        await Assert.ThrowsAsync<InconsistentStateException>(() => storage.WriteStateWithCompanionsAsync(StateName, grainId, stale, Companions(("c.0", 30), ("c.2", 32))));
-        Assert.False((await ReadNamedAsync(storage, "c.2")).RecordExists);
-        GrainStorageDurabilityTests.AssertSameState(Sample(20, "c.0"), (await ReadNamedAsync(storage, "c.0")).State);
-
-        // A failed commit: nothing of the unit is visible, the caller's etag is unchanged, and a retry applies it all.
-        failCommit = true;
-        core.State = Sample(4);
-        await Assert.ThrowsAnyAsync<Exception>(() => storage.WriteStateWithCompanionsAsync(StateName, grainId, core, Companions(("c.0", 40), ("c.3", 43))));
-        failCommit = false;
-        Assert.Equal("2", core.ETag);
-        GrainStorageDurabilityTests.AssertSameState(Sample(2), (await ReadAsync(storage, grainId)).State);
-        GrainStorageDurabilityTests.AssertSameState(Sample(20, "c.0"), (await ReadNamedAsync(storage, "c.0")).State);
-        Assert.False((await ReadNamedAsync(storage, "c.3")).RecordExists);
-        await storage.WriteStateWithCompanionsAsync(StateName, grainId, core, Companions(("c.0", 40), ("c.3", 43)));
-        Assert.Equal("3", core.ETag);
-
-        // Names that are not distinct are refused before anything is queued.
-        await Assert.ThrowsAsync<ArgumentException>(() => storage.WriteStateWithCompanionsAsync(StateName, grainId, core, Companions(("c.0", 50), ("c.0", 51))));
-        await Assert.ThrowsAsync<ArgumentException>(() => storage.WriteStateWithCompanionsAsync(StateName, grainId, core, Companions((StateName, 52))));
-        Assert.Equal("3", core.ETag);
-
-        await using var fresh = await OpenAsync(path);
-        GrainStorageDurabilityTests.AssertSameState(Sample(4), (await ReadAsync(fresh, grainId)).State);
-        Assert.Equal("3", (await ReadAsync(fresh, grainId)).ETag);
-        GrainStorageDurabilityTests.AssertSameState(Sample(40, "c.0"), (await ReadNamedAsync(fresh, "c.0")).State);
-        GrainStorageDurabilityTests.AssertSameState(Sample(21, "c.1"), (await ReadNamedAsync(fresh, "c.1")).State);
-        GrainStorageDurabilityTests.AssertSameState(Sample(43, "c.3"), (await ReadNamedAsync(fresh, "c.3")).State);
-    }
+    [Fact] public Task CompanionsCommitWithTheirGuardedWriteOrNotAtAll() => CompanionsCommitWithTheirGuardedWriteOrNotAtAllCore();
 
     [Fact]
     public async Task WriteIsReadBackByAnotherInstanceWithIncreasingEtags()

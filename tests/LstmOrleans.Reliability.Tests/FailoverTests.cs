@@ -167,6 +167,13 @@ public sealed class FailoverTests(ITestOutputHelper output) : IAsyncLifetime
             Assert.Equal(Bits.Of(reference.H), Bits.Of(state.Hidden));
             Assert.Equal(Bits.Of(reference.C), Bits.Of(state.Cell));
             Assert.Equal(Bits.Of(expectedForecasts[n - 1]), Bits.Of(state.Summary.Latest!.Predictions));
+
+            // The retained history (closed chunk records in Redis, written fenced before the core, plus the tail) is
+            // exactly the newest observations, each once, whatever was killed or restarted in between.
+            var history = await RetryAsync(() => grains.GetGrain<IStreamGrain>(load.StreamId(stream)).GetHistoryAsync(int.MaxValue));
+            long retained = Math.Min(n, state.Summary.HistoryCapacity);
+            Assert.Equal(Enumerable.Range(1, (int)retained).Select(i => n - retained + i), history.Select(o => o.Sequence));
+            Assert.All(history, o => Assert.Equal(Signals.Obs(stream, o.Sequence).Values, o.Values));
         }
         Report($"  verified {Streams} streams bitwise against the engine-only reference; {duplicates} acknowledgements were retries answered as duplicates");
         foreach (var error in load.Errors.Take(5)) output.WriteLine($"  retried after: {error}");
