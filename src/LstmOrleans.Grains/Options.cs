@@ -72,6 +72,9 @@ public sealed class ModelWeightsCacheOptions
 
 internal sealed class StreamGrainOptionsValidator : IValidateOptions<StreamGrainOptions>
 {
+    /// <summary>Largest ceil(N / C): closed-history records a full window read takes.</summary>
+    public const int MaxHistoryChunks = 1024;
+
     public ValidateOptionsResult Validate(string? name, StreamGrainOptions options)
     {
         var errors = new List<string>();
@@ -79,6 +82,11 @@ internal sealed class StreamGrainOptionsValidator : IValidateOptions<StreamGrain
         if (options.PersistInterval < TimeSpan.Zero) errors.Add($"{nameof(options.PersistInterval)} must not be negative.");
         if (options.HistoryCapacity < 1 || options.HistoryCapacity > 1_000_000) errors.Add($"{nameof(options.HistoryCapacity)} must be between 1 and 1000000.");
         if (options.HistoryChunkSize < 1 || options.HistoryChunkSize > 4096) errors.Add($"{nameof(options.HistoryChunkSize)} must be between 1 and 4096.");
+        if (options.HistoryCapacity >= 1 && options.HistoryChunkSize >= 1
+            && (options.HistoryCapacity + options.HistoryChunkSize - 1) / options.HistoryChunkSize > MaxHistoryChunks)
+            errors.Add($"{nameof(options.HistoryCapacity)} / {nameof(options.HistoryChunkSize)} must be at most {MaxHistoryChunks} " +
+                $"(got {options.HistoryCapacity} / {options.HistoryChunkSize}): the closed history is a ring of ceil(N / C) + 1 records, " +
+                $"and a full window reads them all; raise {nameof(options.HistoryChunkSize)}.");
         if (options.MaxBatchSize < 1) errors.Add($"{nameof(options.MaxBatchSize)} must be at least 1.");
         if (!(options.IntervalZ >= 0) || double.IsInfinity(options.IntervalZ)) errors.Add($"{nameof(options.IntervalZ)} must be a finite number >= 0.");
         if (!(options.ErrorSmoothing > 0 && options.ErrorSmoothing <= 1)) errors.Add($"{nameof(options.ErrorSmoothing)} must be in (0, 1].");

@@ -355,37 +355,37 @@ internal static class StreamComputation
 
     /// <summary>
     /// The indexes [From, To) that <see cref="Window"/> for <paramref name="maxCount"/> needs from storage (empty when
-    /// the tail and pending chunks cover the window), and the slots whose records hold them.
+    /// the tail and pending chunks cover the window), and the slots whose records hold them (consecutive chunks, at most
+    /// S of them, so no slot twice).
     /// </summary>
     public static (long From, long To, int[] Slots) StoredRange(StreamState s, int maxCount)
     {
         long from = WantedStart(s, maxCount), to = s.DurableClosedCount;
         if (from >= to) return (from, to, []);
         int c = HistoryChunkSize(s);
-        var slots = new List<int>();
-        for (long start = from / c * c; start < to; start += c)
-        {
-            int slot = HistorySlot(s, start);
-            if (!slots.Contains(slot)) slots.Add(slot);
-        }
-        return (from, to, slots.ToArray());
+        long firstChunk = from / c, chunks = Math.Min((to - 1) / c - firstChunk + 1, HistorySlotCount(s));
+        var slots = new int[chunks];
+        for (int i = 0; i < slots.Length; i++) slots[i] = HistorySlot(s, (firstChunk + i) * c);
+        return (from, to, slots);
     }
 
     /// <summary>
     /// The newest min(<paramref name="maxCount"/>, N) retained observations, oldest first, as one contiguous chunk (a
     /// copy): stored entries below the core's durable watermark, then the pending closed ones, then the tail.
-    /// <paramref name="stored"/> holds the records read (of this generation; any order, any may be missing or hold
-    /// another chunk); below the watermark the window is the newest run of indexes they cover without a gap, so
-    /// entries missing from storage shorten the window from its old end.
+    /// <paramref name="slots"/>[k] is the record read from slot k (null when not read or missing; any of them may hold
+    /// another generation or another chunk), <paramref name="legacy"/> a record of the old single-record layout. An
+    /// entry is taken only from a record of this generation that covers exactly its index (the slot's record first),
+    /// and below the watermark the window is the newest run of indexes covered without a gap, so entries missing from
+    /// storage shorten the window from its old end.
     /// </summary>
-    public static ObservationChunk Window(StreamState s, IReadOnlyList<ObservationChunk> stored, int maxCount)
+    public static ObservationChunk Window(StreamState s, IReadOnlyList<StreamHistory?> slots, StreamHistory? legacy, int maxCount)
     {
         int d = s.InputSize, w = s.InputWidth;
         long end = s.ClosedCount + s.Tail.Count;
         long durable = s.DurableClosedCount;
         long first = WantedStart(s, maxCount);
         long covered = durable;
-        while (covered > first && Covering(stored, covered - 1) is { } piece) covered = piece.StartIndex;
+        while (covered > first && Covering(s, slots, legacy, covered - 1) is { } piece) covered = piece.StartIndex;
         first = Math.Max(first, covered);
         var window = ObservationChunk.Create(first, (int)(end - first), d, w);
         for (long index = first; index < end; index++)
@@ -394,19 +394,23 @@ internal static class StreamComputation
             else if (index >= durable) window.AppendFrom(s.PendingClosed!, (int)(index - durable), d, w);
             else
             {
-                var piece = Covering(stored, index)!;
+                var piece = Covering(s, slots, legacy, index)!;
                 window.AppendFrom(piece, (int)(index - piece.StartIndex), d, w);
             }
         }
         return window;
     }
 
-    private static ObservationChunk? Covering(IReadOnlyList<ObservationChunk> pieces, long index)
+    /// <summary>The stored chunk holding <paramref name="index"/>: its slot's record if it covers it, else the old single record if that does.</summary>
+    private static ObservationChunk? Covering(StreamState s, IReadOnlyList<StreamHistory?> slots, StreamHistory? legacy, long index)
     {
-        foreach (var piece in pieces)
-            if (piece.StartIndex <= index && index < piece.EndIndex) return piece;
-        return null;
+        int slot = HistorySlot(s, index);
+        if (slot < slots.Count && Covers(s, slots[slot], index)) return slots[slot]!.Closed;
+        return Covers(s, legacy, index) ? legacy!.Closed : null;
     }
+
+    private static bool Covers(StreamState s, StreamHistory? record, long index) =>
+        record is { Closed: { } chunk } && record.Generation == s.Generation && chunk.StartIndex <= index && index < chunk.EndIndex;
 
     /// <summary>
     /// The chunks to write before the core state that moves the watermark from
@@ -431,13 +435,16 @@ internal static class StreamComputation
 
     /// <summary>
     /// Re-cuts a closed-history record of the old single-record layout (<paramref name="legacy"/>) into chunk-aligned
-    /// records: its entries the core still retains, below its durable watermark (anything beyond was never acknowledged).
+    /// records: its entries from N before the core's durable watermark up to it (anything beyond was never acknowledged).
     /// </summary>
     public static List<ObservationChunk> LegacyChunks(StreamState s, ObservationChunk legacy)
     {
         var chunks = new List<ObservationChunk>();
         int d = s.InputSize, w = s.InputWidth, c = HistoryChunkSize(s);
-        long from = Math.Max(legacy.StartIndex, s.ClosedCount + s.Tail.Count - s.HistoryCapacity);
+        // Everything the last durable core may still need (N before its watermark), not just what the new state
+        // retains: the old record is removed before the new core is written, and if that write fails the old core
+        // is what the stream reloads.
+        long from = Math.Max(legacy.StartIndex, s.DurableClosedCount - s.HistoryCapacity);
         long to = Math.Min(legacy.EndIndex, s.DurableClosedCount);
         for (long start = Math.Max(0, from); start < to; start = (start / c + 1) * c)
             chunks.Add(Slice(legacy, start, (int)(Math.Min((start / c + 1) * c, to) - start), d, w));

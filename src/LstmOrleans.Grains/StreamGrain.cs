@@ -18,8 +18,8 @@ namespace LstmOrleans.Grains;
 /// Records per stream in the "lstm" storage: the small core state ("stream", <see cref="StreamState"/>, written on
 /// every acknowledged step) and the closed history, one chunk per record in a ring of slots ("history.0" ...
 /// "history.{S-1}", <see cref="StreamHistory"/>; see <see cref="StreamComputation.HistorySlotCount"/>), each written
-/// before the core when its chunk closes and read only for history, training windows and re-warms; it is not kept in
-/// memory.
+/// when its chunk closes (with the core in one atomic write where the store can, else just before it) and read only
+/// for history, training windows and re-warms; it is not kept in memory.
 ///
 /// Both records go straight to the provider's <see cref="IGrainStorage"/> with ETags (read on activation, written
 /// before a call returns), not through an <c>IPersistentState</c>: Orleans 10's state bridge queues every write behind a
@@ -64,6 +64,7 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
     private string StreamId => _streamId ??= this.GetPrimaryKeyString();
 
     private const string CoreStateName = "stream";
+    private const int DeleteProbeGap = 8;
     private const string HistoryStateName = "history";
 
     private IGrainStorage Storage => _storage ??= ServiceProvider.GetRequiredKeyedService<IGrainStorage>(LstmOrleansNames.StorageName);
@@ -216,16 +217,18 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
 
     public async Task DeleteAsync()
     {
-        // History first: a failure here leaves the core (and so the stream) in place. Slots fill from 0 up, so the ones
-        // in use are a prefix; probing past this generation's S also finds those of an earlier, larger ring.
+        // History first: a failure here leaves the core (and so the stream) in place. Every slot of this generation's
+        // ring, then on past it until DeleteProbeGap slots in a row are missing, for the records of an earlier
+        // generation with a larger ring (options changed, then a reset). A ring fills slot after slot; a gap comes only
+        // from a write that closed more chunks than the window holds, so a longer one past the ring is not expected.
         var s = Current;
         int slotCount = s.IsBound ? StreamComputation.HistorySlotCount(s) : 0;
-        for (int slot = 0; ; slot++)
+        for (int slot = 0, missing = 0; slot < slotCount || missing < DeleteProbeGap; slot++)
         {
             var record = new GrainState<StreamHistory>(new StreamHistory());
             await Storage.ReadStateAsync(SlotName(slot), this.GetGrainId(), record);
-            if (record.RecordExists) await Storage.ClearStateAsync(SlotName(slot), this.GetGrainId(), record);
-            else if (slot >= slotCount) break;
+            if (record.RecordExists) { await Storage.ClearStateAsync(SlotName(slot), this.GetGrainId(), record); missing = 0; }
+            else missing++;
         }
         _slotETags = null;
         var legacy = await ReadLegacyHistoryAsync();
@@ -274,15 +277,18 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
     {
         if (!s.IsBound) return new ObservationChunk();
         var (_, _, slots) = StreamComputation.StoredRange(s, maxCount);
-        if (slots.Length == 0) return StreamComputation.Window(s, [], maxCount);
+        if (slots.Length == 0) return StreamComputation.Window(s, [], null, maxCount);
         var reads = new Task<GrainState<StreamHistory>>[slots.Length];
         for (int i = 0; i < slots.Length; i++) reads[i] = ReadHistorySlotAsync(s, slots[i]);
         var legacy = _legacyHistoryGone ? null : ReadLegacyHistoryAsync();
-        var pieces = new List<ObservationChunk>(slots.Length + 1);
-        foreach (var record in await Task.WhenAll(reads))
-            if (record.State is { Closed: not null } h && h.Generation == s.Generation) pieces.Add(h.Closed);
-        if (legacy is not null && (await legacy).State is { Closed: not null } old && old.Generation == s.Generation) pieces.Add(old.Closed);
-        return StreamComputation.Window(s, pieces, maxCount);
+        var records = new StreamHistory?[StreamComputation.HistorySlotCount(s)];
+        for (int i = 0; i < slots.Length; i++)
+        {
+            var record = await reads[i];
+            if (record.RecordExists) records[slots[i]] = record.State;
+        }
+        var old = legacy is null ? null : await legacy;
+        return StreamComputation.Window(s, records, old is { RecordExists: true } ? old.State : null, maxCount);
     }
 
     private static readonly string[] SlotNames = Enumerable.Range(0, 64).Select(i => $"{HistoryStateName}.{i}").ToArray();
@@ -337,19 +343,21 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
     }
 
     /// <summary>
-    /// Moves a record of the old single-record layout into slots (its retained, acknowledged entries) and removes it,
-    /// before this activation writes any slot, so a stream never holds the two layouts with different contents. Once
-    /// per activation (one read) until no such record is left.
+    /// Moves a record of the old single-record layout into slots (the acknowledged entries the last durable core may
+    /// need) and removes it, before this activation writes any slot, so a stream never holds the two layouts with
+    /// different contents. Costs one read per activation (at its first history write or window read) until no such
+    /// record is left; the fence read of the core only when there is one to move. Returns whether it fenced.
     /// </summary>
-    private async Task MigrateLegacyHistoryAsync(StreamState s)
+    private async Task<bool> MigrateLegacyHistoryAsync(StreamState s)
     {
-        if (_legacyHistoryGone) return;
         var legacy = await ReadLegacyHistoryAsync();
-        if (!legacy.RecordExists) return;
+        if (!legacy.RecordExists) return false;
+        await FenceHistoryWriteAsync();
         if (legacy.State is { Closed: not null } old && old.Generation == s.Generation)
             await Task.WhenAll(StreamComputation.LegacyChunks(s, old.Closed).Select(chunk => WriteHistorySlotAsync(s, chunk)));
         await Storage.ClearStateAsync(HistoryStateName, this.GetGrainId(), legacy);
         _legacyHistoryGone = true;
+        return true;
     }
 
     /// <summary>
@@ -397,13 +405,7 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         List<ObservationChunk>? chunks = null;
         if (s.PendingClosed is { Count: > 0 })
         {
-            bool fenced = false;
-            if (!_legacyHistoryGone)
-            {
-                await FenceHistoryWriteAsync();
-                fenced = true;
-                await MigrateLegacyHistoryAsync(s);
-            }
+            bool fenced = !_legacyHistoryGone && await MigrateLegacyHistoryAsync(s);
             chunks = StreamComputation.ClosedChunksToWrite(s);
             if (Storage is not ICompanionWriteGrainStorage)
             {

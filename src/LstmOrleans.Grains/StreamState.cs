@@ -10,9 +10,10 @@ namespace LstmOrleans.Grains;
 ///
 /// History layout. Observations accepted since the last bind/reset get consecutive indexes 0, 1, 2, ... within the
 /// <see cref="Generation"/>. Indexes below <see cref="ClosedCount"/> are closed (stored in the history records, or
-/// still in <see cref="PendingClosed"/> until the next write); the rest are in <see cref="Tail"/>. Writes go history
-/// first, then core; history records that got ahead of their core (a crash between the two writes) are read only below
-/// the core's <see cref="ClosedCount"/>, so they never show an unacknowledged observation.
+/// still in <see cref="PendingClosed"/> until the next write); the rest are in <see cref="Tail"/>. History records are
+/// written with the core in one atomic write where the store can (SQLite, PostgreSQL, memory), else before it (Redis);
+/// records that got ahead of their core (a crash between the two writes) are read only below the core's
+/// <see cref="ClosedCount"/>.
 /// </summary>
 [GenerateSerializer, Alias("lstm.StreamState")]
 public sealed class StreamState

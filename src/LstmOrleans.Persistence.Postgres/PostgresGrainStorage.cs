@@ -153,8 +153,12 @@ internal sealed class PostgresStore(string serviceId, PostgresGrainStorageOption
                     var table = options.TableName;
         const string Key = "service_id = $1 AND state_name = $2 AND grain_id = $3";
 
-        // Rows are locked in key order, so two silos committing overlapping batches cannot
-        // deadlock. The sort is stable: operations on one key keep their arrival order.
+        // Rows are locked in key order, so two silos committing overlapping batches of plain writes cannot deadlock.
+        // A companion unit locks its companions (history.*) right after its core row (stream), out of that order; only
+        // the activation holding a stream writes its companions, so a cycle needs two activations of one stream on
+        // two silos both touching its history.* rows with plain writes (delete, old-layout migration) at once. Then
+        // PostgreSQL aborts one batch as a deadlock, and its callers fail and retry. The sort is stable: operations on
+        // one key keep their arrival order.
         var ordered = batch.OrderBy(op => op.StateName, StringComparer.Ordinal).ThenBy(op => op.GrainId, StringComparer.Ordinal).ToArray();
 
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);

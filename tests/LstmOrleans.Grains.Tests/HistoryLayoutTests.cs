@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using LstmOrleans.Abstractions;
 using LstmOrleans.Grains.Storage;
 using LstmOrleans.Lstm;
+using LstmOrleans.Persistence.GroupCommit;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Orleans.Hosting;
@@ -43,24 +44,60 @@ public sealed class FaultingGrainStorage(IGrainStorage inner) : IGrainStorage
         Failing.ContainsKey((grainId, stateName)) ? throw new IOException($"injected clear failure ({stateName})") : inner.ClearStateAsync(stateName, grainId, grainState);
 }
 
-/// <summary>One silo; history capacity 20 and chunks of 8, so short tests cross several chunk boundaries.</summary>
-public sealed class HistoryLayoutFixture : IAsyncLifetime
+/// <summary>
+/// The same, for a store that writes companion records with their guarded write (as SQLite, PostgreSQL and the
+/// memory store do): a failing main write fails the whole unit before anything is stored.
+/// </summary>
+public sealed class FaultingCompanionGrainStorage(IGrainStorage inner) : IGrainStorage, ICompanionWriteGrainStorage
+{
+    private readonly FaultingGrainStorage _plain = new(inner);
+
+    public Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) => _plain.ReadStateAsync(stateName, grainId, grainState);
+
+    public Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) => _plain.WriteStateAsync(stateName, grainId, grainState);
+
+    public Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) => _plain.ClearStateAsync(stateName, grainId, grainState);
+
+    public async Task WriteStateWithCompanionsAsync<T, TCompanion>(string stateName, GrainId grainId, IGrainState<T> grainState,
+        IReadOnlyList<KeyValuePair<string, TCompanion>> companions)
+    {
+        if (FaultingGrainStorage.Failing.ContainsKey((grainId, stateName))) throw new IOException($"injected write failure ({stateName} and its companions)");
+        await ((ICompanionWriteGrainStorage)inner).WriteStateWithCompanionsAsync(stateName, grainId, grainState, companions);
+        FaultingGrainStorage.Writes.AddOrUpdate((grainId, stateName), 1, (_, n) => n + 1);
+        foreach (var (name, _) in companions) FaultingGrainStorage.Writes.AddOrUpdate((grainId, name), 1, (_, n) => n + 1);
+    }
+}
+
+/// <summary>
+/// One silo; history capacity 20 and chunks of 8, so short tests cross several chunk boundaries. The store is the
+/// memory store behind a fault-injecting wrapper: a plain <see cref="IGrainStorage"/> (so the stream takes the fenced
+/// path, as on Redis) or one that also writes companions atomically (as SQLite, PostgreSQL and the memory store).
+/// </summary>
+public abstract class HistoryLayoutFixture : IAsyncLifetime
 {
     public const int Capacity = 20;
     public const int Chunk = 8;
+
+    /// <summary>True when chunk records go with the core in one atomic write.</summary>
+    public abstract bool Atomic { get; }
+
+    /// <summary>Stream ids are prefixed with it: the fault switches are static, keyed by grain id, and both variants may run at once.</summary>
+    public string Prefix => Atomic ? "atomic" : "fenced";
 
     public InProcessTestCluster Cluster { get; private set; } = null!;
 
     public async Task InitializeAsync()
     {
         var builder = new InProcessTestClusterBuilder(1);
-        builder.Options.ServiceId = "lstm-history-layout-tests";
-        builder.Options.ClusterId = "lstm-history-layout-cluster";
+        builder.Options.ServiceId = $"lstm-history-layout-tests-{Prefix}";
+        builder.Options.ClusterId = $"lstm-history-layout-cluster-{Prefix}";
+        bool atomic = Atomic;
         builder.ConfigureSilo((_, silo) =>
         {
             silo.AddLocalMemoryGrainStorage("inner");
-            silo.Services.AddGrainStorage(LstmOrleansNames.StorageName, (sp, _) =>
-                new FaultingGrainStorage(sp.GetRequiredKeyedService<IGrainStorage>("inner")));
+            silo.Services.AddGrainStorage<IGrainStorage>(LstmOrleansNames.StorageName, (sp, _) => atomic
+                ? new FaultingCompanionGrainStorage(sp.GetRequiredKeyedService<IGrainStorage>("inner"))
+                : new FaultingGrainStorage(sp.GetRequiredKeyedService<IGrainStorage>("inner")));
             silo.AddLstmOrleans(configureStreams: o =>
             {
                 o.HistoryCapacity = Capacity;
@@ -79,7 +116,21 @@ public sealed class HistoryLayoutFixture : IAsyncLifetime
     }
 }
 
-public sealed class HistoryLayoutTests(HistoryLayoutFixture fixture) : IClassFixture<HistoryLayoutFixture>
+public sealed class FencedHistoryLayoutFixture : HistoryLayoutFixture
+{
+    public override bool Atomic => false;
+}
+
+public sealed class AtomicHistoryLayoutFixture : HistoryLayoutFixture
+{
+    public override bool Atomic => true;
+}
+
+public sealed class FencedHistoryLayoutTests(FencedHistoryLayoutFixture fixture) : HistoryLayoutTests(fixture), IClassFixture<FencedHistoryLayoutFixture>;
+
+public sealed class AtomicHistoryLayoutTests(AtomicHistoryLayoutFixture fixture) : HistoryLayoutTests(fixture), IClassFixture<AtomicHistoryLayoutFixture>;
+
+public abstract class HistoryLayoutTests(HistoryLayoutFixture fixture)
 {
     private IClusterClient Client => fixture.Cluster.Client;
 
@@ -117,7 +168,7 @@ public sealed class HistoryLayoutTests(HistoryLayoutFixture fixture) : IClassFix
     {
         var (config, model) = await CreateModelAsync("layout-window");
         var reference = new ReferenceStream(config, TestSupport.ToEngine(await model.GetActiveWeightsAsync()));
-        var stream = Client.GetGrain<IStreamGrain>("layout/window");
+        var stream = Client.GetGrain<IStreamGrain>($"{fixture.Prefix}/layout/window");
         await stream.BindAsync("layout-window");
         var sent = new List<Observation>();
         long seq = 0;
@@ -145,7 +196,7 @@ public sealed class HistoryLayoutTests(HistoryLayoutFixture fixture) : IClassFix
         var (config, model) = await CreateModelAsync("layout-crash");
         var weights = TestSupport.ToEngine(await model.GetActiveWeightsAsync());
         var reference = new ReferenceStream(config, weights);
-        var stream = Client.GetGrain<IStreamGrain>("layout/crash");
+        var stream = Client.GetGrain<IStreamGrain>($"{fixture.Prefix}/layout/crash");
         await stream.BindAsync("layout-crash");
         var grainId = stream.GetGrainId();
         var sent = new List<Observation>();
@@ -171,8 +222,10 @@ public sealed class HistoryLayoutTests(HistoryLayoutFixture fixture) : IClassFix
         FaultingGrainStorage.Failing[(grainId, "stream")] = true;        // the core write "crashes"
         var failure = await Assert.ThrowsAnyAsync<Exception>(() => stream.IngestAsync(ghost));
         Assert.IsNotType<ObservationRejectedException>(failure);
-        // History did get ahead (written again by the deactivation's failing flush, which also stops at the core).
-        Assert.True(FaultingGrainStorage.HistoryWrites(grainId) > historyWrites);
+        // Fenced: history did get ahead (written again by the deactivation's failing flush, which also stops at the
+        // core). Atomic: the chunk went nowhere, with its core.
+        if (fixture.Atomic) Assert.Equal(historyWrites, FaultingGrainStorage.HistoryWrites(grainId));
+        else Assert.True(FaultingGrainStorage.HistoryWrites(grainId) > historyWrites);
         await fixture.Cluster.DeactivateAsync(stream);                   // the activation dies without saving its core
         await Task.Delay(200);
         FaultingGrainStorage.Failing.TryRemove((grainId, "stream"), out _);
@@ -194,10 +247,11 @@ public sealed class HistoryLayoutTests(HistoryLayoutFixture fixture) : IClassFix
         }
         await AssertWindowsAsync(stream, sent, reference);
 
-        // A batch that closes several chunks, crashing after its history write, is also all-or-nothing: the stream is
-        // the last acknowledged one. Its history is a correct suffix, but the second chunk's record took the slot of the
-        // oldest chunk the old core still held (closed 0..39, tail 40..41: the window 22..41 read chunk 16..23 from the
-        // slot that chunk 48..55 went to), so the reloaded window is 24..41, 18 long, until new chunks refill it.
+        // A batch that closes several chunks, crashing at its core write, is also all-or-nothing: the stream is the
+        // last acknowledged one. Atomic: its history too. Fenced: the history is a correct suffix, but the second
+        // chunk's record (written before the core) took the slot of the oldest chunk the old core still held (closed
+        // 0..39, tail 40..41: the window 22..41 read chunk 16..23 from the slot that chunk 48..55 went to), so the
+        // reloaded window is 24..41, 18 long, until new chunks refill it.
         Assert.Equal(42, sent.Count);
         var batch = Enumerable.Range(1, 2 * HistoryLayoutFixture.Chunk + 1).Select(i => TestSupport.Obs(sent.Count + i, seed: 7)).ToArray();
         FaultingGrainStorage.Failing[(grainId, "stream")] = true;
@@ -205,7 +259,7 @@ public sealed class HistoryLayoutTests(HistoryLayoutFixture fixture) : IClassFix
         await fixture.Cluster.DeactivateAsync(stream);
         await Task.Delay(200);
         FaultingGrainStorage.Failing.TryRemove((grainId, "stream"), out _);
-        await AssertWindowsAsync(stream, sent, reference, retained: 18);
+        await AssertWindowsAsync(stream, sent, reference, retained: fixture.Atomic ? HistoryLayoutFixture.Capacity : 18);
         Assert.Equal(sent.Count, (await stream.GetSummaryAsync()).StepCount);
 
         // Going on with other values: the next chunk closes overwrite the stale entries the failed batch left behind.
@@ -227,7 +281,7 @@ public sealed class HistoryLayoutTests(HistoryLayoutFixture fixture) : IClassFix
     {
         var (config, model) = await CreateModelAsync("layout-rewarm");
         var reference = new ReferenceStream(config, TestSupport.ToEngine(await model.GetActiveWeightsAsync()));
-        var stream = Client.GetGrain<IStreamGrain>("layout/rewarm");
+        var stream = Client.GetGrain<IStreamGrain>($"{fixture.Prefix}/layout/rewarm");
         await stream.BindAsync("layout-rewarm");
         for (long seq = 1; seq <= 37; seq++) { await stream.IngestAsync(TestSupport.Obs(seq)); reference.Step(TestSupport.Obs(seq).Values); }
         await fixture.Cluster.DeactivateAsync(stream);   // the re-warm has to read the closed history from storage
@@ -278,7 +332,7 @@ public sealed class HistoryLayoutTests(HistoryLayoutFixture fixture) : IClassFix
     public async Task A_stale_activation_cannot_overwrite_the_history_record()
     {
         await CreateModelAsync("layout-fence");
-        var stream = Client.GetGrain<IStreamGrain>("layout/fence");
+        var stream = Client.GetGrain<IStreamGrain>($"{fixture.Prefix}/layout/fence");
         await stream.BindAsync("layout-fence");
         var grainId = stream.GetGrainId();
         var storage = fixture.Cluster.Silos[0].ServiceProvider.GetRequiredKeyedService<IGrainStorage>("inner");
@@ -317,7 +371,7 @@ public sealed class HistoryLayoutTests(HistoryLayoutFixture fixture) : IClassFix
     {
         var (config, model) = await CreateModelAsync("layout-legacy");
         var reference = new ReferenceStream(config, TestSupport.ToEngine(await model.GetActiveWeightsAsync()));
-        var stream = Client.GetGrain<IStreamGrain>("layout/legacy");
+        var stream = Client.GetGrain<IStreamGrain>($"{fixture.Prefix}/layout/legacy");
         await stream.BindAsync("layout-legacy");
         var grainId = stream.GetGrainId();
         var storage = fixture.Cluster.Silos[0].ServiceProvider.GetRequiredKeyedService<IGrainStorage>("inner");
@@ -352,7 +406,8 @@ public sealed class HistoryLayoutTests(HistoryLayoutFixture fixture) : IClassFix
         var old = new GrainState<StreamHistory>();
         await storage.ReadStateAsync("history", grainId, old);
         Assert.False(old.RecordExists);
-        Assert.Equal([13L, 16L, 24L], (await ReadSlotsAsync(storage, grainId)).Values.Select(r => r.State!.Closed.StartIndex).Order());
+        // Moved: N before the old watermark (24), 4..23, then the new chunk 24..31.
+        Assert.Equal([4L, 8L, 16L, 24L], (await ReadSlotsAsync(storage, grainId)).Values.Select(r => r.State!.Closed.StartIndex).Order());
         await AssertWindowsAsync(stream, sent, reference);
         await fixture.Cluster.DeactivateAsync(stream);
         await AssertWindowsAsync(stream, sent, reference);
@@ -364,7 +419,7 @@ public sealed class HistoryLayoutTests(HistoryLayoutFixture fixture) : IClassFix
     public async Task Reset_and_rebind_start_a_new_history_and_delete_removes_it()
     {
         await CreateModelAsync("layout-reset");
-        var stream = Client.GetGrain<IStreamGrain>("layout/reset");
+        var stream = Client.GetGrain<IStreamGrain>($"{fixture.Prefix}/layout/reset");
         await stream.BindAsync("layout-reset");
         for (long seq = 1; seq <= 30; seq++) await stream.IngestAsync(TestSupport.Obs(seq));
         await stream.ResetAsync();

@@ -39,13 +39,15 @@ public sealed class HistorySlotTests
         return chunks.Count;
     }
 
-    /// <summary>What a read does: only the slots <see cref="StreamComputation.StoredRange"/> names, of this generation.</summary>
-    private static ObservationChunk Read(StreamState s, Dictionary<int, StreamHistory> store, int maxCount)
+    /// <summary>What a read does: only the slots <see cref="StreamComputation.StoredRange"/> names (each once), whatever they hold.</summary>
+    private static ObservationChunk Read(StreamState s, Dictionary<int, StreamHistory> store, int maxCount, StreamHistory? legacy = null)
     {
         var (_, _, slots) = StreamComputation.StoredRange(s, maxCount);
         Assert.True(slots.Length <= StreamComputation.HistorySlotCount(s));
-        var pieces = slots.Where(store.ContainsKey).Select(slot => store[slot]).Where(h => h.Generation == s.Generation).Select(h => h.Closed).ToList();
-        return StreamComputation.Window(s, pieces, maxCount);
+        Assert.Equal(slots.Length, slots.Distinct().Count());
+        var records = new StreamHistory?[StreamComputation.HistorySlotCount(s)];
+        foreach (int slot in slots) records[slot] = store.GetValueOrDefault(slot);
+        return StreamComputation.Window(s, records, legacy, maxCount);
     }
 
     private static void AssertWindow(List<Observation> sent, List<float[]> inputs, ObservationChunk window, int expectedCount, int d, int w)
@@ -143,8 +145,23 @@ public sealed class HistorySlotTests
         Assert.Equal(10, Read(s, store, 16).Count);
         store[slotOf36] = new StreamHistory { Generation = s.Generation + 1, Closed = real.Closed };  // another generation's record is not read
         Assert.Equal(10, Read(s, store, 16).Count);
+        // An old single record of this generation fills the gap (the slot's own record is preferred where both cover an index).
+        var single = new StreamHistory { Generation = s.Generation, Closed = real.Closed };
+        Assert.Equal(16, Read(s, store, 16, legacy: single).Count);
+        Assert.Equal(10, Read(s, store, 16, legacy: new StreamHistory { Generation = s.Generation - 1, Closed = real.Closed }).Count);
         store[slotOf36] = real;
         Assert.Equal(16, Read(s, store, 16).Count);
+    }
+
+    [Fact]
+    public void A_ring_of_more_than_1024_records_is_refused_by_the_options_validator()
+    {
+        var validator = new StreamGrainOptionsValidator();
+        Assert.True(validator.Validate(null, new StreamGrainOptions { HistoryCapacity = 32 * 1024, HistoryChunkSize = 32 }).Succeeded);
+        var bad = validator.Validate(null, new StreamGrainOptions { HistoryCapacity = 32 * 1024 + 1, HistoryChunkSize = 32 });
+        Assert.True(bad.Failed);
+        Assert.Contains("must be at most 1024", bad.FailureMessage);
+        Assert.True(validator.Validate(null, new StreamGrainOptions { HistoryCapacity = 1_000_000, HistoryChunkSize = 1000 }).Succeeded);
     }
 
     [Theory]
@@ -171,7 +188,8 @@ public sealed class HistorySlotTests
         core.Tail = ObservationChunk.Create(durable, s.Tail.Capacity, d, w);   // ... with an empty tail
         var migrated = StreamComputation.LegacyChunks(core, everything);
         Assert.All(migrated, c => Assert.True(c.EndIndex <= durable && c.Count <= chunk));
-        Assert.Equal(Math.Min(capacity, durable), migrated.Sum(c => c.Count));
+        Assert.Equal(Math.Min(capacity, durable), migrated.Sum(c => c.Count));      // N before the watermark, each entry once
+        Assert.Equal(migrated.Count, migrated.Select(c => StreamComputation.HistorySlot(core, c.StartIndex)).Distinct().Count());
         var store = new Dictionary<int, StreamHistory>();
         foreach (var c in migrated) store[StreamComputation.HistorySlot(core, c.StartIndex)] = new StreamHistory { Generation = core.Generation, Closed = c };
         var window = Read(core, store, capacity);

@@ -17,8 +17,11 @@ public sealed class SqliteFaultCluster : IAsyncLifetime
     public const string Model = "faults";
     private readonly string _directory = Path.Combine(Path.GetTempPath(), $"lstm-reliability-{Guid.NewGuid():N}");
 
-    /// <summary>0 = commits succeed, 1 = commits throw, 2 = commits hang 300 ms and then time out.</summary>
+    /// <summary>0 = commits succeed, 1 = commits throw, 2 = commits hang 300 ms and then time out, 3 = only <see cref="CommitBudget"/> more commits succeed.</summary>
     public static volatile int FaultMode;
+
+    /// <summary>With <see cref="FaultMode"/> 3: commits still allowed; each takes one, the rest throw.</summary>
+    public static int CommitBudget;
 
     public InProcessTestCluster Cluster { get; private set; } = null!;
     public IClusterClient Client => Cluster.Client;
@@ -41,6 +44,7 @@ public sealed class SqliteFaultCluster : IAsyncLifetime
                     switch (FaultMode)
                     {
                         case 1: throw new IOException("injected storage failure");
+                        case 3 when Interlocked.Decrement(ref CommitBudget) < 0: throw new IOException("injected storage failure (commit budget spent)");
                         case 2:
                             await Task.Delay(300);
                             throw new TimeoutException("injected storage timeout");
@@ -118,9 +122,9 @@ public sealed class StorageFaultTests(SqliteFaultCluster fixture) : IClassFixtur
     }
 
     /// <summary>
-    /// On SQLite a chunk-closing write is one atomic unit (the core plus the closed chunk's history record, see
-    /// ICompanionWriteGrainStorage): a failed commit leaves neither, so no history record ever gets ahead of its core,
-    /// and the retry writes both.
+    /// On SQLite a chunk-closing write is one atomic unit in one commit (the core plus the closed chunk's history
+    /// record, see ICompanionWriteGrainStorage): a failed commit leaves neither, so no history record ever gets ahead
+    /// of its core, and the retry writes both with a single commit.
     /// </summary>
     [Fact]
     public async Task AFailedChunkClosingCommitWritesNeitherTheCoreNorTheHistoryRecord()
@@ -154,7 +158,19 @@ public sealed class StorageFaultTests(SqliteFaultCluster fixture) : IClassFixtur
         }
         Assert.Equal(before, await FullState(stream));
 
-        await stream.IngestAsync(Signals.Obs(2, 2 * chunk + 1));
+        // And it is ONE commit: with a budget of one, the chunk-closing step succeeds and stores both (separate history
+        // and core writes would spend the budget on the history record and fail at the core).
+        SqliteFaultCluster.CommitBudget = 1;
+        SqliteFaultCluster.FaultMode = 3;
+        try
+        {
+            await stream.IngestAsync(Signals.Obs(2, 2 * chunk + 1));
+        }
+        finally
+        {
+            SqliteFaultCluster.FaultMode = 0;
+        }
+        Assert.Equal(0, SqliteFaultCluster.CommitBudget);
         Assert.True(await SecondChunkStoredAsync());
         var history = await stream.GetHistoryAsync(int.MaxValue);
         Assert.Equal(Enumerable.Range(1, 2 * chunk + 1).Select(i => (long)i), history.Select(o => o.Sequence));

@@ -90,7 +90,7 @@ public abstract class StreamStoreTests
 
             await SendSinglesAsync(13);
             await AssertStreamAsync(stream, reference, streamIndex, sent);
-            await SendBatchAsync(3 * Chunk + 5);                 // closes three chunks in one write
+            await SendBatchAsync(3 * Chunk + 5);                 // closes four chunks in one write (8..39)
             await SendSinglesAsync(2 * Chunk);
             await AssertStreamAsync(stream, reference, streamIndex, sent);
             await SendBatchAsync(Capacity + 2 * Chunk + 1);      // more than N at once: the oldest closed chunks are never written

@@ -194,12 +194,25 @@ internal sealed partial class BenchRunner
             // goes on in the silo, and the activation count polled below shows how far it got.
             progress($"{store} scale: the collection call timed out; polling the activation count");
         }
-        // Deactivations finish asynchronously: wait until the count stops falling (or is ~0).
-        int activeAfter = await StreamActivationsAsync(management);
+        // Deactivations finish asynchronously: wait until the count stops falling (or is ~0). While a million
+        // activations go, the silo can be too busy to answer within the client's response timeout: such a poll is
+        // retried, it is not a failed run.
+        async Task<int> PollAsync()
+        {
+            for (int attempt = 1; ; attempt++)
+            {
+                try { return await StreamActivationsAsync(management); }
+                catch (TimeoutException) when (attempt < 10)
+                {
+                    progress($"{store} scale: the activation count did not arrive in time (attempt {attempt}); asking again");
+                }
+            }
+        }
+        int activeAfter = await PollAsync();
         for (int polls = 0; polls < 600 && activeAfter > 0; polls++)
         {
             await Task.Delay(TimeSpan.FromSeconds(2), cancellationToken);
-            int now = await StreamActivationsAsync(management);
+            int now = await PollAsync();
             if (now >= activeAfter) { activeAfter = now; break; }
             activeAfter = now;
         }

@@ -111,9 +111,10 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage, ICompanionW
     }
 
     /// <summary>
-    /// The main write and, only if it applies, every companion, all under the main key's lock (companion keys are only
-    /// ever written under their grain's main key lock here, so no reader sees the companions without the main write's
-    /// check having passed). Everything is serialized first, so a serializer failure changes nothing.
+    /// The main write and, only if it applies, every companion, all under the main key's lock: the check and the
+    /// companions' installation happen while no other writer of the main key can run, so companions are only ever
+    /// written by a caller whose ETag matched (each under its own lock, so a concurrent reader of a companion sees its
+    /// old or its new bytes). Everything is serialized first, so a serializer failure changes nothing.
     /// </summary>
     public Task WriteStateWithCompanionsAsync<T, TCompanion>(string stateName, GrainId grainId, IGrainState<T> grainState,
         IReadOnlyList<KeyValuePair<string, TCompanion>> companions)
