@@ -30,6 +30,19 @@ public sealed class StreamGrainOptions
     /// </summary>
     public int HistoryChunkSize { get; set; } = 32;
 
+    /// <summary>Largest ceil(<see cref="HistoryCapacity"/> / <see cref="HistoryChunkSize"/>): closed-history records a full window read takes.</summary>
+    public const int MaxHistoryChunks = 1024;
+
+    /// <summary>
+    /// Sets <see cref="HistoryCapacity"/> to <paramref name="capacity"/> and raises <see cref="HistoryChunkSize"/> when
+    /// needed so the ring stays within <see cref="MaxHistoryChunks"/> records (for tools that size the history from data).
+    /// </summary>
+    public void SetHistoryCapacity(int capacity)
+    {
+        HistoryCapacity = capacity;
+        HistoryChunkSize = Math.Max(HistoryChunkSize, (capacity + MaxHistoryChunks - 1) / MaxHistoryChunks);
+    }
+
     /// <summary>Largest batch accepted by IngestBatch.</summary>
     public int MaxBatchSize { get; set; } = 1024;
 
@@ -72,8 +85,7 @@ public sealed class ModelWeightsCacheOptions
 
 internal sealed class StreamGrainOptionsValidator : IValidateOptions<StreamGrainOptions>
 {
-    /// <summary>Largest ceil(N / C): closed-history records a full window read takes.</summary>
-    public const int MaxHistoryChunks = 1024;
+    private const int MaxHistoryChunks = StreamGrainOptions.MaxHistoryChunks;
 
     public ValidateOptionsResult Validate(string? name, StreamGrainOptions options)
     {

@@ -162,6 +162,15 @@ public sealed class HistorySlotTests
         Assert.True(bad.Failed);
         Assert.Contains("must be at most 1024", bad.FailureMessage);
         Assert.True(validator.Validate(null, new StreamGrainOptions { HistoryCapacity = 1_000_000, HistoryChunkSize = 1000 }).Succeeded);
+
+        // Tools that size the history from data get a chunk size that keeps the ring within the cap.
+        var sized = new StreamGrainOptions();
+        sized.SetHistoryCapacity(100_000);
+        Assert.Equal(98, sized.HistoryChunkSize);
+        Assert.True(validator.Validate(null, sized).Succeeded);
+        var small = new StreamGrainOptions();
+        small.SetHistoryCapacity(11_000);
+        Assert.Equal(32, small.HistoryChunkSize);
     }
 
     [Theory]

@@ -79,7 +79,7 @@ internal static class BenchSiloHost
             silo.UseLstmOrleansSilo(settings);
             silo.Services.Configure<StreamGrainOptions>(o =>
             {
-                if (history is { } h) o.HistoryCapacity = h;
+                if (history is { } h) o.SetHistoryCapacity(h);
                 if (persistEvery is { } p) o.PersistEverySteps = p;
             });
             // Experiment: the storage providers that take the silo-wide default IGrainStorageSerializer (memory,

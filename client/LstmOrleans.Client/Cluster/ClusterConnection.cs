@@ -87,7 +87,7 @@ internal sealed class ClusterConnection : IAsyncDisposable
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         ConfigureQuietLogging(builder.Logging);
         builder.UseOrleans(silo => silo.UseLstmOrleansSilo(settings));
-        if (historyCapacity is { } capacity) builder.Services.Configure<LstmOrleans.Grains.StreamGrainOptions>(o => o.HistoryCapacity = capacity);
+        if (historyCapacity is { } capacity) builder.Services.Configure<LstmOrleans.Grains.StreamGrainOptions>(o => o.SetHistoryCapacity(capacity));
         var host = builder.Build();
         await host.StartAsync(cancellationToken);
         return new ClusterConnection(host, $"in-process silo (storage {storageProvider} in {Path.GetFullPath(dataFolder)})");

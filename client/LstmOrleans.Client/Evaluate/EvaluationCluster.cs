@@ -67,7 +67,7 @@ internal sealed class EvaluationCluster : IAsyncDisposable
         });
         builder.Services.Configure<StreamGrainOptions>(o =>
         {
-            o.HistoryCapacity = historyCapacity;
+            o.SetHistoryCapacity(historyCapacity);
             o.MaxBatchSize = Math.Max(o.MaxBatchSize, EvaluationReplay.MaxChunk);
         });
         builder.Services.Configure<Orleans.Configuration.SiloMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromMinutes(5));
