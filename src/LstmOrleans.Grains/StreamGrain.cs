@@ -21,7 +21,7 @@ namespace LstmOrleans.Grains;
 /// when its chunk closes (with the core in one atomic write where the store can, else just before it) and read only
 /// for history, training windows and re-warms; it is not kept in memory.
 ///
-/// Both records go straight to the provider's <see cref="IGrainStorage"/> with ETags (read on activation, written
+/// All records go straight to the provider's <see cref="IGrainStorage"/> with ETags (read on activation, written
 /// before a call returns), not through an <c>IPersistentState</c>: Orleans 10's state bridge queues every write behind a
 /// forced yield, an extra scheduler turn and four async state machines per acknowledged step, which cost single-value
 /// ingest about a third of its silo CPU. With a provider that completes synchronously (the process-local memory store)
@@ -295,12 +295,15 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
 
     private static string SlotName(int slot) => slot < SlotNames.Length ? SlotNames[slot] : $"{HistoryStateName}.{slot}";
 
-    /// <summary>Reads one closed-history slot and remembers its ETag for the next write to it.</summary>
-    private async Task<GrainState<StreamHistory>> ReadHistorySlotAsync(StreamState s, int slot)
+    /// <summary>
+    /// Reads one closed-history slot and, where slots are written with their own ETags (stores without companion
+    /// writes), remembers its ETag for the next write to it.
+    /// </summary>
+    private async Task<GrainState<StreamHistory>> ReadHistorySlotAsync(StreamState s, int slot, bool forWrite = false)
     {
         var record = new GrainState<StreamHistory>(new StreamHistory());
         await Storage.ReadStateAsync(SlotName(slot), this.GetGrainId(), record);
-        RememberSlotETag(s, slot, record.ETag);
+        if (forWrite || _slotETags is not null || Storage is not ICompanionWriteGrainStorage) RememberSlotETag(s, slot, record.ETag);
         return record;
     }
 
@@ -313,7 +316,7 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         int slot = StreamComputation.HistorySlot(s, chunk.StartIndex);
         string? etag = _slotETags is { } known && slot < known.Length && !ReferenceEquals(known[slot], UnknownETag)
             ? known[slot]
-            : (await ReadHistorySlotAsync(s, slot)).ETag;
+            : (await ReadHistorySlotAsync(s, slot, forWrite: true)).ETag;
         var record = new GrainState<StreamHistory>(new StreamHistory { Generation = s.Generation, Closed = chunk }) { ETag = etag, RecordExists = etag is not null };
         try { await Storage.WriteStateAsync(SlotName(slot), this.GetGrainId(), record); }
         catch { RememberSlotETag(s, slot, UnknownETag); throw; }
