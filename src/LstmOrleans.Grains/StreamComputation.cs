@@ -420,17 +420,11 @@ internal static class StreamComputation
     /// </summary>
     public static List<ObservationChunk> ClosedChunksToWrite(StreamState s)
     {
-        var chunks = new List<ObservationChunk>();
-        if (s.PendingClosed is not { Count: > 0 } pending) return chunks;
-        int d = s.InputSize, w = s.InputWidth, c = HistoryChunkSize(s);
+        if (s.PendingClosed is not { Count: > 0 } pending) return [];
+        int c = HistoryChunkSize(s);
         long keepFrom = s.ClosedCount + s.Tail.Count - s.HistoryCapacity;
-        for (long start = pending.StartIndex; start < pending.EndIndex; start = (start / c + 1) * c)
-        {
-            long stop = Math.Min((start / c + 1) * c, pending.EndIndex);
-            if (stop <= keepFrom) continue;
-            chunks.Add(Slice(pending, start, (int)(stop - start), d, w));
-        }
-        return chunks;
+        // Whole chunks from the one holding keepFrom (a chunk ending at or before it is out of the new window).
+        return Cut(s, pending, Math.Max(pending.StartIndex, keepFrom <= 0 ? 0 : keepFrom / c * c), pending.EndIndex);
     }
 
     /// <summary>
@@ -439,23 +433,26 @@ internal static class StreamComputation
     /// </summary>
     public static List<ObservationChunk> LegacyChunks(StreamState s, ObservationChunk legacy)
     {
-        var chunks = new List<ObservationChunk>();
-        int d = s.InputSize, w = s.InputWidth, c = HistoryChunkSize(s);
         // Everything the last durable core may still need (N before its watermark), not just what the new state
         // retains: the old record is removed before the new core is written, and if that write fails the old core
         // is what the stream reloads.
         long from = Math.Max(legacy.StartIndex, s.DurableClosedCount - s.HistoryCapacity);
-        long to = Math.Min(legacy.EndIndex, s.DurableClosedCount);
-        for (long start = Math.Max(0, from); start < to; start = (start / c + 1) * c)
-            chunks.Add(Slice(legacy, start, (int)(Math.Min((start / c + 1) * c, to) - start), d, w));
-        return chunks;
+        return Cut(s, legacy, Math.Max(0, from), Math.Min(legacy.EndIndex, s.DurableClosedCount));
     }
 
-    private static ObservationChunk Slice(ObservationChunk source, long start, int count, int d, int w)
+    /// <summary>Copies <paramref name="source"/>'s entries [from, to) into records cut at chunk boundaries (the first may be partial).</summary>
+    private static List<ObservationChunk> Cut(StreamState s, ObservationChunk source, long from, long to)
     {
-        var chunk = ObservationChunk.Create(start, count, d, w);
-        for (int i = 0; i < count; i++) chunk.AppendFrom(source, (int)(start - source.StartIndex) + i, d, w);
-        return chunk;
+        var chunks = new List<ObservationChunk>();
+        int d = s.InputSize, w = s.InputWidth, c = HistoryChunkSize(s);
+        for (long start = from; start < to; start = (start / c + 1) * c)
+        {
+            int count = (int)(Math.Min((start / c + 1) * c, to) - start);
+            var chunk = ObservationChunk.Create(start, count, d, w);
+            for (int i = 0; i < count; i++) chunk.AppendFrom(source, (int)(start - source.StartIndex) + i, d, w);
+            chunks.Add(chunk);
+        }
+        return chunks;
     }
 
     public static Observation[] History(ObservationChunk window, int inputSize)

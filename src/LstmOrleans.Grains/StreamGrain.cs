@@ -303,7 +303,7 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
     {
         var record = new GrainState<StreamHistory>(new StreamHistory());
         await Storage.ReadStateAsync(SlotName(slot), this.GetGrainId(), record);
-        if (forWrite || _slotETags is not null || Storage is not ICompanionWriteGrainStorage) RememberSlotETag(s, slot, record.ETag);
+        if (forWrite || Storage is not ICompanionWriteGrainStorage) RememberSlotETag(s, slot, record.ETag);
         return record;
     }
 

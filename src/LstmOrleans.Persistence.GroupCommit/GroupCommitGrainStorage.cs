@@ -151,25 +151,7 @@ internal sealed class GroupCommitGrainStorage
         // array of the providers' payload pool, which the writer returns once the batch has committed or failed.
         var (buffer, length, pooled) = Serialize(grainState.State);
         var operation = new StorageOperation(StorageOperationKind.Write, stateName, grainId.ToString(), expected, buffer, length, pooled);
-        Task<CommitOutcome> commit;
-        try
-        {
-            commit = _queue.EnqueueAsync(operation);
-        }
-        catch
-        {
-            operation.ReleasePayload();   // never queued: nobody else will
-            throw;
-        }
-
-        var outcome = await commit.ConfigureAwait(false);
-        if (outcome.Conflict)
-        {
-            throw Conflict(nameof(WriteStateAsync), stateName, grainId, grainState.ETag);
-        }
-
-        grainState.ETag = EtagFormat.Format(outcome.NewVersion);
-        grainState.RecordExists = true;
+        await CommitWriteAsync(nameof(WriteStateAsync), operation, grainId, grainState).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -180,6 +162,7 @@ internal sealed class GroupCommitGrainStorage
         IReadOnlyList<KeyValuePair<string, TCompanion>> companions)
     {
         var expected = ParseEtag(nameof(WriteStateWithCompanionsAsync), stateName, grainId, grainState.ETag);
+        CompanionWrites.EnsureDistinct(stateName, grainId, companions);
         string key = grainId.ToString();
         var upserts = new StorageOperation[companions.Count];
         StorageOperation? operation = null;
@@ -188,11 +171,6 @@ internal sealed class GroupCommitGrainStorage
             for (int i = 0; i < upserts.Length; i++)
             {
                 var (companionName, companionState) = companions[i];
-                if (companionName == stateName || upserts.Take(i).Any(u => u.StateName == companionName))
-                {
-                    throw new ArgumentException($"Companion state name '{companionName}' of {grainId} is not distinct.", nameof(companions));
-                }
-
                 var (companionBuffer, companionLength, companionPooled) = Serialize(companionState);
                 upserts[i] = new StorageOperation(StorageOperationKind.Upsert, companionName, key, expectedVersion: null, companionBuffer, companionLength, companionPooled);
             }
@@ -206,6 +184,12 @@ internal sealed class GroupCommitGrainStorage
             throw;
         }
 
+        await CommitWriteAsync(nameof(WriteStateWithCompanionsAsync), operation, grainId, grainState).ConfigureAwait(false);
+    }
+
+    /// <summary>Queues a guarded write and, once its batch committed, advances the grain's etag (or throws the conflict).</summary>
+    private async Task CommitWriteAsync<T>(string callerName, StorageOperation operation, GrainId grainId, IGrainState<T> grainState)
+    {
         Task<CommitOutcome> commit;
         try
         {
@@ -213,14 +197,14 @@ internal sealed class GroupCommitGrainStorage
         }
         catch
         {
-            operation.ReleasePayload();   // never queued: nobody else will (the companions' payloads too)
+            operation.ReleasePayload();   // never queued: nobody else will (its companions' payloads too)
             throw;
         }
 
         var outcome = await commit.ConfigureAwait(false);
         if (outcome.Conflict)
         {
-            throw Conflict(nameof(WriteStateWithCompanionsAsync), stateName, grainId, grainState.ETag);
+            throw Conflict(callerName, operation.StateName, grainId, grainState.ETag);
         }
 
         grainState.ETag = EtagFormat.Format(outcome.NewVersion);

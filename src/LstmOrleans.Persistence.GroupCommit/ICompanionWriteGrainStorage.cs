@@ -22,3 +22,20 @@ public interface ICompanionWriteGrainStorage
     Task WriteStateWithCompanionsAsync<T, TCompanion>(string stateName, GrainId grainId, IGrainState<T> grainState,
         IReadOnlyList<KeyValuePair<string, TCompanion>> companions);
 }
+
+/// <summary>What every <see cref="ICompanionWriteGrainStorage"/> implementation checks the same way.</summary>
+internal static class CompanionWrites
+{
+    /// <summary>Throws <see cref="ArgumentException"/> unless the companion names differ from the main one and from each other.</summary>
+    public static void EnsureDistinct<TCompanion>(string stateName, GrainId grainId, IReadOnlyList<KeyValuePair<string, TCompanion>> companions)
+    {
+        for (int i = 0; i < companions.Count; i++)
+        {
+            string name = companions[i].Key;
+            if (name == stateName || companions.Take(i).Any(c => c.Key == name))
+            {
+                throw new ArgumentException($"Companion state name '{name}' of {grainId} is not distinct.", nameof(companions));
+            }
+        }
+    }
+}

@@ -119,14 +119,13 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage, ICompanionW
     public Task WriteStateWithCompanionsAsync<T, TCompanion>(string stateName, GrainId grainId, IGrainState<T> grainState,
         IReadOnlyList<KeyValuePair<string, TCompanion>> companions)
     {
+        CompanionWrites.EnsureDistinct(stateName, grainId, companions);
         var scratch = new ArrayBufferWriter<byte>(4096);
         var ends = new int[companions.Count + 1];
         SerializeInto(scratch, grainState.State);
         ends[0] = scratch.WrittenCount;
         for (int i = 0; i < companions.Count; i++)
         {
-            if (companions[i].Key == stateName || companions.Take(i).Any(c => c.Key == companions[i].Key))
-                throw new ArgumentException($"Companion state name '{companions[i].Key}' of {grainId} is not distinct.", nameof(companions));
             SerializeInto(scratch, companions[i].Value);
             ends[i + 1] = scratch.WrittenCount;
         }
