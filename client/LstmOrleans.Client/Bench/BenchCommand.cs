@@ -67,7 +67,7 @@ internal static class BenchCommand
         var scaleRounds = new Option<int>("--scale-rounds") { Description = "scale: rounds of (ingest over --scale-base streams, ingest over all --streams), alternated so load drift affects both.", DefaultValueFactory = _ => 2 };
         var idle = new Option<double>("--idle") { Description = "scale: idle seconds before deactivating every stream activation idle at least that long (0: all idle ones at once).", DefaultValueFactory = _ => 0 };
         var scaleFault = new Option<string?>("--scale-fault") { Description = "Testing only: inject a fault the scale check must detect (before, twin).", Hidden = true };
-        var siloGc = new Option<string?>("--silo-gc") { Description = "GC mode of the bench silo process: workstation (default), server, conserve (workstation + GCConserveMemory)." };
+        var siloGc = new Option<string?>("--silo-gc") { Description = "GC mode of the bench silo process: server (default, as the product's silo host runs), workstation, conserve (workstation + GCConserveMemory)." };
         var sqliteSynchronous = new Option<string?>("--sqlite-synchronous") { Description = "SQLite store: what an acknowledged write survives, passed to the silo as Storage:SqliteSynchronous: full (default; fsync per commit) or normal (process kill only; no fsync per commit)." };
         var siloEnv = new Option<string[]>("--silo-env")
         {
@@ -121,7 +121,7 @@ internal static class BenchCommand
                 ScaleRounds = Positive(result.GetValue(scaleRounds), "--scale-rounds", 100),
                 ScaleIdleSeconds = Seconds(result.GetValue(idle), "--idle", allowZero: true),
                 ScaleFault = ScaleFaults.IsKnown(result.GetValue(scaleFault)) ? result.GetValue(scaleFault) : throw new ArgumentException($"--scale-fault: unknown fault '{result.GetValue(scaleFault)}'."),
-                SiloGc = result.GetValue(siloGc) is { } gc && BenchRunner.SiloGcEnvironment(gc) is not null ? gc : null,
+                SiloGc = result.GetValue(siloGc) is { } gc && BenchRunner.SiloGcEnvironment(gc) is not null ? gc : BenchSettings.SiloGcServer,
                 SqliteSynchronous = ParseSqliteSynchronous(result.GetValue(sqliteSynchronous)),
                 SiloEnvironment = ParseEnvironment(result.GetValue(siloEnv)),
                 PacerBurstMicroseconds = result.GetValue(pacerBurst) is var burst && double.IsFinite(burst) && burst >= 1 && burst <= 100_000

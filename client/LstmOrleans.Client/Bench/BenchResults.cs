@@ -52,8 +52,15 @@ internal sealed record BenchSettings(
     public double ScaleIdleSeconds { get; init; }
     /// <summary>scale (hidden, for tests): a deliberate fault the intact check must catch (<see cref="ScaleFaults"/>).</summary>
     public string? ScaleFault { get; init; }
-    /// <summary>GC mode of the bench silo process: null (the app's default, workstation), workstation, server, or conserve.</summary>
-    public string? SiloGc { get; init; }
+    /// <summary>
+    /// GC mode of the bench silo process: server (the default: what the product's silo host runs with, the Web SDK's
+    /// default), workstation (this executable's own mode, the bench default before session 8), or conserve; null leaves
+    /// the process's own mode.
+    /// </summary>
+    public string? SiloGc { get; init; } = SiloGcServer;
+
+    /// <summary>The bench silo's default GC mode (<see cref="SiloGc"/>).</summary>
+    public const string SiloGcServer = "server";
     /// <summary>SQLite store: Storage:SqliteSynchronous for the bench silo (full or normal); null = the silo's default (full).</summary>
     public string? SqliteSynchronous { get; init; }
     /// <summary>--silo-env: extra environment variables for the bench silo process (runtime knobs such as DOTNET_TieredPGO), applied after the GC mode's.</summary>

@@ -283,8 +283,9 @@ internal sealed partial class BenchRunner
     }
 
     /// <summary>
-    /// Environment for the silo process's GC mode (--silo-gc): workstation (the app's default), server, or conserve
-    /// (workstation with GCConserveMemory=7, which compacts gen2 more eagerly to keep the heap near its live size).
+    /// Environment for the silo process's GC mode (--silo-gc): server (the bench default: the product's silo host runs
+    /// with server GC, the Web SDK's default), workstation (this executable's own mode), or conserve (workstation with
+    /// GCConserveMemory=7, which compacts gen2 more eagerly to keep the heap near its live size).
     /// </summary>
     internal static IReadOnlyDictionary<string, string>? SiloGcEnvironment(string? mode) => mode switch
     {

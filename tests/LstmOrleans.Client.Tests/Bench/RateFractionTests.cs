@@ -123,7 +123,8 @@ public sealed class BenchClientGcTests
     {
         var settings = new BenchSettings(["memory"], null, null, null, "c", "s", [10], 1, 1, 4, 1, 1, 0, null, ["single"], null, null, false, false);
         var rerun = Env(("LSTMORLEANS_BENCH_CLIENT_GC", "1"), ("DOTNET_GCgen0size", "0x4000000"));
-        Assert.Null(BenchRunner.SiloEnvironment(settings, Env()));                                     // not re-run: nothing to undo
+        Assert.Equal(new Dictionary<string, string> { ["DOTNET_gcServer"] = "1" }, BenchRunner.SiloEnvironment(settings, Env())); // not re-run: only the default server GC
+        Assert.Null(BenchRunner.SiloEnvironment(settings with { SiloGc = null }, Env()));              // nothing asked, nothing to undo
         Assert.Equal("0", BenchRunner.SiloEnvironment(settings, rerun)!["DOTNET_GCgen0size"]);
         var own = settings with { SiloEnvironment = new Dictionary<string, string> { ["DOTNET_GCgen0size"] = "0x10000000" } };
         Assert.Equal("0x10000000", BenchRunner.SiloEnvironment(own, rerun)!["DOTNET_GCgen0size"]);
