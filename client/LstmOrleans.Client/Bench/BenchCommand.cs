@@ -46,6 +46,11 @@ internal static class BenchCommand
         {
             Description = "Measure each phase closed loop first (its maximum on this silo), then at this fraction (0..1] of that maximum at a fixed rate; both are reported (issue 8's latency target is p99 at 0.5).",
         };
+        var rateModel = new Option<string>("--rate-model")
+        {
+            Description = "With --rate-fraction / --rate half: open (default; calls at a fixed rate, latency from each call's scheduled time) or closed (the fewest closed-loop callers whose rate reaches the fraction, found by short probes; latency from each call's send).",
+            DefaultValueFactory = _ => BenchSettings.RateModelOpen,
+        };
         var pacerSend = new Option<string>("--pacer-send")
         {
             Description = "Fixed rate: which thread makes each call: pool (default; a thread-pool thread) or pacer (the pacing thread itself, as in session 4; for A/B).",
@@ -90,7 +95,7 @@ internal static class BenchCommand
         var command = new Command("bench", "Benchmark: no-op grain call ceiling, then single and batch ingest per store (observations/s, p50/p99/p99.9 latency, silo memory).")
         {
             stores, redis, postgres, cluster, clusterId, serviceId, streams, concurrency, batch, hidden, layers, duration, warmup, rate,
-            rateFraction,
+            rateFraction, rateModel,
             tests, history, persistEvery, orleansSerializer, reportEvery, scaleBase, scaleSample, scaleRounds, idle, scaleFault, siloGc, sqliteSynchronous, siloEnv, pacerBurst, pacerSend, clientGen0, json, verbose,
         };
         command.Subcommands.Add(BenchSiloHost.Create());
@@ -128,6 +133,7 @@ internal static class BenchCommand
                     ? burst : throw new ArgumentException($"--pacer-burst-us must be in 1..100000; got {result.GetValue(pacerBurst)}."),
                 RateFraction = fraction,
                 PacerSend = ParsePacerSend(result.GetValue(pacerSend)),
+                RateModel = ParseRateModel(result.GetValue(rateModel), fraction is not null),
             };
             int gen0MiB = BenchClientGc.ParseGen0MiB(result.GetValue(clientGen0));
             if (BenchClientGc.ShouldRunAgain(gen0MiB, Environment.GetEnvironmentVariable)) return await BenchClientGc.RunAgainAsync(gen0MiB, ct);
@@ -224,6 +230,20 @@ internal static class BenchCommand
         if (double.TryParse(text.Replace("_", ""), NumberStyles.Float, CultureInfo.InvariantCulture, out var r) && r > 0 && double.IsFinite(r))
             return (r, null);
         throw new ArgumentException($"--rate must be a positive number of observations/s or 'half'; got '{rate}'.");
+    }
+
+    /// <summary>--rate-model: open or closed (any case); closed only applies to a fraction of the maximum.</summary>
+    internal static string ParseRateModel(string? value, bool rateFraction)
+    {
+        var model = value?.Trim().ToLowerInvariant() switch
+        {
+            null or BenchSettings.RateModelOpen => BenchSettings.RateModelOpen,
+            BenchSettings.RateModelClosed => BenchSettings.RateModelClosed,
+            _ => throw new ArgumentException($"--rate-model: unknown value '{value}' (open, closed)."),
+        };
+        if (model == BenchSettings.RateModelClosed && !rateFraction)
+            throw new ArgumentException("--rate-model closed needs --rate-fraction or --rate half (a fraction of the closed-loop maximum to reach).");
+        return model;
     }
 
     /// <summary>--pacer-send: pool or pacer (any case).</summary>

@@ -77,6 +77,18 @@ internal sealed record BenchSettings(
     /// <summary>Fixed rate: which thread makes the calls the pacer issues (<see cref="PacerSendPool"/> or <see cref="PacerSendThread"/>).</summary>
     public string PacerSend { get; init; } = PacerSendPool;
 
+    /// <summary>
+    /// --rate-model: how a --rate-fraction phase loads the silo. <see cref="RateModelOpen"/> (default): calls at a fixed
+    /// rate, latency charged from each call's scheduled time. <see cref="RateModelClosed"/>: the fewest closed-loop callers
+    /// whose rate reaches the fraction, latency from each call's send (each caller waits for its answer before the next).
+    /// </summary>
+    public string RateModel { get; init; } = RateModelOpen;
+
+    /// <summary>Open loop: a fixed offered rate (<see cref="FixedRatePacer"/>).</summary>
+    public const string RateModelOpen = "open";
+    /// <summary>Closed loop: fewer callers, each with one call in flight.</summary>
+    public const string RateModelClosed = "closed";
+
     /// <summary>The pacer hands each due call to the thread pool (the default; see <see cref="FixedRatePacer"/>).</summary>
     public const string PacerSendPool = "pool";
     /// <summary>The pacing thread makes the calls itself (session 4's behaviour; for A/B).</summary>
@@ -149,6 +161,9 @@ internal sealed record PhaseResult(
 
     /// <summary>--rate-fraction: the closed-loop maximum (values/s) measured just before, on the same silo, that the rate was derived from.</summary>
     public double? MaxValuesPerSecond { get; init; }
+
+    /// <summary>--rate-fraction: how the fraction was offered (<see cref="BenchSettings.RateModel"/>: open or closed; null otherwise).</summary>
+    public string? RateModel { get; init; }
 
     /// <summary>The silo's garbage collections during the measured run (null with --cluster).</summary>
     public GcCounts? SiloGc { get; init; }

@@ -235,21 +235,72 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
 
     /// <summary>
     /// Measures one phase as asked: closed loop, or at the fixed --rate, or (--rate-fraction) closed loop first and then
-    /// at that fraction of the maximum it just measured, on the same silo and streams (two results, maximum first).
+    /// at that fraction of the maximum it just measured, on the same silo and streams (two results, maximum first):
+    /// at a fixed rate (--rate-model open), or with the fewest closed-loop callers that reach it (--rate-model closed).
     /// </summary>
     private async Task<List<PhaseResult>> MeasurePhasesAsync(string test, string store, int streams, int batchSize, BenchSiloProcess? silo,
         PhaseResult? baseline, Func<int, Task> call, CancellationToken cancellationToken)
     {
         if (settings.RateFraction is not { } fraction)
             return [await MeasureAsync(test, store, streams, batchSize, silo, baseline, call, cancellationToken, settings.Rate)];
-        progress($"{store}: {test}: closed-loop maximum first, then {fraction:0.###} of it at a fixed rate");
+        bool closed = settings.RateModel == BenchSettings.RateModelClosed;
+        progress($"{store}: {test}: closed-loop maximum first, then {fraction:0.###} of it " +
+            (closed ? "with the fewest closed-loop callers that reach it" : "at a fixed rate"));
         var maximum = await MeasureAsync(test, store, streams, batchSize, silo, baseline, call, cancellationToken, offeredValuesPerSecond: null);
         double rate = FractionOfMaximum(maximum.ValuesPerSecond, fraction, maximum.Errors);
-        var paced = await MeasureAsync(test, store, streams, batchSize, silo, baseline, call, cancellationToken, rate);
-        paced = paced with { RateFraction = fraction, MaxValuesPerSecond = maximum.ValuesPerSecond };
-        progress(FormattableString.Invariant(
-            $"{store}: {test}: at {fraction:0.###} x the maximum ({rate:N0} of {maximum.ValuesPerSecond:N0} values/s): p99 {paced.Latency.P99Us / 1e3:0.00} ms, p99.9 {paced.Latency.P999Us / 1e3:0.00} ms"));
-        return [maximum, paced];
+        PhaseResult atFraction;
+        if (closed)
+        {
+            // The probes are short: when the measured run then falls below the fraction, the next rung is measured
+            // instead (twice at most), so the reported latency is never that of a lighter load than asked.
+            var ladder = CallerLadder(Math.Min(settings.Concurrency, streams));
+            int rung = await FewestCallersReachingAsync(ladder, streams, batchSize, rate, call, cancellationToken);
+            atFraction = await MeasureAsync(test, store, streams, batchSize, silo, baseline, call, cancellationToken, offeredValuesPerSecond: null, ladder[rung]);
+            for (int retry = 0; retry < 2 && atFraction.ValuesPerSecond < rate && rung + 1 < ladder.Count; retry++)
+            {
+                progress(FormattableString.Invariant($"  {ladder[rung]} callers reached {atFraction.ValuesPerSecond:N0} values/s in the measured run, below {rate:N0}: measuring {ladder[rung + 1]}"));
+                atFraction = await MeasureAsync(test, store, streams, batchSize, silo, baseline, call, cancellationToken, offeredValuesPerSecond: null, ladder[++rung]);
+            }
+        }
+        else atFraction = await MeasureAsync(test, store, streams, batchSize, silo, baseline, call, cancellationToken, rate);
+        atFraction = atFraction with { RateFraction = fraction, MaxValuesPerSecond = maximum.ValuesPerSecond, RateModel = settings.RateModel };
+        progress(BenchTable.FractionLine(atFraction));
+        return [maximum, atFraction];
+    }
+
+    /// <summary>
+    /// --rate-model closed: probes closed-loop caller counts up <paramref name="ladder"/> (each for a short run) and
+    /// returns the index of the first whose rate reaches <paramref name="valuesPerSecond"/>, or the last when none does.
+    /// The first that reaches it, not the nearest: the measured load is never lighter than asked because a smaller count
+    /// came closer from below.
+    /// </summary>
+    private async Task<int> FewestCallersReachingAsync(IReadOnlyList<int> ladder, int streams, int batchSize, double valuesPerSecond,
+        Func<int, Task> call, CancellationToken cancellationToken)
+    {
+        var probe = TimeSpan.FromSeconds(Math.Clamp(settings.DurationSeconds / 4, 0.5, 2));
+        for (int rung = 0; rung < ladder.Count; rung++)
+        {
+            var (histogram, errors, _, seconds) = await RunWorkersAsync(streams, probe, onePass: false, call, cancellationToken, concurrency: ladder[rung]);
+            double reached = histogram.Count * (double)batchSize / seconds;
+            progress(FormattableString.Invariant($"  probe: {ladder[rung]} callers, {reached:N0} values/s (want {valuesPerSecond:N0}){(errors > 0 ? $", {errors} errors" : "")}"));
+            if (reached >= valuesPerSecond) return rung;
+        }
+        return ladder.Count - 1;
+    }
+
+    /// <summary>Closed-loop caller counts to probe, ascending, about 1.5x apart: 1, 2, 3, 4, 6, 8, 12, 16, 24, ... and <paramref name="maximum"/> last.</summary>
+    internal static IReadOnlyList<int> CallerLadder(int maximum)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maximum);
+        var ladder = new List<int>();
+        for (int power = 1; power < maximum; power *= 2)
+        {
+            ladder.Add(power);
+            int between = power + power / 2;
+            if (power >= 2 && between < maximum) ladder.Add(between);
+        }
+        ladder.Add(maximum);
+        return ladder;
     }
 
     /// <summary>
@@ -265,13 +316,14 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
     }
 
     private async Task<PhaseResult> MeasureAsync(string test, string store, int streams, int batchSize, BenchSiloProcess? silo,
-        PhaseResult? baseline, Func<int, Task> call, CancellationToken cancellationToken, double? offeredValuesPerSecond)
+        PhaseResult? baseline, Func<int, Task> call, CancellationToken cancellationToken, double? offeredValuesPerSecond, int? concurrency = null)
     {
+        int callers = Math.Max(1, Math.Min(concurrency ?? settings.Concurrency, streams));
         double? callRate = offeredValuesPerSecond is { } rate ? rate / batchSize : null;
         if (settings.WarmupSeconds > 0)
         {
             if (callRate is { } warmRate) await RunFixedRateAsync(streams, TimeSpan.FromSeconds(settings.WarmupSeconds), warmRate, call, cancellationToken);
-            else await RunWorkersAsync(streams, TimeSpan.FromSeconds(settings.WarmupSeconds), onePass: false, call, cancellationToken);
+            else await RunWorkersAsync(streams, TimeSpan.FromSeconds(settings.WarmupSeconds), onePass: false, call, cancellationToken, concurrency: callers);
         }
 
         var siloBefore = silo is null ? null : await silo.GetStatsAsync(collect: false, cancellationToken);
@@ -294,7 +346,7 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
         else
         {
             (histogram, errors, firstError, _) = await RunWorkersAsync(streams, TimeSpan.FromSeconds(settings.DurationSeconds),
-                onePass: false, call, cancellationToken, intervalLabel: $"{store} {test}");
+                onePass: false, call, cancellationToken, intervalLabel: $"{store} {test}", concurrency: callers);
         }
         clock.Stop();
         var clientAfter = ProcessStats.Capture();
@@ -306,7 +358,7 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
         double perValue = Math.Max(1, values);
         double valuesPerSecond = values / seconds;
         double? ratio = baseline is null ? null : valuesPerSecond / baseline.CallsPerSecond;
-        var result = new PhaseResult(test, store, streams, batchSize, Math.Min(settings.Concurrency, streams), offeredValuesPerSecond,
+        var result = new PhaseResult(test, store, streams, batchSize, callers, offeredValuesPerSecond,
             calls, values, errors, firstError, seconds, calls / seconds, valuesPerSecond, LatencyResult.From(histogram), ratio,
             (clientAfter.CpuSeconds - clientBefore.CpuSeconds) * 1e6 / perValue,
             (clientAfter.AllocatedBytes - clientBefore.AllocatedBytes) / perValue,
@@ -362,12 +414,12 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
     /// </summary>
     private async Task<(LatencyHistogram Histogram, long Errors, string? FirstError, double Seconds)> RunWorkersAsync(
         int streams, TimeSpan duration, bool onePass, Func<int, Task> call, CancellationToken cancellationToken,
-        string? intervalLabel = null)
+        string? intervalLabel = null, int? concurrency = null)
     {
         // --report-every: one extra histogram shared by all workers (behind a lock, only when asked for), swapped out by
         // a reporter every interval. The per-worker histograms that make the phase's result are unaffected.
         var interval = intervalLabel is not null && settings.ReportEverySeconds is { } every ? new IntervalReporter(intervalLabel, every, progress) : null;
-        int workers = Math.Max(1, Math.Min(settings.Concurrency, streams));
+        int workers = Math.Max(1, Math.Min(concurrency ?? settings.Concurrency, streams));
         var histograms = new LatencyHistogram[workers];
         long errors = 0;
         string? firstError = null;

@@ -1,3 +1,4 @@
+using LstmOrleans.Client.Bench;
 using Xunit;
 using System.Text.Json;
 
@@ -109,7 +110,37 @@ public sealed class BenchSmokeTests
         Assert.InRange(paced.GetProperty("calls").GetInt64(), (long)Math.Floor(offered) - 1, (long)Math.Ceiling(offered) + 1);
         Assert.Equal(0, paced.GetProperty("errors").GetInt64());
         Assert.Equal("pool", paced.GetProperty("pacerSend").GetString());
-        Assert.Contains("at 0.5 x the maximum", stderr);
+        Assert.Contains("at 0.5 x the closed-loop maximum", stderr);
+    }
+
+    [Fact]
+    public async Task Rate_half_closed_loop_probes_caller_counts_and_measures_the_fewest_that_reach_half_the_maximum()
+    {
+        var (exit, stdout, stderr) = await LstmOrleansProcess.RunAsync(
+            "bench", "--stores", "memory", "--streams", "20", "--tests", "single", "--rate", "half", "--rate-model", "closed",
+            "--concurrency", "8", "--hidden", "4", "--duration", "1", "--warmup", "0.2", "--json");
+        Assert.True(exit == 0, $"exit {exit}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+
+        using var json = JsonDocument.Parse(stdout);
+        Assert.Equal("closed", json.RootElement.GetProperty("settings").GetProperty("rateModel").GetString());
+        var phases = json.RootElement.GetProperty("results")[0].GetProperty("phases").EnumerateArray().ToList();
+        Assert.Equal(2, phases.Count);
+        var (maximum, atHalf) = (phases[0], phases[1]);
+        Assert.Equal(8, maximum.GetProperty("concurrency").GetInt32());
+        Assert.Equal(JsonValueKind.Null, maximum.GetProperty("rateModel").ValueKind);
+        double max = maximum.GetProperty("valuesPerSecond").GetDouble();
+        Assert.Equal(max, atHalf.GetProperty("maxValuesPerSecond").GetDouble());
+        Assert.Equal("closed", atHalf.GetProperty("rateModel").GetString());
+        Assert.Equal(JsonValueKind.Null, atHalf.GetProperty("targetValuesPerSecond").ValueKind);   // closed loop: nothing offered
+        Assert.Equal(JsonValueKind.Null, atHalf.GetProperty("sendLag").ValueKind);
+        int callers = atHalf.GetProperty("concurrency").GetInt32();
+        Assert.Contains(callers, BenchRunner.CallerLadder(8));
+        Assert.Equal(0, atHalf.GetProperty("errors").GetInt64());
+        Assert.Contains("probe: 1 callers", stderr);                                                  // the ladder starts at one caller
+        Assert.Contains($"closed loop with {callers} callers", stderr);
+        // Either the measured run reached half the maximum or the ladder (or its two re-measurements) ran out.
+        Assert.True(atHalf.GetProperty("valuesPerSecond").GetDouble() >= max / 2 || callers == 8 || stderr.Contains("below", StringComparison.Ordinal),
+            stderr);
     }
 
     [Fact]

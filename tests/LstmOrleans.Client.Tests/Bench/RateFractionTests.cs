@@ -130,4 +130,42 @@ public sealed class BenchClientGcTests
         Assert.Equal("0x10000000", BenchRunner.SiloEnvironment(own, rerun)!["DOTNET_GCgen0size"]);
         Assert.Equal("1", BenchRunner.SiloEnvironment(settings with { SiloGc = "server" }, rerun)!["DOTNET_gcServer"]);
     }
+
+    [Theory]
+    [InlineData(null, true, "open")]
+    [InlineData("open", false, "open")]
+    [InlineData(" Closed ", true, "closed")]
+    public void Rate_model_is_open_or_closed(string? value, bool fraction, string expected) =>
+        Assert.Equal(expected, BenchCommand.ParseRateModel(value, fraction));
+
+    [Fact]
+    public void Closed_rate_model_needs_a_fraction_and_unknown_models_are_refused()
+    {
+        Assert.Contains("--rate-fraction", Assert.Throws<ArgumentException>(() => BenchCommand.ParseRateModel("closed", rateFraction: false)).Message);
+        Assert.Contains("unknown", Assert.Throws<ArgumentException>(() => BenchCommand.ParseRateModel("poisson", rateFraction: true)).Message);
+    }
+
+    [Theory]
+    [InlineData(1, new[] { 1 })]
+    [InlineData(2, new[] { 1, 2 })]
+    [InlineData(5, new[] { 1, 2, 3, 4, 5 })]
+    [InlineData(128, new[] { 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128 })]
+    [InlineData(100, new[] { 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 100 })]
+    public void Caller_ladder_climbs_by_about_one_and_a_half_and_ends_at_the_maximum(int maximum, int[] expected) =>
+        Assert.Equal(expected, BenchRunner.CallerLadder(maximum));
+
+    [Theory]
+    [InlineData(36_000, 1500, "met")]        // 0.51 x the maximum, p99 1.5 ms
+    [InlineData(36_000, 2500, "not met")]    // fast enough, p99 too long
+    [InlineData(30_000, 1500, "not met")]    // p99 fine but the load was lighter than half the maximum
+    public void Closed_loop_half_rate_verdict_needs_the_rate_reached_and_the_p99(double valuesPerSecond, double p99Us, string verdict)
+    {
+        var phase = new PhaseResult("single", "memory", 1000, 1, 8, null, 360_000, 360_000, 0, null, 10, valuesPerSecond, valuesPerSecond,
+            new LatencyResult(300, 600, p99Us, 2 * p99Us, 3 * p99Us, 400), null, 10, 1000, 15, 2000)
+        { RateFraction = 0.5, MaxValuesPerSecond = 70_000, RateModel = BenchSettings.RateModelClosed };
+        var line = BenchTable.HalfMaximumVerdict(phase);
+        Assert.Contains("closed loop with 8 callers", line);
+        Assert.Contains(verdict == "met" ? "[green]met[/]" : "[red]not met[/]", line);
+        Assert.Equal(valuesPerSecond < 35_000, line.Contains("fell below half the maximum", StringComparison.Ordinal));
+    }
 }
