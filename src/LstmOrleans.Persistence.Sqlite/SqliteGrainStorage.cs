@@ -116,7 +116,10 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
     /// <summary>PRAGMA synchronous as read back from the writer connection; null until the store is opened.</summary>
     public SqliteSynchronousMode? EffectiveSynchronous { get; private set; }
 
-    public string Describe() => $"file {options.DataSource}, synchronous={EffectiveSynchronous} (PRAGMA synchronous={(int?)EffectiveSynchronous}), checkpoint every {options.WalAutoCheckpointPages} WAL pages, writer cache {options.WriterCacheSizeKiB} KiB";
+    /// <summary>PRAGMA wal_autocheckpoint as read back from the writer connection; null until the store is opened.</summary>
+    public int? EffectiveWalAutoCheckpointPages { get; private set; }
+
+    public string Describe() => $"file {options.DataSource}, synchronous={EffectiveSynchronous} (PRAGMA synchronous={(int?)EffectiveSynchronous}), checkpoint every {EffectiveWalAutoCheckpointPages} WAL pages (PRAGMA wal_autocheckpoint), writer cache {options.WriterCacheSizeKiB} KiB";
 
     public async Task OpenAsync(CancellationToken cancellationToken)
     {
@@ -224,6 +227,8 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
             }
 
             EffectiveSynchronous = synchronous;
+            pragma.CommandText = "PRAGMA wal_autocheckpoint;";
+            EffectiveWalAutoCheckpointPages = Convert.ToInt32(pragma.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
             // An ordinary rowid table with the key as a separate unique index, not WITHOUT ROWID: a WITHOUT ROWID
             // row longer than ~1 KB (a stream's state at H=32 is ~1.3 KB) does not fit its 4 KB b-tree page and
             // spills to an overflow page, so every update rewrote two pages and churned the freelist (measured:

@@ -68,7 +68,10 @@ public sealed class SqliteGrainStorageOptions : IGroupCommitStorageOptions
     /// Measured with 1,000 streams in batches of 64 (BENCHMARKS.md, session 8): p99 15-21 ms against 38-52 ms at
     /// 10000. Lower it to bound the WAL file's size and crash-recovery time (recovery reads the whole WAL).
     /// </summary>
-    public int WalAutoCheckpointPages { get; set; } = 100_000;
+    public int WalAutoCheckpointPages { get; set; } = DefaultWalAutoCheckpointPages;
+
+    /// <summary>The default of <see cref="WalAutoCheckpointPages"/>.</summary>
+    public const int DefaultWalAutoCheckpointPages = 100_000;
 
     /// <summary>
     /// Page cache of the writer connection, in KiB (PRAGMA cache_size=-N). Every write first finds its row's page;

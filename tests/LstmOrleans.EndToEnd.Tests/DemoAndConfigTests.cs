@@ -53,7 +53,7 @@ public sealed class DemoAndConfigTests
         {
             using var process = new System.Diagnostics.Process
             {
-                StartInfo = Binaries.Dotnet(Binaries.SiloDll, ["--Storage:Provider=floppy", "--Storage:SqliteSynchronous=sometimes", "--Cluster:SiloPort=70000", "--Telemetry:OtlpEndpoint=not-a-url",
+                StartInfo = Binaries.Dotnet(Binaries.SiloDll, ["--Storage:Provider=floppy", "--Storage:SqliteSynchronous=sometimes", "--Storage:SqliteWalCheckpointPages=5", "--Cluster:SiloPort=70000", "--Telemetry:OtlpEndpoint=not-a-url",
                     "--Dashboard:Enabled=true", "--Dashboard:Path=/models", "--Dashboard:Urls=http://127.0.0.1"], folder),
             };
             process.Start();
@@ -64,6 +64,7 @@ public sealed class DemoAndConfigTests
             var message = await stderr;
             Assert.Contains("Storage:Provider must be one of sqlite, redis, postgres, memory; got 'floppy'", message);
             Assert.Contains("Storage:SqliteSynchronous must be one of full, normal; got 'sometimes'", message);
+            Assert.Contains("Storage:SqliteWalCheckpointPages must be in 100..1000000; got 5", message);
             Assert.Contains("Cluster:SiloPort must be a TCP port", message);
             Assert.Contains("Telemetry:OtlpEndpoint must be an absolute http(s) URL", message);
             Assert.Contains("Dashboard:Path must not shadow the HTTP API", message);

@@ -1,20 +1,22 @@
 namespace LstmOrleans.EndToEnd.Tests;
 
 /// <summary>
-/// The silo setting Storage:SqliteSynchronous reaches the SQLite provider: the provider reads PRAGMA synchronous back
-/// from the open database and reports it in its start-up log line, which the real silo host prints.
+/// The silo settings Storage:SqliteSynchronous and Storage:SqliteWalCheckpointPages reach the SQLite provider: the
+/// provider reads PRAGMA synchronous and PRAGMA wal_autocheckpoint back from the open database and reports them in its
+/// start-up log line, which the real silo host prints.
 /// </summary>
 public sealed class SqliteSynchronousSettingTests
 {
     [Fact]
     public async Task Storage_SqliteSynchronous_normal_reaches_the_open_database()
     {
-        var silo = new SiloProcess(SiloProcess.ApiKey, ["--Storage:SqliteSynchronous=normal"]);
+        var silo = new SiloProcess(SiloProcess.ApiKey, ["--Storage:SqliteSynchronous=normal", "--Storage:SqliteWalCheckpointPages=2500"]);
         try
         {
             await silo.InitializeAsync();
             Assert.Contains("synchronous=Normal (PRAGMA synchronous=1)", silo.Log);
             Assert.DoesNotContain("PRAGMA synchronous=2", silo.Log);
+            Assert.Contains("checkpoint every 2500 WAL pages (PRAGMA wal_autocheckpoint)", silo.Log);
         }
         finally
         {
@@ -30,6 +32,7 @@ public sealed class SqliteSynchronousSettingTests
         {
             await silo.InitializeAsync();
             Assert.Contains("synchronous=Full (PRAGMA synchronous=2)", silo.Log);
+            Assert.Contains("checkpoint every 100000 WAL pages (PRAGMA wal_autocheckpoint)", silo.Log);
         }
         finally
         {

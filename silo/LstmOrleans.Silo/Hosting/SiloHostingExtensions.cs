@@ -67,10 +67,12 @@ public static class SiloHostingExtensions
             case StorageSettings.Sqlite:
                 var database = Path.Combine(Path.GetFullPath(settings.Storage.DataFolder), "lstmorleans.db");
                 var synchronous = settings.Storage.SqliteSynchronousMode;
+                int checkpointPages = settings.Storage.SqliteWalCheckpointPages;
                 silo.AddSqliteGrainStorage(GrainStorageName, o =>
                 {
                     o.DataSource = database;
                     o.Synchronous = synchronous;
+                    o.WalAutoCheckpointPages = checkpointPages;
                 });
                 silo.AddStreamStateCodec<SqliteGrainStorageOptions>(GrainStorageName);
                 break;
