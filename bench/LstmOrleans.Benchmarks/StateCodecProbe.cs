@@ -88,7 +88,8 @@ internal static class StateCodecProbe
                 stepState.PendingClosed = null;   // what the grain's write does once the closed chunk is stored
             });
 
-        // The closed-history record at the default capacity N = 512 (read, merged and rewritten once per closed chunk).
+        // A closed-history record of the layout before session 7 (all N = 512 retained observations in one record, read,
+        // merged and rewritten once per closed chunk); such records are still read, and moved into chunk records.
         var history = new StreamHistory { Generation = 1, Closed = Realistic(hidden: 32, chunk: 512).Tail };
         byte[] orleansHistory = orleans.SerializeToArray(history);
         byte[] codecHistory = StreamStateCodec.ToArray(history);

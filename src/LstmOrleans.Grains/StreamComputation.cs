@@ -354,19 +354,19 @@ internal static class StreamComputation
     public static int HistorySlot(StreamState s, long startIndex) => (int)(startIndex / HistoryChunkSize(s) % HistorySlotCount(s));
 
     /// <summary>
-    /// The indexes [From, To) that <see cref="Window"/> for <paramref name="maxCount"/> needs from storage (empty when
-    /// the tail and pending chunks cover the window), and the slots whose records hold them (consecutive chunks, at most
-    /// S of them, so no slot twice).
+    /// The slots whose records hold the indexes that <see cref="Window"/> for <paramref name="maxCount"/> needs from
+    /// storage (empty when the tail and pending chunks cover the window): consecutive chunks, at most S of them, so no
+    /// slot twice.
     /// </summary>
-    public static (long From, long To, int[] Slots) StoredRange(StreamState s, int maxCount)
+    public static int[] StoredSlots(StreamState s, int maxCount)
     {
         long from = WantedStart(s, maxCount), to = s.DurableClosedCount;
-        if (from >= to) return (from, to, []);
+        if (from >= to) return [];
         int c = HistoryChunkSize(s);
         long firstChunk = from / c, chunks = Math.Min((to - 1) / c - firstChunk + 1, HistorySlotCount(s));
         var slots = new int[chunks];
         for (int i = 0; i < slots.Length; i++) slots[i] = HistorySlot(s, (firstChunk + i) * c);
-        return (from, to, slots);
+        return slots;
     }
 
     /// <summary>

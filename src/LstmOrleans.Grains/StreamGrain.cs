@@ -276,7 +276,7 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
     private async Task<ObservationChunk> ReadWindowAsync(StreamState s, int maxCount)
     {
         if (!s.IsBound) return new ObservationChunk();
-        var (_, _, slots) = StreamComputation.StoredRange(s, maxCount);
+        var slots = StreamComputation.StoredSlots(s, maxCount);
         if (slots.Length == 0) return StreamComputation.Window(s, [], null, maxCount);
         var reads = new Task<GrainState<StreamHistory>>[slots.Length];
         for (int i = 0; i < slots.Length; i++) reads[i] = ReadHistorySlotAsync(s, slots[i]);

@@ -73,6 +73,9 @@ public sealed class SqliteGrainStorageOptions : IGroupCommitStorageOptions
     /// <summary>The default of <see cref="WalAutoCheckpointPages"/>.</summary>
     public const int DefaultWalAutoCheckpointPages = 100_000;
 
+    /// <summary>The range <see cref="WalAutoCheckpointPages"/> accepts.</summary>
+    public const int MinWalAutoCheckpointPages = 100, MaxWalAutoCheckpointPages = 1_000_000;
+
     /// <summary>
     /// Page cache of the writer connection, in KiB (PRAGMA cache_size=-N). Every write first finds its row's page;
     /// when the working set (about 1.5 KB per stream) outgrows the cache, each write re-reads that page from the OS
@@ -121,7 +124,7 @@ public sealed class SqliteGrainStorageOptionsValidator(SqliteGrainStorageOptions
             throw new OrleansConfigurationException($"{prefix}{nameof(options.Synchronous)} has the undefined value {(int)options.Synchronous}.");
         }
 
-        if (options.WalAutoCheckpointPages is < 100 or > 1_000_000)
+        if (options.WalAutoCheckpointPages is < SqliteGrainStorageOptions.MinWalAutoCheckpointPages or > SqliteGrainStorageOptions.MaxWalAutoCheckpointPages)
         {
             throw new OrleansConfigurationException($"{prefix}{nameof(options.WalAutoCheckpointPages)} must be between 100 and 1000000 pages, was {options.WalAutoCheckpointPages}.");
         }

@@ -6,7 +6,7 @@ namespace LstmOrleans.Grains.Tests;
 
 /// <summary>
 /// The closed-history ring of slots (<see cref="StreamComputation.ClosedChunksToWrite"/>,
-/// <see cref="StreamComputation.StoredRange"/>, <see cref="StreamComputation.Window"/>), driven without Orleans against
+/// <see cref="StreamComputation.StoredSlots"/>, <see cref="StreamComputation.Window"/>), driven without Orleans against
 /// a dictionary standing in for the store, and checked against the list of everything sent: the window is always
 /// exactly the newest min(maxCount, N) observations, with the values received and the inputs the LSTM was fed.
 /// </summary>
@@ -39,10 +39,10 @@ public sealed class HistorySlotTests
         return chunks.Count;
     }
 
-    /// <summary>What a read does: only the slots <see cref="StreamComputation.StoredRange"/> names (each once), whatever they hold.</summary>
+    /// <summary>What a read does: only the slots <see cref="StreamComputation.StoredSlots"/> names (each once), whatever they hold.</summary>
     private static ObservationChunk Read(StreamState s, Dictionary<int, StreamHistory> store, int maxCount, StreamHistory? legacy = null)
     {
-        var (_, _, slots) = StreamComputation.StoredRange(s, maxCount);
+        var slots = StreamComputation.StoredSlots(s, maxCount);
         Assert.True(slots.Length <= StreamComputation.HistorySlotCount(s));
         Assert.Equal(slots.Length, slots.Distinct().Count());
         var records = new StreamHistory?[StreamComputation.HistorySlotCount(s)];

@@ -1,5 +1,6 @@
 using System.Net;
 using Microsoft.Extensions.Configuration;
+using SqliteOptions = LstmOrleans.Persistence.Sqlite.SqliteGrainStorageOptions;
 
 namespace LstmOrleans.Silo.Hosting;
 
@@ -127,7 +128,7 @@ public sealed class StorageSettings
     /// WAL pages after which the SQLite writer checkpoints (PRAGMA wal_autocheckpoint; 4 KB each): larger means fewer
     /// commit stalls, a larger WAL file (~400 MB at the default) and a longer crash recovery.
     /// </summary>
-    public int SqliteWalCheckpointPages { get; set; } = LstmOrleans.Persistence.Sqlite.SqliteGrainStorageOptions.DefaultWalAutoCheckpointPages;
+    public int SqliteWalCheckpointPages { get; set; } = SqliteOptions.DefaultWalAutoCheckpointPages;
 
     internal LstmOrleans.Persistence.Sqlite.SqliteSynchronousMode SqliteSynchronousMode =>
         string.Equals(SqliteSynchronous, "normal", StringComparison.OrdinalIgnoreCase)
@@ -138,8 +139,8 @@ public sealed class StorageSettings
     {
         SiloSettings.CheckChoice(errors, "Storage:Provider", Provider, Sqlite, Redis, Postgres, Memory);
         SiloSettings.CheckChoice(errors, "Storage:SqliteSynchronous", SqliteSynchronous, "full", "normal");
-        if (SqliteWalCheckpointPages is < 100 or > 1_000_000)
-            errors.Add($"Storage:SqliteWalCheckpointPages must be in 100..1000000; got {SqliteWalCheckpointPages}.");
+        if (SqliteWalCheckpointPages is < SqliteOptions.MinWalAutoCheckpointPages or > SqliteOptions.MaxWalAutoCheckpointPages)
+            errors.Add($"Storage:SqliteWalCheckpointPages must be in {SqliteOptions.MinWalAutoCheckpointPages}..{SqliteOptions.MaxWalAutoCheckpointPages}; got {SqliteWalCheckpointPages}.");
         if (string.Equals(Provider, Sqlite, StringComparison.OrdinalIgnoreCase) && string.IsNullOrWhiteSpace(DataFolder))
             errors.Add("Storage:DataFolder must not be empty when Storage:Provider is 'sqlite'.");
     }

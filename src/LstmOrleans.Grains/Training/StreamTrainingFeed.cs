@@ -23,7 +23,7 @@ public sealed class StreamTrainingFeedFactory(IOptions<TrainingGrainOptions> opt
         new(this, grainFactory, streamId, _options.RegistryShards, _options.ReportEverySteps);
 
     internal IStreamRegistryShardGrain Shard(IGrainFactory grainFactory, string shardKey) =>
-        _shards.TryGetValue(shardKey, out var shard) ? shard : _shards.GetOrAdd(shardKey, grainFactory.GetGrain<IStreamRegistryShardGrain>(shardKey));
+        _shards.GetOrAdd(shardKey, static (key, factory) => factory.GetGrain<IStreamRegistryShardGrain>(key), grainFactory);
 }
 
 /// <summary>
