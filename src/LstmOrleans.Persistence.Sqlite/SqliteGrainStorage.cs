@@ -42,6 +42,12 @@ public sealed class SqliteGrainStorage : IGrainStorage, ICompanionWriteGrainStor
     /// </summary>
     public SqliteSynchronousMode? EffectiveSynchronous => _store.EffectiveSynchronous;
 
+    /// <summary>
+    /// Whether the writer gathers each commit's WAL writes into one (<see cref="SqliteGrainStorageOptions.BufferWalWrites"/>
+    /// and a synchronous level that syncs every commit). Also in the start-up log line.
+    /// </summary>
+    public bool WalWritesBuffered => _store.WritesBuffered;
+
     /// <summary>Transactions committed so far.</summary>
     public long CommittedBatches => _storage.CommittedBatches;
 
@@ -96,6 +102,25 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
         DefaultTimeout = (int)Math.Ceiling(options.BusyTimeout.TotalSeconds),
     }.ToString();
 
+    /// <summary>
+    /// The writer's connection: the same file, through <see cref="WalWriteBufferVfs"/> when its WAL writes are buffered
+    /// (a URI filename names the VFS; readers keep the default one and see only what a commit synced).
+    /// </summary>
+    private readonly string _writerConnectionString = BuffersWalWrites(options)
+        ? new SqliteConnectionStringBuilder
+        {
+            DataSource = $"{new Uri(Path.GetFullPath(options.DataSource!)).AbsoluteUri}?vfs={WalWriteBufferVfs.Name}",
+            Mode = SqliteOpenMode.ReadWriteCreate,
+            Cache = SqliteCacheMode.Private,
+            Pooling = true,
+            DefaultTimeout = (int)Math.Ceiling(options.BusyTimeout.TotalSeconds),
+        }.ToString()
+        : null!;
+
+    /// <summary>Whether the writer buffers its WAL writes: asked for, and SQLite syncs the WAL at every commit.</summary>
+    private static bool BuffersWalWrites(SqliteGrainStorageOptions options) =>
+        options.BufferWalWrites && options.Synchronous >= SqliteSynchronousMode.Full;
+
     // ?1 service_id, ?2 state_name, ?3 grain_id, as in the writer's statements (RawStatement binds them).
     private readonly string _selectSql = $"SELECT version, payload FROM {options.TableName} WHERE service_id = ?1 AND state_name = ?2 AND grain_id = ?3";
     private readonly ConcurrentBag<ReaderSession> _readers = [];
@@ -113,13 +138,16 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
 
     public bool CommitBlocksThread => true;
 
+    /// <summary>Whether the writer connection goes through <see cref="WalWriteBufferVfs"/>.</summary>
+    public bool WritesBuffered => BuffersWalWrites(options);
+
     /// <summary>PRAGMA synchronous as read back from the writer connection; null until the store is opened.</summary>
     public SqliteSynchronousMode? EffectiveSynchronous { get; private set; }
 
     /// <summary>PRAGMA wal_autocheckpoint as read back from the writer connection; null until the store is opened.</summary>
     public int? EffectiveWalAutoCheckpointPages { get; private set; }
 
-    public string Describe() => $"file {options.DataSource}, synchronous={EffectiveSynchronous} (PRAGMA synchronous={(int?)EffectiveSynchronous}), checkpoint every {EffectiveWalAutoCheckpointPages} WAL pages (PRAGMA wal_autocheckpoint), writer cache {options.WriterCacheSizeKiB} KiB";
+    public string Describe() => $"file {options.DataSource}, synchronous={EffectiveSynchronous} (PRAGMA synchronous={(int?)EffectiveSynchronous}), checkpoint every {EffectiveWalAutoCheckpointPages} WAL pages (PRAGMA wal_autocheckpoint), writer cache {options.WriterCacheSizeKiB} KiB, WAL writes {(BuffersWalWrites(options) ? "buffered per commit" : "unbuffered")}";
 
     public async Task OpenAsync(CancellationToken cancellationToken)
     {
@@ -204,7 +232,12 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
     private void Open()
     {
         var table = options.TableName;
-        _connection = new SqliteConnection(_connectionString);
+        if (BuffersWalWrites(options))
+        {
+            WalWriteBufferVfs.EnsureRegistered();
+        }
+
+        _connection = new SqliteConnection(BuffersWalWrites(options) ? _writerConnectionString : _connectionString);
         _connection.Open();
         using (var pragma = _connection.CreateCommand())
         {

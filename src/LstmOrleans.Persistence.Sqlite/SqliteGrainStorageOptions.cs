@@ -84,6 +84,14 @@ public sealed class SqliteGrainStorageOptions : IGroupCommitStorageOptions
     /// </summary>
     public int WriterCacheSizeKiB { get; set; } = 64 * 1024;
 
+    /// <summary>
+    /// Gather the WAL writes of each commit into one write (a VFS shim on the writer connection): SQLite writes every
+    /// WAL frame as two system calls, which cost the writer thread ~40 % of its time here. Takes effect only with
+    /// <see cref="Synchronous"/> Full or Extra, where SQLite syncs the WAL (and so writes the buffer) before a commit is
+    /// visible to anyone; with Normal or Off it is ignored. On by default; off gives SQLite's own writes.
+    /// </summary>
+    public bool BufferWalWrites { get; set; } = true;
+
     /// <summary>How long a connection waits for a lock held by another process or provider instance.</summary>
     public TimeSpan BusyTimeout { get; set; } = TimeSpan.FromSeconds(30);
 

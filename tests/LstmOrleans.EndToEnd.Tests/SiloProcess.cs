@@ -22,16 +22,30 @@ public sealed class SiloProcess : IAsyncLifetime
     public SiloProcess() : this(ApiKey, []) { }
 
     /// <summary>A silo with another API key (null = none) and extra configuration, later arguments winning.</summary>
-    internal SiloProcess(string? apiKey, string[] extraArgs)
+    internal SiloProcess(string? apiKey, string[] extraArgs, string? dataFolder = null)
     {
         _apiKey = apiKey;
         _extraArgs = extraArgs;
+        _ownsDataFolder = dataFolder is null;
+        DataFolder = dataFolder ?? Binaries.TempFolder("silo");
+    }
+
+    private readonly bool _ownsDataFolder;
+
+    /// <summary>SIGKILL: the process dies at once, mid-request, with nothing flushed or closed. The data folder stays.</summary>
+    public async Task KillAsync()
+    {
+        if (_process is { HasExited: false })
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
     }
 
     public int HttpPort { get; } = Binaries.FreeTcpPort();
     public int SiloPort { get; } = Binaries.FreeTcpPort();
     public int GatewayPort { get; } = Binaries.FreeTcpPort();
-    public string DataFolder { get; } = Binaries.TempFolder("silo");
+    public string DataFolder { get; }
     public Uri BaseAddress => new($"http://127.0.0.1:{HttpPort}");
     public string Gateway => $"127.0.0.1:{GatewayPort}";
     public string Log { get { lock (_log) return _log.ToString(); } }
@@ -99,7 +113,10 @@ public sealed class SiloProcess : IAsyncLifetime
             await _process.WaitForExitAsync();
         }
         _process?.Dispose();
-        try { Directory.Delete(DataFolder, recursive: true); } catch (IOException) { }
+        if (_ownsDataFolder)
+        {
+            try { Directory.Delete(DataFolder, recursive: true); } catch (IOException) { }
+        }
     }
 }
 

@@ -17,6 +17,23 @@ public sealed class SqliteSynchronousSettingTests
             Assert.Contains("synchronous=Normal (PRAGMA synchronous=1)", silo.Log);
             Assert.DoesNotContain("PRAGMA synchronous=2", silo.Log);
             Assert.Contains("checkpoint every 2500 WAL pages (PRAGMA wal_autocheckpoint)", silo.Log);
+            Assert.Contains("WAL writes unbuffered", silo.Log);   // NORMAL publishes commits without a sync: no buffer
+        }
+        finally
+        {
+            await silo.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Storage_SqliteBufferWalWrites_false_turns_the_wal_write_buffer_off()
+    {
+        var silo = new SiloProcess(SiloProcess.ApiKey, ["--Storage:SqliteBufferWalWrites=false"]);
+        try
+        {
+            await silo.InitializeAsync();
+            Assert.Contains("synchronous=Full (PRAGMA synchronous=2)", silo.Log);
+            Assert.Contains("WAL writes unbuffered", silo.Log);
         }
         finally
         {
@@ -33,6 +50,7 @@ public sealed class SqliteSynchronousSettingTests
             await silo.InitializeAsync();
             Assert.Contains("synchronous=Full (PRAGMA synchronous=2)", silo.Log);
             Assert.Contains("checkpoint every 100000 WAL pages (PRAGMA wal_autocheckpoint)", silo.Log);
+            Assert.Contains("WAL writes buffered per commit", silo.Log);
         }
         finally
         {

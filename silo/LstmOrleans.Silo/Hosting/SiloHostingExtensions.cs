@@ -68,11 +68,13 @@ public static class SiloHostingExtensions
                 var database = Path.Combine(Path.GetFullPath(settings.Storage.DataFolder), "lstmorleans.db");
                 var synchronous = settings.Storage.SqliteSynchronousMode;
                 int checkpointPages = settings.Storage.SqliteWalCheckpointPages;
+                bool bufferWalWrites = settings.Storage.SqliteBufferWalWrites;
                 silo.AddSqliteGrainStorage(GrainStorageName, o =>
                 {
                     o.DataSource = database;
                     o.Synchronous = synchronous;
                     o.WalAutoCheckpointPages = checkpointPages;
+                    o.BufferWalWrites = bufferWalWrites;
                 });
                 silo.AddStreamStateCodec<SqliteGrainStorageOptions>(GrainStorageName);
                 break;

@@ -129,6 +129,11 @@ public sealed class StorageSettings
     /// commit stalls, a larger WAL file (~400 MB at the default) and a longer crash recovery.
     /// </summary>
     public int SqliteWalCheckpointPages { get; set; } = SqliteOptions.DefaultWalAutoCheckpointPages;
+    /// <summary>
+    /// Gather each commit's SQLite WAL writes into one write (SqliteGrainStorageOptions.BufferWalWrites): on by
+    /// default, used only when SqliteSynchronous is full; false gives SQLite's own two writes per WAL frame.
+    /// </summary>
+    public bool SqliteBufferWalWrites { get; set; } = true;
 
     internal LstmOrleans.Persistence.Sqlite.SqliteSynchronousMode SqliteSynchronousMode =>
         string.Equals(SqliteSynchronous, "normal", StringComparison.OrdinalIgnoreCase)
