@@ -76,7 +76,7 @@ internal static class BenchCommand
         var sqliteSynchronous = new Option<string?>("--sqlite-synchronous") { Description = "SQLite store: what an acknowledged write survives, passed to the silo as Storage:SqliteSynchronous: full (default; fsync per commit) or normal (process kill only; no fsync per commit)." };
         var siloEnv = new Option<string[]>("--silo-env")
         {
-            Description = "Extra environment variable NAME=VALUE for the bench silo process (repeatable), e.g. DOTNET_TieredPGO=0; applied after --silo-gc.",
+            Description = "Extra environment variable NAME=VALUE for the bench silo process (repeatable), e.g. DOTNET_TieredPGO=0; applied after --silo-gc. LSTMORLEANS_* variables are silo settings, as for the real silo host (e.g. LSTMORLEANS_Storage__SqliteWalCheckpointPages=1000000); the bench's own cluster, port and store choices win.",
             AllowMultipleArgumentsPerToken = false,
         };
         var pacerBurst = new Option<double>("--pacer-burst-us")

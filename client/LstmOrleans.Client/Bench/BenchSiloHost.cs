@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using System.Text.Json;
 using LstmOrleans.Grains;
 using LstmOrleans.Silo.Hosting;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -49,7 +50,18 @@ internal static class BenchSiloHost
     private static async Task<int> RunAsync(string store, string dataFolder, string? redis, string? postgres, string serviceId,
         int? history, int? persistEvery, bool orleansSerializer, CancellationToken cancellationToken, double? collectionAgeSeconds = null, string? sqliteSynchronous = null)
     {
-        var settings = new SiloSettings();
+        // Silo settings from LSTMORLEANS_* environment variables, as the real silo host reads them (e.g.
+        // --silo-env LSTMORLEANS_Storage__SqliteWalCheckpointPages=1000000); the bench's own choices below win.
+        SiloSettings settings;
+        try
+        {
+            settings = SiloSettings.Load(new ConfigurationBuilder().AddEnvironmentVariables("LSTMORLEANS_").Build());
+        }
+        catch (SiloConfigurationException ex)
+        {
+            Console.Error.WriteLine(ex.Message);
+            return 2;
+        }
         settings.Cluster.ClusterId = "lstmorleans-bench";
         settings.Cluster.ServiceId = serviceId;
         settings.Cluster.SiloPort = FreeTcpPort();

@@ -151,6 +151,17 @@ public sealed class BenchSmokeTests
         Assert.Contains("--redis", stderr);
     }
 
+    /// <summary>LSTMORLEANS_* variables given with --silo-env are silo settings: a bad one stops the bench silo with its message.</summary>
+    [Fact]
+    public async Task Silo_settings_reach_the_bench_silo_through_silo_env()
+    {
+        var (exit, stdout, stderr) = await LstmOrleansProcess.RunAsync("bench", "--stores", "sqlite", "--streams", "4", "--tests", "single",
+            "--duration", "0.5", "--warmup", "0", "--silo-env", "LSTMORLEANS_Storage__SqliteWalCheckpointPages=5", "--json");
+        Assert.True(exit == 0, $"exit {exit}\n{stderr}");
+        var sqlite = JsonDocument.Parse(stdout).RootElement.GetProperty("results")[0];
+        Assert.Contains("Storage:SqliteWalCheckpointPages must be in 100..1000000; got 5", sqlite.GetProperty("skipped").GetString());
+    }
+
     [Theory]
     [InlineData("--pacer-burst-us", "0")]
     [InlineData("--silo-env", "NOT A PAIR")]
