@@ -93,29 +93,25 @@ public sealed class SqliteGrainStorage : IGrainStorage, ICompanionWriteGrainStor
 /// </summary>
 internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStorageOptions options) : IGroupCommitStore, IDisposable
 {
-    private readonly string _connectionString = new SqliteConnectionStringBuilder
+    private readonly string _connectionString = ConnectionString(Path.GetFullPath(options.DataSource!), options);
+
+    /// <summary>
+    /// The writer's connection: the same file, through <see cref="WalWriteBufferVfs"/> when its WAL writes are buffered
+    /// (a URI filename names the VFS, the path percent-escaped; readers keep the default VFS and see only what a commit
+    /// synced).
+    /// </summary>
+    private readonly string _writerConnectionString = BuffersWalWrites(options)
+        ? ConnectionString($"{new Uri(Path.GetFullPath(options.DataSource!)).AbsoluteUri}?vfs={WalWriteBufferVfs.Name}", options)
+        : ConnectionString(Path.GetFullPath(options.DataSource!), options);
+
+    private static string ConnectionString(string dataSource, SqliteGrainStorageOptions options) => new SqliteConnectionStringBuilder
     {
-        DataSource = Path.GetFullPath(options.DataSource!),
+        DataSource = dataSource,
         Mode = SqliteOpenMode.ReadWriteCreate,
         Cache = SqliteCacheMode.Private,
         Pooling = true,
         DefaultTimeout = (int)Math.Ceiling(options.BusyTimeout.TotalSeconds),
     }.ToString();
-
-    /// <summary>
-    /// The writer's connection: the same file, through <see cref="WalWriteBufferVfs"/> when its WAL writes are buffered
-    /// (a URI filename names the VFS; readers keep the default one and see only what a commit synced).
-    /// </summary>
-    private readonly string _writerConnectionString = BuffersWalWrites(options)
-        ? new SqliteConnectionStringBuilder
-        {
-            DataSource = $"{new Uri(Path.GetFullPath(options.DataSource!)).AbsoluteUri}?vfs={WalWriteBufferVfs.Name}",
-            Mode = SqliteOpenMode.ReadWriteCreate,
-            Cache = SqliteCacheMode.Private,
-            Pooling = true,
-            DefaultTimeout = (int)Math.Ceiling(options.BusyTimeout.TotalSeconds),
-        }.ToString()
-        : null!;
 
     /// <summary>Whether the writer buffers its WAL writes: asked for, and SQLite syncs the WAL at every commit.</summary>
     private static bool BuffersWalWrites(SqliteGrainStorageOptions options) =>
@@ -237,7 +233,7 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
             WalWriteBufferVfs.EnsureRegistered();
         }
 
-        _connection = new SqliteConnection(BuffersWalWrites(options) ? _writerConnectionString : _connectionString);
+        _connection = new SqliteConnection(_writerConnectionString);
         _connection.Open();
         using (var pragma = _connection.CreateCommand())
         {

@@ -631,6 +631,29 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : GroupC
     }
 
     /// <summary>
+    /// The buffered writer opens its file through a URI: a path with a space, '#', '%' and '?' in it still names that
+    /// very file (percent-escaped), which the plain readers open by its path and read back.
+    /// </summary>
+    [Fact]
+    public async Task BufferedWriterOpensAPathWithUriSpecialCharactersAsThatFile()
+    {
+        var directory = Path.Combine(folder.Directory, "a dir #1 50% ?x");
+        Directory.CreateDirectory(directory);
+        var path = Path.Combine(directory, "state #2.db");
+        var grainId = NewGrainId();
+        await using (var storage = await OpenAsync(path))
+        {
+            Assert.True(storage.WalWritesBuffered);
+            await storage.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(5, "odd path")));
+            GrainStorageDurabilityTests.AssertSameState(Sample(5, "odd path"), (await ReadAsync(storage, grainId)).State);
+        }
+
+        Assert.True(File.Exists(path));
+        Assert.Equal([Path.GetFileName(path)], Directory.GetFiles(directory, "*.db").Select(Path.GetFileName));
+        SqliteConnection.ClearAllPools();
+    }
+
+    /// <summary>
     /// Where SQLite does not sync the WAL at every commit (NORMAL, OFF), a commit is visible before any sync, so the
     /// buffer is not used even when asked for; at FULL and EXTRA it is, unless turned off.
     /// </summary>
