@@ -135,7 +135,7 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
     public bool CommitBlocksThread => true;
 
     /// <summary>Whether the writer connection goes through <see cref="WalWriteBufferVfs"/>.</summary>
-    public bool WritesBuffered => BuffersWalWrites(options);
+    public bool WritesBuffered { get; } = BuffersWalWrites(options);
 
     /// <summary>PRAGMA synchronous as read back from the writer connection; null until the store is opened.</summary>
     public SqliteSynchronousMode? EffectiveSynchronous { get; private set; }
@@ -143,7 +143,7 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
     /// <summary>PRAGMA wal_autocheckpoint as read back from the writer connection; null until the store is opened.</summary>
     public int? EffectiveWalAutoCheckpointPages { get; private set; }
 
-    public string Describe() => $"file {options.DataSource}, synchronous={EffectiveSynchronous} (PRAGMA synchronous={(int?)EffectiveSynchronous}), checkpoint every {EffectiveWalAutoCheckpointPages} WAL pages (PRAGMA wal_autocheckpoint), writer cache {options.WriterCacheSizeKiB} KiB, WAL writes {(BuffersWalWrites(options) ? "buffered per commit" : "unbuffered")}";
+    public string Describe() => $"file {options.DataSource}, synchronous={EffectiveSynchronous} (PRAGMA synchronous={(int?)EffectiveSynchronous}), checkpoint every {EffectiveWalAutoCheckpointPages} WAL pages (PRAGMA wal_autocheckpoint), writer cache {options.WriterCacheSizeKiB} KiB, WAL writes {(WritesBuffered ? "buffered per commit" : "unbuffered")}";
 
     public async Task OpenAsync(CancellationToken cancellationToken)
     {
@@ -228,7 +228,7 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
     private void Open()
     {
         var table = options.TableName;
-        if (BuffersWalWrites(options))
+        if (WritesBuffered)
         {
             WalWriteBufferVfs.EnsureRegistered();
         }

@@ -102,7 +102,10 @@ internal static unsafe partial class WalWriteBufferVfs
         *buffer = default;
         int rc = s_root->xOpen(s_root, name, file, flags, outFlags);
         if (rc != SqliteOk || file->pMethods == null || (flags & SqliteOpenWal) == 0) return rc;
-        var methods = WalMethodsFor(file->pMethods);
+        // Without our methods table (out of memory building it) the file simply keeps the root's, unbuffered.
+        Sqlite3IoMethods* methods;
+        try { methods = WalMethodsFor(file->pMethods); }
+        catch (OutOfMemoryException) { methods = null; }
         if (methods != null) file->pMethods = methods;
         return SqliteOk;
     }
@@ -188,8 +191,9 @@ internal static unsafe partial class WalWriteBufferVfs
 
         if (buffer->Data == null)
         {
-            buffer->Data = (byte*)NativeMemory.Alloc(BufferBytes);
-            if (buffer->Data == null) return SqliteNoMem;
+            // No exception may leave a callback SQLite made: out of memory is SQLite's own NOMEM, and nothing is lost.
+            try { buffer->Data = (byte*)NativeMemory.Alloc(BufferBytes); }
+            catch (OutOfMemoryException) { return SqliteNoMem; }
             buffer->Capacity = BufferBytes;
         }
 
