@@ -18,7 +18,8 @@ namespace LstmOrleans.Grains;
 /// Records per stream in the "lstm" storage: the small core state ("stream", <see cref="StreamState"/>, written on
 /// every acknowledged step) and the closed history, one chunk per record in a ring of slots ("history.0" ...
 /// "history.{S-1}", <see cref="StreamHistory"/>; see <see cref="StreamComputation.HistorySlotCount"/>), each written
-/// when its chunk closes (with the core in one atomic write where the store can, else just before it) and read only
+/// when its chunk closes (with the core in one atomic write where the store can, else just after it, the core carrying
+/// the chunk until then) and read only
 /// for history, training windows and re-warms; it is not kept in memory.
 ///
 /// All records go straight to the provider's <see cref="IGrainStorage"/> with ETags (read on activation, written
@@ -349,18 +350,17 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
     /// Moves a record of the old single-record layout into slots (the acknowledged entries the last durable core may
     /// need) and removes it, before this activation writes any slot, so a stream never holds the two layouts with
     /// different contents. Costs one read per activation (at its first history write or window read) until no such
-    /// record is left; the fence read of the core only when there is one to move. Returns whether it fenced.
+    /// record is left; the fence read of the core only when there is one to move.
     /// </summary>
-    private async Task<bool> MigrateLegacyHistoryAsync(StreamState s)
+    private async Task MigrateLegacyHistoryAsync(StreamState s)
     {
         var legacy = await ReadLegacyHistoryAsync();
-        if (!legacy.RecordExists) return false;
+        if (!legacy.RecordExists) return;
         await FenceHistoryWriteAsync();
         if (legacy.State is { Closed: not null } old && old.Generation == s.Generation)
             await Task.WhenAll(StreamComputation.LegacyChunks(s, old.Closed).Select(chunk => WriteHistorySlotAsync(s, chunk)));
         await Storage.ClearStateAsync(HistoryStateName, this.GetGrainId(), legacy);
         _legacyHistoryGone = true;
-        return true;
     }
 
     /// <summary>
@@ -399,52 +399,92 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
     /// <summary>
     /// The chunks closed since the last write, each to its slot, and the core with the new watermark. On a store that
     /// writes companion records (<see cref="ICompanionWriteGrainStorage"/>: SQLite, PostgreSQL, the memory store) that is
-    /// one atomic write. Elsewhere (Redis) it is history first (fenced, concurrently), then the core: a crash in between leaves history
-    /// records ahead of their core, which readers cut at the core's watermark.
+    /// one atomic write. Elsewhere (Redis) the core goes first and carries the closed chunks itself
+    /// (<see cref="StreamState.PersistPendingClosed"/>); only once its ETag-guarded write has succeeded are the chunks
+    /// copied into their slots. So a stale activation (another silo's duplicate, or one that missed a newer core) fails
+    /// at the core before it touches any record, and a crash or a failed record write in between loses nothing: the
+    /// stored core still holds the chunks, and the next write (of this activation or the next) copies them again.
     /// </summary>
     private async Task WriteAsync()
     {
         var s = Current;
         List<ObservationChunk>? chunks = null;
+        bool companions = Storage is ICompanionWriteGrainStorage;
         if (s.PendingClosed is { Count: > 0 })
         {
-            bool fenced = !_legacyHistoryGone && await MigrateLegacyHistoryAsync(s);
+            if (!_legacyHistoryGone) await MigrateLegacyHistoryAsync(s);
             chunks = StreamComputation.ClosedChunksToWrite(s);
-            if (Storage is not ICompanionWriteGrainStorage)
-            {
-                if (!fenced) await FenceHistoryWriteAsync();
-                if (chunks.Count == 1) await WriteHistorySlotAsync(s, chunks[0]);
-                else await Task.WhenAll(chunks.Select(chunk => WriteHistorySlotAsync(s, chunk)));
-                chunks = null;
-            }
         }
+        s.PersistPendingClosed = !companions && chunks is { Count: > 0 };
         try
         {
-            if (chunks is { Count: > 0 } && Storage is ICompanionWriteGrainStorage atomic)
+            if (companions && chunks is { Count: > 0 })
             {
-                // The chunks ride with the core in one atomic write guarded by the core's ETag: no fence read, no slot
-                // ETags, and history never gets ahead of its core.
-                var companions = new KeyValuePair<string, StreamHistory>[chunks.Count];
+                // The chunks ride with the core in one atomic write guarded by the core's ETag: no slot ETags, and
+                // history never gets ahead of its core.
+                var records = new KeyValuePair<string, StreamHistory>[chunks.Count];
                 for (int i = 0; i < chunks.Count; i++)
-                    companions[i] = new(SlotName(StreamComputation.HistorySlot(s, chunks[i].StartIndex)), new StreamHistory { Generation = s.Generation, Closed = chunks[i] });
-                await atomic.WriteStateWithCompanionsAsync(CoreStateName, this.GetGrainId(), _state, companions);
+                    records[i] = new(SlotName(StreamComputation.HistorySlot(s, chunks[i].StartIndex)), new StreamHistory { Generation = s.Generation, Closed = chunks[i] });
+                await ((ICompanionWriteGrainStorage)Storage).WriteStateWithCompanionsAsync(CoreStateName, this.GetGrainId(), _state, records);
             }
             else await Storage.WriteStateAsync(CoreStateName, this.GetGrainId(), _state);
         }
         catch (Exception e) when (e is not OrleansException) { throw StorageFailure(e, "WriteState"); }
-        if (ReferenceEquals(s, Current)) s.PendingClosed = null;
         _unsavedSteps = 0;
         _lastWriteTimestamp = Environment.TickCount64;
+        if (s.PersistPendingClosed && chunks is { } copies)
+        {
+            // The step is durable now (the core holds the chunks); copying them into their slots may fail without
+            // failing it: they stay pending, in memory and in the stored core, and the next write copies them again.
+            try
+            {
+                if (copies.Count == 1) await WriteDecidedHistorySlotAsync(s, copies[0]);
+                else await Task.WhenAll(copies.Select(chunk => WriteDecidedHistorySlotAsync(s, chunk)));
+            }
+            catch (Exception e)
+            {
+                LogHistoryCopyDeferred(e, StreamId, copies.Count);
+                return;
+            }
+        }
+        if (ReferenceEquals(s, Current))
+        {
+            s.PendingClosed = null;
+            s.PersistPendingClosed = false;
+        }
     }
 
     /// <summary>
-    /// Refuses the history write of a stale activation. The history record's own ETag cannot tell: a duplicate
-    /// activation (e.g. on another silo, or one that has not seen this stream's newer core) reads the record fresh and
-    /// would overwrite good entries with its own before its core write fails on the core's ETag. So the stored core is
-    /// checked first: if its ETag is not the one this activation last read or wrote, another activation has written the
-    /// core since, and this one fails with <see cref="InconsistentStateException"/> without touching anything. Costs one
-    /// core read per history write (once per chunk). Two activations that pass this check on the same core version in
-    /// the same instant can still race; the core's ETag then decides which core survives.
+    /// Copies a chunk that a committed core holds into its slot. Another activation may write the same slot meanwhile:
+    /// a newer one that loaded this core writes the same chunk, and one that went further writes a later chunk of the
+    /// ring or of a newer generation. So on an ETag conflict the slot is read again: if it already holds this chunk or a
+    /// newer one there is nothing to do; else the write is retried with the fresh ETag.
+    /// </summary>
+    private async Task WriteDecidedHistorySlotAsync(StreamState s, ObservationChunk chunk)
+    {
+        int slot = StreamComputation.HistorySlot(s, chunk.StartIndex);
+        for (int attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await WriteHistorySlotAsync(s, chunk);
+                return;
+            }
+            catch (InconsistentStateException) when (attempt < 4)
+            {
+                var stored = await ReadHistorySlotAsync(s, slot, forWrite: true);
+                if (stored is { RecordExists: true, State: { } record }
+                    && (record.Generation > s.Generation || (record.Generation == s.Generation && record.Closed is { } held && held.EndIndex >= chunk.EndIndex)))
+                    return;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Refuses the legacy-record migration of a stale activation, which writes slots before its core: if the stored
+    /// core's ETag is not the one this activation last read or wrote, another activation has written the core since, and
+    /// this one fails with <see cref="InconsistentStateException"/> without touching anything. (Ordinary history writes
+    /// need no fence: the core goes first and its ETag decides.)
     /// </summary>
     private async Task FenceHistoryWriteAsync()
     {
@@ -491,6 +531,9 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Stream {StreamId}: storage {Operation} of the core state failed")]
     private partial void LogStorageFailed(Exception exception, string streamId, string operation);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Stream {StreamId}: copying {Count} closed history chunk(s) from the committed core into their records failed; the core keeps them and the next write copies them again")]
+    private partial void LogHistoryCopyDeferred(Exception exception, string streamId, int count);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Stream {StreamId} could not write its pending steps")]
     private partial void LogFlushFailed(Exception exception, string streamId);

@@ -11,9 +11,9 @@ namespace LstmOrleans.Grains;
 /// History layout. Observations accepted since the last bind/reset get consecutive indexes 0, 1, 2, ... within the
 /// <see cref="Generation"/>. Indexes below <see cref="ClosedCount"/> are closed (stored in the history records, or
 /// still in <see cref="PendingClosed"/> until the next write); the rest are in <see cref="Tail"/>. History records are
-/// written with the core in one atomic write where the store can (SQLite, PostgreSQL, memory), else before it (Redis);
-/// records that got ahead of their core (a crash between the two writes) are read only below the core's
-/// <see cref="ClosedCount"/>.
+/// written with the core in one atomic write where the store can (SQLite, PostgreSQL, memory), else just after it
+/// (Redis), the core carrying the closed chunks (<see cref="PersistPendingClosed"/>) until they are in their records.
+/// Records are read only below the core's durable watermark (<see cref="DurableClosedCount"/>).
 /// </summary>
 [GenerateSerializer, Alias("lstm.StreamState")]
 public sealed class StreamState
@@ -77,10 +77,27 @@ public sealed class StreamState
     [Id(26)] public ObservationChunk Tail { get; set; } = new();
 
     /// <summary>
-    /// Closed observations not yet in the stored history record (only between a chunk closing and the next write;
-    /// never serialized). Starts at index <see cref="ClosedCount"/> - its count.
+    /// Closed observations not yet in the stored history records (between a chunk closing and the write that stores
+    /// them). Starts at index <see cref="ClosedCount"/> - its count. Serialized only while <see cref="PersistPendingClosed"/>.
     /// </summary>
     [NonSerialized] public ObservationChunk? PendingClosed;
+
+    /// <summary>
+    /// Set for the core write that goes BEFORE the history records (stores without companion writes, such as Redis): the
+    /// core then carries <see cref="PendingClosed"/>, so it alone decides what the records hold. A stale activation
+    /// fails at the core's ETag before it touches any record, and a crash between the core and the records loses
+    /// nothing (the next write, or the next activation, writes them from the core). Not set where the records go with
+    /// the core in one atomic write: there the core never needs to carry them.
+    /// </summary>
+    [NonSerialized] public bool PersistPendingClosed;
+
+    /// <summary><see cref="PendingClosed"/> as stored: only while <see cref="PersistPendingClosed"/>; reading one back sets both.</summary>
+    [Id(28)]
+    public ObservationChunk? StoredPendingClosed
+    {
+        get => PersistPendingClosed ? PendingClosed : null;
+        set { PendingClosed = value; PersistPendingClosed = value is not null; }
+    }
 
     /// <summary>D_in = D + calendar features, the width of the chunks' input rows; 0 in states written before it existed (= D).</summary>
     [Id(27)] public int ModelInputSize { get; set; }
@@ -127,6 +144,7 @@ public sealed class StreamState
         ClosedCount = ClosedCount,
         Tail = Tail.Clone(),
         PendingClosed = PendingClosed?.Clone(),
+        PersistPendingClosed = PersistPendingClosed,
         ModelInputSize = ModelInputSize,
     };
 }

@@ -128,7 +128,9 @@ public sealed class LatestAnswerTests
 
     /// <summary>
     /// The record of a fixed state, as the build before the in-place answer buffers wrote it (hex captured from that
-    /// build's <see cref="StreamStateCodec.ToArray"/>): the format is unchanged, byte for byte.
+    /// build's <see cref="StreamStateCodec.ToArray"/>, format version 1). It still reads to the same state, and this
+    /// build writes it as version 2: the same bytes with the version 2, the length one more, one 0 byte at the end of
+    /// the body (no pending chunk carried) and the checksum of that.
     /// </summary>
     [Fact]
     public void The_record_bytes_are_those_of_the_previous_build()
@@ -149,9 +151,17 @@ public sealed class LatestAnswerTests
             "000000010200000000000000010000000200000007000000000000000000000000000000020000008098F234A349DE080000000000000000020000000000104100000000" +
             "020000009A99993E000000000103000000732F3107000000000000008000B796AB49DE083C00020000000000C03F00002040020000000000803F0000004002000000" +
             "0000004000004040020000000000803E0000003F020000000400000000000000030000000000000001000000BF030000000000000000050000000000000048847723";
+        var v1 = Convert.FromHexString(Expected);
+        var v2 = new byte[v1.Length + 1];
+        v1.AsSpan(0, v1.Length - 4).CopyTo(v2);
+        v2[4] = 2;
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(v2.AsSpan(8), v2.Length);
+        v2[^5] = 0;
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(v2.AsSpan(v2.Length - 4), System.IO.Hashing.Crc32.HashToUInt32(v2.AsSpan(0, v2.Length - 4)));
+
         var bytes = StreamStateCodec.ToArray(s);
-        Assert.Equal(Expected, Convert.ToHexString(bytes));
-        var back = StreamStateCodec.Read<StreamState>(bytes);
-        Assert.Equal(Expected, Convert.ToHexString(StreamStateCodec.ToArray(back)));
+        Assert.Equal(Convert.ToHexString(v2), Convert.ToHexString(bytes));
+        Assert.Equal(Convert.ToHexString(v2), Convert.ToHexString(StreamStateCodec.ToArray(StreamStateCodec.Read<StreamState>(v1))));
+        Assert.Equal(Convert.ToHexString(v2), Convert.ToHexString(StreamStateCodec.ToArray(StreamStateCodec.Read<StreamState>(bytes))));
     }
 }

@@ -142,7 +142,9 @@ public sealed class StreamStateCodecTests
         Assert.Equal(expected.ClosedCount, actual.ClosedCount);
         AssertSame(expected.Tail, actual.Tail);
         AssertSame(expected.Latest, actual.Latest);
-        Assert.Null(actual.PendingClosed);   // never serialized
+        // Serialized only while it is to be persisted (the core write before the history records on Redis).
+        Assert.Equal(expected.PersistPendingClosed, actual.PersistPendingClosed);
+        AssertSame(expected.PersistPendingClosed ? expected.PendingClosed : null, actual.PendingClosed);
     }
 
     /// <summary>
@@ -150,7 +152,7 @@ public sealed class StreamStateCodecTests
     /// fail: add it to <see cref="StreamStateCodec"/> (with a new format version), to <see cref="AssertSame(StreamState, StreamState)"/> and here.
     /// </summary>
     [Theory]
-    [InlineData(typeof(StreamState), 22)]
+    [InlineData(typeof(StreamState), 23)]
     [InlineData(typeof(ObservationChunk), 6)]
     [InlineData(typeof(StreamHistory), 2)]
     [InlineData(typeof(StepResult), 12)]
@@ -160,7 +162,18 @@ public sealed class StreamStateCodecTests
         Assert.Equal(members, count);
     }
 
-    public static TheoryData<string> Shapes => ["realistic", "no-latest", "no-previous-error", "empty", "wide", "partial-tail", "unicode"];
+    public static TheoryData<string> Shapes => ["realistic", "no-latest", "no-previous-error", "empty", "wide", "partial-tail", "unicode", "stored-pending", "unstored-pending"];
+
+    /// <summary>A sample whose closed chunk is still pending (the tail's predecessor), stored in the core or not.</summary>
+    private static StreamState WithPending(bool stored)
+    {
+        var s = Sample(capacity: 8, tailCount: 3);
+        var pending = Sample(capacity: 8, tailCount: 8, seed: 11).Tail;
+        pending.StartIndex = s.ClosedCount - 8;
+        s.PendingClosed = pending;
+        s.PersistPendingClosed = stored;
+        return s;
+    }
 
     private static StreamState Shape(string name) => name switch
     {
@@ -171,6 +184,8 @@ public sealed class StreamStateCodecTests
         "wide" => Sample(d: 3, dIn: 7, k: 4, stateSize: 2 * 16, capacity: 8, tailCount: 8),   // D>1, D_in>D, K>1, L*H = 2 layers of 16
         "partial-tail" => Sample(d: 2, dIn: 2, k: 3, capacity: 32, tailCount: 5),
         "unicode" => Sample(modelName: "modèle-ü-测试", streamId: "站点/温度-🌡"),
+        "stored-pending" => WithPending(stored: true),
+        "unstored-pending" => WithPending(stored: false),
         _ => throw new ArgumentOutOfRangeException(nameof(name)),
     };
 
@@ -195,6 +210,29 @@ public sealed class StreamStateCodecTests
         Assert.Null(back.Tail);
         Assert.Null(back.ModelName);
         AssertSame(state, back);
+    }
+
+    [Fact]
+    public void Records_of_format_version_1_still_read()
+    {
+        // Version 1 is version 2 without the stored-pending presence byte at the end of a stream state's body.
+        var state = Sample();
+        var v2 = StreamStateCodec.ToArray(state);
+        Assert.Equal(0, v2[^5]);                        // no pending chunk stored
+        var v1 = new byte[v2.Length - 1];
+        v2.AsSpan(0, v1.Length - 4).CopyTo(v1);
+        v1[4] = 1;
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(v1.AsSpan(8), v1.Length);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(v1.AsSpan(v1.Length - 4),
+            System.IO.Hashing.Crc32.HashToUInt32(v1.AsSpan(0, v1.Length - 4)));
+        AssertSame(state, StreamStateCodec.Read<StreamState>(v1));
+
+        // A version-1 reader would have stopped there: with the byte left in, the record has one unread byte.
+        var v1WithExtra = (byte[])v2.Clone();
+        v1WithExtra[4] = 1;
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(v1WithExtra.AsSpan(v1WithExtra.Length - 4),
+            System.IO.Hashing.Crc32.HashToUInt32(v1WithExtra.AsSpan(0, v1WithExtra.Length - 4)));
+        Assert.Contains("unread", Assert.Throws<InvalidDataException>(() => StreamStateCodec.Read(v1WithExtra)).Message);
     }
 
     [Fact]
@@ -344,8 +382,8 @@ public sealed class StreamStateCodecTests
         var good = StreamStateCodec.ToArray(state);
 
         var newer = (byte[])good.Clone();
-        newer[4] = 2;
-        Assert.Contains("version 2", Assert.Throws<InvalidDataException>(() => StreamStateCodec.Read(Reseal(newer))).Message);
+        newer[4] = 3;
+        Assert.Contains("version 3", Assert.Throws<InvalidDataException>(() => StreamStateCodec.Read(Reseal(newer))).Message);
 
         var unknownKind = (byte[])good.Clone();
         unknownKind[3] = 9;

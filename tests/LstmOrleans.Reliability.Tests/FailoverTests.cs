@@ -168,7 +168,7 @@ public sealed class FailoverTests(ITestOutputHelper output) : IAsyncLifetime
             Assert.Equal(Bits.Of(reference.C), Bits.Of(state.Cell));
             Assert.Equal(Bits.Of(expectedForecasts[n - 1]), Bits.Of(state.Summary.Latest!.Predictions));
 
-            // The retained history (closed chunk records in Redis, written fenced before the core, plus the tail) is
+            // The retained history (closed chunk records in Redis, copied from the core after its write, plus the tail) is
             // exactly the newest observations, each once, whatever was killed or restarted in between.
             var history = await RetryAsync(() => grains.GetGrain<IStreamGrain>(load.StreamId(stream)).GetHistoryAsync(int.MaxValue));
             long retained = Math.Min(n, state.Summary.HistoryCapacity);

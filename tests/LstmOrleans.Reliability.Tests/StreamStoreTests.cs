@@ -15,8 +15,8 @@ namespace LstmOrleans.Reliability.Tests;
 /// <summary>
 /// The stream grain itself on every store a silo can be given (SQLite, Redis, PostgreSQL): state and history across
 /// chunk boundaries, single values and a batch that closes several chunks at once, through deactivation, a whole-cluster
-/// restart and a delete. SQLite and PostgreSQL write the closed chunks in one atomic unit with the core; Redis takes
-/// the fenced path; the results must be the same, bit for bit, as the engine-only reference.
+/// restart and a delete. SQLite and PostgreSQL write the closed chunks in one atomic unit with the core; on Redis the
+/// core goes first and carries them until they are copied into their records; the results must be the same, bit for bit, as the engine-only reference.
 /// </summary>
 public abstract class StreamStoreTests
 {

@@ -17,7 +17,7 @@ namespace LstmOrleans.Grains.Storage;
 /// [0..3)   magic 0xFF 'L' 'S'     (0xFF never starts an Orleans binary payload: wire type Extended with an unused
 ///                                  extended type, so old records are told apart by their first byte)
 /// [3]      kind: 1 StreamState, 2 StreamHistory, 3 ObservationChunk
-/// [4..6)   format version (1)
+/// [4..6)   format version (2; version 1, without the stream state's stored pending chunk, is still read)
 /// [6..8)   reserved, 0
 /// [8..12)  total record length in bytes, header and checksum included
 /// [12..n-4) body (below)
@@ -33,7 +33,10 @@ public static class StreamStateCodec
     public const byte KindStreamState = 1;
     public const byte KindStreamHistory = 2;
     public const byte KindObservationChunk = 3;
-    public const ushort CurrentVersion = 1;
+    public const ushort CurrentVersion = 2;
+
+    /// <summary>The oldest format version this build reads.</summary>
+    public const ushort OldestReadableVersion = 1;
 
     private const byte Magic0 = 0xFF, Magic1 = (byte)'L', Magic2 = (byte)'S';
     private const int HeaderSize = 12;
@@ -74,7 +77,8 @@ public static class StreamStateCodec
         + ArraySize(s.ErrorMeanSquare) + ArraySize(s.ErrorSamples) + ArraySize(s.Pending)
         + 8 + 8                                          // Generation, ClosedCount
         + 1 + (s.Tail is null ? 0 : BodySize(s.Tail))
-        + 1 + (s.LatestAnswer.HasValue ? BodySize(s.LatestAnswer) : 0);
+        + 1 + (s.LatestAnswer.HasValue ? BodySize(s.LatestAnswer) : 0)
+        + 1 + (s.StoredPendingClosed is { } pending ? BodySize(pending) : 0);   // since version 2
 
     private static int BodySize(StreamHistory h) => 8 + 1 + (h.Closed is null ? 0 : BodySize(h.Closed));
 
@@ -155,6 +159,10 @@ public static class StreamStateCodec
         // The last answer, written from the stream's in-place buffers in the layout of a StepResult.
         w.Bool(s.LatestAnswer.HasValue);
         if (s.LatestAnswer.HasValue) WriteBody(ref w, s.LatestAnswer);
+        // Version 2: closed observations the core carries until the history records hold them (stores without companion writes).
+        var pending = s.StoredPendingClosed;
+        w.Bool(pending is not null);
+        if (pending is not null) WriteBody(ref w, pending);
     }
 
     private static void WriteBody(ref Writer w, StreamHistory h)
@@ -201,8 +209,8 @@ public static class StreamStateCodec
             throw new InvalidDataException($"Stream record truncated: {record.Length} bytes is shorter than its header.");
         byte kind = record[3];
         ushort version = BinaryPrimitives.ReadUInt16LittleEndian(record[4..]);
-        if (version != CurrentVersion)
-            throw new InvalidDataException($"Stream record format version {version} is not supported (this build reads version {CurrentVersion}); it was written by a newer build.");
+        if (version < OldestReadableVersion || version > CurrentVersion)
+            throw new InvalidDataException($"Stream record format version {version} is not supported (this build reads versions {OldestReadableVersion} to {CurrentVersion}); it was written by a newer build.");
         int length = BinaryPrimitives.ReadInt32LittleEndian(record[8..]);
         if (length != record.Length)
             throw new InvalidDataException(length > record.Length
@@ -215,7 +223,7 @@ public static class StreamStateCodec
         var reader = new Reader(record[..^ChecksumSize], HeaderSize);
         object value = kind switch
         {
-            KindStreamState => ReadStreamState(ref reader),
+            KindStreamState => ReadStreamState(ref reader, version),
             KindStreamHistory => ReadStreamHistory(ref reader),
             KindObservationChunk => ReadChunk(ref reader),
             _ => throw new InvalidDataException($"Stream record malformed: unknown record kind {kind}."),
@@ -233,7 +241,7 @@ public static class StreamStateCodec
             : throw new InvalidDataException($"Stream record holds a {value.GetType().Name}, but a {typeof(T).Name} was asked for.");
     }
 
-    private static StreamState ReadStreamState(ref Reader r)
+    private static StreamState ReadStreamState(ref Reader r, ushort version)
     {
         var s = new StreamState
         {
@@ -260,6 +268,7 @@ public static class StreamStateCodec
         };
         s.Tail = r.Bool() ? ReadChunk(ref r) : null!;
         if (r.Bool()) ReadLatestAnswer(ref r, s.LatestAnswer);
+        if (version >= 2 && r.Bool()) s.StoredPendingClosed = ReadChunk(ref r);
         return s;
     }
 
