@@ -123,7 +123,30 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         }
         if (s.WeightsVersion != model.Version) await RewarmAsync(s, model);
         var result = StreamComputation.Step(s, StreamId, observation, model, _options);
-        await CommitAsync(s, steps: 1, forceWrite: false);
+        if (Install(s, steps: 1, forceWrite: false))
+        {
+            if (s.PendingClosed is { Count: > 0 })
+            {
+                try { await WriteAsync(); }
+                catch (Exception e) { RecoverFromFailedWrite(e, previous: null, steps: 1); throw; }
+            }
+            else
+            {
+                // The common step (no chunk closed, 31 in 32 with the default chunk size): the core alone, awaited
+                // here rather than through CommitAsync and WriteAsync, whose two extra async frames were two more
+                // state-machine boxes and completions per durable value.
+                s.PersistPendingClosed = false;
+                try { await Storage.WriteStateAsync(CoreStateName, this.GetGrainId(), _state); }
+                catch (Exception e)
+                {
+                    var failure = e is OrleansException ? e : StorageFailure(e, "WriteState");
+                    RecoverFromFailedWrite(failure, previous: null, steps: 1);
+                    if (ReferenceEquals(failure, e)) throw;
+                    throw failure;
+                }
+                CoreWritten();
+            }
+        }
         _trainingFeed?.Report(s.ModelName!, 1);
         return result;
     }
@@ -371,29 +394,47 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
     private async Task CommitAsync(StreamState next, int steps, bool forceWrite, StreamState? previous = null)
     {
         previous ??= ReferenceEquals(next, Current) ? null : Current;
-        Current = next;
-        _unsavedSteps += steps;
-        bool due = forceWrite || _unsavedSteps >= _options.PersistEverySteps
-            || (_options.PersistInterval > TimeSpan.Zero && Environment.TickCount64 - _lastWriteTimestamp >= _options.PersistInterval.TotalMilliseconds);
-        if (!due) return;
+        if (!Install(next, steps, forceWrite)) return;
         try
         {
             await WriteAsync();
         }
         catch (Exception e)
         {
-            // A conflict means another activation owns the stream now: this one is stale and goes (the next call reloads).
-            if (e is InconsistentStateException) DeactivateOnIdle();
-            if (previous is not null) { Current = previous; _unsavedSteps -= steps; }
-            else
-            {
-                // The state was changed in place and cannot be rolled back: drop the activation without its
-                // deactivation flush (which would save the step this call is about to report as failed).
-                _unsavedSteps = 0;
-                DeactivateOnIdle();
-            }
+            RecoverFromFailedWrite(e, previous, steps);
             throw;
         }
+    }
+
+    /// <summary>Makes <paramref name="next"/> current and counts its steps; true when the persistence policy says write now.</summary>
+    private bool Install(StreamState next, int steps, bool forceWrite)
+    {
+        Current = next;
+        _unsavedSteps += steps;
+        return forceWrite || _unsavedSteps >= _options.PersistEverySteps
+            || (_options.PersistInterval > TimeSpan.Zero && Environment.TickCount64 - _lastWriteTimestamp >= _options.PersistInterval.TotalMilliseconds);
+    }
+
+    /// <summary>After a failed write of the state <see cref="Install"/> made current (the caller rethrows).</summary>
+    private void RecoverFromFailedWrite(Exception e, StreamState? previous, int steps)
+    {
+        // A conflict means another activation owns the stream now: this one is stale and goes (the next call reloads).
+        if (e is InconsistentStateException) DeactivateOnIdle();
+        if (previous is not null) { Current = previous; _unsavedSteps -= steps; }
+        else
+        {
+            // The state was changed in place and cannot be rolled back: drop the activation without its
+            // deactivation flush (which would save the step this call is about to report as failed).
+            _unsavedSteps = 0;
+            DeactivateOnIdle();
+        }
+    }
+
+    /// <summary>After the core record was written with nothing pending: the write is the new watermark of durability.</summary>
+    private void CoreWritten()
+    {
+        _unsavedSteps = 0;
+        _lastWriteTimestamp = Environment.TickCount64;
     }
 
     /// <summary>
@@ -430,8 +471,7 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
             else await Storage.WriteStateAsync(CoreStateName, this.GetGrainId(), _state);
         }
         catch (Exception e) when (e is not OrleansException) { throw StorageFailure(e, "WriteState"); }
-        _unsavedSteps = 0;
-        _lastWriteTimestamp = Environment.TickCount64;
+        CoreWritten();
         if (s.PersistPendingClosed && chunks is { } copies)
         {
             // The step is durable now (the core holds the chunks); copying them into their slots may fail without

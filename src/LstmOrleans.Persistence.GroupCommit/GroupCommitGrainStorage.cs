@@ -143,29 +143,27 @@ internal sealed class GroupCommitGrainStorage
         grainState.RecordExists = true;
     }
 
-    public async Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
-    {
-        var expected = ParseEtag(nameof(WriteStateAsync), stateName, grainId, grainState.ETag);
-        // The payload waits in the queue until its batch has committed (ms, longer under load): held in a fresh array
-        // it would live just long enough to be promoted out of gen0 on every acknowledged write. So it is kept in an
-        // array of the providers' payload pool, which the writer returns once the batch has committed or failed.
-        var (buffer, length, pooled) = Serialize(grainState.State);
-        var operation = new StorageOperation(StorageOperationKind.Write, stateName, grainId.ToString(), expected, buffer, length, pooled);
-        await CommitWriteAsync(nameof(WriteStateAsync), operation, grainId, grainState).ConfigureAwait(false);
-    }
+    public Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) =>
+        WriteAsync(nameof(WriteStateAsync), stateName, grainId, grainState, companions: null);
 
     /// <summary>
     /// <see cref="ICompanionWriteGrainStorage.WriteStateWithCompanionsAsync"/>: one queued operation, the guarded write,
     /// carrying the companions' upserts, which the committer applies in the same transaction only when the write applied.
     /// </summary>
-    public async Task WriteStateWithCompanionsAsync<T, TCompanion>(string stateName, GrainId grainId, IGrainState<T> grainState,
+    public Task WriteStateWithCompanionsAsync<T, TCompanion>(string stateName, GrainId grainId, IGrainState<T> grainState,
         IReadOnlyList<KeyValuePair<string, TCompanion>> companions)
     {
-        var expected = ParseEtag(nameof(WriteStateWithCompanionsAsync), stateName, grainId, grainState.ETag);
-        CompanionWrites.EnsureDistinct(stateName, grainId, companions);
+        try
+        {
+            CompanionWrites.EnsureDistinct(stateName, grainId, companions);
+        }
+        catch (Exception e)
+        {
+            return Task.FromException(e);
+        }
+
         string key = grainId.ToString();
         var upserts = new StorageOperation[companions.Count];
-        StorageOperation? operation = null;
         try
         {
             for (int i = 0; i < upserts.Length; i++)
@@ -174,41 +172,46 @@ internal sealed class GroupCommitGrainStorage
                 var (companionBuffer, companionLength, companionPooled) = Serialize(companionState);
                 upserts[i] = new StorageOperation(StorageOperationKind.Upsert, companionName, key, expectedVersion: null, companionBuffer, companionLength, companionPooled);
             }
-
-            var (buffer, length, pooled) = Serialize(grainState.State);
-            operation = new StorageOperation(StorageOperationKind.Write, stateName, key, expected, buffer, length, pooled) { Companions = upserts };
         }
-        catch
+        catch (Exception e)
         {
             foreach (var upsert in upserts) upsert?.ReleasePayload();
-            throw;
+            return Task.FromException(e);
         }
 
-        await CommitWriteAsync(nameof(WriteStateWithCompanionsAsync), operation, grainId, grainState).ConfigureAwait(false);
+        return WriteAsync(nameof(WriteStateWithCompanionsAsync), stateName, grainId, grainState, upserts, key);
     }
 
-    /// <summary>Queues a guarded write and, once its batch committed, advances the grain's etag (or throws the conflict).</summary>
-    private async Task CommitWriteAsync<T>(string callerName, StorageOperation operation, GrainId grainId, IGrainState<T> grainState)
+    /// <summary>
+    /// Queues a guarded write (with its companions' upserts, if any) and returns the task of the operation itself: the
+    /// completing thread advances the grain's ETag, or fails the task with the conflict, before the grain resumes
+    /// (<see cref="GrainWriteOperation{T}"/>). Not async: a frame here would be one more state-machine box and
+    /// completion per durable write. Every failure before queueing surfaces through the returned task.
+    /// </summary>
+    private Task WriteAsync<T>(string callerName, string stateName, GrainId grainId, IGrainState<T> grainState, StorageOperation[]? companions, string? key = null)
     {
-        Task<CommitOutcome> commit;
+        StorageOperation? operation = null;
         try
         {
-            commit = _queue.EnqueueAsync(operation);
+            var expected = ParseEtag(callerName, stateName, grainId, grainState.ETag);
+            // The payload waits in the queue until its batch has committed (ms, longer under load): held in a fresh array
+            // it would live just long enough to be promoted out of gen0 on every acknowledged write. So it is kept in an
+            // array of the providers' payload pool, which the writer returns once the batch has committed or failed.
+            var (buffer, length, pooled) = Serialize(grainState.State);
+            operation = new GrainWriteOperation<T>(stateName, grainId, key ?? grainId.ToString(), expected, buffer, length, pooled, grainState, this, callerName)
+            {
+                Companions = companions,
+            };
+            return _queue.EnqueueAsync(operation);
         }
-        catch
+        catch (Exception e)
         {
-            operation.ReleasePayload();   // never queued: nobody else will (its companions' payloads too)
-            throw;
+            // Never queued: nobody else will release the payloads (the operation's, or only the companions' when the
+            // failure came before the operation existed).
+            if (operation is not null) operation.ReleasePayload();
+            else if (companions is not null) foreach (var companion in companions) companion.ReleasePayload();
+            return Task.FromException(e);
         }
-
-        var outcome = await commit.ConfigureAwait(false);
-        if (outcome.Conflict)
-        {
-            throw Conflict(callerName, operation.StateName, grainId, grainState.ETag);
-        }
-
-        grainState.ETag = EtagFormat.Format(outcome.NewVersion);
-        grainState.RecordExists = true;
     }
 
     private (byte[] Buffer, int Length, bool Pooled) Serialize<T>(T state)
@@ -269,7 +272,7 @@ internal sealed class GroupCommitGrainStorage
         return version;
     }
 
-    private InconsistentStateException Conflict(string operation, string stateName, GrainId grainId, string? etag) =>
+    internal InconsistentStateException Conflict(string operation, string stateName, GrainId grainId, string? etag) =>
         new($"Version conflict ({operation}): ServiceId={_serviceId} ProviderName={_providerName} StateName={stateName} GrainId={grainId} ETag={etag ?? "<none>"}. The stored state was changed by another writer; nothing was written.",
             storedEtag: null!,
             currentEtag: etag!);

@@ -21,7 +21,7 @@ internal enum StorageOperationKind
 /// while the transaction is open; the caller only sees it after the transaction committed, so an
 /// acknowledged write is a durable write.
 /// </summary>
-internal sealed class StorageOperation
+internal class StorageOperation
 {
     // Continuations run synchronously on whichever thread completes the task: the writer never does
     // (GroupCommitQueue hands a committed batch to ONE thread-pool work item that completes all of it),
@@ -104,7 +104,17 @@ internal sealed class StorageOperation
 
     public Task<CommitOutcome> Completion => _completion.Task;
 
-    public void Publish() => _completion.TrySetResult(PendingOutcome);
+    public void Publish()
+    {
+        if (OnCommitted(PendingOutcome) is { } failure) _completion.TrySetException(failure);
+        else _completion.TrySetResult(PendingOutcome);
+    }
+
+    /// <summary>
+    /// Runs once the batch holding this operation committed, before the caller's task completes: null to complete it
+    /// with the outcome, or the exception to fail it with.
+    /// </summary>
+    protected virtual Exception? OnCommitted(CommitOutcome outcome) => null;
 
     public void Fail(Exception exception) => _completion.TrySetException(exception);
 }
@@ -117,4 +127,24 @@ internal readonly record struct CommitOutcome(bool Conflict, long? NewVersion)
     public static CommitOutcome Conflicted => new(true, null);
 
     public static CommitOutcome Applied(long? newVersion) => new(false, newVersion);
+}
+
+/// <summary>
+/// A grain's guarded write whose outcome is applied to the grain's <see cref="Orleans.IGrainState{T}"/> by the completing
+/// thread itself, before the caller resumes: the new ETag on success, the conflict as the task's exception. So the
+/// provider returns <see cref="StorageOperation.Completion"/> to the grain as it is, without an async frame of its own
+/// that would only wait for it and copy the ETag (a state-machine box and a completion per durable write).
+/// </summary>
+internal sealed class GrainWriteOperation<T>(
+    string stateName, Orleans.Runtime.GrainId grainId, string grainKey, long? expectedVersion, byte[] payload, int payloadLength, bool pooled,
+    Orleans.IGrainState<T> grainState, GroupCommitGrainStorage storage, string callerName)
+    : StorageOperation(StorageOperationKind.Write, stateName, grainKey, expectedVersion, payload, payloadLength, pooled)
+{
+    protected override Exception? OnCommitted(CommitOutcome outcome)
+    {
+        if (outcome.Conflict) return storage.Conflict(callerName, StateName, grainId, grainState.ETag);
+        grainState.ETag = EtagFormat.Format(outcome.NewVersion);
+        grainState.RecordExists = true;
+        return null;
+    }
 }
