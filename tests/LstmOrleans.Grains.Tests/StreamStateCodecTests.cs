@@ -93,10 +93,24 @@ public sealed class StreamStateCodecTests
         if (expected is null) return;
         Assert.Equal(expected.StartIndex, actual!.StartIndex);
         Assert.Equal(expected.Count, actual.Count);
-        AssertBits(expected.Sequences, actual.Sequences, "Sequences");
-        AssertBits(expected.Ticks, actual.Ticks, "Ticks");
-        AssertBits(expected.Values, actual.Values, "Values");
-        AssertBits(expected.Inputs, actual.Inputs, "Inputs");
+        int capacity = expected.Sequences?.Length ?? 0;
+        AssertEntries(expected.Sequences, actual.Sequences, expected.Count, capacity, "Sequences");
+        AssertEntries(expected.Ticks, actual.Ticks, expected.Count, capacity, "Ticks");
+        AssertEntries(expected.Values, actual.Values, expected.Count, capacity, "Values");
+        AssertEntries(expected.Inputs, actual.Inputs, expected.Count, capacity, "Inputs");
+    }
+
+    /// <summary>
+    /// A chunk array keeps its length and, bit for bit, its first <paramref name="count"/> rows (the entries in use);
+    /// what lies beyond them is not part of the chunk (a record stores only the rows in use).
+    /// </summary>
+    private static void AssertEntries<T>(T[]? expected, T[]? actual, int count, int capacity, string name) where T : unmanaged
+    {
+        Assert.True(expected is null == actual is null, $"{name}: null mismatch");
+        if (expected is null) return;
+        Assert.Equal(expected.Length, actual!.Length);
+        int used = capacity == 0 || expected.Length % capacity != 0 ? expected.Length : Math.Min(expected.Length, count * (expected.Length / capacity));
+        AssertBits(expected[..used], actual[..used], name);
     }
 
     internal static void AssertSame(StepResult? expected, StepResult? actual)
@@ -213,26 +227,42 @@ public sealed class StreamStateCodecTests
     }
 
     [Fact]
-    public void Records_of_format_version_1_still_read()
+    public void A_chunk_record_holds_only_the_entries_in_use_and_reads_back_at_full_capacity()
     {
-        // Version 1 is version 2 without the stored-pending presence byte at the end of a stream state's body.
-        var state = Sample();
-        var v2 = StreamStateCodec.ToArray(state);
-        Assert.Equal(0, v2[^5]);                        // no pending chunk stored
-        var v1 = new byte[v2.Length - 1];
-        v2.AsSpan(0, v1.Length - 4).CopyTo(v1);
-        v1[4] = 1;
-        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(v1.AsSpan(8), v1.Length);
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(v1.AsSpan(v1.Length - 4),
-            System.IO.Hashing.Crc32.HashToUInt32(v1.AsSpan(0, v1.Length - 4)));
-        AssertSame(state, StreamStateCodec.Read<StreamState>(v1));
+        // D = 2, D_in = 3: a row is 8 (sequence) + 8 (ticks) + 2 * 4 (values) + 3 * 4 (inputs) = 36 bytes.
+        var full = Sample(d: 2, dIn: 3, capacity: 32, tailCount: 32);
+        var partial = Sample(d: 2, dIn: 3, capacity: 32, tailCount: 5);
+        Assert.Equal((32 - 5) * 36, StreamStateCodec.GetSize(full) - StreamStateCodec.GetSize(partial));
 
-        // A version-1 reader would have stopped there: with the byte left in, the record has one unread byte.
-        var v1WithExtra = (byte[])v2.Clone();
-        v1WithExtra[4] = 1;
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(v1WithExtra.AsSpan(v1WithExtra.Length - 4),
-            System.IO.Hashing.Crc32.HashToUInt32(v1WithExtra.AsSpan(0, v1WithExtra.Length - 4)));
-        Assert.Contains("unread", Assert.Throws<InvalidDataException>(() => StreamStateCodec.Read(v1WithExtra)).Message);
+        var back = StreamStateCodec.Read<StreamState>(StreamStateCodec.ToArray(partial));
+        Assert.Equal(32, back.Tail.Sequences.Length);
+        Assert.Equal(32 * 3, back.Tail.Inputs.Length);
+        Assert.Equal(partial.Tail.Sequences[..5], back.Tail.Sequences[..5]);
+        Assert.All(back.Tail.Sequences[5..], v => Assert.Equal(0, v));
+        Assert.All(back.Tail.Values[(5 * 2)..], v => Assert.Equal(0f, v));
+
+        // Appending to the read-back tail fills the next row, as on the original.
+        partial.Tail.AppendFrom(full.Tail, 7, 2, 3);
+        back.Tail.AppendFrom(full.Tail, 7, 2, 3);
+        AssertSame(partial.Tail, back.Tail);
+    }
+
+    [Fact]
+    public void A_chunk_array_claiming_more_entries_than_it_has_is_refused()
+    {
+        var chunk = Sample(capacity: 4, tailCount: 2).Tail;
+        var bytes = StreamStateCodec.ToArray(chunk);
+        // Layout: header (12), StartIndex (8), Count (4), then Sequences: length (4) at 24, in use (4) at 28.
+        Assert.Equal(4, System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(24)));
+        Assert.Equal(2, System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(28)));
+        foreach (var (offset, value) in new[] { (28, 5), (24, int.MaxValue / 2), (28, -1) })
+        {
+            var bad = (byte[])bytes.Clone();
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(bad.AsSpan(offset), value);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(bad.AsSpan(bad.Length - 4),
+                System.IO.Hashing.Crc32.HashToUInt32(bad.AsSpan(0, bad.Length - 4)));
+            Assert.Contains("chunk array", Assert.Throws<InvalidDataException>(() => StreamStateCodec.Read(bad)).Message);
+        }
     }
 
     [Fact]

@@ -17,14 +17,17 @@ namespace LstmOrleans.Grains.Storage;
 /// [0..3)   magic 0xFF 'L' 'S'     (0xFF never starts an Orleans binary payload: wire type Extended with an unused
 ///                                  extended type, so old records are told apart by their first byte)
 /// [3]      kind: 1 StreamState, 2 StreamHistory, 3 ObservationChunk
-/// [4..6)   format version (2; version 1, without the stream state's stored pending chunk, is still read)
+/// [4..6)   format version (2; version 1 is still read: it had no stored pending chunk in a stream state, and wrote a
+///          chunk's arrays whole, not only the entries in use)
 /// [6..8)   reserved, 0
 /// [8..12)  total record length in bytes, header and checksum included
 /// [12..n-4) body (below)
 /// [n-4..n) CRC-32 of bytes [0..n-4)
 /// </code>
 /// Body primitives: string = i32 UTF-8 byte count (-1 null) + bytes; array = i32 element count (-1 null) + elements;
-/// bool = one byte 0/1; DateTimeOffset = i64 clock ticks + i16 offset minutes; optional object = presence byte + object.
+/// bool = one byte 0/1; DateTimeOffset = i64 clock ticks + i16 offset minutes; optional object = presence byte + object;
+/// chunk array (version 2) = i32 element count of the array (-1 null) + i32 count in use + the elements in use (the rest
+/// reads back as zeros: a tail chunk is on average half full, and its unused capacity was a third of a core record).
 /// A record that is truncated, has a wrong length, a bad checksum, an unknown version or an out-of-range field fails
 /// with <see cref="InvalidDataException"/>; it never decodes to a partial or different state.
 /// </summary>
@@ -83,7 +86,21 @@ public static class StreamStateCodec
     private static int BodySize(StreamHistory h) => 8 + 1 + (h.Closed is null ? 0 : BodySize(h.Closed));
 
     private static int BodySize(ObservationChunk c) =>
-        8 + 4 + ArraySize(c.Sequences) + ArraySize(c.Ticks) + ArraySize(c.Values) + ArraySize(c.Inputs);
+        8 + 4 + ChunkArraySize(c.Sequences, c) + ChunkArraySize(c.Ticks, c) + ChunkArraySize(c.Values, c) + ChunkArraySize(c.Inputs, c);
+
+    private static int ChunkArraySize<T>(T[]? array, ObservationChunk c) where T : unmanaged =>
+        4 + (array is null ? 0 : 4 + checked(InUse(array, c) * System.Runtime.CompilerServices.Unsafe.SizeOf<T>()));
+
+    /// <summary>
+    /// Elements of a chunk array that hold entries: <see cref="ObservationChunk.Count"/> rows of the array's row width
+    /// (its length over the chunk's capacity); all of it when the length is not a whole number of rows.
+    /// </summary>
+    private static int InUse<T>(T[] array, ObservationChunk c)
+    {
+        int capacity = c.Sequences?.Length ?? 0;
+        if (capacity == 0 || array.Length % capacity != 0) return array.Length;
+        return Math.Min(array.Length, Math.Max(0, c.Count) * (array.Length / capacity));
+    }
 
     private static int BodySize(LatestAnswer r) =>
         StringSize(r.StreamId) + 8 + DateTimeOffsetSize
@@ -176,10 +193,10 @@ public static class StreamStateCodec
     {
         w.Int64(c.StartIndex);
         w.Int32(c.Count);
-        w.Array(c.Sequences);
-        w.Array(c.Ticks);
-        w.Array(c.Values);
-        w.Array(c.Inputs);
+        w.ChunkArray(c.Sequences, c);
+        w.ChunkArray(c.Ticks, c);
+        w.ChunkArray(c.Values, c);
+        w.ChunkArray(c.Inputs, c);
     }
 
     private static void WriteBody(ref Writer w, LatestAnswer r)
@@ -224,8 +241,8 @@ public static class StreamStateCodec
         object value = kind switch
         {
             KindStreamState => ReadStreamState(ref reader, version),
-            KindStreamHistory => ReadStreamHistory(ref reader),
-            KindObservationChunk => ReadChunk(ref reader),
+            KindStreamHistory => ReadStreamHistory(ref reader, version),
+            KindObservationChunk => ReadChunk(ref reader, version),
             _ => throw new InvalidDataException($"Stream record malformed: unknown record kind {kind}."),
         };
         if (reader.Remaining != 0)
@@ -266,30 +283,40 @@ public static class StreamStateCodec
             Generation = r.Int64(),
             ClosedCount = r.Int64(),
         };
-        s.Tail = r.Bool() ? ReadChunk(ref r) : null!;
+        s.Tail = r.Bool() ? ReadChunk(ref r, version) : null!;
         if (r.Bool()) ReadLatestAnswer(ref r, s.LatestAnswer);
-        if (version >= 2 && r.Bool()) s.StoredPendingClosed = ReadChunk(ref r);
+        if (version >= 2 && r.Bool()) s.StoredPendingClosed = ReadChunk(ref r, version);
         return s;
     }
 
-    private static StreamHistory ReadStreamHistory(ref Reader r)
+    private static StreamHistory ReadStreamHistory(ref Reader r, ushort version)
     {
         var h = new StreamHistory { Generation = r.Int64() };
-        h.Closed = r.Bool() ? ReadChunk(ref r) : null!;
+        h.Closed = r.Bool() ? ReadChunk(ref r, version) : null!;
         return h;
     }
 
-    private static ObservationChunk ReadChunk(ref Reader r)
+    private static ObservationChunk ReadChunk(ref Reader r, ushort version)
     {
-        var c = new ObservationChunk
-        {
-            StartIndex = r.Int64(),
-            Count = r.Int32(),
-            Sequences = r.Array<long>()!,
-            Ticks = r.Array<long>()!,
-            Values = r.Array<float>()!,
-            Inputs = r.Array<float>()!,
-        };
+        var c = version >= 2
+            ? new ObservationChunk
+            {
+                StartIndex = r.Int64(),
+                Count = r.Int32(),
+                Sequences = r.ChunkArray<long>()!,
+                Ticks = r.ChunkArray<long>()!,
+                Values = r.ChunkArray<float>()!,
+                Inputs = r.ChunkArray<float>()!,
+            }
+            : new ObservationChunk
+            {
+                StartIndex = r.Int64(),
+                Count = r.Int32(),
+                Sequences = r.Array<long>()!,
+                Ticks = r.Array<long>()!,
+                Values = r.Array<float>()!,
+                Inputs = r.Array<float>()!,
+            };
         if (c.Count < 0 || c.Count > (c.Sequences?.Length ?? 0))
             throw new InvalidDataException($"Stream record malformed: chunk count {c.Count} outside its capacity {c.Sequences?.Length ?? 0}.");
         return c;
@@ -343,6 +370,20 @@ public static class StreamStateCodec
             if (array is null) { Int32(-1); return; }
             Int32(array.Length);
             var bytes = MemoryMarshal.AsBytes(array.AsSpan());
+            var target = _buffer.Slice(Position, bytes.Length);
+            bytes.CopyTo(target);
+            if (!BitConverter.IsLittleEndian) ReverseElements<T>(target);
+            Position += bytes.Length;
+        }
+
+        /// <summary>A chunk array: its length, the count in use, then only those elements.</summary>
+        public void ChunkArray<T>(T[]? array, ObservationChunk chunk) where T : unmanaged
+        {
+            if (array is null) { Int32(-1); return; }
+            int used = InUse(array, chunk);
+            Int32(array.Length);
+            Int32(used);
+            var bytes = MemoryMarshal.AsBytes(array.AsSpan(0, used));
             var target = _buffer.Slice(Position, bytes.Length);
             bytes.CopyTo(target);
             if (!BitConverter.IsLittleEndian) ReverseElements<T>(target);
@@ -414,7 +455,31 @@ public static class StreamStateCodec
             if (!BitConverter.IsLittleEndian) ReverseElements<T>(target);
             return array;
         }
+
+        /// <summary>
+        /// A chunk array (version 2): the array at its full length, the elements in use from the record, zeros after.
+        /// The length is bounded (a chunk's capacity times its row width is far below it), so a corrupt length cannot
+        /// make a reader allocate gigabytes.
+        /// </summary>
+        public T[]? ChunkArray<T>() where T : unmanaged
+        {
+            int length = Int32();
+            if (length == -1) return null;
+            int used = Int32();
+            int size = System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
+            if (length < 0 || length > MaxChunkArrayBytes / size || used < 0 || used > length || used > Remaining / size)
+                throw new InvalidDataException($"Stream record malformed: chunk array of {length} elements with {used} in use at offset {_position - 8} (bound {MaxChunkArrayBytes / size}, {Remaining} bytes remaining).");
+            if (length == 0) return [];
+            var array = new T[length];
+            var target = MemoryMarshal.AsBytes(array.AsSpan(0, used));
+            Take(used * size).CopyTo(target);
+            if (!BitConverter.IsLittleEndian) ReverseElements<T>(target);
+            return array;
+        }
     }
+
+    /// <summary>Largest chunk array a record may declare (256 MiB), whatever of it is in use.</summary>
+    private const int MaxChunkArrayBytes = 1 << 28;
 
     /// <summary>Big-endian hosts only: swaps every element of <paramref name="bytes"/> between host and little-endian order.</summary>
     private static void ReverseElements<T>(Span<byte> bytes) where T : unmanaged

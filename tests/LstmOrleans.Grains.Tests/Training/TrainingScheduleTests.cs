@@ -66,8 +66,9 @@ public sealed class TrainingScheduleTests(TrainingFixture fixture, ITestOutputHe
         await SineStreams.IngestAsync(Client, model, streams: 16, from: 0, count: 200);
         await TrainingFixture.WaitForRegistryAsync(Client, model, 16);
         var training = Client.GetGrain<ITrainingGrain>(model);
-        // Many epochs, no early stopping: the round runs until its 4 s budget.
-        await training.ConfigureAsync(Small with { Epochs = 10_000, Patience = 0, TimeBudget = TimeSpan.FromSeconds(4), BatchSize = 4 });
+        // Many epochs, no early stopping: the round runs until its 8 s budget (long enough that a multi-second stall of
+        // a loaded test machine between the start and the status call below still finds it running).
+        await training.ConfigureAsync(Small with { Epochs = 10_000, Patience = 0, TimeBudget = TimeSpan.FromSeconds(8), BatchSize = 4 });
         // A round the silo's default schedule may have started on the ingested observations (before the settings above)
         // would be joined below and could end within the half second: wait until none runs, so the round is ours.
         await WaitUntilIdleAsync(training, TimeSpan.FromSeconds(30));
