@@ -298,25 +298,17 @@ public static class StreamStateCodec
 
     private static ObservationChunk ReadChunk(ref Reader r, ushort version)
     {
-        var c = version >= 2
-            ? new ObservationChunk
-            {
-                StartIndex = r.Int64(),
-                Count = r.Int32(),
-                Sequences = r.ChunkArray<long>()!,
-                Ticks = r.ChunkArray<long>()!,
-                Values = r.ChunkArray<float>()!,
-                Inputs = r.ChunkArray<float>()!,
-            }
-            : new ObservationChunk
-            {
-                StartIndex = r.Int64(),
-                Count = r.Int32(),
-                Sequences = r.Array<long>()!,
-                Ticks = r.Array<long>()!,
-                Values = r.Array<float>()!,
-                Inputs = r.Array<float>()!,
-            };
+        // Version 1 wrote each array whole; version 2 only the entries in use.
+        static T[] Entries<T>(ref Reader r, ushort version) where T : unmanaged => (version >= 2 ? r.ChunkArray<T>() : r.Array<T>())!;
+        var c = new ObservationChunk
+        {
+            StartIndex = r.Int64(),
+            Count = r.Int32(),
+            Sequences = Entries<long>(ref r, version),
+            Ticks = Entries<long>(ref r, version),
+            Values = Entries<float>(ref r, version),
+            Inputs = Entries<float>(ref r, version),
+        };
         if (c.Count < 0 || c.Count > (c.Sequences?.Length ?? 0))
             throw new InvalidDataException($"Stream record malformed: chunk count {c.Count} outside its capacity {c.Sequences?.Length ?? 0}.");
         return c;
