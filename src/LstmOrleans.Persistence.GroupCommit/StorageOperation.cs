@@ -106,7 +106,18 @@ internal class StorageOperation
 
     public void Publish()
     {
-        if (OnCommitted(PendingOutcome) is { } failure) _completion.TrySetException(failure);
+        Exception? failure;
+        try
+        {
+            failure = OnCommitted(PendingOutcome);
+        }
+        catch (Exception e)
+        {
+            // Never let one operation's bookkeeping stop the completion of the rest of its batch (one work item completes them all).
+            failure = e;
+        }
+
+        if (failure is not null) _completion.TrySetException(failure);
         else _completion.TrySetResult(PendingOutcome);
     }
 
