@@ -26,6 +26,9 @@ public sealed class FaultingGrainStorage(IGrainStorage inner) : IGrainStorage
     /// <summary>Successful writes per (grain, state name).</summary>
     public static readonly ConcurrentDictionary<(GrainId, string), int> Writes = new();
 
+    /// <summary>One-shot actions run just before a write of (grain, state name) reaches the store (another writer's turn).</summary>
+    public static readonly ConcurrentDictionary<(GrainId, string), Func<Task>> BeforeWrite = new();
+
     /// <summary>Successful writes of a grain's closed-history records (every slot).</summary>
     public static int HistoryWrites(GrainId grainId) =>
         Writes.Where(w => w.Key.Item1 == grainId && w.Key.Item2.StartsWith("history.", StringComparison.Ordinal)).Sum(w => w.Value);
@@ -36,6 +39,7 @@ public sealed class FaultingGrainStorage(IGrainStorage inner) : IGrainStorage
     public async Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
         if (Failing.ContainsKey((grainId, stateName))) throw new IOException($"injected write failure ({stateName})");
+        if (BeforeWrite.TryRemove((grainId, stateName), out var before)) await before();
         await inner.WriteStateAsync(stateName, grainId, grainState);
         Writes.AddOrUpdate((grainId, stateName), 1, (_, n) => n + 1);
     }
@@ -128,6 +132,53 @@ public sealed class AtomicHistoryLayoutFixture : HistoryLayoutFixture
 
 public sealed class FencedHistoryLayoutTests(FencedHistoryLayoutFixture fixture) : HistoryLayoutTests(fixture), IClassFixture<FencedHistoryLayoutFixture>
 {
+    /// <summary>
+    /// The copy of a chunk from a committed core into its slot meets another writer's record there (it wrote between
+    /// this activation's read of the slot and its write). A newer chunk of the same generation (a later turn of the
+    /// ring) is left alone; a record of an earlier generation is overwritten with the fresh ETag.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_slot_copy_that_meets_another_writer_keeps_the_newer_record(bool newer)
+    {
+        await CreateModelAsync("layout-copy-race");
+        var stream = Client.GetGrain<IStreamGrain>($"fenced/layout/copy-race-{newer}");
+        await stream.BindAsync("layout-copy-race");
+        var grainId = stream.GetGrainId();
+        var storage = Fixture.Cluster.Silos[0].ServiceProvider.GetRequiredKeyedService<IGrainStorage>("inner");
+        for (long seq = 1; seq <= 3 * HistoryLayoutFixture.Chunk; seq++) await stream.IngestAsync(TestSupport.Obs(seq));
+        var core = new GrainState<StreamState>();
+        await storage.ReadStateAsync("stream", grainId, core);
+        var s = core.State!;
+
+        // The other writer's record for slot 2: chunk 48..55 of this generation (slot 6 mod 4 = 2), or an old generation's.
+        var theirs = ObservationChunk.Create(newer ? 6 * HistoryLayoutFixture.Chunk : 2 * HistoryLayoutFixture.Chunk, HistoryLayoutFixture.Chunk, s.InputSize, s.InputWidth);
+        theirs.Count = HistoryLayoutFixture.Chunk;
+        for (int i = 0; i < theirs.Count; i++) theirs.Sequences[i] = 1000 + i;
+        FaultingGrainStorage.BeforeWrite[(grainId, "history.2")] = async () =>
+        {
+            var record = new GrainState<StreamHistory>();
+            await storage.ReadStateAsync("history.2", grainId, record);
+            record.State = new StreamHistory { Generation = newer ? s.Generation : s.Generation - 1, Closed = theirs };
+            await storage.WriteStateAsync("history.2", grainId, record);
+        };
+
+        // Step 25 closes chunk 16..23 (sequences 17..24) into slot 2; the core is written first, then the copy.
+        var result = await stream.IngestAsync(TestSupport.Obs(3 * HistoryLayoutFixture.Chunk + 1));
+        Assert.False(result.Duplicate);
+        Assert.False(FaultingGrainStorage.BeforeWrite.ContainsKey((grainId, "history.2")));   // the other writer did write
+        var slot = new GrainState<StreamHistory>();
+        await storage.ReadStateAsync("history.2", grainId, slot);
+        var held = slot.State!.Closed;
+        if (newer) Assert.Equal(theirs.Sequences, held.Sequences);
+        else
+        {
+            Assert.Equal(s.Generation, slot.State.Generation);
+            Assert.Equal(Enumerable.Range(17, 8).Select(i => (long)i), held.Sequences.Take(held.Count));
+        }
+    }
+
     /// <summary>
     /// Without companion writes the core goes first and carries the closed chunk; a failed write of the chunk's record
     /// after it does not fail the (durable) step, and the chunk is neither lost nor stuck: it is read from the core,
