@@ -137,12 +137,15 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
                 // state-machine boxes and completions per durable value.
                 s.PersistPendingClosed = false;
                 try { await Storage.WriteStateAsync(CoreStateName, this.GetGrainId(), _state); }
+                catch (Exception e) when (e is not OrleansException)
+                {
+                    RecoverFromFailedWrite(e, previous: null, steps: 1);
+                    throw StorageFailure(e, "WriteState");
+                }
                 catch (Exception e)
                 {
-                    var failure = e is OrleansException ? e : StorageFailure(e, "WriteState");
-                    RecoverFromFailedWrite(failure, previous: null, steps: 1);
-                    if (ReferenceEquals(failure, e)) throw;
-                    throw failure;
+                    RecoverFromFailedWrite(e, previous: null, steps: 1);
+                    throw;
                 }
                 CoreWritten();
             }
