@@ -193,6 +193,12 @@ internal sealed record StoreResult(
 {
     /// <summary>The scale phase's figures, when it ran.</summary>
     public ScaleResult? Scale { get; init; }
+
+    /// <summary>
+    /// The embedded (SQLite) store only: fsync latency of the disk under its data folder, measured before the silo
+    /// started (<see cref="DiskSyncProbe"/>). A write acknowledged after its commit is on disk waits at least this long.
+    /// </summary>
+    public DiskSyncResult? DiskSync { get; init; }
 }
 
 internal sealed record MachineInfo(string Cpu, int LogicalCores, string Os, string Runtime, long TotalMemoryBytes, string GcMode)

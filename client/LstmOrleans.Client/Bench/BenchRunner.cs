@@ -51,6 +51,13 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
             if (settings.OrleansStorageSerializer) args.Add("--orleans-storage-serializer");
             if (settings.SqliteSynchronous is { } synchronous) args.AddRange(["--sqlite-synchronous", synchronous]);
             if (settings.Tests.Contains(BenchSettings.Scale)) args.AddRange(["--collection-age", ScaleCollectionAgeSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+            // The embedded store's disk: the floor under every durable commit's latency, measured where the data lives.
+            DiskSyncResult? diskSync = null;
+            if (store == "sqlite")
+            {
+                diskSync = DiskSyncProbe.Measure(dataFolder);
+                progress($"{store}: disk fsync after a {diskSync.BlockBytes / 1024} KiB append: p50 {diskSync.Latency.P50Us:N0} us, p99 {diskSync.Latency.P99Us:N0} us ({diskSync.Syncs} syncs)");
+            }
             progress($"{store}, {streams:N0} streams: starting a silo process");
             BenchSiloProcess silo;
             try
@@ -72,12 +79,12 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
                     await using var connection = await ClusterConnection.ConnectAsync(target, cancellationToken);
                     if (settings.Tests.Contains(BenchSettings.Scale))
                     {
-                        results.Add(await RunScaleAsync(store, streams, connection.Grains, silo, cancellationToken));
+                        results.Add(await RunScaleAsync(store, streams, connection.Grains, silo, cancellationToken) with { DiskSync = diskSync });
                         continue;
                     }
                     var (result, ping) = await RunOnSiloAsync(store, streams, connection.Grains, silo, baseline, cancellationToken);
                     baseline ??= ping;
-                    results.Add(result);
+                    results.Add(result with { DiskSync = diskSync });
                 }
             }
             finally

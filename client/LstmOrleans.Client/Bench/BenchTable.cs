@@ -37,6 +37,12 @@ internal static class BenchTable
                     p.ClientGc is { } gc ? $"{gc.Gen0}/{gc.Gen1}/{gc.Gen2}" : "-");
         }
         AnsiConsole.Write(table);
+        foreach (var store in report.Results.Where(r => r.DiskSync is not null))
+        {
+            var sync = store.DiskSync!;
+            AnsiConsole.MarkupLine($"{Markup.Escape(store.Store)}: the disk's fsync after a {sync.BlockBytes / 1024} KiB append (the floor under a durable commit): " +
+                $"p50 {sync.Latency.P50Us:N0} us, p99 {sync.Latency.P99Us:N0} us, p99.9 {sync.Latency.P999Us:N0} us, max {sync.Latency.MaxUs:N0} us ({sync.Syncs} syncs, {sync.SyncsPerSecond:N0}/s)");
+        }
         foreach (var p in report.Results.SelectMany(r => r.Phases).Where(p => p.SendLag is not null))
             AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant(
                 $"{p.Store} {p.Test} at {p.TargetValuesPerSecond:N0}/s: client send lag p50 {p.SendLag!.P50Us:N0} us, p99 {p.SendLag.P99Us:N0} us, max {p.SendLag.MaxUs:N0} us{(p.DispatchLag is { } d ? $"; calls made p50 {d.P50Us:N0} us, p99 {d.P99Us:N0} us after due" : "")}; {p.QueuedBehindStream:N0} calls queued behind their stream (backlog max {p.MaxStreamBacklog}); pacer thread {p.PacerCpuPercent:0.0} % CPU, {p.PacerWakeUpsPerSecond:N0} wake-ups/s; client GC pauses {p.ClientGcPauseMs:N0} ms")));

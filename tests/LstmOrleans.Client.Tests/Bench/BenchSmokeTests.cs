@@ -31,6 +31,15 @@ public sealed class BenchSmokeTests
             Assert.Equal(JsonValueKind.Null, store.GetProperty("skipped").ValueKind);
             Assert.True(store.GetProperty("siloActive").GetProperty("rssBytes").GetInt64() > 10 << 20, "silo RSS should be measured");
             Assert.True(store.GetProperty("activationsPerSecond").GetDouble() > 0);
+            // The embedded store's disk is probed before its silo starts; the memory store has no disk.
+            var diskSync = store.GetProperty("diskSync");
+            if (store.GetProperty("store").GetString() == "sqlite")
+            {
+                Assert.Equal(DiskSyncProbe.DefaultSyncs, diskSync.GetProperty("syncs").GetInt32());
+                var sync = diskSync.GetProperty("latency");
+                Assert.True(sync.GetProperty("p50Us").GetDouble() > 0 && sync.GetProperty("p50Us").GetDouble() <= sync.GetProperty("p99Us").GetDouble());
+            }
+            else Assert.Equal(JsonValueKind.Null, diskSync.ValueKind);
             var phases = store.GetProperty("phases").EnumerateArray().ToDictionary(p => p.GetProperty("test").GetString()!);
             Assert.Contains("echo", phases.Keys);
             Assert.Contains("single", phases.Keys);
