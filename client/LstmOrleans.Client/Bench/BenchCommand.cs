@@ -56,7 +56,8 @@ internal static class BenchCommand
             Description = "Fixed rate: which thread makes each call: pool (default; a thread-pool thread) or pacer (the pacing thread itself, as in session 4; for A/B).",
             DefaultValueFactory = _ => BenchSettings.PacerSendPool,
         };
-        var tests = new Option<string>("--tests", "-t") { Description = "Phases to run: ping,echo,single,batch,batch-rows,reload (echo: the no-op call with single ingest's messages, an Observation in and a StepResult out, to separate the messages' cost from the step and the write; batch: the columnar IngestColumns API; batch-rows: the same batches through the row IngestBatch API; reload: deactivate all idle streams, read each back and check it is intact), or scale alone (memory and throughput at --streams vs --scale-base, idle deactivation, bitwise intact reactivation).", DefaultValueFactory = _ => "ping,single,batch" };
+        var tests = new Option<string>("--tests", "-t") { Description = "Phases to run: ping,echo,single,batch,batch-rows,reload (echo: the no-op call with single ingest's messages, an Observation in and a StepResult out, to separate the messages' cost from the step and the write; batch: the columnar IngestColumns API; batch-rows: the same batches through the row IngestBatch API; reload: deactivate all idle streams, read each back and check it is intact), or scale alone (memory and throughput at --streams vs --scale-base, idle deactivation, bitwise intact reactivation). ratio: the no-op call and single ingest in --rounds alternating slices on the same silo, single's ratio to the no-op call per round and its median (the comparison a noisy machine needs).", DefaultValueFactory = _ => "ping,single,batch" };
+        var rounds = new Option<int>("--rounds") { Description = "ratio: rounds of (no-op slice, single slice), each --duration / rounds seconds, the order flipping every round.", DefaultValueFactory = _ => 8 };
         var history = new Option<int?>("--history") { Description = "Override the silo's per-stream history capacity (StreamGrainOptions.HistoryCapacity, default 512)." };
         var persistEvery = new Option<int?>("--persist-every") { Description = "Override StreamGrainOptions.PersistEverySteps (default 1: every acknowledged step is durable)." };
         var orleansSerializer = new Option<bool>("--orleans-storage-serializer")
@@ -96,7 +97,7 @@ internal static class BenchCommand
         {
             stores, redis, postgres, cluster, clusterId, serviceId, streams, concurrency, batch, hidden, layers, duration, warmup, rate,
             rateFraction, rateModel,
-            tests, history, persistEvery, orleansSerializer, reportEvery, scaleBase, scaleSample, scaleRounds, idle, scaleFault, siloGc, sqliteSynchronous, siloEnv, pacerBurst, pacerSend, clientGen0, json, verbose,
+            tests, rounds, history, persistEvery, orleansSerializer, reportEvery, scaleBase, scaleSample, scaleRounds, idle, scaleFault, siloGc, sqliteSynchronous, siloEnv, pacerBurst, pacerSend, clientGen0, json, verbose,
         };
         command.Subcommands.Add(BenchSiloHost.Create());
         command.SetAction((result, ct) => CommandSupport.RunAsync(async () =>
@@ -124,6 +125,7 @@ internal static class BenchCommand
                 ScaleBaseStreams = Positive(result.GetValue(scaleBase), "--scale-base", 50_000_000),
                 ScaleSample = Positive(result.GetValue(scaleSample), "--scale-sample", 1_000_000),
                 ScaleRounds = Positive(result.GetValue(scaleRounds), "--scale-rounds", 100),
+                Rounds = Positive(result.GetValue(rounds), "--rounds", 1000),
                 ScaleIdleSeconds = Seconds(result.GetValue(idle), "--idle", allowZero: true),
                 ScaleFault = ScaleFaults.IsKnown(result.GetValue(scaleFault)) ? result.GetValue(scaleFault) : throw new ArgumentException($"--scale-fault: unknown fault '{result.GetValue(scaleFault)}'."),
                 SiloGc = result.GetValue(siloGc) is { } gc && BenchRunner.SiloGcEnvironment(gc) is not null ? gc : BenchSettings.SiloGcServer,
@@ -258,11 +260,12 @@ internal static class BenchCommand
     {
         var tests = Split(text).Select(t => t.ToLowerInvariant()).Distinct().ToList();
         foreach (var t in tests)
-            if (t is not (BenchSettings.Ping or BenchSettings.Echo or BenchSettings.Single or BenchSettings.Batch or BenchSettings.BatchRows or BenchSettings.Reload or BenchSettings.Scale))
-                throw new ArgumentException($"--tests: unknown phase '{t}' (ping, echo, single, batch, batch-rows, reload, scale).");
+            if (t is not (BenchSettings.Ping or BenchSettings.Echo or BenchSettings.Single or BenchSettings.Batch or BenchSettings.BatchRows or BenchSettings.Reload or BenchSettings.Scale or BenchSettings.Ratio))
+                throw new ArgumentException($"--tests: unknown phase '{t}' (ping, echo, single, batch, batch-rows, reload, scale, ratio).");
         if (tests.Count == 0) throw new ArgumentException("--tests names no phase.");
         if (tests.Contains(BenchSettings.Scale) && tests.Count > 1) throw new ArgumentException("--tests scale runs alone (it measures its own ingest phases).");
         if (tests.Contains(BenchSettings.Scale) && rateFraction) throw new ArgumentException("--rate-fraction (--rate half) does not apply to --tests scale.");
+        if (tests.Contains(BenchSettings.Ratio) && rateFraction) throw new ArgumentException("--rate-fraction (--rate half) does not apply to --tests ratio (it compares maxima).");
         return tests;
     }
 

@@ -38,6 +38,14 @@ internal sealed record BenchSettings(
     public const string Reload = "reload";
     /// <summary>The scale phase (<see cref="ScaleResult"/>): memory and throughput at N vs a base count, idle deactivation, intact reactivation.</summary>
     public const string Scale = "scale";
+    /// <summary>
+    /// The no-op call and single ingest in alternating slices on the same silo (<see cref="RatioResult"/>): single ingest's
+    /// ratio to the ceiling with both measured in the same seconds, which a shared, noisy machine needs.
+    /// </summary>
+    public const string Ratio = "ratio";
+
+    /// <summary>ratio: rounds of (no-op slice, single slice), each slice --duration / rounds long.</summary>
+    public int Rounds { get; init; } = 8;
 
     /// <summary>--report-every: also print each measured phase's latency per interval of this many seconds (soak runs).</summary>
     public double? ReportEverySeconds { get; init; }
@@ -194,6 +202,9 @@ internal sealed record StoreResult(
     /// <summary>The scale phase's figures, when it ran.</summary>
     public ScaleResult? Scale { get; init; }
 
+    /// <summary>The ratio test's rounds, when it ran.</summary>
+    public RatioResult? Ratio { get; init; }
+
     /// <summary>
     /// The embedded (SQLite) store only: fsync latency of the disk under its data folder, measured before the silo
     /// started (<see cref="DiskSyncProbe"/>). A write acknowledged after its commit is on disk waits at least this long.
@@ -240,4 +251,25 @@ internal static class BenchJson
     };
 
     public static readonly JsonSerializerOptions Indented = new(Options) { WriteIndented = true };
+}
+
+/// <summary>One round of the ratio test: the no-op call's rate and single ingest's rate in adjacent slices, and their ratio.</summary>
+internal sealed record RatioRound(int Round, double NoOpCallsPerSecond, double SingleValuesPerSecond, double Ratio);
+
+/// <summary>
+/// The ratio test (<see cref="BenchSettings.Ratio"/>): <paramref name="Rounds"/> rounds of a no-op slice and a single-ingest
+/// slice of <paramref name="SliceSeconds"/> each, in ABBA order (the order flips every round, so a steady drift in the
+/// machine's speed favours neither); single ingest's ratio to the no-op call per round, and their median and range.
+/// </summary>
+internal sealed record RatioResult(int Rounds, double SliceSeconds, IReadOnlyList<RatioRound> Each, double MedianRatio, double MinRatio,
+    double MaxRatio, long Errors, string? FirstError)
+{
+    /// <summary>The median of <paramref name="ratios"/> (the mean of the middle two for an even count).</summary>
+    public static double Median(IReadOnlyList<double> ratios)
+    {
+        ArgumentOutOfRangeException.ThrowIfZero(ratios.Count);
+        var sorted = ratios.Order().ToArray();
+        int middle = sorted.Length / 2;
+        return sorted.Length % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+    }
 }

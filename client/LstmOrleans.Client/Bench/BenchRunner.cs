@@ -143,6 +143,18 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
         var active = silo is null ? null : await silo.GetStatsAsync(collect: true, cancellationToken);
 
         var sequences = new long[streams];
+        RatioResult? ratio = null;
+        if (settings.Tests.Contains(BenchSettings.Ratio))
+        {
+            var pings = new IPingGrain[streams];
+            for (int i = 0; i < pings.Length; i++) pings[i] = grains.GetGrain<IPingGrain>($"{prefix}/{i}");
+            progress($"{store}: ratio: {settings.Rounds} rounds of the no-op call and single ingest, {settings.DurationSeconds / settings.Rounds:0.##} s each");
+            ratio = await MeasureRatioAsync(store, streams, i => pings[i].PingAsync(), i =>
+            {
+                long seq = ++sequences[i];
+                return refs[i].IngestAsync(new Observation(seq, baseTime.AddSeconds(seq), [Signal(i, seq)]));
+            }, cancellationToken);
+        }
         if (settings.Tests.Contains(BenchSettings.Single))
         {
             progress($"{store}: single-observation ingest");
@@ -204,8 +216,49 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
         double? rssPerStream = idle is not null && active is not null ? (double)(active.RssBytes - idle.RssBytes) / streams : null;
         double? managedPerStream = idle is not null && active is not null ? (double)(active.ManagedHeapBytes - idle.ManagedHeapBytes) / streams : null;
         var result = new StoreResult(store, streams, null, activation.Elapsed.TotalSeconds, streams / activation.Elapsed.TotalSeconds,
-            idle, active, end, rssPerStream, managedPerStream, phases, collected);
+            idle, active, end, rssPerStream, managedPerStream, phases, collected) { Ratio = ratio };
         return (result, ping);
+    }
+
+    /// <summary>
+    /// The ratio test: after one warm-up of each call, <see cref="BenchSettings.Rounds"/> rounds of a no-op slice and a
+    /// single-ingest slice (--duration split evenly), the order flipping every round; closed loop at --concurrency.
+    /// </summary>
+    private async Task<RatioResult> MeasureRatioAsync(string store, int streams, Func<int, Task> noOp, Func<int, Task> single,
+        CancellationToken cancellationToken)
+    {
+        int callers = Math.Max(1, Math.Min(settings.Concurrency, streams));
+        var slice = TimeSpan.FromSeconds(settings.DurationSeconds / settings.Rounds);
+        if (settings.WarmupSeconds > 0)
+        {
+            var warmup = TimeSpan.FromSeconds(settings.WarmupSeconds);
+            await RunWorkersAsync(streams, warmup, onePass: false, noOp, cancellationToken, concurrency: callers);
+            await RunWorkersAsync(streams, warmup, onePass: false, single, cancellationToken, concurrency: callers);
+        }
+
+        var rounds = new List<RatioRound>(settings.Rounds);
+        long errors = 0;
+        string? firstError = null;
+        async Task<double> RateAsync(Func<int, Task> call)
+        {
+            var clock = Stopwatch.StartNew();
+            var (histogram, sliceErrors, sliceError, _) = await RunWorkersAsync(streams, slice, onePass: false, call, cancellationToken, concurrency: callers);
+            errors += sliceErrors;
+            firstError ??= sliceError;
+            return histogram.Count / clock.Elapsed.TotalSeconds;
+        }
+        for (int round = 1; round <= settings.Rounds; round++)
+        {
+            double noOpRate, singleRate;
+            if (round % 2 == 1) { noOpRate = await RateAsync(noOp); singleRate = await RateAsync(single); }
+            else { singleRate = await RateAsync(single); noOpRate = await RateAsync(noOp); }
+            rounds.Add(new RatioRound(round, noOpRate, singleRate, singleRate / noOpRate));
+        }
+        var ratios = rounds.Select(r => r.Ratio).ToArray();
+        var result = new RatioResult(settings.Rounds, slice.TotalSeconds, rounds, RatioResult.Median(ratios), ratios.Min(), ratios.Max(), errors, firstError);
+        progress($"{store}: ratio: single / no-op median {result.MedianRatio:0.00} over {result.Rounds} rounds (range {result.MinRatio:0.00}-{result.MaxRatio:0.00})" +
+            (errors > 0 ? $", {errors} errors ({firstError})" : ""));
+        return result;
     }
 
     /// <summary>One pass over every stream reading its summary; a stream whose reloaded state is not what it acknowledged counts as an error.</summary>

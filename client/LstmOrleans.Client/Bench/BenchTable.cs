@@ -37,6 +37,13 @@ internal static class BenchTable
                     p.ClientGc is { } gc ? $"{gc.Gen0}/{gc.Gen1}/{gc.Gen2}" : "-");
         }
         AnsiConsole.Write(table);
+        foreach (var store in report.Results.Where(r => r.Ratio is not null))
+        {
+            var ratio = store.Ratio!;
+            AnsiConsole.MarkupLine($"{Markup.Escape(store.Store)}: single ingest / no-op call over {ratio.Rounds} alternating rounds of {ratio.SliceSeconds:0.##} s: " +
+                $"median [bold]{ratio.MedianRatio:0.00}[/] (range {ratio.MinRatio:0.00}-{ratio.MaxRatio:0.00}; no-op {ratio.Each.Average(r => r.NoOpCallsPerSecond):N0}/s, single {ratio.Each.Average(r => r.SingleValuesPerSecond):N0}/s on average)" +
+                (ratio.Errors > 0 ? $", [red]{ratio.Errors} errors[/]" : ""));
+        }
         foreach (var store in report.Results.Where(r => r.DiskSync is not null))
         {
             var sync = store.DiskSync!;

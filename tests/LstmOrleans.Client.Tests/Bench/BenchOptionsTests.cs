@@ -48,4 +48,18 @@ public sealed class BenchOptionsTests
     [InlineData("sometimes")]
     public void Sqlite_synchronous_refuses_other_levels(string value) =>
         Assert.Contains("--sqlite-synchronous", Assert.Throws<ArgumentException>(() => BenchCommand.ParseSqliteSynchronous(value)).Message);
+    [Fact]
+    public void Ratio_is_a_test_of_its_own_that_compares_maxima_only()
+    {
+        Assert.Equal(["ratio", "reload"], BenchCommand.ParseTests("ratio,reload"));
+        var error = Assert.Throws<ArgumentException>(() => BenchCommand.ParseTests("ratio", rateFraction: true));
+        Assert.Contains("ratio", error.Message);
+    }
+
+    [Theory]
+    [InlineData(new[] { 0.5 }, 0.5)]
+    [InlineData(new[] { 0.7, 0.5, 0.6 }, 0.6)]
+    [InlineData(new[] { 0.9, 0.5, 0.6, 0.4 }, 0.55)]
+    public void Ratio_median_is_the_middle_value_or_the_mean_of_the_middle_two(double[] ratios, double expected) =>
+        Assert.Equal(expected, RatioResult.Median(ratios), 1e-12);
 }

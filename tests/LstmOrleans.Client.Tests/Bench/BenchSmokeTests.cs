@@ -183,4 +183,39 @@ public sealed class BenchSmokeTests
         Assert.Equal(2, exit);
         Assert.Contains(option, stderr);
     }
+    [Fact]
+    public async Task Ratio_alternates_the_no_op_call_and_single_ingest_and_reports_each_round_and_the_median()
+    {
+        var (exit, stdout, stderr) = await LstmOrleansProcess.RunAsync(
+            "bench", "--stores", "memory", "--streams", "20", "--concurrency", "4", "--hidden", "4",
+            "--duration", "2", "--warmup", "0.2", "--rounds", "4", "--tests", "ratio,reload", "--json");
+        Assert.True(exit == 0, $"exit {exit}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+
+        using var json = JsonDocument.Parse(stdout);
+        var store = Assert.Single(json.RootElement.GetProperty("results").EnumerateArray());
+        var ratio = store.GetProperty("ratio");
+        Assert.Equal(4, ratio.GetProperty("rounds").GetInt32());
+        Assert.Equal(0.5, ratio.GetProperty("sliceSeconds").GetDouble(), 1e-9);
+        Assert.Equal(0, ratio.GetProperty("errors").GetInt64());
+        var rounds = ratio.GetProperty("each").EnumerateArray().ToList();
+        Assert.Equal([1, 2, 3, 4], rounds.Select(r => r.GetProperty("round").GetInt32()));
+        var ratios = new List<double>();
+        foreach (var round in rounds)
+        {
+            double noOp = round.GetProperty("noOpCallsPerSecond").GetDouble(), single = round.GetProperty("singleValuesPerSecond").GetDouble();
+            Assert.True(noOp > 0 && single > 0, $"round rates {noOp} {single}");
+            Assert.Equal(single / noOp, round.GetProperty("ratio").GetDouble(), 1e-9);
+            ratios.Add(single / noOp);
+        }
+        ratios.Sort();
+        Assert.Equal((ratios[1] + ratios[2]) / 2, ratio.GetProperty("medianRatio").GetDouble(), 1e-9);
+        Assert.Equal(ratios[0], ratio.GetProperty("minRatio").GetDouble(), 1e-9);
+        Assert.Equal(ratios[3], ratio.GetProperty("maxRatio").GetDouble(), 1e-9);
+
+        // The single slices were real ingests: every stream reloads from storage with the last sequence it acknowledged.
+        var reload = Assert.Single(store.GetProperty("phases").EnumerateArray());
+        Assert.Equal("reload", reload.GetProperty("test").GetString());
+        Assert.Equal(20, reload.GetProperty("calls").GetInt64());
+        Assert.Equal(0, reload.GetProperty("errors").GetInt64());
+    }
 }
