@@ -148,7 +148,8 @@ internal static class BenchCommand
             var report = await new BenchRunner(settings, Progress).RunAsync(ct);
             if (asJson) Console.Out.WriteLine(JsonSerializer.Serialize(report, BenchJson.Indented));
             else BenchTable.Write(report);
-            bool anyFailed = report.Results.Any(r => r.Phases.Any(p => p.Errors > 0 && p.Calls == 0) || r.Scale is { Passed: false });
+            bool anyFailed = report.Results.Any(r => r.Phases.Any(p => p.Errors > 0 && p.Calls == 0) || r.Scale is { Passed: false }
+                || (r.Ratio is { } ratio && ratio.Each.Any(round => round.NoOpCallsPerSecond == 0 || round.SingleValuesPerSecond == 0)));
             return anyFailed ? 1 : 0;
         }));
         return command;

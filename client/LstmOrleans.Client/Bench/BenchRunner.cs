@@ -229,6 +229,8 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
     {
         int callers = Math.Max(1, Math.Min(settings.Concurrency, streams));
         var slice = TimeSpan.FromSeconds(settings.DurationSeconds / settings.Rounds);
+        // Every no-op grain active before any slice (the ping phase may not have run): activations are not the ceiling.
+        await RunWorkersAsync(streams, TimeSpan.MaxValue, onePass: true, noOp, cancellationToken);
         if (settings.WarmupSeconds > 0)
         {
             var warmup = TimeSpan.FromSeconds(settings.WarmupSeconds);
