@@ -13,12 +13,9 @@ public sealed class BenchSmokeTests
     [Fact]
     public async Task Bench_reports_positive_throughput_and_ordered_latencies_for_memory_and_sqlite()
     {
-        var (exit, stdout, stderr) = await LstmOrleansProcess.RunAsync(
+        using var json = await LstmOrleansProcess.RunJsonAsync(
             "bench", "--stores", "memory,sqlite", "--streams", "20", "--concurrency", "4", "--batch", "8",
             "--hidden", "4", "--duration", "1", "--warmup", "0.3", "--tests", "ping,echo,single,batch", "--json");
-        Assert.True(exit == 0, $"exit {exit}\nstdout:\n{stdout}\nstderr:\n{stderr}");
-
-        using var json = JsonDocument.Parse(stdout);
         var root = json.RootElement;
         var baseline = root.GetProperty("baseline");
         Assert.Equal("ping", baseline.GetProperty("test").GetString());
@@ -68,12 +65,9 @@ public sealed class BenchSmokeTests
     {
         // 400 values/s for 1 s over 20 streams: the schedule holds exactly 400 calls. Sequence numbers out of order would
         // be refused by the stream (errors), and the reload phase checks each stream kept its last acknowledged one.
-        var (exit, stdout, stderr) = await LstmOrleansProcess.RunAsync(
+        using var json = await LstmOrleansProcess.RunJsonAsync(
             "bench", "--stores", "memory", "--streams", "20", "--tests", "single,reload", "--rate", "400",
             "--hidden", "4", "--duration", "1", "--warmup", "0.2", "--json");
-        Assert.True(exit == 0, $"exit {exit}\nstdout:\n{stdout}\nstderr:\n{stderr}");
-
-        using var json = JsonDocument.Parse(stdout);
         var phases = json.RootElement.GetProperty("results")[0].GetProperty("phases").EnumerateArray()
             .ToDictionary(p => p.GetProperty("test").GetString()!);
         var single = phases["single"];
@@ -164,10 +158,9 @@ public sealed class BenchSmokeTests
     [Fact]
     public async Task Silo_settings_reach_the_bench_silo_through_silo_env()
     {
-        var (exit, stdout, stderr) = await LstmOrleansProcess.RunAsync("bench", "--stores", "sqlite", "--streams", "4", "--tests", "single",
+        using var json = await LstmOrleansProcess.RunJsonAsync("bench", "--stores", "sqlite", "--streams", "4", "--tests", "single",
             "--duration", "0.5", "--warmup", "0", "--silo-env", "LSTMORLEANS_Storage__SqliteWalCheckpointPages=5", "--json");
-        Assert.True(exit == 0, $"exit {exit}\n{stderr}");
-        var sqlite = JsonDocument.Parse(stdout).RootElement.GetProperty("results")[0];
+        var sqlite = json.RootElement.GetProperty("results")[0];
         Assert.Contains("Storage:SqliteWalCheckpointPages must be in 100..1000000; got 5", sqlite.GetProperty("skipped").GetString());
     }
 
@@ -183,15 +176,14 @@ public sealed class BenchSmokeTests
         Assert.Equal(2, exit);
         Assert.Contains(option, stderr);
     }
+
     [Fact]
     public async Task Ratio_alternates_the_no_op_call_and_single_ingest_and_reports_each_round_and_the_median()
     {
-        var (exit, stdout, stderr) = await LstmOrleansProcess.RunAsync(
+        using var json = await LstmOrleansProcess.RunJsonAsync(
             "bench", "--stores", "memory", "--streams", "20", "--concurrency", "4", "--hidden", "4",
             "--duration", "2", "--warmup", "0.2", "--rounds", "4", "--tests", "ratio,reload", "--json");
-        Assert.True(exit == 0, $"exit {exit}\nstdout:\n{stdout}\nstderr:\n{stderr}");
 
-        using var json = JsonDocument.Parse(stdout);
         var store = Assert.Single(json.RootElement.GetProperty("results").EnumerateArray());
         var ratio = store.GetProperty("ratio");
         Assert.Equal(4, ratio.GetProperty("rounds").GetInt32());

@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Text.Json;
+using Xunit;
 
 namespace LstmOrleans.Client.Tests.Bench;
 
@@ -25,5 +27,13 @@ internal static class LstmOrleansProcess
             throw new TimeoutException($"lstmorleans {string.Join(' ', args)} did not finish within 4 minutes. stderr:\n{await stderr}");
         }
         return (process.ExitCode, await stdout, await stderr);
+    }
+
+    /// <summary>Runs a command that must succeed (exit 0, or the test fails with both outputs) and parses its JSON stdout.</summary>
+    public static async Task<JsonDocument> RunJsonAsync(params string[] args)
+    {
+        var (exit, stdout, stderr) = await RunAsync(args);
+        Assert.True(exit == 0, $"exit {exit}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        return JsonDocument.Parse(stdout);
     }
 }
