@@ -88,6 +88,8 @@ internal sealed class GroupCommitGrainStorage
 
     public long FailedBatches => _queue.FailedBatches;
 
+    public long RetriedBatches => _queue.RetriedBatches;
+
     public int LargestBatch => _queue.LargestBatch;
 
     /// <summary>Opens the store at <see cref="IGroupCommitStorageOptions.InitStage"/> and drains it on the way down.</summary>

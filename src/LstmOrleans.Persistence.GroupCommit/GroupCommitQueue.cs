@@ -27,6 +27,7 @@ internal sealed class GroupCommitQueue
     private long _committedBatches;
     private long _committedOperations;
     private long _failedBatches;
+    private long _retriedBatches;
     private int _largestBatch;
 
     /// <param name="committer">Applies one batch in one transaction.</param>
@@ -69,6 +70,9 @@ internal sealed class GroupCommitQueue
     public long CommittedOperations => Interlocked.Read(ref _committedOperations);
 
     public long FailedBatches => Interlocked.Read(ref _failedBatches);
+
+    /// <summary>Attempts that the committer rolled back and asked to repeat (<see cref="IBatchCommitter.ShouldRetry"/>).</summary>
+    public long RetriedBatches => Interlocked.Read(ref _retriedBatches);
 
     public int LargestBatch => Volatile.Read(ref _largestBatch);
 
@@ -209,20 +213,38 @@ internal sealed class GroupCommitQueue
         var started = Stopwatch.GetTimestamp();
         var queueWait = Stopwatch.GetElapsedTime(batch[0].EnqueuedAt, started);
         TimeSpan flush;
-        try
+        for (var attempt = 1; ; attempt++)
         {
-            flush = await _committer.CommitAsync(batch, CancellationToken.None).ConfigureAwait(false);
-        }
-        catch (Exception exception)
-        {
-            Interlocked.Increment(ref _failedBatches);
-            StorageMetrics.CommitFailures.Add(1, _tags);
-            GroupCommitLog.CommitFailed(_logger, exception, _storeDisplayName, _providerName, batch.Count);
-            var failure = new Orleans.Runtime.OrleansException(
-                $"Storage provider '{_providerName}' failed to commit a batch of {batch.Count} operation(s); none of them was applied. {exception.GetType().Name}: {exception.Message}",
-                exception);
-            Complete(batch, failure);
-            return;
+            try
+            {
+                flush = await _committer.CommitAsync(batch, CancellationToken.None).ConfigureAwait(false);
+                break;
+            }
+            catch (Exception exception) when (_committer.ShouldRetry(exception, attempt))
+            {
+                // Rolled back because it met another transaction (a deadlock): the same batch again, after a short
+                // pause that grows with each attempt and is jittered so two writers that collided do not collide again.
+                Interlocked.Increment(ref _retriedBatches);
+                StorageMetrics.CommitRetries.Add(1, _tags);
+                GroupCommitLog.CommitRetried(_logger, exception, _storeDisplayName, _providerName, batch.Count, attempt);
+                foreach (var operation in batch)
+                {
+                    operation.PendingOutcome = default;
+                }
+
+                await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(1, 10 * attempt + 1))).ConfigureAwait(false);
+            }
+            catch (Exception exception)
+            {
+                Interlocked.Increment(ref _failedBatches);
+                StorageMetrics.CommitFailures.Add(1, _tags);
+                GroupCommitLog.CommitFailed(_logger, exception, _storeDisplayName, _providerName, batch.Count);
+                var failure = new Orleans.Runtime.OrleansException(
+                    $"Storage provider '{_providerName}' failed to commit a batch of {batch.Count} operation(s); none of them was applied. {exception.GetType().Name}: {exception.Message}",
+                    exception);
+                Complete(batch, failure);
+                return;
+            }
         }
 
         var total = Stopwatch.GetElapsedTime(started);

@@ -13,4 +13,13 @@ internal interface IBatchCommitter
     /// </summary>
     /// <returns>How long the COMMIT itself took (the durable flush), for the metrics.</returns>
     Task<TimeSpan> CommitAsync(IReadOnlyList<StorageOperation> batch, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Whether a batch that failed with <paramref name="exception"/> on its <paramref name="attempt"/>-th try (1 = the
+    /// first) is tried again as a whole. Only for errors that guarantee the transaction was rolled back and that come
+    /// from meeting another transaction, not from the batch itself (PostgreSQL's deadlock and serialization failures),
+    /// so a retry applies the same operations to the same rows and cannot apply anything twice. A failure whose
+    /// outcome is unknown (a connection lost during COMMIT) is never retried: the callers get the error.
+    /// </summary>
+    bool ShouldRetry(Exception exception, int attempt) => false;
 }

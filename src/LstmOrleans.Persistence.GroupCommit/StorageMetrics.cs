@@ -15,6 +15,7 @@ internal static class StorageMetrics
     public const string TransactionsInstrument = "lstmorleans.storage.transactions";
     public const string OperationsInstrument = "lstmorleans.storage.operations";
     public const string CommitFailuresInstrument = "lstmorleans.storage.commit_failures";
+    public const string CommitRetriesInstrument = "lstmorleans.storage.commit_retries";
     public const string ConflictsInstrument = "lstmorleans.storage.etag_conflicts";
     public const string CommitDurationInstrument = "lstmorleans.storage.commit_duration";
     public const string FlushDurationInstrument = "lstmorleans.storage.flush_duration";
@@ -42,6 +43,9 @@ internal static class StorageMetrics
 
     public static readonly Counter<long> CommitFailures = Meter.CreateCounter<long>(
         CommitFailuresInstrument, unit: "{batch}", description: "Storage transactions that failed and were rolled back.");
+
+    public static readonly Counter<long> CommitRetries = Meter.CreateCounter<long>(
+        CommitRetriesInstrument, unit: "{batch}", description: "Storage transactions rolled back by a deadlock with another writer and tried again.");
 
     public static readonly Counter<long> Conflicts = Meter.CreateCounter<long>(
         ConflictsInstrument, unit: "{operation}", description: "Writes or clears rejected because of a stale etag.");

@@ -43,6 +43,9 @@ public sealed class PostgresGrainStorage : IGrainStorage, ICompanionWriteGrainSt
     /// <summary>Transactions that failed and were rolled back.</summary>
     public long FailedBatches => _storage.FailedBatches;
 
+    /// <summary>Attempts rolled back by a deadlock or serialization failure and tried again (see <see cref="PostgresGrainStorageOptions.MaxDeadlockRetries"/>).</summary>
+    public long RetriedBatches => _storage.RetriedBatches;
+
     /// <summary>Largest number of operations committed in one transaction.</summary>
     public int LargestBatch => _storage.LargestBatch;
 
@@ -86,7 +89,15 @@ internal sealed class PostgresStore(string serviceId, PostgresGrainStorageOption
 
     public bool CommitBlocksThread => false;
 
-    public string Describe() => $"table {options.TableName}";
+    public string Describe() => $"table {options.TableName}, up to {options.MaxDeadlockRetries} retries of a batch rolled back by a deadlock";
+
+    // 40P01 deadlock_detected, 40001 serialization_failure: PostgreSQL aborted the transaction because of another one,
+    // so nothing of the batch is applied and the same batch may simply run again. Rows are locked in key order, so
+    // plain writes never deadlock; a companion unit locks its history rows after its core row, and two activations of
+    // one stream on two silos (after a partition) can cross there. Without a retry every caller of the batch, most of
+    // them unrelated streams, would get the error.
+    public bool ShouldRetry(Exception exception, int attempt) =>
+        attempt <= options.MaxDeadlockRetries && exception is PostgresException { SqlState: PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure };
 
     public async Task OpenAsync(CancellationToken cancellationToken)
     {
@@ -157,7 +168,7 @@ internal sealed class PostgresStore(string serviceId, PostgresGrainStorageOption
         // A companion unit locks its companions (history.*) right after its core row (stream), out of that order; only
         // the activation holding a stream writes its companions, so a cycle needs two activations of one stream on
         // two silos both touching its history.* rows with plain writes (delete, old-layout migration) at once. Then
-        // PostgreSQL aborts one batch as a deadlock, and its callers fail and retry. The sort is stable: operations on
+        // PostgreSQL aborts one batch as a deadlock, and the writer runs it again (ShouldRetry). The sort is stable: operations on
         // one key keep their arrival order.
         var ordered = batch.OrderBy(op => op.StateName, StringComparer.Ordinal).ThenBy(op => op.GrainId, StringComparer.Ordinal).ToArray();
 

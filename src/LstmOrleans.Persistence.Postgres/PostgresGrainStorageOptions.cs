@@ -24,6 +24,12 @@ public sealed class PostgresGrainStorageOptions : IGroupCommitStorageOptions
     /// </summary>
     public TimeSpan MaxBatchDelay { get; set; } = TimeSpan.Zero;
 
+    /// <summary>
+    /// How many times a batch that PostgreSQL rolled back as a deadlock (or serialization failure) is run again before
+    /// its callers get the error; 0 fails them at once. Such a batch applied nothing, so running it again is safe.
+    /// </summary>
+    public int MaxDeadlockRetries { get; set; } = 3;
+
     /// <summary>Timeout of one batch's statements.</summary>
     public TimeSpan CommandTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
@@ -58,6 +64,11 @@ public sealed class PostgresGrainStorageOptionsValidator(PostgresGrainStorageOpt
         catch (ArgumentException exception)
         {
             throw new OrleansConfigurationException($"{prefix}{nameof(options.ConnectionString)} is malformed: {exception.Message}");
+        }
+
+        if (options.MaxDeadlockRetries is < 0 or > 100)
+        {
+            throw new OrleansConfigurationException($"{prefix}{nameof(options.MaxDeadlockRetries)} must be between 0 and 100, was {options.MaxDeadlockRetries}.");
         }
 
         GroupCommitRegistration.ValidateTimeout(prefix, nameof(options.CommandTimeout), options.CommandTimeout, TimeSpan.FromMinutes(10));

@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using LstmOrleans.Persistence.Postgres;
 using LstmOrleans.Tests.Shared;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -145,5 +146,217 @@ public sealed class PostgresGrainStorageTests(PostgresServerFixture postgres) : 
         options.TableName = "ok";
         options.MaxBatchSize = 0;
         Assert.Contains("MaxBatchSize must be between 1 and 100000", Assert.Throws<OrleansConfigurationException>(() => new PostgresGrainStorageOptionsValidator(options, "p").ValidateConfiguration()).Message);
+        options.MaxBatchSize = 10;
+        options.MaxDeadlockRetries = -1;
+        Assert.Contains("MaxDeadlockRetries must be between 0 and 100, was -1", Assert.Throws<OrleansConfigurationException>(() => new PostgresGrainStorageOptionsValidator(options, "p").ValidateConfiguration()).Message);
+    }
+
+    private static PostgresException Deadlock() =>
+        new("deadlock detected", "ERROR", "ERROR", PostgresErrorCodes.DeadlockDetected);
+
+    /// <summary>Throws <paramref name="failure"/> from the commits whose 1-based numbers <paramref name="failing"/> accepts.</summary>
+    private sealed class FailingCommits(Func<int, bool> failing, Func<Exception> failure)
+    {
+        private int _commits;
+
+        public int Commits => Volatile.Read(ref _commits);
+
+        public ValueTask BeforeCommit(int batchSize) =>
+            failing(Interlocked.Increment(ref _commits)) ? throw failure() : ValueTask.CompletedTask;
+    }
+
+    [PostgresFact]
+    public async Task BatchRolledBackByADeadlockIsRunAgainAndAppliesOnce()
+    {
+        var faults = new FailingCommits(n => n == 2, Deadlock);
+        var table = NewLocation();
+        var retriesMeasured = 0L;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument is { Meter.Name: "LstmOrleans.Storage", Name: "lstmorleans.storage.commit_retries" }) l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
+        {
+            foreach (var tag in tags)
+            {
+                if (tag is { Key: "lstmorleans.storage.store", Value: "postgres" }) Interlocked.Add(ref retriesMeasured, value);
+            }
+        });
+        listener.Start();
+        await using var storage = await OpenAsync(o => o.OnBeforeCommit = faults.BeforeCommit, table: table);
+        var grainId = NewGrainId();
+        var state = new GrainState<SensorTestState>(Sample(1));
+        await storage.WriteStateAsync(StateName, grainId, state);
+        Assert.Equal("1", state.ETag);
+
+        // Commit 2 is rolled back as a deadlock; commit 3 is the same batch again. The guarded update applies once:
+        // version 2, not a conflict (the first attempt changed nothing) and not 3.
+        state.State = Sample(2);
+        await storage.WriteStateAsync(StateName, grainId, state);
+        Assert.Equal("2", state.ETag);
+        Assert.Equal(3, faults.Commits);
+        Assert.Equal(1, storage.RetriedBatches);
+        Assert.Equal(1, Interlocked.Read(ref retriesMeasured));
+        Assert.Equal(0, storage.FailedBatches);
+        var stored = await ReadAsync(storage, grainId);
+        Assert.Equal("2", stored.ETag);
+        GrainStorageDurabilityTests.AssertSameState(Sample(2), stored.State);
+    }
+
+    [PostgresFact]
+    public async Task DeadlockRetriesAreBoundedThenEveryCallerGetsTheErrorAndNothingChanges()
+    {
+        var faults = new FailingCommits(n => n >= 2, Deadlock);
+        await using var storage = await OpenAsync(o => { o.OnBeforeCommit = faults.BeforeCommit; o.MaxDeadlockRetries = 2; }, table: NewLocation());
+        var grainId = NewGrainId();
+        var state = new GrainState<SensorTestState>(Sample(1));
+        await storage.WriteStateAsync(StateName, grainId, state);
+
+        state.State = Sample(2);
+        var failure = await Assert.ThrowsAsync<OrleansException>(() => storage.WriteStateAsync(StateName, grainId, state));
+        Assert.Equal(PostgresErrorCodes.DeadlockDetected, Assert.IsType<PostgresException>(failure.InnerException).SqlState);
+        Assert.Contains("none of them was applied", failure.Message);
+        Assert.Equal(1 + 3, faults.Commits); // the first write, then one attempt and two retries
+        Assert.Equal(2, storage.RetriedBatches);
+        Assert.Equal(1, storage.FailedBatches);
+        Assert.Equal("1", state.ETag);
+        var stored = await ReadAsync(storage, grainId);
+        Assert.Equal("1", stored.ETag);
+        GrainStorageDurabilityTests.AssertSameState(Sample(1), stored.State);
+    }
+
+    [PostgresFact]
+    public async Task OtherFailuresAreNotRetried()
+    {
+        var faults = new FailingCommits(n => n == 1, () => new PostgresException("duplicate key", "ERROR", "ERROR", PostgresErrorCodes.UniqueViolation));
+        await using var storage = await OpenAsync(o => o.OnBeforeCommit = faults.BeforeCommit, table: NewLocation());
+        var state = new GrainState<SensorTestState>(Sample(1));
+        var failure = await Assert.ThrowsAsync<OrleansException>(() => storage.WriteStateAsync(StateName, NewGrainId(), state));
+        Assert.Equal(PostgresErrorCodes.UniqueViolation, Assert.IsType<PostgresException>(failure.InnerException).SqlState);
+        Assert.Equal(1, faults.Commits);
+        Assert.Equal(0, storage.RetriedBatches);
+        Assert.Equal(1, storage.FailedBatches);
+    }
+
+    /// <summary>
+    /// The one deadlock the key-ordered batches allow, made on purpose: silo A writes a stream's core row with a
+    /// companion row, silo B (a duplicate activation of the same stream) writes the companion row and then the core row
+    /// in one batch. A third session holds the core row so both queue on it, A first; when it lets go, A holds the core
+    /// row and waits for the companion row, B holds the companion row and waits for the core row, and PostgreSQL aborts
+    /// one of them. The aborted batch runs again and meets the winner's new versions: its callers get the ordinary
+    /// etag conflict, nobody gets the deadlock, and the rows hold exactly the winner's writes.
+    /// </summary>
+    [PostgresFact]
+    public async Task RealDeadlockBetweenTwoSilosEndsInOneWinnerAndEtagConflictsNotErrors()
+    {
+        const string Core = "b-core", Companion = "a-companion"; // B's batch is sorted by state name: companion first
+        var table = NewLocation();
+        var grainId = NewGrainId();
+        var bFirstCommit = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var bHeld = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var bCommits = 0;
+        await using var a = await OpenAsync(table: table);
+        await using var b = await OpenAsync(o => o.OnBeforeCommit = async _ =>
+        {
+            if (Interlocked.Increment(ref bCommits) == 1)
+            {
+                bFirstCommit.TrySetResult();
+                await bHeld.Task;
+            }
+        }, table: table);
+
+        // Both rows at version 1, written by A; B reads them as a second activation would.
+        var aCore = new GrainState<SensorTestState>(Sample(1));
+        await a.WriteStateWithCompanionsAsync(Core, grainId, aCore, [KeyValuePair.Create(Companion, Sample(10, "a"))]);
+        var bCore = new GrainState<SensorTestState>(new SensorTestState());
+        var bCompanion = new GrainState<SensorTestState>(new SensorTestState());
+        await b.ReadStateAsync(Core, grainId, bCore);
+        await b.ReadStateAsync(Companion, grainId, bCompanion);
+        Assert.Equal(("1", "1"), (bCore.ETag, bCompanion.ETag));
+
+        await using var holder = new NpgsqlConnection(postgres.ConnectionString);
+        await holder.OpenAsync();
+        await using var hold = await holder.BeginTransactionAsync();
+        await using (var lockCore = new NpgsqlCommand($"SELECT 1 FROM {table} WHERE state_name = '{Core}' FOR UPDATE", holder, hold))
+        {
+            Assert.Equal(1, await lockCore.ExecuteScalarAsync());
+        }
+
+        // A queues on the core row.
+        aCore.State = Sample(2);
+        var aWrite = a.WriteStateWithCompanionsAsync(Core, grainId, aCore, [KeyValuePair.Create(Companion, Sample(20, "a"))]);
+        await WaitForLockWaitersAsync(1);
+
+        // B's two writes go into one batch behind a held unrelated commit, then lock the companion row and queue on
+        // the core row behind A.
+        var opener = b.WriteStateAsync(StateName, NewGrainId(), new GrainState<SensorTestState>(Sample(-1)));
+        await bFirstCommit.Task;
+        bCompanion.State = Sample(30, "b");
+        bCore.State = Sample(3, "b");
+        var bCompanionWrite = b.WriteStateAsync(Companion, grainId, bCompanion);
+        var bCoreWrite = b.WriteStateAsync(Core, grainId, bCore);
+        bHeld.SetResult();
+        await opener;
+        await WaitForLockWaitersAsync(2);
+
+        await hold.CommitAsync();
+        var outcomes = await Task.WhenAll(Outcome(aWrite), Outcome(bCompanionWrite), Outcome(bCoreWrite));
+
+        Assert.Equal(1, a.RetriedBatches + b.RetriedBatches); // exactly one side was chosen as the deadlock victim
+        Assert.Equal(0, a.FailedBatches + b.FailedBatches);
+        var storedCore = await ReadAsync(a, Core, grainId);
+        var storedCompanion = await ReadAsync(a, Companion, grainId);
+        Assert.Equal(("2", "2"), (storedCore.ETag, storedCompanion.ETag));
+        if (outcomes[0] is null)
+        {
+            // A won: its core and companion; both of B's writes met A's versions.
+            Assert.IsType<InconsistentStateException>(outcomes[1]);
+            Assert.IsType<InconsistentStateException>(outcomes[2]);
+            GrainStorageDurabilityTests.AssertSameState(Sample(2), storedCore.State);
+            GrainStorageDurabilityTests.AssertSameState(Sample(20, "a"), storedCompanion.State);
+        }
+        else
+        {
+            // B won: both its rows; A's guarded write met B's core version, so its companion was not written either.
+            Assert.IsType<InconsistentStateException>(outcomes[0]);
+            Assert.Null(outcomes[1]);
+            Assert.Null(outcomes[2]);
+            GrainStorageDurabilityTests.AssertSameState(Sample(3, "b"), storedCore.State);
+            GrainStorageDurabilityTests.AssertSameState(Sample(30, "b"), storedCompanion.State);
+        }
+
+        static async Task<Exception?> Outcome(Task write)
+        {
+            try
+            {
+                await write;
+                return null;
+            }
+            catch (Exception e)
+            {
+                return e;
+            }
+        }
+
+        async Task WaitForLockWaitersAsync(int count)
+        {
+            await using var probe = new NpgsqlConnection(postgres.ConnectionString);
+            await probe.OpenAsync();
+            await using var query = new NpgsqlCommand("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'", probe);
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+            while ((long)(await query.ExecuteScalarAsync())! < count)
+            {
+                Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {count} session(s) to wait on a row lock");
+                await Task.Delay(20);
+            }
+        }
+    }
+
+    private static async Task<GrainState<SensorTestState>> ReadAsync(IGrainStorage storage, string stateName, GrainId grainId)
+    {
+        var state = new GrainState<SensorTestState>(new SensorTestState());
+        await storage.ReadStateAsync(stateName, grainId, state);
+        return state;
     }
 }
