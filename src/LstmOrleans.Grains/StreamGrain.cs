@@ -132,7 +132,7 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
             }
             else
             {
-                // The common step (no chunk closed, 31 in 32 with the default chunk size): the core alone, awaited
+                // The common step (no chunk closed, 63 in 64 with the default chunk size): the core alone, awaited
                 // here rather than through CommitAsync and WriteAsync, whose two extra async frames were two more
                 // state-machine boxes and completions per durable value.
                 s.PersistPendingClosed = false;

@@ -54,7 +54,7 @@ public sealed class DemoAndConfigTests
             using var process = new System.Diagnostics.Process
             {
                 StartInfo = Binaries.Dotnet(Binaries.SiloDll, ["--Storage:Provider=floppy", "--Storage:SqliteSynchronous=sometimes", "--Storage:SqliteWalCheckpointPages=5", "--Cluster:SiloPort=70000", "--Telemetry:OtlpEndpoint=not-a-url",
-                    "--Dashboard:Enabled=true", "--Dashboard:Path=/models", "--Dashboard:Urls=http://127.0.0.1"], folder),
+                    "--Dashboard:Enabled=true", "--Dashboard:Path=/models", "--Dashboard:Urls=http://127.0.0.1", "--Streams:PersistEverySteps=0"], folder),
             };
             process.Start();
             var stderr = process.StandardError.ReadToEndAsync();
@@ -69,6 +69,7 @@ public sealed class DemoAndConfigTests
             Assert.Contains("Telemetry:OtlpEndpoint must be an absolute http(s) URL", message);
             Assert.Contains("Dashboard:Path must not shadow the HTTP API", message);
             Assert.Contains("Dashboard:Urls must be ';'-separated http(s) URLs with an explicit port", message);
+            Assert.Contains("Streams:PersistEverySteps must be at least 1.", message);
         }
         finally
         {

@@ -131,9 +131,9 @@ public sealed class StorageFaultTests(SqliteFaultCluster fixture) : IClassFixtur
     {
         var stream = Client.GetGrain<IStreamGrain>("faulty-chunk-close");
         await stream.BindAsync(SqliteFaultCluster.Model);
-        const int chunk = 32;                                                  // StreamGrainOptions.HistoryChunkSize's default
+        int chunk = new StreamGrainOptions().HistoryChunkSize;                 // the default, which this silo uses
         for (int seq = 1; seq <= 2 * chunk; seq += 16)
-            await stream.IngestBatchAsync(Enumerable.Range(seq, 16).Select(i => Signals.Obs(2, i)).ToArray());   // closed 0..31, tail 32..63 (full)
+            await stream.IngestBatchAsync(Enumerable.Range(seq, 16).Select(i => Signals.Obs(2, i)).ToArray());   // closed chunk 0, tail = chunk 1 (full)
         var before = await FullState(stream);
         var grainId = stream.GetGrainId();
         async Task<bool> SecondChunkStoredAsync()

@@ -93,7 +93,20 @@ public static class SiloHostingExtensions
         // Stream grains, model grains and the per-silo weights cache.
         // The weights cache renews its push subscriptions and catches up on missed versions every RefreshInterval;
         // 5 s (instead of 30 s) bounds how long a silo can lag behind a rollout or rollback.
-        silo.AddLstmOrleans(configureCache: o => o.RefreshInterval = TimeSpan.FromSeconds(5));
+        var streams = settings.Streams;
+        silo.AddLstmOrleans(
+            configureStreams: o =>
+            {
+                o.PersistEverySteps = streams.PersistEverySteps;
+                o.PersistInterval = streams.PersistInterval;
+                o.HistoryCapacity = streams.HistoryCapacity;
+                o.HistoryChunkSize = streams.HistoryChunkSize;
+                o.MaxBatchSize = streams.MaxBatchSize;
+                o.IntervalZ = streams.IntervalZ;
+                o.ErrorSmoothing = streams.ErrorSmoothing;
+                o.OffloadMultiplyAdds = streams.OffloadMultiplyAdds;
+            },
+            configureCache: o => o.RefreshInterval = TimeSpan.FromSeconds(5));
         // Training grains (scheduled by reminders) and stream-to-registry reporting.
         silo.AddLstmOrleansTraining();
         // Orleans-streams ingestion path (implicit subscriptions of the stream grains). Memory streams carry

@@ -1,4 +1,5 @@
 using System.Net;
+using LstmOrleans.Grains;
 using Microsoft.Extensions.Configuration;
 using SqliteOptions = LstmOrleans.Persistence.Sqlite.SqliteGrainStorageOptions;
 
@@ -20,6 +21,9 @@ public sealed class SiloSettings
     public MembershipSettings Membership { get; set; } = new();
     public DashboardSettings Dashboard { get; set; } = new();
     public TlsSettings Tls { get; set; } = new();
+
+    /// <summary>How every stream grain of this silo behaves: durability, history, batches, intervals (section <c>Streams</c>).</summary>
+    public StreamGrainOptions Streams { get; set; } = new();
 
     /// <summary>Binds and validates; throws <see cref="SiloConfigurationException"/> listing every bad value.</summary>
     public static SiloSettings Load(IConfiguration configuration)
@@ -53,6 +57,8 @@ public sealed class SiloSettings
         var tlsErrors = new List<string>();
         Tls.Validate(tlsErrors);
         errors.AddRange(tlsErrors);
+        if (new StreamGrainOptionsValidator().Validate(null, Streams) is { Failed: true, Failures: { } streamErrors })
+            errors.AddRange(streamErrors.Select(e => $"Streams:{e}"));
         var needsRedis = Cluster.Clustering == ClusterSettings.Redis || Storage.Provider == StorageSettings.Redis
             || Reminders.Provider == RemindersSettings.Redis;
         if (needsRedis && string.IsNullOrWhiteSpace(ConnectionStrings.Redis))

@@ -1,0 +1,76 @@
+using LstmOrleans.Grains;
+using LstmOrleans.Silo.Hosting;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using Xunit;
+
+namespace LstmOrleans.Client.Tests;
+
+/// <summary>
+/// The silo host's <c>Streams</c> section reaches every stream grain's <see cref="StreamGrainOptions"/>, and bad values
+/// stop the silo with the same list of errors as every other setting. Builds the host without starting it.
+/// </summary>
+public sealed class StreamSettingsTests
+{
+    private static SiloSettings Load(Dictionary<string, string?> values) =>
+        SiloSettings.Load(new ConfigurationBuilder().AddInMemoryCollection(values).Build());
+
+    private static StreamGrainOptions OptionsOfHostBuiltWith(SiloSettings settings)
+    {
+        settings.Storage.Provider = StorageSettings.Memory;
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.UseOrleans(silo => silo.UseLstmOrleansSilo(settings));
+        using var host = builder.Build();
+        return host.Services.GetRequiredService<IOptions<StreamGrainOptions>>().Value;
+    }
+
+    [Fact]
+    public void Every_stream_setting_reaches_the_grains_options()
+    {
+        // Each value differs from its default, so a setting that is not passed on fails its assertion.
+        var options = OptionsOfHostBuiltWith(Load(new()
+        {
+            ["Streams:PersistEverySteps"] = "5",
+            ["Streams:PersistInterval"] = "00:00:02",
+            ["Streams:HistoryCapacity"] = "100",
+            ["Streams:HistoryChunkSize"] = "10",
+            ["Streams:MaxBatchSize"] = "77",
+            ["Streams:IntervalZ"] = "2.5",
+            ["Streams:ErrorSmoothing"] = "0.2",
+            ["Streams:OffloadMultiplyAdds"] = "12345",
+        }));
+        var defaults = new StreamGrainOptions();
+        Assert.Equal((5, TimeSpan.FromSeconds(2), 100, 10, 77), (options.PersistEverySteps, options.PersistInterval, options.HistoryCapacity, options.HistoryChunkSize, options.MaxBatchSize));
+        Assert.Equal((2.5, 0.2, 12345L), (options.IntervalZ, options.ErrorSmoothing, options.OffloadMultiplyAdds));
+        Assert.NotEqual((defaults.PersistEverySteps, defaults.PersistInterval, defaults.HistoryCapacity, defaults.HistoryChunkSize, defaults.MaxBatchSize),
+            (options.PersistEverySteps, options.PersistInterval, options.HistoryCapacity, options.HistoryChunkSize, options.MaxBatchSize));
+    }
+
+    [Fact]
+    public void Without_a_streams_section_the_grains_get_the_defaults()
+    {
+        var options = OptionsOfHostBuiltWith(Load([]));
+        var defaults = new StreamGrainOptions();
+        Assert.Equal(1, options.PersistEverySteps); // acknowledged means durable unless configured otherwise
+        Assert.Equal((defaults.PersistInterval, defaults.HistoryCapacity, defaults.HistoryChunkSize, defaults.MaxBatchSize, defaults.IntervalZ, defaults.ErrorSmoothing, defaults.OffloadMultiplyAdds),
+            (options.PersistInterval, options.HistoryCapacity, options.HistoryChunkSize, options.MaxBatchSize, options.IntervalZ, options.ErrorSmoothing, options.OffloadMultiplyAdds));
+    }
+
+    [Fact]
+    public void Bad_stream_settings_are_listed_with_their_keys()
+    {
+        var failure = Assert.Throws<SiloConfigurationException>(() => Load(new()
+        {
+            ["Streams:PersistEverySteps"] = "0",
+            ["Streams:HistoryChunkSize"] = "5000",
+            ["Streams:ErrorSmoothing"] = "1.5",
+            ["Cluster:SiloPort"] = "70000",
+        }));
+        Assert.Contains("Streams:PersistEverySteps must be at least 1.", failure.Errors);
+        Assert.Contains("Streams:HistoryChunkSize must be between 1 and 4096.", failure.Errors);
+        Assert.Contains("Streams:ErrorSmoothing must be in (0, 1].", failure.Errors);
+        Assert.Contains(failure.Errors, e => e.StartsWith("Cluster:SiloPort", StringComparison.Ordinal));
+    }
+}
