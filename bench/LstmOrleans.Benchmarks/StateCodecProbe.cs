@@ -136,7 +136,7 @@ internal static class StateCodecProbe
     }
 
     /// <summary>Thread CPU time per call (excludes time descheduled on a shared machine), wall time beside it.</summary>
-    private static void Time(string label, int iterations, Action action)
+    internal static void Time(string label, int iterations, Action action)
     {
         for (int i = 0; i < 1000; i++) action();
         long allocated = GC.GetAllocatedBytesForCurrentThread();
