@@ -90,14 +90,19 @@ internal static class BenchCommand
             Description = "GC gen0 budget of this (the load generator's) process in MiB, so its own collections rarely pause the calls it times: the bench re-runs itself with DOTNET_GCgen0size set (the silo is not affected). 0: the runtime's default. Ignored when DOTNET_GCgen0size is already set.",
             DefaultValueFactory = _ => BenchClientGc.DefaultGen0MiB,
         };
-        var json = new Option<bool>("--json") { Description = "Write the results as JSON to stdout (progress goes to stderr)." };
+        var connections = new Option<int>("--connections")
+        {
+            Description = "TCP connections from the bench's client to the gateway (Orleans' ConnectionOptions.ConnectionsPerEndpoint). More than one spreads the silo's receive work over several connection loops, as several clients would.",
+            DefaultValueFactory = _ => 1,
+        };
+                var json = new Option<bool>("--json") { Description = "Write the results as JSON to stdout (progress goes to stderr)." };
         var verbose = new Option<bool>("--verbose") { Description = "Echo the silo process's log to stderr." };
 
         var command = new Command("bench", "Benchmark: no-op grain call ceiling, then single and batch ingest per store (observations/s, p50/p99/p99.9 latency, silo memory).")
         {
             stores, redis, postgres, cluster, clusterId, serviceId, streams, concurrency, batch, hidden, layers, duration, warmup, rate,
             rateFraction, rateModel,
-            tests, rounds, history, persistEvery, orleansSerializer, reportEvery, scaleBase, scaleSample, scaleRounds, idle, scaleFault, siloGc, sqliteSynchronous, siloEnv, pacerBurst, pacerSend, clientGen0, json, verbose,
+            tests, rounds, history, persistEvery, orleansSerializer, reportEvery, scaleBase, scaleSample, scaleRounds, idle, scaleFault, siloGc, sqliteSynchronous, siloEnv, pacerBurst, pacerSend, clientGen0, connections, json, verbose,
         };
         command.Subcommands.Add(BenchSiloHost.Create());
         command.SetAction((result, ct) => CommandSupport.RunAsync(async () =>
@@ -136,6 +141,7 @@ internal static class BenchCommand
                 RateFraction = fraction,
                 PacerSend = ParsePacerSend(result.GetValue(pacerSend)),
                 RateModel = ParseRateModel(result.GetValue(rateModel), fraction is not null),
+                Connections = Positive(result.GetValue(connections), "--connections", 64),
             };
             int gen0MiB = BenchClientGc.ParseGen0MiB(result.GetValue(clientGen0));
             if (BenchClientGc.ShouldRunAgain(gen0MiB, Environment.GetEnvironmentVariable)) return await BenchClientGc.RunAgainAsync(gen0MiB, ct);

@@ -92,6 +92,9 @@ internal sealed record BenchSettings(
     /// </summary>
     public string RateModel { get; init; } = RateModelOpen;
 
+    /// <summary>TCP connections from the bench's client to each gateway (Orleans' ConnectionOptions.ConnectionsPerEndpoint; 1 is Orleans' default).</summary>
+    public int Connections { get; init; } = 1;
+
     /// <summary>Open loop: a fixed offered rate (<see cref="FixedRatePacer"/>).</summary>
     public const string RateModelOpen = "open";
     /// <summary>Closed loop: fewer callers, each with one call in flight.</summary>

@@ -22,7 +22,7 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
         PhaseResult? baseline = null;
         if (settings.Cluster is { } spec)
         {
-            var target = ClusterTarget.Parse(spec, settings.ClusterId, settings.ServiceId, TimeSpan.FromSeconds(30));
+            var target = ClusterTarget.Parse(spec, settings.ClusterId, settings.ServiceId, TimeSpan.FromSeconds(30)) with { ConnectionsPerGateway = settings.Connections };
             await using var connection = await ClusterConnection.ConnectAsync(target, cancellationToken);
             foreach (var streams in settings.Streams)
             {
@@ -75,7 +75,7 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
                 await using (silo)
                 {
                     var target = ClusterTarget.Parse($"127.0.0.1:{silo.GatewayPort}", "lstmorleans-bench",
-                        $"bench-{_runId}-{store}-{streams}", TimeSpan.FromSeconds(60));
+                        $"bench-{_runId}-{store}-{streams}", TimeSpan.FromSeconds(60)) with { ConnectionsPerGateway = settings.Connections };
                     await using var connection = await ClusterConnection.ConnectAsync(target, cancellationToken);
                     if (settings.Tests.Contains(BenchSettings.Scale))
                     {

@@ -44,6 +44,8 @@ internal sealed class ClusterConnection : IAsyncDisposable
             });
             if (target.Tls is { } tls)
                 client.UseTls(o => tls.Configure(o, isSilo: false, ClusterTarget.TlsPrefix));
+            if (target.ConnectionsPerGateway is { } connections)
+                client.Configure<ConnectionOptions>(o => o.ConnectionsPerEndpoint = connections);
             if (target.ResponseTimeout is { } responseTimeout)
                 client.Configure<ClientMessagingOptions>(o => o.ResponseTimeout = responseTimeout);
             if (target.RedisConfiguration is { } redis)
@@ -146,6 +148,9 @@ internal sealed record ClusterTarget(IReadOnlyList<IPEndPoint> Gateways, string?
 
     /// <summary>How long a grain call waits for its answer before failing (Orleans' ClientMessagingOptions.ResponseTimeout; null = Orleans' 30 s default).</summary>
     public TimeSpan? ResponseTimeout { get; init; }
+
+    /// <summary>TCP connections to each gateway (Orleans' ConnectionOptions.ConnectionsPerEndpoint; null = Orleans' default, 1).</summary>
+    public int? ConnectionsPerGateway { get; init; }
 
     public static ClusterTarget Parse(string? spec, string clusterId, string serviceId, TimeSpan connectTimeout)
     {

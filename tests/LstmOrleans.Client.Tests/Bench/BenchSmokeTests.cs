@@ -170,6 +170,7 @@ public sealed class BenchSmokeTests
     [InlineData("--rate", "quarter")]
     [InlineData("--rate-fraction", "2")]
     [InlineData("--pacer-send", "inline")]
+    [InlineData("--connections", "0")]
     public async Task Bench_rejects_a_bad_pacing_or_silo_environment_option(string option, string value)
     {
         var (exit, _, stderr) = await LstmOrleansProcess.RunAsync("bench", "--stores", "memory", option, value, "--duration", "1");
@@ -182,8 +183,10 @@ public sealed class BenchSmokeTests
     {
         using var json = await LstmOrleansProcess.RunJsonAsync(
             "bench", "--stores", "memory", "--streams", "20", "--concurrency", "4", "--hidden", "4",
-            "--duration", "2", "--warmup", "0.2", "--rounds", "4", "--tests", "ratio,reload", "--json");
+            "--duration", "2", "--warmup", "0.2", "--rounds", "4", "--tests", "ratio,reload", "--connections", "2", "--json");
 
+        // Two connections to the gateway (several connection loops on each side) carry the same calls.
+        Assert.Equal(2, json.RootElement.GetProperty("settings").GetProperty("connections").GetInt32());
         var store = Assert.Single(json.RootElement.GetProperty("results").EnumerateArray());
         var ratio = store.GetProperty("ratio");
         Assert.Equal(4, ratio.GetProperty("rounds").GetInt32());
