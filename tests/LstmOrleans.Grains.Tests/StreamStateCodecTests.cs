@@ -517,26 +517,14 @@ public sealed class StreamStateCodecTests
 /// </summary>
 public sealed class StreamStateCodecClusterTests
 {
-    private static async Task<InProcessTestCluster> StartAsync(string serviceId, Action<ISiloBuilder> storage)
-    {
-        var builder = new InProcessTestClusterBuilder(1);
-        builder.Options.ServiceId = serviceId;
-        builder.Options.ClusterId = serviceId + "-cluster";
-        builder.ConfigureSilo((_, silo) =>
+    private static Task<InProcessTestCluster> StartAsync(string serviceId, Action<ISiloBuilder> storage) =>
+        TestSupport.StartSingleSiloAsync(serviceId, serviceId + "-cluster", silo =>
         {
             storage(silo);
             silo.AddLstmOrleans(configureStreams: o => { o.HistoryCapacity = 20; o.HistoryChunkSize = 8; });
         });
-        var cluster = builder.Build();
-        await cluster.DeployAsync();
-        return cluster;
-    }
 
-    private static async Task StopAsync(InProcessTestCluster cluster)
-    {
-        await cluster.StopAllSilosAsync();
-        await cluster.DisposeAsync();
-    }
+    private static Task StopAsync(InProcessTestCluster cluster) => TestSupport.StopAsync(cluster);
 
     /// <summary>The stored core record, read through the silo's own "lstm" storage.</summary>
     private static async Task<StreamState> StoredCoreAsync(InProcessTestCluster cluster, IStreamGrain stream)

@@ -66,6 +66,25 @@ internal sealed class ReferenceStream(ModelConfig config, LstmWeights weights)
 
 internal static class TestSupport
 {
+    /// <summary>Starts a one-silo in-process cluster whose silo <paramref name="configure"/> sets up (storage, stream grains).</summary>
+    public static async Task<Orleans.TestingHost.InProcessTestCluster> StartSingleSiloAsync(string serviceId, string clusterId, Action<Orleans.Hosting.ISiloBuilder> configure)
+    {
+        var builder = new Orleans.TestingHost.InProcessTestClusterBuilder(1);
+        builder.Options.ServiceId = serviceId;
+        builder.Options.ClusterId = clusterId;
+        builder.ConfigureSilo((_, silo) => configure(silo));
+        var cluster = builder.Build();
+        await cluster.DeployAsync();
+        return cluster;
+    }
+
+    /// <summary>Stops every silo of <paramref name="cluster"/> (grains write their state) and disposes it.</summary>
+    public static async Task StopAsync(Orleans.TestingHost.InProcessTestCluster cluster)
+    {
+        await cluster.StopAllSilosAsync();
+        await cluster.DisposeAsync();
+    }
+
     public static readonly DateTimeOffset Start = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
 
     public static ModelConfig SmallConfig(int seed = 7, int inputSize = 2) =>
