@@ -26,18 +26,8 @@ public sealed class ChunkSizeChangeTests : IAsyncLifetime
 
     private static Task StopAsync(InProcessTestCluster cluster) => TestSupport.StopAsync(cluster);
 
-    private static async Task<List<int>> StoredSlotsAsync(InProcessTestCluster cluster, GrainId grainId)
-    {
-        var storage = cluster.Silos[0].ServiceProvider.GetRequiredKeyedService<IGrainStorage>(LstmOrleansNames.StorageName);
-        var slots = new List<int>();
-        for (int slot = 0; slot < 32; slot++)
-        {
-            var record = new GrainState<StreamHistory>();
-            await storage.ReadStateAsync($"history.{slot}", grainId, record);
-            if (record.RecordExists) slots.Add(slot);
-        }
-        return slots;
-    }
+    private static async Task<List<int>> StoredSlotsAsync(InProcessTestCluster cluster, GrainId grainId) =>
+        [.. (await TestSupport.ReadSlotsAsync(cluster.Silos[0].ServiceProvider.GetRequiredKeyedService<IGrainStorage>(LstmOrleansNames.StorageName), grainId)).Keys.Order()];
 
     [Fact]
     public async Task A_stream_keeps_its_chunk_size_until_reset_and_delete_removes_the_old_larger_ring()

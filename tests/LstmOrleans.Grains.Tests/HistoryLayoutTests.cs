@@ -203,14 +203,14 @@ public sealed class FencedHistoryLayoutTests(FencedHistoryLayoutFixture fixture)
             sent.Add(o);
         }
         for (long seq = 1; seq <= 3 * HistoryLayoutFixture.Chunk; seq++) await StepAsync(seq);   // the tail (17..24) is full
-        Assert.Equal([0, 1], (await ReadSlotsAsync(storage, grainId)).Keys.Order());
+        Assert.Equal([0, 1], (await TestSupport.ReadSlotsAsync(storage, grainId)).Keys.Order());
 
         // Step 25 closes chunk 16..23 (sequences 17..24, slot 2), whose record write fails: the step is still acknowledged.
         FaultingGrainStorage.Failing[(grainId, "history.2")] = true;
         try
         {
             await StepAsync(3 * HistoryLayoutFixture.Chunk + 1);
-            Assert.Equal([0, 1], (await ReadSlotsAsync(storage, grainId)).Keys.Order());
+            Assert.Equal([0, 1], (await TestSupport.ReadSlotsAsync(storage, grainId)).Keys.Order());
             var core = new GrainState<StreamState>();
             await storage.ReadStateAsync("stream", grainId, core);
             Assert.True(core.State!.PersistPendingClosed);
@@ -231,7 +231,7 @@ public sealed class FencedHistoryLayoutTests(FencedHistoryLayoutFixture fixture)
 
         // The next write copies it; then the core no longer carries it.
         await StepAsync(3 * HistoryLayoutFixture.Chunk + 2);
-        var slots = await ReadSlotsAsync(storage, grainId);
+        var slots = await TestSupport.ReadSlotsAsync(storage, grainId);
         Assert.Equal([0, 1, 2], slots.Keys.Order());
         Assert.Equal(sent.Skip(2 * HistoryLayoutFixture.Chunk).Take(HistoryLayoutFixture.Chunk).Select(o => o.Sequence),
             slots[2].State!.Closed.Sequences.Take(slots[2].State!.Closed.Count));
@@ -433,18 +433,6 @@ public abstract class HistoryLayoutTests(HistoryLayoutFixture fixture)
     }
 
     /// <summary>The closed-history records stored for a grain, by slot (the slots in use are a prefix; a few past it are probed too).</summary>
-    protected static async Task<Dictionary<int, GrainState<StreamHistory>>> ReadSlotsAsync(IGrainStorage storage, GrainId grainId)
-    {
-        var slots = new Dictionary<int, GrainState<StreamHistory>>();
-        for (int slot = 0; slot < 16; slot++)
-        {
-            var record = new GrainState<StreamHistory>();
-            await storage.ReadStateAsync($"history.{slot}", grainId, record);
-            if (record.RecordExists) slots[slot] = record;
-        }
-        return slots;
-    }
-
     [Fact]
     public async Task A_stale_activation_cannot_overwrite_the_history_record()
     {
@@ -456,7 +444,7 @@ public abstract class HistoryLayoutTests(HistoryLayoutFixture fixture)
         // Two closed chunks (a history record exists) and a full tail: the next step closes the third chunk.
         const int steps = 3 * HistoryLayoutFixture.Chunk;
         for (long seq = 1; seq <= steps; seq++) await stream.IngestAsync(TestSupport.Obs(seq));
-        var historyBefore = await ReadSlotsAsync(storage, grainId);
+        var historyBefore = await TestSupport.ReadSlotsAsync(storage, grainId);
         Assert.Equal(2, historyBefore.Count);
 
         // Another activation of the stream (say on another silo) writes the core behind this activation's back.
@@ -467,7 +455,7 @@ public abstract class HistoryLayoutTests(HistoryLayoutFixture fixture)
         // This activation is now stale: its chunk-closing step fails and the history record is not touched.
         var failure = await Assert.ThrowsAnyAsync<Exception>(() => stream.IngestAsync(TestSupport.Obs(steps + 1, seed: 4)));
         Assert.IsNotType<ObservationRejectedException>(failure);
-        var historyAfter = await ReadSlotsAsync(storage, grainId);
+        var historyAfter = await TestSupport.ReadSlotsAsync(storage, grainId);
         Assert.Equal(historyBefore.Keys.Order(), historyAfter.Keys.Order());
         foreach (var (slot, before) in historyBefore)
         {
@@ -504,7 +492,7 @@ public abstract class HistoryLayoutTests(HistoryLayoutFixture fixture)
         await fixture.Cluster.DeactivateAsync(stream);
 
         // Store the closed history as an earlier build did: every closed observation in one "history" record, no slots.
-        var slots = await ReadSlotsAsync(storage, grainId);
+        var slots = await TestSupport.ReadSlotsAsync(storage, grainId);
         long generation = slots.Values.First().State!.Generation;
         var chunks = slots.Values.Select(r => r.State!.Closed).OrderBy(c => c.StartIndex).ToList();
         Assert.Equal([0L, 8L, 16L], chunks.Select(c => c.StartIndex));
@@ -516,7 +504,7 @@ public abstract class HistoryLayoutTests(HistoryLayoutFixture fixture)
 
         // Reads use it (and change nothing) ...
         await AssertWindowsAsync(stream, sent, reference);
-        Assert.Empty(await ReadSlotsAsync(storage, grainId));
+        Assert.Empty(await TestSupport.ReadSlotsAsync(storage, grainId));
 
         // ... and the next chunk close moves what is retained into slots and removes it.
         for (long seq = sent.Count + 1; seq <= 4 * HistoryLayoutFixture.Chunk + 1; seq++) await SendAsync(seq);
@@ -524,7 +512,7 @@ public abstract class HistoryLayoutTests(HistoryLayoutFixture fixture)
         await storage.ReadStateAsync("history", grainId, old);
         Assert.False(old.RecordExists);
         // Moved: N before the old watermark (24), 4..23, then the new chunk 24..31.
-        Assert.Equal([4L, 8L, 16L, 24L], (await ReadSlotsAsync(storage, grainId)).Values.Select(r => r.State!.Closed.StartIndex).Order());
+        Assert.Equal([4L, 8L, 16L, 24L], (await TestSupport.ReadSlotsAsync(storage, grainId)).Values.Select(r => r.State!.Closed.StartIndex).Order());
         await AssertWindowsAsync(stream, sent, reference);
         await fixture.Cluster.DeactivateAsync(stream);
         await AssertWindowsAsync(stream, sent, reference);
@@ -548,7 +536,7 @@ public abstract class HistoryLayoutTests(HistoryLayoutFixture fixture)
 
         await stream.DeleteAsync();
         var storage = fixture.Cluster.Silos[0].ServiceProvider.GetRequiredKeyedService<IGrainStorage>("inner");
-        Assert.Empty(await ReadSlotsAsync(storage, stream.GetGrainId()));
+        Assert.Empty(await TestSupport.ReadSlotsAsync(storage, stream.GetGrainId()));
         Assert.Empty(await stream.GetHistoryAsync(100));
     }
 }

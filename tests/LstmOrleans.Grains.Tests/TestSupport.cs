@@ -78,6 +78,19 @@ internal static class TestSupport
         return cluster;
     }
 
+    /// <summary>The stored closed-history records of a stream ("history.0" .. "history.15") by slot; missing slots are left out.</summary>
+    public static async Task<Dictionary<int, GrainState<StreamHistory>>> ReadSlotsAsync(Orleans.Storage.IGrainStorage storage, GrainId grainId)
+    {
+        var slots = new Dictionary<int, GrainState<StreamHistory>>();
+        for (int slot = 0; slot < 16; slot++)
+        {
+            var record = new GrainState<StreamHistory>();
+            await storage.ReadStateAsync($"history.{slot}", grainId, record);
+            if (record.RecordExists) slots[slot] = record;
+        }
+        return slots;
+    }
+
     /// <summary>Stops every silo of <paramref name="cluster"/> (grains write their state) and disposes it.</summary>
     public static async Task StopAsync(Orleans.TestingHost.InProcessTestCluster cluster)
     {

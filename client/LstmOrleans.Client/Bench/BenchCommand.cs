@@ -95,7 +95,7 @@ internal static class BenchCommand
             Description = "TCP connections from the bench's client to the gateway (Orleans' ConnectionOptions.ConnectionsPerEndpoint). More than one spreads the silo's receive work over several connection loops, as several clients would.",
             DefaultValueFactory = _ => 1,
         };
-                var json = new Option<bool>("--json") { Description = "Write the results as JSON to stdout (progress goes to stderr)." };
+        var json = new Option<bool>("--json") { Description = "Write the results as JSON to stdout (progress goes to stderr)." };
         var verbose = new Option<bool>("--verbose") { Description = "Echo the silo process's log to stderr." };
 
         var command = new Command("bench", "Benchmark: no-op grain call ceiling, then single and batch ingest per store (observations/s, p50/p99/p99.9 latency, silo memory).")

@@ -48,6 +48,7 @@ public sealed class BenchOptionsTests
     [InlineData("sometimes")]
     public void Sqlite_synchronous_refuses_other_levels(string value) =>
         Assert.Contains("--sqlite-synchronous", Assert.Throws<ArgumentException>(() => BenchCommand.ParseSqliteSynchronous(value)).Message);
+
     [Fact]
     public void Ratio_is_a_test_of_its_own_that_compares_maxima_only()
     {
