@@ -1,4 +1,5 @@
 using LstmOrleans.Abstractions;
+using LstmOrleans.Grains.Storage;
 using LstmOrleans.Grains.Training;
 using LstmOrleans.Persistence.GroupCommit;
 using Microsoft.Extensions.DependencyInjection;
@@ -31,7 +32,16 @@ namespace LstmOrleans.Grains;
 [ImplicitStreamSubscription(LstmOrleansNames.ObservationStreamNamespace)]
 public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscriptionObserver
 {
-    private readonly GrainState<StreamState> _state = new(new StreamState());   // the core record and its ETag
+    private readonly CoreRecord _state = new(new StreamState());   // the core record and its ETag
+
+    /// <summary>The core record's state object: the same one on every read and write, so the memory store can keep its slot on it.</summary>
+    private sealed class CoreRecord(StreamState state) : IGrainState<StreamState>, ILocalMemorySlotCache
+    {
+        [System.Diagnostics.CodeAnalysis.AllowNull] public StreamState State { get; set; } = state;   // null after a read of nothing
+        public string? ETag { get; set; }
+        public bool RecordExists { get; set; }
+        public object? LocalMemorySlot { get; set; }
+    }
     private readonly ModelWeightsCache _cache;
     private readonly StreamGrainOptions _options;
     private readonly ILogger<StreamGrain> _logger;

@@ -606,6 +606,81 @@ public sealed class LocalMemoryGrainStorageTests
         Assert.False(other.RecordExists);
     }
 
+    /// <summary>A state object that lets the store keep its slot on it, as the stream grain's core record does.</summary>
+    private sealed class CachingState(StreamState state) : IGrainState<StreamState>, ILocalMemorySlotCache
+    {
+        [System.Diagnostics.CodeAnalysis.AllowNull] public StreamState State { get; set; } = state;
+        public string? ETag { get; set; }
+        public bool RecordExists { get; set; }
+        public object? LocalMemorySlot { get; set; }
+    }
+
+    private static async Task<GrainState<StreamState>> ReadAsync(LocalMemoryGrainStorage storage, string name, GrainId grain)
+    {
+        var state = new GrainState<StreamState>(new StreamState());
+        await storage.ReadStateAsync(name, grain, state);
+        return state;
+    }
+
+    /// <summary>
+    /// The slot a state object caches is only a shortcut: the ETag rules are checked on it as on a looked-up slot, and
+    /// the same object passed for another grain, another state name or to another store reaches that key's own record.
+    /// </summary>
+    [Fact]
+    public async Task A_cached_slot_keeps_the_etag_rules_and_never_reaches_another_key()
+    {
+        var storage = NewStorage();
+        var core = new CachingState(new StreamState { StepCount = 1 });
+        await storage.WriteStateAsync("stream", Grain, core);
+        var slot = core.LocalMemorySlot;
+        Assert.NotNull(slot);
+        core.State.StepCount = 2;
+        await storage.WriteStateAsync("stream", Grain, core);                 // through the cached slot
+        Assert.Same(slot, core.LocalMemorySlot);
+        Assert.Equal(2, (await ReadAsync(storage, "stream", Grain)).State!.StepCount);
+
+        // Another writer with the current ETag moves the record on: the cached path sees the version change and conflicts.
+        var other = await ReadAsync(storage, "stream", Grain);
+        other.State!.StepCount = 3;
+        await storage.WriteStateAsync("stream", Grain, other);
+        core.State.StepCount = 99;
+        await Assert.ThrowsAsync<InconsistentStateException>(() => storage.WriteStateAsync("stream", Grain, core));
+        await Assert.ThrowsAsync<InconsistentStateException>(() => storage.ClearStateAsync("stream", Grain, core));
+        Assert.Equal(3, (await ReadAsync(storage, "stream", Grain)).State!.StepCount);
+
+        // A read through the cached slot brings the object up to date; then its write applies.
+        await storage.ReadStateAsync("stream", Grain, core);
+        Assert.Equal(3, core.State.StepCount);
+        core.State.StepCount = 4;
+        await storage.WriteStateAsync("stream", Grain, core);
+        Assert.Equal(4, (await ReadAsync(storage, "stream", Grain)).State!.StepCount);
+
+        // The same object for another grain and for another state name: each its own record, the first one untouched.
+        var otherGrain = GrainId.Create("stream", "etag-test-2");
+        var reused = new CachingState(new StreamState { StepCount = 50 }) { LocalMemorySlot = core.LocalMemorySlot };
+        await storage.WriteStateAsync("stream", otherGrain, reused);
+        reused.State.StepCount = 60;
+        reused.ETag = null;
+        await storage.WriteStateAsync("history", Grain, reused);
+        Assert.Equal(4, (await ReadAsync(storage, "stream", Grain)).State!.StepCount);
+        Assert.Equal(50, (await ReadAsync(storage, "stream", otherGrain)).State!.StepCount);
+        Assert.Equal(60, (await ReadAsync(storage, "history", Grain)).State!.StepCount);
+
+        // Another store: its own record, created fresh (no ETag needed), the first store's left alone.
+        var second = NewStorage();
+        var carried = new CachingState(new StreamState { StepCount = 70 }) { LocalMemorySlot = core.LocalMemorySlot };
+        await second.WriteStateAsync("stream", Grain, carried);
+        Assert.Equal(70, (await ReadAsync(second, "stream", Grain)).State!.StepCount);
+        Assert.Equal(4, (await ReadAsync(storage, "stream", Grain)).State!.StepCount);
+        Assert.NotSame(core.LocalMemorySlot, carried.LocalMemorySlot);
+
+        // A clear through the cached slot leaves the versioned tombstone: a creator without an ETag still conflicts.
+        await storage.ClearStateAsync("stream", Grain, core);
+        Assert.False((await ReadAsync(storage, "stream", Grain)).RecordExists);
+        core.ETag = null;
+        await Assert.ThrowsAsync<InconsistentStateException>(() => storage.WriteStateAsync("stream", Grain, core));
+    }
+
     /// <summary>Companion records are written with their guarded write, whatever is stored under them, or not at all.</summary>
     [Fact]
     public async Task Companions_are_written_with_their_guarded_write_or_not_at_all()

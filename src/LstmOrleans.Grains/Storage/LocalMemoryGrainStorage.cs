@@ -47,11 +47,16 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage, ICompanionW
 
     /// <summary>
     /// One key: the stored version's bytes (Buffer[..Length]) and its version; Version 0 means never stored, Exists
-    /// false with a positive version is a tombstone. Guarded by Gate; buffers are only ever read or overwritten under it.
+    /// false with a positive version is a tombstone. Guarded by its own monitor (the object header sits in the same cache
+    /// line as the fields, where a separate lock object would be one more load that misses); buffers are only ever read
+    /// or overwritten under it. Slots are never removed, so one handed to a <see cref="ILocalMemorySlotCache"/> stays
+    /// the key's slot for the life of the store.
     /// </summary>
-    private sealed class Slot
+    private sealed class Slot(LocalMemoryGrainStorage owner, string stateName, GrainId grainId)
     {
-        public readonly Lock Gate = new();
+        public readonly LocalMemoryGrainStorage Owner = owner;
+        public readonly string StateName = stateName;
+        public readonly GrainId GrainId = grainId;
         public long Version;
         public bool Exists;
         public byte[] Buffer = [];
@@ -65,7 +70,7 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage, ICompanionW
         {
             int count = 0;
             foreach (var (_, slot) in _slots)
-                lock (slot.Gate)
+                lock (slot)
                     if (slot.Version > 0) count++;
             return count;
         }
@@ -73,13 +78,15 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage, ICompanionW
 
     public Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
-        if (!_slots.TryGetValue((stateName, grainId), out var slot))
+        var slot = CachedSlot(grainState, stateName, grainId);
+        if (slot is null && _slots.TryGetValue((stateName, grainId), out slot)) Remember(grainState, slot);
+        if (slot is null)
         {
             grainState.ETag = null;
             grainState.RecordExists = false;
             return Task.CompletedTask;
         }
-        lock (slot.Gate)
+        lock (slot)
         {
             grainState.ETag = slot.Version == 0 ? null : EtagFormat.Format(slot.Version);
             grainState.RecordExists = slot.Exists;
@@ -104,7 +111,7 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage, ICompanionW
         }
         else payload = _serializer.Serialize(grainState.State).ToMemory().Span;
 
-        long version = Store(nameof(WriteStateAsync), stateName, grainId, grainState.ETag, payload, exists: true);
+        long version = Store(nameof(WriteStateAsync), stateName, grainId, grainState, payload, exists: true);
         grainState.ETag = EtagFormat.Format(version);
         grainState.RecordExists = true;
         return Task.CompletedTask;
@@ -130,14 +137,14 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage, ICompanionW
             ends[i + 1] = scratch.WrittenCount;
         }
         var written = scratch.WrittenSpan;
-        long version = Store(nameof(WriteStateWithCompanionsAsync), stateName, grainId, grainState.ETag, written[..ends[0]], exists: true,
+        long version = Store(nameof(WriteStateWithCompanionsAsync), stateName, grainId, grainState, written[..ends[0]], exists: true,
             applyWithinLock: () =>
             {
                 var bytes = scratch.WrittenSpan;
                 for (int i = 0; i < companions.Count; i++)
                 {
-                    var slot = _slots.GetOrAdd((companions[i].Key, grainId), static _ => new Slot());
-                    lock (slot.Gate) Install(slot, bytes[ends[i]..ends[i + 1]], exists: true);
+                    var slot = _slots.GetOrAdd((companions[i].Key, grainId), NewSlot, this);
+                    lock (slot) Install(slot, bytes[ends[i]..ends[i + 1]], exists: true);
                 }
             });
         grainState.ETag = EtagFormat.Format(version);
@@ -153,20 +160,26 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage, ICompanionW
 
     public Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
-        long version = Store(nameof(ClearStateAsync), stateName, grainId, grainState.ETag, [], exists: false);
+        long version = Store(nameof(ClearStateAsync), stateName, grainId, grainState, [], exists: false);
         grainState.ETag = EtagFormat.Format(version);
         grainState.RecordExists = false;
         return Task.CompletedTask;
     }
 
     /// <summary>Installs the next version if the stored one is the one <paramref name="etag"/> names; returns the new version.</summary>
-    private long Store(string operation, string stateName, GrainId grainId, string? etag, ReadOnlySpan<byte> payload, bool exists, Action? applyWithinLock = null)
+    private long Store<T>(string operation, string stateName, GrainId grainId, IGrainState<T> grainState, ReadOnlySpan<byte> payload, bool exists, Action? applyWithinLock = null)
     {
+        string? etag = grainState.ETag;
         long expected = ParseETag(etag);
         if (expected < 0) throw Conflict(operation, stateName, grainId, _slots.TryGetValue((stateName, grainId), out var s) ? CurrentETag(s) : null, etag);
-        var slot = expected == 0 ? _slots.GetOrAdd((stateName, grainId), static _ => new Slot()) : _slots.GetValueOrDefault((stateName, grainId));
-        if (slot is null) throw Conflict(operation, stateName, grainId, null, etag);
-        lock (slot.Gate)
+        var slot = CachedSlot(grainState, stateName, grainId);
+        if (slot is null)
+        {
+            slot = expected == 0 ? _slots.GetOrAdd((stateName, grainId), NewSlot, this) : _slots.GetValueOrDefault((stateName, grainId));
+            if (slot is null) throw Conflict(operation, stateName, grainId, null, etag);
+            Remember(grainState, slot);
+        }
+        lock (slot)
         {
             if (slot.Version != expected) throw Conflict(operation, stateName, grainId, slot.Version == 0 ? null : EtagFormat.Format(slot.Version), etag);
             applyWithinLock?.Invoke();
@@ -195,9 +208,27 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage, ICompanionW
         return ++slot.Version;
     }
 
+    private static readonly Func<(string StateName, GrainId GrainId), LocalMemoryGrainStorage, Slot> NewSlot =
+        static (key, owner) => new Slot(owner, key.StateName, key.GrainId);
+
+    /// <summary>
+    /// The slot a <see cref="ILocalMemorySlotCache"/> state object holds, when it is this store's slot of exactly this
+    /// key (a state object passed for another key or to another store is looked up as usual); otherwise null.
+    /// </summary>
+    private Slot? CachedSlot(object grainState, string stateName, GrainId grainId) =>
+        grainState is ILocalMemorySlotCache { LocalMemorySlot: Slot slot }
+        && ReferenceEquals(slot.Owner, this) && slot.StateName == stateName && slot.GrainId.Equals(grainId)
+            ? slot
+            : null;
+
+    private static void Remember(object grainState, Slot slot)
+    {
+        if (grainState is ILocalMemorySlotCache cache) cache.LocalMemorySlot = slot;
+    }
+
     private static string? CurrentETag(Slot slot)
     {
-        lock (slot.Gate) return slot.Version == 0 ? null : EtagFormat.Format(slot.Version);
+        lock (slot) return slot.Version == 0 ? null : EtagFormat.Format(slot.Version);
     }
 
     /// <summary>0 for no ETag (nothing stored), the version for one of ours, -1 for anything else (can never match).</summary>
