@@ -128,8 +128,8 @@ public sealed class LatestAnswerTests
 
     /// <summary>
     /// The record of a fixed state, as the build before the in-place answer buffers wrote it (hex captured from that
-    /// build's <see cref="StreamStateCodec.ToArray"/>, format version 1). It still reads to the same state, which this
-    /// build writes as version 2.
+    /// build's <see cref="StreamStateCodec.ToArray"/>, format version 1), and as the next one wrote it (version 2). Both
+    /// still read to the same state, which this build writes as version 3.
     /// </summary>
     [Fact]
     public void The_record_bytes_are_those_of_the_previous_build()
@@ -150,7 +150,7 @@ public sealed class LatestAnswerTests
             "000000010200000000000000010000000200000007000000000000000000000000000000020000008098F234A349DE080000000000000000020000000000104100000000" +
             "020000009A99993E000000000103000000732F3107000000000000008000B796AB49DE083C00020000000000C03F00002040020000000000803F0000004002000000" +
             "0000004000004040020000000000803E0000003F020000000400000000000000030000000000000001000000BF030000000000000000050000000000000048847723";
-        // Version 2 of the same state, captured from this build: the tail's arrays (length 2, one entry in use) hold
+        // Version 2 of the same state, captured from the build that wrote it: the tail's arrays (length 2, one entry in use) hold
         // only that entry, and the state ends with the "no pending chunk carried" byte.
         const string ExpectedV2 =
             "FF4C53010200000086010000010000006D030000000000000001000000020000000100000004000000020000000000003F0000A0BF02000000000000400000003E" +
@@ -159,11 +159,20 @@ public sealed class LatestAnswerTests
             "0000000000010200000000000000010000000200000001000000070000000000000002000000010000008098F234A349DE08020000000100000000001041020000" +
             "00010000009A99993E0103000000732F3107000000000000008000B796AB49DE083C00020000000000C03F00002040020000000000803F00000040020000000000" +
             "004000004040020000000000803E0000003F020000000400000000000000030000000000000001000000BF0300000000000000000500000000000000008182D4BB";
-        Assert.Equal(ExpectedV2, Convert.ToHexString(StreamStateCodec.ToArray(s)));
+        // Version 3, captured from this build: the tail's sequence numbers and timestamps are integer columns with an
+        // encoding byte (one entry: raw).
+        const string ExpectedV3 =
+            "FF4C53010300000088010000010000006D030000000000000001000000020000000100000004000000020000000000003F0000A0BF0200000000000040000000" +
+            "3E0107000000000000008000B796AB49DE083C000500000000000000050000000000000001000000000000000000F83F01000000000000000000E83F02000000" +
+            "000000000000D03F000000000000E03F0200000004000000000000000300000000000000040000000000803F0000004000004040000080400100000000000000" +
+            "02000000000000000102000000000000000100000002000000010000000007000000000000000200000001000000008098F234A349DE08020000000100000000" +
+            "00104102000000010000009A99993E0103000000732F3107000000000000008000B796AB49DE083C00020000000000C03F00002040020000000000803F000000" +
+            "40020000000000004000004040020000000000803E0000003F020000000400000000000000030000000000000001000000BF0300000000000000000500000000" +
+            "000000008A6F50B0";
+        Assert.Equal(ExpectedV3, Convert.ToHexString(StreamStateCodec.ToArray(s)));
 
-        // The version-1 record reads to the same state: written again, it is the version-2 record of s.
-        var fromV1 = StreamStateCodec.Read<StreamState>(Convert.FromHexString(Expected));
-        Assert.Equal(ExpectedV2, Convert.ToHexString(StreamStateCodec.ToArray(fromV1)));
-        Assert.Equal(ExpectedV2, Convert.ToHexString(StreamStateCodec.ToArray(StreamStateCodec.Read<StreamState>(Convert.FromHexString(ExpectedV2)))));
+        // The version-1 and version-2 records read to the same state: written again, each is the version-3 record of s.
+        foreach (var old in new[] { Expected, ExpectedV2, ExpectedV3 })
+            Assert.Equal(ExpectedV3, Convert.ToHexString(StreamStateCodec.ToArray(StreamStateCodec.Read<StreamState>(Convert.FromHexString(old)))));
     }
 }

@@ -252,17 +252,133 @@ public sealed class StreamStateCodecTests
     {
         var chunk = Sample(capacity: 4, tailCount: 2).Tail;
         var bytes = StreamStateCodec.ToArray(chunk);
-        // Layout: header (12), StartIndex (8), Count (4), then Sequences: length (4) at 24, in use (4) at 28.
+        // Layout: header (12), StartIndex (8), Count (4), then Sequences: length (4) at 24, in use (4) at 28, the
+        // encoding byte at 32 (random sequence numbers: raw), two i64; Ticks the same from 49; Values: length at 74.
         Assert.Equal(4, System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(24)));
         Assert.Equal(2, System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(28)));
-        foreach (var (offset, value) in new[] { (28, 5), (24, int.MaxValue / 2), (28, -1) })
+        Assert.Equal(0, bytes[32]);
+        Assert.Equal(4, System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(74)));
+        Assert.Equal(2, System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(78)));
+        foreach (var (offset, value, message) in new[]
+        {
+            (28, 5, "integer column"), (24, int.MaxValue / 2, "integer column"), (28, -1, "integer column"),
+            (78, 5, "chunk array"), (74, int.MaxValue / 2, "chunk array"), (78, -1, "chunk array"),
+        })
         {
             var bad = (byte[])bytes.Clone();
             System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(bad.AsSpan(offset), value);
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(bad.AsSpan(bad.Length - 4),
-                System.IO.Hashing.Crc32.HashToUInt32(bad.AsSpan(0, bad.Length - 4)));
-            Assert.Contains("chunk array", Assert.Throws<InvalidDataException>(() => StreamStateCodec.Read(bad)).Message);
+            Assert.Contains(message, Assert.Throws<InvalidDataException>(() => StreamStateCodec.Read(Reseal(bad))).Message);
         }
+    }
+
+    /// <summary>Re-seals a record after changing it, as a buggy or newer writer might produce it: only structure can refuse it.</summary>
+    private static byte[] Reseal(byte[] bytes)
+    {
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(bytes.Length - 4),
+            System.IO.Hashing.Crc32.HashToUInt32(bytes.AsSpan(0, bytes.Length - 4)));
+        return bytes;
+    }
+
+    /// <summary>A chunk of <paramref name="count"/> entries (capacity 64, D = D_in = 1) with the given sequence numbers and ticks.</summary>
+    private static ObservationChunk Chunk(long[] sequences, long[] ticks, int count)
+    {
+        var chunk = ObservationChunk.Create(startIndex: 640, capacity: 64, inputSize: 1, inputWidth: 1);
+        sequences.AsSpan(0, count).CopyTo(chunk.Sequences);
+        ticks.AsSpan(0, count).CopyTo(chunk.Ticks);
+        for (int i = 0; i < count; i++) { chunk.Values[i] = i * 0.5f - 3; chunk.Inputs[i] = -i * 0.25f; }
+        chunk.Count = count;
+        return chunk;
+    }
+
+    [Fact]
+    public void Regular_sequence_numbers_and_timestamps_take_a_byte_an_entry_and_irregular_ones_stay_raw()
+    {
+        var start = new DateTimeOffset(2026, 11, 28, 0, 0, 0, TimeSpan.Zero).UtcTicks;
+        long[] regularSequences = [.. Enumerable.Range(0, 64).Select(i => 1_000_001L + i)];
+        long[] regularTicks = [.. Enumerable.Range(0, 64).Select(i => start + i * TimeSpan.TicksPerMinute * 5)];
+        var random = new Random(5);
+        long[] randomSequences = [.. Enumerable.Range(0, 64).Select(_ => random.NextInt64(long.MinValue, long.MaxValue))];
+        long[] randomTicks = [.. Enumerable.Range(0, 64).Select(_ => random.NextInt64(long.MinValue, long.MaxValue))];
+
+        var regular = Chunk(regularSequences, regularTicks, 64);
+        var irregular = Chunk(randomSequences, randomTicks, 64);
+        // Each integer column: length, count in use, encoding byte, then 64 x 8 bytes raw, or 8 + 63 one-byte varints
+        // (the first difference, 1 and 3e9 ticks, takes 1 and 5 bytes; every later change is 0).
+        Assert.Equal(2 * 512 - (8 + 1 + 62) - (8 + 5 + 62), StreamStateCodec.GetSize(irregular) - StreamStateCodec.GetSize(regular));
+        AssertSame(regular, StreamStateCodec.Read<ObservationChunk>(StreamStateCodec.ToArray(regular)));
+        AssertSame(irregular, StreamStateCodec.Read<ObservationChunk>(StreamStateCodec.ToArray(irregular)));
+
+        // The default core record of a stream with regular readings and a half-full tail of 64 entries: 16 bytes an entry
+        // fewer than with raw columns, which is what version 2 wrote.
+        var core = Sample(capacity: 64, tailCount: 32);
+        var rawCore = Sample(capacity: 64, tailCount: 32);
+        regularSequences.CopyTo(core.Tail.Sequences, 0);
+        regularTicks.CopyTo(core.Tail.Ticks, 0);
+        randomSequences.CopyTo(rawCore.Tail.Sequences, 0);
+        randomTicks.CopyTo(rawCore.Tail.Ticks, 0);
+        int rawColumns = 2 * (1 + 32 * 8), deltaColumns = (1 + 8 + 31) + (1 + 8 + 5 + 30);
+        Assert.Equal(rawColumns - deltaColumns, StreamStateCodec.GetSize(rawCore) - StreamStateCodec.GetSize(core));
+        var back = StreamStateCodec.Read<StreamState>(StreamStateCodec.ToArray(core));
+        AssertSame(core, back);
+    }
+
+    [Fact]
+    public void Integer_columns_round_trip_every_value_and_count()
+    {
+        var random = new Random(11);
+        long[] edges = [long.MinValue, long.MaxValue, 0, -1, 1, long.MinValue + 1, long.MaxValue - 1, 1L << 62, -(1L << 62)];
+        for (int trial = 0; trial < 400; trial++)
+        {
+            int count = trial < 65 ? trial : random.Next(0, 65);
+            long[] Column()
+            {
+                var values = new long[64];
+                long value = random.Next(3) == 0 ? edges[random.Next(edges.Length)] : random.NextInt64(-1000, 1000);
+                long step = random.Next(4) switch { 0 => 1, 1 => TimeSpan.TicksPerSecond, 2 => edges[random.Next(edges.Length)], _ => random.NextInt64() };
+                for (int i = 0; i < values.Length; i++)
+                {
+                    values[i] = value;
+                    int kind = random.Next(10);   // mostly steady, sometimes a jump or a new step: both encodings get chosen
+                    if (kind == 0) step = random.NextInt64(long.MinValue, long.MaxValue);
+                    else if (kind == 1) value = edges[random.Next(edges.Length)];
+                    value = unchecked(value + step);
+                }
+                return values;
+            }
+            var chunk = Chunk(Column(), Column(), count);
+            var bytes = StreamStateCodec.ToArray(chunk);
+            Assert.Equal(StreamStateCodec.GetSize(chunk), bytes.Length);
+            // Never more than version 2's raw columns plus one encoding byte each.
+            Assert.True(bytes.Length <= 12 + 4 + 8 + 4 + 2 * (8 + count * 8 + (count > 0 ? 1 : 0)) + 2 * (8 + count * 4), $"trial {trial}: {bytes.Length} bytes");
+            AssertSame(chunk, StreamStateCodec.Read<ObservationChunk>(bytes));
+        }
+    }
+
+    [Fact]
+    public void Malformed_delta_columns_are_refused()
+    {
+        long[] sequences = [.. Enumerable.Range(0, 64).Select(i => 100L + i)];
+        var bytes = StreamStateCodec.ToArray(Chunk(sequences, sequences, 3));
+        // Sequences: length at 24, in use (3) at 28, encoding (1: delta) at 32, first at 33, varints at 41 (1) and 42 (0).
+        Assert.Equal(1, bytes[32]);
+        Assert.Equal(100, System.Buffers.Binary.BinaryPrimitives.ReadInt64LittleEndian(bytes.AsSpan(33)));
+        Assert.Equal(2, bytes[41]);   // zigzag(1)
+        Assert.Equal(0, bytes[42]);
+
+        var unknownEncoding = (byte[])bytes.Clone();
+        unknownEncoding[32] = 2;
+        Assert.Contains("encoding 2", Assert.Throws<InvalidDataException>(() => StreamStateCodec.Read(Reseal(unknownEncoding))).Message);
+
+        // A varint with more continuation bytes than a long holds: the record's later bytes are read as its tail.
+        byte[] overlong = [.. bytes[..41], .. Enumerable.Repeat((byte)0xFF, 9), 0x7F, .. bytes[43..]];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(overlong.AsSpan(8), overlong.Length);
+        Assert.Contains("overflows", Assert.Throws<InvalidDataException>(() => StreamStateCodec.Read(Reseal(overlong))).Message);
+
+        // A column whose varints run past the record's end.
+        var claimsMore = (byte[])bytes.Clone();
+        claimsMore[42] = 0x80;   // a continuation byte where the column's last varint ended
+        Assert.Throws<InvalidDataException>(() => StreamStateCodec.Read(Reseal(claimsMore)));
+
     }
 
     [Fact]
@@ -281,9 +397,7 @@ public sealed class StreamStateCodecTests
     {
         var bytes = StreamStateCodec.ToArray(new StreamState { ModelName = "ab", Tail = null!, Latest = null });
         bytes[12 + 4] = 0xC3;   // a lead byte followed by 'b': invalid UTF-8
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(bytes.Length - 4),
-            System.IO.Hashing.Crc32.HashToUInt32(bytes.AsSpan(0, bytes.Length - 4)));
-        Assert.Contains("UTF-8", Assert.Throws<InvalidDataException>(() => StreamStateCodec.Read(bytes)).Message);
+        Assert.Contains("UTF-8", Assert.Throws<InvalidDataException>(() => StreamStateCodec.Read(Reseal(bytes))).Message);
     }
 
     [Fact]
@@ -400,20 +514,12 @@ public sealed class StreamStateCodecTests
     [Fact]
     public void Structurally_bad_records_with_a_valid_checksum_are_refused()
     {
-        // Re-seal a record after changing one field, as a buggy or newer writer might produce it.
-        static byte[] Reseal(byte[] bytes)
-        {
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(bytes.Length - 4),
-                System.IO.Hashing.Crc32.HashToUInt32(bytes.AsSpan(0, bytes.Length - 4)));
-            return bytes;
-        }
-
         var state = new StreamState { ModelName = "m", Tail = null!, Latest = null };
         var good = StreamStateCodec.ToArray(state);
 
         var newer = (byte[])good.Clone();
-        newer[4] = 3;
-        Assert.Contains("version 3", Assert.Throws<InvalidDataException>(() => StreamStateCodec.Read(Reseal(newer))).Message);
+        newer[4] = 4;
+        Assert.Contains("version 4", Assert.Throws<InvalidDataException>(() => StreamStateCodec.Read(Reseal(newer))).Message);
 
         var unknownKind = (byte[])good.Clone();
         unknownKind[3] = 9;

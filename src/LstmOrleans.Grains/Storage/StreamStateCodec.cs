@@ -17,8 +17,9 @@ namespace LstmOrleans.Grains.Storage;
 /// [0..3)   magic 0xFF 'L' 'S'     (0xFF never starts an Orleans binary payload: wire type Extended with an unused
 ///                                  extended type, so old records are told apart by their first byte)
 /// [3]      kind: 1 StreamState, 2 StreamHistory, 3 ObservationChunk
-/// [4..6)   format version (2; version 1 is still read: it had no stored pending chunk in a stream state, and wrote a
-///          chunk's arrays whole, not only the entries in use)
+/// [4..6)   format version (3; versions 1 and 2 are still read: version 1 had no stored pending chunk in a stream
+///          state and wrote a chunk's arrays whole, not only the entries in use; version 2 wrote a chunk's sequence
+///          numbers and timestamps as plain 8-byte integers)
 /// [6..8)   reserved, 0
 /// [8..12)  total record length in bytes, header and checksum included
 /// [12..n-4) body (below)
@@ -28,6 +29,11 @@ namespace LstmOrleans.Grains.Storage;
 /// bool = one byte 0/1; DateTimeOffset = i64 clock ticks + i16 offset minutes; optional object = presence byte + object;
 /// chunk array (version 2) = i32 element count of the array (-1 null) + i32 count in use + the elements in use (the rest
 /// reads back as zeros: a tail chunk is on average half full, and its unused capacity was a third of a core record).
+/// A chunk's sequence numbers and timestamps (version 3) = i32 element count (-1 null) + i32 count in use, then, when
+/// any is in use, one encoding byte: 0 = the elements as i64, 1 = the first as i64, then the difference to the next as a
+/// zigzag LEB128 varint, then for each later element the change in that difference (sequences that count up by one and
+/// readings at a fixed interval cost one byte an entry instead of eight). The writer picks whichever is shorter, so an
+/// irregular column is never larger than version 2's plus that byte; the arithmetic wraps, so every long round-trips.
 /// A record that is truncated, has a wrong length, a bad checksum, an unknown version or an out-of-range field fails
 /// with <see cref="InvalidDataException"/>; it never decodes to a partial or different state.
 /// </summary>
@@ -36,7 +42,7 @@ public static class StreamStateCodec
     public const byte KindStreamState = 1;
     public const byte KindStreamHistory = 2;
     public const byte KindObservationChunk = 3;
-    public const ushort CurrentVersion = 2;
+    public const ushort CurrentVersion = 3;
 
     /// <summary>The oldest format version this build reads.</summary>
     public const ushort OldestReadableVersion = 1;
@@ -86,7 +92,34 @@ public static class StreamStateCodec
     private static int BodySize(StreamHistory h) => 8 + 1 + (h.Closed is null ? 0 : BodySize(h.Closed));
 
     private static int BodySize(ObservationChunk c) =>
-        8 + 4 + ChunkArraySize(c.Sequences, c) + ChunkArraySize(c.Ticks, c) + ChunkArraySize(c.Values, c) + ChunkArraySize(c.Inputs, c);
+        8 + 4 + LongColumnSize(c.Sequences, c) + LongColumnSize(c.Ticks, c) + ChunkArraySize(c.Values, c) + ChunkArraySize(c.Inputs, c);
+
+    private static int LongColumnSize(long[]? array, ObservationChunk c)
+    {
+        if (array is null) return 4;
+        int used = InUse(array, c);
+        return 4 + 4 + (used == 0 ? 0 : 1 + Math.Min(used * 8, DeltaEncodedSize(array.AsSpan(0, used))));
+    }
+
+    /// <summary>Bytes of the delta encoding of <paramref name="values"/> (at least one element): the first, then zigzag varints.</summary>
+    private static int DeltaEncodedSize(ReadOnlySpan<long> values)
+    {
+        int size = 8;
+        long previousDelta = 0;
+        for (int i = 1; i < values.Length; i++)
+        {
+            long delta = unchecked(values[i] - values[i - 1]);
+            size += VarintSize(ZigZag(unchecked(delta - previousDelta)));
+            previousDelta = delta;
+        }
+        return size;
+    }
+
+    private static ulong ZigZag(long value) => unchecked((ulong)((value << 1) ^ (value >> 63)));
+
+    private static long UnZigZag(ulong value) => unchecked((long)(value >> 1) ^ -(long)(value & 1));
+
+    private static int VarintSize(ulong value) => value == 0 ? 1 : (64 - System.Numerics.BitOperations.LeadingZeroCount(value) + 6) / 7;
 
     private static int ChunkArraySize<T>(T[]? array, ObservationChunk c) where T : unmanaged =>
         4 + (array is null ? 0 : 4 + checked(InUse(array, c) * System.Runtime.CompilerServices.Unsafe.SizeOf<T>()));
@@ -193,8 +226,8 @@ public static class StreamStateCodec
     {
         w.Int64(c.StartIndex);
         w.Int32(c.Count);
-        w.ChunkArray(c.Sequences, c);
-        w.ChunkArray(c.Ticks, c);
+        w.LongColumn(c.Sequences, c);
+        w.LongColumn(c.Ticks, c);
         w.ChunkArray(c.Values, c);
         w.ChunkArray(c.Inputs, c);
     }
@@ -298,14 +331,16 @@ public static class StreamStateCodec
 
     private static ObservationChunk ReadChunk(ref Reader r, ushort version)
     {
-        // Version 1 wrote each array whole; version 2 only the entries in use.
+        // Version 1 wrote each array whole; version 2 only the entries in use; version 3 also delta-encodes the two
+        // integer columns.
         static T[] Entries<T>(ref Reader r, ushort version) where T : unmanaged => (version >= 2 ? r.ChunkArray<T>() : r.Array<T>())!;
+        static long[] Integers(ref Reader r, ushort version) => version >= 3 ? r.LongColumn()! : Entries<long>(ref r, version);
         var c = new ObservationChunk
         {
             StartIndex = r.Int64(),
             Count = r.Int32(),
-            Sequences = Entries<long>(ref r, version),
-            Ticks = Entries<long>(ref r, version),
+            Sequences = Integers(ref r, version),
+            Ticks = Integers(ref r, version),
             Values = Entries<float>(ref r, version),
             Inputs = Entries<float>(ref r, version),
         };
@@ -366,6 +401,42 @@ public static class StreamStateCodec
             bytes.CopyTo(target);
             if (!BitConverter.IsLittleEndian) ReverseElements<T>(target);
             Position += bytes.Length;
+        }
+
+        /// <summary>A chunk's integer column: its length, the count in use, then those elements raw or delta-encoded, whichever is shorter.</summary>
+        public void LongColumn(long[]? array, ObservationChunk chunk)
+        {
+            if (array is null) { Int32(-1); return; }
+            int used = InUse(array, chunk);
+            Int32(array.Length);
+            Int32(used);
+            if (used == 0) return;
+            var values = array.AsSpan(0, used);
+            if (DeltaEncodedSize(values) >= used * 8)
+            {
+                Byte(EncodingRaw);
+                foreach (long value in values) Int64(value);
+                return;
+            }
+            Byte(EncodingDelta);
+            Int64(values[0]);
+            long previousDelta = 0;
+            for (int i = 1; i < values.Length; i++)
+            {
+                long delta = unchecked(values[i] - values[i - 1]);
+                Varint(ZigZag(unchecked(delta - previousDelta)));
+                previousDelta = delta;
+            }
+        }
+
+        private void Varint(ulong value)
+        {
+            while (value >= 0x80)
+            {
+                _buffer[Position++] = (byte)(value | 0x80);
+                value >>= 7;
+            }
+            _buffer[Position++] = (byte)value;
         }
 
         /// <summary>A chunk array: its length, the count in use, then only those elements.</summary>
@@ -453,6 +524,51 @@ public static class StreamStateCodec
         /// The length is bounded (a chunk's capacity times its row width is far below it), so a corrupt length cannot
         /// make a reader allocate gigabytes.
         /// </summary>
+        public long[]? LongColumn()
+        {
+            int length = Int32();
+            if (length == -1) return null;
+            int used = Int32();
+            if (length < 0 || length > MaxChunkArrayBytes / 8 || used < 0 || used > length || used > Remaining)
+                throw new InvalidDataException($"Stream record malformed: integer column of {length} elements with {used} in use at offset {_position - 8} (bound {MaxChunkArrayBytes / 8}, {Remaining} bytes remaining).");
+            if (length == 0) return [];
+            var array = new long[length];
+            if (used == 0) return array;
+            byte encoding = Take(1)[0];
+            switch (encoding)
+            {
+                case EncodingRaw:
+                    for (int i = 0; i < used; i++) array[i] = Int64();
+                    break;
+                case EncodingDelta:
+                    array[0] = Int64();
+                    long delta = 0;
+                    for (int i = 1; i < used; i++)
+                    {
+                        delta = unchecked(delta + UnZigZag(Varint()));
+                        array[i] = unchecked(array[i - 1] + delta);
+                    }
+                    break;
+                default:
+                    throw new InvalidDataException($"Stream record malformed: integer column encoding {encoding} at offset {_position - 1}.");
+            }
+            return array;
+        }
+
+        /// <summary>A LEB128 varint of at most 10 bytes whose last byte holds no bits beyond the 64th.</summary>
+        private ulong Varint()
+        {
+            ulong value = 0;
+            for (int shift = 0; ; shift += 7)
+            {
+                byte b = Take(1)[0];
+                if (shift == 63 && b > 1)
+                    throw new InvalidDataException($"Stream record malformed: a varint at offset {_position - 1} overflows 64 bits.");
+                value |= (ulong)(b & 0x7F) << shift;
+                if (b < 0x80) return value;
+            }
+        }
+
         public T[]? ChunkArray<T>() where T : unmanaged
         {
             int length = Int32();
@@ -469,6 +585,8 @@ public static class StreamStateCodec
             return array;
         }
     }
+
+    private const byte EncodingRaw = 0, EncodingDelta = 1;
 
     /// <summary>Largest chunk array a record may declare (256 MiB), whatever of it is in use.</summary>
     private const int MaxChunkArrayBytes = 1 << 28;
