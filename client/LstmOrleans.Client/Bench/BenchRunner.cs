@@ -66,6 +66,7 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
             }
             catch (InvalidOperationException ex)
             {
+                DeleteDataFolder(dataFolder);   // the disk probe made it
                 progress($"{store}: skipped: {ex.Message}");
                 results.Add(new StoreResult(store, streams, ex.Message, null, null, null, null, null, null, null, []));
                 continue;
@@ -89,12 +90,17 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
             }
             finally
             {
-                try { if (Directory.Exists(dataFolder)) Directory.Delete(dataFolder, recursive: true); }
-                catch (IOException) { }
+                DeleteDataFolder(dataFolder);
             }
         }
         return new BenchReport(DateTimeOffset.UtcNow, "one silo in a child process, client over the gateway (loopback TCP)",
             MachineInfo.Capture(), settings, baseline, results);
+    }
+
+    private static void DeleteDataFolder(string dataFolder)
+    {
+        try { if (Directory.Exists(dataFolder)) Directory.Delete(dataFolder, recursive: true); }
+        catch (IOException) { }
     }
 
     private async Task<(StoreResult Result, PhaseResult? Ping)> RunOnSiloAsync(string store, int streams, IGrainFactory grains,

@@ -158,10 +158,14 @@ public sealed class BenchSmokeTests
     [Fact]
     public async Task Silo_settings_reach_the_bench_silo_through_silo_env()
     {
+        static string[] DataFolders() => Directory.GetDirectories(Path.GetTempPath(), "lstmorleans-bench-*-sqlite-4");
+        var before = DataFolders();
         using var json = await LstmOrleansProcess.RunJsonAsync("bench", "--stores", "sqlite", "--streams", "4", "--tests", "single",
             "--duration", "0.5", "--warmup", "0", "--silo-env", "LSTMORLEANS_Storage__SqliteWalCheckpointPages=5", "--json");
         var sqlite = json.RootElement.GetProperty("results")[0];
         Assert.Contains("Storage:SqliteWalCheckpointPages must be in 100..1000000; got 5", sqlite.GetProperty("skipped").GetString());
+        // The disk probe ran in the store's data folder before the silo refused to start; the skip removes it too.
+        Assert.Empty(DataFolders().Except(before));
     }
 
     [Theory]
