@@ -25,13 +25,13 @@ public sealed class StreamGrainOptions
     /// <summary>
     /// Observations held in the stream's core state (the open tail chunk) before they are moved, as one record, to the
     /// stream's closed history (a ring of ceil(N / C) + 1 such records). The core state is written on every step, a
-    /// history record once per chunk, so this trades the size of every core write (about 24 bytes per observation with
-    /// one feature) against the number of history writes and of records a full window read takes. A batch of B
-    /// values writes 1 + B / C records (the core and every chunk it closes, in one transaction where the store can):
-    /// at the default 64 a batch of 64 writes two instead of three at 32, which on SQLite raised batch ingest by 17 %
-    /// (median of 6 alternating runs) for about 770 more bytes per active stream (the tail is allocated at C entries)
-    /// and a core record a few hundred bytes larger (BENCHMARKS.md, session 12). Fixed per stream generation: a
-    /// change applies to streams bound or reset after it.
+    /// history record once per chunk, so this trades the size of every core write (with one feature about 10 bytes per
+    /// observation stored when readings come at a steady interval, 24 in memory) against the number of history writes
+    /// and of records a full window read takes. A batch of B values writes 1 + B / C records (the core and every chunk
+    /// it closes, in one transaction where the store can): at the default 64 a batch of 64 writes two instead of three
+    /// at 32, which on SQLite raised batch ingest by 17 % (median of 6 alternating runs) for about 770 more bytes per
+    /// active stream (the tail is allocated at C entries) and a larger core record (BENCHMARKS.md, session 12). Fixed
+    /// per stream generation: a change applies to streams bound or reset after it.
     /// </summary>
     public int HistoryChunkSize { get; set; } = 64;
 

@@ -302,8 +302,8 @@ public sealed class StreamStateCodecTests
 
         var regular = Chunk(regularSequences, regularTicks, 64);
         var irregular = Chunk(randomSequences, randomTicks, 64);
-        // Each integer column: length, count in use, encoding byte, then 64 x 8 bytes raw, or 8 + 63 one-byte varints
-        // (the first difference, 1 and 3e9 ticks, takes 1 and 5 bytes; every later change is 0).
+        // Each integer column: length, count in use, encoding byte, then 64 x 8 bytes raw, or the first value (8) and 63
+        // varints: the first difference (1, and 3e9 ticks) in 1 and 5 bytes, every later change (0) in one.
         Assert.Equal(2 * 512 - (8 + 1 + 62) - (8 + 5 + 62), StreamStateCodec.GetSize(irregular) - StreamStateCodec.GetSize(regular));
         AssertSame(regular, StreamStateCodec.Read<ObservationChunk>(StreamStateCodec.ToArray(regular)));
         AssertSame(irregular, StreamStateCodec.Read<ObservationChunk>(StreamStateCodec.ToArray(irregular)));
@@ -369,16 +369,15 @@ public sealed class StreamStateCodecTests
         unknownEncoding[32] = 2;
         Assert.Contains("encoding 2", Assert.Throws<InvalidDataException>(() => StreamStateCodec.Read(Reseal(unknownEncoding))).Message);
 
-        // A varint with more continuation bytes than a long holds: the record's later bytes are read as its tail.
+        // One varint of ten bytes whose last byte carries bits past the 64th (the record's length field updated to match).
         byte[] overlong = [.. bytes[..41], .. Enumerable.Repeat((byte)0xFF, 9), 0x7F, .. bytes[43..]];
         System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(overlong.AsSpan(8), overlong.Length);
         Assert.Contains("overflows", Assert.Throws<InvalidDataException>(() => StreamStateCodec.Read(Reseal(overlong))).Message);
 
-        // A column whose varints run past the record's end.
+        // A continuation bit on the column's last varint: it swallows the next field's bytes, and the record no longer parses.
         var claimsMore = (byte[])bytes.Clone();
-        claimsMore[42] = 0x80;   // a continuation byte where the column's last varint ended
+        claimsMore[42] = 0x80;
         Assert.Throws<InvalidDataException>(() => StreamStateCodec.Read(Reseal(claimsMore)));
-
     }
 
     [Fact]

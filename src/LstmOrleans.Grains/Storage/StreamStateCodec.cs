@@ -520,9 +520,9 @@ public static class StreamStateCodec
         }
 
         /// <summary>
-        /// A chunk array (version 2): the array at its full length, the elements in use from the record, zeros after.
-        /// The length is bounded (a chunk's capacity times its row width is far below it), so a corrupt length cannot
-        /// make a reader allocate gigabytes.
+        /// A chunk's integer column (version 3): the array at its full length, the elements in use decoded from raw i64s
+        /// or from the first value and zigzag varints of the change in the step, zeros after. Bounded like
+        /// <see cref="ChunkArray{T}"/>.
         /// </summary>
         public long[]? LongColumn()
         {
@@ -569,6 +569,11 @@ public static class StreamStateCodec
             }
         }
 
+        /// <summary>
+        /// A chunk array (version 2): the array at its full length, the elements in use from the record, zeros after.
+        /// The length is bounded (a chunk's capacity times its row width is far below it), so a corrupt length cannot
+        /// make a reader allocate gigabytes.
+        /// </summary>
         public T[]? ChunkArray<T>() where T : unmanaged
         {
             int length = Int32();
