@@ -44,6 +44,8 @@ if (!string.IsNullOrWhiteSpace(settings.Telemetry.OtlpEndpoint))
 
 var app = builder.Build();
 app.MapLstmOrleansApi(settings);
+// Which collector runs matters for the latency tail (see RuntimeGcSettings), so the log says so.
+SiloLog.RuntimeStarted(app.Logger, Environment.Version.ToString(), Environment.ProcessorCount, RuntimeGcSettings.Describe());
 try
 {
     await app.RunAsync();

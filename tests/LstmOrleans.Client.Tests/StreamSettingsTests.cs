@@ -26,26 +26,48 @@ public sealed class StreamSettingsTests
         return host.Services.GetRequiredService<IOptions<StreamGrainOptions>>().Value;
     }
 
+    // Every Streams setting, each different from its default.
+    private static Dictionary<string, string?> EveryStreamSetting() => new()
+    {
+        ["Streams:PersistEverySteps"] = "5",
+        ["Streams:PersistInterval"] = "00:00:02",
+        ["Streams:HistoryCapacity"] = "100",
+        ["Streams:HistoryChunkSize"] = "10",
+        ["Streams:MaxBatchSize"] = "77",
+        ["Streams:IntervalZ"] = "2.5",
+        ["Streams:ErrorSmoothing"] = "0.2",
+        ["Streams:OffloadMultiplyAdds"] = "12345",
+    };
+
     [Fact]
     public void Every_stream_setting_reaches_the_grains_options()
     {
         // Each value differs from its default, so a setting that is not passed on fails its assertion.
-        var options = OptionsOfHostBuiltWith(Load(new()
-        {
-            ["Streams:PersistEverySteps"] = "5",
-            ["Streams:PersistInterval"] = "00:00:02",
-            ["Streams:HistoryCapacity"] = "100",
-            ["Streams:HistoryChunkSize"] = "10",
-            ["Streams:MaxBatchSize"] = "77",
-            ["Streams:IntervalZ"] = "2.5",
-            ["Streams:ErrorSmoothing"] = "0.2",
-            ["Streams:OffloadMultiplyAdds"] = "12345",
-        }));
+        var settings = Load(EveryStreamSetting());
+        var options = OptionsOfHostBuiltWith(settings);
         var defaults = new StreamGrainOptions();
         Assert.Equal((5, TimeSpan.FromSeconds(2), 100, 10, 77), (options.PersistEverySteps, options.PersistInterval, options.HistoryCapacity, options.HistoryChunkSize, options.MaxBatchSize));
         Assert.Equal((2.5, 0.2, 12345L), (options.IntervalZ, options.ErrorSmoothing, options.OffloadMultiplyAdds));
         Assert.NotEqual((defaults.PersistEverySteps, defaults.PersistInterval, defaults.HistoryCapacity, defaults.HistoryChunkSize, defaults.MaxBatchSize),
             (options.PersistEverySteps, options.PersistInterval, options.HistoryCapacity, options.HistoryChunkSize, options.MaxBatchSize));
+    }
+
+    [Fact]
+    public void A_stream_option_added_later_cannot_be_forgotten_by_the_host()
+    {
+        // The host copies StreamGrainOptions property by property: every settable property, now or added later, must be
+        // set by EveryStreamSetting (differ from its default) and arrive unchanged in the grains' options.
+        var settings = Load(EveryStreamSetting());
+        var options = OptionsOfHostBuiltWith(settings);
+        var defaults = new StreamGrainOptions();
+        var properties = typeof(StreamGrainOptions).GetProperties(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance)
+            .Where(p => p.CanWrite).ToList();
+        Assert.True(properties.Count >= 8, "the reflection found fewer options than the eight of this writing");
+        foreach (var property in properties)
+        {
+            Assert.True(!Equals(property.GetValue(defaults), property.GetValue(settings.Streams)), $"Streams:{property.Name} is not set by this test");
+            Assert.True(Equals(property.GetValue(settings.Streams), property.GetValue(options)), $"Streams:{property.Name} does not reach the grains");
+        }
     }
 
     [Fact]

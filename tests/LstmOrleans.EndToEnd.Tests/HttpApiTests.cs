@@ -36,6 +36,20 @@ public sealed class HttpApiTests(SiloProcess silo)
     }
 
     [Fact]
+    public void The_silo_logs_the_collector_its_runtimeconfig_asks_for()
+    {
+        // The silo host ships server GC with DATAS aiming at a lower GC cost than the runtime's default (the latency
+        // tail at half load, BENCHMARKS.md "Session 14"); the running process reports what the runtime actually applied.
+        var shipped = Path.Combine(Path.GetDirectoryName(Binaries.SiloDll)!, "LstmOrleans.Silo.runtimeconfig.json");
+        using var config = JsonDocument.Parse(File.ReadAllText(shipped));
+        var properties = config.RootElement.GetProperty("runtimeOptions").GetProperty("configProperties");
+        var target = properties.GetProperty("System.GC.DTargetTCP").GetInt32();
+        Assert.Equal(1, target);
+        Assert.Contains(" processors, server GC, ", silo.Log);
+        Assert.Contains($"; DATAS target TCP {target} %", silo.Log);
+    }
+
+    [Fact]
     public async Task Health_endpoints_answer_without_a_key()
     {
         using var http = silo.CreateHttpClient(withKey: false);

@@ -137,6 +137,7 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
 
         var modelName = await CreateBenchModelAsync(grains);
         var idle = silo is null ? null : await silo.GetStatsAsync(collect: true, cancellationToken);
+        if (idle?.Gc is { } gc) progress($"{store}: silo runs {gc}");
 
         var refs = new IStreamGrain[streams];
         for (int i = 0; i < refs.Length; i++) refs[i] = grains.GetGrain<IStreamGrain>($"{prefix}/{i}");

@@ -126,7 +126,8 @@ internal static class BenchSiloHost
                     GC.WaitForPendingFinalizers();
                     GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
                 }
-                Console.Out.WriteLine("STATS " + JsonSerializer.Serialize(ProcessStats.Capture(), BenchJson.Options));
+                var stats = ProcessStats.Capture() with { Gc = RuntimeGcSettings.Describe() };
+                Console.Out.WriteLine("STATS " + JsonSerializer.Serialize(stats, BenchJson.Options));
                 Console.Out.Flush();
             }
         }
@@ -144,7 +145,10 @@ internal static class BenchSiloHost
     }
 }
 
-/// <summary>Memory, GC and CPU figures of one process at one moment (GcPauseSeconds: total time the runtime was paused for GC so far).</summary>
+/// <summary>
+/// Memory, GC and CPU figures of one process at one moment (GcPauseSeconds: total time the runtime was paused for GC so
+/// far; Gc: the collector's settings, <see cref="RuntimeGcSettings.Describe()"/>, reported by the silo process).
+/// </summary>
 internal sealed record ProcessStats(
     long RssBytes,
     long? PeakRssBytes,
@@ -154,7 +158,8 @@ internal sealed record ProcessStats(
     int Gen1Collections,
     int Gen2Collections,
     double CpuSeconds,
-    double GcPauseSeconds = 0)
+    double GcPauseSeconds = 0,
+    string? Gc = null)
 {
     public static ProcessStats Capture()
     {

@@ -1,4 +1,5 @@
 using LstmOrleans.Client.Bench;
+using LstmOrleans.Silo.Hosting;
 using Xunit;
 using System.Text.Json;
 
@@ -27,6 +28,11 @@ public sealed class BenchSmokeTests
         {
             Assert.Equal(JsonValueKind.Null, store.GetProperty("skipped").ValueKind);
             Assert.True(store.GetProperty("siloActive").GetProperty("rssBytes").GetInt64() > 10 << 20, "silo RSS should be measured");
+            // The bench's silo process runs the collector the silo host ships with (server GC, DATAS at 1 %), as the
+            // silo process itself reports it: the runtimeconfig setting reached the runtime.
+            var gc = store.GetProperty("siloIdle").GetProperty("gc").GetString()!;
+            Assert.StartsWith("server GC, ", gc);
+            Assert.EndsWith($"; DATAS target TCP {RuntimeGcSettings.SiloDatasTargetTcpPercent} %", gc);
             Assert.True(store.GetProperty("activationsPerSecond").GetDouble() > 0);
             // The embedded store's disk is probed before its silo starts; the memory store has no disk.
             var diskSync = store.GetProperty("diskSync");
