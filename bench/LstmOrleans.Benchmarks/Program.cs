@@ -7,6 +7,7 @@ if (args.Length > 0 && args[0] == "sqlite-probe") { await SqliteStorageProbe.Run
 if (args.Length > 0 && args[0] == "probe") { Probe.Run(); return; }
 if (args.Length > 0 && args[0] == "codec") { StateCodecProbe.Run(); return; }
 if (args.Length > 0 && args[0] == "messages") { MessageProbe.Run(); return; }
+if (args.Length > 0 && args[0] == "gc-trace") { GcTraceProbe.Run(args); return; }
 if (args.Length > 0 && args[0] == "quick")
 {
     QuickBenchmarks.Run(stepsOnly: args.Length > 1 && args[1] == "steps");
