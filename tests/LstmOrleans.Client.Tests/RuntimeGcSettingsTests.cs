@@ -15,8 +15,8 @@ public sealed class RuntimeGcSettingsTests
     [Fact]
     public void Describes_server_gc_with_its_datas_target()
     {
-        Assert.Equal("server GC, 2 heaps, concurrent; DATAS target TCP 1 %", RuntimeGcSettings.Describe(Server(), serverGc: true));
-        Assert.Equal("server GC, 2 heaps, concurrent; DATAS target TCP 2 %", RuntimeGcSettings.Describe(Server("2"), serverGc: true));
+        Assert.Equal("server GC, up to 2 heaps, concurrent; DATAS target TCP 1 %", RuntimeGcSettings.Describe(Server(), serverGc: true));
+        Assert.Equal("server GC, up to 2 heaps, concurrent; DATAS target TCP 2 %", RuntimeGcSettings.Describe(Server("2"), serverGc: true));
         var datasOff = Server();
         datasOff["GCDynamicAdaptationMode"] = "0";
         Assert.Equal("server GC, 2 heaps, concurrent; DATAS off", RuntimeGcSettings.Describe(datasOff, serverGc: true));
@@ -37,13 +37,13 @@ public sealed class RuntimeGcSettingsTests
         var tuned = Server();
         tuned["GCHeapHardLimit"] = (7L << 30).ToString(System.Globalization.CultureInfo.InvariantCulture);
         tuned["DOTNET_GCgen0size"] = "0x4000000";
-        Assert.Equal("server GC, 2 heaps, concurrent; DATAS target TCP 1 %, heap limit 7168 MiB, gen0 budget 64 MiB (DOTNET_GCgen0size)",
+        Assert.Equal("server GC, up to 2 heaps, concurrent; DATAS target TCP 1 %, heap limit 7168 MiB, gen0 budget 64 MiB (DOTNET_GCgen0size)",
             RuntimeGcSettings.Describe(tuned, serverGc: true));
 
         // The bench's silo gets DOTNET_GCgen0size=0 to undo the load generator's own budget: the runtime's default.
         tuned["GCHeapHardLimit"] = "0";
         tuned["DOTNET_GCgen0size"] = "0";
-        Assert.Equal("server GC, 2 heaps, concurrent; DATAS target TCP 1 %", RuntimeGcSettings.Describe(tuned, serverGc: true));
+        Assert.Equal("server GC, up to 2 heaps, concurrent; DATAS target TCP 1 %", RuntimeGcSettings.Describe(tuned, serverGc: true));
         tuned["DOTNET_GCgen0size"] = "4000000";   // hexadecimal without the prefix, as the runtime reads it
         Assert.EndsWith("gen0 budget 64 MiB (DOTNET_GCgen0size)", RuntimeGcSettings.Describe(tuned, serverGc: true));
     }

@@ -45,6 +45,8 @@ public sealed class HttpApiTests(SiloProcess silo)
         var properties = config.RootElement.GetProperty("runtimeOptions").GetProperty("configProperties");
         var target = properties.GetProperty("System.GC.DTargetTCP").GetInt32();
         Assert.Equal(1, target);
+        // The runtime falls back to workstation GC (and so no DATAS) on a single processor.
+        if (Environment.ProcessorCount == 1) { Assert.Contains(" processors, workstation GC", silo.Log); return; }
         Assert.Contains(" processors, server GC, ", silo.Log);
         Assert.Contains($"; DATAS target TCP {target} %", silo.Log);
     }

@@ -34,22 +34,22 @@ public static class RuntimeGcSettings
         return snapshot;
     }
 
-    /// <summary>One line for the start-up log, e.g. "server GC, 2 heaps, concurrent; DATAS target TCP 1 %".</summary>
+    /// <summary>One line for the start-up log, e.g. "server GC, up to 2 heaps, concurrent; DATAS target TCP 1 %".</summary>
     public static string Describe() => Describe(Snapshot(), GCSettings.IsServerGC);
 
     /// <summary>The same line for a given <see cref="Snapshot"/> (testable without restarting the runtime).</summary>
     public static string Describe(IReadOnlyDictionary<string, string> snapshot, bool serverGc)
     {
         var parts = new List<string> { serverGc ? "server GC" : "workstation GC" };
-        if (serverGc && snapshot.TryGetValue("HeapCount", out var heaps)) parts.Add($"{heaps} heaps");
+        // Under DATAS the runtime's HeapCount is where the heap count may grow to (it starts at one and adapts).
+        bool datasOn = serverGc && snapshot.TryGetValue("GCDynamicAdaptationMode", out var mode) && mode == "1";
+        if (serverGc && snapshot.TryGetValue("HeapCount", out var heaps)) parts.Add(datasOn ? $"up to {heaps} heaps" : $"{heaps} heaps");
         if (snapshot.TryGetValue("ConcurrentGC", out var concurrent)) parts.Add(bool.TryParse(concurrent, out var on) && on ? "concurrent" : "non-concurrent");
         var description = string.Join(", ", parts);
 
         var tuning = new List<string>();
-        if (serverGc && snapshot.TryGetValue("GCDynamicAdaptationMode", out var datas))
-        {
-            tuning.Add(datas == "1" && snapshot.TryGetValue("GCDTargetTCP", out var tcp) ? $"DATAS target TCP {tcp} %" : "DATAS off");
-        }
+        if (serverGc && snapshot.ContainsKey("GCDynamicAdaptationMode"))
+            tuning.Add(datasOn && snapshot.TryGetValue("GCDTargetTCP", out var tcp) ? $"DATAS target TCP {tcp} %" : "DATAS off");
         if (snapshot.TryGetValue("GCHeapHardLimit", out var limit) && long.TryParse(limit, CultureInfo.InvariantCulture, out var bytes) && bytes > 0)
             tuning.Add($"heap limit {bytes / (1024 * 1024)} MiB");
         if (snapshot.TryGetValue(Gen0SizeVariable, out var gen0) && Gen0BudgetBytes(gen0) is { } gen0Bytes)
