@@ -29,6 +29,8 @@ public sealed class RuntimeGcSettingsTests
         workstation["ServerGC"] = "False";
         workstation["ConcurrentGC"] = "False";
         Assert.Equal("workstation GC, non-concurrent", RuntimeGcSettings.Describe(workstation, serverGc: false));
+        workstation["GCConserveMem"] = "7";   // bench --silo-gc conserve
+        Assert.Equal("workstation GC, non-concurrent; conserve memory 7", RuntimeGcSettings.Describe(workstation, serverGc: false));
     }
 
     [Fact]

@@ -52,6 +52,7 @@ public static class RuntimeGcSettings
             tuning.Add(datasOn && snapshot.TryGetValue("GCDTargetTCP", out var tcp) ? $"DATAS target TCP {tcp} %" : "DATAS off");
         if (snapshot.TryGetValue("GCHeapHardLimit", out var limit) && long.TryParse(limit, CultureInfo.InvariantCulture, out var bytes) && bytes > 0)
             tuning.Add($"heap limit {bytes / (1024 * 1024)} MiB");
+        if (snapshot.TryGetValue("GCConserveMem", out var conserve) && conserve != "0") tuning.Add($"conserve memory {conserve}");
         if (snapshot.TryGetValue(Gen0SizeVariable, out var gen0) && Gen0BudgetBytes(gen0) is { } gen0Bytes)
             tuning.Add($"gen0 budget {gen0Bytes / (1024 * 1024)} MiB ({Gen0SizeVariable})");
         return tuning.Count == 0 ? description : description + "; " + string.Join(", ", tuning);
