@@ -14,8 +14,8 @@ public static class RuntimeGcSettings
     /// The throughput-cost target, in percent of the time, that the silo host gives server GC's dynamic adaptation
     /// (DATAS), set as <c>System.GC.DTargetTCP</c> in its <c>runtimeconfig.json</c> (LstmOrleans.Silo.csproj; the client's
     /// project sets the same so the bench's silo process runs like the real one). The runtime's default is 2 %; at 1 %
-    /// DATAS grows the gen0 budget about twofold, which halved the durable single value's p99 at half load on the
-    /// 2-core benchmark host (BENCHMARKS.md, "Session 14"). <c>DOTNET_GCDTargetTCP</c> in the environment overrides it.
+    /// DATAS grows the gen0 budget about twofold and collects about half as often, which lowered the durable single
+    /// value's p99 at half load on the 2-core benchmark host in 10 of 11 pairs (BENCHMARKS.md, "Session 14"). <c>DOTNET_GCDTargetTCP</c> in the environment overrides it.
     /// </summary>
     public const int SiloDatasTargetTcpPercent = 1;
 
