@@ -298,7 +298,7 @@ internal static class BenchCommand
 internal static class BenchClientGc
 {
     public const int DefaultGen0MiB = 64;
-    public const string Gen0Variable = "DOTNET_GCgen0size";
+    public const string Gen0Variable = LstmOrleans.Silo.Hosting.RuntimeGcSettings.Gen0SizeVariable;
     /// <summary>Set in the re-run process: its value is what the silo should get for <see cref="Gen0Variable"/>.</summary>
     public const string MarkerVariable = "LSTMORLEANS_BENCH_CLIENT_GC";
 

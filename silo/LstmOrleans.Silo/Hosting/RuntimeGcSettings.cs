@@ -58,7 +58,8 @@ public static class RuntimeGcSettings
         return tuning.Count == 0 ? description : description + "; " + string.Join(", ", tuning);
     }
 
-    private const string Gen0SizeVariable = "DOTNET_GCgen0size";
+    /// <summary>The environment variable of the gen0 budget (hexadecimal bytes), the one GC setting with no runtimeconfig name.</summary>
+    public const string Gen0SizeVariable = "DOTNET_GCgen0size";
 
     // The runtime reads DOTNET_GC* numbers as hexadecimal, with or without 0x; 0 (or garbage) leaves its default.
     private static long? Gen0BudgetBytes(string value)
