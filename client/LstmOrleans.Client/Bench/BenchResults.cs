@@ -185,6 +185,13 @@ internal sealed record PhaseResult(
     /// <summary>The client's (this process's) garbage collections and GC pause time (ms) during the measured run.</summary>
     public GcCounts? ClientGc { get; init; }
     public double? ClientGcPauseMs { get; init; }
+
+    /// <summary>
+    /// CPU the client and the silo used together during the measured run, in cores (CPU seconds per second; null with
+    /// --cluster). On a host that runs both, it says how much of the machine a rate took: near the processor count the
+    /// two processes queue for the cores, and that queueing is in every latency the phase measured.
+    /// </summary>
+    public double? CoresUsed => SiloCpuUsPerValue is { } silo ? (ClientCpuUsPerValue + silo) * ValuesPerSecond / 1e6 : null;
 }
 
 /// <summary>One silo configuration (store x stream count) and what was measured on it.</summary>

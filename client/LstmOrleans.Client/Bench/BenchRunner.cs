@@ -333,7 +333,7 @@ internal sealed partial class BenchRunner(BenchSettings settings, Action<string>
         }
         else atFraction = await MeasureAsync(test, store, streams, batchSize, silo, baseline, call, cancellationToken, rate);
         atFraction = atFraction with { RateFraction = fraction, MaxValuesPerSecond = maximum.ValuesPerSecond, RateModel = settings.RateModel };
-        progress(BenchTable.FractionLine(atFraction));
+        progress(BenchTable.FractionLine(atFraction, Environment.ProcessorCount));
         return [maximum, atFraction];
     }
 

@@ -54,7 +54,7 @@ internal static class BenchTable
             AnsiConsole.MarkupLine(Markup.Escape(FormattableString.Invariant(
                 $"{p.Store} {p.Test} at {p.TargetValuesPerSecond:N0}/s: client send lag p50 {p.SendLag!.P50Us:N0} us, p99 {p.SendLag.P99Us:N0} us, max {p.SendLag.MaxUs:N0} us{(p.DispatchLag is { } d ? $"; calls made p50 {d.P50Us:N0} us, p99 {d.P99Us:N0} us after due" : "")}; {p.QueuedBehindStream:N0} calls queued behind their stream (backlog max {p.MaxStreamBacklog}); pacer thread {p.PacerCpuPercent:0.0} % CPU, {p.PacerWakeUpsPerSecond:N0} wake-ups/s; client GC pauses {p.ClientGcPauseMs:N0} ms")));
         foreach (var p in report.Results.SelectMany(r => r.Phases).Where(p => p.RateFraction is not null))
-            AnsiConsole.MarkupLine(HalfMaximumVerdict(p));
+            AnsiConsole.MarkupLine(HalfMaximumVerdict(p, report.Machine.LogicalCores));
 
         var memory = new Table().Border(TableBorder.Rounded).Title("silo process memory (after a full GC)");
         foreach (var column in new[] { "store", "streams", "activation/s", "RSS idle MiB", "RSS active MiB", "RSS end MiB", "RSS collected MiB", "peak RSS MiB", "RSS B/stream", "managed B/stream" })
@@ -74,19 +74,23 @@ internal static class BenchTable
             AnsiConsole.MarkupLine($"[red]{Markup.Escape(p.Store)} {p.Test}: {p.Errors} errors, first: {Markup.Escape(p.FirstError!)}[/]");
     }
 
-    /// <summary>The --rate-fraction phase in words (plain text): how it was loaded, what it reached, its p99 and p99.9.</summary>
-    internal static string FractionLine(PhaseResult p) => p.RateModel == BenchSettings.RateModelClosed
+    /// <summary>
+    /// The --rate-fraction phase in words (plain text): how it was loaded, what it reached, its p99 and p99.9, and how
+    /// many of the machine's <paramref name="processors"/> the client and the silo kept busy meanwhile.
+    /// </summary>
+    internal static string FractionLine(PhaseResult p, int processors) => (p.RateModel == BenchSettings.RateModelClosed
         ? FormattableString.Invariant($"{p.Store} {p.Test}: closed loop with {p.Concurrency} callers, {p.ValuesPerSecond:N0} values/s = {p.ValuesPerSecond / p.MaxValuesPerSecond:0.00} x the closed-loop maximum {p.MaxValuesPerSecond:N0} (asked: at least {p.RateFraction:0.###}): p99 {p.Latency.P99Us / 1e3:0.00} ms, p99.9 {p.Latency.P999Us / 1e3:0.00} ms")
-        : FormattableString.Invariant($"{p.Store} {p.Test}: at {p.RateFraction:0.###} x the closed-loop maximum ({p.TargetValuesPerSecond:N0} of {p.MaxValuesPerSecond:N0} values/s, fixed rate): p99 {p.Latency.P99Us / 1e3:0.00} ms, p99.9 {p.Latency.P999Us / 1e3:0.00} ms");
+        : FormattableString.Invariant($"{p.Store} {p.Test}: at {p.RateFraction:0.###} x the closed-loop maximum ({p.TargetValuesPerSecond:N0} of {p.MaxValuesPerSecond:N0} values/s, fixed rate): p99 {p.Latency.P99Us / 1e3:0.00} ms, p99.9 {p.Latency.P999Us / 1e3:0.00} ms"))
+        + (p.CoresUsed is { } cores ? FormattableString.Invariant($"; client and silo used {cores:0.00} of {processors} cores") : "");
 
     /// <summary>
     /// The --rate-fraction line (<see cref="FractionLine"/>) and at 0.5 issue 8's verdict (p99 at most 2 ms at half the
     /// maximum rate). A closed-loop phase counts only if its measured rate did reach half the maximum: fewer callers
     /// than that would make the latency look better than it is at half the rate.
     /// </summary>
-    internal static string HalfMaximumVerdict(PhaseResult p)
+    internal static string HalfMaximumVerdict(PhaseResult p, int processors)
     {
-        var line = Markup.Escape(FractionLine(p));
+        var line = Markup.Escape(FractionLine(p, processors));
         if (p.RateFraction != 0.5) return line;
         bool reached = p.RateModel != BenchSettings.RateModelClosed || p.ValuesPerSecond >= 0.5 * (p.MaxValuesPerSecond ?? double.PositiveInfinity);
         bool met = reached && p.Latency.P99Us <= HalfMaximumP99TargetUs && p.Errors == 0;

@@ -125,6 +125,12 @@ public sealed class BenchSmokeTests
         Assert.Equal(0, paced.GetProperty("errors").GetInt64());
         Assert.Equal("pool", paced.GetProperty("pacerSend").GetString());
         Assert.Contains("at 0.5 x the closed-loop maximum", stderr);
+        // How much of the machine the rate took: the client's and the silo's CPU per value times the rate, in cores.
+        double cores = paced.GetProperty("coresUsed").GetDouble();
+        double perValueUs = paced.GetProperty("clientCpuUsPerValue").GetDouble() + paced.GetProperty("siloCpuUsPerValue").GetDouble();
+        Assert.Equal(perValueUs * paced.GetProperty("valuesPerSecond").GetDouble() / 1e6, cores, 9);
+        Assert.InRange(cores, 1e-6, 2.0 * Environment.ProcessorCount);
+        Assert.Contains($" of {Environment.ProcessorCount} cores", stderr);
     }
 
     [Fact]

@@ -83,7 +83,7 @@ public sealed class RateFractionTests
         var phase = new PhaseResult("single", "memory", 1000, 1, 128, 35_000, 350_000, 350_000, errors, null, 10, 35_000, 35_000,
             new LatencyResult(400, 800, p99Us, 2 * p99Us, 3 * p99Us, 500), null, 10, 1000, 15, 2000)
         { RateFraction = fraction, MaxValuesPerSecond = 70_000 };
-        var line = BenchTable.HalfMaximumVerdict(phase);
+        var line = BenchTable.HalfMaximumVerdict(phase, 2);
         Assert.Contains($"p99 {p99Us / 1e3:0.00} ms", line);
         if (verdict is null) Assert.DoesNotContain("target", line);
         else Assert.EndsWith(verdict == "met" ? "[green]met[/]" : "[red]not met[/]", line);
@@ -163,9 +163,24 @@ public sealed class BenchClientGcTests
         var phase = new PhaseResult("single", "memory", 1000, 1, 8, null, 360_000, 360_000, 0, null, 10, valuesPerSecond, valuesPerSecond,
             new LatencyResult(300, 600, p99Us, 2 * p99Us, 3 * p99Us, 400), null, 10, 1000, 15, 2000)
         { RateFraction = 0.5, MaxValuesPerSecond = 70_000, RateModel = BenchSettings.RateModelClosed };
-        var line = BenchTable.HalfMaximumVerdict(phase);
+        var line = BenchTable.HalfMaximumVerdict(phase, 2);
         Assert.Contains("closed loop with 8 callers", line);
         Assert.Contains(verdict == "met" ? "[green]met[/]" : "[red]not met[/]", line);
         Assert.Equal(valuesPerSecond < 35_000, line.Contains("fell below half the maximum", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void The_fraction_line_says_how_many_cores_the_client_and_the_silo_kept_busy()
+    {
+        // 35,000 values/s at 18 us of client and 26 us of silo CPU per value: 44 us x 35,000 = 1.54 CPU seconds per second.
+        var phase = new PhaseResult("single", "memory", 1000, 1, 128, 35_000, 350_000, 350_000, 0, null, 10, 35_000, 35_000,
+            new LatencyResult(300, 600, 4000, 8000, 9000, 400), null, 18, 1000, 26, 2000)
+        { RateFraction = 0.5, MaxValuesPerSecond = 70_000 };
+        Assert.Equal(1.54, phase.CoresUsed!.Value, 9);
+        Assert.EndsWith("p99 4.00 ms, p99.9 8.00 ms; client and silo used 1.54 of 2 cores", BenchTable.FractionLine(phase, 2));
+        // With --cluster the silo's CPU is not known, so nothing is claimed about the machine.
+        var remote = phase with { SiloCpuUsPerValue = null };
+        Assert.Null(remote.CoresUsed);
+        Assert.EndsWith("p99.9 8.00 ms", BenchTable.FractionLine(remote, 2));
     }
 }
