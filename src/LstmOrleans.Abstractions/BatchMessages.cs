@@ -58,8 +58,8 @@ public sealed class ObservationBatch
         return new ObservationBatch(sequences, ticks, values, offsets);
     }
 
-    /// <summary>n: observations in the batch.</summary>
-    public int Count => _sequences.Length / sizeof(long);
+    /// <summary>n: observations in the batch (0 when the sequence column is missing, which <see cref="CheckShape"/> reports).</summary>
+    public int Count => Sequences.Length;
 
     /// <summary>[n] sequence numbers.</summary>
     public ReadOnlySpan<long> Sequences => MemoryMarshal.Cast<byte, long>(_sequences);

@@ -12,7 +12,8 @@ public interface IModelGrain : IGrainWithStringKey
 {
     /// <summary>
     /// Creates the model and publishes version 1 with initial weights drawn from <see cref="ModelConfig.Seed"/>.
-    /// Idempotent when called again with an equal config; a different config throws <see cref="ModelOperationException"/>.
+    /// Idempotent when called again with an equal config; a different config throws <see cref="ModelOperationException"/>,
+    /// as does an invalid one (a dimension out of range, more than 2^24 parameters in all, an empty feature name...).
     /// </summary>
     [Alias("Create")]
     Task<ModelInfo> CreateAsync(ModelConfig config);

@@ -28,7 +28,8 @@ public interface IStreamGrain : IGrainWithStringKey
     /// <summary>
     /// Applies observations in order, all or nothing: every element is validated first, the steps are computed on
     /// copies and the state is committed once. Sequence numbers must increase strictly within the batch; elements
-    /// at or below the last accepted sequence are reported as duplicates and skipped. One result per element.
+    /// at or below the last accepted sequence are reported as duplicates and skipped. One result per element. An empty
+    /// batch is rejected (<see cref="RejectionReason.Empty"/>).
     /// </summary>
     [Alias("IngestBatch")]
     Task<StepResult[]> IngestBatchAsync(Observation[] observations);

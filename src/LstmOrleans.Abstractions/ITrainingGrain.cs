@@ -43,7 +43,10 @@ public interface ITrainingGrain : IGrainWithStringKey
     [AlwaysInterleave, Alias("StartRound")]
     Task<long> StartRoundAsync();
 
-    /// <summary>The record of a finished round still among the retained ones; null while it runs or when unknown.</summary>
+    /// <summary>
+    /// The record of a finished round still among the retained ones; null while it runs or when unknown (but
+    /// <see cref="ModelNotFoundException"/> when the model does not exist).
+    /// </summary>
     [AlwaysInterleave, Alias("GetRound")]
     Task<TrainingRoundRecord?> GetRoundAsync(long roundId);
 

@@ -5,7 +5,7 @@ namespace LstmOrleans.Abstractions;
 /// <see cref="ITrainingGrain.ConfigureAsync"/>; an invalid one is rejected with a <see cref="ModelOperationException"/>
 /// and nothing changes.
 /// </summary>
-/// <param name="Period">A scheduled round runs this long after the previous round (any outcome). Zero = no periodic rounds.</param>
+/// <param name="Period">A scheduled round runs this long after the previous round (any outcome), at most 3650 days. Zero = no periodic rounds.</param>
 /// <param name="MinNewObservations">
 /// A round also runs once this many observations arrived across the model's streams since the previous round
 /// (checked on every schedule tick). Zero = no observation trigger.
@@ -20,7 +20,9 @@ namespace LstmOrleans.Abstractions;
 /// <param name="ValidationFraction">Most recent fraction of each stream held out for validation, in (0, 0.9].</param>
 /// <param name="ClipNorm">Global gradient-norm clip; 0 disables it.</param>
 /// <param name="Patience">Early stopping after this many epochs without a better validation loss; 0 disables it.</param>
-/// <param name="MaxRowsPerStream">Most recent observations pulled from each sampled stream.</param>
+/// <param name="MaxRowsPerStream">
+/// Most recent observations pulled from each sampled stream; enough for a window and a held-out part of at least 2 rows.
+/// </param>
 [GenerateSerializer, Immutable, Alias("lstm.TrainingSettings")]
 public sealed record TrainingSettings(
     [property: Id(0)] TimeSpan Period,

@@ -119,6 +119,8 @@ public sealed partial class ModelGrain : Grain, IModelGrain
         foreach (float v in request.Parameters)
             if (!float.IsFinite(v))
                 throw new ModelOperationException(Name, $"Parameters for model '{Name}' contain NaN or infinite values.");
+        if (request.Metadata?.FirstOrDefault(kv => kv.Value is null) is { Key: { } emptyKey })
+            throw new ModelOperationException(Name, $"Metadata entry '{emptyKey}' for model '{Name}' has no value.");
 
         var current = _state.State;
         long version = current.LatestVersion + 1;
@@ -259,6 +261,15 @@ public sealed partial class ModelGrain : Grain, IModelGrain
         }
     }
 
+    /// <summary>
+    /// Most parameters a model may have (2^24, 64 MB of floats). A version travels whole in one Orleans message (every
+    /// silo cache fetches or is pushed the active one) and Orleans refuses message bodies over 100 MB by default, with a
+    /// float[] costing about 5 bytes per element on the wire; the model's state holds up to
+    /// <see cref="ModelGrainOptions.MaxRetainedVersions"/> of them. Each dimension alone is bounded by
+    /// <see cref="LstmConfig.MaxDimension"/>, but their product is not: 16 layers of 4096 would not even fit an array.
+    /// </summary>
+    public const long MaxParameters = 1L << 24;
+
     /// <summary>The engine's shape: the LSTM input is the D values followed by the calendar features.</summary>
     internal static LstmConfig ToLstmConfig(ModelConfig c) => new(c.ModelInputSize, c.HiddenSize, c.Layers, c.Horizons);
 
@@ -272,9 +283,16 @@ public sealed partial class ModelGrain : Grain, IModelGrain
         {
             throw new ModelOperationException(name, $"Invalid configuration for model '{name}': {e.Message}");
         }
+        long parameters = LstmParameters.CountFor(ToLstmConfig(config));
+        if (parameters > MaxParameters)
+            throw new ModelOperationException(name,
+                $"Model '{name}' would have {parameters} parameters, more than the {MaxParameters} a model may have; use a smaller hidden size or fewer layers.");
         var features = config.Features ?? [];
         if (features.Length != 0 && features.Length != config.InputSize)
             throw new ModelOperationException(name, $"Model '{name}' has {config.InputSize} inputs but {features.Length} feature names.");
+        // As in a model file (ModelMetadata.Check), which export writes them to.
+        if (features.Any(string.IsNullOrEmpty))
+            throw new ModelOperationException(name, $"Model '{name}' has an empty feature name; name every feature or none.");
         if (config.TargetIndex < 0 || config.TargetIndex >= config.InputSize)
             throw new ModelOperationException(name, $"Target index {config.TargetIndex} is outside the {config.InputSize} inputs of model '{name}'.");
         if (!Enum.IsDefined(config.Normalization))

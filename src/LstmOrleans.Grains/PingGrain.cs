@@ -14,6 +14,8 @@ public sealed class PingGrain : Grain, IPingGrain
     {
         ArgumentNullException.ThrowIfNull(observation);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(horizons);
+        // No model has more (LstmConfig); without a bound one call could make the silo allocate gigabytes.
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(horizons, Lstm.LstmConfig.MaxDimension);
         // Fresh arrays per call, as a stream grain's answer is a fresh copy per call.
         float value = observation.Values is [var first, ..] ? first : 0f;
         var predictions = new float[horizons];

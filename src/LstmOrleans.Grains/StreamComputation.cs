@@ -66,14 +66,15 @@ internal static class StreamComputation
 
     /// <summary>
     /// Checks a whole batch against the stream before anything changes (the rules of <see cref="IStreamGrain.IngestBatchAsync"/>):
-    /// consistent columns of D values, finite values, strictly increasing sequences, timestamps never going back from
-    /// the last accepted one. Elements at or below the stream's last sequence (necessarily a prefix) are duplicates;
-    /// returns how many. Throws <see cref="ObservationRejectedException"/> for the first fault.
+    /// at least one element, consistent columns of D values, finite values, strictly increasing sequences, timestamps
+    /// never going back from the last accepted one. Elements at or below the stream's last sequence (necessarily a
+    /// prefix) are duplicates; returns how many. Throws <see cref="ObservationRejectedException"/> for the first fault.
     /// </summary>
     public static int ValidateBatch(StreamState s, ObservationBatch batch, int inputSize)
     {
         if (batch.CheckShape(inputSize) is { } rejection) throw rejection;
         int n = batch.Count, d = inputSize;
+        if (n == 0) throw new ObservationRejectedException(RejectionReason.Empty, "Batch rejected: it holds no observations.");
         var sequences = batch.Sequences;
         var ticks = batch.TimestampTicks;
         var values = batch.Values;

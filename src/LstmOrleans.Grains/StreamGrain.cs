@@ -168,7 +168,6 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
     {
         if (observations is null) throw new ObservationRejectedException(RejectionReason.MissingValues, "Batch is null.");
         CheckBatchSize(observations.Length);
-        if (observations.Length == 0) return [];
         var model = await _cache.GetAsync(Current.ModelName ?? LstmOrleansNames.DefaultModelName);
         // The row-only faults (a null element, missing values, a wrong length) first; the rest are the columns' rules.
         int d = model.Config.InputSize;

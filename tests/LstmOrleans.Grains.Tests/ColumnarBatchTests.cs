@@ -170,6 +170,48 @@ public sealed class ColumnarBatchTests(ClusterFixture fixture)
         Assert.Equal(35, (await stream.GetSummaryAsync()).StepCount);
     }
 
+    /// <summary>The ETag of the stream's stored core record: unchanged means nothing was written.</summary>
+    private async Task<string?> StoredETag(IStreamGrain stream)
+    {
+        var storage = fixture.Cluster.Silos[0].ServiceProvider.GetRequiredKeyedService<Orleans.Storage.IGrainStorage>(LstmOrleansNames.StorageName);
+        var record = new GrainState<StreamState>();
+        await storage.ReadStateAsync("stream", stream.GetGrainId(), record);
+        return record.ETag;
+    }
+
+    [Fact]
+    public async Task An_empty_batch_or_one_without_a_column_is_rejected_and_changes_nothing()
+    {
+        var stream = (await StreamsAsync("columns-empty", TestSupport.SmallConfig(seed: 25), "s"))[0];
+        for (long seq = 1; seq <= 5; seq++) await stream.IngestAsync(TestSupport.Obs(seq));
+        var before = await StateOf(stream);
+        var stored = await StoredETag(stream);
+
+        async Task Rejected(RejectionReason reason, Func<Task> call)
+        {
+            var e = await Assert.ThrowsAsync<ObservationRejectedException>(call);
+            Assert.Equal(reason, e.Reason);
+            Assert.Equal(before, await StateOf(stream));
+            Assert.Equal(stored, await StoredETag(stream));
+        }
+
+        await Rejected(RejectionReason.Empty, () => stream.IngestColumnsAsync(new ObservationBatch([], [], [])));
+        await Rejected(RejectionReason.Empty, () => stream.IngestBatchAsync([]));
+
+        // A sender whose message lacks a column (Orleans leaves a field it did not get null): told so, not a NullReferenceException.
+        foreach (var column in new[] { "_sequences", "_timestampTicks", "_values" })
+        {
+            var batch = ObservationBatch.From([TestSupport.Obs(6), TestSupport.Obs(7)], 2);
+            typeof(ObservationBatch).GetField(column, System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!.SetValue(batch, null);
+            await Rejected(RejectionReason.MissingValues, () => stream.IngestColumnsAsync(batch));
+        }
+
+        var forecast = await stream.IngestColumnsAsync(ObservationBatch.From([TestSupport.Obs(6), TestSupport.Obs(7)], 2));
+        Assert.Equal(2, forecast.NewCount);
+        Assert.Equal(7, (await stream.GetSummaryAsync()).StepCount);
+        Assert.NotEqual(stored, await StoredETag(stream));
+    }
+
     [Fact]
     public async Task A_duplicate_prefix_is_skipped_and_a_retried_batch_returns_duplicates()
     {

@@ -67,6 +67,59 @@ public sealed class ModelGrainTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task Huge_shapes_and_unnamed_features_are_refused_and_create_nothing()
+    {
+        var model = Client.GetGrain<IModelGrain>("create-huge");
+        var config = TestSupport.SmallConfig();
+        foreach (var bad in new[]
+        {
+            // Every dimension in range, the product not: more parameters than an array holds.
+            config with { InputSize = 4096, HiddenSize = 4096, Layers = 16, Horizons = 1 },
+            // Just over the limit (4 x 2048 x 2049 + ... ~ 16.8M): a version too large to travel to the silos whole.
+            config with { InputSize = 1, HiddenSize = 2048, Layers = 1, Horizons = 1 },
+            config with { Features = ["temp", null!] },
+            config with { Features = ["temp", ""] },
+        })
+        {
+            var e = await Assert.ThrowsAsync<ModelOperationException>(() => model.CreateAsync(bad));
+            Assert.Equal("create-huge", e.ModelName);
+        }
+        await Assert.ThrowsAsync<ModelNotFoundException>(() => model.GetInfoAsync());
+        Assert.DoesNotContain("create-huge", (await Client.GetGrain<IModelCatalogGrain>(ModelCatalog.Key).ListAsync("create-hug", 1)).Names);
+
+        // The same grain creates a valid model afterwards.
+        Assert.Equal(1, (await model.CreateAsync(config with { Features = ["temp", "pressure"] })).ActiveVersion);
+    }
+
+    [Fact]
+    public async Task Bad_publishes_and_unknown_versions_or_models_change_nothing()
+    {
+        var unknown = Client.GetGrain<IModelGrain>("versions-unknown");
+        await Assert.ThrowsAsync<ModelNotFoundException>(() => unknown.PublishAsync(new PublishRequest([1f])));
+        await Assert.ThrowsAsync<ModelNotFoundException>(() => unknown.ActivateAsync(1));
+        await Assert.ThrowsAsync<ModelNotFoundException>(() => unknown.GetWeightsAsync(1));
+        await Assert.ThrowsAsync<ModelNotFoundException>(() => unknown.ListVersionsAsync());
+
+        var model = Client.GetGrain<IModelGrain>("versions-bad");
+        int count = (await model.CreateAsync(TestSupport.SmallConfig())).ParameterCount;
+        var before = await model.GetInfoAsync();
+        foreach (var bad in new[]
+        {
+            new PublishRequest(null!),
+            new PublishRequest(Enumerable.Repeat(float.PositiveInfinity, count).ToArray()),
+            new PublishRequest(new float[count], Metadata: new Dictionary<string, string> { ["loss"] = "0.1", ["note"] = null! }),
+        })
+            await Assert.ThrowsAsync<ModelOperationException>(() => model.PublishAsync(bad));
+        await Assert.ThrowsAsync<ModelOperationException>(() => model.ActivateAsync(0));
+        await Assert.ThrowsAsync<ModelOperationException>(() => model.ActivateAsync(2));
+        await Assert.ThrowsAsync<ModelOperationException>(() => model.GetWeightsAsync(-1));
+        Assert.Equal(before, await model.GetInfoAsync());
+        Assert.Equal([1L], (await model.ListVersionsAsync()).Select(v => v.Version));
+
+        Assert.Equal(2, await model.PublishAsync(new PublishRequest(new float[count], Metadata: new Dictionary<string, string> { ["note"] = "" })));
+    }
+
+    [Fact]
     public async Task A_published_version_reaches_every_silo_and_streams_rewarm()
     {
         const string name = "rollout";

@@ -23,10 +23,13 @@ public sealed class PingGrainTests(ClusterFixture fixture)
     }
 
     [Fact]
-    public async Task Echo_refuses_a_horizon_count_below_one()
+    public async Task Echo_refuses_a_horizon_count_below_one_or_above_any_models()
     {
         var grain = fixture.Client.GetGrain<IPingGrain>("bench/echo/bad");
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() =>
             grain.EchoAsync(new Observation(1, DateTimeOffset.UnixEpoch, [0f]), horizons: 0));
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() =>
+            grain.EchoAsync(new Observation(1, DateTimeOffset.UnixEpoch, [0f]), horizons: Lstm.LstmConfig.MaxDimension + 1));
+        Assert.Equal(Lstm.LstmConfig.MaxDimension, (await grain.EchoAsync(new Observation(1, DateTimeOffset.UnixEpoch, [0f]), Lstm.LstmConfig.MaxDimension)).Predictions.Length);
     }
 }

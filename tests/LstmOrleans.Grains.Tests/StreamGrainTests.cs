@@ -185,6 +185,42 @@ public sealed class StreamGrainTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task Null_members_and_bad_arguments_are_rejected_and_change_nothing_even_with_new_weights_pending()
+    {
+        var (config, _) = await CreateModelAsync("nulls");
+        var stream = await BoundStreamAsync("nulls", "nulls/stream");
+        for (long seq = 1; seq <= 5; seq++) await stream.IngestAsync(TestSupport.Obs(seq));
+        // A new version: the next accepted call re-warms first, so a rejection must come before that work.
+        var model = Client.GetGrain<IModelGrain>("nulls");
+        long v2 = await model.PublishAsync(new PublishRequest(Enumerable.Repeat(0.02f, (await model.GetInfoAsync()).ParameterCount).ToArray()));
+        foreach (var cache in fixture.Caches) await TestSupport.Eventually(() => cache.GetAsync("nulls").AsTask(), m => m.Version == v2);
+        var before = await TestSupport.FullState(stream);
+        var t = TestSupport.Start.AddSeconds(10);
+
+        async Task Rejected<TException>(Func<Task> call) where TException : Exception
+        {
+            await Assert.ThrowsAsync<TException>(call);
+            Assert.Equal(before, await TestSupport.FullState(stream));
+        }
+
+        await Rejected<ObservationRejectedException>(() => stream.IngestAsync(null!));
+        await Rejected<ObservationRejectedException>(() => stream.IngestAsync(new Observation(10, t, null!)));
+        await Rejected<ObservationRejectedException>(() => stream.IngestBatchAsync(null!));
+        await Rejected<ObservationRejectedException>(() => stream.IngestBatchAsync([TestSupport.Obs(10), null!]));
+        await Rejected<ObservationRejectedException>(() => stream.IngestBatchAsync([TestSupport.Obs(10), new Observation(11, t, null!)]));
+        await Rejected<ObservationRejectedException>(() => stream.IngestColumnsAsync(null!));
+        await Rejected<ArgumentException>(() => stream.BindAsync(" "));
+        await Rejected<ArgumentOutOfRangeException>(() => stream.GetHistoryAsync(-1));
+        await Rejected<ArgumentOutOfRangeException>(() => stream.GetTrainingWindowAsync(-1));
+
+        // Nothing of the rejected calls stuck: the next one re-warms and steps as usual.
+        var next = await stream.IngestAsync(TestSupport.Obs(6));
+        Assert.Equal(v2, next.WeightsVersion);
+        Assert.Equal(6, next.StepCount);
+        Assert.Equal(config.Horizons, next.Predictions.Length);
+    }
+
+    [Fact]
     public async Task A_batch_is_all_or_nothing_and_equals_sequential_steps()
     {
         await CreateModelAsync("batch");

@@ -131,8 +131,13 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
         return _roundId;
     }
 
-    public Task<TrainingRoundRecord?> GetRoundAsync(long roundId) =>
-        Task.FromResult(_state.State.Rounds.FirstOrDefault(r => r.RoundId == roundId));
+    public async Task<TrainingRoundRecord?> GetRoundAsync(long roundId)
+    {
+        if (_state.State.Rounds.FirstOrDefault(r => r.RoundId == roundId) is { } record) return record;
+        // Not recorded (yet): null for a model's round still running or long gone, an error for a model that never existed.
+        await RequireModelAsync();
+        return null;
+    }
 
     public async Task EnsureScheduledAsync()
     {

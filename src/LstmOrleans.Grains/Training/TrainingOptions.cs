@@ -87,11 +87,17 @@ internal sealed class TrainingGrainOptionsValidator : IValidateOptions<TrainingG
 /// <summary>Range checks of <see cref="TrainingSettings"/>.</summary>
 public static class TrainingSettingsValidation
 {
+    /// <summary>
+    /// Longest <see cref="TrainingSettings.Period"/>: the next round is due a period after the last, and that date must
+    /// stay representable (a <see cref="DateTimeOffset"/> ends in the year 9999).
+    /// </summary>
+    public static TimeSpan MaxPeriod { get; } = TimeSpan.FromDays(3650);
+
     /// <summary>The first problem with <paramref name="s"/>, or null when it is valid.</summary>
     public static string? Check(TrainingSettings s)
     {
         if (s is null) return "Settings are missing.";
-        if (s.Period < TimeSpan.Zero) return $"Period must not be negative, got {s.Period}.";
+        if (s.Period < TimeSpan.Zero || s.Period > MaxPeriod) return $"Period must be between zero and {MaxPeriod.TotalDays} days, got {s.Period}.";
         if (s.MinNewObservations < 0) return $"MinNewObservations must not be negative, got {s.MinNewObservations}.";
         if (s.SampleSize is < 1 or > 100_000) return $"SampleSize must be between 1 and 100000, got {s.SampleSize}.";
         if (s.Epochs is < 1 or > 100_000) return $"Epochs must be between 1 and 100000, got {s.Epochs}.";
@@ -105,6 +111,11 @@ public static class TrainingSettingsValidation
         if (s.Patience < 0) return $"Patience must not be negative, got {s.Patience}.";
         if (s.MaxRowsPerStream < s.WindowLength + 2) return $"MaxRowsPerStream must be at least WindowLength + 2 ({s.WindowLength + 2}), got {s.MaxRowsPerStream}.";
         if (s.MaxRowsPerStream > 1_000_000) return $"MaxRowsPerStream must be at most 1000000, got {s.MaxRowsPerStream}.";
+        // Else no stream could ever be used: every round would be skipped, and the skip's report of the rows needed
+        // (the least usable count) would search without end.
+        if (!TrainingRound.IsUsable(s.MaxRowsPerStream, s))
+            return $"MaxRowsPerStream ({s.MaxRowsPerStream}) must hold a window of WindowLength ({s.WindowLength}) rows besides " +
+                $"a held-out part of at least 2 rows (ValidationFraction {s.ValidationFraction}).";
         return null;
     }
 }

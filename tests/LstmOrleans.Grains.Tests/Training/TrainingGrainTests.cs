@@ -1,4 +1,5 @@
 using LstmOrleans.Abstractions;
+using LstmOrleans.Grains.Training;
 using Orleans.Runtime;
 using Xunit.Abstractions;
 
@@ -116,6 +117,7 @@ public sealed class TrainingGrainTests(TrainingFixture fixture, ITestOutputHelpe
     {
         const string model = "controls";
         await Assert.ThrowsAsync<ModelNotFoundException>(() => Client.GetGrain<ITrainingGrain>(model).GetStatusAsync());
+        await Assert.ThrowsAsync<ModelNotFoundException>(() => Client.GetGrain<ITrainingGrain>(model).GetRoundAsync(1));
         await Client.GetGrain<IModelGrain>(model).CreateAsync(SineStreams.Config);
         var training = Client.GetGrain<ITrainingGrain>(model);
         var grainId = training.GetGrainId();
@@ -130,6 +132,11 @@ public sealed class TrainingGrainTests(TrainingFixture fixture, ITestOutputHelpe
             Quick(float.NaN), Quick(-1f), Quick() with { WindowLength = 0 }, Quick() with { ValidationFraction = 0.95 },
             Quick() with { SampleSize = 0 }, Quick() with { Period = TimeSpan.FromSeconds(-1) }, Quick() with { TimeBudget = TimeSpan.Zero },
             Quick() with { MaxRowsPerStream = 10 },
+            // No stream could ever be used (256 rows hold out none; 200 at 0.9 keep 20, less than a window of 24):
+            // every round would be skipped, the first one never finishing its report.
+            Quick() with { ValidationFraction = 1e-12 }, Quick() with { ValidationFraction = 0.9, MaxRowsPerStream = 200 },
+            // The next round would be due past the end of the calendar.
+            Quick() with { Period = TimeSpan.MaxValue }, Quick() with { Period = TrainingSettingsValidation.MaxPeriod + TimeSpan.FromDays(1) },
         })
         {
             var e = await Assert.ThrowsAsync<ModelOperationException>(() => training.ConfigureAsync(bad));
@@ -149,8 +156,10 @@ public sealed class TrainingGrainTests(TrainingFixture fixture, ITestOutputHelpe
         Assert.Single(SharedReminderTable.Of(TrainingFixture.ServiceId, grainId));
 
         // No streams yet: a round is recorded as skipped, and nothing is published.
+        Assert.Null(await training.GetRoundAsync(1));
         var r = await training.TrainNowAsync();
         Assert.Equal(TrainingDecision.Skipped, r.Decision);
+        Assert.Equal(r, await training.GetRoundAsync(r.RoundId));
         Assert.Equal(1, (await Client.GetGrain<IModelGrain>(model).GetInfoAsync()).ActiveVersion);
     }
 }
