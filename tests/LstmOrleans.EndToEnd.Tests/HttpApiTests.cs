@@ -164,6 +164,16 @@ public sealed class HttpApiTests(SiloProcess silo)
     }
 
     [Fact]
+    public async Task A_model_with_too_many_parameters_is_400()
+    {
+        // Every dimension is in range; their product is not (about 2.1 billion parameters).
+        using var http = silo.CreateHttpClient();
+        var problem = await ProblemAsync(await http.PostAsync("/models", Json("""{"name":"e2e-too-big","hiddenSize":4096,"layers":16}""")), HttpStatusCode.BadRequest);
+        Assert.Contains("parameters", problem.GetProperty("detail").GetString());
+        await ProblemAsync(await http.GetAsync("/models/e2e-too-big"), HttpStatusCode.NotFound);
+    }
+
+    [Fact]
     public async Task Timestamp_going_backwards_is_409()
     {
         using var http = silo.CreateHttpClient();
