@@ -164,6 +164,17 @@ public sealed class HttpApiTests(SiloProcess silo)
     }
 
     [Fact]
+    public async Task Binding_to_a_blank_or_invalid_model_name_is_400()
+    {
+        using var http = silo.CreateHttpClient();
+        await ProblemAsync(await http.PutAsync("/streams/bind-bad-1/model", Json("""{"model":""}""")), HttpStatusCode.BadRequest);
+        await ProblemAsync(await http.PutAsync("/streams/bind-bad-1/model", Json("""{"model":"   "}""")), HttpStatusCode.BadRequest);
+        await ProblemAsync(await http.PutAsync("/streams/bind-bad-1/model", Json("""{"model":"a/b"}""")), HttpStatusCode.BadRequest);
+        var summary = JsonDocument.Parse(await http.GetStringAsync("/streams/bind-bad-1/")).RootElement;
+        Assert.Equal(JsonValueKind.Null, summary.GetProperty("modelName").ValueKind);
+    }
+
+    [Fact]
     public async Task A_model_with_too_many_parameters_is_400()
     {
         // Every dimension is in range; their product is not (about 2.1 billion parameters).

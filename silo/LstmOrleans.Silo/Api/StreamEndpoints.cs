@@ -54,8 +54,8 @@ internal static class StreamEndpoints
             .WithSummary("The most recent accepted observations, oldest first.").Produces<Observation[]>();
 
         streams.MapPut("/model", async (string streamId, BindRequest request, IGrainFactory grains) =>
-                Results.Ok(await grains.GetGrain<IStreamGrain>(Check(streamId)).BindAsync(request.Model)))
-            .WithSummary("Binds the stream to a model (null = the default model).").Produces<StreamSummary>().ProducesProblem(404);
+                Results.Ok(await grains.GetGrain<IStreamGrain>(Check(streamId)).BindAsync(request.Model is null ? null : ModelEndpoints.CheckName(request.Model))))
+            .WithSummary("Binds the stream to a model (null = the default model).").Produces<StreamSummary>().ProducesProblem(400).ProducesProblem(404);
 
         streams.MapPost("/reset", async (string streamId, IGrainFactory grains) =>
             {
