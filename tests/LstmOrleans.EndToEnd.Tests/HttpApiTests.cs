@@ -164,6 +164,24 @@ public sealed class HttpApiTests(SiloProcess silo)
     }
 
     [Fact]
+    public async Task Server_numbering_with_no_sequence_left_is_409_not_a_silent_duplicate()
+    {
+        // After sequence long.MaxValue the next number wrapped to long.MinValue, which the stream took for a
+        // duplicate: 200 with the value dropped.
+        using var http = silo.CreateHttpClient();
+        (await http.PostAsync("/streams/maxseq-1/observations", Json($$"""{"sequence":{{long.MaxValue - 1}},"value":1}"""))).EnsureSuccessStatusCode();
+        await ProblemAsync(await http.PostAsync("/streams/maxseq-1/observations", Json("""[{"value":2},{"value":3}]""")), HttpStatusCode.Conflict);
+        Assert.Equal(1, await StepCountAsync(http, "maxseq-1"));
+
+        // One number is left: it is used.
+        (await http.PostAsync("/streams/maxseq-1/observations", Json("""{"value":2}"""))).EnsureSuccessStatusCode();
+        Assert.Equal(2, await StepCountAsync(http, "maxseq-1"));
+        var problem = await ProblemAsync(await http.PostAsync("/streams/maxseq-1/observations", Json("""{"value":3}""")), HttpStatusCode.Conflict);
+        Assert.Contains("no room", problem.GetProperty("detail").GetString());
+        Assert.Equal(2, await StepCountAsync(http, "maxseq-1"));
+    }
+
+    [Fact]
     public async Task Binding_to_a_blank_or_invalid_model_name_is_400()
     {
         using var http = silo.CreateHttpClient();

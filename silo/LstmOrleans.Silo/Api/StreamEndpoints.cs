@@ -110,8 +110,13 @@ internal static class StreamEndpoints
         long next = 0;
         if (inputs[0].Sequence is null)
         {
-            var summary = await grain.GetSummaryAsync();
-            next = (summary.LastSequence ?? 0) + 1;
+            var last = (await grain.GetSummaryAsync()).LastSequence ?? 0;
+            // Numbering past long.MaxValue would wrap to negative sequences, which the stream takes for duplicates:
+            // the values would be acknowledged and dropped.
+            if (last > long.MaxValue - inputs.Count)
+                throw new RequestValidationException(
+                    $"The stream's last sequence is {last}; there is no room after it to number {inputs.Count} observation(s).", StatusCodes.Status409Conflict);
+            next = last + 1;
         }
         var now = DateTimeOffset.UtcNow;
         var observations = new Observation[inputs.Count];
