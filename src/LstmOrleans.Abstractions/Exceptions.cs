@@ -3,6 +3,7 @@ namespace LstmOrleans.Abstractions;
 /// <summary>Why an observation or batch was rejected.</summary>
 public enum RejectionReason
 {
+    /// <summary>A value is NaN, infinite or larger in magnitude than <see cref="Observation.MaxMagnitude"/>.</summary>
     NonFiniteValue = 1,
     WrongLength = 2,
     TimestampBackwards = 3,

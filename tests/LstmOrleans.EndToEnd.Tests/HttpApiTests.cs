@@ -164,6 +164,30 @@ public sealed class HttpApiTests(SiloProcess silo)
     }
 
     [Fact]
+    public async Task Values_too_large_to_forecast_with_are_400_and_change_nothing()
+    {
+        // Finite float32 values near float.MaxValue used to be applied, then overflow the forecast: 500, and every
+        // later read of the stream 500 too (JSON cannot carry infinity).
+        using var http = silo.CreateHttpClient();
+        (await http.PostAsync("/streams/huge-1/observations", Json("""{"sequence":1,"value":1}"""))).EnsureSuccessStatusCode();
+
+        var problem = await ProblemAsync(await http.PostAsync("/streams/huge-1/observations",
+            Json("""[{"sequence":2,"value":1e38},{"sequence":3,"value":-1e38}]""")), HttpStatusCode.BadRequest);
+        Assert.Contains("magnitude", problem.GetProperty("detail").GetString());
+        await ProblemAsync(await http.PostAsync("/streams/huge-1/observations",
+            new StringContent("sequence,value\n2,3e38\n", Encoding.UTF8, "text/csv")), HttpStatusCode.BadRequest);
+        // Past the grain's batch size (1024) the body goes in several grain calls: a bad value late in it must be
+        // refused before the first call, not after it applied the rows before it.
+        var rows = string.Join("\n", Enumerable.Range(2, 1500).Select(i => $$"""{"sequence":{{i}},"value":{{(i == 1501 ? "2e30" : "1")}}}"""));
+        await ProblemAsync(await http.PostAsync("/streams/huge-1/observations", new StringContent(rows, Encoding.UTF8, "application/x-ndjson")), HttpStatusCode.BadRequest);
+
+        Assert.Equal(1, await StepCountAsync(http, "huge-1"));
+        (await http.GetAsync("/streams/huge-1/prediction")).EnsureSuccessStatusCode();
+        (await http.PostAsync("/streams/huge-1/observations", Json("""{"sequence":2,"value":1e30}"""))).EnsureSuccessStatusCode();
+        (await http.GetAsync("/streams/huge-1/prediction")).EnsureSuccessStatusCode();
+    }
+
+    [Fact]
     public async Task Server_numbering_with_no_sequence_left_is_409_not_a_silent_duplicate()
     {
         // After sequence long.MaxValue the next number wrapped to long.MinValue, which the stream took for a
