@@ -206,6 +206,25 @@ public sealed class HttpApiTests(SiloProcess silo)
     }
 
     [Fact]
+    public async Task Bodies_with_a_byte_order_mark_are_read()
+    {
+        using var http = silo.CreateHttpClient();
+        static ByteArrayContent WithBom(string text, string mediaType)
+        {
+            var content = new ByteArrayContent([.. Encoding.UTF8.Preamble, .. Encoding.UTF8.GetBytes(text)]);
+            content.Headers.ContentType = new MediaTypeHeaderValue(mediaType);
+            return content;
+        }
+        using var csv = await http.PostAsync("/streams/bom-1/observations", WithBom("timestamp,value\n2024-01-01 00:00:00,1.5\n", "text/csv"));
+        Assert.True(csv.IsSuccessStatusCode, await csv.Content.ReadAsStringAsync());
+        using var json = await http.PostAsync("/streams/bom-1/observations", WithBom("""{"timestamp":"2024-01-01T00:01:00Z","value":2.5}""", "application/json"));
+        Assert.True(json.IsSuccessStatusCode, await json.Content.ReadAsStringAsync());
+        var history = JsonDocument.Parse(await http.GetStringAsync("/streams/bom-1/history")).RootElement;
+        Assert.Equal(2, history.GetArrayLength());
+        Assert.Equal(new DateTimeOffset(2024, 1, 1, 0, 0, 0, TimeSpan.Zero), history[0].GetProperty("timestamp").GetDateTimeOffset());
+    }
+
+    [Fact]
     public async Task Binding_to_a_blank_or_invalid_model_name_is_400()
     {
         using var http = silo.CreateHttpClient();

@@ -26,6 +26,9 @@ public static class ObservationParser
 {
     public static List<ObservationInput> Parse(ReadOnlySpan<byte> body, string? contentType, int maxCount)
     {
+        // Spreadsheet exports ("CSV UTF-8") and some JSON writers start with a byte order mark; left in, it made the
+        // first CSV column an unknown name and the JSON malformed.
+        if (body.StartsWith(Encoding.UTF8.Preamble)) body = body[Encoding.UTF8.Preamble.Length..];
         var mediaType = (contentType ?? "application/json").Split(';')[0].Trim().ToLowerInvariant();
         var result = mediaType switch
         {
