@@ -13,6 +13,8 @@ public enum RejectionReason
     MissingValues = 7,
     /// <summary>A column batch's timestamp ticks or clock offset do not make a valid date.</summary>
     InvalidTimestamp = 8,
+    /// <summary>No sequence numbers are left after the stream's last one to number the batch with.</summary>
+    SequenceExhausted = 9,
 }
 
 /// <summary>

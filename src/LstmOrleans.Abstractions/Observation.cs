@@ -30,3 +30,13 @@ public sealed record Observation(
     /// <summary>Whether <paramref name="value"/> is finite and at most <see cref="MaxMagnitude"/> in magnitude.</summary>
     public static bool IsAcceptable(float value) => float.IsFinite(value) && Math.Abs(value) <= MaxMagnitude;
 }
+
+/// <summary>
+/// A reading sent without a sequence number, for <see cref="IStreamGrain.IngestAfterLastAsync"/>: the stream numbers it
+/// after its last one and, when <paramref name="Timestamp"/> is null, stamps it with its clock, both in the turn that
+/// applies it.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("lstm.UnnumberedObservation")]
+public sealed record UnnumberedObservation(
+    [property: Id(0)] DateTimeOffset? Timestamp,
+    [property: Id(1)] float[] Values);

@@ -206,6 +206,26 @@ public sealed class HttpApiTests(SiloProcess silo)
     }
 
     [Fact]
+    public async Task Concurrent_requests_without_sequence_numbers_are_all_applied()
+    {
+        // The HTTP layer used to number such values from a summary read before the ingest: concurrent requests got the
+        // same numbers and all but one were answered 200 'duplicates: 1' with their value dropped.
+        using var http = silo.CreateHttpClient();
+        const int requests = 24;
+        var responses = await Task.WhenAll(Enumerable.Range(1, requests).Select(i =>
+            http.PostAsync("/streams/concurrent-1/observations", Json($$"""{"value":{{i}}}"""))));
+        foreach (var response in responses)
+        {
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.OK, body);
+            Assert.Equal(1, JsonDocument.Parse(body).RootElement.GetProperty("applied").GetInt32());
+        }
+        Assert.Equal(requests, await StepCountAsync(http, "concurrent-1"));
+        var history = JsonDocument.Parse(await http.GetStringAsync("/streams/concurrent-1/history")).RootElement;
+        Assert.Equal(Enumerable.Range(1, requests).Select(i => (double)i), history.EnumerateArray().Select(o => o.GetProperty("values")[0].GetDouble()).Order());
+    }
+
+    [Fact]
     public async Task Bodies_with_a_byte_order_mark_are_read()
     {
         using var http = silo.CreateHttpClient();
