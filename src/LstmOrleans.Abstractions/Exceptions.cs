@@ -3,6 +3,7 @@ namespace LstmOrleans.Abstractions;
 /// <summary>Why an observation or batch was rejected.</summary>
 public enum RejectionReason
 {
+    /// <summary>A value is NaN, infinite or larger in magnitude than <see cref="Observation.MaxMagnitude"/>.</summary>
     NonFiniteValue = 1,
     WrongLength = 2,
     TimestampBackwards = 3,
@@ -12,6 +13,8 @@ public enum RejectionReason
     MissingValues = 7,
     /// <summary>A column batch's timestamp ticks or clock offset do not make a valid date.</summary>
     InvalidTimestamp = 8,
+    /// <summary>No sequence numbers are left after the stream's last one to number the batch with.</summary>
+    SequenceExhausted = 9,
 }
 
 /// <summary>

@@ -35,6 +35,17 @@ public interface IStreamGrain : IGrainWithStringKey
     Task<StepResult[]> IngestBatchAsync(Observation[] observations);
 
     /// <summary>
+    /// <see cref="IngestBatchAsync"/> for observations without sequence numbers: the stream numbers them after its
+    /// last accepted sequence, and stamps those without a timestamp with its clock, in the same turn as it applies
+    /// them. So callers sending at once never take the same numbers (the later one would be skipped as a duplicate:
+    /// acknowledged but lost) and a server-chosen time is taken after whatever was applied before it. Throws
+    /// <see cref="ObservationRejectedException"/> (<see cref="RejectionReason.SequenceExhausted"/> when too few
+    /// numbers are left) and changes nothing when the batch is invalid.
+    /// </summary>
+    [Alias("IngestAfterLast")]
+    Task<StepResult[]> IngestAfterLastAsync(UnnumberedObservation[] observations);
+
+    /// <summary>
     /// <see cref="IngestBatchAsync"/> in columns, the cheap way to send many values: the same rules (all or nothing,
     /// duplicates prefix, ordering, <c>MaxBatchSize</c>) and the same steps and commit, answered in columns;
     /// <see cref="BatchForecast.ToStepResults"/> gives exactly the <see cref="StepResult"/>s the row call would return.

@@ -59,9 +59,9 @@ internal static class StreamComputation
             throw new ObservationRejectedException(RejectionReason.WrongLength,
                 $"Observation {observation.Sequence} has {observation.Values.Length} values; the model expects {inputSize}.", observation.Sequence);
         for (int i = 0; i < inputSize; i++)
-            if (!float.IsFinite(observation.Values[i]))
+            if (!Observation.IsAcceptable(observation.Values[i]))
                 throw new ObservationRejectedException(RejectionReason.NonFiniteValue,
-                    $"Observation {observation.Sequence} value {i} is {observation.Values[i]}; values must be finite.", observation.Sequence);
+                    $"Observation {observation.Sequence} value {i} is {observation.Values[i]}; values must be finite and at most {Observation.MaxMagnitude:G} in magnitude.", observation.Sequence);
     }
 
     /// <summary>
@@ -85,9 +85,9 @@ internal static class StreamComputation
             long sequence = sequences[i];
             var row = values.Slice(i * d, d);
             for (int f = 0; f < d; f++)
-                if (!float.IsFinite(row[f]))
+                if (!Observation.IsAcceptable(row[f]))
                     throw new ObservationRejectedException(RejectionReason.NonFiniteValue,
-                        $"Batch element {i} (sequence {sequence}) value {f} is {row[f]}; values must be finite.", sequence);
+                        $"Batch element {i} (sequence {sequence}) value {f} is {row[f]}; values must be finite and at most {Observation.MaxMagnitude:G} in magnitude.", sequence);
             if (i > 0 && sequence <= sequences[i - 1])
                 throw new ObservationRejectedException(RejectionReason.BatchOutOfOrder,
                     $"Batch element {i} has sequence {sequence}, not greater than the previous element's {sequences[i - 1]}.", sequence);

@@ -177,6 +177,23 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         return forecast.ToStepResults(batch);
     }
 
+    public Task<StepResult[]> IngestAfterLastAsync(UnnumberedObservation[] observations)
+    {
+        if (observations is null) throw new ObservationRejectedException(RejectionReason.MissingValues, "Batch is null.");
+        // Numbered and stamped in the turn that applies them (the grain is not reentrant): no other call can take
+        // these numbers, or move the stream past this time, in between.
+        var s = Current;
+        long last = s.HasSequence ? s.LastSequence : 0;
+        if (last > long.MaxValue - observations.Length)
+            throw new ObservationRejectedException(RejectionReason.SequenceExhausted,
+                $"The stream's last sequence is {last}; there is no room after it to number {observations.Length} observation(s).");
+        var now = DateTimeOffset.UtcNow;
+        var numbered = new Observation[observations.Length];
+        for (int i = 0; i < numbered.Length; i++)   // a null element stays null: rejected as in IngestBatchAsync
+            numbered[i] = observations[i] is { } o ? new Observation(last + 1 + i, o.Timestamp ?? now, o.Values) : null!;
+        return IngestBatchAsync(numbered);
+    }
+
     public async Task<BatchForecast> IngestColumnsAsync(ObservationBatch batch)
     {
         if (batch is null) throw new ObservationRejectedException(RejectionReason.MissingValues, "Batch is null.");

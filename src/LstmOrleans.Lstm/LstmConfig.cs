@@ -12,6 +12,9 @@ public sealed record LstmConfig(int InputSize, int HiddenSize, int Layers, int H
     /// <summary>Upper bound on the number of layers.</summary>
     public const int MaxLayers = 16;
 
+    /// <summary>Upper bound on the parameter count (one float array holds them all).</summary>
+    public const long MaxParameters = int.MaxValue / 2;
+
     /// <summary>Number of gate rows per layer: PyTorch stacks (input, forget, cell candidate, output).</summary>
     public int GateRows => 4 * HiddenSize;
 
@@ -32,6 +35,10 @@ public sealed record LstmConfig(int InputSize, int HiddenSize, int Layers, int H
             throw new ArgumentException($"Layer count must be between 1 and {MaxLayers}, got {Layers}.");
         if (Horizons < 1 || Horizons > MaxDimension)
             throw new ArgumentException($"Horizon count must be between 1 and {MaxDimension}, got {Horizons}.");
+        // Each dimension can be in range while their product is not (e.g. H = 4096 with 16 layers).
+        long count = LstmParameters.CountFor(this);
+        if (count > MaxParameters)
+            throw new ArgumentException($"The model would have {count} parameters; at most {MaxParameters} are supported.");
         return this;
     }
 }

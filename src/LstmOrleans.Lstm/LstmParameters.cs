@@ -28,9 +28,7 @@ public sealed class LstmParameters
             offset += LayerSize(config, l);
         }
         _headOffset = checked((int)offset);
-        offset += (long)config.Horizons * config.HiddenSize + config.Horizons;
-        if (offset > int.MaxValue / 2)
-            throw new ArgumentException($"Model has {offset} parameters, more than this engine supports.");
+        offset += (long)config.Horizons * config.HiddenSize + config.Horizons;   // at most LstmConfig.MaxParameters (validated)
         Data = new float[offset];
     }
 

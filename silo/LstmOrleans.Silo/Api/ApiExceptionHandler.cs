@@ -34,8 +34,8 @@ internal sealed class ApiExceptionHandler(IProblemDetailsService problemDetails,
 
     internal static int StatusFor(RejectionReason reason) => reason switch
     {
-        // The stream already moved past this time: a conflict with its state, not a malformed request.
-        RejectionReason.TimestampBackwards => StatusCodes.Status409Conflict,
+        // The stream already moved past this time (or its last sequence): a conflict with its state, not a malformed request.
+        RejectionReason.TimestampBackwards or RejectionReason.SequenceExhausted => StatusCodes.Status409Conflict,
         RejectionReason.BatchTooLarge => StatusCodes.Status413PayloadTooLarge,
         _ => StatusCodes.Status400BadRequest,
     };

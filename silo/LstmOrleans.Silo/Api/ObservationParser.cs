@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using LstmOrleans.Abstractions;
 
 namespace LstmOrleans.Silo.Api;
 
@@ -17,12 +18,17 @@ public sealed class RequestValidationException(string message, int statusCode = 
 /// Parses ingest bodies. JSON: one object <c>{"sequence":1,"timestamp":"...","values":[1.5]}</c> (or <c>"value":1.5</c>)
 /// or an array of them. NDJSON: one such object a line. CSV: a header naming the columns; <c>sequence</c> and
 /// <c>timestamp</c> are optional and every other column is a feature, in order (NAB's <c>timestamp,value</c> works as is).
-/// Non-finite values are rejected here, with their position, before anything reaches a grain.
+/// Non-finite values and values beyond <see cref="Observation.MaxMagnitude"/> are rejected here, with their position,
+/// before anything reaches a grain (a body larger than a grain batch goes in several calls, so a value the grain would
+/// reject in a later call must not get past this check).
 /// </summary>
 public static class ObservationParser
 {
     public static List<ObservationInput> Parse(ReadOnlySpan<byte> body, string? contentType, int maxCount)
     {
+        // Spreadsheet exports ("CSV UTF-8") and some JSON writers start with a byte order mark; left in, it made the
+        // first CSV column an unknown name and the JSON malformed.
+        if (body.StartsWith(Encoding.UTF8.Preamble)) body = body[Encoding.UTF8.Preamble.Length..];
         var mediaType = (contentType ?? "application/json").Split(';')[0].Trim().ToLowerInvariant();
         var result = mediaType switch
         {
@@ -153,8 +159,8 @@ public static class ObservationParser
         }
         if (reader.TokenType != JsonTokenType.Number)
             throw new RequestValidationException($"{what} must be a number.");
-        if (!reader.TryGetDouble(out var d) || !double.IsFinite(d) || !float.IsFinite((float)d))
-            throw new RequestValidationException($"{what} must be a finite number representable as float32.");
+        if (!reader.TryGetDouble(out var d) || !double.IsFinite(d) || !Observation.IsAcceptable((float)d))
+            throw new RequestValidationException($"{what} must be a finite number of at most {Observation.MaxMagnitude:G} in magnitude.");
         return (float)d;
     }
 
@@ -199,8 +205,8 @@ public static class ObservationParser
             for (var i = 0; i < featureColumns.Length; i++)
             {
                 var cell = cells[featureColumns[i]].Trim();
-                if (!float.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) || !float.IsFinite(v))
-                    throw new RequestValidationException($"CSV line {lineNumber}: column '{columns[featureColumns[i]]}' value '{cell}' is not a finite number.");
+                if (!float.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) || !Observation.IsAcceptable(v))
+                    throw new RequestValidationException($"CSV line {lineNumber}: column '{columns[featureColumns[i]]}' value '{cell}' is not a finite number of at most {Observation.MaxMagnitude:G} in magnitude.");
                 values[i] = v;
             }
             list.Add(new ObservationInput(sequence, timestamp, values));

@@ -54,8 +54,8 @@ internal static class StreamEndpoints
             .WithSummary("The most recent accepted observations, oldest first.").Produces<Observation[]>();
 
         streams.MapPut("/model", async (string streamId, BindRequest request, IGrainFactory grains) =>
-                Results.Ok(await grains.GetGrain<IStreamGrain>(Check(streamId)).BindAsync(request.Model)))
-            .WithSummary("Binds the stream to a model (null = the default model).").Produces<StreamSummary>().ProducesProblem(404);
+                Results.Ok(await grains.GetGrain<IStreamGrain>(Check(streamId)).BindAsync(request.Model is null ? null : ModelEndpoints.CheckName(request.Model))))
+            .WithSummary("Binds the stream to a model (null = the default model).").Produces<StreamSummary>().ProducesProblem(400).ProducesProblem(404);
 
         streams.MapPost("/reset", async (string streamId, IGrainFactory grains) =>
             {
@@ -85,7 +85,8 @@ internal static class StreamEndpoints
         var inputs = ObservationParser.Parse(buffer.GetBuffer().AsSpan(0, (int)buffer.Length), request.ContentType, settings.Http.MaxBatchSize);
 
         var grain = grains.GetGrain<IStreamGrain>(streamId);
-        var observations = await NumberAsync(grain, inputs);
+        var numbered = inputs[0].Sequence is not null;
+        var observations = Stamp(inputs);
         CheckOrder(observations);
         // The grain applies a batch all or nothing up to its own size limit; larger bodies go in order, chunk by
         // chunk. Everything a grain could reject later (lengths, order) was checked above or is caught by the
@@ -95,7 +96,11 @@ internal static class StreamEndpoints
         for (var offset = 0; offset < observations.Length; offset += chunkSize)
         {
             var chunk = observations.AsSpan(offset, Math.Min(chunkSize, observations.Length - offset)).ToArray();
-            if (chunk.Length == 1) results.Add(await grain.IngestAsync(chunk[0]));
+            // Unnumbered values are numbered (and, without a timestamp, stamped) by the grain as it applies them:
+            // numbered here from a summary read first, concurrent requests took the same numbers and all but one
+            // were skipped as duplicates, acknowledged but lost.
+            if (!numbered) results.AddRange(await grain.IngestAfterLastAsync(Unnumbered(inputs, offset, chunk.Length)));
+            else if (chunk.Length == 1) results.Add(await grain.IngestAsync(chunk[0]));
             else results.AddRange(await grain.IngestBatchAsync(chunk));
         }
         var duplicates = results.Count(r => r.Duplicate);
@@ -104,20 +109,26 @@ internal static class StreamEndpoints
         return Results.Ok(new IngestResponse(streamId, results.Count, results.Count - duplicates, duplicates, results[^1], includeAll ? [.. results] : null));
     }
 
-    /// <summary>Fills in sequence numbers after the stream's last one and missing timestamps with the current time.</summary>
-    private static async Task<Observation[]> NumberAsync(IStreamGrain grain, List<ObservationInput> inputs)
+    /// <summary>
+    /// Fills in missing timestamps with the current time and missing sequence numbers (left out by every input: the
+    /// parser checks) with the input's index, for <see cref="CheckOrder"/>; such inputs go to the grain as
+    /// <see cref="UnnumberedObservation"/>s, which it numbers and stamps itself.
+    /// </summary>
+    private static Observation[] Stamp(List<ObservationInput> inputs)
     {
-        long next = 0;
-        if (inputs[0].Sequence is null)
-        {
-            var summary = await grain.GetSummaryAsync();
-            next = (summary.LastSequence ?? 0) + 1;
-        }
         var now = DateTimeOffset.UtcNow;
         var observations = new Observation[inputs.Count];
         for (var i = 0; i < inputs.Count; i++)
-            observations[i] = new Observation(inputs[i].Sequence ?? next + i, inputs[i].Timestamp ?? now, inputs[i].Values);
+            observations[i] = new Observation(inputs[i].Sequence ?? i, inputs[i].Timestamp ?? now, inputs[i].Values);
         return observations;
+    }
+
+    private static UnnumberedObservation[] Unnumbered(List<ObservationInput> inputs, int offset, int count)
+    {
+        var result = new UnnumberedObservation[count];
+        for (var i = 0; i < count; i++)
+            result[i] = new UnnumberedObservation(inputs[offset + i].Timestamp, inputs[offset + i].Values);
+        return result;
     }
 
     /// <summary>Same feature count throughout, strictly increasing sequences, timestamps that never go back.</summary>
