@@ -174,7 +174,7 @@ internal static class ModelCommands
 
     /// <summary>
     /// Runs a command body; expected failures (bad arguments, missing or malformed files) become one line
-    /// on standard error and exit code 1 instead of a stack trace.
+    /// on standard error and exit code 2 (bad arguments or input file, as for every command) instead of a stack trace.
     /// </summary>
     internal static int Run(ParseResult parse, Func<TextWriter, int> body)
     {
@@ -187,7 +187,7 @@ internal static class ModelCommands
         catch (Exception e) when (e is CliException or ModelFileException or CsvFormatException or IOException or UnauthorizedAccessException)
         {
             stderr.WriteLine($"error: {e.Message}");
-            return 1;
+            return ClientCommandLine.BadArguments;
         }
     }
 
