@@ -109,7 +109,8 @@ internal static class CommandSupport
         {
             return Fail(3, ex.Message);
         }
-        catch (Exception ex) when (ex is ArgumentException and not ObservationRejectedException || ex is FormatException or FileNotFoundException or DirectoryNotFoundException or SiloConfigurationException)
+        // IOException covers more than a missing file: an --out that is a folder, a full disk, a PREDICTIONS argument that is a folder.
+        catch (Exception ex) when (ex is ArgumentException and not ObservationRejectedException || ex is FormatException or IOException or UnauthorizedAccessException or SiloConfigurationException)
         {
             return Fail(2, ex.Message);
         }
