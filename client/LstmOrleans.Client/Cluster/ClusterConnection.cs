@@ -165,12 +165,39 @@ internal sealed record ClusterTarget(IReadOnlyList<IPEndPoint> Gateways, string?
         foreach (var part in spec.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             var text = part.Equals("localhost", StringComparison.OrdinalIgnoreCase) ? DefaultGateway : part.Replace("localhost", "127.0.0.1", StringComparison.OrdinalIgnoreCase);
-            if (!IPEndPoint.TryParse(text, out var endpoint) || endpoint.Port == 0)
-                throw new ArgumentException($"--cluster: '{part}' is not a gateway address like 127.0.0.1:30000 (or use redis://host:port).");
+            if (!IPEndPoint.TryParse(text, out var endpoint) && !TryResolve(text, out endpoint) || endpoint!.Port == 0)
+                throw new ArgumentException($"--cluster: '{part}' is not a gateway address like 127.0.0.1:30000 or silo1:30000 (or use redis://host:port).");
             gateways.Add(endpoint);
         }
         if (gateways.Count == 0) throw new ArgumentException("--cluster names no gateway.");
         return new ClusterTarget(gateways, null, clusterId, serviceId, connectTimeout);
+    }
+
+    /// <summary>
+    /// "name:port" with a host name (Orleans' static gateway list takes addresses only, so the name is looked up here;
+    /// an IPv4 address first, as the silos listen on IPv4 by default). Throws when the name does not resolve.
+    /// </summary>
+    private static bool TryResolve(string text, out IPEndPoint? endpoint)
+    {
+        endpoint = null;
+        int colon = text.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(text.AsSpan(colon + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port)
+            || port is < 1 or > IPEndPoint.MaxPort || Uri.CheckHostName(text[..colon]) != UriHostNameType.Dns)
+            return false;
+        var host = text[..colon];
+        IPAddress[] addresses;
+        try
+        {
+            addresses = Dns.GetHostAddresses(host);
+        }
+        catch (SocketException ex)
+        {
+            throw new ArgumentException($"--cluster: the gateway host '{host}' does not resolve ({ex.Message}).", ex);
+        }
+        var address = addresses.OrderBy(a => a.AddressFamily == AddressFamily.InterNetwork ? 0 : 1).FirstOrDefault()
+            ?? throw new ArgumentException($"--cluster: the gateway host '{host}' has no address.");
+        endpoint = new IPEndPoint(address, port);
+        return true;
     }
 
     public override string ToString() => RedisConfiguration is { } redis
