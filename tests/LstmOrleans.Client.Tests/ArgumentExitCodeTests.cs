@@ -14,6 +14,9 @@ public class ArgumentExitCodeTests
         { ["push", "s", "1", "--seq", "one"], "one" },
         { ["push"], "Required argument missing" },
         { ["frobnicate"], "frobnicate" },
+        { ["models", "--connect-timeout", "NaN", "-c", "127.0.0.1:1"], "--connect-timeout must be in 1..600 seconds." },
+        { ["models", "--connect-timeout", "0", "-c", "127.0.0.1:1"], "--connect-timeout must be in 1..600 seconds." },
+        { ["push", "s", "1", "--connect-timeout", "3600", "-c", "127.0.0.1:1"], "--connect-timeout must be in 1..600 seconds." },
     };
 
     [Theory]
