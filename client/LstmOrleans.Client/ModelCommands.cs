@@ -46,9 +46,11 @@ internal static class ModelCommands
         command.SetAction(parse => Run(parse, stdout =>
         {
             var config = new LstmConfig(parse.GetValue(inputSize), parse.GetValue(hidden), parse.GetValue(layers), parse.GetValue(horizons));
+            LstmParameters parameters;
             try
             {
-                config.Validate();
+                // Validates each size and, beyond that, refuses a shape with more parameters than the engine supports.
+                parameters = LstmParameters.InitializeUniform(config, parse.GetValue(seed));
             }
             catch (ArgumentException e)
             {
@@ -64,7 +66,6 @@ internal static class ModelCommands
             };
             if (metadata.Check(config) is { } problem)
                 throw new CliException(problem);
-            var parameters = LstmParameters.InitializeUniform(config, parse.GetValue(seed));
             string path = parse.GetValue(output)!;
             ModelFile.Save(path, parameters, metadata);
 
