@@ -35,6 +35,7 @@ internal sealed class ClusterConnection : IAsyncDisposable
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         ConfigureQuietLogging(builder.Logging);
+        LeaveSignalsToTheCommand(builder.Services);
         builder.UseOrleansClient(client =>
         {
             client.Configure<ClusterOptions>(o =>
@@ -88,6 +89,7 @@ internal sealed class ClusterConnection : IAsyncDisposable
 
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         ConfigureQuietLogging(builder.Logging);
+        LeaveSignalsToTheCommand(builder.Services);
         builder.UseOrleans(silo => silo.UseLstmOrleansSilo(settings));
         if (historyCapacity is { } capacity) builder.Services.Configure<LstmOrleans.Grains.StreamGrainOptions>(o => o.SetHistoryCapacity(capacity));
         var host = builder.Build();
@@ -106,6 +108,20 @@ internal sealed class ClusterConnection : IAsyncDisposable
         {
             _host.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Without this the host's ConsoleLifetime takes Ctrl+C and SIGTERM: it swallows the signal and stops the host under
+    /// the running command, which then never ends (watch, replay) or reports a cancelled connection as a timeout.
+    /// System.CommandLine cancels the command's token instead, and the command stops the host when it ends.
+    /// </summary>
+    private static void LeaveSignalsToTheCommand(IServiceCollection services) => services.AddSingleton<IHostLifetime, CommandLifetime>();
+
+    private sealed class CommandLifetime : IHostLifetime
+    {
+        public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 
     private static void ConfigureQuietLogging(ILoggingBuilder logging)
