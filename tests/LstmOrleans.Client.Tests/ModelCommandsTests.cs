@@ -191,7 +191,7 @@ public class ModelCommandsTests
         { ["model", "init", "--input-size", "0", "--hidden", "4", "--out", "x.safetensors"], "Input size must be between 1 and 4096, got 0" },
         { ["model", "init", "--input-size", "2", "--hidden", "4", "--layers", "99", "--out", "x.safetensors"], "Layer count must be between" },
         { ["model", "init", "--input-size", "two", "--hidden", "4", "--out", "x.safetensors"], "two" },
-        { ["model", "init", "--input-size", "4096", "--hidden", "4096", "--layers", "8", "--horizons", "4096", "--out", "x.safetensors"], "more than this engine supports" },
+        { ["model", "init", "--input-size", "4096", "--hidden", "4096", "--layers", "8", "--horizons", "4096", "--out", "x.safetensors"], "1090785280 parameters" },
         { ["model", "predict", "--model", "m.safetensors"], "--data" },
         { ["model", "show"], "Required argument missing for command: 'show'" },
         { ["model", "frobnicate"], "frobnicate" },
