@@ -46,9 +46,11 @@ internal static class ModelCommands
         command.SetAction(parse => Run(parse, stdout =>
         {
             var config = new LstmConfig(parse.GetValue(inputSize), parse.GetValue(hidden), parse.GetValue(layers), parse.GetValue(horizons));
+            LstmParameters parameters;
             try
             {
-                config.Validate();
+                // Validates each size and, beyond that, refuses a shape with more parameters than the engine supports.
+                parameters = LstmParameters.InitializeUniform(config, parse.GetValue(seed));
             }
             catch (ArgumentException e)
             {
@@ -64,7 +66,6 @@ internal static class ModelCommands
             };
             if (metadata.Check(config) is { } problem)
                 throw new CliException(problem);
-            var parameters = LstmParameters.InitializeUniform(config, parse.GetValue(seed));
             string path = parse.GetValue(output)!;
             ModelFile.Save(path, parameters, metadata);
 
@@ -174,7 +175,7 @@ internal static class ModelCommands
 
     /// <summary>
     /// Runs a command body; expected failures (bad arguments, missing or malformed files) become one line
-    /// on standard error and exit code 1 instead of a stack trace.
+    /// on standard error and exit code 2 (bad arguments or input file, as for every command) instead of a stack trace.
     /// </summary>
     internal static int Run(ParseResult parse, Func<TextWriter, int> body)
     {
@@ -187,7 +188,7 @@ internal static class ModelCommands
         catch (Exception e) when (e is CliException or ModelFileException or CsvFormatException or IOException or UnauthorizedAccessException)
         {
             stderr.WriteLine($"error: {e.Message}");
-            return 1;
+            return ClientCommandLine.BadArguments;
         }
     }
 

@@ -10,11 +10,10 @@ internal static class Cli
 {
     public static CliResult Run(params string[] args)
     {
-        var root = new RootCommand("test root");
-        root.Subcommands.Add(ModelCommands.Create());
+        var parse = ClientCommandLine.Create().Parse(args);
         var stdout = new StringWriter();
         var stderr = new StringWriter();
-        int exit = root.Parse(args).Invoke(new InvocationConfiguration { Output = stdout, Error = stderr });
+        int exit = ClientCommandLine.ExitCode(parse, parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr }));
         return new CliResult(exit, stdout.ToString(), stderr.ToString());
     }
 }

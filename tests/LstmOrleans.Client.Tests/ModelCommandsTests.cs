@@ -191,6 +191,7 @@ public class ModelCommandsTests
         { ["model", "init", "--input-size", "0", "--hidden", "4", "--out", "x.safetensors"], "Input size must be between 1 and 4096, got 0" },
         { ["model", "init", "--input-size", "2", "--hidden", "4", "--layers", "99", "--out", "x.safetensors"], "Layer count must be between" },
         { ["model", "init", "--input-size", "two", "--hidden", "4", "--out", "x.safetensors"], "two" },
+        { ["model", "init", "--input-size", "4096", "--hidden", "4096", "--layers", "8", "--horizons", "4096", "--out", "x.safetensors"], "1090785280 parameters" },
         { ["model", "predict", "--model", "m.safetensors"], "--data" },
         { ["model", "show"], "Required argument missing for command: 'show'" },
         { ["model", "frobnicate"], "frobnicate" },
@@ -198,10 +199,10 @@ public class ModelCommandsTests
 
     [Theory]
     [MemberData(nameof(ArgumentErrors))]
-    public void ArgumentErrorsExitNonZeroWithAMessage(string[] args, string fragment)
+    public void ArgumentErrorsExitTwoWithAMessage(string[] args, string fragment)
     {
         var result = Cli.Run(args);
-        Assert.NotEqual(0, result.ExitCode);
+        Assert.Equal(2, result.ExitCode);   // README: 2 = bad arguments, for parse errors as for the commands' own checks
         Assert.Contains(fragment, result.Stderr);
         Assert.False(File.Exists("x.safetensors"));
     }
@@ -231,7 +232,7 @@ public class ModelCommandsTests
         ModelFile.Save(model, LstmParameters.InitializeUniform(new LstmConfig(3, 2, 1, 1), 1));
 
         var result = Cli.Run("model", "predict", "--model", model, "--data", data, "--out", output);
-        Assert.Equal(1, result.ExitCode);
+        Assert.Equal(2, result.ExitCode);
         Assert.Contains(fragment, result.Stderr);
         Assert.StartsWith("error: ", result.Stderr);
         Assert.False(File.Exists(output));
@@ -245,17 +246,17 @@ public class ModelCommandsTests
         File.WriteAllText(data, ThreeFeatureCsv(3));
 
         var missingModel = Cli.Run("model", "predict", "--model", model, "--data", data, "--out", output);
-        Assert.Equal(1, missingModel.ExitCode);
+        Assert.Equal(2, missingModel.ExitCode);
         Assert.Contains("does not exist", missingModel.Stderr);
 
         File.WriteAllBytes(model, Encoding.UTF8.GetBytes("definitely not a safetensors file"));
         var garbage = Cli.Run("model", "show", model);
-        Assert.Equal(1, garbage.ExitCode);
+        Assert.Equal(2, garbage.ExitCode);
         Assert.Contains("exceeds the limit", garbage.Stderr);
 
         ModelFile.Save(model, LstmParameters.InitializeUniform(new LstmConfig(3, 2, 1, 1), 1));
         var missingData = Cli.Run("model", "predict", "--model", model, "--data", dir.File("none.csv"), "--out", output);
-        Assert.Equal(1, missingData.ExitCode);
+        Assert.Equal(2, missingData.ExitCode);
         Assert.Contains("none.csv' does not exist", missingData.Stderr);
         Assert.False(File.Exists(output));
     }
@@ -269,7 +270,7 @@ public class ModelCommandsTests
         ModelFile.Save(model, LstmParameters.InitializeUniform(new LstmConfig(3, 2, 1, 1), 1),
             new ModelMetadata { FeatureNames = ["value", "load", "temperature"] });
         var result = Cli.Run("model", "predict", "--model", model, "--data", data);
-        Assert.Equal(1, result.ExitCode);
+        Assert.Equal(2, result.ExitCode);
         Assert.Contains("built for (value, load, temperature)", result.Stderr);
     }
 }

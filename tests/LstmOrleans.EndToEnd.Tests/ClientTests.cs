@@ -84,6 +84,33 @@ public sealed class ClientTests(SiloProcess silo)
         Assert.Contains("line 3", malformedResult.Stderr);
     }
 
+    [Theory]
+    [InlineData("INT")]    // Ctrl+C, as watch's --count help says
+    [InlineData("TERM")]   // what timeout(1), systemd and docker stop send
+    public async Task Watch_stops_on_a_signal(string signal)
+    {
+        using var process = System.Diagnostics.Process.Start(Binaries.Dotnet(Binaries.ClientDll,
+            ["watch", "cli-watch-signal", "--interval", "0.2", "--cluster", silo.Gateway, "--cluster-id", "e2e", "--service-id", "e2e", "--connect-timeout", "60"],
+            silo.DataFolder))!;
+        var stderr = process.StandardError.ReadToEndAsync();
+        // Connected and polling once the first poll is printed.
+        Assert.Contains("no observations yet", await process.StandardOutput.ReadLineAsync().WaitAsync(Timeout));
+        using (var kill = System.Diagnostics.Process.Start("kill", ["-" + signal, process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+            await kill.WaitForExitAsync();
+        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        try
+        {
+            await process.WaitForExitAsync(limit.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            Assert.Fail($"watch still ran 10 s after SIG{signal}");
+        }
+        Assert.NotEqual(0, process.ExitCode);
+        Assert.DoesNotContain("   at ", await stderr);
+    }
+
     [Fact]
     public async Task Unreachable_cluster_exits_3()
     {

@@ -35,6 +35,7 @@ internal sealed class ClusterConnection : IAsyncDisposable
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         ConfigureQuietLogging(builder.Logging);
+        LeaveSignalsToTheCommand(builder.Services);
         builder.UseOrleansClient(client =>
         {
             client.Configure<ClusterOptions>(o =>
@@ -88,6 +89,7 @@ internal sealed class ClusterConnection : IAsyncDisposable
 
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         ConfigureQuietLogging(builder.Logging);
+        LeaveSignalsToTheCommand(builder.Services);
         builder.UseOrleans(silo => silo.UseLstmOrleansSilo(settings));
         if (historyCapacity is { } capacity) builder.Services.Configure<LstmOrleans.Grains.StreamGrainOptions>(o => o.SetHistoryCapacity(capacity));
         var host = builder.Build();
@@ -106,6 +108,20 @@ internal sealed class ClusterConnection : IAsyncDisposable
         {
             _host.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Without this the host's ConsoleLifetime takes Ctrl+C and SIGTERM: it swallows the signal and stops the host under
+    /// the running command, which then never ends (watch, replay) or reports a cancelled connection as a timeout.
+    /// System.CommandLine cancels the command's token instead, and the command stops the host when it ends.
+    /// </summary>
+    private static void LeaveSignalsToTheCommand(IServiceCollection services) => services.AddSingleton<IHostLifetime, CommandLifetime>();
+
+    private sealed class CommandLifetime : IHostLifetime
+    {
+        public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 
     private static void ConfigureQuietLogging(ILoggingBuilder logging)
@@ -165,12 +181,39 @@ internal sealed record ClusterTarget(IReadOnlyList<IPEndPoint> Gateways, string?
         foreach (var part in spec.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             var text = part.Equals("localhost", StringComparison.OrdinalIgnoreCase) ? DefaultGateway : part.Replace("localhost", "127.0.0.1", StringComparison.OrdinalIgnoreCase);
-            if (!IPEndPoint.TryParse(text, out var endpoint) || endpoint.Port == 0)
-                throw new ArgumentException($"--cluster: '{part}' is not a gateway address like 127.0.0.1:30000 (or use redis://host:port).");
+            if (!IPEndPoint.TryParse(text, out var endpoint) && !TryResolve(text, out endpoint) || endpoint!.Port == 0)
+                throw new ArgumentException($"--cluster: '{part}' is not a gateway address like 127.0.0.1:30000 or silo1:30000 (or use redis://host:port).");
             gateways.Add(endpoint);
         }
         if (gateways.Count == 0) throw new ArgumentException("--cluster names no gateway.");
         return new ClusterTarget(gateways, null, clusterId, serviceId, connectTimeout);
+    }
+
+    /// <summary>
+    /// "name:port" with a host name (Orleans' static gateway list takes addresses only, so the name is looked up here;
+    /// an IPv4 address first, as the silos listen on IPv4 by default). Throws when the name does not resolve.
+    /// </summary>
+    private static bool TryResolve(string text, out IPEndPoint? endpoint)
+    {
+        endpoint = null;
+        int colon = text.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(text.AsSpan(colon + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port)
+            || port is < 1 or > IPEndPoint.MaxPort || Uri.CheckHostName(text[..colon]) != UriHostNameType.Dns)
+            return false;
+        var host = text[..colon];
+        IPAddress[] addresses;
+        try
+        {
+            addresses = Dns.GetHostAddresses(host);
+        }
+        catch (SocketException ex)
+        {
+            throw new ArgumentException($"--cluster: the gateway host '{host}' does not resolve ({ex.Message}).", ex);
+        }
+        var address = addresses.OrderBy(a => a.AddressFamily == AddressFamily.InterNetwork ? 0 : 1).FirstOrDefault()
+            ?? throw new ArgumentException($"--cluster: the gateway host '{host}' has no address.");
+        endpoint = new IPEndPoint(address, port);
+        return true;
     }
 
     public override string ToString() => RedisConfiguration is { } redis

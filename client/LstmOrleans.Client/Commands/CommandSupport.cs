@@ -27,7 +27,7 @@ internal sealed class ClusterOptions
 
     public Option<double> ConnectTimeout { get; } = new("--connect-timeout")
     {
-        Description = "Seconds to wait for the cluster.",
+        Description = "Seconds to wait for the cluster (1..600).",
         DefaultValueFactory = _ => 15,
     };
 
@@ -56,6 +56,12 @@ internal sealed class ClusterOptions
     /// <summary>The client certificate's password is read from here only, never from the command line (visible in ps).</summary>
     public const string TlsPasswordVariable = "LSTMORLEANS_TLS_CERTIFICATE_PASSWORD";
 
+    public ClusterOptions()
+    {
+        // Out of range was clamped silently, and NaN failed with .NET's TimeSpan message.
+        ConnectTimeout.Validators.Add(r => { if (r.GetValueOrDefault<double>() is < 1 or > 600 or double.NaN) r.AddError("--connect-timeout must be in 1..600 seconds."); });
+    }
+
     public void AddTo(Command command)
     {
         command.Options.Add(Cluster);
@@ -73,7 +79,7 @@ internal sealed class ClusterOptions
     {
         var target = ClusterTarget.Parse(
             result.GetValue(Cluster), result.GetValue(ClusterId)!, result.GetValue(ServiceId)!,
-            TimeSpan.FromSeconds(Math.Clamp(result.GetValue(ConnectTimeout), 1, 600)));
+            TimeSpan.FromSeconds(result.GetValue(ConnectTimeout)));
         TimeSpan? responseTimeout = result.GetValue(ResponseTimeout) is { } seconds
             ? (seconds is >= 0.1 and <= 3600 ? TimeSpan.FromSeconds(seconds) : throw new ArgumentException($"--response-timeout must be in 0.1..3600 seconds; got {seconds}."))
             : null;
@@ -109,7 +115,8 @@ internal static class CommandSupport
         {
             return Fail(3, ex.Message);
         }
-        catch (Exception ex) when (ex is ArgumentException and not ObservationRejectedException || ex is FormatException or FileNotFoundException or DirectoryNotFoundException or SiloConfigurationException)
+        // IOException covers more than a missing file: an --out that is a folder, a full disk, a PREDICTIONS argument that is a folder.
+        catch (Exception ex) when (ex is ArgumentException and not ObservationRejectedException || ex is FormatException or IOException or UnauthorizedAccessException or SiloConfigurationException)
         {
             return Fail(2, ex.Message);
         }

@@ -138,6 +138,7 @@ internal static class PlotCommand
         command.SetAction((result, _) => CommandSupport.RunAsync(() =>
         {
             var rows = ForecastPlot.ReadPredictionsCsv(result.GetValue(input)!);
+            if (rows.Count == 0) throw new FormatException($"{result.GetValue(input)}: no predictions to plot, only the header.");
             var panels = Panels(rows, result.GetValue(last), result.GetValue(maxStreams));
             ForecastPlot.Write(result.GetValue(output)!, panels);
             Console.WriteLine($"plot: {Path.GetFullPath(result.GetValue(output)!)} ({panels.Count} streams)");

@@ -100,7 +100,7 @@ internal static class ForecastPlot
                 rows.Add(new PredictionRow(c[0], long.Parse(c[1], inv), DateTimeOffset.Parse(c[2], inv), float.Parse(c[3], inv),
                     float.Parse(c[4], inv), float.Parse(c[5], inv), float.Parse(c[6], inv), c.Length > 7 ? float.Parse(c[7], inv) : float.NaN));
             }
-            catch (FormatException ex)
+            catch (Exception ex) when (ex is FormatException or OverflowException)
             {
                 throw new FormatException($"{path} line {lineNumber}: {ex.Message}");
             }
