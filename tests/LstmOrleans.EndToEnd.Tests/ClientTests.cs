@@ -25,6 +25,14 @@ public sealed class ClientTests(SiloProcess silo)
         Assert.True(second.ExitCode == 0, second.ToString());
         Assert.Contains("seq 2", second.Stdout);
 
+        // With no sequence number left after the stream's last, a push without --seq is refused, not wrapped around
+        // into an acknowledged duplicate.
+        var last = await RunAsync("push", "cli-stream-1", "4.75", "--seq", long.MaxValue.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Assert.True(last.ExitCode == 0, last.ToString());
+        var exhausted = await RunAsync("push", "cli-stream-1", "5");
+        Assert.Equal(1, exhausted.ExitCode);
+        Assert.Contains("no room after it", exhausted.Stderr);
+
         var predicted = await RunAsync("predict", "cli-stream-1");
         Assert.True(predicted.ExitCode == 0, predicted.ToString());
         Assert.Contains("t+1:", predicted.Stdout);

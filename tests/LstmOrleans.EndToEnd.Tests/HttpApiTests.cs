@@ -116,6 +116,28 @@ public sealed class HttpApiTests(SiloProcess silo)
     }
 
     [Fact]
+    public async Task A_stream_id_with_a_slash_is_addressed_with_percent_2F()
+    {
+        // The demo's and replay's streams are named "demo/..." and "replay/...". An id is one route segment, so its slash
+        // travels escaped (either case), and every stream route reaches the grain the client calls "site-7/pump-2".
+        using var http = silo.CreateHttpClient();
+        using var ingest = await http.PostAsync("/streams/site-7%2Fpump-2/observations", Json("""[{"value":1.5},{"value":2.5}]"""));
+        var body = await ingest.Content.ReadAsStringAsync();
+        Assert.True(ingest.IsSuccessStatusCode, body);
+        Assert.Equal("site-7/pump-2", JsonDocument.Parse(body).RootElement.GetProperty("streamId").GetString());
+
+        var summary = JsonDocument.Parse(await http.GetStringAsync("/streams/site-7%2fpump-2/")).RootElement;
+        Assert.Equal("site-7/pump-2", summary.GetProperty("streamId").GetString());
+        Assert.Equal(2, summary.GetProperty("stepCount").GetInt64());
+        var prediction = JsonDocument.Parse(await http.GetStringAsync("/streams/site-7%2Fpump-2/prediction")).RootElement;
+        Assert.Equal("site-7/pump-2", prediction.GetProperty("streamId").GetString());
+        Assert.Equal(2, JsonDocument.Parse(await http.GetStringAsync("/streams/site-7%2Fpump-2/history")).RootElement.GetArrayLength());
+        Assert.Contains("site-7/pump-2", await http.GetStringAsync("/models/default/streams"));
+        // Unescaped, the slash splits the id into two segments, which is no stream route.
+        Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync("/streams/site-7/pump-2/")).StatusCode);
+    }
+
+    [Fact]
     public async Task Ndjson_and_csv_bodies_are_ingested_in_order()
     {
         using var http = silo.CreateHttpClient();

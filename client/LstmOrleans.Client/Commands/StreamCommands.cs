@@ -20,15 +20,21 @@ internal static class StreamCommands
         command.SetAction((result, ct) => CommandSupport.RunAsync(async () =>
         {
             var parsed = result.GetValue(values)!.Select(ParseValue).ToArray();
-            var timestamp = DateTimeOffset.UtcNow;
-            if (result.GetValue(time) is { } text && !DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture,
-                    DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out timestamp))
-                throw new ArgumentException($"--time: '{text}' is not a timestamp.");
+            DateTimeOffset? timestamp = null;
+            if (result.GetValue(time) is { } text)
+                timestamp = DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var parsedTime)
+                    ? parsedTime
+                    : throw new ArgumentException($"--time: '{text}' is not a timestamp.");
             return await CommandSupport.WithClusterAsync(cluster, result, ct, async connection =>
             {
                 var grain = connection.Grains.GetGrain<IStreamGrain>(result.GetValue(stream)!);
-                var seq = result.GetValue(sequence) ?? ((await grain.GetSummaryAsync()).LastSequence ?? 0) + 1;
-                var step = await grain.IngestAsync(new Observation(seq, timestamp, parsed));
+                // Without --seq the stream numbers the value (and, without --time, stamps it) in the turn that applies
+                // it: numbered here from a summary read first, two pushes at once took the same number and the second
+                // was answered as a duplicate, acknowledged but dropped (and after the last possible sequence the
+                // number wrapped around to the same fate).
+                var step = result.GetValue(sequence) is { } seq
+                    ? await grain.IngestAsync(new Observation(seq, timestamp ?? DateTimeOffset.UtcNow, parsed))
+                    : (await grain.IngestAfterLastAsync([new UnnumberedObservation(timestamp, parsed)]))[0];
                 if (result.GetValue(json)) CommandSupport.WriteJson(step);
                 else Console.WriteLine(CommandSupport.Describe(step));
                 return 0;
@@ -41,8 +47,8 @@ internal static class StreamCommands
 
     private static float ParseValue(string text)
     {
-        if (!float.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || !float.IsFinite(value))
-            throw new ArgumentException($"'{text}' is not a finite number.");
+        if (!float.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || !Observation.IsAcceptable(value))
+            throw new ArgumentException($"'{text}' is not a finite number of at most {Observation.MaxMagnitude:G} in magnitude.");
         return value;
     }
 

@@ -27,7 +27,8 @@ internal static class StreamEndpoints
 
         streams.MapGet("/prediction", async (string streamId, IGrainFactory grains) =>
             {
-                var prediction = await grains.GetGrain<IStreamGrain>(Check(streamId)).GetPredictionAsync();
+                streamId = Check(streamId);
+                var prediction = await grains.GetGrain<IStreamGrain>(streamId).GetPredictionAsync();
                 return prediction is null
                     ? Results.Problem(statusCode: 404, title: "Not found", detail: $"Stream '{streamId}' has no observations yet.")
                     : Results.Ok(prediction);
@@ -36,7 +37,8 @@ internal static class StreamEndpoints
 
         streams.MapGet("/state", async (string streamId, IGrainFactory grains) =>
             {
-                var grain = grains.GetGrain<IStreamGrain>(Check(streamId));
+                streamId = Check(streamId);
+                var grain = grains.GetGrain<IStreamGrain>(streamId);
                 var summary = await grain.GetSummaryAsync();
                 if (summary.StepCount == 0 && summary.LastSequence is null)
                     return Results.Problem(statusCode: 404, title: "Not found", detail: $"Stream '{streamId}' has no observations yet.");
@@ -76,7 +78,7 @@ internal static class StreamEndpoints
         Microsoft.Extensions.Options.IOptions<LstmOrleans.Grains.StreamGrainOptions> streamOptions, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
-        Check(streamId);
+        streamId = Check(streamId);
         if (request.ContentLength > settings.Http.MaxRequestBodyBytes)
             throw new RequestValidationException($"The body is {request.ContentLength} bytes; the limit is {settings.Http.MaxRequestBodyBytes} (Http:MaxRequestBodyBytes).", StatusCodes.Status413PayloadTooLarge);
         // Kestrel enforces Http:MaxRequestBodyBytes while this reads (413 for chunked bodies that grow past it).
@@ -145,8 +147,14 @@ internal static class StreamEndpoints
         }
     }
 
+    /// <summary>
+    /// The stream id a route value names, checked. A `/` in an id (the demo's `demo/...`, replay's `replay/...`) is
+    /// written `%2F` in the URL, and ASP.NET Core leaves exactly that escape undecoded in route values (so that a `/`
+    /// never splits a segment): it is decoded here. An id that really holds the text `%2F` cannot be addressed.
+    /// </summary>
     internal static string Check(string streamId)
     {
+        streamId = streamId.Replace("%2F", "/", StringComparison.OrdinalIgnoreCase);
         if (string.IsNullOrWhiteSpace(streamId) || streamId.Length > 256 || streamId.Any(char.IsControl))
             throw new RequestValidationException("A stream id must be 1..256 printable characters.");
         return streamId;
