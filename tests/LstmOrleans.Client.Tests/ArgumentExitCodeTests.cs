@@ -8,6 +8,8 @@ public class ArgumentExitCodeTests
     public static TheoryData<string[], string> ParseErrors => new()
     {
         { ["replay", "series.csv", "--copies", "0"], "--copies must be in 1..10000." },
+        { ["replay", "series.csv", "--rate", "NaN"], "--rate must be in 0..1000000000 observations/s" },   // NaN was 'as fast as possible'
+        { ["replay", "series.csv", "--rate", "-1"], "--rate must be in 0..1000000000 observations/s" },
         { ["watch", "s", "--interval", "0"], "--interval must be in 0.05..3600 seconds." },
         { ["streams", "--limit", "0"], "--limit must be in 1..1000000." },
         { ["plot", "p.csv", "--last", "-1"], "--last must not be negative." },

@@ -10,7 +10,7 @@ public sealed class DemoAndConfigTests
         try
         {
             var result = await Binaries.RunClientAsync(TimeSpan.FromSeconds(150), folder,
-                "demo", "--rows", "1400", "--streams", "2", "--train-seconds", "4", "--out", "out");
+                "demo", "--rows", "1400", "--streams", "2", "--train-seconds", "4", "--out", "out", "--data", "store");
             Assert.True(result.ExitCode == 0, result.ToString());
             Assert.Contains("Training round 1", result.Stdout);
             // The round fits on the whole training part (700 rows per stream here), not only on the last 512 values a
@@ -28,6 +28,12 @@ public sealed class DemoAndConfigTests
             var lines = await File.ReadAllLinesAsync(Path.Combine(folder, "out", "predictions.csv"));
             // Two streams, rows 700..1399 scored: 700 forecasts each (the first one follows the last phase-1 step).
             Assert.Equal(1 + 2 * 700, lines.Length);
+
+            // The kept store holds the demo's model (H=16): another hidden size on it is refused with the way out.
+            var again = await Binaries.RunClientAsync(TimeSpan.FromSeconds(90), folder,
+                "demo", "--rows", "1400", "--streams", "2", "--hidden", "8", "--data", "store");
+            Assert.True(again.ExitCode == 1, again.ToString());
+            Assert.Contains("It has H=16, from an earlier demo run on the same --data folder or cluster: run with --hidden 16", again.Stderr);
         }
         finally
         {

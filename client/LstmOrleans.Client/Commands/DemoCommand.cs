@@ -99,7 +99,19 @@ internal static class DemoCommand
 
         // 1. A univariate model with running z-score normalisation: one set of weights for every stream.
         var model = grains.GetGrain<IModelGrain>(ModelName);
-        var info = await model.CreateAsync(new ModelConfig(1, hidden, 1, 1, ["value"], 0, NormalizationMode.RunningZScore, Seed: 7));
+        ModelInfo info;
+        try
+        {
+            info = await model.CreateAsync(new ModelConfig(1, hidden, 1, 1, ["value"], 0, NormalizationMode.RunningZScore, Seed: 7));
+        }
+        catch (ModelOperationException e)
+        {
+            // A kept --data folder or a running cluster already holds the demo's model from an earlier run.
+            var existing = await model.GetInfoAsync();
+            if (existing.Config.HiddenSize == hidden) throw;
+            throw new ModelOperationException(ModelName, $"{e.Message} It has H={existing.Config.HiddenSize}, from an earlier demo run on the same " +
+                $"--data folder or cluster: run with --hidden {existing.Config.HiddenSize}, or with a fresh --data folder.");
+        }
         AnsiConsole.MarkupLine($"Model [bold]{ModelName}[/]: D=1 H={hidden} L=1 K=1, {info.ParameterCount} parameters, active v{info.ActiveVersion}");
         await ReplayCommand.PrepareAsync(grains, streams, ModelName, reset: true);
 

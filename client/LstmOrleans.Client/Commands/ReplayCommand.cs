@@ -42,7 +42,7 @@ internal static class ReplayCommand
             DefaultValueFactory = _ => RetryPolicy.Default.MaxDelay.TotalSeconds,
         };
         copies.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 10_000) r.AddError("--copies must be in 1..10000."); });
-        rate.Validators.Add(r => { if (r.GetValueOrDefault<double>() < 0) r.AddError("--rate must not be negative."); });
+        rate.Validators.Add(r => { if (!(r.GetValueOrDefault<double>() is >= 0 and <= 1e9)) r.AddError("--rate must be in 0..1000000000 observations/s (0 = as fast as possible)."); });
         batch.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 100_000) r.AddError("--batch must be in 1..100000."); });
         rows.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 0) r.AddError("--rows must not be negative."); });
         attemptTimeout.Validators.Add(r => { if (r.GetValueOrDefault<double>() is < 0 or > 3600 or double.NaN) r.AddError("--attempt-timeout must be in 0..3600 seconds."); });
