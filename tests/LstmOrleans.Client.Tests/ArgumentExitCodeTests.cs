@@ -15,6 +15,8 @@ public class ArgumentExitCodeTests
         { ["plot", "p.csv", "--last", "-1"], "--last must not be negative." },
         { ["push", "s", "1", "--seq", "one"], "one" },
         { ["push"], "Required argument missing" },
+        { ["push", "", "1"], "STREAM must not be empty or blank." },
+        { ["predict", "  "], "STREAM must not be empty or blank." },
         { ["frobnicate"], "frobnicate" },
         { ["models", "--connect-timeout", "NaN", "-c", "127.0.0.1:1"], "--connect-timeout must be in 1..600 seconds." },
         { ["models", "--connect-timeout", "0", "-c", "127.0.0.1:1"], "--connect-timeout must be in 1..600 seconds." },

@@ -10,7 +10,7 @@ internal static class StreamCommands
     public static Command Push()
     {
         var cluster = new ClusterOptions();
-        var stream = new Argument<string>("STREAM") { Description = "Stream id." };
+        var stream = StreamArgument();
         var values = new Argument<string[]>("VALUE") { Description = "Feature values (one per model input).", Arity = ArgumentArity.OneOrMore };
         var sequence = new Option<long?>("--seq") { Description = "Sequence number (default: one after the stream's last)." };
         var time = new Option<string?>("--time") { Description = "ISO 8601 timestamp (default: now)." };
@@ -45,6 +45,14 @@ internal static class StreamCommands
 
     private static Option<bool> JsonOption() => new("--json") { Description = "Print the result as JSON." };
 
+    /// <summary>STREAM: a grain key, so not empty or blank (Orleans' own refusal names its 'primaryKey' parameter).</summary>
+    private static Argument<string> StreamArgument()
+    {
+        var stream = new Argument<string>("STREAM") { Description = "Stream id." };
+        stream.Validators.Add(r => { if (string.IsNullOrWhiteSpace(r.GetValueOrDefault<string>())) r.AddError("STREAM must not be empty or blank."); });
+        return stream;
+    }
+
     private static float ParseValue(string text)
     {
         if (!float.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || !Observation.IsAcceptable(value))
@@ -55,7 +63,7 @@ internal static class StreamCommands
     public static Command Predict()
     {
         var cluster = new ClusterOptions();
-        var stream = new Argument<string>("STREAM") { Description = "Stream id." };
+        var stream = StreamArgument();
         var json = JsonOption();
         var command = new Command("predict", "Print a stream's current forecast with its prediction interval.") { stream, json };
         cluster.AddTo(command);
@@ -74,7 +82,7 @@ internal static class StreamCommands
     public static Command Stream()
     {
         var cluster = new ClusterOptions();
-        var stream = new Argument<string>("STREAM") { Description = "Stream id." };
+        var stream = StreamArgument();
         var json = JsonOption();
         var command = new Command("stream", "Print a stream's summary: model, weights version, last sequence, steps.") { stream, json };
         cluster.AddTo(command);
@@ -98,7 +106,7 @@ internal static class StreamCommands
     public static Command Watch()
     {
         var cluster = new ClusterOptions();
-        var stream = new Argument<string>("STREAM") { Description = "Stream id." };
+        var stream = StreamArgument();
         var interval = new Option<double>("--interval") { Description = "Seconds between polls.", DefaultValueFactory = _ => 1 };
         var count = new Option<int>("--count") { Description = "Stop after this many polls (0 = until Ctrl+C).", DefaultValueFactory = _ => 0 };
         interval.Validators.Add(r => { if (r.GetValueOrDefault<double>() is < 0.05 or > 3600) r.AddError("--interval must be in 0.05..3600 seconds."); });
