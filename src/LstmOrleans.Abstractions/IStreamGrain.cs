@@ -11,7 +11,8 @@ public interface IStreamGrain : IGrainWithStringKey
 {
     /// <summary>
     /// Binds the stream to a model (null = <see cref="LstmOrleansNames.DefaultModelName"/>). Rebinding to another
-    /// model clears the stream's learned state (its shape may differ) but keeps sequence/timestamp ordering.
+    /// model clears the stream's learned state (its shape may differ) but keeps sequence/timestamp ordering, and moves
+    /// the stream from the old model's stream listing to the new one's.
     /// Throws <see cref="ModelNotFoundException"/> for an unknown model.
     /// </summary>
     [Alias("Bind")]
@@ -83,7 +84,7 @@ public interface IStreamGrain : IGrainWithStringKey
     [Alias("Reset")]
     Task ResetAsync();
 
-    /// <summary>Removes the stream's stored state and deactivates it.</summary>
+    /// <summary>Removes the stream's stored state and its entry in its model's stream listing, and deactivates it.</summary>
     [Alias("Delete")]
     Task DeleteAsync();
 }

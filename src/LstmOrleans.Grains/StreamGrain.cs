@@ -109,6 +109,8 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         var next = s.Clone();
         StreamComputation.Bind(next, model, _options.HistoryCapacity, _options.HistoryChunkSize);
         await CommitAsync(next, steps: 0, forceWrite: true);
+        // After the commit: a failed bind leaves the stream listed where it still is.
+        if (s.IsBound && s.ModelName is { } previous && _trainingFeed is not null) await _trainingFeed.ForgetAsync(previous);
         LogBound(StreamId, name);
         _trainingFeed?.Report(name, 0);
         return StreamComputation.Summary(next, StreamId);
@@ -275,6 +277,9 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         // generation with a larger ring (options changed, then a reset). A ring fills slot after slot; a gap comes only
         // from a write that closed more chunks than the window holds, so a longer one past the ring is not expected.
         var s = Current;
+        // Unlisted first: if that fails nothing is deleted and a retry finds the stream as it was; if a later step
+        // fails, the retry unlists it again (removal is idempotent) and goes on.
+        if (s.IsBound && s.ModelName is { } model && _trainingFeed is not null) await _trainingFeed.ForgetAsync(model);
         int slotCount = s.IsBound ? StreamComputation.HistorySlotCount(s) : 0;
         for (int slot = 0, missing = 0; slot < slotCount || missing < DeleteProbeGap; slot++)
         {

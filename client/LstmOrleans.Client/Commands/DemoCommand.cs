@@ -205,20 +205,28 @@ internal static class DemoCommand
         await probe.BindAsync(ModelName);
         await probe.ResetAsync();
         var clock = Stopwatch.StartNew();
-        for (long sequence = 1; ; sequence++)
+        try
         {
-            var step = await probe.IngestAsync(new Observation(sequence, DateTimeOffset.UtcNow, [0f]));
-            if (step.WeightsVersion == version)
+            for (long sequence = 1; ; sequence++)
             {
-                AnsiConsole.MarkupLine(string.Create(CultureInfo.InvariantCulture, $"Active version [bold]v{version}[/] serves the streams ({clock.Elapsed.TotalSeconds:F1} s after the decision); the streams keep their state."));
-                return version;
+                var step = await probe.IngestAsync(new Observation(sequence, DateTimeOffset.UtcNow, [0f]));
+                if (step.WeightsVersion == version)
+                {
+                    AnsiConsole.MarkupLine(string.Create(CultureInfo.InvariantCulture, $"Active version [bold]v{version}[/] serves the streams ({clock.Elapsed.TotalSeconds:F1} s after the decision); the streams keep their state."));
+                    return version;
+                }
+                if (clock.Elapsed > TimeSpan.FromSeconds(30))
+                {
+                    AnsiConsole.MarkupLine($"[yellow]Streams still step with v{step.WeightsVersion}, not v{version}, after 30 s; continuing.[/]");
+                    return step.WeightsVersion;
+                }
+                await Task.Delay(200, ct);
             }
-            if (clock.Elapsed > TimeSpan.FromSeconds(30))
-            {
-                AnsiConsole.MarkupLine($"[yellow]Streams still step with v{step.WeightsVersion}, not v{version}, after 30 s; continuing.[/]");
-                return step.WeightsVersion;
-            }
-            await Task.Delay(200, ct);
+        }
+        finally
+        {
+            // Its zeros are no sensor's data: out of the model's listing and of later training rounds.
+            await probe.DeleteAsync();
         }
     }
 

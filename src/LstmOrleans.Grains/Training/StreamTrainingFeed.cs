@@ -55,6 +55,17 @@ internal sealed class StreamTrainingFeed(StreamTrainingFeedFactory factory, IGra
         if (_pending > 0 && _reportedModel is not null) Send();
     }
 
+    /// <summary>
+    /// Takes the stream out of <paramref name="modelName"/>'s registry (it is deleted, or bound to another model), so
+    /// listings and training samples stop showing it at once rather than after a training round finds it gone.
+    /// Counts not yet reported are dropped with it; a later step registers the stream again.
+    /// </summary>
+    public Task ForgetAsync(string modelName)
+    {
+        if (_reportedModel == modelName) (_reportedModel, _shard, _pending) = (null, null, 0);
+        return factory.Shard(grainFactory, StreamRegistryKeys.ShardKey(modelName, StreamRegistryKeys.ShardOf(streamId, shards))).RemoveAsync([streamId]);
+    }
+
     private void Send()
     {
         _shard!.ReportAsync(streamId, _pending).Ignore();

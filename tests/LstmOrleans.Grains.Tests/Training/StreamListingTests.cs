@@ -52,6 +52,38 @@ public sealed class StreamListingTests(TrainingFixture fixture)
     }
 
     [Fact]
+    public async Task A_deleted_or_rebound_stream_leaves_its_models_listing_at_once()
+    {
+        var client = fixture.Client;
+        foreach (var model in new[] { "listing-delete-a", "listing-delete-b" })
+            await client.GetGrain<IModelGrain>(model).CreateAsync(new ModelConfig(InputSize: 1, HiddenSize: 4, Layers: 1, Horizons: 1, Features: ["v"]));
+        var ids = new[] { "site/kept", "site/deleted", "site/moved" };
+        foreach (var id in ids)
+        {
+            var stream = client.GetGrain<IStreamGrain>(id);
+            await stream.BindAsync("listing-delete-a");
+            await stream.IngestAsync(new Observation(1, DateTimeOffset.UnixEpoch, [1f]));
+        }
+        await TrainingFixture.WaitForRegistryAsync(client, "listing-delete-a", 3, Shards);
+        var a = client.GetGrain<IStreamRegistryGrain>("listing-delete-a");
+        var b = client.GetGrain<IStreamRegistryGrain>("listing-delete-b");
+
+        // Without unlisting they stayed listed (and sampled for training) until a round found them gone or rebound.
+        await client.GetGrain<IStreamGrain>("site/deleted").DeleteAsync();
+        await client.GetGrain<IStreamGrain>("site/moved").BindAsync("listing-delete-b");
+        Assert.Equal(["site/kept"], (await a.ListStreamsAsync(null, 10)).StreamIds);
+        await TrainingFixture.WaitForRegistryAsync(client, "listing-delete-b", 1, Shards);
+        Assert.Equal(["site/moved"], (await b.ListStreamsAsync(null, 10)).StreamIds);
+
+        // A deleted stream that is bound and written again is listed again.
+        var revived = client.GetGrain<IStreamGrain>("site/deleted");
+        await revived.BindAsync("listing-delete-a");
+        await revived.IngestAsync(new Observation(1, DateTimeOffset.UnixEpoch, [2f]));
+        await TrainingFixture.WaitForRegistryAsync(client, "listing-delete-a", 2, Shards);
+        Assert.Equal(["site/deleted", "site/kept"], (await a.ListStreamsAsync(null, 10)).StreamIds);
+    }
+
+    [Fact]
     public async Task Listing_follows_removals_and_rejects_bad_page_sizes()
     {
         var ids = await RegisterAsync("listing-removal", 12);
