@@ -270,6 +270,13 @@ public sealed partial class ModelGrain : Grain, IModelGrain
     /// </summary>
     public const long MaxParameters = 1L << 24;
 
+    /// <summary>
+    /// Most horizons a model may forecast (K). Each of its streams keeps the forecasts of its last K steps, K x K
+    /// floats, in the record it writes on every step: 4 MiB at 1024 (a week of 10-minute readings), 64 MiB at the
+    /// engine's own limit of 4096, which no store writes per value.
+    /// </summary>
+    public const int MaxHorizons = 1024;
+
     /// <summary>The engine's shape: the LSTM input is the D values followed by the calendar features.</summary>
     internal static LstmConfig ToLstmConfig(ModelConfig c) => new(c.ModelInputSize, c.HiddenSize, c.Layers, c.Horizons);
 
@@ -283,6 +290,9 @@ public sealed partial class ModelGrain : Grain, IModelGrain
         {
             throw new ModelOperationException(name, $"Invalid configuration for model '{name}': {e.Message}");
         }
+        if (config.Horizons > MaxHorizons)
+            throw new ModelOperationException(name,
+                $"Model '{name}' would forecast {config.Horizons} horizons, more than the {MaxHorizons} a model may have: each stream stores K x K pending forecasts with every step.");
         long parameters = LstmParameters.CountFor(ToLstmConfig(config));
         if (parameters > MaxParameters)
             throw new ModelOperationException(name,
