@@ -267,6 +267,22 @@ public sealed class HttpApiTests(SiloProcess silo)
     }
 
     [Fact]
+    public async Task Bodies_and_parameters_that_do_not_bind_are_400_saying_what_is_wrong()
+    {
+        using var http = silo.CreateHttpClient();
+        // Malformed JSON: the problem names the parameter and where the JSON broke (it was a bare "Bad Request").
+        var truncated = await ProblemAsync(await http.PutAsync("/streams/bind-bad/model", Json("""{"model": """)), HttpStatusCode.BadRequest);
+        Assert.Contains("as JSON", truncated.GetProperty("detail").GetString());
+        Assert.Contains("LineNumber", truncated.GetProperty("detail").GetString());
+        var wrongType = await ProblemAsync(await http.PostAsync("/models", Json("""{"name":"bind-bad","hiddenSize":"eight"}""")), HttpStatusCode.BadRequest);
+        Assert.Contains("hiddenSize", wrongType.GetProperty("detail").GetString());
+        // A query value that is not a number.
+        var query = await ProblemAsync(await http.GetAsync("/streams/bind-bad/history?max=many"), HttpStatusCode.BadRequest);
+        Assert.Contains("many", query.GetProperty("detail").GetString());
+        await ProblemAsync(await http.GetAsync("/models/bind-bad"), HttpStatusCode.NotFound);
+    }
+
+    [Fact]
     public async Task Binding_to_a_blank_or_invalid_model_name_is_400()
     {
         using var http = silo.CreateHttpClient();

@@ -11,6 +11,9 @@ public static class ApiEndpoints
         services.AddSingleton<ApiMetrics>();
         services.AddSingleton<Readiness>();
         services.AddExceptionHandler<ApiExceptionHandler>();
+        // A body or parameter that does not bind throws, so ApiExceptionHandler answers with what was wrong; by
+        // default it was a bare 400 titled "Bad Request" with no detail.
+        services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
         services.ConfigureHttpJsonOptions(o => o.SerializerOptions.Converters.Add(new System.Text.Json.Serialization.JsonStringEnumConverter()));
         return services;
     }
