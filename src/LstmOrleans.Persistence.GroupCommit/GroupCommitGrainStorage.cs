@@ -134,14 +134,31 @@ internal sealed class GroupCommitGrainStorage
         }
 
         // A tombstone keeps its version so a stale writer from before the clear still conflicts.
-        grainState.ETag = EtagFormat.Format(row.Version);
         if (row.Payload is null)
         {
+            grainState.ETag = EtagFormat.Format(row.Version);
             grainState.RecordExists = false;
             return;
         }
 
-        grainState.State = _options.GrainStorageSerializer.Deserialize<T>(new BinaryData(row.Payload));
+        T? state;
+        try
+        {
+            state = _options.GrainStorageSerializer.Deserialize<T>(new BinaryData(row.Payload));
+        }
+        catch (Exception e)
+        {
+            // A corrupt, truncated or foreign record: the serializer's own error names neither the grain nor the row.
+            // The grain state is left as it was (no etag of the unreadable row), so the caller cannot go on to
+            // overwrite the record unknowingly.
+            GroupCommitLog.ReadFailed(_logger, e, _store.DisplayName, _providerName, stateName, grainId, row.Version);
+            throw new OrleansException(
+                $"Unreadable stored state (ReadStateAsync): ServiceId={_serviceId} ProviderName={_providerName} StateName={stateName} GrainId={grainId} ETag={row.Version}. The record ({row.Payload.Length} bytes) could not be read as {typeof(T).Name} and was left as it is. {e.GetType().Name}: {e.Message}",
+                e);
+        }
+
+        grainState.State = state;
+        grainState.ETag = EtagFormat.Format(row.Version);
         grainState.RecordExists = true;
     }
 

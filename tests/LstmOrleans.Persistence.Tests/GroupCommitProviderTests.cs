@@ -42,6 +42,9 @@ public abstract class GroupCommitProviderTests
     /// <summary>Opens and initialises a provider on <paramref name="location"/>.</summary>
     protected abstract Task<ProviderUnderTest> OpenProviderAsync(string location, Func<int, ValueTask>? onBeforeCommit = null, string serviceId = "service-a");
 
+    /// <summary>Replaces the stored payload of one row behind the provider's back (a corrupted or foreign record).</summary>
+    protected abstract Task OverwritePayloadAsync(string location, GrainId grainId, byte[] payload);
+
     protected static GrainId NewGrainId() => GrainId.Create("sensor", Guid.NewGuid().ToString("N"));
 
     protected static async Task<GrainState<SensorTestState>> ReadAsync(IGrainStorage storage, GrainId grainId)
@@ -190,6 +193,47 @@ public abstract class GroupCommitProviderTests
         // A writer that never read (null etag) cannot overwrite an existing row either.
         await Assert.ThrowsAsync<InconsistentStateException>(() => b.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(9))));
         GrainStorageDurabilityTests.AssertSameState(Sample(2, "A"), (await ReadAsync(a, grainId)).State);
+    }
+
+    /// <summary>
+    /// A stored record the serializer cannot read (cut short, emptied, garbage) fails the read with an error naming the
+    /// provider, state and grain, not the serializer's bare complaint; the caller's state gets neither the row's etag
+    /// nor "exists", so it cannot go on to overwrite the record unknowingly; the record is left as it is (every later
+    /// read fails the same way, never a silent reset to an empty state), and a writer without its etag still conflicts.
+    /// </summary>
+    protected async Task UnreadableRecordFailsItsReadNamingTheGrainAndIsLeftAsItIsCore()
+    {
+        var location = NewLocation();
+        await using var storage = await OpenProviderAsync(location);
+        var grainId = NewGrainId();
+        var written = new GrainState<SensorTestState>(Sample(1, "a note long enough to cut"));
+        await storage.WriteStateAsync(StateName, grainId, written);
+        var intact = await ReadAsync(storage, grainId);
+        var payload = TestSerializer.Serializer.SerializeToArray(intact.State);
+
+        foreach (var damaged in new[] { payload[..(payload.Length / 2)], Array.Empty<byte>(), [0xFF, 0x00, 0x13, 0x37] })
+        {
+            await OverwritePayloadAsync(location, grainId, damaged);
+            for (var attempt = 0; attempt < 2; attempt++)
+            {
+                var state = new GrainState<SensorTestState>(new SensorTestState());
+                var error = await Assert.ThrowsAsync<OrleansException>(() => storage.ReadStateAsync(StateName, grainId, state));
+                Assert.Contains("Unreadable stored state", error.Message);
+                Assert.Contains($"StateName={StateName}", error.Message);
+                Assert.Contains(grainId.ToString(), error.Message);
+                Assert.Contains("ETag=1", error.Message);
+                Assert.NotNull(error.InnerException);
+                Assert.Null(state.ETag);
+                Assert.False(state.RecordExists);
+            }
+
+            await Assert.ThrowsAsync<InconsistentStateException>(() => storage.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(9))));
+        }
+
+        // Only the damaged row: the one holding the etag it was read with can still replace it.
+        await storage.WriteStateAsync(StateName, grainId, written);
+        Assert.Equal("2", written.ETag);
+        GrainStorageDurabilityTests.AssertSameState(written.State!, (await ReadAsync(storage, grainId)).State);
     }
 
     protected async Task MalformedEtagsAreRejectedAndWriteNothingCore()
