@@ -99,6 +99,9 @@ internal sealed class PostgresStore(string serviceId, PostgresGrainStorageOption
     public bool ShouldRetry(Exception exception, int attempt) =>
         attempt <= options.MaxDeadlockRetries && exception is PostgresException { SqlState: PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure };
 
+    // PostgreSQL text cannot hold U+0000: a statement binding one fails, and in a batch it rolls back every other write.
+    public string? RejectKey(string key) => key.Contains('\0', StringComparison.Ordinal) ? "PostgreSQL text cannot hold the NUL character (U+0000)" : null;
+
     public async Task OpenAsync(CancellationToken cancellationToken)
     {
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);

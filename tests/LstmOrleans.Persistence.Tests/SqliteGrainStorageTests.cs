@@ -358,6 +358,10 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : GroupC
             GrainId.Create("sensor", "zürich/straße-β-📈2"),
             GrainId.Create("sensor", new string('ä', 300)),
             GrainId.Create("sensor", "plain"),
+            GrainId.Create("sensor", "quote's \"and\" ; DROP TABLE x; --"),
+            // SQLite keeps a NUL inside a bound text (PostgreSQL refuses it): never cut short to the id before it.
+            GrainId.Create("sensor", "nul\0inside"),
+            GrainId.Create("sensor", "nul"),
         };
         string[] stateNames = ["alpha", "beta"];
         await using (var storage = await OpenAsync(path))
