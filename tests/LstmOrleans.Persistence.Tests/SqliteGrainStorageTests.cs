@@ -399,6 +399,28 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : GroupC
         long Index(GrainId id, string stateName) => Array.IndexOf(ids, id) * 2 + Array.IndexOf(stateNames, stateName);
     }
 
+    /// <summary>
+    /// A DataSource the silo cannot use fails the start with an error naming the provider, the setting and the path, not
+    /// SQLite's bare "unable to open database file". (Permissions cannot be taken away from root, which the tests may run
+    /// as; a regular file where the folder should be, a folder where the file should be and a file that is not a database
+    /// fail the same way.)
+    /// </summary>
+    [Fact]
+    public async Task AnUnusableDataSourceFailsTheStartNamingTheProviderAndSetting()
+    {
+        var blocker = folder.NewDatabasePath();
+        var directory = Directory.CreateDirectory(Path.GetDirectoryName(blocker)!).FullName;
+        await File.WriteAllTextAsync(blocker, "not a folder, and not a database either: " + new string('x', 200));
+        foreach (var path in new[] { Path.Combine(blocker, "under-a-file.db"), directory, blocker })
+        {
+            var error = await Assert.ThrowsAsync<InvalidOperationException>(() => OpenAsync(path, name: "unusable"));
+            Assert.Contains("SQLite grain storage 'unusable' could not open its database", error.Message);
+            Assert.Contains(path, error.Message);
+            Assert.Contains("SqliteGrainStorageOptions.DataSource", error.Message);
+            Assert.NotNull(error.InnerException);
+        }
+    }
+
     [Theory]
     [InlineData(SqliteSynchronousMode.Full, 2)]
     [InlineData(SqliteSynchronousMode.Normal, 1)]
