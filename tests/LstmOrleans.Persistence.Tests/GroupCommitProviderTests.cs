@@ -236,6 +236,74 @@ public abstract class GroupCommitProviderTests
         GrainStorageDurabilityTests.AssertSameState(written.State!, (await ReadAsync(storage, grainId)).State);
     }
 
+    /// <summary>
+    /// Well-formed etags that do not match: a first write presenting one (no row yet), and a clear or write presenting
+    /// an older version than the stored one, all conflict and change nothing; the row's owner carries on.
+    /// </summary>
+    protected async Task UnmatchedEtagsNeitherCreateNorClearNorOverwriteCore()
+    {
+        await using var storage = await OpenProviderAsync(NewLocation());
+        var grainId = NewGrainId();
+        foreach (var invented in new[] { "1", "2", "9223372036854775807" })
+        {
+            await Assert.ThrowsAsync<InconsistentStateException>(() => storage.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(9), invented)));
+            await Assert.ThrowsAsync<InconsistentStateException>(() => storage.ClearStateAsync(StateName, grainId, new GrainState<SensorTestState>(new SensorTestState(), invented)));
+            var nothing = await ReadAsync(storage, grainId);
+            Assert.False(nothing.RecordExists);
+            Assert.Null(nothing.ETag);
+        }
+
+        var owner = new GrainState<SensorTestState>(Sample(1));
+        await storage.WriteStateAsync(StateName, grainId, owner);
+        owner.State = Sample(2);
+        await storage.WriteStateAsync(StateName, grainId, owner);
+        Assert.Equal("2", owner.ETag);
+
+        var stale = new GrainState<SensorTestState>(Sample(7), "1");
+        var conflict = await Assert.ThrowsAsync<InconsistentStateException>(() => storage.ClearStateAsync(StateName, grainId, stale));
+        Assert.Contains("ClearStateAsync", conflict.Message);
+        Assert.Equal("1", stale.ETag);
+        await Assert.ThrowsAsync<InconsistentStateException>(() => storage.ClearStateAsync(StateName, grainId, new GrainState<SensorTestState>(new SensorTestState(), "3")));
+        await Assert.ThrowsAsync<InconsistentStateException>(() => storage.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(8), "3")));
+        var stored = await ReadAsync(storage, grainId);
+        Assert.True(stored.RecordExists);
+        Assert.Equal("2", stored.ETag);
+        GrainStorageDurabilityTests.AssertSameState(Sample(2), stored.State);
+
+        await storage.ClearStateAsync(StateName, grainId, owner);
+        Assert.Equal("3", owner.ETag);
+    }
+
+    /// <summary>
+    /// Two services sharing one database (or table) never see or conflict with each other's rows under the same state
+    /// name and grain id: each creates its own without an etag, reads only its own, and a clear in one leaves the other's.
+    /// </summary>
+    protected async Task ServicesSharingALocationNeverSeeEachOthersStateCore()
+    {
+        var location = NewLocation();
+        await using var a = await OpenProviderAsync(location, serviceId: "service-a");
+        await using var b = await OpenProviderAsync(location, serviceId: "service-b");
+        await using var prefix = await OpenProviderAsync(location, serviceId: "service");
+        var grainId = NewGrainId();
+        var inA = new GrainState<SensorTestState>(Sample(1, "a"));
+        await a.WriteStateAsync(StateName, grainId, inA);
+        Assert.False((await ReadAsync(b, grainId)).RecordExists);
+        Assert.False((await ReadAsync(prefix, grainId)).RecordExists);
+
+        var inB = new GrainState<SensorTestState>(Sample(2, "b"));
+        await b.WriteStateAsync(StateName, grainId, inB);
+        Assert.Equal("1", inB.ETag);
+        inA.State = Sample(3, "a");
+        await a.WriteStateAsync(StateName, grainId, inA);
+        Assert.Equal("2", inA.ETag);
+
+        await b.ClearStateAsync(StateName, grainId, inB);
+        Assert.False((await ReadAsync(b, grainId)).RecordExists);
+        var stillA = await ReadAsync(a, grainId);
+        Assert.Equal("2", stillA.ETag);
+        GrainStorageDurabilityTests.AssertSameState(Sample(3, "a"), stillA.State);
+    }
+
     protected async Task MalformedEtagsAreRejectedAndWriteNothingCore()
     {
         await using var storage = await OpenProviderAsync(NewLocation());

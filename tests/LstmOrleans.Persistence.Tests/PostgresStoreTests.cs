@@ -103,6 +103,10 @@ public sealed class PostgresGrainStorageTests(PostgresServerFixture postgres) : 
 
     [PostgresFact] public Task StaleEtagFromSecondInstanceConflictsAndChangesNothing() => StaleEtagFromSecondInstanceConflictsAndChangesNothingCore();
 
+    [PostgresFact] public Task UnmatchedEtagsNeitherCreateNorClearNorOverwrite() => UnmatchedEtagsNeitherCreateNorClearNorOverwriteCore();
+
+    [PostgresFact] public Task ServicesSharingALocationNeverSeeEachOthersState() => ServicesSharingALocationNeverSeeEachOthersStateCore();
+
     [PostgresFact] public Task MalformedEtagsAreRejectedAndWriteNothing() => MalformedEtagsAreRejectedAndWriteNothingCore();
 
     [PostgresFact] public Task ClearLeavesTombstoneThatStillRejectsWritersFromBeforeTheClear() => ClearLeavesTombstoneThatStillRejectsWritersFromBeforeTheClearCore();

@@ -154,6 +154,10 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : GroupC
 
     [Fact] public Task UnreadableRecordFailsItsReadNamingTheGrainAndIsLeftAsItIs() => UnreadableRecordFailsItsReadNamingTheGrainAndIsLeftAsItIsCore();
 
+    [Fact] public Task UnmatchedEtagsNeitherCreateNorClearNorOverwrite() => UnmatchedEtagsNeitherCreateNorClearNorOverwriteCore();
+
+    [Fact] public Task ServicesSharingALocationNeverSeeEachOthersState() => ServicesSharingALocationNeverSeeEachOthersStateCore();
+
     [Fact] public Task MalformedEtagsAreRejectedAndWriteNothing() => MalformedEtagsAreRejectedAndWriteNothingCore();
 
     [Fact] public Task ClearLeavesTombstoneThatStillRejectsWritersFromBeforeTheClear() => ClearLeavesTombstoneThatStillRejectsWritersFromBeforeTheClearCore();
