@@ -69,7 +69,7 @@ public sealed class PostgresGrainStorageTests(PostgresServerFixture postgres) : 
     protected override async Task<ProviderUnderTest> OpenProviderAsync(string location, Func<int, ValueTask>? onBeforeCommit = null, string serviceId = "service-a")
     {
         var storage = await OpenAsync(o => o.OnBeforeCommit = onBeforeCommit, serviceId, table: location);
-        return new ProviderUnderTest(storage, () => storage.CommittedOperations, () => storage.FailedBatches, storage.DisposeAsync);
+        return new ProviderUnderTest(storage, () => storage.CommittedOperations, () => storage.FailedBatches, storage.DisposeAsync, storage.InitializeAsync);
     }
 
     private async Task<PostgresGrainStorage> OpenAsync(Action<PostgresGrainStorageOptions>? configure = null, string serviceId = "service-a", string table = "lstm_grain_state")
@@ -106,6 +106,8 @@ public sealed class PostgresGrainStorageTests(PostgresServerFixture postgres) : 
     [PostgresFact] public Task UnmatchedEtagsNeitherCreateNorClearNorOverwrite() => UnmatchedEtagsNeitherCreateNorClearNorOverwriteCore();
 
     [PostgresFact] public Task ServicesSharingALocationNeverSeeEachOthersState() => ServicesSharingALocationNeverSeeEachOthersStateCore();
+
+    [PostgresFact] public Task AProviderClosedAndInitializedAgainAcceptsWritesAgain() => AProviderClosedAndInitializedAgainAcceptsWritesAgainCore();
 
     [PostgresFact] public Task MalformedEtagsAreRejectedAndWriteNothing() => MalformedEtagsAreRejectedAndWriteNothingCore();
 
