@@ -37,6 +37,12 @@ internal interface IGroupCommitStore : IStateReader, IBatchCommitter
 
     /// <summary>Releases the writer's connection; called after the queue has drained.</summary>
     ValueTask CloseAsync();
+
+    /// <summary>
+    /// Null when the store can hold <paramref name="key"/> (a state name or grain id), else why not. Checked before a
+    /// call is queued: inside a batch such a key fails the whole transaction, and with it every other grain's write.
+    /// </summary>
+    string? RejectKey(string key) => null;
 }
 
 /// <summary>The options every group-commit provider has (each options class adds its connection settings).</summary>
@@ -125,7 +131,9 @@ internal sealed class GroupCommitGrainStorage
 
     public async Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
-        var stored = await _store.ReadAsync(stateName, grainId.ToString(), CancellationToken.None).ConfigureAwait(false);
+        var key = grainId.ToString();
+        CheckKey(nameof(ReadStateAsync), stateName, grainId, key);
+        var stored = await _store.ReadAsync(stateName, key, CancellationToken.None).ConfigureAwait(false);
         if (stored is not { } row)
         {
             grainState.ETag = null;
@@ -134,14 +142,31 @@ internal sealed class GroupCommitGrainStorage
         }
 
         // A tombstone keeps its version so a stale writer from before the clear still conflicts.
-        grainState.ETag = EtagFormat.Format(row.Version);
         if (row.Payload is null)
         {
+            grainState.ETag = EtagFormat.Format(row.Version);
             grainState.RecordExists = false;
             return;
         }
 
-        grainState.State = _options.GrainStorageSerializer.Deserialize<T>(new BinaryData(row.Payload));
+        T? state;
+        try
+        {
+            state = _options.GrainStorageSerializer.Deserialize<T>(new BinaryData(row.Payload));
+        }
+        catch (Exception e)
+        {
+            // A corrupt, truncated or foreign record: the serializer's own error names neither the grain nor the row.
+            // The grain state is left as it was (no etag of the unreadable row), so the caller cannot go on to
+            // overwrite the record unknowingly.
+            GroupCommitLog.ReadFailed(_logger, e, _store.DisplayName, _providerName, stateName, grainId, row.Version);
+            throw new OrleansException(
+                $"Unreadable stored state (ReadStateAsync): ServiceId={_serviceId} ProviderName={_providerName} StateName={stateName} GrainId={grainId} ETag={row.Version}. The record ({row.Payload.Length} bytes) could not be read as {typeof(T).Name} and was left as it is. {e.GetType().Name}: {e.Message}",
+                e);
+        }
+
+        grainState.State = state;
+        grainState.ETag = EtagFormat.Format(row.Version);
         grainState.RecordExists = true;
     }
 
@@ -165,6 +190,15 @@ internal sealed class GroupCommitGrainStorage
         }
 
         string key = grainId.ToString();
+        try
+        {
+            foreach (var (companionName, _) in companions) CheckKey(nameof(WriteStateWithCompanionsAsync), companionName, grainId, key);
+        }
+        catch (Exception e)
+        {
+            return Task.FromException(e);
+        }
+
         var upserts = new StorageOperation[companions.Count];
         try
         {
@@ -195,12 +229,14 @@ internal sealed class GroupCommitGrainStorage
         StorageOperation? operation = null;
         try
         {
+            key ??= grainId.ToString();
+            CheckKey(callerName, stateName, grainId, key);
             var expected = ParseEtag(callerName, stateName, grainId, grainState.ETag);
             // The payload waits in the queue until its batch has committed (ms, longer under load): held in a fresh array
             // it would live just long enough to be promoted out of gen0 on every acknowledged write. So it is kept in an
             // array of the providers' payload pool, which the writer returns once the batch has committed or failed.
             var (buffer, length, pooled) = Serialize(grainState.State);
-            operation = new GrainWriteOperation<T>(stateName, grainId, key ?? grainId.ToString(), expected, buffer, length, pooled, grainState, this, callerName)
+            operation = new GrainWriteOperation<T>(stateName, grainId, key, expected, buffer, length, pooled, grainState, this, callerName)
             {
                 Companions = companions,
             };
@@ -249,8 +285,10 @@ internal sealed class GroupCommitGrainStorage
 
     public async Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
+        var key = grainId.ToString();
+        CheckKey(nameof(ClearStateAsync), stateName, grainId, key);
         var expected = ParseEtag(nameof(ClearStateAsync), stateName, grainId, grainState.ETag);
-        var operation = new StorageOperation(StorageOperationKind.Clear, stateName, grainId.ToString(), expected, payload: null);
+        var operation = new StorageOperation(StorageOperationKind.Clear, stateName, key, expected, payload: null);
         var outcome = await _queue.EnqueueAsync(operation).ConfigureAwait(false);
         if (outcome.Conflict)
         {
@@ -259,6 +297,15 @@ internal sealed class GroupCommitGrainStorage
 
         grainState.ETag = EtagFormat.Format(outcome.NewVersion);
         grainState.RecordExists = false;
+    }
+
+    private void CheckKey(string operation, string stateName, GrainId grainId, string key)
+    {
+        if ((_store.RejectKey(stateName) ?? _store.RejectKey(key)) is { } reason)
+        {
+            throw new ArgumentException(
+                $"Unstorable key ({operation}): ServiceId={_serviceId} ProviderName={_providerName} StateName={stateName} GrainId={grainId}. {reason}; nothing was read or written.");
+        }
     }
 
     private long? ParseEtag(string operation, string stateName, GrainId grainId, string? etag)

@@ -14,6 +14,9 @@ internal static partial class GroupCommitLog
     [LoggerMessage(5, LogLevel.Warning, "{Store} grain storage {Name}: a batch of {Count} operation(s) was rolled back on attempt {Attempt} by a conflict with another transaction and is tried again")]
     public static partial void CommitRetried(ILogger logger, Exception exception, string store, string name, int count, int attempt);
 
+    [LoggerMessage(6, LogLevel.Error, "{Store} grain storage {Name} could not read the stored {StateName} of {GrainId} (version {Version}); the record was left as it is")]
+    public static partial void ReadFailed(ILogger logger, Exception exception, string store, string name, string stateName, Orleans.Runtime.GrainId grainId, long version);
+
     [LoggerMessage(3, LogLevel.Information, "{Store} grain storage {Name} closed after {Batches} batches holding {Operations} operations (largest {Largest})")]
     public static partial void Closed(ILogger logger, string store, string name, long batches, long operations, int largest);
 

@@ -12,8 +12,7 @@ namespace LstmOrleans.Persistence.GroupCommit;
 /// </summary>
 internal sealed class GroupCommitQueue
 {
-    private readonly Channel<StorageOperation> _channel = Channel.CreateUnbounded<StorageOperation>(
-        new UnboundedChannelOptions { SingleReader = true, SingleWriter = false, AllowSynchronousContinuations = false });
+    private Channel<StorageOperation> _channel = NewChannel();
 
     private readonly IBatchCommitter _committer;
     private readonly string _storeDisplayName;
@@ -76,9 +75,23 @@ internal sealed class GroupCommitQueue
 
     public int LargestBatch => Volatile.Read(ref _largestBatch);
 
-    public void Start() => _writerLoop ??= _dedicatedThread
-        ? Task.Factory.StartNew(RunWriterThread, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)
-        : Task.Run(RunWriterAsync);
+    public void Start()
+    {
+        // Started again after StopAsync (a provider closed and opened again): the old channel is completed and its
+        // writer has ended, so without a fresh pair every write would be refused as "stopped".
+        if (_writerLoop is { IsCompleted: true })
+        {
+            _channel = NewChannel();
+            _writerLoop = null;
+        }
+
+        _writerLoop ??= _dedicatedThread
+            ? Task.Factory.StartNew(RunWriterThread, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)
+            : Task.Run(RunWriterAsync);
+    }
+
+    private static Channel<StorageOperation> NewChannel() => Channel.CreateUnbounded<StorageOperation>(
+        new UnboundedChannelOptions { SingleReader = true, SingleWriter = false, AllowSynchronousContinuations = false });
 
     /// <summary>Queues an operation and waits until the transaction holding it committed (or failed).</summary>
     public Task<CommitOutcome> EnqueueAsync(StorageOperation operation)

@@ -79,7 +79,8 @@ public sealed class PostgresGrainStorage : IGrainStorage, ICompanionWriteGrainSt
 /// <summary>The PostgreSQL half: the schema, readers on the pooled data source, and the single writer (one connection, one transaction and one round trip per batch).</summary>
 internal sealed class PostgresStore(string serviceId, PostgresGrainStorageOptions options) : IGroupCommitStore
 {
-    private readonly NpgsqlDataSource _dataSource = NpgsqlDataSource.Create(options.ConnectionString!);
+    private NpgsqlDataSource _dataSource = NpgsqlDataSource.Create(options.ConnectionString!);
+    private bool _dataSourceDisposed;
     private readonly string _selectSql = $"SELECT version, payload FROM {options.TableName} WHERE service_id = $1 AND state_name = $2 AND grain_id = $3";
     private NpgsqlConnection? _connection;
 
@@ -99,8 +100,18 @@ internal sealed class PostgresStore(string serviceId, PostgresGrainStorageOption
     public bool ShouldRetry(Exception exception, int attempt) =>
         attempt <= options.MaxDeadlockRetries && exception is PostgresException { SqlState: PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure };
 
+    // PostgreSQL text cannot hold U+0000: a statement binding one fails, and in a batch it rolls back every other write.
+    public string? RejectKey(string key) => key.Contains('\0', StringComparison.Ordinal) ? "PostgreSQL text cannot hold the NUL character (U+0000)" : null;
+
     public async Task OpenAsync(CancellationToken cancellationToken)
     {
+        if (_dataSourceDisposed)
+        {
+            // Opened again after CloseAsync (its silo stopped and started): the old data source is gone.
+            _dataSource = NpgsqlDataSource.Create(options.ConnectionString!);
+            _dataSourceDisposed = false;
+        }
+
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         // Silos starting together would race on CREATE TABLE IF NOT EXISTS (it is not atomic in
@@ -125,6 +136,7 @@ internal sealed class PostgresStore(string serviceId, PostgresGrainStorageOption
     {
         await ReleaseWriterConnectionAsync().ConfigureAwait(false);
         await _dataSource.DisposeAsync().ConfigureAwait(false);
+        _dataSourceDisposed = true;
     }
 
     public async Task<StoredState?> ReadAsync(string stateName, string grainId, CancellationToken cancellationToken)

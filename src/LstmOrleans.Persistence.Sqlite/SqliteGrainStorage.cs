@@ -148,13 +148,26 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
     public async Task OpenAsync(CancellationToken cancellationToken)
     {
         Volatile.Write(ref _closed, false);   // a store closed with its silo may be opened again: readers are kept again
-        var directory = Path.GetDirectoryName(Path.GetFullPath(options.DataSource!));
-        if (!string.IsNullOrEmpty(directory))
+        try
         {
-            Directory.CreateDirectory(directory);
-        }
+            var directory = Path.GetDirectoryName(Path.GetFullPath(options.DataSource!));
+            if (!string.IsNullOrEmpty(directory))
+            {
+                Directory.CreateDirectory(directory);
+            }
 
-        await Task.Run(Open, cancellationToken).ConfigureAwait(false);
+            await Task.Run(Open, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or SqliteException { SqliteErrorCode: not raw.SQLITE_ERROR })
+        {
+            // The bare errors ("SQLite Error 14: 'unable to open database file'", "The file '...' already exists")
+            // name neither the provider nor the setting that points at the unusable place. A plain SQL error
+            // (SQLITE_ERROR) is not about the file: left as it is, not blamed on DataSource.
+            DisposeWriter();
+            throw new InvalidOperationException(
+                $"SQLite grain storage '{name}' could not open its database {options.DataSource} ({nameof(SqliteGrainStorageOptions)}.{nameof(SqliteGrainStorageOptions.DataSource)}): its folder must exist or be creatable, the folder and file must be readable and writable by this process, and an existing file must be a SQLite database. {e.GetType().Name}: {e.Message}",
+                e);
+        }
     }
 
     public ValueTask CloseAsync()

@@ -559,25 +559,35 @@ public sealed class StreamStateCodecTests
     [Fact]
     public async Task The_sqlite_store_writes_codec_records_through_the_buffer_path()
     {
-        string directory = Path.Combine(Path.GetTempPath(), "lstm-codec-buffer-" + Guid.NewGuid().ToString("N"));
+        var serializer = new CountingSerializer(new StreamStateCodecSerializer(new CompactOrleansGrainStorageSerializer(OrleansSerializer)));
+        await WithSqliteStoreAsync("codec-buffer", serializer, async (storage, _) =>
+        {
+            var grain = GrainId.Create("stream", "codec-sqlite-buffer");
+            var state = Sample(d: 2, dIn: 3, k: 3, capacity: 40, tailCount: 40);   // > 2 KiB: the pooled writer grows
+            var written = new GrainState<StreamState>(state);
+            await storage.WriteStateAsync("stream", grain, written);
+            Assert.Equal((0, 1), (serializer.ArrayWrites, serializer.BufferWrites));
+            var read = new GrainState<StreamState>();
+            await storage.ReadStateAsync("stream", grain, read);
+            AssertSame(state, read.State!);
+            Assert.Equal(StreamStateCodec.ToArray(state), StreamStateCodec.ToArray(read.State!));
+        });
+    }
+
+    /// <summary>Runs <paramref name="body"/> with an open SQLite store (and its database path) in a fresh folder, removed afterwards.</summary>
+    private static async Task WithSqliteStoreAsync(string name, IGrainStorageSerializer serializer, Func<SqliteGrainStorage, string, Task> body)
+    {
+        string directory = Path.Combine(Path.GetTempPath(), $"lstm-{name}-{Guid.NewGuid():N}");
         Directory.CreateDirectory(directory);
+        string path = Path.Combine(directory, "g.db");
         try
         {
-            var serializer = new CountingSerializer(new StreamStateCodecSerializer(new CompactOrleansGrainStorageSerializer(OrleansSerializer)));
-            var storage = new SqliteGrainStorage("codec-buffer", new SqliteGrainStorageOptions { DataSource = Path.Combine(directory, "g.db"), GrainStorageSerializer = serializer },
-                Options.Create(new Orleans.Configuration.ClusterOptions { ServiceId = "codec-buffer", ClusterId = "test" }), NullLogger<SqliteGrainStorage>.Instance);
+            var storage = new SqliteGrainStorage(name, new SqliteGrainStorageOptions { DataSource = path, GrainStorageSerializer = serializer },
+                Options.Create(new Orleans.Configuration.ClusterOptions { ServiceId = name, ClusterId = "test" }), NullLogger<SqliteGrainStorage>.Instance);
             await storage.InitializeAsync(CancellationToken.None);
             try
             {
-                var grain = GrainId.Create("stream", "codec-sqlite-buffer");
-                var state = Sample(d: 2, dIn: 3, k: 3, capacity: 40, tailCount: 40);   // > 2 KiB: the pooled writer grows
-                var written = new GrainState<StreamState>(state);
-                await storage.WriteStateAsync("stream", grain, written);
-                Assert.Equal((0, 1), (serializer.ArrayWrites, serializer.BufferWrites));
-                var read = new GrainState<StreamState>();
-                await storage.ReadStateAsync("stream", grain, read);
-                AssertSame(state, read.State!);
-                Assert.Equal(StreamStateCodec.ToArray(state), StreamStateCodec.ToArray(read.State!));
+                await body(storage, path);
             }
             finally
             {
@@ -589,6 +599,77 @@ public sealed class StreamStateCodecTests
             Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
             Directory.Delete(directory, recursive: true);
         }
+    }
+
+    /// <summary>
+    /// A stored stream core that was damaged (a byte flipped, cut short, a newer format version) or holds another
+    /// record kind fails its read through the SQLite store with an error naming the grain and the state and carrying
+    /// the codec's reason; nothing of the row reaches the caller (no ETag, not "exists"), and the row is left as it is.
+    /// </summary>
+    [Fact]
+    public async Task A_damaged_or_foreign_record_in_the_sqlite_store_fails_its_read_naming_the_grain()
+    {
+        var serializer = new StreamStateCodecSerializer(new CompactOrleansGrainStorageSerializer(OrleansSerializer));
+        await WithSqliteStoreAsync("codec-corrupt", serializer, async (storage, path) =>
+        {
+            var grain = GrainId.Create("stream", "plant-7/boiler \"north\"");
+            await storage.WriteStateAsync("stream", grain, new GrainState<StreamState>(Sample(d: 2, dIn: 3, k: 2, capacity: 8, tailCount: 6)));
+            var good = StreamStateCodec.ToArray(Sample(d: 2, dIn: 3, k: 2, capacity: 8, tailCount: 6));
+            var flipped = (byte[])good.Clone();
+            flipped[good.Length / 2] ^= 0x10;
+            var newer = (byte[])good.Clone();
+            newer[4] = (byte)(StreamStateCodec.CurrentVersion + 1);
+            var cases = new (byte[] Payload, string Reason)[]
+            {
+                (flipped, "checksum mismatch"),
+                (good[..(good.Length - 9)], "truncated"),
+                (newer, "not supported"),
+                (StreamStateCodec.ToArray(new StreamHistory { Generation = 2 }), "holds a StreamHistory"),
+            };
+            foreach (var (payload, reason) in cases)
+            {
+                await using (var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={path};Pooling=false"))
+                {
+                    connection.Open();
+                    await using var command = connection.CreateCommand();
+                    command.CommandText = "UPDATE lstm_grain_state SET payload = $payload";
+                    command.Parameters.AddWithValue("$payload", payload);
+                    Assert.Equal(1, await command.ExecuteNonQueryAsync());
+                }
+
+                var read = new GrainState<StreamState>();
+                var error = await Assert.ThrowsAsync<OrleansException>(() => storage.ReadStateAsync("stream", grain, read));
+                Assert.Contains(grain.ToString(), error.Message);
+                Assert.Contains("StateName=stream", error.Message);
+                Assert.Contains(reason, error.Message);
+                Assert.IsType<InvalidDataException>(error.InnerException);
+                Assert.Null(read.ETag);
+                Assert.False(read.RecordExists);
+            }
+        });
+    }
+
+    /// <summary>The memory store likewise: a record of another kind under a key fails its read naming the grain, and changes nothing.</summary>
+    [Fact]
+    public async Task A_foreign_record_in_the_memory_store_fails_its_read_naming_the_grain()
+    {
+        var serializer = new StreamStateCodecSerializer(new CompactOrleansGrainStorageSerializer(OrleansSerializer));
+        var storage = new LocalMemoryGrainStorage("codec", new LocalMemoryGrainStorageOptions { GrainStorageSerializer = serializer }, NullLogger<LocalMemoryGrainStorage>.Instance);
+        var grain = GrainId.Create("stream", "codec-memory-foreign");
+        var history = new GrainState<StreamHistory>(new StreamHistory { Generation = 4 });
+        await storage.WriteStateAsync("stream", grain, history);
+
+        var read = new GrainState<StreamState>();
+        var error = await Assert.ThrowsAsync<OrleansException>(() => storage.ReadStateAsync("stream", grain, read));
+        Assert.Contains(grain.ToString(), error.Message);
+        Assert.Contains("'stream'", error.Message);
+        Assert.Contains("holds a StreamHistory", error.Message);
+        Assert.Null(read.ETag);
+        Assert.False(read.RecordExists);
+
+        var again = new GrainState<StreamHistory>();
+        await storage.ReadStateAsync("stream", grain, again);
+        Assert.Equal((history.ETag, 4L), (again.ETag, again.State!.Generation));
     }
 
     [Fact]

@@ -7,9 +7,17 @@ using Xunit;
 namespace LstmOrleans.Persistence.Tests;
 
 /// <summary>A provider instance opened by a test, with the statistics both group-commit providers expose.</summary>
-public sealed class ProviderUnderTest(IGrainStorage storage, Func<long> committedOperations, Func<long> failedBatches, Func<ValueTask> close)
+public sealed class ProviderUnderTest(IGrainStorage storage, Func<long> committedOperations, Func<long> failedBatches, Func<ValueTask> close,
+    Func<CancellationToken, Task> initialize)
     : IGrainStorage, ICompanionWriteGrainStorage, IAsyncDisposable
 {
+    /// <summary>Closes the provider as its silo's stop would, then initialises it again as a start would.</summary>
+    public async Task CloseAndInitializeAgainAsync()
+    {
+        await close();
+        await initialize(CancellationToken.None);
+    }
+
     public long CommittedOperations => committedOperations();
 
     public long FailedBatches => failedBatches();
@@ -41,6 +49,9 @@ public abstract class GroupCommitProviderTests
 
     /// <summary>Opens and initialises a provider on <paramref name="location"/>.</summary>
     protected abstract Task<ProviderUnderTest> OpenProviderAsync(string location, Func<int, ValueTask>? onBeforeCommit = null, string serviceId = "service-a");
+
+    /// <summary>Replaces the stored payload of one row behind the provider's back (a corrupted or foreign record).</summary>
+    protected abstract Task OverwritePayloadAsync(string location, GrainId grainId, byte[] payload);
 
     protected static GrainId NewGrainId() => GrainId.Create("sensor", Guid.NewGuid().ToString("N"));
 
@@ -190,6 +201,140 @@ public abstract class GroupCommitProviderTests
         // A writer that never read (null etag) cannot overwrite an existing row either.
         await Assert.ThrowsAsync<InconsistentStateException>(() => b.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(9))));
         GrainStorageDurabilityTests.AssertSameState(Sample(2, "A"), (await ReadAsync(a, grainId)).State);
+    }
+
+    /// <summary>
+    /// A stored record the serializer cannot read (cut short, emptied, garbage) fails the read with an error naming the
+    /// provider, state and grain, not the serializer's bare complaint; the caller's state gets neither the row's etag
+    /// nor "exists", so it cannot go on to overwrite the record unknowingly; the record is left as it is (every later
+    /// read fails the same way, never a silent reset to an empty state), and a writer without its etag still conflicts.
+    /// </summary>
+    protected async Task UnreadableRecordFailsItsReadNamingTheGrainAndIsLeftAsItIsCore()
+    {
+        var location = NewLocation();
+        await using var storage = await OpenProviderAsync(location);
+        var grainId = NewGrainId();
+        var written = new GrainState<SensorTestState>(Sample(1, "a note long enough to cut"));
+        await storage.WriteStateAsync(StateName, grainId, written);
+        var intact = await ReadAsync(storage, grainId);
+        var payload = TestSerializer.Serializer.SerializeToArray(intact.State);
+
+        foreach (var damaged in new[] { payload[..(payload.Length / 2)], Array.Empty<byte>(), [0xFF, 0x00, 0x13, 0x37] })
+        {
+            await OverwritePayloadAsync(location, grainId, damaged);
+            for (var attempt = 0; attempt < 2; attempt++)
+            {
+                var state = new GrainState<SensorTestState>(new SensorTestState());
+                var error = await Assert.ThrowsAsync<OrleansException>(() => storage.ReadStateAsync(StateName, grainId, state));
+                Assert.Contains("Unreadable stored state", error.Message);
+                Assert.Contains($"StateName={StateName}", error.Message);
+                Assert.Contains(grainId.ToString(), error.Message);
+                Assert.Contains("ETag=1", error.Message);
+                Assert.NotNull(error.InnerException);
+                Assert.Null(state.ETag);
+                Assert.False(state.RecordExists);
+            }
+
+            await Assert.ThrowsAsync<InconsistentStateException>(() => storage.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(9))));
+        }
+
+        // Only the damaged row: the one holding the etag it was read with can still replace it.
+        await storage.WriteStateAsync(StateName, grainId, written);
+        Assert.Equal("2", written.ETag);
+        GrainStorageDurabilityTests.AssertSameState(written.State!, (await ReadAsync(storage, grainId)).State);
+    }
+
+    /// <summary>
+    /// Well-formed etags that do not match: a first write presenting one (no row yet), and a clear or write presenting
+    /// an older version than the stored one, all conflict and change nothing; the row's owner carries on.
+    /// </summary>
+    protected async Task UnmatchedEtagsNeitherCreateNorClearNorOverwriteCore()
+    {
+        await using var storage = await OpenProviderAsync(NewLocation());
+        var grainId = NewGrainId();
+        foreach (var invented in new[] { "1", "2", "9223372036854775807" })
+        {
+            await Assert.ThrowsAsync<InconsistentStateException>(() => storage.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(9), invented)));
+            await Assert.ThrowsAsync<InconsistentStateException>(() => storage.ClearStateAsync(StateName, grainId, new GrainState<SensorTestState>(new SensorTestState(), invented)));
+            var nothing = await ReadAsync(storage, grainId);
+            Assert.False(nothing.RecordExists);
+            Assert.Null(nothing.ETag);
+        }
+
+        var owner = new GrainState<SensorTestState>(Sample(1));
+        await storage.WriteStateAsync(StateName, grainId, owner);
+        owner.State = Sample(2);
+        await storage.WriteStateAsync(StateName, grainId, owner);
+        Assert.Equal("2", owner.ETag);
+
+        var stale = new GrainState<SensorTestState>(Sample(7), "1");
+        var conflict = await Assert.ThrowsAsync<InconsistentStateException>(() => storage.ClearStateAsync(StateName, grainId, stale));
+        Assert.Contains("ClearStateAsync", conflict.Message);
+        Assert.Equal("1", stale.ETag);
+        await Assert.ThrowsAsync<InconsistentStateException>(() => storage.ClearStateAsync(StateName, grainId, new GrainState<SensorTestState>(new SensorTestState(), "3")));
+        await Assert.ThrowsAsync<InconsistentStateException>(() => storage.WriteStateAsync(StateName, grainId, new GrainState<SensorTestState>(Sample(8), "3")));
+        var stored = await ReadAsync(storage, grainId);
+        Assert.True(stored.RecordExists);
+        Assert.Equal("2", stored.ETag);
+        GrainStorageDurabilityTests.AssertSameState(Sample(2), stored.State);
+
+        await storage.ClearStateAsync(StateName, grainId, owner);
+        Assert.Equal("3", owner.ETag);
+    }
+
+    /// <summary>
+    /// Two services sharing one database (or table) never see or conflict with each other's rows under the same state
+    /// name and grain id: each creates its own without an etag, reads only its own, and a clear in one leaves the other's.
+    /// </summary>
+    protected async Task ServicesSharingALocationNeverSeeEachOthersStateCore()
+    {
+        var location = NewLocation();
+        await using var a = await OpenProviderAsync(location, serviceId: "service-a");
+        await using var b = await OpenProviderAsync(location, serviceId: "service-b");
+        await using var prefix = await OpenProviderAsync(location, serviceId: "service");
+        var grainId = NewGrainId();
+        var inA = new GrainState<SensorTestState>(Sample(1, "a"));
+        await a.WriteStateAsync(StateName, grainId, inA);
+        Assert.False((await ReadAsync(b, grainId)).RecordExists);
+        Assert.False((await ReadAsync(prefix, grainId)).RecordExists);
+
+        var inB = new GrainState<SensorTestState>(Sample(2, "b"));
+        await b.WriteStateAsync(StateName, grainId, inB);
+        Assert.Equal("1", inB.ETag);
+        inA.State = Sample(3, "a");
+        await a.WriteStateAsync(StateName, grainId, inA);
+        Assert.Equal("2", inA.ETag);
+
+        await b.ClearStateAsync(StateName, grainId, inB);
+        Assert.False((await ReadAsync(b, grainId)).RecordExists);
+        var stillA = await ReadAsync(a, grainId);
+        Assert.Equal("2", stillA.ETag);
+        GrainStorageDurabilityTests.AssertSameState(Sample(3, "a"), stillA.State);
+    }
+
+    /// <summary>
+    /// A provider closed (its silo stopped) and initialised again writes, clears and reads again, etags carrying on:
+    /// it said "ready" but refused every write as stopped (SQLite), or failed on its disposed data source (PostgreSQL).
+    /// </summary>
+    protected async Task AProviderClosedAndInitializedAgainAcceptsWritesAgainCore()
+    {
+        var location = NewLocation();
+        await using var storage = await OpenProviderAsync(location);
+        var grainId = NewGrainId();
+        var state = new GrainState<SensorTestState>(Sample(1));
+        await storage.WriteStateAsync(StateName, grainId, state);
+        for (var round = 2; round <= 3; round++)
+        {
+            await storage.CloseAndInitializeAgainAsync();
+            state.State = Sample(round);
+            await storage.WriteStateAsync(StateName, grainId, state);
+            Assert.Equal(round.ToString(System.Globalization.CultureInfo.InvariantCulture), state.ETag);
+            await storage.ClearStateAsync(StateName, NewGrainId(), new GrainState<SensorTestState>(new SensorTestState()));
+            GrainStorageDurabilityTests.AssertSameState(Sample(round), (await ReadAsync(storage, grainId)).State);
+        }
+
+        await using var other = await OpenProviderAsync(location);
+        GrainStorageDurabilityTests.AssertSameState(Sample(3), (await ReadAsync(other, grainId)).State);
     }
 
     protected async Task MalformedEtagsAreRejectedAndWriteNothingCore()

@@ -69,7 +69,7 @@ public sealed class PostgresGrainStorageTests(PostgresServerFixture postgres) : 
     protected override async Task<ProviderUnderTest> OpenProviderAsync(string location, Func<int, ValueTask>? onBeforeCommit = null, string serviceId = "service-a")
     {
         var storage = await OpenAsync(o => o.OnBeforeCommit = onBeforeCommit, serviceId, table: location);
-        return new ProviderUnderTest(storage, () => storage.CommittedOperations, () => storage.FailedBatches, storage.DisposeAsync);
+        return new ProviderUnderTest(storage, () => storage.CommittedOperations, () => storage.FailedBatches, storage.DisposeAsync, storage.InitializeAsync);
     }
 
     private async Task<PostgresGrainStorage> OpenAsync(Action<PostgresGrainStorageOptions>? configure = null, string serviceId = "service-a", string table = "lstm_grain_state")
@@ -85,11 +85,29 @@ public sealed class PostgresGrainStorageTests(PostgresServerFixture postgres) : 
         return storage;
     }
 
+    protected override async Task OverwritePayloadAsync(string location, GrainId grainId, byte[] payload)
+    {
+        await using var connection = new NpgsqlConnection(postgres.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand($"UPDATE {location} SET payload = $1 WHERE grain_id = $2", connection);
+        command.Parameters.Add(new NpgsqlParameter<byte[]> { TypedValue = payload });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = grainId.ToString() });
+        Assert.Equal(1, await command.ExecuteNonQueryAsync());
+    }
+
+    [PostgresFact] public Task UnreadableRecordFailsItsReadNamingTheGrainAndIsLeftAsItIs() => UnreadableRecordFailsItsReadNamingTheGrainAndIsLeftAsItIsCore();
+
     [PostgresFact] public Task PooledPayloadsNeverLeakBetweenWrites() => PooledPayloadsNeverLeakBetweenWritesCore();
 
     [PostgresFact] public Task CompanionsCommitWithTheirGuardedWriteOrNotAtAll() => CompanionsCommitWithTheirGuardedWriteOrNotAtAllCore();
 
     [PostgresFact] public Task StaleEtagFromSecondInstanceConflictsAndChangesNothing() => StaleEtagFromSecondInstanceConflictsAndChangesNothingCore();
+
+    [PostgresFact] public Task UnmatchedEtagsNeitherCreateNorClearNorOverwrite() => UnmatchedEtagsNeitherCreateNorClearNorOverwriteCore();
+
+    [PostgresFact] public Task ServicesSharingALocationNeverSeeEachOthersState() => ServicesSharingALocationNeverSeeEachOthersStateCore();
+
+    [PostgresFact] public Task AProviderClosedAndInitializedAgainAcceptsWritesAgain() => AProviderClosedAndInitializedAgainAcceptsWritesAgainCore();
 
     [PostgresFact] public Task MalformedEtagsAreRejectedAndWriteNothing() => MalformedEtagsAreRejectedAndWriteNothingCore();
 
@@ -100,6 +118,42 @@ public sealed class PostgresGrainStorageTests(PostgresServerFixture postgres) : 
     [PostgresFact] public Task ConflictingWriteInABatchFailsAloneAndTheRestCommits() => ConflictingWriteInABatchFailsAloneAndTheRestCommitsCore();
 
     [PostgresFact] public Task FailedCommitFailsEveryCallInTheBatchChangesNothingAndRetryConverges() => FailedCommitFailsEveryCallInTheBatchChangesNothingAndRetryConvergesCore();
+
+    /// <summary>
+    /// PostgreSQL text cannot hold U+0000. A grain id holding one is refused on its own, before it is queued, with an
+    /// error naming the grain: inside a batch it failed the transaction, so every other grain's write of that batch failed.
+    /// </summary>
+    [PostgresFact]
+    public async Task AGrainIdWithANulCharacterIsRefusedAloneAndTheRestOfItsBatchCommits()
+    {
+        var gate = new CommitGate();
+        await using var storage = await OpenProviderAsync(NewLocation(), gate.BeforeCommit);
+        var opener = storage.WriteStateAsync(StateName, NewGrainId(), new GrainState<SensorTestState>(Sample(-1)));
+        await gate.Entered;
+
+        var ids = Enumerable.Range(0, 5).Select(_ => NewGrainId()).ToArray();
+        var good = ids.Select((id, i) => storage.WriteStateAsync(StateName, id, new GrainState<SensorTestState>(Sample(i)))).ToArray();
+        var nul = GrainId.Create("sensor", "bad\0id");
+        var refused = storage.WriteStateAsync(StateName, nul, new GrainState<SensorTestState>(Sample(9)));
+        gate.Release();
+        await opener;
+        await Task.WhenAll(good);
+        var error = await Assert.ThrowsAsync<ArgumentException>(() => refused);
+        Assert.Contains("NUL", error.Message);
+        Assert.Contains(nul.ToString(), error.Message);
+        Assert.Equal([1, 5], gate.BatchSizes);
+        Assert.Equal(0, storage.FailedBatches);
+        for (var i = 0; i < ids.Length; i++)
+        {
+            GrainStorageDurabilityTests.AssertSameState(Sample(i), (await ReadAsync(storage, ids[i])).State);
+        }
+
+        await Assert.ThrowsAsync<ArgumentException>(() => ReadAsync(storage, nul));
+        await Assert.ThrowsAsync<ArgumentException>(() => storage.ClearStateAsync(StateName, nul, new GrainState<SensorTestState>(new SensorTestState())));
+        await Assert.ThrowsAsync<ArgumentException>(() => storage.WriteStateWithCompanionsAsync(StateName, ids[0], new GrainState<SensorTestState>(Sample(1)) { ETag = "1" },
+            [KeyValuePair.Create("c\0", Sample(2))]));
+        Assert.Equal(0, storage.FailedBatches);
+    }
 
     [PostgresFact]
     public async Task CreatesItsTableAndRoundTripsAcrossInstances()

@@ -59,13 +59,28 @@ public sealed class SiloSettings
         errors.AddRange(tlsErrors);
         if (new StreamGrainOptionsValidator().Validate(null, Streams) is { Failed: true, Failures: { } streamErrors })
             errors.AddRange(streamErrors.Select(e => $"Streams:{e}"));
-        var needsRedis = Cluster.Clustering == ClusterSettings.Redis || Storage.Provider == StorageSettings.Redis
-            || Reminders.Provider == RemindersSettings.Redis;
+        // Choices are case-insensitive (CheckChoice, and the host switches on them lower-cased): 'Redis' needs the
+        // connection string as much as 'redis' does, or the silo fails later on a null string.
+        var needsRedis = Cluster.IsRedis || Is(Storage.Provider, StorageSettings.Redis) || Is(Reminders.Provider, RemindersSettings.Redis);
         if (needsRedis && string.IsNullOrWhiteSpace(ConnectionStrings.Redis))
             errors.Add("ConnectionStrings:Redis is required when Cluster:Clustering, Storage:Provider or Reminders:Provider is 'redis'.");
-        if (Storage.Provider == StorageSettings.Postgres && string.IsNullOrWhiteSpace(ConnectionStrings.Postgres))
+        else if (needsRedis)
+            CheckConnectionString(errors, "ConnectionStrings:Redis", () => StackExchange.Redis.ConfigurationOptions.Parse(ConnectionStrings.Redis!));
+        bool needsPostgres = Is(Storage.Provider, StorageSettings.Postgres);
+        if (needsPostgres && string.IsNullOrWhiteSpace(ConnectionStrings.Postgres))
             errors.Add("ConnectionStrings:Postgres is required when Storage:Provider is 'postgres'.");
+        else if (needsPostgres)
+            CheckConnectionString(errors, "ConnectionStrings:Postgres", () => new Npgsql.NpgsqlConnectionStringBuilder(ConnectionStrings.Postgres));
         return errors;
+    }
+
+    private static bool Is(string? value, string choice) => string.Equals(value, choice, StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>A malformed connection string is listed with its key now, not thrown by the client library once the silo starts.</summary>
+    private static void CheckConnectionString(List<string> errors, string key, Func<object> parse)
+    {
+        try { parse(); }
+        catch (ArgumentException e) { errors.Add($"{key} is malformed: {e.Message}"); }
     }
 
     internal static void CheckPort(List<string> errors, string key, int port, bool allowZero = false)

@@ -88,13 +88,15 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage, ICompanionW
         }
         lock (slot)
         {
-            grainState.ETag = slot.Version == 0 ? null : EtagFormat.Format(slot.Version);
-            grainState.RecordExists = slot.Exists;
             if (slot.Exists)
             {
                 var bytes = new ReadOnlyMemory<byte>(slot.Buffer, 0, slot.Length);
-                grainState.State = _buffered is { } buffered ? buffered.Deserialize<T>(bytes) : _serializer.Deserialize<T>(new BinaryData(bytes));
+                try { grainState.State = _buffered is { } buffered ? buffered.Deserialize<T>(bytes) : _serializer.Deserialize<T>(new BinaryData(bytes)); }
+                catch (Exception e) { return Task.FromException(Unreadable(stateName, grainId, slot.Version, slot.Length, typeof(T), e)); }
             }
+            // Only after the state was read: a caller never holds the ETag of bytes it could not read.
+            grainState.ETag = slot.Version == 0 ? null : EtagFormat.Format(slot.Version);
+            grainState.RecordExists = slot.Exists;
         }
         return Task.CompletedTask;
     }
@@ -241,6 +243,18 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage, ICompanionW
             $"{operation} of state '{stateName}' of {grainId} in local memory storage '{_name}': ETag {presented ?? "(none)"} does not match the stored {stored ?? "(none)"}.",
             stored ?? string.Empty, presented ?? string.Empty);
     }
+
+    /// <summary>The serializer's own error names neither the grain nor the record; this one does (the bytes stay as they are).</summary>
+    private OrleansException Unreadable(string stateName, GrainId grainId, long version, int length, Type type, Exception e)
+    {
+        LogReadFailed(e, _name, stateName, grainId, version);
+        return new OrleansException(
+            $"Unreadable stored state (ReadStateAsync) of state '{stateName}' of {grainId} in local memory storage '{_name}': the record of ETag {version} ({length} bytes) could not be read as {type.Name} and was left as it is. {e.GetType().Name}: {e.Message}",
+            e);
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Local memory storage {Provider} could not read the stored {StateName} of {GrainId} (ETag {Version}); the record was left as it is")]
+    private partial void LogReadFailed(Exception exception, string provider, string stateName, GrainId grainId, long version);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Local memory storage {Provider}: {Operation} of {StateName} of {GrainId} conflicted (stored ETag {Stored}, presented {Presented})")]
     private partial void LogConflict(string provider, string operation, string stateName, GrainId grainId, string stored, string presented);
