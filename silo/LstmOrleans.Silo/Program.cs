@@ -13,6 +13,7 @@ SiloSettings settings;
 try
 {
     settings = SiloSettings.Load(builder.Configuration);
+    settings.Storage.CreateDataFolder();
 }
 catch (SiloConfigurationException ex)
 {
@@ -50,6 +51,12 @@ try
 {
     await app.RunAsync();
     return 0;
+}
+catch (Microsoft.AspNetCore.Connections.AddressInUseException ex)
+{
+    // Orleans' own listeners throw this bare (Kestrel wraps it in an IOException naming its URL), and it says no port.
+    Console.Error.WriteLine($"lstmorleans silo failed to start: {ex.Message}: Cluster:SiloPort {settings.Cluster.SiloPort} or Cluster:GatewayPort {settings.Cluster.GatewayPort} is taken by another process.");
+    return 1;
 }
 catch (Exception ex) when (ex is SiloConfigurationException or IOException or System.Net.Sockets.SocketException)
 {

@@ -59,14 +59,18 @@ public sealed class SiloSettings
         errors.AddRange(tlsErrors);
         if (new StreamGrainOptionsValidator().Validate(null, Streams) is { Failed: true, Failures: { } streamErrors })
             errors.AddRange(streamErrors.Select(e => $"Streams:{e}"));
-        var needsRedis = Cluster.Clustering == ClusterSettings.Redis || Storage.Provider == StorageSettings.Redis
-            || Reminders.Provider == RemindersSettings.Redis;
+        // Choices are accepted in any case (CheckChoice, and the host's wiring), so the checks that depend on them must be
+        // too: 'Redis' without a connection string otherwise passed here and crashed the host with a stack trace.
+        var needsRedis = Cluster.IsRedis || Is(Storage.Provider, StorageSettings.Redis) || Is(Reminders.Provider, RemindersSettings.Redis);
         if (needsRedis && string.IsNullOrWhiteSpace(ConnectionStrings.Redis))
             errors.Add("ConnectionStrings:Redis is required when Cluster:Clustering, Storage:Provider or Reminders:Provider is 'redis'.");
-        if (Storage.Provider == StorageSettings.Postgres && string.IsNullOrWhiteSpace(ConnectionStrings.Postgres))
+        if (Is(Storage.Provider, StorageSettings.Postgres) && string.IsNullOrWhiteSpace(ConnectionStrings.Postgres))
             errors.Add("ConnectionStrings:Postgres is required when Storage:Provider is 'postgres'.");
         return errors;
     }
+
+    /// <summary>A configured choice equals <paramref name="choice"/>, in any case (as <see cref="CheckChoice"/> accepts it).</summary>
+    internal static bool Is(string value, string choice) => string.Equals(value, choice, StringComparison.OrdinalIgnoreCase);
 
     internal static void CheckPort(List<string> errors, string key, int port, bool allowZero = false)
     {
@@ -99,7 +103,7 @@ public sealed class ClusterSettings
     /// <summary>Address this silo advertises to the others (Redis clustering).</summary>
     public string AdvertisedAddress { get; set; } = "127.0.0.1";
 
-    internal bool IsRedis => string.Equals(Clustering, Redis, StringComparison.OrdinalIgnoreCase);
+    internal bool IsRedis => SiloSettings.Is(Clustering, Redis);
 
     internal void Validate(List<string> errors)
     {
@@ -155,6 +159,25 @@ public sealed class StorageSettings
         if (string.Equals(Provider, Sqlite, StringComparison.OrdinalIgnoreCase) && string.IsNullOrWhiteSpace(DataFolder))
             errors.Add("Storage:DataFolder must not be empty when Storage:Provider is 'sqlite'.");
     }
+
+    /// <summary>
+    /// With SQLite, creates <see cref="DataFolder"/> now (the silo host calls it after validation), so a path that cannot
+    /// be a folder (a file, a missing parent that is a file, a read-only place) stops startup naming the key, instead
+    /// of failing later inside the storage provider with only the file system's words.
+    /// </summary>
+    public void CreateDataFolder()
+    {
+        if (!SiloSettings.Is(Provider, Sqlite)) return;
+        var folder = Path.GetFullPath(DataFolder);
+        try
+        {
+            Directory.CreateDirectory(folder);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new SiloConfigurationException([$"Storage:DataFolder: cannot create the folder '{folder}': {ex.Message}"]);
+        }
+    }
 }
 
 public sealed class RemindersSettings
@@ -190,9 +213,13 @@ public sealed class HttpSettings
 
     internal void Validate(List<string> errors)
     {
-        foreach (var url in Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-            if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
-                errors.Add($"Http:Urls must be ';'-separated http(s) URLs; got '{url}'.");
+        var urls = Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        // Empty would not mean "no API": Kestrel would fall back to its own default, http://localhost:5000.
+        if (urls.Length == 0) errors.Add("Http:Urls must name at least one http(s) URL, e.g. http://127.0.0.1:5080.");
+        foreach (var url in urls)
+            // Kestrel refuses a path in a listen URL (it throws at start), so it is a configuration error here.
+            if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https") || uri.AbsolutePath != "/")
+                errors.Add($"Http:Urls must be ';'-separated http(s) URLs without a path; got '{url}'.");
         if (MaxRequestBodyBytes is < 1024 or > 1L << 30) errors.Add($"Http:MaxRequestBodyBytes must be in 1024..1073741824; got {MaxRequestBodyBytes}.");
         if (MaxBatchSize is < 1 or > 10_000_000) errors.Add($"Http:MaxBatchSize must be in 1..10000000; got {MaxBatchSize}.");
     }
