@@ -43,6 +43,8 @@ public sealed class SiloStartupFailureTests : IDisposable
     // Empty would listen on Kestrel's own default (localhost:5000); a path makes Kestrel throw at start.
     [InlineData("--Http:Urls=", "Http:Urls must name at least one http(s) URL")]
     [InlineData("--Http:Urls=http://127.0.0.1:5080/api", "Http:Urls must be ';'-separated http(s) URLs without a path; got 'http://127.0.0.1:5080/api'")]
+    // A misspelt key would otherwise leave the default (SQLite) in force without a word.
+    [InlineData("--Storage:Provder=memory", "Storage:Provder is not a setting; Storage has Provider, DataFolder")]
     public async Task A_bad_value_is_refused_with_exit_code_2_naming_the_key(string arg, string message) =>
         AssertRefused(await RunSiloAsync(arg), 2, message);
 

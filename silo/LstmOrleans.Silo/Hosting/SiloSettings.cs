@@ -38,10 +38,30 @@ public sealed class SiloSettings
             // The binder names the key and the value it could not convert (e.g. a port that is not a number).
             throw new SiloConfigurationException([ex.InnerException?.Message is { } inner ? $"{ex.Message} {inner}" : ex.Message]);
         }
-        var errors = settings.Validate();
+        var errors = UnknownKeys(configuration);
+        errors.AddRange(settings.Validate());
         if (errors.Count > 0)
             throw new SiloConfigurationException(errors);
         return settings;
+    }
+
+    /// <summary>
+    /// Keys inside our sections that no setting reads: the binder ignores them, so a misspelt key
+    /// (--Storage:Provder=memory) would silently leave the default in force. ConnectionStrings is left out: by
+    /// convention it may hold other components' connection strings.
+    /// </summary>
+    private static List<string> UnknownKeys(IConfiguration configuration)
+    {
+        var errors = new List<string>();
+        foreach (var section in typeof(SiloSettings).GetProperties())
+        {
+            if (section.Name == nameof(ConnectionStrings)) continue;
+            var known = section.PropertyType.GetProperties().Where(p => p.CanWrite).Select(p => p.Name).ToArray();
+            foreach (var key in configuration.GetSection(section.Name).GetChildren())
+                if (!known.Contains(key.Key, StringComparer.OrdinalIgnoreCase))
+                    errors.Add($"{section.Name}:{key.Key} is not a setting; {section.Name} has {string.Join(", ", known)}.");
+        }
+        return errors;
     }
 
     public List<string> Validate()
