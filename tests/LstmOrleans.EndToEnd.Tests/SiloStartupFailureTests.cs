@@ -45,6 +45,8 @@ public sealed class SiloStartupFailureTests : IDisposable
     [InlineData("--Http:Urls=http://127.0.0.1:5080/api", "Http:Urls must be ';'-separated http(s) URLs without a path; got 'http://127.0.0.1:5080/api'")]
     // A misspelt key would otherwise leave the default (SQLite) in force without a word.
     [InlineData("--Storage:Provder=memory", "Storage:Provder is not a setting; Storage has Provider, DataFolder")]
+    // The interval is a grain timer's period too: past ~49.7 days every stream's activation failed (500 on every push).
+    [InlineData("--Streams:PersistInterval=60.00:00:00", "Streams:PersistInterval must be between 00:00:00 and 1.00:00:00; got 60.00:00:00")]
     public async Task A_bad_value_is_refused_with_exit_code_2_naming_the_key(string arg, string message) =>
         AssertRefused(await RunSiloAsync(arg), 2, message);
 
