@@ -47,9 +47,18 @@ var app = builder.Build();
 app.MapLstmOrleansApi(settings);
 // Which collector runs matters for the latency tail (see RuntimeGcSettings), so the log says so.
 SiloLog.RuntimeStarted(app.Logger, Environment.Version.ToString(), Environment.ProcessorCount, RuntimeGcSettings.Describe());
+// Taken now: once RunAsync returns or throws, the host (and app.Lifetime with it) is disposed.
+var stopping = app.Lifetime.ApplicationStopping;
 try
 {
     await app.RunAsync();
+    return 0;
+}
+catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+{
+    // SIGTERM/Ctrl+C before the silo finished starting (joining the cluster, waiting for its primary or for Redis)
+    // cancels the start: a requested stop of a silo that never served, not a crash.
+    Console.Error.WriteLine("lstmorleans silo stopped before it finished starting (shutdown requested).");
     return 0;
 }
 catch (Microsoft.AspNetCore.Connections.AddressInUseException ex)

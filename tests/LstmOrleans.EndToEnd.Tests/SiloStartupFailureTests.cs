@@ -27,7 +27,7 @@ public sealed class SiloStartupFailureTests : IDisposable
         .. args,
     ]);
 
-    private static void AssertRefused(ProcessResult result, int exitCode, string message)
+    private static void AssertExit(ProcessResult result, int exitCode, string message)
     {
         Assert.True(result.ExitCode == exitCode, result.ToString());
         Assert.Contains(message, result.Stderr);
@@ -48,7 +48,7 @@ public sealed class SiloStartupFailureTests : IDisposable
     // The interval is a grain timer's period too: past ~49.7 days every stream's activation failed (500 on every push).
     [InlineData("--Streams:PersistInterval=60.00:00:00", "Streams:PersistInterval must be between 00:00:00 and 1.00:00:00; got 60.00:00:00")]
     public async Task A_bad_value_is_refused_with_exit_code_2_naming_the_key(string arg, string message) =>
-        AssertRefused(await RunSiloAsync(arg), 2, message);
+        AssertExit(await RunSiloAsync(arg), 2, message);
 
     [Theory]
     // Linux has no LocalMachine/My store, and CurrentUser/My exists only once something was added to it.
@@ -58,7 +58,49 @@ public sealed class SiloStartupFailureTests : IDisposable
     {
         var result = await RunSiloAsync("--Tls:Enabled=true", "--Tls:CertificateSubject=lstmorleans-e2e", "--Tls:TargetHost=silo",
             $"--Tls:CertificateStoreLocation={location}", $"--Tls:CertificateStoreName={store}");
-        AssertRefused(result, 2, $"cannot open the certificate store {location}/{store}");
+        AssertExit(result, 2, $"cannot open the certificate store {location}/{store}");
+    }
+
+    [Fact]
+    public async Task SIGTERM_while_the_silo_is_still_starting_stops_it_cleanly()
+    {
+        // A secondary silo whose primary is not there keeps trying to join: it is starting for as long as we like.
+        var info = Binaries.Dotnet(Binaries.SiloDll,
+        [
+            $"--Cluster:SiloPort={Binaries.FreeTcpPort()}",
+            $"--Cluster:GatewayPort={Binaries.FreeTcpPort()}",
+            $"--Cluster:PrimarySiloPort={Binaries.FreeTcpPort()}",
+            $"--Http:Urls=http://127.0.0.1:{Binaries.FreeTcpPort()}",
+            $"--Storage:DataFolder={Path.Combine(_folder, "data")}",
+        ], _folder);
+        var stderr = new System.Text.StringBuilder();
+        var (process, output) = LstmOrleans.Tests.Shared.ExternalServer.Start(info, stderr: stderr);
+        using (process)
+        {
+            try
+            {
+                // Joining has begun once it fails to reach the primary.
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                while (!Text(output).Contains("Connection attempt to endpoint", StringComparison.Ordinal) && !process.HasExited && clock.Elapsed < Timeout)
+                    await Task.Delay(100);
+                Assert.False(process.HasExited, Text(output));
+                using (var kill = System.Diagnostics.Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!)
+                    await kill.WaitForExitAsync();
+                await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+                process.WaitForExit(); // drain the output readers
+                var result = new ProcessResult(process.ExitCode, "", Text(stderr));
+                AssertExit(result, 0, "lstmorleans silo stopped before it finished starting (shutdown requested).");
+            }
+            finally
+            {
+                if (!process.HasExited) process.Kill(entireProcessTree: true);
+            }
+        }
+    }
+
+    private static string Text(System.Text.StringBuilder output)
+    {
+        lock (output) return output.ToString();
     }
 
     [Fact]
@@ -66,7 +108,7 @@ public sealed class SiloStartupFailureTests : IDisposable
     {
         var file = Path.Combine(_folder, "a-file");
         await File.WriteAllTextAsync(file, "not a folder");
-        AssertRefused(await RunSiloAsync($"--Storage:DataFolder={file}"), 2, $"Storage:DataFolder: cannot create the folder '{file}'");
+        AssertExit(await RunSiloAsync($"--Storage:DataFolder={file}"), 2, $"Storage:DataFolder: cannot create the folder '{file}'");
     }
 
     [Theory]
@@ -77,7 +119,7 @@ public sealed class SiloStartupFailureTests : IDisposable
         using var taken = new TcpListener(IPAddress.Loopback, 0);
         taken.Start();
         int port = ((IPEndPoint)taken.LocalEndpoint).Port;
-        AssertRefused(await RunSiloAsync($"{key}={port}"), 1, $"{key[2..]} {port}");
+        AssertExit(await RunSiloAsync($"{key}={port}"), 1, $"{key[2..]} {port}");
     }
 
     [Fact]
@@ -86,6 +128,6 @@ public sealed class SiloStartupFailureTests : IDisposable
         using var taken = new TcpListener(IPAddress.Loopback, 0);
         taken.Start();
         var url = $"http://127.0.0.1:{((IPEndPoint)taken.LocalEndpoint).Port}";
-        AssertRefused(await RunSiloAsync($"--Http:Urls={url}"), 1, $"Failed to bind to address {url}");
+        AssertExit(await RunSiloAsync($"--Http:Urls={url}"), 1, $"Failed to bind to address {url}");
     }
 }
