@@ -13,6 +13,7 @@ SiloSettings settings;
 try
 {
     settings = SiloSettings.Load(builder.Configuration);
+    settings.Storage.CreateDataFolder();
 }
 catch (SiloConfigurationException ex)
 {
@@ -46,10 +47,25 @@ var app = builder.Build();
 app.MapLstmOrleansApi(settings);
 // Which collector runs matters for the latency tail (see RuntimeGcSettings), so the log says so.
 SiloLog.RuntimeStarted(app.Logger, Environment.Version.ToString(), Environment.ProcessorCount, RuntimeGcSettings.Describe());
+// Taken now: once RunAsync returns or throws, the host (and app.Lifetime with it) is disposed.
+var stopping = app.Lifetime.ApplicationStopping;
 try
 {
     await app.RunAsync();
     return 0;
+}
+catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+{
+    // SIGTERM/Ctrl+C before the silo finished starting (joining the cluster, waiting for its primary or for Redis)
+    // cancels the start: a requested stop of a silo that never served, not a crash.
+    Console.Error.WriteLine("lstmorleans silo stopped before it finished starting (shutdown requested).");
+    return 0;
+}
+catch (Microsoft.AspNetCore.Connections.AddressInUseException ex)
+{
+    // Orleans' own listeners throw this bare (Kestrel wraps it in an IOException naming its URL), and it says no port.
+    Console.Error.WriteLine($"lstmorleans silo failed to start: {ex.Message}: Cluster:SiloPort {settings.Cluster.SiloPort} or Cluster:GatewayPort {settings.Cluster.GatewayPort} is taken by another process.");
+    return 1;
 }
 catch (Exception ex) when (ex is SiloConfigurationException or IOException or System.Net.Sockets.SocketException)
 {

@@ -19,6 +19,9 @@ public sealed class StreamGrainOptions
     /// </summary>
     public TimeSpan PersistInterval { get; set; } = TimeSpan.Zero;
 
+    /// <summary>Longest <see cref="PersistInterval"/>.</summary>
+    public static readonly TimeSpan MaxPersistInterval = TimeSpan.FromDays(1);
+
     /// <summary>Observations kept per stream (ring buffer), used for training windows and for re-warming after a weights change.</summary>
     public int HistoryCapacity { get; set; } = 512;
 
@@ -97,7 +100,10 @@ public sealed class StreamGrainOptionsValidator : IValidateOptions<StreamGrainOp
     {
         var errors = new List<string>();
         if (options.PersistEverySteps < 1) errors.Add($"{nameof(options.PersistEverySteps)} must be at least 1.");
-        if (options.PersistInterval < TimeSpan.Zero) errors.Add($"{nameof(options.PersistInterval)} must not be negative.");
+        // It is also the period of a grain timer, which cannot wait longer than ~49.7 days: beyond that every stream's
+        // activation failed. A day is far past any useful bound on unsaved steps.
+        if (options.PersistInterval < TimeSpan.Zero || options.PersistInterval > StreamGrainOptions.MaxPersistInterval)
+            errors.Add($"{nameof(options.PersistInterval)} must be between 00:00:00 and {StreamGrainOptions.MaxPersistInterval}; got {options.PersistInterval}.");
         if (options.HistoryCapacity < 1 || options.HistoryCapacity > 1_000_000) errors.Add($"{nameof(options.HistoryCapacity)} must be between 1 and 1000000.");
         if (options.HistoryChunkSize < 1 || options.HistoryChunkSize > 4096) errors.Add($"{nameof(options.HistoryChunkSize)} must be between 1 and 4096.");
         if (options.HistoryCapacity >= 1 && options.HistoryChunkSize >= 1

@@ -50,9 +50,16 @@ internal static class Binaries
     }
 
     /// <summary>Runs the real client binary to completion (stdin closed at once).</summary>
-    public static async Task<ProcessResult> RunClientAsync(TimeSpan timeout, string workingDirectory, params string[] args)
+    public static Task<ProcessResult> RunClientAsync(TimeSpan timeout, string workingDirectory, params string[] args) =>
+        RunToExitAsync(ClientDll, timeout, workingDirectory, args);
+
+    /// <summary>Runs the real silo host to its exit: for configurations it must refuse (a silo that starts runs until killed).</summary>
+    public static Task<ProcessResult> RunSiloAsync(TimeSpan timeout, string workingDirectory, params string[] args) =>
+        RunToExitAsync(SiloDll, timeout, workingDirectory, args);
+
+    private static async Task<ProcessResult> RunToExitAsync(string dll, TimeSpan timeout, string workingDirectory, string[] args)
     {
-        var result = await LstmOrleans.Tests.Shared.ExternalServer.RunToExitAsync(Dotnet(ClientDll, args, workingDirectory), timeout);
+        var result = await LstmOrleans.Tests.Shared.ExternalServer.RunToExitAsync(Dotnet(dll, args, workingDirectory), timeout);
         return new ProcessResult(result.ExitCode, result.Stdout, result.Stderr);
     }
 }

@@ -38,10 +38,30 @@ public sealed class SiloSettings
             // The binder names the key and the value it could not convert (e.g. a port that is not a number).
             throw new SiloConfigurationException([ex.InnerException?.Message is { } inner ? $"{ex.Message} {inner}" : ex.Message]);
         }
-        var errors = settings.Validate();
+        var errors = UnknownKeys(configuration);
+        errors.AddRange(settings.Validate());
         if (errors.Count > 0)
             throw new SiloConfigurationException(errors);
         return settings;
+    }
+
+    /// <summary>
+    /// Keys inside our sections that no setting reads: the binder ignores them, so a misspelt key
+    /// (--Storage:Provder=memory) would silently leave the default in force. ConnectionStrings is left out: by
+    /// convention it may hold other components' connection strings.
+    /// </summary>
+    private static List<string> UnknownKeys(IConfiguration configuration)
+    {
+        var errors = new List<string>();
+        foreach (var section in typeof(SiloSettings).GetProperties())
+        {
+            if (section.Name == nameof(ConnectionStrings)) continue;
+            var known = section.PropertyType.GetProperties().Where(p => p.CanWrite).Select(p => p.Name).ToArray();
+            foreach (var key in configuration.GetSection(section.Name).GetChildren())
+                if (!known.Contains(key.Key, StringComparer.OrdinalIgnoreCase))
+                    errors.Add($"{section.Name}:{key.Key} is not a setting; {section.Name} has {string.Join(", ", known)}.");
+        }
+        return errors;
     }
 
     public List<string> Validate()
@@ -74,7 +94,8 @@ public sealed class SiloSettings
         return errors;
     }
 
-    private static bool Is(string? value, string choice) => string.Equals(value, choice, StringComparison.OrdinalIgnoreCase);
+    /// <summary>A configured choice equals <paramref name="choice"/>, in any case (as <see cref="CheckChoice"/> accepts it).</summary>
+    internal static bool Is(string? value, string choice) => string.Equals(value, choice, StringComparison.OrdinalIgnoreCase);
 
     /// <summary>A malformed connection string is listed with its key now, not thrown by the client library once the silo starts.</summary>
     private static void CheckConnectionString(List<string> errors, string key, Func<object> parse)
@@ -114,7 +135,7 @@ public sealed class ClusterSettings
     /// <summary>Address this silo advertises to the others (Redis clustering).</summary>
     public string AdvertisedAddress { get; set; } = "127.0.0.1";
 
-    internal bool IsRedis => string.Equals(Clustering, Redis, StringComparison.OrdinalIgnoreCase);
+    internal bool IsRedis => SiloSettings.Is(Clustering, Redis);
 
     internal void Validate(List<string> errors)
     {
@@ -170,6 +191,25 @@ public sealed class StorageSettings
         if (string.Equals(Provider, Sqlite, StringComparison.OrdinalIgnoreCase) && string.IsNullOrWhiteSpace(DataFolder))
             errors.Add("Storage:DataFolder must not be empty when Storage:Provider is 'sqlite'.");
     }
+
+    /// <summary>
+    /// With SQLite, creates <see cref="DataFolder"/> now (the silo host calls it after validation), so a path that cannot
+    /// be a folder (a file, a missing parent that is a file, a read-only place) stops startup naming the key, instead
+    /// of failing later inside the storage provider with only the file system's words.
+    /// </summary>
+    public void CreateDataFolder()
+    {
+        if (!SiloSettings.Is(Provider, Sqlite)) return;
+        var folder = Path.GetFullPath(DataFolder);
+        try
+        {
+            Directory.CreateDirectory(folder);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new SiloConfigurationException([$"Storage:DataFolder: cannot create the folder '{folder}': {ex.Message}"]);
+        }
+    }
 }
 
 public sealed class RemindersSettings
@@ -205,9 +245,13 @@ public sealed class HttpSettings
 
     internal void Validate(List<string> errors)
     {
-        foreach (var url in Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-            if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
-                errors.Add($"Http:Urls must be ';'-separated http(s) URLs; got '{url}'.");
+        var urls = Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        // Empty would not mean "no API": Kestrel would fall back to its own default, http://localhost:5000.
+        if (urls.Length == 0) errors.Add("Http:Urls must name at least one http(s) URL, e.g. http://127.0.0.1:5080.");
+        foreach (var url in urls)
+            // Kestrel refuses a path in a listen URL (it throws at start), so it is a configuration error here.
+            if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https") || uri.AbsolutePath != "/")
+                errors.Add($"Http:Urls must be ';'-separated http(s) URLs without a path; got '{url}'.");
         if (MaxRequestBodyBytes is < 1024 or > 1L << 30) errors.Add($"Http:MaxRequestBodyBytes must be in 1024..1073741824; got {MaxRequestBodyBytes}.");
         if (MaxBatchSize is < 1 or > 10_000_000) errors.Add($"Http:MaxBatchSize must be in 1..10000000; got {MaxBatchSize}.");
     }

@@ -101,7 +101,16 @@ public sealed class TlsSettings
         else
         {
             using var store = new X509Store(Enum.Parse<StoreName>(CertificateStoreName, true), Enum.Parse<StoreLocation>(CertificateStoreLocation, true));
-            store.Open(OpenFlags.ReadOnly | OpenFlags.OpenExistingOnly);
+            try
+            {
+                store.Open(OpenFlags.ReadOnly | OpenFlags.OpenExistingOnly);
+            }
+            catch (CryptographicException ex)
+            {
+                // A store that does not exist (no certificate was ever added for this user) or that the platform lacks
+                // (Linux has LocalMachine/Root and CertificateAuthority only): a configuration error, not a crash.
+                throw new SiloConfigurationException([$"{prefix}CertificateStoreName / {prefix}CertificateStoreLocation: cannot open the certificate store {CertificateStoreLocation}/{CertificateStoreName}: {ex.Message}"]);
+            }
             var now = DateTime.Now;
             certificate = store.Certificates.Find(X509FindType.FindBySubjectName, CertificateSubject!, validOnly: false)
                 .Where(c => c.HasPrivateKey && c.NotBefore <= now && now <= c.NotAfter)

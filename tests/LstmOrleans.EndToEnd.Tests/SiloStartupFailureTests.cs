@@ -1,0 +1,133 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace LstmOrleans.EndToEnd.Tests;
+
+/// <summary>
+/// Configurations and surroundings the silo host cannot run with: each must stop it quickly with a message that names
+/// the setting, exit code 2 for a bad value and 1 for a start that failed, and never an unhandled exception (exit 134).
+/// </summary>
+public sealed class SiloStartupFailureTests : IDisposable
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
+    private readonly string _folder = Binaries.TempFolder("silostart");
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_folder, recursive: true); } catch (IOException) { }
+    }
+
+    /// <summary>Runs the silo on free ports and a data folder of its own, <paramref name="args"/> winning.</summary>
+    private Task<ProcessResult> RunSiloAsync(params string[] args) => Binaries.RunSiloAsync(Timeout, _folder,
+    [
+        $"--Cluster:SiloPort={Binaries.FreeTcpPort()}",
+        $"--Cluster:GatewayPort={Binaries.FreeTcpPort()}",
+        $"--Http:Urls=http://127.0.0.1:{Binaries.FreeTcpPort()}",
+        $"--Storage:DataFolder={Path.Combine(_folder, "data")}",
+        .. args,
+    ]);
+
+    private static void AssertExit(ProcessResult result, int exitCode, string message)
+    {
+        Assert.True(result.ExitCode == exitCode, result.ToString());
+        Assert.Contains(message, result.Stderr);
+        Assert.DoesNotContain("Unhandled exception", result.Stderr);
+    }
+
+    [Theory]
+    // Choices are accepted in any case, so the connection strings they need must be asked for in any case too.
+    [InlineData("--Cluster:Clustering=Redis", "ConnectionStrings:Redis is required")]
+    [InlineData("--Storage:Provider=REDIS", "ConnectionStrings:Redis is required")]
+    [InlineData("--Reminders:Provider=Redis", "ConnectionStrings:Redis is required")]
+    [InlineData("--Storage:Provider=Postgres", "ConnectionStrings:Postgres is required")]
+    // Empty would listen on Kestrel's own default (localhost:5000); a path makes Kestrel throw at start.
+    [InlineData("--Http:Urls=", "Http:Urls must name at least one http(s) URL")]
+    [InlineData("--Http:Urls=http://127.0.0.1:5080/api", "Http:Urls must be ';'-separated http(s) URLs without a path; got 'http://127.0.0.1:5080/api'")]
+    // A misspelt key would otherwise leave the default (SQLite) in force without a word.
+    [InlineData("--Storage:Provder=memory", "Storage:Provder is not a setting; Storage has Provider, DataFolder")]
+    // The interval is a grain timer's period too: past ~49.7 days every stream's activation failed (500 on every push).
+    [InlineData("--Streams:PersistInterval=60.00:00:00", "Streams:PersistInterval must be between 00:00:00 and 1.00:00:00; got 60.00:00:00")]
+    public async Task A_bad_value_is_refused_with_exit_code_2_naming_the_key(string arg, string message) =>
+        AssertExit(await RunSiloAsync(arg), 2, message);
+
+    [Theory]
+    // Linux has no LocalMachine/My store, and CurrentUser/My exists only once something was added to it.
+    [InlineData("LocalMachine", "My")]
+    [InlineData("CurrentUser", "AddressBook")]
+    public async Task A_certificate_store_that_cannot_be_opened_is_a_configuration_error(string location, string store)
+    {
+        var result = await RunSiloAsync("--Tls:Enabled=true", "--Tls:CertificateSubject=lstmorleans-e2e", "--Tls:TargetHost=silo",
+            $"--Tls:CertificateStoreLocation={location}", $"--Tls:CertificateStoreName={store}");
+        AssertExit(result, 2, $"cannot open the certificate store {location}/{store}");
+    }
+
+    [Fact]
+    public async Task SIGTERM_while_the_silo_is_still_starting_stops_it_cleanly()
+    {
+        // A secondary silo whose primary is not there keeps trying to join: it is starting for as long as we like.
+        var info = Binaries.Dotnet(Binaries.SiloDll,
+        [
+            $"--Cluster:SiloPort={Binaries.FreeTcpPort()}",
+            $"--Cluster:GatewayPort={Binaries.FreeTcpPort()}",
+            $"--Cluster:PrimarySiloPort={Binaries.FreeTcpPort()}",
+            $"--Http:Urls=http://127.0.0.1:{Binaries.FreeTcpPort()}",
+            $"--Storage:DataFolder={Path.Combine(_folder, "data")}",
+        ], _folder);
+        var stderr = new System.Text.StringBuilder();
+        var (process, output) = LstmOrleans.Tests.Shared.ExternalServer.Start(info, stderr: stderr);
+        using (process)
+        {
+            try
+            {
+                // Joining has begun once it fails to reach the primary.
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                while (!Text(output).Contains("Connection attempt to endpoint", StringComparison.Ordinal) && !process.HasExited && clock.Elapsed < Timeout)
+                    await Task.Delay(100);
+                Assert.False(process.HasExited, Text(output));
+                using (var kill = System.Diagnostics.Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!)
+                    await kill.WaitForExitAsync();
+                await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+                process.WaitForExit(); // drain the output readers
+                var result = new ProcessResult(process.ExitCode, "", Text(stderr));
+                AssertExit(result, 0, "lstmorleans silo stopped before it finished starting (shutdown requested).");
+            }
+            finally
+            {
+                if (!process.HasExited) process.Kill(entireProcessTree: true);
+            }
+        }
+    }
+
+    private static string Text(System.Text.StringBuilder output)
+    {
+        lock (output) return output.ToString();
+    }
+
+    [Fact]
+    public async Task A_data_folder_that_is_a_file_is_a_configuration_error()
+    {
+        var file = Path.Combine(_folder, "a-file");
+        await File.WriteAllTextAsync(file, "not a folder");
+        AssertExit(await RunSiloAsync($"--Storage:DataFolder={file}"), 2, $"Storage:DataFolder: cannot create the folder '{file}'");
+    }
+
+    [Theory]
+    [InlineData("--Cluster:SiloPort")]
+    [InlineData("--Cluster:GatewayPort")]
+    public async Task An_Orleans_port_in_use_stops_the_silo_naming_the_port(string key)
+    {
+        using var taken = new TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        int port = ((IPEndPoint)taken.LocalEndpoint).Port;
+        AssertExit(await RunSiloAsync($"{key}={port}"), 1, $"{key[2..]} {port}");
+    }
+
+    [Fact]
+    public async Task The_HTTP_port_in_use_stops_the_silo_naming_the_address()
+    {
+        using var taken = new TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        var url = $"http://127.0.0.1:{((IPEndPoint)taken.LocalEndpoint).Port}";
+        AssertExit(await RunSiloAsync($"--Http:Urls={url}"), 1, $"Failed to bind to address {url}");
+    }
+}
