@@ -123,6 +123,9 @@ public sealed partial class ModelGrain : Grain, IModelGrain
             throw new ModelOperationException(Name, $"Metadata entry '{emptyKey}' for model '{Name}' has no value.");
 
         var current = _state.State;
+        if (request.ExpectedActiveVersion is { } expectedActive && current.ActiveVersion != expectedActive)
+            throw new ModelOperationException(Name,
+                $"Model '{Name}' has active version {current.ActiveVersion}, not {expectedActive} as the publish expected; nothing was published.");
         long version = current.LatestVersion + 1;
         var versions = new List<ModelVersionRecord>(current.Versions)
         {

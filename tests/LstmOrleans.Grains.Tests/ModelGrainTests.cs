@@ -58,6 +58,14 @@ public sealed class ModelGrainTests(ClusterFixture fixture)
         var versions = await model.ListVersionsAsync();
         Assert.Equal([1L, 2L, 3L], versions.Select(v => v.Version));
         Assert.Equal("0.5", versions[1].Metadata["loss"]);
+
+        // A conditional publish stores nothing unless the version it expects is still the active one.
+        var stale = await Assert.ThrowsAsync<ModelOperationException>(() =>
+            model.PublishAsync(new PublishRequest(Enumerable.Repeat(0.03f, count).ToArray(), ExpectedActiveVersion: 1)));
+        Assert.Contains("active version 2", stale.Message);
+        Assert.Equal(3, (await model.GetInfoAsync()).LatestVersion);
+        Assert.Equal(4, await model.PublishAsync(new PublishRequest(Enumerable.Repeat(0.03f, count).ToArray(), Activate: false, ExpectedActiveVersion: 2)));
+        Assert.Equal(4, (await model.GetInfoAsync()).LatestVersion);
         Assert.Equal(0.02f, (await model.GetWeightsAsync(3)).Parameters[0]);
 
         await Assert.ThrowsAsync<ModelOperationException>(() => model.ActivateAsync(99));

@@ -293,30 +293,47 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
                 ? "Challenger diverged (non-finite validation loss or weights)."
                 : $"Challenger validation loss {Fmt(o.ChallengerValidationLoss)} does not beat the champion's {Fmt(o.ChampionValidationLoss)}.";
         }
-        else if ((await Model.GetInfoAsync()).ActiveVersion != champion.Version)
+        else if (await PublishUnlessSupersededAsync(roundId, champion.Version, used, o) is { } version)
+        {
+            published = version;
+            decision = TrainingDecision.Accepted;
+            reason = $"Challenger validation loss {Fmt(o.ChallengerValidationLoss)} beats the champion's {Fmt(o.ChampionValidationLoss)}; published version {published}.";
+        }
+        else
         {
             // Someone else activated a version while this round trained; it was not measured against that one.
             decision = TrainingDecision.Rejected;
             reason = $"The active version changed from {champion.Version} during the round; the challenger was not compared with it.";
         }
-        else
-        {
-            var metadata = new Dictionary<string, string>
-            {
-                ["training.round"] = roundId.ToString(CultureInfo.InvariantCulture),
-                ["training.parent"] = champion.Version.ToString(CultureInfo.InvariantCulture),
-                ["training.validationLoss"] = Fmt(o.ChallengerValidationLoss),
-                ["training.championValidationLoss"] = Fmt(o.ChampionValidationLoss),
-                ["training.persistenceValidationLoss"] = Fmt(o.PersistenceValidationLoss),
-                ["training.streams"] = used.ToString(CultureInfo.InvariantCulture),
-            };
-            published = await Model.PublishAsync(new PublishRequest(o.Challenger.Data, $"training round {roundId}", metadata));
-            decision = TrainingDecision.Accepted;
-            reason = $"Challenger validation loss {Fmt(o.ChallengerValidationLoss)} beats the champion's {Fmt(o.ChampionValidationLoss)}; published version {published}.";
-        }
         return new TrainingRoundRecord(roundId, trigger, startedAt, clock.Elapsed, decision, reason, sampled, used, unanswered,
             o.Rows, o.TrainWindows, o.ValidationEntries, champion.Version, published, o.ChallengerTrainLoss, o.ChallengerValidationLoss,
             o.ChampionTrainLoss, o.ChampionValidationLoss, o.PersistenceValidationLoss, o.EpochsRun, o.BestEpoch, o.StoppedEarly, o.RanOutOfTime);
+    }
+
+    /// <summary>Publishes the challenger as the new active version, or returns null when the champion is no longer active.</summary>
+    private async Task<long?> PublishUnlessSupersededAsync(long roundId, long championVersion, int used, RoundOutcome o)
+    {
+        var metadata = new Dictionary<string, string>
+        {
+            ["training.round"] = roundId.ToString(CultureInfo.InvariantCulture),
+            ["training.parent"] = championVersion.ToString(CultureInfo.InvariantCulture),
+            ["training.validationLoss"] = Fmt(o.ChallengerValidationLoss),
+            ["training.championValidationLoss"] = Fmt(o.ChampionValidationLoss),
+            ["training.persistenceValidationLoss"] = Fmt(o.PersistenceValidationLoss),
+            ["training.streams"] = used.ToString(CultureInfo.InvariantCulture),
+        };
+        try
+        {
+            // Conditional on the champion still being active when the model grain applies it: a check here followed by
+            // a plain publish would let a rollback that lands in between be undone by this challenger.
+            return await Model.PublishAsync(new PublishRequest(o.Challenger.Data, $"training round {roundId}", metadata,
+                ExpectedActiveVersion: championVersion));
+        }
+        catch (ModelOperationException)
+        {
+            if ((await Model.GetInfoAsync()).ActiveVersion != championVersion) return null;
+            throw;
+        }
     }
 
     private static TrainingRoundRecord Record(long roundId, TrainingTrigger trigger, DateTimeOffset startedAt, TimeSpan duration,

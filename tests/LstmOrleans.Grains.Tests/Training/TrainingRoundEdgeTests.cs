@@ -11,8 +11,8 @@ using Xunit.Abstractions;
 namespace LstmOrleans.Grains.Tests.Training;
 
 /// <summary>
-/// A one-silo training cluster whose grain storage can hold a chosen grain's writes (<see cref="HeldWriteStorage"/>),
-/// with a short per-stream pull timeout and call timeouts far longer than any test: a call that is waited for instead
+/// A one-silo training cluster whose grain storage can hold a chosen grain's writes (<see cref="HeldWriteStorage"/>)
+/// and whose grains' calls of a chosen method can be held before they are sent (<see cref="HeldCallFilter"/>), with a short per-stream pull timeout and call timeouts far longer than any test: a call that is waited for instead
 /// of timed out by the training grain's own rule shows up as a wrong count, not as a lucky timeout.
 /// </summary>
 public sealed class HeldWritesFixture : IAsyncLifetime
@@ -33,6 +33,7 @@ public sealed class HeldWritesFixture : IAsyncLifetime
                 // Registered after TrainingCluster's storage, so this decorator is the one the grains get.
                 silo.Services.AddKeyedSingleton<IGrainStorage>(LstmOrleansNames.StorageName,
                     (sp, _) => new HeldWriteStorage(new SharedGrainStorage(serviceId, sp.GetRequiredService<Serializer>())));
+                silo.AddOutgoingGrainCallFilter<HeldCallFilter>();
                 silo.Services.Configure<SiloMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromMinutes(3));
             },
             configureClient: client => client.Services.Configure<ClientMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromMinutes(3)));
@@ -57,16 +58,25 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
         LearningRate: 0.01f, WindowLength: 16, Stride: 8, BatchSize: 32, ValidationFraction: 0.25, ClipNorm: 1f,
         Patience: 0, MaxRowsPerStream: 128);
 
-    [Fact]
-    public async Task A_stream_that_does_not_answer_in_time_is_skipped_and_the_round_goes_on_without_it()
+    /// <summary>A new model whose <paramref name="streams"/> streams have <paramref name="rows"/> observations each, registered and configured.</summary>
+    private async Task<(string Model, IModelGrain Grain, ITrainingGrain Training)> ModelWithStreamsAsync(string prefix, int streams, int rows,
+        TrainingSettings settings)
     {
-        string model = "skip-" + Guid.NewGuid().ToString("N")[..8];
-        const int streams = 4, rows = 120;
-        await Client.GetGrain<IModelGrain>(model).CreateAsync(SineStreams.Config);
+        string model = prefix + Guid.NewGuid().ToString("N")[..8];
+        var grain = Client.GetGrain<IModelGrain>(model);
+        await grain.CreateAsync(SineStreams.Config);
         await SineStreams.IngestAsync(Client, model, streams, from: 0, count: rows);
         await TrainingFixture.WaitForRegistryAsync(Client, model, streams);
         var training = Client.GetGrain<ITrainingGrain>(model);
-        await training.ConfigureAsync(Short);
+        await training.ConfigureAsync(settings);
+        return (model, grain, training);
+    }
+
+    [Fact]
+    public async Task A_stream_that_does_not_answer_in_time_is_skipped_and_the_round_goes_on_without_it()
+    {
+        const int streams = 4, rows = 120;
+        var (model, _, training) = await ModelWithStreamsAsync("skip-", streams, rows, Short);
 
         // Stream 0 is busy: an ingest call is stuck in its state write, and the grain is not reentrant, so its
         // training-window request queues behind it. The hold is released by the test after the round, or after 60 s
@@ -128,5 +138,54 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
         Assert.True(secondRecord.StartedAt >= firstRecord.StartedAt);
         var status = await TestSupport.Eventually(training.GetStatusAsync, s => !s.Running);
         Assert.Equal(new[] { first, second }, status.RecentRounds.Select(r => r.RoundId));
+    }
+
+    [Fact]
+    public async Task A_rollback_made_while_a_winning_challenger_is_on_its_way_to_be_published_is_not_undone()
+    {
+        var (_, grain, training) = await ModelWithStreamsAsync("rollback-", streams: 8, rows: 120,
+            Short with { Epochs = 10, TimeBudget = TimeSpan.FromSeconds(5) });
+        // Version 2 (a copy of the untrained version 1) is the champion the round measures its challenger against.
+        long v2 = await grain.PublishAsync(new PublishRequest((await grain.GetActiveWeightsAsync()).Parameters, "champion"));
+
+        // The round has checked that the champion is still active and sends its publish; the operator rolls back to
+        // version 1 just before the publish arrives. The rollback must stand: the challenger was never compared with it.
+        using var hold = HeldCallFilter.Hold(grain.GetGrainId(), nameof(IModelGrain.PublishAsync)).ReleaseAfter(TimeSpan.FromSeconds(60));
+        long id = await training.StartRoundAsync();
+        await hold.Entered.WaitAsync(TimeSpan.FromSeconds(30));
+        await grain.ActivateAsync(1);
+        hold.Release();
+
+        var record = await TestSupport.Eventually(() => training.GetRoundAsync(id), r => r is not null, TimeSpan.FromSeconds(30));
+        Assert.NotNull(record);
+        output.WriteLine($"round {record.RoundId}: {record.Decision}; {record.Reason}");
+        Assert.Equal(TrainingDecision.Rejected, record.Decision);
+        Assert.Equal(v2, record.ChampionVersion);
+        Assert.Null(record.PublishedVersion);
+        Assert.Contains("active version changed", record.Reason);
+        var info = await grain.GetInfoAsync();
+        Assert.Equal(1, info.ActiveVersion);
+        Assert.Equal(v2, info.LatestVersion);   // nothing was stored either
+    }
+
+    [Fact]
+    public async Task Simultaneous_starts_share_one_round_and_publish_at_most_once()
+    {
+        var (_, grain, training) = await ModelWithStreamsAsync("twice-", streams: 4, rows: 120, Short);
+
+        // StartRound and TrainNow interleave: all of these arrive while the first of them is still starting its round.
+        var starts = Enumerable.Range(0, 6).Select(_ => training.StartRoundAsync()).ToArray();
+        var waits = Enumerable.Range(0, 3).Select(_ => training.TrainNowAsync()).ToArray();
+        long[] ids = await Task.WhenAll(starts);
+        var records = await Task.WhenAll(waits);
+
+        long id = Assert.Single(ids.Distinct());
+        Assert.All(records, r => Assert.Equal(id, r.RoundId));
+        Assert.Single(records.Distinct());
+        var status = await TestSupport.Eventually(training.GetStatusAsync, s => !s.Running);
+        Assert.Equal(new[] { id }, status.RecentRounds.Select(r => r.RoundId));
+        var info = await grain.GetInfoAsync();
+        Assert.Equal(records[0].PublishedVersion ?? 1, info.ActiveVersion);
+        Assert.Equal(records[0].PublishedVersion ?? 1, info.LatestVersion);
     }
 }
