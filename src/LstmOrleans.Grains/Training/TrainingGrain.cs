@@ -238,7 +238,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
             if (series.Count == 0)
             {
                 record = Record(roundId, trigger, startedAt, clock.Elapsed, TrainingDecision.Skipped,
-                    $"No usable stream: {windows.Count} answered, none bound to '{Name}' with at least {MinRows(settings)} observations.",
+                    $"No usable stream: {windows.Count} answered, none bound to '{Name}' with at least {MinObservations(settings, scaled)} observations since binding or reset.",
                     sampled, 0, unanswered, championVersion);
             }
             else
@@ -498,6 +498,13 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
         while (!TrainingRound.IsUsable(n, s)) n++;
         return n;
     }
+
+    /// <summary>
+    /// Steps a stream must have taken since binding to be used: with origin-scaled targets its first
+    /// MinStatisticsCount - 1 rows are cut, so the rows a round needs come after those (the skip record must say so,
+    /// or a stream holding more than the rows it needs looks usable).
+    /// </summary>
+    private long MinObservations(TrainingSettings s, bool scaled) => MinRows(s) + (scaled ? Math.Max(0, _options.MinStatisticsCount - 1) : 0);
 
     /// <summary>Registers the reminder with the tick the settings need, or removes it when there is no schedule.</summary>
     private async Task SyncReminderAsync()

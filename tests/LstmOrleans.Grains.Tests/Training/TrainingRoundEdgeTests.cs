@@ -188,4 +188,37 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
         Assert.Equal(records[0].PublishedVersion ?? 1, info.ActiveVersion);
         Assert.Equal(records[0].PublishedVersion ?? 1, info.LatestVersion);
     }
+
+    [Fact]
+    public async Task Too_little_data_gives_one_skipped_round_per_trigger_that_says_how_much_is_needed()
+    {
+        // Windows of 16 with a quarter held out need 21 rows; the first MinStatisticsCount - 1 = 63 steps of a stream are
+        // cut (their statistics cover too few observations), so a fresh stream needs 84 observations, and has 83.
+        var settings = Short with { MinNewObservations = 200 };
+        int needed = 21 + new TrainingGrainOptions().MinStatisticsCount - 1;
+        const int streams = 3;
+        var (model, grain, training) = await ModelWithStreamsAsync("little-", streams, rows: needed - 1, settings);
+
+        // 249 new observations: the next tick starts a round, which has nothing to train on.
+        var status = await TestSupport.Eventually(training.GetStatusAsync, s => s.RecentRounds.Length > 0 && !s.Running, TimeSpan.FromSeconds(20));
+        var skipped = Assert.Single(status.RecentRounds);
+        output.WriteLine($"round {skipped.RoundId}: {skipped.Decision} ({skipped.Trigger}); {skipped.Reason}");
+        Assert.Equal(TrainingDecision.Skipped, skipped.Decision);
+        Assert.Equal(TrainingTrigger.NewObservations, skipped.Trigger);
+        Assert.Equal(streams, skipped.StreamsSampled);
+        Assert.Equal(0, skipped.StreamsUsed);
+        Assert.Contains($"at least {needed} observations", skipped.Reason);
+
+        // No loop: the skipped round counted the observations it saw, so the following ticks start nothing.
+        await Task.Delay(TimeSpan.FromSeconds(5));
+        Assert.Single((await training.GetStatusAsync()).RecentRounds);
+        Assert.Equal(1, (await grain.GetInfoAsync()).LatestVersion);
+
+        // One more observation each is exactly enough.
+        await SineStreams.IngestAsync(Client, model, streams, from: needed - 1, count: 1);
+        var round = await training.TrainNowAsync();
+        output.WriteLine($"round {round.RoundId}: {round.Decision}; {round.Reason}");
+        Assert.Equal(streams, round.StreamsUsed);
+        Assert.Contains(round.Decision, new[] { TrainingDecision.Accepted, TrainingDecision.Rejected });
+    }
 }
