@@ -39,6 +39,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
     private readonly IPersistentState<TrainingState> _state;
     private readonly TrainingGrainOptions _options;
     private readonly ReminderOptions _reminderOptions;
+    private readonly int _historyCapacity;
     private readonly ILogger<TrainingGrain> _logger;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private Task<TrainingRoundRecord>? _round;
@@ -48,11 +49,13 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
         [PersistentState("training", LstmOrleansNames.StorageName)] IPersistentState<TrainingState> state,
         IOptions<TrainingGrainOptions> options,
         IOptions<ReminderOptions> reminderOptions,
+        IOptions<StreamGrainOptions> streamOptions,
         ILogger<TrainingGrain> logger)
     {
         _state = state;
         _options = options.Value;
         _reminderOptions = reminderOptions.Value;
+        _historyCapacity = streamOptions.Value.HistoryCapacity;
         _logger = logger;
     }
 
@@ -80,6 +83,12 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
     {
         if (TrainingSettingsValidation.Check(settings) is { } error)
             throw new ModelOperationException(Name, $"Invalid training settings for model '{Name}': {error}");
+        // A round pulls at most the rows a stream retains: settings whose window and held-out part do not fit in them
+        // would have every round skipped.
+        if (!TrainingRound.IsUsable(Math.Min(settings.MaxRowsPerStream, _historyCapacity), settings))
+            throw new ModelOperationException(Name,
+                $"Invalid training settings for model '{Name}': streams retain at most {_historyCapacity} observations (HistoryCapacity), " +
+                $"too few for a window of WindowLength ({settings.WindowLength}) rows besides a held-out part of at least 2 rows (ValidationFraction {settings.ValidationFraction}).");
         await RequireModelAsync();
         await UpdateAsync(s =>
         {
