@@ -385,3 +385,39 @@ public sealed class ModelCatalogTests(ClusterFixture fixture)
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => Client.GetGrain<IModelCatalogGrain>(ModelCatalog.Key).ListAsync(null, ModelCatalog.MaxPageSize + 1));
     }
 }
+
+/// <summary>A model grain that keeps a single version (<see cref="ModelGrainOptions.MaxRetainedVersions"/> = 1).</summary>
+public sealed class SingleVersionRetentionTests
+{
+    [Fact]
+    public async Task With_one_retained_version_an_inactive_publish_is_refused_instead_of_dropped()
+    {
+        var cluster = await TestSupport.StartSingleSiloAsync("lstm-retain-one", "lstm-retain-one-cluster", silo =>
+        {
+            silo.AddMemoryGrainStorage(LstmOrleansNames.StorageName);
+            silo.AddLstmOrleans(configureModels: o => o.MaxRetainedVersions = 1);
+        });
+        try
+        {
+            var model = cluster.Client.GetGrain<IModelGrain>("one");
+            var info = await model.CreateAsync(TestSupport.SmallConfig());
+            float[] Params(float value) => Enumerable.Repeat(value, info.ParameterCount).ToArray();
+
+            // Only the active version can be kept: the new one would be pruned by its own publish.
+            var e = await Assert.ThrowsAsync<ModelOperationException>(() => model.PublishAsync(new PublishRequest(Params(0.1f), Activate: false)));
+            Assert.Contains("MaxRetainedVersions", e.Message);
+            var after = await model.GetInfoAsync();
+            Assert.Equal(1, after.LatestVersion);
+            Assert.Equal(1, after.ActiveVersion);
+
+            // An active publish replaces the only version.
+            long v2 = await model.PublishAsync(new PublishRequest(Params(0.2f)));
+            Assert.Equal([v2], (await model.ListVersionsAsync()).Select(v => v.Version));
+            Assert.Equal(Params(0.2f), (await model.GetWeightsAsync(v2)).Parameters);
+        }
+        finally
+        {
+            await TestSupport.StopAsync(cluster);
+        }
+    }
+}

@@ -221,4 +221,29 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
         Assert.Equal(streams, round.StreamsUsed);
         Assert.Contains(round.Decision, new[] { TrainingDecision.Accepted, TrainingDecision.Rejected });
     }
+
+    [Fact]
+    public async Task Streams_deleted_or_reset_after_they_registered_are_left_out_and_deleted_ones_leave_the_registry()
+    {
+        const int streams = 5, rows = 120;
+        var (model, _, training) = await ModelWithStreamsAsync("gone-", streams, rows, Short);
+        // Still listed in the registry when the round samples it, but gone (or empty) when the round pulls its window:
+        // the same as a delete or reset that lands while the round runs.
+        await Client.GetGrain<IStreamGrain>(SineStreams.Id(model, 0)).DeleteAsync();
+        await Client.GetGrain<IStreamGrain>(SineStreams.Id(model, 1)).ResetAsync();
+
+        var round = await training.TrainNowAsync();
+        output.WriteLine($"round {round.RoundId}: {round.Decision} sampled {round.StreamsSampled} used {round.StreamsUsed}; {round.Reason}");
+        Assert.Equal(streams, round.StreamsSampled);
+        Assert.Equal(0, round.StreamsUnanswered);
+        Assert.Equal(streams - 2, round.StreamsUsed);
+        Assert.Equal((streams - 2) * TrainingCluster.UsedRows(rows), round.Rows);
+        Assert.Contains(round.Decision, new[] { TrainingDecision.Accepted, TrainingDecision.Rejected });
+
+        // The deleted stream is no longer this model's; the reset one still is (it is bound and will have data again).
+        await TrainingFixture.WaitForRegistryAsync(Client, model, streams - 1);
+        var next = await training.TrainNowAsync();
+        Assert.Equal(streams - 1, next.StreamsSampled);
+        Assert.Equal(streams - 2, next.StreamsUsed);
+    }
 }
