@@ -166,4 +166,53 @@ public sealed class TrainingRestartTests(ITestOutputHelper output)
             await second.DisposeAsync();
         }
     }
+
+    [Fact]
+    public async Task The_schedule_carries_on_when_the_silo_hosting_the_training_grain_stops()
+    {
+        string serviceId = "lstm-training-failover-" + Guid.NewGuid().ToString("N")[..8];
+        const string model = "failover";
+        var settings = new TrainingSettings(Period: TimeSpan.FromHours(1), MinNewObservations: 0, SampleSize: 16, Epochs: 2,
+            TimeBudget: TimeSpan.FromSeconds(2), LearningRate: 0.01f, WindowLength: 16, Stride: 8, MaxRowsPerStream: 128);
+        var cluster = await TrainingCluster.StartAsync(serviceId, silos: 2);
+        try
+        {
+            var client = cluster.Client;
+            await client.GetGrain<IModelGrain>(model).CreateAsync(SineStreams.Config);
+            await SineStreams.IngestAsync(client, model, streams: 4, from: 0, count: 120);
+            await TrainingFixture.WaitForRegistryAsync(client, model, 4);
+            var training = client.GetGrain<ITrainingGrain>(model);
+            var manual = await training.TrainNowAsync();
+            // Next periodic round 6 s after the manual one: after the host silo is gone.
+            var configured = await training.ConfigureAsync(settings with { Period = TimeSpan.FromSeconds(6) });
+
+            var host = await client.GetGrain<IManagementGrain>(0).GetActivationAddress(training);
+            Assert.NotNull(host);
+            var hostSilo = cluster.Silos.Single(s => s.SiloAddress.Equals(host));
+            output.WriteLine($"training grain on {host} (primary: {ReferenceEquals(hostSilo, cluster.Silos[0])})");
+            await cluster.StopSiloAsync(hostSilo);
+
+            // Nobody calls the training grain: the reminder, now owned by the surviving silo, runs the round there.
+            var serializer = cluster.Silos[0].ServiceProvider.GetRequiredService<Serializer>();
+            var grainId = training.GetGrainId();
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+            TrainingState? stored = null;
+            while (DateTime.UtcNow < deadline && (stored = SharedGrainStorage.Peek<TrainingState>(serviceId, "training", grainId, serializer))!.Rounds.Count < 2)
+                await Task.Delay(500);
+            Assert.NotNull(stored);
+            Assert.Equal(2, stored.Rounds.Count);
+            var scheduled = stored.Rounds[^1];
+            output.WriteLine($"scheduled round {scheduled.RoundId} at {scheduled.StartedAt:O} (due {configured.NextDueAt:O}): {scheduled.Decision}");
+            Assert.Equal(TrainingTrigger.Schedule, scheduled.Trigger);
+            Assert.Equal(manual.RoundId + 1, scheduled.RoundId);
+            Assert.True(scheduled.StartedAt >= configured.NextDueAt);
+            Assert.NotEqual(TrainingDecision.Failed, scheduled.Decision);
+            Assert.NotEqual(host, await client.GetGrain<IManagementGrain>(0).GetActivationAddress(training));
+        }
+        finally
+        {
+            await cluster.StopAllSilosAsync();
+            await cluster.DisposeAsync();
+        }
+    }
 }
