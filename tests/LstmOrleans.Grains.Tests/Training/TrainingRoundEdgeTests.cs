@@ -246,4 +246,43 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
         Assert.Equal(streams - 1, next.StreamsSampled);
         Assert.Equal(streams - 2, next.StreamsUsed);
     }
+
+    [Fact]
+    public async Task Settings_changed_and_pause_during_a_round_take_effect_without_disturbing_it()
+    {
+        const int streams = 4, rows = 120;
+        // No early stopping and the most epochs allowed: the round trains until its 3 s budget (10,000 epochs of these
+        // few windows can take under 2 s).
+        var during = Short with { Epochs = 100_000, Patience = 0, TimeBudget = TimeSpan.FromSeconds(3), BatchSize = 4 };
+        var (_, grain, training) = await ModelWithStreamsAsync("pause-", streams, rows, during);
+        long id = await training.StartRoundAsync();
+        await Task.Delay(300);
+
+        // Both controls answer while the round trains, and neither stops it.
+        var changed = Short with { Period = TimeSpan.FromSeconds(2), WindowLength = 24 };
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var configured = await training.ConfigureAsync(changed);
+        var paused = await training.PauseAsync();
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(2), $"the controls took {clock.Elapsed}");
+        Assert.True(paused.Running);
+        Assert.Equal(id, paused.RunningRoundId);
+        Assert.Equal(changed, configured.Settings);
+        Assert.Null(paused.NextDueAt);
+
+        // The round finishes with the settings it started with (windows of 16, stride 8, a quarter of the rows held out).
+        var record = await TestSupport.Eventually(() => training.GetRoundAsync(id), r => r is not null, TimeSpan.FromSeconds(30));
+        Assert.NotNull(record);
+        long trainRows = TrainingCluster.UsedRows(rows) - (long)Math.Floor(TrainingCluster.UsedRows(rows) * 0.25);
+        Assert.Equal(streams * ((trainRows - 16) / 8 + 1), record.TrainWindows);
+
+        // Paused stays paused: no scheduled round although the new period has long passed, manual ones refused.
+        await Task.Delay(TimeSpan.FromSeconds(5));
+        var status = await training.GetStatusAsync();
+        Assert.True(status.Paused);
+        Assert.False(status.Running);
+        Assert.Equal(changed, status.Settings);
+        Assert.Equal(new[] { id }, status.RecentRounds.Select(r => r.RoundId));
+        await Assert.ThrowsAsync<ModelOperationException>(() => training.StartRoundAsync());
+        Assert.Equal(record.PublishedVersion ?? 1, (await grain.GetInfoAsync()).ActiveVersion);
+    }
 }
