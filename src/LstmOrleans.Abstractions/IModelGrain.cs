@@ -21,7 +21,11 @@ public interface IModelGrain : IGrainWithStringKey
     [Alias("GetInfo")]
     Task<ModelInfo> GetInfoAsync();
 
-    /// <summary>Stores a new version (parameter count must match the config, all finite); returns its number.</summary>
+    /// <summary>
+    /// Stores a new version (parameter count must match the config, all finite); returns its number. Throws
+    /// <see cref="ModelOperationException"/> and stores nothing when <see cref="PublishRequest.ExpectedActiveVersion"/> is
+    /// not the active version, or when an inactive version could not be retained (the model keeps only one).
+    /// </summary>
     [Alias("Publish")]
     Task<long> PublishAsync(PublishRequest request);
 

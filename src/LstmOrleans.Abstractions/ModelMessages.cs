@@ -65,12 +65,18 @@ public sealed record ModelVersionInfo(
     [property: Id(4)] int ParameterCount);
 
 /// <summary>What a caller attaches to a published version.</summary>
+/// <param name="ExpectedActiveVersion">
+/// When set, the version is stored only if this is still the active version when the publish is applied; otherwise
+/// <see cref="IModelGrain.PublishAsync"/> throws <see cref="ModelOperationException"/> and nothing changes. For weights
+/// that were measured against the active version (a training round's challenger), so they never replace another one.
+/// </param>
 [GenerateSerializer, Immutable, Alias("lstm.PublishRequest")]
 public sealed record PublishRequest(
     [property: Id(0)] float[] Parameters,
     [property: Id(1)] string? Description = null,
     [property: Id(2)] IReadOnlyDictionary<string, string>? Metadata = null,
-    [property: Id(3)] bool Activate = true);
+    [property: Id(3)] bool Activate = true,
+    [property: Id(4)] long? ExpectedActiveVersion = null);
 
 /// <summary>Summary of a model.</summary>
 [GenerateSerializer, Immutable, Alias("lstm.ModelInfo")]

@@ -122,7 +122,16 @@ public sealed partial class ModelGrain : Grain, IModelGrain
         if (request.Metadata?.FirstOrDefault(kv => kv.Value is null) is { Key: { } emptyKey })
             throw new ModelOperationException(Name, $"Metadata entry '{emptyKey}' for model '{Name}' has no value.");
 
+        // Pruning keeps the active version first: with room for one version, an inactive one would be dropped by its
+        // own publish, which would still report a version number that no call can use.
+        if (!request.Activate && _options.MaxRetainedVersions < 2)
+            throw new ModelOperationException(Name,
+                $"Model '{Name}' keeps only its active version (MaxRetainedVersions is 1); publish with activation, or retain more versions.");
+
         var current = _state.State;
+        if (request.ExpectedActiveVersion is { } expectedActive && current.ActiveVersion != expectedActive)
+            throw new ModelOperationException(Name,
+                $"Model '{Name}' has active version {current.ActiveVersion}, not {expectedActive} as the publish expected; nothing was published.");
         long version = current.LatestVersion + 1;
         var versions = new List<ModelVersionRecord>(current.Versions)
         {

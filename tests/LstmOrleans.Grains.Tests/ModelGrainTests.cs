@@ -58,6 +58,14 @@ public sealed class ModelGrainTests(ClusterFixture fixture)
         var versions = await model.ListVersionsAsync();
         Assert.Equal([1L, 2L, 3L], versions.Select(v => v.Version));
         Assert.Equal("0.5", versions[1].Metadata["loss"]);
+
+        // A conditional publish stores nothing unless the version it expects is still the active one.
+        var stale = await Assert.ThrowsAsync<ModelOperationException>(() =>
+            model.PublishAsync(new PublishRequest(Enumerable.Repeat(0.03f, count).ToArray(), ExpectedActiveVersion: 1)));
+        Assert.Contains("active version 2", stale.Message);
+        Assert.Equal(3, (await model.GetInfoAsync()).LatestVersion);
+        Assert.Equal(4, await model.PublishAsync(new PublishRequest(Enumerable.Repeat(0.03f, count).ToArray(), Activate: false, ExpectedActiveVersion: 2)));
+        Assert.Equal(4, (await model.GetInfoAsync()).LatestVersion);
         Assert.Equal(0.02f, (await model.GetWeightsAsync(3)).Parameters[0]);
 
         await Assert.ThrowsAsync<ModelOperationException>(() => model.ActivateAsync(99));
@@ -186,6 +194,102 @@ public sealed class ModelGrainTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task Steps_taken_while_versions_are_published_and_rolled_back_each_use_exactly_one_version()
+    {
+        const string name = "switching";
+        var model = Client.GetGrain<IModelGrain>(name);
+        var info = await model.CreateAsync(TestSupport.SmallConfig(seed: 13));
+        var config = info.Config;
+        var engine = new LstmConfig(config.InputSize, config.HiddenSize, config.Layers, config.Horizons);
+        var single = Client.GetGrain<IStreamGrain>("switching/single");
+        var batched = Client.GetGrain<IStreamGrain>("switching/batched");
+        await single.BindAsync(name);
+        await batched.BindAsync(name);
+
+        // One stream steps one observation per call, the other five per call, while versions change under them.
+        var singleAnswers = new List<StepResult>();
+        var batchAnswers = new List<StepResult[]>();
+        using var switching = new CancellationTokenSource();
+        long nextSingle = 1, nextBatch = 1;
+        async Task StepSingleAsync() => singleAnswers.Add(await single.IngestAsync(TestSupport.Obs(nextSingle++)));
+        async Task StepBatchAsync()
+        {
+            batchAnswers.Add(await batched.IngestBatchAsync(Enumerable.Range(0, 5).Select(i => TestSupport.Obs(nextBatch + i, seed: 2)).ToArray()));
+            nextBatch += 5;
+        }
+        async Task IngestSingleAsync()
+        {
+            while (!switching.IsCancellationRequested || nextSingle <= 100) await StepSingleAsync();
+        }
+        async Task IngestBatchesAsync()
+        {
+            while (!switching.IsCancellationRequested || nextBatch <= 100) await StepBatchAsync();
+        }
+        var ingesting = Task.WhenAll(IngestSingleAsync(), IngestBatchesAsync());
+        long v2 = await model.PublishAsync(new PublishRequest(LstmParameters.InitializeUniform(engine, 31).Data, "v2"));
+        await Task.Delay(20);
+        long v3 = await model.PublishAsync(new PublishRequest(LstmParameters.InitializeUniform(engine, 32).Data, "v3"));
+        await Task.Delay(20);
+        await model.ActivateAsync(1);
+        await Task.Delay(20);
+        await model.ActivateAsync(v3);
+        await model.ActivateAsync(v2);
+        await AllCachesReach(name, v2);
+        switching.Cancel();
+        await ingesting;
+        await StepSingleAsync();   // steps that start after every silo holds the final version
+        await StepBatchAsync();
+
+        // Every answer is what a stream that switched to exactly that version before the step would give: (h, c)
+        // re-derived from the retained history through that version's weights, then one step.
+        var weights = new Dictionary<long, LstmWeights>();
+        foreach (long v in new[] { 1, v2, v3 }) weights[v] = TestSupport.ToEngine(await model.GetWeightsAsync(v));
+        var reference = new ReferenceStream(config, weights[1]);
+        long current = 1;
+        foreach (var answer in singleAnswers)
+        {
+            if (answer.WeightsVersion != current) reference.Rewarm(weights[current = answer.WeightsVersion], window: 64);
+            Assert.Equal(reference.Step(TestSupport.Obs(answer.Sequence).Values), answer.Predictions);
+        }
+        var batchReference = new ReferenceStream(config, weights[1]);
+        current = 1;
+        foreach (var answers in batchAnswers)
+        {
+            long version = answers[0].WeightsVersion;
+            Assert.All(answers, a => Assert.Equal(version, a.WeightsVersion));   // one version for the whole batch
+            if (version != current) batchReference.Rewarm(weights[current = version], window: 64);
+            foreach (var answer in answers) Assert.Equal(batchReference.Step(TestSupport.Obs(answer.Sequence, seed: 2).Values), answer.Predictions);
+        }
+        Assert.Equal(v2, singleAnswers[^1].WeightsVersion);
+        Assert.Equal(v2, batchAnswers[^1][^1].WeightsVersion);
+    }
+
+    [Fact]
+    public async Task Retention_drops_the_oldest_versions_but_never_the_active_one()
+    {
+        var model = Client.GetGrain<IModelGrain>("retention");
+        var info = await model.CreateAsync(TestSupport.SmallConfig(seed: 17));
+        int retained = new ModelGrainOptions().MaxRetainedVersions;
+        float[] Params(long v) => Enumerable.Repeat(v / 1000f, info.ParameterCount).ToArray();
+        for (long v = 2; v <= 4; v++) await model.PublishAsync(new PublishRequest(Params(v)));
+        await model.ActivateAsync(2);   // roll back; version 2 must outlive the pruning of older and newer versions
+        for (long v = 5; v <= retained + 6; v++) await model.PublishAsync(new PublishRequest(Params(v), Activate: false));
+
+        var versions = (await model.ListVersionsAsync()).Select(v => v.Version).ToArray();
+        Assert.Equal(retained, versions.Length);
+        Assert.Equal(2, versions[0]);
+        Assert.Equal(Enumerable.Range(retained + 6 - (retained - 2), retained - 1).Select(v => (long)v), versions[1..]);
+        var after = await model.GetInfoAsync();
+        Assert.Equal(2, after.ActiveVersion);
+        Assert.Equal(retained + 6, after.LatestVersion);
+        Assert.Equal(retained, after.RetainedVersions);
+        Assert.Equal(Params(2), (await model.GetActiveWeightsAsync()).Parameters);
+        await Assert.ThrowsAsync<ModelOperationException>(() => model.ActivateAsync(1));
+        await Assert.ThrowsAsync<ModelOperationException>(() => model.GetWeightsAsync(3));
+        Assert.Equal(retained + 6, (await model.ActivateAsync(retained + 6)).ActiveVersion);
+    }
+
+    [Fact]
     public async Task A_silo_that_missed_a_push_catches_up()
     {
         const string name = "missed";
@@ -281,5 +385,41 @@ public sealed class ModelCatalogTests(ClusterFixture fixture)
 
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => Client.GetGrain<IModelCatalogGrain>(ModelCatalog.Key).ListAsync(null, 0));
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => Client.GetGrain<IModelCatalogGrain>(ModelCatalog.Key).ListAsync(null, ModelCatalog.MaxPageSize + 1));
+    }
+}
+
+/// <summary>A model grain that keeps a single version (<see cref="ModelGrainOptions.MaxRetainedVersions"/> = 1).</summary>
+public sealed class SingleVersionRetentionTests
+{
+    [Fact]
+    public async Task With_one_retained_version_an_inactive_publish_is_refused_instead_of_dropped()
+    {
+        var cluster = await TestSupport.StartSingleSiloAsync("lstm-retain-one", "lstm-retain-one-cluster", silo =>
+        {
+            silo.AddMemoryGrainStorage(LstmOrleansNames.StorageName);
+            silo.AddLstmOrleans(configureModels: o => o.MaxRetainedVersions = 1);
+        });
+        try
+        {
+            var model = cluster.Client.GetGrain<IModelGrain>("one");
+            var info = await model.CreateAsync(TestSupport.SmallConfig());
+            float[] Params(float value) => Enumerable.Repeat(value, info.ParameterCount).ToArray();
+
+            // Only the active version can be kept: the new one would be pruned by its own publish.
+            var e = await Assert.ThrowsAsync<ModelOperationException>(() => model.PublishAsync(new PublishRequest(Params(0.1f), Activate: false)));
+            Assert.Contains("MaxRetainedVersions", e.Message);
+            var after = await model.GetInfoAsync();
+            Assert.Equal(1, after.LatestVersion);
+            Assert.Equal(1, after.ActiveVersion);
+
+            // An active publish replaces the only version.
+            long v2 = await model.PublishAsync(new PublishRequest(Params(0.2f)));
+            Assert.Equal([v2], (await model.ListVersionsAsync()).Select(v => v.Version));
+            Assert.Equal(Params(0.2f), (await model.GetWeightsAsync(v2)).Parameters);
+        }
+        finally
+        {
+            await TestSupport.StopAsync(cluster);
+        }
     }
 }

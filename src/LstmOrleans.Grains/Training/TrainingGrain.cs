@@ -39,6 +39,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
     private readonly IPersistentState<TrainingState> _state;
     private readonly TrainingGrainOptions _options;
     private readonly ReminderOptions _reminderOptions;
+    private readonly int _historyCapacity;
     private readonly ILogger<TrainingGrain> _logger;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private Task<TrainingRoundRecord>? _round;
@@ -48,11 +49,13 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
         [PersistentState("training", LstmOrleansNames.StorageName)] IPersistentState<TrainingState> state,
         IOptions<TrainingGrainOptions> options,
         IOptions<ReminderOptions> reminderOptions,
+        IOptions<StreamGrainOptions> streamOptions,
         ILogger<TrainingGrain> logger)
     {
         _state = state;
         _options = options.Value;
         _reminderOptions = reminderOptions.Value;
+        _historyCapacity = streamOptions.Value.HistoryCapacity;
         _logger = logger;
     }
 
@@ -80,6 +83,12 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
     {
         if (TrainingSettingsValidation.Check(settings) is { } error)
             throw new ModelOperationException(Name, $"Invalid training settings for model '{Name}': {error}");
+        // A round pulls at most the rows a stream retains: settings whose window and held-out part do not fit in them
+        // would have every round skipped.
+        if (!TrainingRound.IsUsable(Math.Min(settings.MaxRowsPerStream, _historyCapacity), settings))
+            throw new ModelOperationException(Name,
+                $"Invalid training settings for model '{Name}': streams retain at most {_historyCapacity} observations (HistoryCapacity), " +
+                $"too few for a window of WindowLength ({settings.WindowLength}) rows besides a held-out part of at least 2 rows (ValidationFraction {settings.ValidationFraction}).");
         await RequireModelAsync();
         await UpdateAsync(s =>
         {
@@ -238,7 +247,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
             if (series.Count == 0)
             {
                 record = Record(roundId, trigger, startedAt, clock.Elapsed, TrainingDecision.Skipped,
-                    $"No usable stream: {windows.Count} answered, none bound to '{Name}' with at least {MinRows(settings)} observations.",
+                    $"No usable stream: {windows.Count} answered, none bound to '{Name}' with at least {MinObservations(settings, scaled)} observations since binding or reset.",
                     sampled, 0, unanswered, championVersion);
             }
             else
@@ -293,30 +302,47 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
                 ? "Challenger diverged (non-finite validation loss or weights)."
                 : $"Challenger validation loss {Fmt(o.ChallengerValidationLoss)} does not beat the champion's {Fmt(o.ChampionValidationLoss)}.";
         }
-        else if ((await Model.GetInfoAsync()).ActiveVersion != champion.Version)
+        else if (await PublishUnlessSupersededAsync(roundId, champion.Version, used, o) is { } version)
+        {
+            published = version;
+            decision = TrainingDecision.Accepted;
+            reason = $"Challenger validation loss {Fmt(o.ChallengerValidationLoss)} beats the champion's {Fmt(o.ChampionValidationLoss)}; published version {published}.";
+        }
+        else
         {
             // Someone else activated a version while this round trained; it was not measured against that one.
             decision = TrainingDecision.Rejected;
             reason = $"The active version changed from {champion.Version} during the round; the challenger was not compared with it.";
         }
-        else
-        {
-            var metadata = new Dictionary<string, string>
-            {
-                ["training.round"] = roundId.ToString(CultureInfo.InvariantCulture),
-                ["training.parent"] = champion.Version.ToString(CultureInfo.InvariantCulture),
-                ["training.validationLoss"] = Fmt(o.ChallengerValidationLoss),
-                ["training.championValidationLoss"] = Fmt(o.ChampionValidationLoss),
-                ["training.persistenceValidationLoss"] = Fmt(o.PersistenceValidationLoss),
-                ["training.streams"] = used.ToString(CultureInfo.InvariantCulture),
-            };
-            published = await Model.PublishAsync(new PublishRequest(o.Challenger.Data, $"training round {roundId}", metadata));
-            decision = TrainingDecision.Accepted;
-            reason = $"Challenger validation loss {Fmt(o.ChallengerValidationLoss)} beats the champion's {Fmt(o.ChampionValidationLoss)}; published version {published}.";
-        }
         return new TrainingRoundRecord(roundId, trigger, startedAt, clock.Elapsed, decision, reason, sampled, used, unanswered,
             o.Rows, o.TrainWindows, o.ValidationEntries, champion.Version, published, o.ChallengerTrainLoss, o.ChallengerValidationLoss,
             o.ChampionTrainLoss, o.ChampionValidationLoss, o.PersistenceValidationLoss, o.EpochsRun, o.BestEpoch, o.StoppedEarly, o.RanOutOfTime);
+    }
+
+    /// <summary>Publishes the challenger as the new active version, or returns null when the champion is no longer active.</summary>
+    private async Task<long?> PublishUnlessSupersededAsync(long roundId, long championVersion, int used, RoundOutcome o)
+    {
+        var metadata = new Dictionary<string, string>
+        {
+            ["training.round"] = roundId.ToString(CultureInfo.InvariantCulture),
+            ["training.parent"] = championVersion.ToString(CultureInfo.InvariantCulture),
+            ["training.validationLoss"] = Fmt(o.ChallengerValidationLoss),
+            ["training.championValidationLoss"] = Fmt(o.ChampionValidationLoss),
+            ["training.persistenceValidationLoss"] = Fmt(o.PersistenceValidationLoss),
+            ["training.streams"] = used.ToString(CultureInfo.InvariantCulture),
+        };
+        try
+        {
+            // Conditional on the champion still being active when the model grain applies it: a check here followed by
+            // a plain publish would let a rollback that lands in between be undone by this challenger.
+            return await Model.PublishAsync(new PublishRequest(o.Challenger.Data, $"training round {roundId}", metadata,
+                ExpectedActiveVersion: championVersion));
+        }
+        catch (ModelOperationException)
+        {
+            if ((await Model.GetInfoAsync()).ActiveVersion != championVersion) return null;
+            throw;
+        }
     }
 
     private static TrainingRoundRecord Record(long roundId, TrainingTrigger trigger, DateTimeOffset startedAt, TimeSpan duration,
@@ -481,6 +507,13 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
         while (!TrainingRound.IsUsable(n, s)) n++;
         return n;
     }
+
+    /// <summary>
+    /// Steps a stream must have taken since binding to be used: with origin-scaled targets its first
+    /// MinStatisticsCount - 1 rows are cut, so the rows a round needs come after those (the skip record must say so,
+    /// or a stream holding more than the rows it needs looks usable).
+    /// </summary>
+    private long MinObservations(TrainingSettings s, bool scaled) => MinRows(s) + (scaled ? Math.Max(0, _options.MinStatisticsCount - 1) : 0);
 
     /// <summary>Registers the reminder with the tick the settings need, or removes it when there is no schedule.</summary>
     private async Task SyncReminderAsync()

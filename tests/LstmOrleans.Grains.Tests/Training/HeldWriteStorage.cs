@@ -11,12 +11,13 @@ namespace LstmOrleans.Grains.Tests.Training;
 /// </summary>
 internal sealed class HeldWriteStorage(IGrainStorage inner) : IGrainStorage
 {
-    private static readonly ConcurrentDictionary<GrainId, WriteHold> Holds = new();
+    private static readonly ConcurrentDictionary<GrainId, TestHold> Holds = new();
 
     /// <summary>Holds every write of <paramref name="grainId"/> from now until the hold is released or disposed.</summary>
-    public static WriteHold Hold(GrainId grainId)
+    public static TestHold Hold(GrainId grainId)
     {
-        var hold = new WriteHold(grainId);
+        TestHold? hold = null;
+        hold = new TestHold(() => Holds.TryRemove(new KeyValuePair<GrainId, TestHold>(grainId, hold!)));
         if (!Holds.TryAdd(grainId, hold)) throw new InvalidOperationException($"Writes of {grainId} are already held.");
         return hold;
     }
@@ -32,37 +33,38 @@ internal sealed class HeldWriteStorage(IGrainStorage inner) : IGrainStorage
 
     public Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) =>
         inner.ClearStateAsync(stateName, grainId, grainState);
+}
 
-    /// <summary>One grain's held writes. <see cref="Entered"/> completes when a write is waiting on the hold.</summary>
-    internal sealed class WriteHold(GrainId grainId) : IDisposable
+/// <summary>Held writes or calls. <see cref="Entered"/> completes when one is waiting on the hold.</summary>
+/// <param name="onRelease">Stops the holder from holding anything more (removes the hold from its table).</param>
+internal sealed class TestHold(Action onRelease) : IDisposable
+{
+    private readonly TaskCompletionSource _entered = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public Task Entered => _entered.Task;
+
+    public bool Released => _released.Task.IsCompleted;
+
+    public Task EnterAsync()
     {
-        private readonly TaskCompletionSource _entered = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        public Task Entered => _entered.Task;
-
-        public bool Released => _released.Task.IsCompleted;
-
-        public Task EnterAsync()
-        {
-            _entered.TrySetResult();
-            return _released.Task;
-        }
-
-        /// <summary>Lets the waiting write (and every later one) through.</summary>
-        public void Release()
-        {
-            Holds.TryRemove(new KeyValuePair<GrainId, WriteHold>(grainId, this));
-            _released.TrySetResult();
-        }
-
-        /// <summary>Releases after <paramref name="delay"/> at the latest (a safety net, so a failing test cannot hang forever).</summary>
-        public WriteHold ReleaseAfter(TimeSpan delay)
-        {
-            _ = Task.Delay(delay).ContinueWith(_ => Release(), TaskScheduler.Default);
-            return this;
-        }
-
-        public void Dispose() => Release();
+        _entered.TrySetResult();
+        return _released.Task;
     }
+
+    /// <summary>Lets the waiting write or call (and every later one) through.</summary>
+    public void Release()
+    {
+        onRelease();
+        _released.TrySetResult();
+    }
+
+    /// <summary>Releases after <paramref name="delay"/> at the latest (a safety net, so a failing test cannot hang forever).</summary>
+    public TestHold ReleaseAfter(TimeSpan delay)
+    {
+        _ = Task.Delay(delay).ContinueWith(_ => Release(), TaskScheduler.Default);
+        return this;
+    }
+
+    public void Dispose() => Release();
 }

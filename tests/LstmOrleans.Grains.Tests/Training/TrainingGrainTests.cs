@@ -135,6 +135,9 @@ public sealed class TrainingGrainTests(TrainingFixture fixture, ITestOutputHelpe
             // No stream could ever be used (256 rows hold out none; 200 at 0.9 keep 20, less than a window of 24):
             // every round would be skipped, the first one never finishing its report.
             Quick() with { ValidationFraction = 1e-12 }, Quick() with { ValidationFraction = 0.9, MaxRowsPerStream = 200 },
+            // Nor when the streams retain too few rows: this cluster's keep 256, 192 of them besides a held-out quarter,
+            // fewer than a window of 240, however many rows a round would pull.
+            Quick() with { WindowLength = 240, MaxRowsPerStream = 1000 },
             // The next round would be due past the end of the calendar.
             Quick() with { Period = TimeSpan.MaxValue }, Quick() with { Period = TrainingSettingsValidation.MaxPeriod + TimeSpan.FromDays(1) },
         })

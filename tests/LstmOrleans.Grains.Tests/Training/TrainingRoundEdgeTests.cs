@@ -11,8 +11,8 @@ using Xunit.Abstractions;
 namespace LstmOrleans.Grains.Tests.Training;
 
 /// <summary>
-/// A one-silo training cluster whose grain storage can hold a chosen grain's writes (<see cref="HeldWriteStorage"/>),
-/// with a short per-stream pull timeout and call timeouts far longer than any test: a call that is waited for instead
+/// A one-silo training cluster whose grain storage can hold a chosen grain's writes (<see cref="HeldWriteStorage"/>)
+/// and whose grains' calls of a chosen method can be held before they are sent (<see cref="HeldCallFilter"/>), with a short per-stream pull timeout and call timeouts far longer than any test: a call that is waited for instead
 /// of timed out by the training grain's own rule shows up as a wrong count, not as a lucky timeout.
 /// </summary>
 public sealed class HeldWritesFixture : IAsyncLifetime
@@ -33,6 +33,7 @@ public sealed class HeldWritesFixture : IAsyncLifetime
                 // Registered after TrainingCluster's storage, so this decorator is the one the grains get.
                 silo.Services.AddKeyedSingleton<IGrainStorage>(LstmOrleansNames.StorageName,
                     (sp, _) => new HeldWriteStorage(new SharedGrainStorage(serviceId, sp.GetRequiredService<Serializer>())));
+                silo.AddOutgoingGrainCallFilter<HeldCallFilter>();
                 silo.Services.Configure<SiloMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromMinutes(3));
             },
             configureClient: client => client.Services.Configure<ClientMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromMinutes(3)));
@@ -57,16 +58,25 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
         LearningRate: 0.01f, WindowLength: 16, Stride: 8, BatchSize: 32, ValidationFraction: 0.25, ClipNorm: 1f,
         Patience: 0, MaxRowsPerStream: 128);
 
-    [Fact]
-    public async Task A_stream_that_does_not_answer_in_time_is_skipped_and_the_round_goes_on_without_it()
+    /// <summary>A new model whose <paramref name="streams"/> streams have <paramref name="rows"/> observations each, registered and configured.</summary>
+    private async Task<(string Model, IModelGrain Grain, ITrainingGrain Training)> ModelWithStreamsAsync(string prefix, int streams, int rows,
+        TrainingSettings settings)
     {
-        string model = "skip-" + Guid.NewGuid().ToString("N")[..8];
-        const int streams = 4, rows = 120;
-        await Client.GetGrain<IModelGrain>(model).CreateAsync(SineStreams.Config);
+        string model = prefix + Guid.NewGuid().ToString("N")[..8];
+        var grain = Client.GetGrain<IModelGrain>(model);
+        await grain.CreateAsync(SineStreams.Config);
         await SineStreams.IngestAsync(Client, model, streams, from: 0, count: rows);
         await TrainingFixture.WaitForRegistryAsync(Client, model, streams);
         var training = Client.GetGrain<ITrainingGrain>(model);
-        await training.ConfigureAsync(Short);
+        await training.ConfigureAsync(settings);
+        return (model, grain, training);
+    }
+
+    [Fact]
+    public async Task A_stream_that_does_not_answer_in_time_is_skipped_and_the_round_goes_on_without_it()
+    {
+        const int streams = 4, rows = 120;
+        var (model, _, training) = await ModelWithStreamsAsync("skip-", streams, rows, Short);
 
         // Stream 0 is busy: an ingest call is stuck in its state write, and the grain is not reentrant, so its
         // training-window request queues behind it. The hold is released by the test after the round, or after 60 s
@@ -128,5 +138,151 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
         Assert.True(secondRecord.StartedAt >= firstRecord.StartedAt);
         var status = await TestSupport.Eventually(training.GetStatusAsync, s => !s.Running);
         Assert.Equal(new[] { first, second }, status.RecentRounds.Select(r => r.RoundId));
+    }
+
+    [Fact]
+    public async Task A_rollback_made_while_a_winning_challenger_is_on_its_way_to_be_published_is_not_undone()
+    {
+        var (_, grain, training) = await ModelWithStreamsAsync("rollback-", streams: 8, rows: 120,
+            Short with { Epochs = 10, TimeBudget = TimeSpan.FromSeconds(5) });
+        // Version 2 (a copy of the untrained version 1) is the champion the round measures its challenger against.
+        long v2 = await grain.PublishAsync(new PublishRequest((await grain.GetActiveWeightsAsync()).Parameters, "champion"));
+
+        // The round has checked that the champion is still active and sends its publish; the operator rolls back to
+        // version 1 just before the publish arrives. The rollback must stand: the challenger was never compared with it.
+        using var hold = HeldCallFilter.Hold(grain.GetGrainId(), nameof(IModelGrain.PublishAsync)).ReleaseAfter(TimeSpan.FromSeconds(60));
+        long id = await training.StartRoundAsync();
+        await hold.Entered.WaitAsync(TimeSpan.FromSeconds(30));
+        await grain.ActivateAsync(1);
+        hold.Release();
+
+        var record = await TestSupport.Eventually(() => training.GetRoundAsync(id), r => r is not null, TimeSpan.FromSeconds(30));
+        Assert.NotNull(record);
+        output.WriteLine($"round {record.RoundId}: {record.Decision}; {record.Reason}");
+        Assert.Equal(TrainingDecision.Rejected, record.Decision);
+        Assert.Equal(v2, record.ChampionVersion);
+        Assert.Null(record.PublishedVersion);
+        Assert.Contains("active version changed", record.Reason);
+        var info = await grain.GetInfoAsync();
+        Assert.Equal(1, info.ActiveVersion);
+        Assert.Equal(v2, info.LatestVersion);   // nothing was stored either
+    }
+
+    [Fact]
+    public async Task Simultaneous_starts_share_one_round_and_publish_at_most_once()
+    {
+        var (_, grain, training) = await ModelWithStreamsAsync("twice-", streams: 4, rows: 120, Short);
+
+        // StartRound and TrainNow interleave: all of these arrive while the first of them is still starting its round.
+        var starts = Enumerable.Range(0, 6).Select(_ => training.StartRoundAsync()).ToArray();
+        var waits = Enumerable.Range(0, 3).Select(_ => training.TrainNowAsync()).ToArray();
+        long[] ids = await Task.WhenAll(starts);
+        var records = await Task.WhenAll(waits);
+
+        long id = Assert.Single(ids.Distinct());
+        Assert.All(records, r => Assert.Equal(id, r.RoundId));
+        Assert.Single(records.Distinct());
+        var status = await TestSupport.Eventually(training.GetStatusAsync, s => !s.Running);
+        Assert.Equal(new[] { id }, status.RecentRounds.Select(r => r.RoundId));
+        var info = await grain.GetInfoAsync();
+        Assert.Equal(records[0].PublishedVersion ?? 1, info.ActiveVersion);
+        Assert.Equal(records[0].PublishedVersion ?? 1, info.LatestVersion);
+    }
+
+    [Fact]
+    public async Task Too_little_data_gives_one_skipped_round_per_trigger_that_says_how_much_is_needed()
+    {
+        // Windows of 16 with a quarter held out need 21 rows; the first MinStatisticsCount - 1 = 63 steps of a stream are
+        // cut (their statistics cover too few observations), so a fresh stream needs 84 observations, and has 83.
+        var settings = Short with { MinNewObservations = 200 };
+        int needed = 21 + new TrainingGrainOptions().MinStatisticsCount - 1;
+        const int streams = 3;
+        var (model, grain, training) = await ModelWithStreamsAsync("little-", streams, rows: needed - 1, settings);
+
+        // 249 new observations: the next tick starts a round, which has nothing to train on.
+        var status = await TestSupport.Eventually(training.GetStatusAsync, s => s.RecentRounds.Length > 0 && !s.Running, TimeSpan.FromSeconds(20));
+        var skipped = Assert.Single(status.RecentRounds);
+        output.WriteLine($"round {skipped.RoundId}: {skipped.Decision} ({skipped.Trigger}); {skipped.Reason}");
+        Assert.Equal(TrainingDecision.Skipped, skipped.Decision);
+        Assert.Equal(TrainingTrigger.NewObservations, skipped.Trigger);
+        Assert.Equal(streams, skipped.StreamsSampled);
+        Assert.Equal(0, skipped.StreamsUsed);
+        Assert.Contains($"at least {needed} observations", skipped.Reason);
+
+        // No loop: the skipped round counted the observations it saw, so the following ticks start nothing.
+        await Task.Delay(TimeSpan.FromSeconds(5));
+        Assert.Single((await training.GetStatusAsync()).RecentRounds);
+        Assert.Equal(1, (await grain.GetInfoAsync()).LatestVersion);
+
+        // One more observation each is exactly enough.
+        await SineStreams.IngestAsync(Client, model, streams, from: needed - 1, count: 1);
+        var round = await training.TrainNowAsync();
+        output.WriteLine($"round {round.RoundId}: {round.Decision}; {round.Reason}");
+        Assert.Equal(streams, round.StreamsUsed);
+        Assert.Contains(round.Decision, new[] { TrainingDecision.Accepted, TrainingDecision.Rejected });
+    }
+
+    [Fact]
+    public async Task Streams_deleted_or_reset_after_they_registered_are_left_out_and_deleted_ones_leave_the_registry()
+    {
+        const int streams = 5, rows = 120;
+        var (model, _, training) = await ModelWithStreamsAsync("gone-", streams, rows, Short);
+        // Still listed in the registry when the round samples it, but gone (or empty) when the round pulls its window:
+        // the same as a delete or reset that lands while the round runs.
+        await Client.GetGrain<IStreamGrain>(SineStreams.Id(model, 0)).DeleteAsync();
+        await Client.GetGrain<IStreamGrain>(SineStreams.Id(model, 1)).ResetAsync();
+
+        var round = await training.TrainNowAsync();
+        output.WriteLine($"round {round.RoundId}: {round.Decision} sampled {round.StreamsSampled} used {round.StreamsUsed}; {round.Reason}");
+        Assert.Equal(streams, round.StreamsSampled);
+        Assert.Equal(0, round.StreamsUnanswered);
+        Assert.Equal(streams - 2, round.StreamsUsed);
+        Assert.Equal((streams - 2) * TrainingCluster.UsedRows(rows), round.Rows);
+        Assert.Contains(round.Decision, new[] { TrainingDecision.Accepted, TrainingDecision.Rejected });
+
+        // The deleted stream is no longer this model's; the reset one still is (it is bound and will have data again).
+        await TrainingFixture.WaitForRegistryAsync(Client, model, streams - 1);
+        var next = await training.TrainNowAsync();
+        Assert.Equal(streams - 1, next.StreamsSampled);
+        Assert.Equal(streams - 2, next.StreamsUsed);
+    }
+
+    [Fact]
+    public async Task Settings_changed_and_pause_during_a_round_take_effect_without_disturbing_it()
+    {
+        const int streams = 4, rows = 120;
+        // No early stopping and the most epochs allowed: the round trains until its 3 s budget (10,000 epochs of these
+        // few windows can take under 2 s).
+        var during = Short with { Epochs = 100_000, Patience = 0, TimeBudget = TimeSpan.FromSeconds(3), BatchSize = 4 };
+        var (_, grain, training) = await ModelWithStreamsAsync("pause-", streams, rows, during);
+        long id = await training.StartRoundAsync();
+        await Task.Delay(300);
+
+        // Both controls answer while the round trains, and neither stops it.
+        var changed = Short with { Period = TimeSpan.FromSeconds(2), WindowLength = 24 };
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var configured = await training.ConfigureAsync(changed);
+        var paused = await training.PauseAsync();
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(2), $"the controls took {clock.Elapsed}");
+        Assert.True(paused.Running);
+        Assert.Equal(id, paused.RunningRoundId);
+        Assert.Equal(changed, configured.Settings);
+        Assert.Null(paused.NextDueAt);
+
+        // The round finishes with the settings it started with (windows of 16, stride 8, a quarter of the rows held out).
+        var record = await TestSupport.Eventually(() => training.GetRoundAsync(id), r => r is not null, TimeSpan.FromSeconds(30));
+        Assert.NotNull(record);
+        long trainRows = TrainingCluster.UsedRows(rows) - (long)Math.Floor(TrainingCluster.UsedRows(rows) * 0.25);
+        Assert.Equal(streams * ((trainRows - 16) / 8 + 1), record.TrainWindows);
+
+        // Paused stays paused: no scheduled round although the new period has long passed, manual ones refused.
+        await Task.Delay(TimeSpan.FromSeconds(5));
+        var status = await training.GetStatusAsync();
+        Assert.True(status.Paused);
+        Assert.False(status.Running);
+        Assert.Equal(changed, status.Settings);
+        Assert.Equal(new[] { id }, status.RecentRounds.Select(r => r.RoundId));
+        await Assert.ThrowsAsync<ModelOperationException>(() => training.StartRoundAsync());
+        Assert.Equal(record.PublishedVersion ?? 1, (await grain.GetInfoAsync()).ActiveVersion);
     }
 }
