@@ -171,12 +171,21 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
     [Fact]
     public async Task Simultaneous_starts_share_one_round_and_publish_at_most_once()
     {
-        var (_, grain, training) = await ModelWithStreamsAsync("twice-", streams: 4, rows: 120, Short);
+        var (model, grain, training) = await ModelWithStreamsAsync("twice-", streams: 4, rows: 120, Short);
 
-        // StartRound and TrainNow interleave: all of these arrive while the first of them is still starting its round.
-        var starts = Enumerable.Range(0, 6).Select(_ => training.StartRoundAsync()).ToArray();
+        // The round is held at its first step (reading the registry's counts, which has no timeout), so every start
+        // below arrives while it runs, however quickly an unheld round would finish on this machine.
+        var shard = Client.GetGrain<IStreamRegistryShardGrain>(StreamRegistryKeys.ShardKey(model, 0));
+        using var hold = HeldCallFilter.Hold(shard.GetGrainId(), nameof(IStreamRegistryShardGrain.GetStatsAsync)).ReleaseAfter(TimeSpan.FromSeconds(60));
+        long first = await training.StartRoundAsync();
+        await hold.Entered.WaitAsync(TimeSpan.FromSeconds(30));
+
+        // StartRound and TrainNow interleave: all of these join the round in flight.
+        var starts = Enumerable.Range(0, 5).Select(_ => training.StartRoundAsync()).ToArray();
         var waits = Enumerable.Range(0, 3).Select(_ => training.TrainNowAsync()).ToArray();
-        long[] ids = await Task.WhenAll(starts);
+        long[] ids = [first, .. await Task.WhenAll(starts)];
+        Assert.False(hold.Released, "the hold ended before every start was answered");
+        hold.Release();
         var records = await Task.WhenAll(waits);
 
         long id = Assert.Single(ids.Distinct());
@@ -228,8 +237,13 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
         const int streams = 5, rows = 120;
         var (model, _, training) = await ModelWithStreamsAsync("gone-", streams, rows, Short);
         // Still listed in the registry when the round samples it, but gone (or empty) when the round pulls its window:
-        // the same as a delete or reset that lands while the round runs.
-        await Client.GetGrain<IStreamGrain>(SineStreams.Id(model, 0)).DeleteAsync();
+        // the same as a delete or reset that lands while the round runs. A delete unlists the stream at once, so the
+        // race is staged by listing the deleted stream again, as a report sent just before the delete would.
+        string deleted = SineStreams.Id(model, 0);
+        await Client.GetGrain<IStreamGrain>(deleted).DeleteAsync();
+        await TrainingFixture.WaitForRegistryAsync(Client, model, streams - 1);
+        await Client.GetGrain<IStreamRegistryShardGrain>(StreamRegistryKeys.ShardKey(model, StreamRegistryKeys.ShardOf(deleted, 4))).ReportAsync(deleted, 1);
+        await TrainingFixture.WaitForRegistryAsync(Client, model, streams);
         await Client.GetGrain<IStreamGrain>(SineStreams.Id(model, 1)).ResetAsync();
 
         var round = await training.TrainNowAsync();
