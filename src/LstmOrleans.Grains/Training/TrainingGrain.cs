@@ -218,28 +218,12 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
             var (windows, missing) = await PullWindowsAsync(ids, settings.MaxRowsPerStream);
             unanswered = missing;
 
-            int inputWidth = info.Config.ModelInputSize;   // values, then calendar features
-            var series = new List<float[]>();
-            var scales = new List<SeriesScale>();
             bool scaled = _options.OriginScaledTargets && info.Config.Normalization == NormalizationMode.RunningZScore;
-            var strays = new List<string>();
-            foreach (var w in windows)
-            {
-                if (w.ModelName != Name) { strays.Add(w.StreamId); continue; }
-                if (w.InputSize != inputWidth || !TrainingRound.IsUsable(w.Rows, settings)) continue;
-                if (!scaled)
-                {
-                    series.Add(w.Inputs);
-                    continue;
-                }
-                // A window that cannot carry its statistics is left out; rows normalised with statistics of fewer than
-                // MinStatisticsCount observations are cut (in their units a later value can be hundreds of "stds" away).
-                if (StreamTrainingView.TargetScale(w, info.Config.TargetIndex) is not { } scale) continue;
-                int skip = (int)Math.Clamp(_options.MinStatisticsCount - (w.StepCount - w.Rows + 1), 0, w.Rows);
-                if (!TrainingRound.IsUsable(w.Rows - skip, settings)) continue;
-                series.Add(w.Inputs[(skip * w.InputSize)..]);
-                scales.Add(new SeriesScale(scale.Mean[skip..], scale.Std[skip..]));
-            }
+            // Linear in the rows pulled (statistics recovered per row, slices copied): on the thread pool, as the
+            // training itself, so a large sample does not hold the training grain's turn.
+            string name = Name;
+            int minStatisticsCount = _options.MinStatisticsCount;
+            var (series, scales, strays) = await Task.Run(() => PrepareSeries(windows, name, info.Config, settings, scaled, minStatisticsCount));
             if (strays.Count > 0) ForgetStreams(strays);
 
             var champion = await Model.GetActiveWeightsAsync();
@@ -287,6 +271,38 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
         }
         LogRound(Name, roundId, record.Decision, record.ChallengerValidationLoss, record.ChampionValidationLoss, record.PersistenceValidationLoss, record.Duration.TotalSeconds);
         return record;
+    }
+
+    /// <summary>
+    /// The training series of the pulled windows: the inputs of each usable window of this model (with scaled targets,
+    /// its target's statistics per row, and its first rows cut while their statistics covered fewer than
+    /// <paramref name="minStatisticsCount"/> observations), and the streams found bound to another model.
+    /// </summary>
+    private static (List<float[]> Series, List<SeriesScale> Scales, List<string> Strays) PrepareSeries(List<StreamTrainingWindow> windows,
+        string name, ModelConfig config, TrainingSettings settings, bool scaled, int minStatisticsCount)
+    {
+        int inputWidth = config.ModelInputSize;   // values, then calendar features
+        var series = new List<float[]>();
+        var scales = new List<SeriesScale>();
+        var strays = new List<string>();
+        foreach (var w in windows)
+        {
+            if (w.ModelName != name) { strays.Add(w.StreamId); continue; }
+            if (w.InputSize != inputWidth || !TrainingRound.IsUsable(w.Rows, settings)) continue;
+            if (!scaled)
+            {
+                series.Add(w.Inputs);
+                continue;
+            }
+            // A window that cannot carry its statistics is left out; rows normalised with statistics of fewer than
+            // MinStatisticsCount observations are cut (in their units a later value can be hundreds of "stds" away).
+            if (StreamTrainingView.TargetScale(w, config.TargetIndex) is not { } scale) continue;
+            int skip = (int)Math.Clamp(minStatisticsCount - (w.StepCount - w.Rows + 1), 0, w.Rows);
+            if (!TrainingRound.IsUsable(w.Rows - skip, settings)) continue;
+            series.Add(w.Inputs[(skip * w.InputSize)..]);
+            scales.Add(new SeriesScale(scale.Mean[skip..], scale.Std[skip..]));
+        }
+        return (series, scales, strays);
     }
 
     private async Task<TrainingRoundRecord> DecideAsync(long roundId, TrainingTrigger trigger, DateTimeOffset startedAt, Stopwatch clock,
