@@ -6,7 +6,8 @@ namespace LstmOrleans.Client.Tests;
 
 /// <summary>
 /// The storage choices and their connection strings are checked when the silo's settings load, so a missing or
-/// malformed connection string is listed with its key instead of failing the silo later inside a client library.
+/// malformed connection string is listed with its key instead of failing the silo later inside a client library;
+/// so is an API key no request could carry.
 /// </summary>
 public sealed class StorageSettingsTests
 {
@@ -34,6 +35,19 @@ public sealed class StorageSettingsTests
     {
         var failure = LoadFails(new() { [key] = value, [connectionKey] = connectionString });
         Assert.Contains(failure.Errors, e => e.StartsWith($"{connectionKey} is malformed: ", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("   ")]
+    [InlineData(" s3cret")]
+    [InlineData("s3cret\t")]
+    [InlineData("s3\u0001cret")]
+    public void An_api_key_no_request_could_carry_is_refused(string key)
+    {
+        // Header values arrive trimmed and without control characters: with this key every call would be a 401.
+        var failure = LoadFails(new() { ["Http:ApiKey"] = key });
+        Assert.Contains(failure.Errors, e => e.StartsWith("Http:ApiKey must not be blank", StringComparison.Ordinal));
+        Assert.Equal("s3cret", SiloSettings.Load(new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["Http:ApiKey"] = "s3cret" }).Build()).Http.ApiKey);
     }
 
     [Fact]

@@ -254,6 +254,10 @@ public sealed class HttpSettings
                 errors.Add($"Http:Urls must be ';'-separated http(s) URLs without a path; got '{url}'.");
         if (MaxRequestBodyBytes is < 1024 or > 1L << 30) errors.Add($"Http:MaxRequestBodyBytes must be in 1024..1073741824; got {MaxRequestBodyBytes}.");
         if (MaxBatchSize is < 1 or > 10_000_000) errors.Add($"Http:MaxBatchSize must be in 1..10000000; got {MaxBatchSize}.");
+        // HTTP trims a header value's surrounding whitespace and carries no control characters, so such a key could
+        // never be matched: every call would be refused. Empty means no key.
+        if (!string.IsNullOrEmpty(ApiKey) && (ApiKey.Trim().Length != ApiKey.Length || ApiKey.Any(char.IsControl)))
+            errors.Add("Http:ApiKey must not be blank, start or end with whitespace, or hold control characters (leave it empty for no key).");
     }
 }
 
