@@ -57,17 +57,10 @@ public sealed class DemoAndConfigTests
         var folder = Binaries.TempFolder("badconfig");
         try
         {
-            using var process = new System.Diagnostics.Process
-            {
-                StartInfo = Binaries.Dotnet(Binaries.SiloDll, ["--Storage:Provider=floppy", "--Storage:SqliteSynchronous=sometimes", "--Storage:SqliteWalCheckpointPages=5", "--Cluster:SiloPort=70000", "--Telemetry:OtlpEndpoint=not-a-url",
-                    "--Dashboard:Enabled=true", "--Dashboard:Path=/models", "--Dashboard:Urls=http://127.0.0.1", "--Streams:PersistEverySteps=0"], folder),
-            };
-            process.Start();
-            var stderr = process.StandardError.ReadToEndAsync();
-            var exited = process.WaitForExit(60_000);
-            Assert.True(exited, "the silo should exit on bad configuration");
-            Assert.Equal(2, process.ExitCode);
-            var message = await stderr;
+            var result = await Binaries.RunSiloAsync(TimeSpan.FromSeconds(60), folder, ["--Storage:Provider=floppy", "--Storage:SqliteSynchronous=sometimes", "--Storage:SqliteWalCheckpointPages=5", "--Cluster:SiloPort=70000", "--Telemetry:OtlpEndpoint=not-a-url",
+                "--Dashboard:Enabled=true", "--Dashboard:Path=/models", "--Dashboard:Urls=http://127.0.0.1", "--Streams:PersistEverySteps=0"]);
+            Assert.Equal(2, result.ExitCode);
+            var message = result.Stderr;
             Assert.Contains("Storage:Provider must be one of sqlite, redis, postgres, memory; got 'floppy'", message);
             Assert.Contains("Storage:SqliteSynchronous must be one of full, normal; got 'sometimes'", message);
             Assert.Contains("Storage:SqliteWalCheckpointPages must be in 100..1000000; got 5", message);

@@ -17,15 +17,18 @@ public sealed class SiloStartupFailureTests : IDisposable
         try { Directory.Delete(_folder, recursive: true); } catch (IOException) { }
     }
 
-    /// <summary>Runs the silo on free ports and a data folder of its own, <paramref name="args"/> winning.</summary>
-    private Task<ProcessResult> RunSiloAsync(params string[] args) => Binaries.RunSiloAsync(Timeout, _folder,
+    /// <summary>The silo's arguments: free ports and a data folder of its own, <paramref name="args"/> winning.</summary>
+    private string[] SiloArgs(params string[] args) =>
     [
         $"--Cluster:SiloPort={Binaries.FreeTcpPort()}",
         $"--Cluster:GatewayPort={Binaries.FreeTcpPort()}",
         $"--Http:Urls=http://127.0.0.1:{Binaries.FreeTcpPort()}",
         $"--Storage:DataFolder={Path.Combine(_folder, "data")}",
         .. args,
-    ]);
+    ];
+
+    /// <summary>Runs the silo (<see cref="SiloArgs"/>) to its exit.</summary>
+    private Task<ProcessResult> RunSiloAsync(params string[] args) => Binaries.RunSiloAsync(Timeout, _folder, SiloArgs(args));
 
     private static void AssertExit(ProcessResult result, int exitCode, string message)
     {
@@ -65,14 +68,7 @@ public sealed class SiloStartupFailureTests : IDisposable
     public async Task SIGTERM_while_the_silo_is_still_starting_stops_it_cleanly()
     {
         // A secondary silo whose primary is not there keeps trying to join: it is starting for as long as we like.
-        var info = Binaries.Dotnet(Binaries.SiloDll,
-        [
-            $"--Cluster:SiloPort={Binaries.FreeTcpPort()}",
-            $"--Cluster:GatewayPort={Binaries.FreeTcpPort()}",
-            $"--Cluster:PrimarySiloPort={Binaries.FreeTcpPort()}",
-            $"--Http:Urls=http://127.0.0.1:{Binaries.FreeTcpPort()}",
-            $"--Storage:DataFolder={Path.Combine(_folder, "data")}",
-        ], _folder);
+        var info = Binaries.Dotnet(Binaries.SiloDll, SiloArgs($"--Cluster:PrimarySiloPort={Binaries.FreeTcpPort()}"), _folder);
         var stderr = new System.Text.StringBuilder();
         var (process, output) = LstmOrleans.Tests.Shared.ExternalServer.Start(info, stderr: stderr);
         using (process)
