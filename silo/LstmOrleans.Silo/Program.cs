@@ -48,17 +48,20 @@ app.MapLstmOrleansApi(settings);
 // Which collector runs matters for the latency tail (see RuntimeGcSettings), so the log says so.
 SiloLog.RuntimeStarted(app.Logger, Environment.Version.ToString(), Environment.ProcessorCount, RuntimeGcSettings.Describe());
 // Taken now: once RunAsync returns or throws, the host (and app.Lifetime with it) is disposed.
+var started = app.Lifetime.ApplicationStarted;
 var stopping = app.Lifetime.ApplicationStopping;
 try
 {
     await app.RunAsync();
     return 0;
 }
-catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+catch (Exception ex) when (stopping.IsCancellationRequested && !started.IsCancellationRequested)
 {
     // SIGTERM/Ctrl+C before the silo finished starting (joining the cluster, waiting for its primary or for Redis)
-    // cancels the start: a requested stop of a silo that never served, not a crash.
+    // cancels the start: a requested stop of a silo that never served, not a crash. The start does not always end in
+    // an OperationCanceledException: a membership read cut short by the stop rethrows its last connection error.
     Console.Error.WriteLine("lstmorleans silo stopped before it finished starting (shutdown requested).");
+    if (ex is not OperationCanceledException) Console.Error.WriteLine($"  the interrupted start ended with {ex.GetType().Name}: {ex.Message}");
     return 0;
 }
 catch (Microsoft.AspNetCore.Connections.AddressInUseException ex)
