@@ -119,25 +119,34 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
         await training.ConfigureAsync(Short);
 
         // Hold the round's record write: the record is already in the grain's state (readable through GetRound, which
-        // interleaves) while the round's task has not completed. That is the moment the fix is about.
-        using var hold = HeldWriteStorage.Hold(training.GetGrainId()).ReleaseAfter(TimeSpan.FromSeconds(60));
+        // interleaves) while the round's task has not completed. That is the moment the fix is about. The round's id is
+        // stored when it starts, so the write hold is put in place once the round is past that, held at its first step.
+        var shard = Client.GetGrain<IStreamRegistryShardGrain>(StreamRegistryKeys.ShardKey(model, 0));
+        using var step = HeldCallFilter.Hold(shard.GetGrainId(), nameof(IStreamRegistryShardGrain.GetStatsAsync)).ReleaseAfter(TimeSpan.FromSeconds(60));
         long first = await training.StartRoundAsync();
+        await step.Entered.WaitAsync(TimeSpan.FromSeconds(30));
+        using var hold = HeldWriteStorage.Hold(training.GetGrainId()).ReleaseAfter(TimeSpan.FromSeconds(60));
+        step.Release();
         await hold.Entered.WaitAsync(TimeSpan.FromSeconds(30));
         var firstRecord = await training.GetRoundAsync(first);
         Assert.NotNull(firstRecord);
         Assert.Equal(TrainingDecision.Skipped, firstRecord.Decision);
         Assert.True((await training.GetStatusAsync()).Running);   // the finished round's task is still in flight
 
-        long second = await training.StartRoundAsync();
-        Assert.Equal(first + 1, second);
-
+        // A new round, not a join of the finished one: its id's write waits behind the held record write, so the id
+        // comes once that is let go; a join would answer at once, with the first round's id. The start is given time to
+        // arrive while the record write is still held (on a slow machine it may arrive later, and prove less, not fail).
+        var second = training.StartRoundAsync();
+        await Task.WhenAny(second, Task.Delay(TimeSpan.FromSeconds(2)));
         hold.Release();
-        var secondRecord = await TestSupport.Eventually(() => training.GetRoundAsync(second), r => r is not null);
+        Assert.Equal(first + 1, await second);
+
+        var secondRecord = await TestSupport.Eventually(() => training.GetRoundAsync(first + 1), r => r is not null);
         Assert.NotNull(secondRecord);
-        Assert.Equal(second, secondRecord.RoundId);
+        Assert.Equal(first + 1, secondRecord.RoundId);
         Assert.True(secondRecord.StartedAt >= firstRecord.StartedAt);
         var status = await TestSupport.Eventually(training.GetStatusAsync, s => !s.Running);
-        Assert.Equal(new[] { first, second }, status.RecentRounds.Select(r => r.RoundId));
+        Assert.Equal(new[] { first, first + 1 }, status.RecentRounds.Select(r => r.RoundId));
     }
 
     [Fact]
