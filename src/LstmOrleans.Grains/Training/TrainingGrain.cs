@@ -59,6 +59,13 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private RoundInFlight? _round;
 
+    /// <summary>
+    /// The state as last stored, which every read uses: <see cref="UpdateAsync"/> must put the next state in
+    /// <c>_state.State</c> to write it, and reads interleave with that write, so they would otherwise show (and act on)
+    /// a record or setting that a failed write or a crash takes back. Set on activation, then after each successful write.
+    /// </summary>
+    private TrainingState _stored = new();
+
     /// <summary>A round from its id's reservation (<see cref="Id"/>, a state write) to its record.</summary>
     private sealed record RoundInFlight(Task<long> Id, Task<TrainingRoundRecord> Record);
 
@@ -80,15 +87,16 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
 
     private IModelGrain Model => GrainFactory.GetGrain<IModelGrain>(Name);
 
-    private TrainingSettings Settings => _state.State.Settings ?? _options.DefaultSettings;
+    private TrainingSettings Settings => _stored.Settings ?? _options.DefaultSettings;
 
     private bool IsRunning => _round is { Record.IsCompleted: false };
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
+        _stored = _state.State;
         await RecordInterruptedRoundAsync();
         // A schedule that exists in state but lost its reminder (e.g. the reminder table was cleared) is restored.
-        if (_state.State.Settings is not null && !_state.State.Paused) await SyncReminderAsync();
+        if (_stored.Settings is not null && !_stored.Paused) await SyncReminderAsync();
     }
 
     public async Task<TrainingStatus> GetStatusAsync()
@@ -113,7 +121,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
             s.Settings = settings;
             s.NextDueAt = NextDue(settings, s.LastRoundAt ?? DateTimeOffset.UtcNow);
         });
-        if (!_state.State.Paused) await SyncReminderAsync();
+        if (!_stored.Paused) await SyncReminderAsync();
         LogConfigured(Name, settings.Period, settings.MinNewObservations, settings.SampleSize);
         return Status();
     }
@@ -162,7 +170,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
 
     public async Task<TrainingRoundRecord?> GetRoundAsync(long roundId)
     {
-        if (_state.State.Rounds.FirstOrDefault(r => r.RoundId == roundId) is { } record) return record;
+        if (_stored.Rounds.FirstOrDefault(r => r.RoundId == roundId) is { } record) return record;
         // Not recorded (yet): null for a model's round still running or long gone, an error for a model that never existed.
         await RequireModelAsync();
         return null;
@@ -170,7 +178,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
 
     public async Task EnsureScheduledAsync()
     {
-        if (_state.State.Settings is not null || !_options.AutoStart) return;
+        if (_stored.Settings is not null || !_options.AutoStart) return;
         await UpdateAsync(s =>
         {
             s.Settings = _options.DefaultSettings;
@@ -183,7 +191,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
     public async Task ReceiveReminder(string reminderName, TickStatus status)
     {
         if (reminderName != ReminderName) return;
-        var s = _state.State;
+        var s = _stored;
         LogTick(Name, s.Paused, s.NextDueAt, IsRunning);
         if (s.Settings is null || s.Paused || !HasSchedule(s.Settings))
         {
@@ -208,8 +216,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
         // Join the round in flight while its id is being stored or its record is not yet in the state: once it is, a
         // caller that has read that record (GetRoundAsync interleaves) must get a new round, not the finished one's id.
         if (_round is { Record.IsCompleted: false } running && !IsRecorded(running.Id)) return running;
-        if (_state.State.Paused)
-            throw new ModelOperationException(Name, $"Training of model '{Name}' is paused; resume it first.");
+        if (_stored.Paused) throw Paused();
         var settings = Settings;
         var startedAt = DateTimeOffset.UtcNow;
         var id = ReserveRoundIdAsync(trigger, startedAt);
@@ -217,7 +224,9 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
         return _round;
     }
 
-    private bool IsRecorded(Task<long> id) => id.IsCompleted && (!id.IsCompletedSuccessfully || _state.State.LastRoundId >= id.Result);
+    private ModelOperationException Paused() => new(Name, $"Training of model '{Name}' is paused; resume it first.");
+
+    private bool IsRecorded(Task<long> id) => id.IsCompleted && (!id.IsCompletedSuccessfully || _stored.LastRoundId >= id.Result);
 
     /// <summary>
     /// Allocates the next round id and stores it before anyone sees it: an id held only in memory would be allocated
@@ -228,6 +237,8 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
         long id = 0;
         await UpdateAsync(s =>
         {
+            // A pause stored while this waited for the write lock wins: the round does not start and nothing is written.
+            if (s.Paused) throw Paused();
             id = Math.Max(s.LastRoundId, s.Started?.RoundId ?? 0) + 1;
             s.Started = new StartedTrainingRound(id, trigger, startedAt);
         });
@@ -240,7 +251,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
     /// </summary>
     private async Task RecordInterruptedRoundAsync()
     {
-        if (_state.State.Started is not { } started || started.RoundId <= _state.State.LastRoundId) return;
+        if (_stored.Started is not { } started || started.RoundId <= _stored.LastRoundId) return;
         var record = Record(started.RoundId, started.Trigger, started.StartedAt, TimeSpan.Zero, TrainingDecision.Failed,
             "Interrupted: the round's outcome was never recorded (the training grain's activation ended first, e.g. its silo stopped or crashed). " +
             $"A version it may have published says training.round = {started.RoundId} in its metadata.", 0, 0, 0, 0);
@@ -270,7 +281,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
         {
             roundId = await id;
         }
-        catch (Exception e)
+        catch (Exception e) when (e is not ModelOperationException)   // not the refusal of a paused model: a failed write
         {
             LogStartFailed(e, Name);
             throw;
@@ -552,20 +563,23 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
 
     private TrainingStatus Status()
     {
-        var s = _state.State;
+        var s = _stored;
         // Running without an id for the moment the round's id is being stored.
         long? runningId = _round is { Record.IsCompleted: false, Id.IsCompletedSuccessfully: true } r ? r.Id.Result : null;
         return new TrainingStatus(Name, Settings, s.Paused, IsRunning, runningId,
             s.Paused ? null : s.NextDueAt, s.LastRoundAt, s.ObservationsAtLastRound, s.Rounds.ToArray());
     }
 
-    /// <summary>Applies <paramref name="change"/> to a copy and writes it; the state is replaced only when the write succeeds.</summary>
+    /// <summary>
+    /// Applies <paramref name="change"/> to a copy of the stored state and writes it; reads see it (<see cref="_stored"/>)
+    /// only once the write succeeded.
+    /// </summary>
     private async Task UpdateAsync(Action<TrainingState> change)
     {
         await _writeLock.WaitAsync();
         try
         {
-            var current = _state.State;
+            var current = _stored;
             var next = new TrainingState
             {
                 Settings = current.Settings,
@@ -582,6 +596,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
             try
             {
                 await _state.WriteStateAsync();
+                _stored = next;
             }
             catch
             {
