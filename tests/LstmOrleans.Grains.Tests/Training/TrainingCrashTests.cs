@@ -82,8 +82,6 @@ public sealed class TrainingCrashTests(ITestOutputHelper output)
         var (second, hold, handedOut) = await CrashMidRoundAsync(model);
         try
         {
-            // The held call belongs to the dead silo; letting it go cannot reach the new activation.
-            hold.Release();
             var training = second.Client.GetGrain<ITrainingGrain>(model);
             Assert.False((await training.GetStatusAsync()).Running);
             long next = await training.StartRoundAsync();
@@ -98,6 +96,8 @@ public sealed class TrainingCrashTests(ITestOutputHelper output)
         {
             await second.StopAllSilosAsync();
             await second.DisposeAsync();
+            // Only now: let go, the dead silo's round could still write its own record over the shared store.
+            hold.Release();
         }
     }
 
@@ -108,7 +108,6 @@ public sealed class TrainingCrashTests(ITestOutputHelper output)
         var (second, hold, handedOut) = await CrashMidRoundAsync(model);
         try
         {
-            hold.Release();
             var training = second.Client.GetGrain<ITrainingGrain>(model);
             long interrupted = handedOut[^1];
             var record = await training.GetRoundAsync(interrupted);
@@ -131,6 +130,8 @@ public sealed class TrainingCrashTests(ITestOutputHelper output)
         {
             await second.StopAllSilosAsync();
             await second.DisposeAsync();
+            // Only now: let go, the dead silo's round could still write its own record over the shared store.
+            hold.Release();
         }
     }
 }
