@@ -213,8 +213,8 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
 
     private RoundInFlight StartOrJoin(TrainingTrigger trigger)
     {
-        // Join the round in flight while its id is being stored or its record is not yet in the state: once it is, a
-        // caller that has read that record (GetRoundAsync interleaves) must get a new round, not the finished one's id.
+        // Join the round in flight while its id is being stored or its record is not yet stored: once it is, a caller
+        // that has read that record (GetRoundAsync interleaves) must get a new round, not the finished one's id.
         if (_round is { Record.IsCompleted: false } running && !IsRecorded(running.Id)) return running;
         if (_stored.Paused) throw Paused();
         var settings = Settings;
