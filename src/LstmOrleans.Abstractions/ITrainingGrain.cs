@@ -39,13 +39,17 @@ public interface ITrainingGrain : IGrainWithStringKey
     [AlwaysInterleave, Alias("TrainNow")]
     Task<TrainingRoundRecord> TrainNowAsync();
 
-    /// <summary>Starts a round (or joins the running one) and returns its id without waiting.</summary>
+    /// <summary>
+    /// Starts a round (or joins the running one) and returns its id without waiting for the round. The id is stored
+    /// before it is returned, so it never names another round, even after a crash.
+    /// </summary>
     [AlwaysInterleave, Alias("StartRound")]
     Task<long> StartRoundAsync();
 
     /// <summary>
     /// The record of a finished round still among the retained ones; null while it runs or when unknown (but
-    /// <see cref="ModelNotFoundException"/> when the model does not exist).
+    /// <see cref="ModelNotFoundException"/> when the model does not exist). A round cut short by the end of the
+    /// training grain's activation (a crash) is recorded as <see cref="TrainingDecision.Failed"/> when the grain next activates.
     /// </summary>
     [AlwaysInterleave, Alias("GetRound")]
     Task<TrainingRoundRecord?> GetRoundAsync(long roundId);

@@ -103,7 +103,7 @@ public sealed record TrainingRoundRecord(
 /// <param name="Settings">Current settings.</param>
 /// <param name="Paused">True when the schedule is paused (no scheduled or manual rounds).</param>
 /// <param name="Running">True while a round runs.</param>
-/// <param name="RunningRoundId">Id of the running round, if any.</param>
+/// <param name="RunningRoundId">Id of the running round, if any (null for the moment a starting round's id is being stored).</param>
 /// <param name="NextDueAt">When the next periodic round is due (null without a period, or while paused).</param>
 /// <param name="LastRoundAt">Start of the last recorded round.</param>
 /// <param name="ObservationsAtLastRound">The registry's observation counter when the last round started.</param>

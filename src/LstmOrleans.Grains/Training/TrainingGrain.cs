@@ -22,7 +22,21 @@ public sealed class TrainingState
     [Id(5)] public long LastRoundId { get; set; }
     /// <summary>The most recent rounds, oldest first (at most <see cref="TrainingGrainOptions.MaxRecordedRounds"/>).</summary>
     [Id(6)] public List<TrainingRoundRecord> Rounds { get; set; } = [];
+
+    /// <summary>
+    /// The latest round started, written before its id is handed out or it does any work: ids are allocated above it,
+    /// so an id reported for a round whose activation then died (its record never written) is not given to another
+    /// round, and the next activation records that round as interrupted. Null until the first round.
+    /// </summary>
+    [Id(7)] public StartedTrainingRound? Started { get; set; }
 }
+
+/// <summary>A round's id, trigger and start, stored when it starts (see <see cref="TrainingState.Started"/>).</summary>
+[GenerateSerializer, Immutable, Alias("lstm.StartedTrainingRound")]
+public sealed record StartedTrainingRound(
+    [property: Id(0)] long RoundId,
+    [property: Id(1)] TrainingTrigger Trigger,
+    [property: Id(2)] DateTimeOffset StartedAt);
 
 /// <summary>
 /// Refits one model's shared weights. The schedule is a reminder (durable, re-activates the grain after a restart)
@@ -30,7 +44,8 @@ public sealed class TrainingState
 /// when the period has elapsed or enough new observations arrived. A round runs as a background flow of this
 /// activation: its grain calls and bookkeeping run on the grain scheduler, the training itself on the thread pool,
 /// so status calls (which interleave) are answered while it trains. State writes are serialised by a lock because
-/// the round's write can interleave with a control call's.
+/// the round's write can interleave with a control call's. A round's id is stored before it is handed out (one write
+/// per round), so ids stay unique across crashes.
 /// </summary>
 public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
 {
@@ -42,8 +57,17 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
     private readonly int _historyCapacity;
     private readonly ILogger<TrainingGrain> _logger;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
-    private Task<TrainingRoundRecord>? _round;
-    private long _roundId;
+    private RoundInFlight? _round;
+
+    /// <summary>
+    /// The state as last stored, which every read uses: <see cref="UpdateAsync"/> must put the next state in
+    /// <c>_state.State</c> to write it, and reads interleave with that write, so they would otherwise show (and act on)
+    /// a record or setting that a failed write or a crash takes back. Set on activation, then after each successful write.
+    /// </summary>
+    private TrainingState _stored = new();
+
+    /// <summary>A round from its id's reservation (<see cref="Id"/>, a state write) to its record.</summary>
+    private sealed record RoundInFlight(Task<long> Id, Task<TrainingRoundRecord> Record);
 
     public TrainingGrain(
         [PersistentState("training", LstmOrleansNames.StorageName)] IPersistentState<TrainingState> state,
@@ -63,14 +87,16 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
 
     private IModelGrain Model => GrainFactory.GetGrain<IModelGrain>(Name);
 
-    private TrainingSettings Settings => _state.State.Settings ?? _options.DefaultSettings;
+    private TrainingSettings Settings => _stored.Settings ?? _options.DefaultSettings;
 
-    private bool IsRunning => _round is { IsCompleted: false };
+    private bool IsRunning => _round is { Record.IsCompleted: false };
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
+        _stored = _state.State;
+        await RecordInterruptedRoundAsync();
         // A schedule that exists in state but lost its reminder (e.g. the reminder table was cleared) is restored.
-        if (_state.State.Settings is not null && !_state.State.Paused) await SyncReminderAsync();
+        if (_stored.Settings is not null && !_stored.Paused) await SyncReminderAsync();
     }
 
     public async Task<TrainingStatus> GetStatusAsync()
@@ -95,7 +121,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
             s.Settings = settings;
             s.NextDueAt = NextDue(settings, s.LastRoundAt ?? DateTimeOffset.UtcNow);
         });
-        if (!_state.State.Paused) await SyncReminderAsync();
+        if (!_stored.Paused) await SyncReminderAsync();
         LogConfigured(Name, settings.Period, settings.MinNewObservations, settings.SampleSize);
         return Status();
     }
@@ -130,19 +156,21 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
     public async Task<TrainingRoundRecord> TrainNowAsync()
     {
         await RequireModelAsync();
-        return await StartOrJoin(TrainingTrigger.Manual);
+        return await StartOrJoin(TrainingTrigger.Manual).Record;
     }
 
     public async Task<long> StartRoundAsync()
     {
         await RequireModelAsync();
-        StartOrJoin(TrainingTrigger.Manual).Ignore();
-        return _roundId;
+        var round = StartOrJoin(TrainingTrigger.Manual);
+        round.Record.Ignore();
+        // Returned once stored (a failed reservation throws here and no round runs).
+        return await round.Id;
     }
 
     public async Task<TrainingRoundRecord?> GetRoundAsync(long roundId)
     {
-        if (_state.State.Rounds.FirstOrDefault(r => r.RoundId == roundId) is { } record) return record;
+        if (_stored.Rounds.FirstOrDefault(r => r.RoundId == roundId) is { } record) return record;
         // Not recorded (yet): null for a model's round still running or long gone, an error for a model that never existed.
         await RequireModelAsync();
         return null;
@@ -150,7 +178,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
 
     public async Task EnsureScheduledAsync()
     {
-        if (_state.State.Settings is not null || !_options.AutoStart) return;
+        if (_stored.Settings is not null || !_options.AutoStart) return;
         await UpdateAsync(s =>
         {
             s.Settings = _options.DefaultSettings;
@@ -163,7 +191,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
     public async Task ReceiveReminder(string reminderName, TickStatus status)
     {
         if (reminderName != ReminderName) return;
-        var s = _state.State;
+        var s = _stored;
         LogTick(Name, s.Paused, s.NextDueAt, IsRunning);
         if (s.Settings is null || s.Paused || !HasSchedule(s.Settings))
         {
@@ -180,29 +208,86 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
             if (total - s.ObservationsAtLastRound >= s.Settings.MinNewObservations) trigger = TrainingTrigger.NewObservations;
         }
         // Started, not awaited: the reminder call returns at once and the round continues in the background.
-        if (trigger is { } t && !IsRunning) StartOrJoin(t).Ignore();
+        if (trigger is { } t && !IsRunning) StartOrJoin(t).Record.Ignore();
     }
 
-    private Task<TrainingRoundRecord> StartOrJoin(TrainingTrigger trigger)
+    private RoundInFlight StartOrJoin(TrainingTrigger trigger)
     {
-        // Join the round in flight, unless its record is already in the state: then a caller that has read that
-        // record (GetRoundAsync interleaves) must get a new round, not the finished one's id.
-        if (_round is { IsCompleted: false } running && _state.State.LastRoundId < _roundId) return running;
-        if (_state.State.Paused)
-            throw new ModelOperationException(Name, $"Training of model '{Name}' is paused; resume it first.");
-        _roundId = Math.Max(_roundId, _state.State.LastRoundId) + 1;
-        _round = RunRoundAsync(_roundId, trigger, Settings);
+        // Join the round in flight while its id is being stored or its record is not yet stored: once it is, a caller
+        // that has read that record (GetRoundAsync interleaves) must get a new round, not the finished one's id.
+        if (_round is { Record.IsCompleted: false } running && !IsRecorded(running.Id)) return running;
+        if (_stored.Paused) throw Paused();
+        var settings = Settings;
+        var startedAt = DateTimeOffset.UtcNow;
+        var id = ReserveRoundIdAsync(trigger, startedAt);
+        _round = new RoundInFlight(id, RunRoundAsync(id, trigger, startedAt, settings));
         return _round;
     }
 
-    /// <summary>One round. Never throws: failures become a recorded round with <see cref="TrainingDecision.Failed"/>.</summary>
-    private async Task<TrainingRoundRecord> RunRoundAsync(long roundId, TrainingTrigger trigger, TrainingSettings settings)
+    private ModelOperationException Paused() => new(Name, $"Training of model '{Name}' is paused; resume it first.");
+
+    private bool IsRecorded(Task<long> id) => id.IsCompleted && (!id.IsCompletedSuccessfully || _stored.LastRoundId >= id.Result);
+
+    /// <summary>
+    /// Allocates the next round id and stores it before anyone sees it: an id held only in memory would be allocated
+    /// again by the next activation if this one died before the round's record was written, naming two rounds.
+    /// </summary>
+    private async Task<long> ReserveRoundIdAsync(TrainingTrigger trigger, DateTimeOffset startedAt)
+    {
+        long id = 0;
+        await UpdateAsync(s =>
+        {
+            // A pause stored while this waited for the write lock wins: the round does not start and nothing is written.
+            if (s.Paused) throw Paused();
+            id = Math.Max(s.LastRoundId, s.Started?.RoundId ?? 0) + 1;
+            s.Started = new StartedTrainingRound(id, trigger, startedAt);
+        });
+        return id;
+    }
+
+    /// <summary>
+    /// Records the round a previous activation started but never recorded (it died, or the record's write failed), as
+    /// failed, so the id handed out for it resolves to a record instead of "running or unknown" for ever. Best effort.
+    /// </summary>
+    private async Task RecordInterruptedRoundAsync()
+    {
+        if (_stored.Started is not { } started || started.RoundId <= _stored.LastRoundId) return;
+        var record = Record(started.RoundId, started.Trigger, started.StartedAt, TimeSpan.Zero, TrainingDecision.Failed,
+            "Interrupted: the round's outcome was never recorded (the training grain's activation ended first, e.g. its silo stopped or crashed). " +
+            $"A version it may have published says training.round = {started.RoundId} in its metadata.", 0, 0, 0, 0);
+        try
+        {
+            await UpdateAsync(s =>
+            {
+                AddRecord(s, record);
+                s.LastRoundId = Math.Max(s.LastRoundId, started.RoundId);
+            });
+            LogRoundInterrupted(Name, started.RoundId);
+        }
+        catch (Exception e)
+        {
+            LogRecordFailed(e, Name, started.RoundId);
+        }
+    }
+
+    /// <summary>One round. Throws only when its id cannot be stored (nothing ran); other failures become a recorded round with <see cref="TrainingDecision.Failed"/>.</summary>
+    private async Task<TrainingRoundRecord> RunRoundAsync(Task<long> id, TrainingTrigger trigger, DateTimeOffset startedAt, TrainingSettings settings)
     {
         await Task.Yield();   // let the caller's turn finish before the round's first step
-        var startedAt = DateTimeOffset.UtcNow;
-        var clock = Stopwatch.StartNew();
         // Keep the activation while the round runs (it is background work, not a request).
         DelayDeactivation(settings.TimeBudget * 2 + TimeSpan.FromMinutes(5));
+        long roundId;
+        try
+        {
+            roundId = await id;
+        }
+        catch (Exception e) when (e is not ModelOperationException)   // not the refusal of a paused model: a failed write
+        {
+            LogStartFailed(e, Name);
+            throw;
+        }
+        LogRoundStarted(Name, roundId, trigger);
+        var clock = Stopwatch.StartNew();
         long? observationTotal = null;
         int sampled = 0, unanswered = 0;
         long championVersion = 0;
@@ -256,8 +341,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
         {
             await UpdateAsync(s =>
             {
-                s.Rounds.Add(record);
-                if (s.Rounds.Count > _options.MaxRecordedRounds) s.Rounds.RemoveRange(0, s.Rounds.Count - _options.MaxRecordedRounds);
+                AddRecord(s, record);
                 s.LastRoundId = Math.Max(s.LastRoundId, roundId);
                 s.LastRoundAt = startedAt;
                 if (observationTotal is { } t) s.ObservationsAtLastRound = t;
@@ -359,6 +443,12 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
             if ((await Model.GetInfoAsync()).ActiveVersion != championVersion) return null;
             throw;
         }
+    }
+
+    private void AddRecord(TrainingState s, TrainingRoundRecord record)
+    {
+        s.Rounds.Add(record);
+        if (s.Rounds.Count > _options.MaxRecordedRounds) s.Rounds.RemoveRange(0, s.Rounds.Count - _options.MaxRecordedRounds);
     }
 
     private static TrainingRoundRecord Record(long roundId, TrainingTrigger trigger, DateTimeOffset startedAt, TimeSpan duration,
@@ -473,18 +563,23 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
 
     private TrainingStatus Status()
     {
-        var s = _state.State;
-        return new TrainingStatus(Name, Settings, s.Paused, IsRunning, IsRunning ? _roundId : null,
+        var s = _stored;
+        // Running without an id for the moment the round's id is being stored.
+        long? runningId = _round is { Record.IsCompleted: false, Id.IsCompletedSuccessfully: true } r ? r.Id.Result : null;
+        return new TrainingStatus(Name, Settings, s.Paused, IsRunning, runningId,
             s.Paused ? null : s.NextDueAt, s.LastRoundAt, s.ObservationsAtLastRound, s.Rounds.ToArray());
     }
 
-    /// <summary>Applies <paramref name="change"/> to a copy and writes it; the state is replaced only when the write succeeds.</summary>
+    /// <summary>
+    /// Applies <paramref name="change"/> to a copy of the stored state and writes it; reads see it (<see cref="_stored"/>)
+    /// only once the write succeeded.
+    /// </summary>
     private async Task UpdateAsync(Action<TrainingState> change)
     {
         await _writeLock.WaitAsync();
         try
         {
-            var current = _state.State;
+            var current = _stored;
             var next = new TrainingState
             {
                 Settings = current.Settings,
@@ -494,12 +589,14 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
                 ObservationsAtLastRound = current.ObservationsAtLastRound,
                 LastRoundId = current.LastRoundId,
                 Rounds = [.. current.Rounds],
+                Started = current.Started,
             };
             change(next);
             _state.State = next;
             try
             {
                 await _state.WriteStateAsync();
+                _stored = next;
             }
             catch
             {
@@ -574,6 +671,15 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Training of model {Model} started with default settings (first stream registered)")]
     private partial void LogAutoStarted(string model);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Training round {Round} of model {Model} started ({Trigger})")]
+    private partial void LogRoundStarted(string model, long round, TrainingTrigger trigger);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Training round of model {Model} not started: its id could not be stored")]
+    private partial void LogStartFailed(Exception exception, string model);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Training round {Round} of model {Model} was interrupted before its outcome was recorded; recorded as failed")]
+    private partial void LogRoundInterrupted(string model, long round);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Training round {Round} of model {Model}: {Decision} (challenger {Challenger}, champion {Champion}, persistence {Persistence}) in {Seconds:F1} s")]
     private partial void LogRound(string model, long round, TrainingDecision decision, double challenger, double champion, double persistence, double seconds);

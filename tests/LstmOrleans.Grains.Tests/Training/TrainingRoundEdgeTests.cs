@@ -110,7 +110,7 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
     }
 
     [Fact]
-    public async Task StartRound_after_a_rounds_record_is_stored_starts_a_new_round()
+    public async Task A_rounds_record_is_shown_only_once_stored_and_a_start_after_that_begins_a_new_round()
     {
         // No streams: every round is a quick Skipped round, which still writes its record.
         string model = "race-" + Guid.NewGuid().ToString("N")[..8];
@@ -118,26 +118,72 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
         var training = Client.GetGrain<ITrainingGrain>(model);
         await training.ConfigureAsync(Short);
 
-        // Hold the round's record write: the record is already in the grain's state (readable through GetRound, which
-        // interleaves) while the round's task has not completed. That is the moment the fix is about.
-        using var hold = HeldWriteStorage.Hold(training.GetGrainId()).ReleaseAfter(TimeSpan.FromSeconds(60));
+        // Hold the round's record write (the round's id is stored when it starts, so the write hold is put in place
+        // once the round is past that, held at its first step): the round is over but its record not yet durable.
+        var shard = Client.GetGrain<IStreamRegistryShardGrain>(StreamRegistryKeys.ShardKey(model, 0));
+        using var step = HeldCallFilter.Hold(shard.GetGrainId(), nameof(IStreamRegistryShardGrain.GetStatsAsync)).ReleaseAfter(TimeSpan.FromSeconds(60));
         long first = await training.StartRoundAsync();
+        await step.Entered.WaitAsync(TimeSpan.FromSeconds(30));
+        using var hold = HeldWriteStorage.Hold(training.GetGrainId()).ReleaseAfter(TimeSpan.FromSeconds(60));
+        step.Release();
         await hold.Entered.WaitAsync(TimeSpan.FromSeconds(30));
-        var firstRecord = await training.GetRoundAsync(first);
+
+        // Reads (which interleave) do not show what a crash now could still lose: the round is running, not recorded,
+        // and a start joins it.
+        Assert.Null(await training.GetRoundAsync(first));
+        var during = await training.GetStatusAsync();
+        Assert.True(during.Running);
+        Assert.Equal(first, during.RunningRoundId);
+        Assert.Empty(during.RecentRounds);
+        Assert.Equal(first, await training.StartRoundAsync());
+        Assert.False(hold.Released);
+
+        // Stored, the record is shown, and a start after it begins a new round, not a join of the finished one.
+        hold.Release();
+        var firstRecord = await TestSupport.Eventually(() => training.GetRoundAsync(first), r => r is not null);
         Assert.NotNull(firstRecord);
         Assert.Equal(TrainingDecision.Skipped, firstRecord.Decision);
-        Assert.True((await training.GetStatusAsync()).Running);   // the finished round's task is still in flight
-
         long second = await training.StartRoundAsync();
         Assert.Equal(first + 1, second);
 
-        hold.Release();
         var secondRecord = await TestSupport.Eventually(() => training.GetRoundAsync(second), r => r is not null);
         Assert.NotNull(secondRecord);
         Assert.Equal(second, secondRecord.RoundId);
         Assert.True(secondRecord.StartedAt >= firstRecord.StartedAt);
         var status = await TestSupport.Eventually(training.GetStatusAsync, s => !s.Running);
         Assert.Equal(new[] { first, second }, status.RecentRounds.Select(r => r.RoundId));
+    }
+
+    [Fact]
+    public async Task Settings_are_shown_only_once_stored_and_a_start_that_waited_for_a_pause_is_refused()
+    {
+        string model = "shown-" + Guid.NewGuid().ToString("N")[..8];
+        await Client.GetGrain<IModelGrain>(model).CreateAsync(SineStreams.Config);
+        var training = Client.GetGrain<ITrainingGrain>(model);
+        await training.ConfigureAsync(Short);
+
+        // A pause whose write is in flight: status reads (which interleave) still show the stored, unpaused state.
+        using var hold = HeldWriteStorage.Hold(training.GetGrainId()).ReleaseAfter(TimeSpan.FromSeconds(60));
+        var pause = training.PauseAsync();
+        await hold.Entered.WaitAsync(TimeSpan.FromSeconds(30));
+        var during = await training.GetStatusAsync();
+        Assert.False(during.Paused);
+        Assert.Equal(Short, during.Settings);
+
+        // A start that arrives meanwhile is not refused at once (the pause is not stored yet), but its round's id waits
+        // for the write lock behind the pause, and then finds it stored: refused, nothing written. Given time to arrive
+        // while the pause is held (on a slow machine it may arrive later and be refused at once, proving less, not failing).
+        var start = training.StartRoundAsync();
+        await Task.WhenAny(start, Task.Delay(TimeSpan.FromSeconds(2)));
+        Assert.False(hold.Released);
+
+        hold.Release();
+        Assert.True((await pause).Paused);
+        await Assert.ThrowsAsync<ModelOperationException>(() => start);
+        var after = await training.GetStatusAsync();
+        Assert.True(after.Paused);
+        Assert.False(after.Running);
+        Assert.Empty(after.RecentRounds);
     }
 
     [Fact]
