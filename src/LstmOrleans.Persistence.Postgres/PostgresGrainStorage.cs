@@ -81,7 +81,18 @@ internal sealed class PostgresStore(string serviceId, PostgresGrainStorageOption
 {
     private NpgsqlDataSource _dataSource = NpgsqlDataSource.Create(options.ConnectionString!);
     private bool _dataSourceDisposed;
-    private readonly string _selectSql = $"SELECT version, payload FROM {options.TableName} WHERE service_id = $1 AND state_name = $2 AND grain_id = $3";
+    private readonly string _table = QuotedTable(options.TableName);
+    private readonly string _selectSql = $"SELECT version, payload FROM {QuotedTable(options.TableName)} WHERE service_id = $1 AND state_name = $2 AND grain_id = $3";
+
+    /// <summary>
+    /// The table name as a quoted identifier, the only form it takes in SQL: a name the option check allows may still be
+    /// a keyword (a table called "order" or "user" was a syntax error, or worse, at the first read or write). Lower-cased
+    /// first because PostgreSQL folds an unquoted name to lower case and a quoted one not at all: earlier versions wrote
+    /// the name unquoted, so a TableName of "GrainState" created the table grainstate, and quoting the lower-cased name
+    /// keeps finding it. The option check allows only ASCII letters, digits and underscores, so nothing needs escaping
+    /// and ToLowerInvariant folds exactly as PostgreSQL does.
+    /// </summary>
+    internal static string QuotedTable(string tableName) => $"\"{tableName.ToLowerInvariant()}\"";
     private NpgsqlConnection? _connection;
 
     public string Kind => "postgres";
@@ -119,7 +130,7 @@ internal sealed class PostgresStore(string serviceId, PostgresGrainStorageOption
         await using var command = new NpgsqlCommand(
             $"""
             SELECT pg_advisory_xact_lock(hashtext('lstmorleans:{options.TableName}'));
-            CREATE TABLE IF NOT EXISTS {options.TableName} (
+            CREATE TABLE IF NOT EXISTS {_table} (
                 service_id text   NOT NULL,
                 state_name text   NOT NULL,
                 grain_id   text   NOT NULL,
@@ -173,7 +184,7 @@ internal sealed class PostgresStore(string serviceId, PostgresGrainStorageOption
 
     private async Task<TimeSpan> CommitOnAsync(NpgsqlConnection connection, IReadOnlyList<StorageOperation> batch, CancellationToken cancellationToken)
     {
-                    var table = options.TableName;
+        var table = _table;
         const string Key = "service_id = $1 AND state_name = $2 AND grain_id = $3";
 
         // Rows are locked in key order, so two silos committing overlapping batches of plain writes cannot deadlock.

@@ -117,8 +117,18 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
     private static bool BuffersWalWrites(SqliteGrainStorageOptions options) =>
         options.BufferWalWrites && options.Synchronous >= SqliteSynchronousMode.Full;
 
+    /// <summary>
+    /// The table name as a quoted identifier, the only form it takes in SQL: a name the option check allows may still be
+    /// a keyword (a table called "order" or "select" was a syntax error at the first read or write). SQLite matches
+    /// table names case-insensitively whether quoted or not, so a table created unquoted by an earlier version is the
+    /// same table; the option check allows no character that would need escaping inside the quotes.
+    /// </summary>
+    internal static string QuotedTable(string tableName) => $"\"{tableName}\"";
+
+    private readonly string _table = QuotedTable(options.TableName);
+
     // ?1 service_id, ?2 state_name, ?3 grain_id, as in the writer's statements (RawStatement binds them).
-    private readonly string _selectSql = $"SELECT version, payload FROM {options.TableName} WHERE service_id = ?1 AND state_name = ?2 AND grain_id = ?3";
+    private readonly string _selectSql = $"SELECT version, payload FROM {QuotedTable(options.TableName)} WHERE service_id = ?1 AND state_name = ?2 AND grain_id = ?3";
     private readonly ConcurrentBag<ReaderSession> _readers = [];
     private bool _closed;
     private SqliteConnection? _connection;
@@ -240,7 +250,7 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
 
     private void Open()
     {
-        var table = options.TableName;
+        var table = _table;
         if (WritesBuffered)
         {
             WalWriteBufferVfs.EnsureRegistered();

@@ -113,6 +113,80 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : GroupC
         Assert.Equal(1, await command.ExecuteNonQueryAsync());
     }
 
+    /// <summary>
+    /// Table names that are SQL keywords pass the option check (they are plain identifiers), so every statement must
+    /// quote the name: unquoted, the first of them (CREATE TABLE) was a syntax error at silo start.
+    /// </summary>
+    [Theory]
+    [InlineData("select")]
+    [InlineData("order")]
+    [InlineData("table")]
+    [InlineData("group")]
+    [InlineData("Where")]
+    public async Task KeywordTableNamesWorkInEveryStatement(string table)
+    {
+        var path = folder.NewDatabasePath();
+        new SqliteGrainStorageOptionsValidator(new SqliteGrainStorageOptions { DataSource = path, TableName = table, GrainStorageSerializer = _serializer }, "kw").ValidateConfiguration();
+        await EveryStatementWorksOnTheTableCore(async () =>
+        {
+            var storage = await OpenAsync(path, o => o.TableName = table);
+            return new ProviderUnderTest(storage, () => storage.CommittedOperations, () => storage.FailedBatches, storage.DisposeAsync, storage.InitializeAsync);
+        });
+        SqliteConnection.ClearAllPools();
+    }
+
+    /// <summary>
+    /// Earlier versions wrote the table name unquoted. Quoting it must find the same table whatever the case of the name
+    /// (SQLite matches table names case-insensitively, quoted or not): a database created that way keeps its rows and
+    /// gets no second table.
+    /// </summary>
+    [Fact]
+    public async Task ATableCreatedUnquotedByAnEarlierVersionIsStillFoundWhateverTheCaseOfTheName()
+    {
+        var path = folder.NewDatabasePath();
+        var grainId = NewGrainId();
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        await using (var connection = new SqliteConnection($"Data Source={path};Pooling=false"))
+        {
+            connection.Open();
+            await using var command = connection.CreateCommand();
+            // The DDL and insert of the earlier versions, with the name unquoted.
+            command.CommandText =
+                """
+                CREATE TABLE IF NOT EXISTS Old_Grain_State (
+                    service_id TEXT NOT NULL, state_name TEXT NOT NULL, grain_id TEXT NOT NULL,
+                    version INTEGER NOT NULL, payload BLOB NULL, PRIMARY KEY (service_id, state_name, grain_id));
+                INSERT INTO Old_Grain_State (service_id, state_name, grain_id, version, payload) VALUES ('service-a', $state, $grain, 7, $payload);
+                """;
+            command.Parameters.AddWithValue("$state", StateName);
+            command.Parameters.AddWithValue("$grain", grainId.ToString());
+            command.Parameters.AddWithValue("$payload", _serializer.Serialize(Sample(70)).ToArray());
+            await command.ExecuteNonQueryAsync();
+        }
+
+        await using (var storage = await OpenAsync(path, o => o.TableName = "OLD_grain_STATE"))
+        {
+            var state = await ReadAsync(storage, grainId);
+            GrainStorageDurabilityTests.AssertSameState(Sample(70), state.State);
+            Assert.Equal("7", state.ETag);
+            state.State = Sample(71);
+            await storage.WriteStateAsync(StateName, grainId, state);
+            Assert.Equal("8", state.ETag);
+        }
+
+        await using (var connection = new SqliteConnection($"Data Source={path};Pooling=false"))
+        {
+            connection.Open();
+            await using var command = connection.CreateCommand();
+            command.CommandText = "SELECT group_concat(name) FROM sqlite_master WHERE type = 'table'";
+            Assert.Equal("Old_Grain_State", await command.ExecuteScalarAsync());
+            command.CommandText = "SELECT version FROM Old_Grain_State";
+            Assert.Equal(8L, await command.ExecuteScalarAsync());
+        }
+
+        SqliteConnection.ClearAllPools();
+    }
+
     /// <summary>Through a serializer that refuses a payload of any other length than it wrote (a stored pooled array's slack would show).</summary>
     [Fact]
     public Task PooledPayloadsNeverLeakBetweenWrites()
@@ -780,6 +854,8 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : GroupC
         { "DataSource is required", o => o.DataSource = " " },
         { "in-memory database is not durable", o => o.DataSource = ":memory:" },
         { "TableName 'grain; DROP TABLE x' must be a plain identifier", o => o.TableName = "grain; DROP TABLE x" },
+        { "TableName 'order\"' must be a plain identifier", o => o.TableName = "order\"" },
+        { "TableName 'Sqlite_state' starts with 'sqlite_', which SQLite reserves", o => o.TableName = "Sqlite_state" },
         { "MaxBatchSize must be between 1 and 100000, was 0", o => o.MaxBatchSize = 0 },
         { "MaxBatchDelay must be between 0 and 1 s", o => o.MaxBatchDelay = TimeSpan.FromSeconds(-1) },
         { "Synchronous has the undefined value 7", o => o.Synchronous = (SqliteSynchronousMode)7 },
