@@ -454,7 +454,10 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
     {
         // A conflict means another activation owns the stream now: this one is stale and goes (the next call reloads).
         if (e is InconsistentStateException) DeactivateOnIdle();
-        if (previous is not null) { Current = previous; _unsavedSteps -= steps; }
+        // A commit whose outcome is unknown (the store's COMMIT or fsync failed) may have stored the new state: neither
+        // the previous state nor the new one can be kept as the truth, so the activation goes like one that cannot roll
+        // back, and the next call reads what the store holds.
+        if (previous is not null && !CommitOutcomeUnknownException.IsIn(e)) { Current = previous; _unsavedSteps -= steps; }
         else
         {
             // The state was changed in place and cannot be rolled back: drop the activation without its

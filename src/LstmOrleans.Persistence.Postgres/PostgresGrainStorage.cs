@@ -18,6 +18,13 @@ namespace LstmOrleans.Persistence.Postgres;
 /// (ServiceId, state name, grain id) carrying a version used as the etag, and one writer that commits
 /// the writes of all grains in batches, each batch one transaction sent as one round trip. An acknowledged
 /// write is as durable as the server's commit (synchronous_commit, fsync).
+///
+/// What a caller of a write or clear can assume: a call that returns was committed. A call that fails with an
+/// <see cref="Orleans.Runtime.OrleansException"/> saying "none of them was applied" was rolled back (an error before
+/// the COMMIT, or one the server answered the COMMIT with). One saying "the outcome is unknown" lost its connection or
+/// timed out during the COMMIT: the server may have committed it. In both cases the grain state's ETag is left at the
+/// last version known to be stored; a later write with it is checked against the stored version (it applies only if
+/// the failed one did not, else it fails with InconsistentStateException), and a read returns what is stored.
 /// </summary>
 public sealed class PostgresGrainStorage : IGrainStorage, ICompanionWriteGrainStorage, ILifecycleParticipant<ISiloLifecycle>, IAsyncDisposable
 {
@@ -270,7 +277,17 @@ internal sealed class PostgresStore(string serviceId, PostgresGrainStorageOption
         }
 
         var flushStarted = Stopwatch.GetTimestamp();
-        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not PostgresException)
+        {
+            // The server answered nothing (connection lost, timeout): it may have committed before the answer was lost.
+            // An error the server did answer (PostgresException) means it rolled the transaction back, as before the COMMIT.
+            throw new CommitOutcomeUnknownException($"PostgreSQL grain storage: the COMMIT of a batch of {batch.Count} operation(s) got no answer.", e);
+        }
+
         return Stopwatch.GetElapsedTime(flushStarted);
     }
 

@@ -18,6 +18,14 @@ namespace LstmOrleans.Persistence.Sqlite;
 /// (ServiceId, state name, grain id) and carry a version used as the etag. Writes from all grains
 /// go through one writer that commits them in batches (group commit); reads use pooled connections
 /// beside it. What an acknowledged write survives is set by <see cref="SqliteGrainStorageOptions.Synchronous"/>.
+///
+/// What a caller of a write or clear can assume: a call that returns was committed. A call that fails with an
+/// <see cref="Orleans.Runtime.OrleansException"/> saying "none of them was applied" failed before the COMMIT and was
+/// rolled back. One saying "the outcome is unknown" failed in the COMMIT itself (the WAL write or its fsync): the write
+/// may or may not be stored, now or after the next open (WAL recovery may replay frames whose fsync failed). In both
+/// cases the grain state's ETag is left at the last version known to be stored, so it is never ahead of the store; a
+/// later write with it is checked against the stored version (it applies only if the failed one did not, else it fails
+/// with InconsistentStateException), and a read returns what is stored.
 /// </summary>
 public sealed class SqliteGrainStorage : IGrainStorage, ICompanionWriteGrainStorage, ILifecycleParticipant<ISiloLifecycle>, IAsyncDisposable
 {
@@ -360,7 +368,18 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
         }
 
         var flushStarted = Stopwatch.GetTimestamp();
-        transaction.Commit();
+        try
+        {
+            transaction.Commit();
+        }
+        catch (Exception e)
+        {
+            // The COMMIT writes the batch's WAL frames and (synchronous FULL/EXTRA) fsyncs them. If that fails the frames
+            // may still be in the file, whole: this connection does not publish them (and is closed by the caller), but
+            // the next open's WAL recovery may replay them. So the batch may or may not be stored.
+            throw new CommitOutcomeUnknownException($"SQLite grain storage '{name}': the COMMIT of a batch of {batch.Count} operation(s) failed.", e);
+        }
+
         return Stopwatch.GetElapsedTime(flushStarted);
     }
 

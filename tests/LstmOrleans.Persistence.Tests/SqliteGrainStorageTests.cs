@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using System.Text;
+using LstmOrleans.Persistence.GroupCommit;
 using LstmOrleans.Persistence.Sqlite;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.DependencyInjection;
@@ -111,6 +112,69 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : GroupC
         command.Parameters.AddWithValue("$payload", payload);
         command.Parameters.AddWithValue("$grain", grainId.ToString());
         Assert.Equal(1, await command.ExecuteNonQueryAsync());
+    }
+
+    /// <summary>
+    /// A COMMIT whose WAL fsync fails (injected in the WAL buffer VFS: the frames are written, the fsync refuses). The
+    /// batch may or may not be stored (the frames are in the file, and the next open's recovery may replay them), so
+    /// every caller gets an error that says the outcome is unknown, never an ack and never "none was applied"; the
+    /// caller's etag stays at the last version known to be stored; and what a later read or write sees is decided by
+    /// the store: a write with the old etag applies only where the failed one is not stored, else it conflicts.
+    /// </summary>
+    [Fact]
+    public async Task AFailedFsyncAtCommitFailsEveryCallerWithAnUnknownOutcomeAndTheStoreDecidesWhatFollows()
+    {
+        var path = folder.NewDatabasePath();
+        using var fault = WalWriteBufferVfs.FailSyncs(Path.GetFileName(path));
+        var ids = Enumerable.Range(0, 10).Select(_ => NewGrainId()).ToArray();
+        await using (var storage = await OpenAsync(path))
+        {
+            Assert.True(storage.WalWritesBuffered);
+            var states = ids.Select((_, i) => new GrainState<SensorTestState>(Sample(i))).ToArray();
+            await Task.WhenAll(ids.Select((id, i) => storage.WriteStateAsync(StateName, id, states[i])));
+            Assert.All(states, s => Assert.Equal("1", s.ETag));
+
+            fault.Armed = true;
+            foreach (var (state, i) in states.Select((s, i) => (s, i))) state.State = Sample(100 + i);
+            var updates = ids.Select((id, i) => storage.WriteStateAsync(StateName, id, states[i])).ToArray();
+            foreach (var update in updates)
+            {
+                var failure = await Assert.ThrowsAsync<OrleansException>(() => update);
+                Assert.Contains("the outcome is unknown", failure.Message);
+                Assert.DoesNotContain("none of them was applied", failure.Message);
+                Assert.True(CommitOutcomeUnknownException.IsIn(failure));
+            }
+
+            Assert.True(fault.FailedSyncs > 0);
+            Assert.True(storage.FailedBatches > 0);
+            Assert.All(states, s => Assert.Equal("1", s.ETag));
+            fault.Armed = false;
+
+            for (var i = 0; i < ids.Length; i++)
+            {
+                var stored = await ReadAsync(storage, ids[i]);
+                var expected = stored.ETag switch
+                {
+                    "1" => Sample(i),
+                    "2" => Sample(100 + i),
+                    _ => throw new Xunit.Sdk.XunitException($"grain {i}: unexpected stored version {stored.ETag}"),
+                };
+                GrainStorageDurabilityTests.AssertSameState(expected, stored.State);
+
+                var retry = new GrainState<SensorTestState>(Sample(200 + i)) { ETag = "1", RecordExists = true };
+                if (stored.ETag == "1")
+                {
+                    await storage.WriteStateAsync(StateName, ids[i], retry);
+                    Assert.Equal("2", retry.ETag);
+                }
+                else
+                {
+                    await Assert.ThrowsAsync<InconsistentStateException>(() => storage.WriteStateAsync(StateName, ids[i], retry));
+                }
+            }
+        }
+
+        SqliteConnection.ClearAllPools();
     }
 
     /// <summary>
