@@ -351,6 +351,14 @@ internal static class StreamComputation
         return (s.HistoryCapacity + c - 1) / c + 1;
     }
 
+    /// <summary>
+    /// How many slots, from slot 0, this generation may have written: chunk j (indexes from j*C) goes to slot j mod S and
+    /// every closed chunk starts below <see cref="StreamState.ClosedCount"/>, so slots from min(S, floor((ClosedCount - 1) / C) + 1)
+    /// on were never written in this generation. An upper bound (it counts chunks still pending, and in-memory steps not yet saved).
+    /// </summary>
+    public static int SlotsWritten(StreamState s) =>
+        s.IsBound && s.ClosedCount > 0 ? (int)Math.Min(HistorySlotCount(s), (s.ClosedCount - 1) / HistoryChunkSize(s) + 1) : 0;
+
     /// <summary>The slot of the chunk that starts at <paramref name="startIndex"/>.</summary>
     public static int HistorySlot(StreamState s, long startIndex) => (int)(startIndex / HistoryChunkSize(s) % HistorySlotCount(s));
 

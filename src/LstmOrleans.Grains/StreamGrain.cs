@@ -272,16 +272,22 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
 
     public async Task DeleteAsync()
     {
-        // History first: a failure here leaves the core (and so the stream) in place. Every slot of this generation's
-        // ring, then on past it until DeleteProbeGap slots in a row are missing, for the records of an earlier
-        // generation with a larger ring (options changed, then a reset). A ring fills slot after slot; a gap comes only
-        // from a write that closed more chunks than the window holds, so a longer one past the ring is not expected.
+        // History first: a failure here leaves the core (and so the stream) in place. A stream still in its first
+        // generation (never reset or rebound) has records only in the slots it wrote, which its core counts: exactly
+        // those are read and cleared, nothing else. After a reset or rebind an earlier generation may have left records
+        // anywhere in its own ring, which may have been larger (options changed); the core does not record how large,
+        // so then every slot of this ring is visited and on past it until DeleteProbeGap slots in a row are missing.
+        // A ring fills slot after slot; a gap comes only from a write that closed more chunks than the window holds, so
+        // a longer one past the ring is not expected.
         var s = Current;
         // Unlisted first: if that fails nothing is deleted and a retry finds the stream as it was; if a later step
         // fails, the retry unlists it again (removal is idempotent) and goes on.
         if (s.IsBound && s.ModelName is { } model && _trainingFeed is not null) await _trainingFeed.ForgetAsync(model);
-        int slotCount = s.IsBound ? StreamComputation.HistorySlotCount(s) : 0;
-        for (int slot = 0, missing = 0; slot < slotCount || missing < DeleteProbeGap; slot++)
+        // Generation counts binds and resets from 0: 1 is the first bind (or a reset before any), with no earlier history.
+        bool earlierGenerations = s.Generation > 1;
+        int slotCount = earlierGenerations ? (s.IsBound ? StreamComputation.HistorySlotCount(s) : 0) : StreamComputation.SlotsWritten(s);
+        int probeGap = earlierGenerations ? DeleteProbeGap : 0;
+        for (int slot = 0, missing = 0; slot < slotCount || missing < probeGap; slot++)
         {
             var record = new GrainState<StreamHistory>(new StreamHistory());
             await Storage.ReadStateAsync(SlotName(slot), this.GetGrainId(), record);
@@ -454,7 +460,10 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
     {
         // A conflict means another activation owns the stream now: this one is stale and goes (the next call reloads).
         if (e is InconsistentStateException) DeactivateOnIdle();
-        if (previous is not null) { Current = previous; _unsavedSteps -= steps; }
+        // A commit whose outcome is unknown (the store's COMMIT or fsync failed) may have stored the new state: neither
+        // the previous state nor the new one can be kept as the truth, so the activation goes like one that cannot roll
+        // back, and the next call reads what the store holds.
+        if (previous is not null && !CommitOutcomeUnknownException.IsIn(e)) { Current = previous; _unsavedSteps -= steps; }
         else
         {
             // The state was changed in place and cannot be rolled back: drop the activation without its

@@ -11,6 +11,9 @@ internal static partial class GroupCommitLog
     [LoggerMessage(2, LogLevel.Error, "{Store} grain storage {Name} failed to commit a batch of {Count} operation(s); all were rolled back")]
     public static partial void CommitFailed(ILogger logger, Exception exception, string store, string name, int count);
 
+    [LoggerMessage(7, LogLevel.Error, "{Store} grain storage {Name} could not confirm the commit of a batch of {Count} operation(s): the outcome is unknown, the writes may or may not be stored")]
+    public static partial void CommitOutcomeUnknown(ILogger logger, Exception exception, string store, string name, int count);
+
     [LoggerMessage(5, LogLevel.Warning, "{Store} grain storage {Name}: a batch of {Count} operation(s) was rolled back on attempt {Attempt} by a conflict with another transaction and is tried again")]
     public static partial void CommitRetried(ILogger logger, Exception exception, string store, string name, int count, int attempt);
 

@@ -247,6 +247,20 @@ internal sealed class GroupCommitQueue
 
                 await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(1, 10 * attempt + 1))).ConfigureAwait(false);
             }
+            catch (CommitOutcomeUnknownException exception)
+            {
+                // The COMMIT itself failed: no caller is told "applied" (no ack) nor "not applied" (the message says so,
+                // and the etags stay at the last version known to be stored, which a later write is still checked against).
+                Interlocked.Increment(ref _failedBatches);
+                StorageMetrics.CommitFailures.Add(1, _tags);
+                GroupCommitLog.CommitOutcomeUnknown(_logger, exception.InnerException ?? exception, _storeDisplayName, _providerName, batch.Count);
+                var inner = exception.InnerException ?? exception;
+                var failure = new Orleans.Runtime.OrleansException(
+                    $"Storage provider '{_providerName}' could not confirm the commit of a batch of {batch.Count} operation(s): the outcome is unknown, each of them may or may not be stored. Read the state again before relying on it; a write with the etag held before this one is still checked against what is stored. {inner.GetType().Name}: {inner.Message}",
+                    exception);
+                Complete(batch, failure);
+                return;
+            }
             catch (Exception exception)
             {
                 Interlocked.Increment(ref _failedBatches);

@@ -8,8 +8,10 @@ internal interface IBatchCommitter
     /// <summary>
     /// Applies every operation in order inside one transaction, setting each one's
     /// <see cref="StorageOperation.PendingOutcome"/> (a version conflict affects only that operation),
-    /// then commits. Throws when the transaction could not be committed; in that case nothing of
-    /// the batch may be visible in the store.
+    /// then commits. Throws when the transaction could not be committed. A failure before the COMMIT rolls the batch
+    /// back: nothing of it may be visible in the store. A failure of the COMMIT itself (the WAL write or fsync, a
+    /// connection lost while it was in flight) leaves the outcome unknown and is thrown as
+    /// <see cref="CommitOutcomeUnknownException"/>, so no caller is told its write was not applied when it may have been.
     /// </summary>
     /// <returns>How long the COMMIT itself took (the durable flush), for the metrics.</returns>
     Task<TimeSpan> CommitAsync(IReadOnlyList<StorageOperation> batch, CancellationToken cancellationToken);

@@ -18,6 +18,13 @@ namespace LstmOrleans.Persistence.Postgres;
 /// (ServiceId, state name, grain id) carrying a version used as the etag, and one writer that commits
 /// the writes of all grains in batches, each batch one transaction sent as one round trip. An acknowledged
 /// write is as durable as the server's commit (synchronous_commit, fsync).
+///
+/// What a caller of a write or clear can assume: a call that returns was committed. A call that fails with an
+/// <see cref="Orleans.Runtime.OrleansException"/> saying "none of them was applied" was rolled back (an error before
+/// the COMMIT, or one the server answered the COMMIT with). One saying "the outcome is unknown" lost its connection or
+/// timed out during the COMMIT: the server may have committed it. In both cases the grain state's ETag is left at the
+/// last version known to be stored; a later write with it is checked against the stored version (it applies only if
+/// the failed one did not, else it fails with InconsistentStateException), and a read returns what is stored.
 /// </summary>
 public sealed class PostgresGrainStorage : IGrainStorage, ICompanionWriteGrainStorage, ILifecycleParticipant<ISiloLifecycle>, IAsyncDisposable
 {
@@ -81,7 +88,18 @@ internal sealed class PostgresStore(string serviceId, PostgresGrainStorageOption
 {
     private NpgsqlDataSource _dataSource = NpgsqlDataSource.Create(options.ConnectionString!);
     private bool _dataSourceDisposed;
-    private readonly string _selectSql = $"SELECT version, payload FROM {options.TableName} WHERE service_id = $1 AND state_name = $2 AND grain_id = $3";
+    private readonly string _table = QuotedTable(options.TableName);
+    private readonly string _selectSql = $"SELECT version, payload FROM {QuotedTable(options.TableName)} WHERE service_id = $1 AND state_name = $2 AND grain_id = $3";
+
+    /// <summary>
+    /// The table name as a quoted identifier, the only form it takes in SQL: a name the option check allows may still be
+    /// a keyword (a table called "order" or "user" was a syntax error, or worse, at the first read or write). Lower-cased
+    /// first because PostgreSQL folds an unquoted name to lower case and a quoted one not at all: earlier versions wrote
+    /// the name unquoted, so a TableName of "GrainState" created the table grainstate, and quoting the lower-cased name
+    /// keeps finding it. The option check allows only ASCII letters, digits and underscores, so nothing needs escaping
+    /// and ToLowerInvariant folds exactly as PostgreSQL does.
+    /// </summary>
+    internal static string QuotedTable(string tableName) => $"\"{tableName.ToLowerInvariant()}\"";
     private NpgsqlConnection? _connection;
 
     public string Kind => "postgres";
@@ -119,7 +137,7 @@ internal sealed class PostgresStore(string serviceId, PostgresGrainStorageOption
         await using var command = new NpgsqlCommand(
             $"""
             SELECT pg_advisory_xact_lock(hashtext('lstmorleans:{options.TableName}'));
-            CREATE TABLE IF NOT EXISTS {options.TableName} (
+            CREATE TABLE IF NOT EXISTS {_table} (
                 service_id text   NOT NULL,
                 state_name text   NOT NULL,
                 grain_id   text   NOT NULL,
@@ -173,7 +191,7 @@ internal sealed class PostgresStore(string serviceId, PostgresGrainStorageOption
 
     private async Task<TimeSpan> CommitOnAsync(NpgsqlConnection connection, IReadOnlyList<StorageOperation> batch, CancellationToken cancellationToken)
     {
-                    var table = options.TableName;
+        var table = _table;
         const string Key = "service_id = $1 AND state_name = $2 AND grain_id = $3";
 
         // Rows are locked in key order, so two silos committing overlapping batches of plain writes cannot deadlock.
@@ -259,7 +277,17 @@ internal sealed class PostgresStore(string serviceId, PostgresGrainStorageOption
         }
 
         var flushStarted = Stopwatch.GetTimestamp();
-        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not PostgresException)
+        {
+            // The server answered nothing (connection lost, timeout): it may have committed before the answer was lost.
+            // An error the server did answer (PostgresException) means it rolled the transaction back, as before the COMMIT.
+            throw new CommitOutcomeUnknownException($"PostgreSQL grain storage: the COMMIT of a batch of {batch.Count} operation(s) got no answer.", e);
+        }
+
         return Stopwatch.GetElapsedTime(flushStarted);
     }
 

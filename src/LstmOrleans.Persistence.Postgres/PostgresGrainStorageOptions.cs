@@ -12,7 +12,10 @@ public sealed class PostgresGrainStorageOptions : IGroupCommitStorageOptions
     [Redact]
     public string? ConnectionString { get; set; }
 
-    /// <summary>Table holding the grain states; created if missing.</summary>
+    /// <summary>
+    /// Table holding the grain states; created if missing. A plain identifier (letters, digits, underscore, at most 63
+    /// characters, not starting with a digit); SQL keywords such as "order" are fine, the provider quotes the name. PostgreSQL folds it to lower case, as earlier versions (which wrote it unquoted) did, so an existing table keeps being found.
+    /// </summary>
     public string TableName { get; set; } = "lstm_grain_state";
 
     /// <summary>Most writes committed in one transaction (sent as one round trip).</summary>

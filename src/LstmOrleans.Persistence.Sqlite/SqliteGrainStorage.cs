@@ -18,6 +18,14 @@ namespace LstmOrleans.Persistence.Sqlite;
 /// (ServiceId, state name, grain id) and carry a version used as the etag. Writes from all grains
 /// go through one writer that commits them in batches (group commit); reads use pooled connections
 /// beside it. What an acknowledged write survives is set by <see cref="SqliteGrainStorageOptions.Synchronous"/>.
+///
+/// What a caller of a write or clear can assume: a call that returns was committed. A call that fails with an
+/// <see cref="Orleans.Runtime.OrleansException"/> saying "none of them was applied" failed before the COMMIT and was
+/// rolled back. One saying "the outcome is unknown" failed in the COMMIT itself (the WAL write or its fsync): the write
+/// may or may not be stored, now or after the next open (WAL recovery may replay frames whose fsync failed). In both
+/// cases the grain state's ETag is left at the last version known to be stored, so it is never ahead of the store; a
+/// later write with it is checked against the stored version (it applies only if the failed one did not, else it fails
+/// with InconsistentStateException), and a read returns what is stored.
 /// </summary>
 public sealed class SqliteGrainStorage : IGrainStorage, ICompanionWriteGrainStorage, ILifecycleParticipant<ISiloLifecycle>, IAsyncDisposable
 {
@@ -117,8 +125,18 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
     private static bool BuffersWalWrites(SqliteGrainStorageOptions options) =>
         options.BufferWalWrites && options.Synchronous >= SqliteSynchronousMode.Full;
 
+    /// <summary>
+    /// The table name as a quoted identifier, the only form it takes in SQL: a name the option check allows may still be
+    /// a keyword (a table called "order" or "select" was a syntax error at the first read or write). SQLite matches
+    /// table names case-insensitively whether quoted or not, so a table created unquoted by an earlier version is the
+    /// same table; the option check allows no character that would need escaping inside the quotes.
+    /// </summary>
+    internal static string QuotedTable(string tableName) => $"\"{tableName}\"";
+
+    private readonly string _table = QuotedTable(options.TableName);
+
     // ?1 service_id, ?2 state_name, ?3 grain_id, as in the writer's statements (RawStatement binds them).
-    private readonly string _selectSql = $"SELECT version, payload FROM {options.TableName} WHERE service_id = ?1 AND state_name = ?2 AND grain_id = ?3";
+    private readonly string _selectSql = $"SELECT version, payload FROM {QuotedTable(options.TableName)} WHERE service_id = ?1 AND state_name = ?2 AND grain_id = ?3";
     private readonly ConcurrentBag<ReaderSession> _readers = [];
     private bool _closed;
     private SqliteConnection? _connection;
@@ -240,7 +258,7 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
 
     private void Open()
     {
-        var table = options.TableName;
+        var table = _table;
         if (WritesBuffered)
         {
             WalWriteBufferVfs.EnsureRegistered();
@@ -350,7 +368,18 @@ internal sealed class SqliteStore(string name, string serviceId, SqliteGrainStor
         }
 
         var flushStarted = Stopwatch.GetTimestamp();
-        transaction.Commit();
+        try
+        {
+            transaction.Commit();
+        }
+        catch (Exception e)
+        {
+            // The COMMIT writes the batch's WAL frames and (synchronous FULL/EXTRA) fsyncs them. If that fails the frames
+            // may still be in the file, whole: this connection does not publish them (and is closed by the caller), but
+            // the next open's WAL recovery may replay them. So the batch may or may not be stored.
+            throw new CommitOutcomeUnknownException($"SQLite grain storage '{name}': the COMMIT of a batch of {batch.Count} operation(s) failed.", e);
+        }
+
         return Stopwatch.GetElapsedTime(flushStarted);
     }
 

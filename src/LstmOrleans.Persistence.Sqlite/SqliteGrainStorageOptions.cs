@@ -41,7 +41,10 @@ public sealed class SqliteGrainStorageOptions : IGroupCommitStorageOptions
     /// <summary>Path of the database file (created if missing, with its directory). Required.</summary>
     public string? DataSource { get; set; }
 
-    /// <summary>Table holding the grain states; created if missing.</summary>
+    /// <summary>
+    /// Table holding the grain states; created if missing. A plain identifier (letters, digits, underscore, at most 63
+    /// characters, not starting with a digit); SQL keywords such as "order" are fine, the provider quotes the name. Names starting with sqlite_ are refused (SQLite reserves them).
+    /// </summary>
     public string TableName { get; set; } = "lstm_grain_state";
 
     /// <summary>Most writes committed in one transaction.</summary>
@@ -144,5 +147,11 @@ public sealed class SqliteGrainStorageOptionsValidator(SqliteGrainStorageOptions
 
         GroupCommitRegistration.ValidateTimeout(prefix, nameof(options.BusyTimeout), options.BusyTimeout, TimeSpan.FromMinutes(10));
         GroupCommitRegistration.ValidateCommon(prefix, options, "AddSqliteGrainStorage");
+        // Keywords are fine (the provider quotes the name), but SQLite refuses to create a table named sqlite_*, in any
+        // case: without this the silo would pass the check and fail at start with "object name reserved for internal use".
+        if (options.TableName.StartsWith("sqlite_", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new OrleansConfigurationException($"{prefix}{nameof(options.TableName)} '{options.TableName}' starts with 'sqlite_', which SQLite reserves for its own tables; choose another name.");
+        }
     }
 }

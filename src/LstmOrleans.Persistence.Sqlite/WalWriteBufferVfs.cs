@@ -44,6 +44,47 @@ internal static unsafe partial class WalWriteBufferVfs
     private static long s_writesReceived;
     private static long s_writesIssued;
 
+    private const int SqliteIoErrFsync = 10 | (4 << 8);   // SQLITE_IOERR_FSYNC
+
+    // Test seam (FailSyncs): WAL file names whose syncs may be made to fail, each with its slot in s_syncFaultArmed.
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> s_syncFaultNames = new(StringComparer.Ordinal);
+    private static readonly int[] s_syncFaultArmed = new int[64];
+    private static int s_syncFaultSlots;
+
+    /// <summary>
+    /// Test seam: the WAL file of the database file named <paramref name="databaseFileName"/> (opened through this VFS
+    /// from now on) fails its syncs with SQLITE_IOERR_FSYNC while <see cref="SyncFault.Armed"/>, as a disk that refuses
+    /// fsync would: the buffered frames are still written to the file first, only the fsync fails. The file name
+    /// (not the path, which SQLite may spell differently) must be unique to the test.
+    /// </summary>
+    internal static SyncFault FailSyncs(string databaseFileName)
+    {
+        int slot = Interlocked.Increment(ref s_syncFaultSlots);
+        if (slot >= s_syncFaultArmed.Length) throw new InvalidOperationException("Too many WAL sync faults registered in this process.");
+        s_syncFaultNames[databaseFileName + "-wal"] = slot;
+        return new SyncFault(databaseFileName + "-wal", slot);
+    }
+
+    internal sealed class SyncFault(string walFileName, int slot) : IDisposable
+    {
+        public bool Armed
+        {
+            get => Volatile.Read(ref s_syncFaultArmed[slot]) != 0;
+            set => Volatile.Write(ref s_syncFaultArmed[slot], value ? 1 : 0);
+        }
+
+        /// <summary>Syncs that failed because of this fault.</summary>
+        public int FailedSyncs => Volatile.Read(ref s_syncFaultsFailed[slot]);
+
+        public void Dispose()
+        {
+            Armed = false;
+            s_syncFaultNames.TryRemove(walFileName, out _);
+        }
+    }
+
+    private static readonly int[] s_syncFaultsFailed = new int[64];
+
     /// <summary>Writes SQLite made to WAL files through this VFS, and writes this VFS made to the files for them.</summary>
     public static (long Received, long Issued) WriteCounts => (Interlocked.Read(ref s_writesReceived), Interlocked.Read(ref s_writesIssued));
 
@@ -107,6 +148,19 @@ internal static unsafe partial class WalWriteBufferVfs
         try { methods = WalMethodsFor(file->pMethods); }
         catch (OutOfMemoryException) { methods = null; }
         if (methods != null) file->pMethods = methods;
+        if (!s_syncFaultNames.IsEmpty)
+        {
+            try
+            {
+                var path = Marshal.PtrToStringUTF8((nint)name);
+                if (path is not null && s_syncFaultNames.TryGetValue(Path.GetFileName(path), out var slot)) buffer->SyncFaultSlot = slot;
+            }
+            catch (Exception)
+            {
+                // No exception may leave a callback SQLite made; a test seam that cannot be looked up injects nothing.
+            }
+        }
+
         return SqliteOk;
     }
 
@@ -231,8 +285,16 @@ internal static unsafe partial class WalWriteBufferVfs
     [UnmanagedCallersOnly]
     private static int Sync(Sqlite3File* file, int flags)
     {
-        int rc = Flush(file, BufferOf(file));
-        return rc != SqliteOk ? rc : s_rootWal->xSync(file, flags);
+        var buffer = BufferOf(file);
+        int rc = Flush(file, buffer);
+        if (rc != SqliteOk) return rc;
+        if (buffer->SyncFaultSlot != 0 && Volatile.Read(ref s_syncFaultArmed[buffer->SyncFaultSlot]) != 0)
+        {
+            Interlocked.Increment(ref s_syncFaultsFailed[buffer->SyncFaultSlot]);
+            return SqliteIoErrFsync;
+        }
+
+        return s_rootWal->xSync(file, flags);
     }
 
     [UnmanagedCallersOnly]
@@ -263,6 +325,7 @@ internal static unsafe partial class WalWriteBufferVfs
         public long Start;
         public int Length;
         public int Capacity;
+        public int SyncFaultSlot;   // test seam: a slot of s_syncFaultArmed, 0 for none
     }
 
     /// <summary>sqlite3_file: every VFS's file struct starts with its methods.</summary>

@@ -33,8 +33,19 @@ public sealed class FaultingGrainStorage(IGrainStorage inner) : IGrainStorage
     public static int HistoryWrites(GrainId grainId) =>
         Writes.Where(w => w.Key.Item1 == grainId && w.Key.Item2.StartsWith("history.", StringComparison.Ordinal)).Sum(w => w.Value);
 
-    public Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) =>
-        inner.ReadStateAsync(stateName, grainId, grainState);
+    /// <summary>Reads per (grain, state name), found or not.</summary>
+    public static readonly ConcurrentDictionary<(GrainId, string), int> Reads = new();
+
+    /// <summary>The state names of a grain's reads since <paramref name="before"/> (a copy of <see cref="Reads"/>), with how many.</summary>
+    public static Dictionary<string, int> ReadsSince(GrainId grainId, IReadOnlyDictionary<(GrainId, string), int> before) =>
+        Reads.Where(r => r.Key.Item1 == grainId && r.Value > before.GetValueOrDefault(r.Key))
+            .ToDictionary(r => r.Key.Item2, r => r.Value - before.GetValueOrDefault(r.Key));
+
+    public Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
+    {
+        Reads.AddOrUpdate((grainId, stateName), 1, (_, n) => n + 1);
+        return inner.ReadStateAsync(stateName, grainId, grainState);
+    }
 
     public async Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
@@ -518,6 +529,34 @@ public abstract class HistoryLayoutTests(HistoryLayoutFixture fixture)
         await AssertWindowsAsync(stream, sent, reference);
         for (long seq = sent.Count + 1; seq <= 9 * HistoryLayoutFixture.Chunk; seq++) await SendAsync(seq);
         await AssertWindowsAsync(stream, sent, reference);
+    }
+
+    /// <summary>
+    /// Delete of a stream in its first generation reads and clears exactly the history slots it wrote (it has no other
+    /// records): none of the ring's unwritten slots, and no probe past the ring (it used to read 8 missing slots
+    /// beyond it, and every unwritten slot of the ring). And it still removes everything.
+    /// </summary>
+    [Fact]
+    public async Task Delete_of_a_never_reset_stream_touches_only_the_slots_it_wrote()
+    {
+        await CreateModelAsync("layout-delete-exact");
+        var stream = Client.GetGrain<IStreamGrain>($"{fixture.Prefix}/layout/delete-exact");
+        var grainId = stream.GetGrainId();
+        await stream.BindAsync("layout-delete-exact");
+        // Two chunks of 8 closed (slots 0 and 1 of a ring of 4), three observations in the tail.
+        for (long seq = 1; seq <= 2 * HistoryLayoutFixture.Chunk + 3; seq++) await stream.IngestAsync(TestSupport.Obs(seq));
+        var storage = fixture.Cluster.Silos[0].ServiceProvider.GetRequiredKeyedService<IGrainStorage>("inner");
+        Assert.Equal([0, 1], (await TestSupport.ReadSlotsAsync(storage, grainId)).Keys.Order());
+
+        var before = new Dictionary<(GrainId, string), int>(FaultingGrainStorage.Reads);
+        await stream.DeleteAsync();
+        var reads = FaultingGrainStorage.ReadsSince(grainId, before);
+        Assert.Equal(["history.0", "history.1"], reads.Keys.Where(k => k.StartsWith("history.", StringComparison.Ordinal)).Order());
+        Assert.Empty(await TestSupport.ReadSlotsAsync(storage, grainId));
+        var core = new GrainState<StreamState>();
+        await storage.ReadStateAsync("stream", grainId, core);
+        Assert.False(core.RecordExists);
+        Assert.Empty(await stream.GetHistoryAsync(100));
     }
 
     [Fact]

@@ -184,6 +184,77 @@ public sealed class PostgresGrainStorageTests(PostgresServerFixture postgres) : 
         Assert.InRange(row.GetInt32(3), 32, 80); // Orleans binary, not JSON
     }
 
+    /// <summary>
+    /// Table names that are SQL keywords pass the option check (they are plain identifiers), so every statement must
+    /// quote the name: unquoted, CREATE TABLE on "select" or "order" was a syntax error at silo start, and "user" is
+    /// worse (a function call in an expression). Mixed case is folded as PostgreSQL folds an unquoted name.
+    /// </summary>
+    [PostgresFact]
+    public async Task KeywordTableNamesWorkInEveryStatement()
+    {
+        foreach (var table in new[] { "select", "order", "table", "group", "user", "Where" })
+        {
+            new PostgresGrainStorageOptionsValidator(new PostgresGrainStorageOptions { ConnectionString = postgres.ConnectionString, TableName = table, GrainStorageSerializer = TestSerializer.Instance }, "kw").ValidateConfiguration();
+            await EveryStatementWorksOnTheTableCore(async () =>
+            {
+                var storage = await OpenAsync(table: table);
+                return new ProviderUnderTest(storage, () => storage.CommittedOperations, () => storage.FailedBatches, storage.DisposeAsync, storage.InitializeAsync);
+            });
+            Assert.Equal(1L, await ScalarAsync<long>("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = $1", table.ToLowerInvariant()));
+        }
+    }
+
+    /// <summary>
+    /// Earlier versions wrote the table name unquoted, so PostgreSQL folded it to lower case. Quoting must keep finding
+    /// that table for a TableName in any case: the rows stay readable and writable, and no second (mixed-case) table
+    /// appears.
+    /// </summary>
+    [PostgresFact]
+    public async Task ATableCreatedUnquotedByAnEarlierVersionIsStillFoundWhateverTheCaseOfTheName()
+    {
+        var table = $"Old_State_{Guid.NewGuid():N}";
+        var grainId = NewGrainId();
+        await using (var connection = new NpgsqlConnection(postgres.ConnectionString))
+        {
+            await connection.OpenAsync();
+            // The DDL and insert of the earlier versions, with the name unquoted.
+            await using var create = new NpgsqlCommand(
+                $"""
+                CREATE TABLE IF NOT EXISTS {table} (
+                    service_id text NOT NULL, state_name text NOT NULL, grain_id text NOT NULL,
+                    version bigint NOT NULL, payload bytea NULL, PRIMARY KEY (service_id, state_name, grain_id));
+                """, connection);
+            await create.ExecuteNonQueryAsync();
+            await using var insert = new NpgsqlCommand($"INSERT INTO {table} (service_id, state_name, grain_id, version, payload) VALUES ('service-a', $1, $2, 7, $3)", connection);
+            insert.Parameters.Add(new NpgsqlParameter<string> { TypedValue = StateName });
+            insert.Parameters.Add(new NpgsqlParameter<string> { TypedValue = grainId.ToString() });
+            insert.Parameters.Add(new NpgsqlParameter<byte[]> { TypedValue = TestSerializer.Instance.Serialize(Sample(70)).ToArray() });
+            await insert.ExecuteNonQueryAsync();
+        }
+
+        await using (var storage = await OpenAsync(table: table))
+        {
+            var state = await ReadAsync(storage, grainId);
+            GrainStorageDurabilityTests.AssertSameState(Sample(70), state.State);
+            Assert.Equal("7", state.ETag);
+            state.State = Sample(71);
+            await storage.WriteStateAsync(StateName, grainId, state);
+            Assert.Equal("8", state.ETag);
+        }
+
+        Assert.Equal(1L, await ScalarAsync<long>("SELECT count(*) FROM pg_tables WHERE lower(tablename) = $1", table.ToLowerInvariant()));
+        Assert.Equal(8L, await ScalarAsync<long>($"SELECT version FROM {table}"));
+    }
+
+    private async Task<T> ScalarAsync<T>(string sql, params string[] parameters)
+    {
+        await using var connection = new NpgsqlConnection(postgres.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(sql, connection);
+        foreach (var parameter in parameters) command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = parameter });
+        return (T)(await command.ExecuteScalarAsync())!;
+    }
+
     [Fact]
     public void InvalidOptionsAreRejectedWithClearErrors()
     {

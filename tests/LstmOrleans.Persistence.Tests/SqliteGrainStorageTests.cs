@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using System.Text;
+using LstmOrleans.Persistence.GroupCommit;
 using LstmOrleans.Persistence.Sqlite;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.DependencyInjection;
@@ -111,6 +112,143 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : GroupC
         command.Parameters.AddWithValue("$payload", payload);
         command.Parameters.AddWithValue("$grain", grainId.ToString());
         Assert.Equal(1, await command.ExecuteNonQueryAsync());
+    }
+
+    /// <summary>
+    /// A COMMIT whose WAL fsync fails (injected in the WAL buffer VFS: the frames are written, the fsync refuses). The
+    /// batch may or may not be stored (the frames are in the file, and the next open's recovery may replay them), so
+    /// every caller gets an error that says the outcome is unknown, never an ack and never "none was applied"; the
+    /// caller's etag stays at the last version known to be stored; and what a later read or write sees is decided by
+    /// the store: a write with the old etag applies only where the failed one is not stored, else it conflicts.
+    /// </summary>
+    [Fact]
+    public async Task AFailedFsyncAtCommitFailsEveryCallerWithAnUnknownOutcomeAndTheStoreDecidesWhatFollows()
+    {
+        var path = folder.NewDatabasePath();
+        using var fault = WalWriteBufferVfs.FailSyncs(Path.GetFileName(path));
+        var ids = Enumerable.Range(0, 10).Select(_ => NewGrainId()).ToArray();
+        await using (var storage = await OpenAsync(path))
+        {
+            Assert.True(storage.WalWritesBuffered);
+            var states = ids.Select((_, i) => new GrainState<SensorTestState>(Sample(i))).ToArray();
+            await Task.WhenAll(ids.Select((id, i) => storage.WriteStateAsync(StateName, id, states[i])));
+            Assert.All(states, s => Assert.Equal("1", s.ETag));
+
+            fault.Armed = true;
+            foreach (var (state, i) in states.Select((s, i) => (s, i))) state.State = Sample(100 + i);
+            var updates = ids.Select((id, i) => storage.WriteStateAsync(StateName, id, states[i])).ToArray();
+            foreach (var update in updates)
+            {
+                var failure = await Assert.ThrowsAsync<OrleansException>(() => update);
+                Assert.Contains("the outcome is unknown", failure.Message);
+                Assert.DoesNotContain("none of them was applied", failure.Message);
+                Assert.True(CommitOutcomeUnknownException.IsIn(failure));
+            }
+
+            Assert.True(fault.FailedSyncs > 0);
+            Assert.True(storage.FailedBatches > 0);
+            Assert.All(states, s => Assert.Equal("1", s.ETag));
+            fault.Armed = false;
+
+            for (var i = 0; i < ids.Length; i++)
+            {
+                var stored = await ReadAsync(storage, ids[i]);
+                var expected = stored.ETag switch
+                {
+                    "1" => Sample(i),
+                    "2" => Sample(100 + i),
+                    _ => throw new Xunit.Sdk.XunitException($"grain {i}: unexpected stored version {stored.ETag}"),
+                };
+                GrainStorageDurabilityTests.AssertSameState(expected, stored.State);
+
+                var retry = new GrainState<SensorTestState>(Sample(200 + i)) { ETag = "1", RecordExists = true };
+                if (stored.ETag == "1")
+                {
+                    await storage.WriteStateAsync(StateName, ids[i], retry);
+                    Assert.Equal("2", retry.ETag);
+                }
+                else
+                {
+                    await Assert.ThrowsAsync<InconsistentStateException>(() => storage.WriteStateAsync(StateName, ids[i], retry));
+                }
+            }
+        }
+
+        SqliteConnection.ClearAllPools();
+    }
+
+    /// <summary>
+    /// Table names that are SQL keywords pass the option check (they are plain identifiers), so every statement must
+    /// quote the name: unquoted, the first of them (CREATE TABLE) was a syntax error at silo start.
+    /// </summary>
+    [Theory]
+    [InlineData("select")]
+    [InlineData("order")]
+    [InlineData("table")]
+    [InlineData("group")]
+    [InlineData("Where")]
+    public async Task KeywordTableNamesWorkInEveryStatement(string table)
+    {
+        var path = folder.NewDatabasePath();
+        new SqliteGrainStorageOptionsValidator(new SqliteGrainStorageOptions { DataSource = path, TableName = table, GrainStorageSerializer = _serializer }, "kw").ValidateConfiguration();
+        await EveryStatementWorksOnTheTableCore(async () =>
+        {
+            var storage = await OpenAsync(path, o => o.TableName = table);
+            return new ProviderUnderTest(storage, () => storage.CommittedOperations, () => storage.FailedBatches, storage.DisposeAsync, storage.InitializeAsync);
+        });
+        SqliteConnection.ClearAllPools();
+    }
+
+    /// <summary>
+    /// Earlier versions wrote the table name unquoted. Quoting it must find the same table whatever the case of the name
+    /// (SQLite matches table names case-insensitively, quoted or not): a database created that way keeps its rows and
+    /// gets no second table.
+    /// </summary>
+    [Fact]
+    public async Task ATableCreatedUnquotedByAnEarlierVersionIsStillFoundWhateverTheCaseOfTheName()
+    {
+        var path = folder.NewDatabasePath();
+        var grainId = NewGrainId();
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        await using (var connection = new SqliteConnection($"Data Source={path};Pooling=false"))
+        {
+            connection.Open();
+            await using var command = connection.CreateCommand();
+            // The DDL and insert of the earlier versions, with the name unquoted.
+            command.CommandText =
+                """
+                CREATE TABLE IF NOT EXISTS Old_Grain_State (
+                    service_id TEXT NOT NULL, state_name TEXT NOT NULL, grain_id TEXT NOT NULL,
+                    version INTEGER NOT NULL, payload BLOB NULL, PRIMARY KEY (service_id, state_name, grain_id));
+                INSERT INTO Old_Grain_State (service_id, state_name, grain_id, version, payload) VALUES ('service-a', $state, $grain, 7, $payload);
+                """;
+            command.Parameters.AddWithValue("$state", StateName);
+            command.Parameters.AddWithValue("$grain", grainId.ToString());
+            command.Parameters.AddWithValue("$payload", _serializer.Serialize(Sample(70)).ToArray());
+            await command.ExecuteNonQueryAsync();
+        }
+
+        await using (var storage = await OpenAsync(path, o => o.TableName = "OLD_grain_STATE"))
+        {
+            var state = await ReadAsync(storage, grainId);
+            GrainStorageDurabilityTests.AssertSameState(Sample(70), state.State);
+            Assert.Equal("7", state.ETag);
+            state.State = Sample(71);
+            await storage.WriteStateAsync(StateName, grainId, state);
+            Assert.Equal("8", state.ETag);
+        }
+
+        await using (var connection = new SqliteConnection($"Data Source={path};Pooling=false"))
+        {
+            connection.Open();
+            await using var command = connection.CreateCommand();
+            command.CommandText = "SELECT group_concat(name) FROM sqlite_master WHERE type = 'table'";
+            Assert.Equal("Old_Grain_State", await command.ExecuteScalarAsync());
+            command.CommandText = "SELECT version FROM Old_Grain_State";
+            Assert.Equal(8L, await command.ExecuteScalarAsync());
+        }
+
+        SqliteConnection.ClearAllPools();
     }
 
     /// <summary>Through a serializer that refuses a payload of any other length than it wrote (a stored pooled array's slack would show).</summary>
@@ -780,6 +918,8 @@ public sealed class SqliteGrainStorageTests(SqliteFolderFixture folder) : GroupC
         { "DataSource is required", o => o.DataSource = " " },
         { "in-memory database is not durable", o => o.DataSource = ":memory:" },
         { "TableName 'grain; DROP TABLE x' must be a plain identifier", o => o.TableName = "grain; DROP TABLE x" },
+        { "TableName 'order\"' must be a plain identifier", o => o.TableName = "order\"" },
+        { "TableName 'Sqlite_state' starts with 'sqlite_', which SQLite reserves", o => o.TableName = "Sqlite_state" },
         { "MaxBatchSize must be between 1 and 100000, was 0", o => o.MaxBatchSize = 0 },
         { "MaxBatchDelay must be between 0 and 1 s", o => o.MaxBatchDelay = TimeSpan.FromSeconds(-1) },
         { "Synchronous has the undefined value 7", o => o.Synchronous = (SqliteSynchronousMode)7 },

@@ -412,21 +412,34 @@ public static class StreamStateCodec
             Int32(used);
             if (used == 0) return;
             var values = array.AsSpan(0, used);
-            if (DeltaEncodedSize(values) >= used * 8)
-            {
-                Byte(EncodingRaw);
-                foreach (long value in values) Int64(value);
-                return;
-            }
+            // The size pass (GetSize) measured the delta encoding already; measuring it again here before writing it was
+            // a second walk of both columns of the tail on every core write. Instead the delta encoding is written at
+            // once and abandoned for the raw one as soon as it would not be shorter than used * 8 bytes: the same choice
+            // as DeltaEncodedSize(values) >= used * 8 (delta only when strictly shorter), so the bytes are the same. The
+            // attempt never writes past the raw encoding's end, and the record has that much room here whenever raw was
+            // the size pass's choice (when delta was, the attempt is the encoding and ends exactly where it should).
+            int start = Position;
+            int rawEnd = start + 1 + used * 8;
             Byte(EncodingDelta);
             Int64(values[0]);
             long previousDelta = 0;
             for (int i = 1; i < values.Length; i++)
             {
                 long delta = unchecked(values[i] - values[i - 1]);
-                Varint(ZigZag(unchecked(delta - previousDelta)));
+                ulong change = ZigZag(unchecked(delta - previousDelta));
+                if (Position + VarintSize(change) >= rawEnd) { RawColumn(start, values); return; }
+                Varint(change);
                 previousDelta = delta;
             }
+            if (Position >= rawEnd) RawColumn(start, values);   // a single value: 8 bytes either way, raw wins the tie
+        }
+
+        /// <summary>Rewinds to <paramref name="start"/> (the encoding byte) and writes the column raw.</summary>
+        private void RawColumn(int start, ReadOnlySpan<long> values)
+        {
+            Position = start;
+            Byte(EncodingRaw);
+            foreach (long value in values) Int64(value);
         }
 
         private void Varint(ulong value)
