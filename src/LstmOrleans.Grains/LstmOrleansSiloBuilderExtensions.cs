@@ -3,6 +3,7 @@ using LstmOrleans.Grains.Storage;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
+using Orleans.Serialization;
 using Orleans.Storage;
 
 namespace Orleans.Hosting;
@@ -41,12 +42,22 @@ public static class LstmOrleansSiloBuilderExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<StreamGrainOptions>, StreamGrainOptionsValidator>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ModelGrainOptions>, ModelGrainOptionsValidator>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ModelWeightsCacheOptions>, ModelWeightsCacheOptionsValidator>());
+        services.Configure<ExceptionSerializationOptions>(o => o.SupportedNamespacePrefixes.UnionWith(ExceptionNamespaces));
 
         if (services.Any(d => d.ServiceType == typeof(ModelWeightsCache))) return services;
         services.AddSingleton<ModelWeightsCache>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<ModelWeightsCache>());
         return services;
     }
+
+    /// <summary>
+    /// Namespaces of exceptions a grain call can end in besides Orleans' defaults (Microsoft, System, Azure): ours (a
+    /// storage commit of unknown outcome) and the cluster stores' clients (a Redis timeout, a PostgreSQL error). Orleans
+    /// serializes an exception of another namespace that has no generated codec not at all: the caller got a
+    /// CodecNotFoundException instead of the error. A caller without the type's assembly gets Orleans' fallback
+    /// exception, with the type's name and message.
+    /// </summary>
+    internal static readonly string[] ExceptionNamespaces = ["LstmOrleans", "Npgsql", "StackExchange.Redis"];
 
     /// <summary>
     /// Makes the grain storage provider <paramref name="name"/> (options type <typeparamref name="TOptions"/>) write the

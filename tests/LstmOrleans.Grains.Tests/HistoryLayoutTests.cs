@@ -26,6 +26,17 @@ public sealed class FaultingGrainStorage(IGrainStorage inner) : IGrainStorage
     /// <summary>Successful writes per (grain, state name).</summary>
     public static readonly ConcurrentDictionary<(GrainId, string), int> Writes = new();
 
+    /// <summary>
+    /// (grain, state name) pairs whose next write is stored and then reported as a commit of unknown outcome, as SQLite
+    /// and PostgreSQL report a failed COMMIT or fsync that may have reached the disk (one-shot; the value says whether the
+    /// write is stored first or not at all).
+    /// </summary>
+    public static readonly ConcurrentDictionary<(GrainId, string), bool> OutcomeUnknown = new();
+
+    /// <summary>The exception a store's caller gets for a commit of unknown outcome (an OrleansException around it).</summary>
+    public static Exception UnknownOutcome(string stateName) =>
+        new OrleansException($"injected commit of unknown outcome ({stateName})", new CommitOutcomeUnknownException("injected", new IOException("fsync failed")));
+
     /// <summary>One-shot actions run just before a write of (grain, state name) reaches the store (another writer's turn).</summary>
     public static readonly ConcurrentDictionary<(GrainId, string), Func<Task>> BeforeWrite = new();
 
@@ -51,8 +62,11 @@ public sealed class FaultingGrainStorage(IGrainStorage inner) : IGrainStorage
     {
         if (Failing.ContainsKey((grainId, stateName))) throw new IOException($"injected write failure ({stateName})");
         if (BeforeWrite.TryRemove((grainId, stateName), out var before)) await before();
+        bool unknown = OutcomeUnknown.TryRemove((grainId, stateName), out bool stored);
+        if (unknown && !stored) throw UnknownOutcome(stateName);
         await inner.WriteStateAsync(stateName, grainId, grainState);
         Writes.AddOrUpdate((grainId, stateName), 1, (_, n) => n + 1);
+        if (unknown) throw UnknownOutcome(stateName);
     }
 
     public Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) =>
@@ -77,9 +91,12 @@ public sealed class FaultingCompanionGrainStorage(IGrainStorage inner) : IGrainS
         IReadOnlyList<KeyValuePair<string, TCompanion>> companions)
     {
         if (FaultingGrainStorage.Failing.ContainsKey((grainId, stateName))) throw new IOException($"injected write failure ({stateName} and its companions)");
+        bool unknown = FaultingGrainStorage.OutcomeUnknown.TryRemove((grainId, stateName), out bool stored);
+        if (unknown && !stored) throw FaultingGrainStorage.UnknownOutcome(stateName);
         await ((ICompanionWriteGrainStorage)inner).WriteStateWithCompanionsAsync(stateName, grainId, grainState, companions);
         FaultingGrainStorage.Writes.AddOrUpdate((grainId, stateName), 1, (_, n) => n + 1);
         foreach (var (name, _) in companions) FaultingGrainStorage.Writes.AddOrUpdate((grainId, name), 1, (_, n) => n + 1);
+        if (unknown) throw FaultingGrainStorage.UnknownOutcome(stateName);
     }
 }
 
@@ -402,6 +419,47 @@ public abstract class HistoryLayoutTests(HistoryLayoutFixture fixture)
         Assert.Equal(reference.H, state.Hidden);
         Assert.Equal(reference.C, state.Cell);
         Assert.NotEqual(before, await TestSupport.FullState(stream));
+    }
+
+    /// <summary>
+    /// A write whose commit has an unknown outcome (the store's COMMIT or fsync failed) fails the call, and the stream
+    /// then answers from what the store holds: the observation's resend is a duplicate if the write did reach the store
+    /// and is stepped if it did not. Restoring the state from before the call would step a stored observation again
+    /// (and meet the store's newer ETag).
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task After_a_commit_of_unknown_outcome_the_stream_answers_from_what_the_store_holds(bool stored)
+    {
+        var (config, model) = await CreateModelAsync($"layout-unknown-{stored}");
+        var reference = new ReferenceStream(config, TestSupport.ToEngine(await model.GetActiveWeightsAsync()));
+        var stream = Client.GetGrain<IStreamGrain>($"{fixture.Prefix}/layout/unknown-{stored}");
+        await stream.BindAsync($"layout-unknown-{stored}");
+        var grainId = stream.GetGrainId();
+        for (long seq = 1; seq <= 5; seq++)
+        {
+            var o = TestSupport.Obs(seq);
+            Assert.Equal(reference.Step(o.Values), (await stream.IngestAsync(o)).Predictions);
+        }
+
+        // A batch: its path keeps the state from before the call, which a failed write used to restore.
+        Observation[] batch = [TestSupport.Obs(6), TestSupport.Obs(7)];
+        FaultingGrainStorage.OutcomeUnknown[(grainId, "stream")] = stored;
+        var failure = await Assert.ThrowsAnyAsync<Exception>(() => stream.IngestBatchAsync(batch));
+        Assert.True(failure.ToString().Contains("injected commit of unknown outcome", StringComparison.Ordinal), failure.ToString());
+        Assert.False(FaultingGrainStorage.OutcomeUnknown.ContainsKey((grainId, "stream")));   // the injected write did happen
+
+        var resent = await stream.IngestBatchAsync(batch);
+        Assert.All(resent, r => Assert.Equal(stored, r.Duplicate));
+        var expected = batch.Select(o => reference.Step(o.Values)).ToArray();
+        if (!stored) Assert.Equal(expected, resent.Select(r => r.Predictions));
+        var summary = await stream.GetSummaryAsync();
+        Assert.Equal(7, summary.StepCount);
+        Assert.Equal(7, summary.LastSequence);
+        var next = await stream.IngestAsync(TestSupport.Obs(8));
+        Assert.False(next.Duplicate);
+        Assert.Equal(reference.Step(TestSupport.Obs(8).Values), next.Predictions);
     }
 
     [Fact]
