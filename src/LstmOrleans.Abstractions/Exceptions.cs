@@ -15,6 +15,11 @@ public enum RejectionReason
     InvalidTimestamp = 8,
     /// <summary>No sequence numbers are left after the stream's last one to number the batch with.</summary>
     SequenceExhausted = 9,
+    /// <summary>
+    /// The observation is valid, but the model's step on it came out NaN or infinite (weights that overflow float on
+    /// this stream's input); the stream kept its previous state. Fixed by activating or publishing other weights.
+    /// </summary>
+    NonFiniteResult = 10,
 }
 
 /// <summary>

@@ -22,9 +22,11 @@ public interface IModelGrain : IGrainWithStringKey
     Task<ModelInfo> GetInfoAsync();
 
     /// <summary>
-    /// Stores a new version (parameter count must match the config, all finite); returns its number. Throws
-    /// <see cref="ModelOperationException"/> and stores nothing when <see cref="PublishRequest.ExpectedActiveVersion"/> is
-    /// not the active version, or when an inactive version could not be retained (the model keeps only one).
+    /// Stores a new version (parameter count must match the config, all finite and within the magnitudes under which no
+    /// stream's step can overflow float, see ModelParameterBounds in LstmOrleans.Grains); returns its number. Throws
+    /// <see cref="ModelOperationException"/> and stores nothing when the parameters are refused (the message names the
+    /// first offending tensor, index and value), when <see cref="PublishRequest.ExpectedActiveVersion"/> is not the
+    /// active version, or when an inactive version could not be retained (the model keeps only one).
     /// </summary>
     [Alias("Publish")]
     Task<long> PublishAsync(PublishRequest request);

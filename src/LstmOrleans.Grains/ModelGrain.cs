@@ -59,6 +59,12 @@ public sealed partial class ModelGrain : Grain, IModelGrain
 
     private string Name => this.GetPrimaryKeyString();
 
+    /// <summary>
+    /// Test seam: invoked (with the model's name) at the start of the CPU-heavy parameter work of a create or publish,
+    /// on the thread that does it, so a test can see which scheduler that is.
+    /// </summary>
+    internal static Action<string>? ParameterWorkProbe;
+
     /// <summary>An existing model makes sure the catalog lists it (it may predate the catalog, or a crash may have
     /// come between its creation and its listing).</summary>
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
@@ -80,13 +86,21 @@ public sealed partial class ModelGrain : Grain, IModelGrain
             return Info();
         }
 
-        var parameters = LstmParameters.InitializeUniform(ToLstmConfig(normalized), normalized.Seed);
-        if (normalized.Residual)
+        // Up to 2^24 random draws: on the thread pool, not in this turn (the grain is not reentrant, so nothing else
+        // runs on it meanwhile and the state read below is the one this call started with).
+        string name = Name;
+        var parameters = await Task.Run(() =>
         {
-            // A residual model starts as persistence (zero change), so the first refit only has to beat that.
-            parameters.HeadWeight.Clear();
-            parameters.HeadBias.Clear();
-        }
+            ParameterWorkProbe?.Invoke(name);
+            var initial = LstmParameters.InitializeUniform(ToLstmConfig(normalized), normalized.Seed);
+            if (normalized.Residual)
+            {
+                // A residual model starts as persistence (zero change), so the first refit only has to beat that.
+                initial.HeadWeight.Clear();
+                initial.HeadBias.Clear();
+            }
+            return initial;
+        });
         var now = DateTimeOffset.UtcNow;
         var state = new ModelState
         {
@@ -116,9 +130,21 @@ public sealed partial class ModelGrain : Grain, IModelGrain
         long expected = LstmParameters.CountFor(ToLstmConfig(config));
         if (request.Parameters is null || request.Parameters.Length != expected)
             throw new ModelOperationException(Name, $"Model '{Name}' expects {expected} parameters, got {request.Parameters?.Length ?? 0}.");
-        foreach (float v in request.Parameters)
-            if (!float.IsFinite(v))
-                throw new ModelOperationException(Name, $"Parameters for model '{Name}' contain NaN or infinite values.");
+        // The copy (the request is immutable, so a local caller's array is not copied for us) and its check scan up to
+        // 2^24 floats: both run on the thread pool. The grain is not reentrant, so no other call (publish, activation)
+        // runs while this one awaits them: publishes apply in arrival order, and ExpectedActiveVersion and the retention
+        // below see the state as it is when this publish applies. The copy is what is checked, so a caller that
+        // changes its array meanwhile cannot slip unchecked values in.
+        var source = request.Parameters;
+        string name = Name;
+        var (parameters, problem) = await Task.Run(() =>
+        {
+            ParameterWorkProbe?.Invoke(name);
+            var copy = (float[])source.Clone();
+            return (copy, ModelParameterBounds.Check(config, copy));
+        });
+        if (problem is not null)
+            throw new ModelOperationException(Name, $"Parameters for model '{Name}' are refused and nothing was published: {problem}.");
         if (request.Metadata?.FirstOrDefault(kv => kv.Value is null) is { Key: { } emptyKey })
             throw new ModelOperationException(Name, $"Metadata entry '{emptyKey}' for model '{Name}' has no value.");
 
@@ -141,7 +167,7 @@ public sealed partial class ModelGrain : Grain, IModelGrain
                 PublishedAt = DateTimeOffset.UtcNow,
                 Description = request.Description,
                 Metadata = request.Metadata is null ? [] : new Dictionary<string, string>(request.Metadata),
-                Parameters = (float[])request.Parameters.Clone(),
+                Parameters = parameters,
             },
         };
         long active = request.Activate ? version : current.ActiveVersion;

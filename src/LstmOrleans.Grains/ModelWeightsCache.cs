@@ -76,11 +76,11 @@ public sealed partial class ModelWeightsCache : IModelWeightsObserver, ILifecycl
     {
         var grain = _grainFactory.GetGrain<IModelGrain>(modelName);
         var weights = await grain.GetActiveWeightsAsync();
-        var snapshot = Install(weights);
+        var snapshot = await InstallAsync(weights);
         try
         {
             var activation = await grain.SubscribeAsync(ObserverReference());
-            if (activation.Epoch > snapshot.Epoch) snapshot = Install(await grain.GetActiveWeightsAsync());
+            if (activation.Epoch > snapshot.Epoch) snapshot = await InstallAsync(await grain.GetActiveWeightsAsync());
         }
         catch (Exception e) when (e is not ModelNotFoundException)
         {
@@ -91,37 +91,47 @@ public sealed partial class ModelWeightsCache : IModelWeightsObserver, ILifecycl
     }
 
     /// <summary>Push from a model grain: install the weights unless this silo already holds a newer activation.</summary>
-    Task IModelWeightsObserver.WeightsActivated(ModelWeights weights)
+    async Task IModelWeightsObserver.WeightsActivated(ModelWeights weights)
     {
         try
         {
-            Install(weights);
+            await InstallAsync(weights);
             Interlocked.Increment(ref _pushesReceived);
         }
         catch (Exception e)
         {
             LogPushRejected(e, weights.ModelName, weights.Version);
         }
-        return Task.CompletedTask;
     }
 
+    /// <summary>Test seam: invoked (with the model's name) when a snapshot is built, on the thread that builds it.</summary>
+    internal Action<string>? BuildProbe;
+
     /// <summary>Installs <paramref name="weights"/> if its epoch is newer than what is held; returns what is held afterwards.</summary>
-    private CachedModel Install(ModelWeights weights)
+    private async Task<CachedModel> InstallAsync(ModelWeights weights)
     {
+        // An activation this silo already holds, or an older one, needs no snapshot (a push and a refresh can both
+        // deliver the same version).
+        if (_models.TryGetValue(weights.ModelName, out var held) && weights.Epoch <= held.Epoch) return held;
+        // Copying up to 2^24 floats (twice) and packing them for the kernel runs on the thread pool: the first load of
+        // a model usually happens inside a stream grain's turn, which would otherwise be blocked for all of it.
+        // Installation itself is the epoch comparison below, atomic per model, so snapshots finishing out of order
+        // still leave the newest activation installed.
+        var built = await Task.Run(() => Build(weights));
+        var result = _models.AddOrUpdate(weights.ModelName, built, (_, existing) => weights.Epoch > existing.Epoch ? built : existing);
+        if (ReferenceEquals(result, built)) LogInstalled(weights.ModelName, weights.Version, weights.Epoch);
+        return result;
+    }
+
+    private CachedModel Build(ModelWeights weights)
+    {
+        BuildProbe?.Invoke(weights.ModelName);
         var config = ModelGrain.ToLstmConfig(weights.Config).Validate();
         var parameters = new LstmParameters(config);
         if (weights.Parameters.Length != parameters.Count)
             throw new InvalidOperationException($"Model '{weights.ModelName}' version {weights.Version} has {weights.Parameters.Length} parameters, expected {parameters.Count}.");
         weights.Parameters.AsSpan().CopyTo(parameters.Data);
-        CachedModel? built = null;
-        var result = _models.AddOrUpdate(
-            weights.ModelName,
-            _ => built ??= Build(),
-            (_, existing) => weights.Epoch > existing.Epoch ? built ??= Build() : existing);
-        if (ReferenceEquals(result, built)) LogInstalled(weights.ModelName, weights.Version, weights.Epoch);
-        return result;
-
-        CachedModel Build() => new(weights.ModelName, weights.Version, weights.Epoch, weights.Config, LstmWeights.From(parameters));
+        return new CachedModel(weights.ModelName, weights.Version, weights.Epoch, weights.Config, LstmWeights.From(parameters));
     }
 
     /// <summary>Renews observer registrations and catches up on any activation this silo missed.</summary>
@@ -136,7 +146,7 @@ public sealed partial class ModelWeightsCache : IModelWeightsObserver, ILifecycl
                 var activation = await grain.SubscribeAsync(ObserverReference());
                 if (activation.Epoch > held.Epoch)
                 {
-                    Install(await grain.GetActiveWeightsAsync());
+                    await InstallAsync(await grain.GetActiveWeightsAsync());
                     LogCaughtUp(name, activation.Version);
                 }
             }

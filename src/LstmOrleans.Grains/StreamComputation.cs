@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Numerics.Tensors;
 using LstmOrleans.Abstractions;
 
 namespace LstmOrleans.Grains;
@@ -100,9 +101,12 @@ internal static class StreamComputation
         return firstNew;
     }
 
-    public static double NormalizationStd(StreamState s, int feature)
+    public static double NormalizationStd(StreamState s, int feature) => Std(s.M2[feature], s.NormCount);
+
+    /// <summary>The normalising standard deviation of a feature with Welford sum <paramref name="m2"/> over <paramref name="count"/> values.</summary>
+    private static double Std(double m2, long count)
     {
-        double variance = s.NormCount > 0 ? s.M2[feature] / s.NormCount : 0;
+        double variance = count > 0 ? m2 / count : 0;
         return variance > MinVariance ? Math.Sqrt(variance) : 1.0;
     }
 
@@ -115,20 +119,35 @@ internal static class StreamComputation
     /// </summary>
     public static void Rewarm(StreamState s, CachedModel model, ObservationChunk window)
     {
-        Array.Clear(s.Hidden);
-        Array.Clear(s.Cell);
+        // Replayed into fresh arrays: the stream's own state changes only once the replay has come out finite.
+        var hidden = new float[s.Hidden.Length];                        // [L*H]
+        var cell = new float[s.Cell.Length];                            // [L*H]
         int w = s.InputWidth, k = s.Horizons;
         var y = new float[k];                                           // [K]
         for (int i = 0; i < window.Count; i++)
-            model.Weights.Step(window.Inputs.AsSpan(i * w, w), s.Hidden, s.Cell, y);
+            model.Weights.Step(window.Inputs.AsSpan(i * w, w), hidden, cell, y);
         if (window.Count > 0)
         {
             AddResidualBase(model.Config, window.Inputs.AsSpan((window.Count - 1) * w, w), y);
-            Denormalize(s, model.Config, y);
-            y.CopyTo(s.Pending.AsSpan((int)((s.StepCount - 1) % k) * k, k));
+            Denormalize(model.Config, s.Mean[model.Config.TargetIndex], NormalizationStd(s, model.Config.TargetIndex), y);
         }
+        if (!TensorPrimitives.IsFiniteAll<float>(hidden) || !TensorPrimitives.IsFiniteAll<float>(cell) || !TensorPrimitives.IsFiniteAll<float>(y))
+            throw NonFiniteResult(model, $"re-warming the stream on the {window.Count} retained observations gave a NaN or infinite state or forecast", null);
+        hidden.CopyTo(s.Hidden, 0);
+        cell.CopyTo(s.Cell, 0);
+        if (window.Count > 0) y.CopyTo(s.Pending.AsSpan((int)((s.StepCount - 1) % k) * k, k));
         s.WeightsVersion = model.Version;
     }
+
+    /// <summary>
+    /// A step (or re-warm) whose result is not finite: the model's weights overflow float on this stream's input.
+    /// Publishing refuses weights that could (<see cref="ModelParameterBounds"/>), so this guards versions stored before
+    /// that check and anything it did not foresee; the stream keeps its previous state rather than carrying NaN on.
+    /// </summary>
+    private static ObservationRejectedException NonFiniteResult(CachedModel model, string what, long? sequence) =>
+        new(RejectionReason.NonFiniteResult,
+            $"Model '{model.Name}' version {model.Version}: {what}; nothing in the stream changed. Activate or publish other weights for the model.",
+            sequence);
 
     /// <summary>
     /// One accepted observation: update statistics, score the earlier forecasts that target it, take exactly one
@@ -141,9 +160,12 @@ internal static class StreamComputation
         // allocated here outlives the call); the caller gets a record with its own copies.
         int k = s.Horizons;
         var answer = s.LatestAnswer;
-        answer.Prepare(k);
         Span<double> rmse = k <= 64 ? stackalloc double[k] : new double[k];   // [K]
-        float previousError = StepInto(s, observation.Sequence, observation.Timestamp, observation.Values, model, options.ErrorSmoothing, answer.Predictions, rmse);
+        // Forecasts reach the answer buffers only once the step has been accepted: a refused step leaves the last answer.
+        Span<float> predictions = k <= 64 ? stackalloc float[k] : new float[k];   // [K]
+        float previousError = StepInto(s, observation.Sequence, observation.Timestamp, observation.Values, model, options.ErrorSmoothing, predictions, rmse);
+        answer.Prepare(k);
+        predictions.CopyTo(answer.Predictions);
         BatchForecast.WriteIntervals(answer.Predictions, rmse, options.IntervalZ, answer.Lower, answer.Upper, answer.Rmse);
         s.ErrorSamples.CopyTo(answer.ErrorSamples, 0);
         answer.StreamId = streamId;
@@ -196,64 +218,105 @@ internal static class StreamComputation
     /// The arithmetic of one accepted observation, shared by the single and batch paths: writes the new forecasts
     /// (<paramref name="predictions"/> [K], stream units) and the RMSE per horizon after scoring
     /// (<paramref name="rmse"/> [K], unrounded); returns the one-step error of the previous forecast (NaN on the
-    /// stream's first step).
+    /// stream's first step). Throws <see cref="ObservationRejectedException"/> (<see cref="RejectionReason.NonFiniteResult"/>)
+    /// and changes nothing in <paramref name="s"/> when the step's state or forecasts come out NaN or infinite.
     /// </summary>
     private static float StepInto(StreamState s, long sequence, DateTimeOffset timestamp, ReadOnlySpan<float> values, CachedModel model,
         double alpha, Span<float> predictions, Span<double> rmse)
     {
         var config = model.Config;
-        int d = s.InputSize, w = s.InputWidth, k = s.Horizons, target = config.TargetIndex;
+        int d = s.InputSize, w = s.InputWidth, k = s.Horizons, target = config.TargetIndex, state = s.Hidden.Length;
 
-        // Tail slot for this observation (a full tail is closed first: moved to the pending closed history).
-        var tail = s.Tail;
-        if (tail.Count == tail.Capacity) CloseTail(s);
-        int slot = tail.Count++;
-        tail.Sequences[slot] = sequence;
-        tail.Ticks[slot] = timestamp.UtcTicks;
-        Span<float> raw = tail.Values.AsSpan(slot * d, d);            // [D]
-        Span<float> input = tail.Inputs.AsSpan(slot * w, w);          // [D_in]
-        values.CopyTo(raw);
-
-        // Welford update, then normalise with statistics that include this observation and nothing later.
-        long count = ++s.NormCount;
-        for (int i = 0; i < d; i++)
+        // The step is computed before the stream changes: the updated statistics and the model input in scratch, h and
+        // c stepped in place with a copy of their previous values to put back, so a step that comes out non-finite is
+        // refused and leaves the stream as it was. The copies are 2 L*H floats against the step's 4 H (D + H) L
+        // multiply-adds.
+        double[]? rentedDoubles = null;
+        float[]? rentedFloats = null;
+        Span<double> statistics = 2 * d <= ScratchOnStack / 2
+            ? stackalloc double[2 * d]
+            : (rentedDoubles = ArrayPool<double>.Shared.Rent(2 * d)).AsSpan(0, 2 * d);
+        int floats = w + 2 * state;
+        Span<float> scratch = floats <= ScratchOnStack
+            ? stackalloc float[floats]
+            : (rentedFloats = ArrayPool<float>.Shared.Rent(floats)).AsSpan(0, floats);
+        try
         {
-            double v = raw[i];
-            double delta = v - s.Mean[i];
-            s.Mean[i] += delta / count;
-            s.M2[i] += delta * (v - s.Mean[i]);
-        }
-        EncodeInput(s, model, raw, timestamp, input);
+            Span<double> mean = statistics[..d], m2 = statistics[d..];          // [D] each
+            Span<float> input = scratch[..w];                                   // [D_in]
+            Span<float> previousHidden = scratch.Slice(w, state), previousCell = scratch.Slice(w + state, state);
 
-        // Score the forecasts made 1..K steps ago for this step.
-        float actual = raw[target];
-        float previousError = float.NaN;
-        for (int h = 1; h <= k && h <= s.StepCount; h++)
+            // Welford update, then normalise with statistics that include this observation and nothing later.
+            long count = s.NormCount + 1;
+            for (int i = 0; i < d; i++)
+            {
+                double v = values[i];
+                double delta = v - s.Mean[i];
+                mean[i] = s.Mean[i] + delta / count;
+                m2[i] = s.M2[i] + delta * (v - mean[i]);
+            }
+            EncodeInput(model, values, mean, m2, count, timestamp, input);
+
+            // Exactly one LSTM step.
+            s.Hidden.CopyTo(previousHidden);
+            s.Cell.CopyTo(previousCell);
+            model.Weights.Step(input, s.Hidden, s.Cell, predictions);
+            AddResidualBase(config, input, predictions);
+            Denormalize(config, mean[target], Std(m2[target], count), predictions);
+            if (!TensorPrimitives.IsFiniteAll<float>(predictions) || !TensorPrimitives.IsFiniteAll<float>(s.Hidden) || !TensorPrimitives.IsFiniteAll<float>(s.Cell))
+            {
+                previousHidden.CopyTo(s.Hidden);
+                previousCell.CopyTo(s.Cell);
+                throw NonFiniteResult(model, $"observation {sequence} gave a NaN or infinite LSTM state or forecast (its weights overflow float on this input)", sequence);
+            }
+
+            // Accepted: record the observation and its statistics. Tail slot for this observation (a full tail is
+            // closed first: moved to the pending closed history).
+            var tail = s.Tail;
+            if (tail.Count == tail.Capacity) CloseTail(s);
+            int slot = tail.Count++;
+            tail.Sequences[slot] = sequence;
+            tail.Ticks[slot] = timestamp.UtcTicks;
+            values.CopyTo(tail.Values.AsSpan(slot * d, d));
+            input.CopyTo(tail.Inputs.AsSpan(slot * w, w));
+            s.NormCount = count;
+            mean.CopyTo(s.Mean);
+            m2.CopyTo(s.M2);
+
+            // Score the forecasts made 1..K steps ago for this step (before this step's forecasts take their slot,
+            // which held those of K steps ago).
+            float actual = values[target];
+            float previousError = float.NaN;
+            for (int h = 1; h <= k && h <= s.StepCount; h++)
+            {
+                long madeAt = s.StepCount - h;
+                float forecast = s.Pending[(int)(madeAt % k) * k + (h - 1)];
+                double error = (double)actual - forecast;
+                double squared = error * error;
+                s.ErrorMeanSquare[h - 1] = s.ErrorSamples[h - 1] == 0 ? squared : (1 - alpha) * s.ErrorMeanSquare[h - 1] + alpha * squared;
+                s.ErrorSamples[h - 1]++;
+                if (h == 1) previousError = (float)error;
+            }
+            predictions.CopyTo(s.Pending.AsSpan((int)(s.StepCount % k) * k, k));
+
+            s.StepCount++;
+            s.HasSequence = true;
+            s.LastSequence = sequence;
+            s.LastTimestamp = timestamp;
+            s.WeightsVersion = model.Version;
+            for (int h = 0; h < k; h++)
+                rmse[h] = s.ErrorSamples[h] > 0 ? Math.Sqrt(s.ErrorMeanSquare[h]) : RawStd(s, target);
+            return previousError;
+        }
+        finally
         {
-            long madeAt = s.StepCount - h;
-            float forecast = s.Pending[(int)(madeAt % k) * k + (h - 1)];
-            double error = (double)actual - forecast;
-            double squared = error * error;
-            s.ErrorMeanSquare[h - 1] = s.ErrorSamples[h - 1] == 0 ? squared : (1 - alpha) * s.ErrorMeanSquare[h - 1] + alpha * squared;
-            s.ErrorSamples[h - 1]++;
-            if (h == 1) previousError = (float)error;
+            if (rentedDoubles is not null) ArrayPool<double>.Shared.Return(rentedDoubles);
+            if (rentedFloats is not null) ArrayPool<float>.Shared.Return(rentedFloats);
         }
-
-        // Exactly one LSTM step.
-        model.Weights.Step(input, s.Hidden, s.Cell, predictions);
-        AddResidualBase(config, input, predictions);
-        Denormalize(s, config, predictions);
-        predictions.CopyTo(s.Pending.AsSpan((int)(s.StepCount % k) * k, k));
-
-        s.StepCount++;
-        s.HasSequence = true;
-        s.LastSequence = sequence;
-        s.LastTimestamp = timestamp;
-        s.WeightsVersion = model.Version;
-        for (int h = 0; h < k; h++)
-            rmse[h] = s.ErrorSamples[h] > 0 ? Math.Sqrt(s.ErrorMeanSquare[h]) : RawStd(s, target);
-        return previousError;
     }
+
+    /// <summary>Floats of per-step scratch (model input and the previous h and c) kept on the stack rather than rented.</summary>
+    private const int ScratchOnStack = 512;
 
     /// <summary>
     /// Multiply-adds of one step of <paramref name="config"/>'s LSTM: per layer 4H x (D_l + H) gate sums, then the
@@ -285,12 +348,13 @@ internal static class StreamComputation
     /// The model input x [D_in] of one observation: its values normalised with the statistics of this step (which
     /// include it), then the model's calendar features of its timestamp (see <see cref="ModelInputs"/>).
     /// </summary>
-    private static void EncodeInput(StreamState s, CachedModel model, ReadOnlySpan<float> raw, DateTimeOffset timestamp, Span<float> x)
+    private static void EncodeInput(CachedModel model, ReadOnlySpan<float> raw, ReadOnlySpan<double> mean, ReadOnlySpan<double> m2, long count,
+        DateTimeOffset timestamp, Span<float> x)
     {
         int d = raw.Length;
         if (model.Config.Normalization == NormalizationMode.RunningZScore)
             for (int i = 0; i < d; i++)
-                x[i] = (float)((raw[i] - s.Mean[i]) / NormalizationStd(s, i));
+                x[i] = (float)((raw[i] - mean[i]) / Std(m2[i], count));
         else
             raw.CopyTo(x);
         ModelInputs.WriteCalendarFeatures(timestamp, model.Calendar, x[d..]);
@@ -302,10 +366,9 @@ internal static class StreamComputation
         if (config.Residual) LstmOrleans.Lstm.ResidualHead.ToLevels(input, config.TargetIndex, y);
     }
 
-    private static void Denormalize(StreamState s, ModelConfig config, Span<float> y)
+    private static void Denormalize(ModelConfig config, double mean, double std, Span<float> y)
     {
         if (config.Normalization != NormalizationMode.RunningZScore) return;
-        double std = NormalizationStd(s, config.TargetIndex), mean = s.Mean[config.TargetIndex];
         for (int i = 0; i < y.Length; i++) y[i] = (float)(y[i] * std + mean);
     }
 

@@ -133,7 +133,13 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
             s = s.Clone();
             StreamComputation.Bind(s, model, _options.HistoryCapacity, _options.HistoryChunkSize);
         }
-        if (s.WeightsVersion != model.Version) await RewarmAsync(s, model);
+        if (s.WeightsVersion != model.Version)
+        {
+            // A re-warm re-derives h and c for the new weights; on a copy, so that a step the new weights then refuse
+            // (StreamComputation.Step throws before changing anything) leaves the stream exactly as it was.
+            if (ReferenceEquals(s, Current)) s = s.Clone();
+            await RewarmAsync(s, model);
+        }
         var result = StreamComputation.Step(s, StreamId, observation, model, _options);
         if (Install(s, steps: 1, forceWrite: false))
         {

@@ -167,6 +167,23 @@ public sealed class ClientTests(SiloProcess silo)
         var refused = await RunAsync("model", "import", garbage, "--name", "imported-model");
         Assert.Equal(2, refused.ExitCode);
 
+        // A well-formed file whose weights would overflow every stream's step (head.bias[2], its last float, set to
+        // 1e38) is refused before anything changes: neither a version of the existing model nor a new model.
+        var absurd = Path.Combine(folder, "absurd.safetensors");
+        var bytes = await File.ReadAllBytesAsync(original);
+        BitConverter.TryWriteBytes(bytes.AsSpan(bytes.Length - 4), 1e38f);
+        Assert.True(BitConverter.IsLittleEndian);
+        await File.WriteAllBytesAsync(absurd, bytes);
+        foreach (var target in new[] { "imported-model", "absurd-model" })
+        {
+            var absurdImport = await RunAsync("model", "import", absurd, "--name", target);
+            Assert.True(absurdImport.ExitCode == 2, absurdImport.ToString());
+            Assert.Contains("head.bias[2]", absurdImport.Stderr);
+            Assert.Contains("Nothing was changed", absurdImport.Stderr);
+        }
+        var notCreated = await RunAsync("models", "absurd-model");
+        Assert.True(notCreated.ExitCode != 0 && notCreated.Stderr.Contains("does not exist"), notCreated.ToString());
+
         var models = await RunAsync("models", "imported-model");
         Assert.True(models.ExitCode == 0, models.ToString());
         Assert.Contains("* v2", models.Stdout);

@@ -367,6 +367,10 @@ public sealed class HttpApiTests(SiloProcess silo)
         using var publish = await http.PostAsync("/models/e2e-models/versions", Json($$"""{"parameters":[{{parameters}}],"description":"e2e"}"""));
         Assert.True(publish.StatusCode == HttpStatusCode.Created, await publish.Content.ReadAsStringAsync());
         await ProblemAsync(await http.PostAsync("/models/e2e-models/versions", Json("""{"parameters":[1,2,3]}""")), HttpStatusCode.BadRequest);
+        // Finite but absurd weights, on which every stream's step would overflow: refused naming the tensor, nothing stored.
+        var absurd = string.Join(",", Enumerable.Repeat("1e38", parameterCount));
+        var refused = await ProblemAsync(await http.PostAsync("/models/e2e-models/versions", Json($$"""{"parameters":[{{absurd}}]}""")), HttpStatusCode.BadRequest);
+        Assert.Contains("lstm.weight_ih_l0[0]", refused.GetProperty("detail").GetString());
 
         var versions = JsonDocument.Parse(await http.GetStringAsync("/models/e2e-models/versions")).RootElement;
         Assert.Equal(2, versions.GetArrayLength());

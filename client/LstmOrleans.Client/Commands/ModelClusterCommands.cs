@@ -1,5 +1,6 @@
 using System.CommandLine;
 using LstmOrleans.Abstractions;
+using LstmOrleans.Grains;
 using LstmOrleans.Lstm;
 using LstmOrleans.Lstm.Serialization;
 
@@ -159,24 +160,29 @@ internal static class ModelClusterCommands
             return CommandSupport.WithClusterAsync(cluster, result, ct, async connection =>
             {
                 var grain = connection.Grains.GetGrain<IModelGrain>(modelName);
-                ModelInfo info;
+                ModelInfo? existing;
                 try
                 {
-                    info = await grain.GetInfoAsync();
+                    existing = await grain.GetInfoAsync();
                 }
                 catch (ModelNotFoundException)
                 {
-                    info = await grain.CreateAsync(new ModelConfig(fileValues, shape.HiddenSize, shape.Layers, shape.Horizons,
-                        [.. contents.Metadata.FeatureNames], contents.Metadata.TargetColumn, result.GetValue(normalization),
-                        CalendarFeatures: fileCalendar, Residual: contents.Metadata.Residual));
+                    existing = null;
                 }
-                var c = info.Config;
+                var c = existing?.Config ?? new ModelConfig(fileValues, shape.HiddenSize, shape.Layers, shape.Horizons,
+                    [.. contents.Metadata.FeatureNames], contents.Metadata.TargetColumn, result.GetValue(normalization),
+                    CalendarFeatures: fileCalendar, Residual: contents.Metadata.Residual);
                 var clusterCalendar = c.CalendarFeatures ?? [];
                 if (c.InputSize != fileValues || c.HiddenSize != shape.HiddenSize || c.Layers != shape.Layers || c.Horizons != shape.Horizons
                     || !clusterCalendar.SequenceEqual(fileCalendar) || c.Residual != contents.Metadata.Residual)
                     return CommandSupport.Fail(1, $"Model '{modelName}' has shape D={c.InputSize} H={c.HiddenSize} L={c.Layers} K={c.Horizons} " +
                         $"calendar [{string.Join(",", clusterCalendar)}]{(c.Residual ? " residual head" : "")}; the file has D={fileValues} H={shape.HiddenSize} L={shape.Layers} K={shape.Horizons} " +
                         $"calendar [{string.Join(",", fileCalendar)}]{(contents.Metadata.Residual ? " residual head" : "")}.");
+                // The model grain would refuse the publish too, but only after this command had created the model: checked
+                // here first (the bounds depend on the model's normalisation), so a refused file leaves the cluster as it was.
+                if (ModelParameterBounds.Check(c, contents.Parameters.Data) is { } problem)
+                    return CommandSupport.Fail(2, $"Model file '{result.GetValue(file)}' cannot be served by model '{modelName}': {problem}. Nothing was changed on the cluster.");
+                if (existing is null) await grain.CreateAsync(c);
                 var version = await grain.PublishAsync(new PublishRequest(contents.Parameters.Data, $"imported from {Path.GetFileName(result.GetValue(file))}"));
                 Console.WriteLine($"model {modelName}: published and activated v{version}");
                 return 0;

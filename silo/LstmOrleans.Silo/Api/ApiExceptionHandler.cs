@@ -39,6 +39,8 @@ internal sealed class ApiExceptionHandler(IProblemDetailsService problemDetails,
         // The stream already moved past this time (or its last sequence): a conflict with its state, not a malformed request.
         RejectionReason.TimestampBackwards or RejectionReason.SequenceExhausted => StatusCodes.Status409Conflict,
         RejectionReason.BatchTooLarge => StatusCodes.Status413PayloadTooLarge,
+        // Well-formed and valid, but the model cannot process it: not the request's fault (400), and not a crash (500).
+        RejectionReason.NonFiniteResult => StatusCodes.Status422UnprocessableEntity,
         _ => StatusCodes.Status400BadRequest,
     };
 

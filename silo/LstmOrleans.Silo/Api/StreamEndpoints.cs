@@ -19,7 +19,7 @@ internal static class StreamEndpoints
             .WithSummary("Ingest one observation or a batch (JSON object or array, NDJSON, or CSV with a header).")
             .Accepts<ObservationInput>("application/json", "application/x-ndjson", "text/csv")
             .Produces<IngestResponse>()
-            .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409).ProducesProblem(413).ProducesProblem(415);
+            .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409).ProducesProblem(413).ProducesProblem(415).ProducesProblem(422);
 
         streams.MapGet("/", async (string streamId, IGrainFactory grains) =>
                 Results.Ok(await grains.GetGrain<IStreamGrain>(Check(streamId)).GetSummaryAsync()))
