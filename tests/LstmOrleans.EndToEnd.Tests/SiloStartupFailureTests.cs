@@ -149,6 +149,21 @@ public sealed class SiloStartupFailureTests : IDisposable
     }
 
     [Fact]
+    public async Task An_unexpected_start_failure_is_printed_whole_with_exit_code_1()
+    {
+        // https:// without a certificate: Kestrel's InvalidOperationException is no failure Program.cs explains in a
+        // line, so its stack trace must still reach the operator. An empty HOME holds no developer certificate.
+        var info = Binaries.Dotnet(Binaries.SiloDll, SiloArgs($"--Http:Urls=https://127.0.0.1:{Binaries.FreeTcpPort()}"), _folder);
+        info.Environment["HOME"] = Directory.CreateDirectory(Path.Combine(_folder, "home")).FullName;
+        var run = await LstmOrleans.Tests.Shared.ExternalServer.RunToExitAsync(info, Timeout);
+        var result = new ProcessResult(run.ExitCode, run.Stdout, run.Stderr);
+        Assert.True(result.ExitCode == 1, result.ToString());
+        Assert.Contains("lstmorleans silo failed: System.InvalidOperationException: Unable to configure HTTPS endpoint", result.Stderr);
+        Assert.Contains(StackFrame, result.Stderr);
+        Assert.DoesNotContain("Unhandled exception", result.Stderr);
+    }
+
+    [Fact]
     public async Task The_HTTP_port_in_use_stops_the_silo_naming_the_address()
     {
         using var taken = new TcpListener(IPAddress.Loopback, 0);

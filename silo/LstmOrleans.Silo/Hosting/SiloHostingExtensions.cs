@@ -147,17 +147,21 @@ public static class SiloHostingExtensions
     public static ILoggingBuilder AddSiloStartFailureLogFilters(this ILoggingBuilder logging, Func<bool> starting, Func<bool> abandoned)
     {
         logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
+        // Exact categories: a rule's category is a prefix, and "Orleans.Runtime.Silo" alone would cover SiloControl and more.
         string[] startReporters = ["Orleans.Runtime.Silo", "Orleans.Runtime.SiloLifecycleSubject", "Orleans.Runtime.MembershipService.MembershipTableManager"];
-        string[] teardown = ["Orleans.Runtime.GrainCallCancellationManager", "Orleans.Runtime.Messaging.ConnectionManager"];
+        // Prefixes: what stopping a silo that never finished starting reports (connection retries to an unreachable
+        // primary, stream queue reads and reminder reads cut short, calls cancelled or left without a target).
+        string[] teardown = ["Orleans.Runtime.Messaging", "Orleans.Messaging", "Orleans.Runtime.GrainCallCancellationManager",
+            "Orleans.Runtime.ReminderService", "Orleans.Streams", "Orleans.Providers"];
+        bool Keep(string? category, LogLevel level) =>
+            level >= LogLevel.Critical
+            || !(abandoned() && teardown.Any(p => category?.StartsWith(p, StringComparison.Ordinal) == true)
+                 || starting() && level >= LogLevel.Error && startReporters.Contains(category));
         logging.Services.Configure<LoggerFilterOptions>(o =>
         {
-            // Exact categories (a rule's category is a prefix: "Orleans.Runtime.Silo" also covers SiloControl and more),
-            // at the Warning floor the "Orleans.Runtime" rule gives them.
+            // At the Warning floor the "Orleans" and "Orleans.Runtime" rules give these categories otherwise.
             foreach (var category in startReporters.Concat(teardown))
-                o.Rules.Add(new LoggerFilterRule(null, category, LogLevel.Warning, (_, name, level) =>
-                    level >= LogLevel.Critical
-                    || (startReporters.Contains(name) ? level < LogLevel.Error || !starting()
-                        : !teardown.Contains(name) || !abandoned())));
+                o.Rules.Add(new LoggerFilterRule(null, category, LogLevel.Warning, (_, name, level) => Keep(name, level)));
         });
         return logging;
     }
