@@ -18,6 +18,25 @@ internal static class ClientCommandLine
         return root;
     }
 
+    /// <summary>Exit code of a command stopped by Ctrl+C or SIGTERM (README, "Client commands"), as shells report an interrupt.</summary>
+    public const int Cancelled = 130;
+
+    /// <summary>
+    /// How long a command has, after Ctrl+C or SIGTERM cancelled its token, to stop on its own before System.CommandLine
+    /// ends the invocation with 130 (SIGINT) or 143 (SIGTERM) regardless: longer than a connection's 20 s stop of its
+    /// host (ClusterConnection.DisposeAsync), so an in-process silo still stops properly, and than the 30 s the bench
+    /// gives the run it started again with another gen0 budget.
+    /// </summary>
+    public static readonly TimeSpan TerminationGrace = TimeSpan.FromSeconds(35);
+
+    /// <summary>
+    /// The invocation settings of the real binary. ProcessTerminationTimeout must be set: System.CommandLine 2.0.0 only
+    /// handles Ctrl+C/SIGTERM (cancels the async action's token, waits for it) when it is; its default is null since
+    /// 2.0.0-beta7 despite its doc comment ("a default timeout of 2 seconds"), and then the signal ends the process at
+    /// once, in the middle of whatever the command was doing.
+    /// </summary>
+    public static InvocationConfiguration Invocation() => new() { ProcessTerminationTimeout = TerminationGrace };
+
     /// <summary>
     /// The exit code of an invocation of <paramref name="parse"/> that returned <paramref name="code"/>: System.CommandLine
     /// exits 1 on its own parse errors (unknown option, a validator's complaint), which scripts would read as a refusal

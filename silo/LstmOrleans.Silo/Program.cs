@@ -22,6 +22,12 @@ catch (SiloConfigurationException ex)
 }
 
 builder.Logging.AddLstmOrleansLogFilters();
+// Until the host has started, the start's own failure is reported below, once, not by every logger that saw it.
+var hostStarted = new CancellationTokenSource();
+var startAbandoned = new CancellationTokenSource();
+builder.Logging.AddSiloStartFailureLogFilters(
+    starting: () => !hostStarted.IsCancellationRequested,
+    abandoned: () => startAbandoned.IsCancellationRequested);
 // Re-apply the configuration's Logging section after the defaults above so an operator can still turn Orleans up.
 builder.Logging.AddConfiguration(builder.Configuration.GetSection("Logging"));
 builder.Host.ConfigureHostOptions(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
@@ -47,21 +53,43 @@ var app = builder.Build();
 app.MapLstmOrleansApi(settings);
 // Which collector runs matters for the latency tail (see RuntimeGcSettings), so the log says so.
 SiloLog.RuntimeStarted(app.Logger, Environment.Version.ToString(), Environment.ProcessorCount, RuntimeGcSettings.Describe());
-// Taken now: once RunAsync returns or throws, the host (and app.Lifetime with it) is disposed.
-var started = app.Lifetime.ApplicationStarted;
 var stopping = app.Lifetime.ApplicationStopping;
+app.Lifetime.ApplicationStarted.Register(hostStarted.Cancel);
+// A stop requested before the start finished (SIGTERM while joining) abandons the start.
+stopping.Register(() => { if (!hostStarted.IsCancellationRequested) startAbandoned.Cancel(); });
 try
 {
-    await app.RunAsync();
-    return 0;
-}
-catch (Exception ex) when (stopping.IsCancellationRequested && !started.IsCancellationRequested)
-{
-    // SIGTERM/Ctrl+C before the silo finished starting (joining the cluster, waiting for its primary or for Redis)
-    // cancels the start: a requested stop of a silo that never served, not a crash. The start does not always end in
-    // an OperationCanceledException: a membership read cut short by the stop rethrows its last connection error.
-    Console.Error.WriteLine("lstmorleans silo stopped before it finished starting (shutdown requested).");
-    if (ex is not OperationCanceledException) Console.Error.WriteLine($"  the interrupted start ended with {ex.GetType().Name}: {ex.Message}");
+    try
+    {
+        await app.StartAsync();
+    }
+    catch (Exception ex) when (stopping.IsCancellationRequested)
+    {
+        // SIGTERM/Ctrl+C before the silo finished starting (joining the cluster, waiting for its primary or for Redis)
+        // cancels the start: a requested stop of a silo that never served, not a crash. The start does not always end in
+        // an OperationCanceledException: a membership read cut short by the stop rethrows its last connection error.
+        Console.Error.WriteLine("lstmorleans silo stopped before it finished starting (shutdown requested).");
+        if (ex is not OperationCanceledException) Console.Error.WriteLine($"  the interrupted start ended with {ex.GetType().Name}: {ex.Message}");
+        return 0;
+    }
+    catch (Exception)
+    {
+        startAbandoned.Cancel();
+        // The host stops nothing it started when a later service fails (the silo is up when Kestrel cannot bind its
+        // port), and disposing it would tear the running silo down under its own work in flight, every piece of which
+        // logs an error with a stack trace. Stop it properly first; the start's failure is the one reported below.
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        try
+        {
+            await app.StopAsync(timeout.Token);
+        }
+        catch (Exception)
+        {
+            // Stopping a half-started silo may fail too; the failed start is what the operator needs to see.
+        }
+        throw;
+    }
+    await app.WaitForShutdownAsync();
     return 0;
 }
 catch (Microsoft.AspNetCore.Connections.AddressInUseException ex)
@@ -74,4 +102,15 @@ catch (Exception ex) when (ex is SiloConfigurationException or IOException or Sy
 {
     Console.Error.WriteLine($"lstmorleans silo failed to start: {ex.Message}");
     return 1;
+}
+catch (Exception ex)
+{
+    // Unexpected: the whole exception with its stack trace, since the host's own "Hosting failed to start" entry is
+    // filtered out (AddLstmOrleansLogFilters), and exit 1 rather than an unhandled exception's abort (134).
+    Console.Error.WriteLine($"lstmorleans silo failed: {ex}");
+    return 1;
+}
+finally
+{
+    await app.DisposeAsync();
 }

@@ -11,6 +11,8 @@ internal static class Binaries
 {
     public static string SiloDll => Metadata("SiloDll");
     public static string ClientDll => Metadata("ClientDll");
+    /// <summary>The benchmark project's binary (its probes, e.g. gc-trace).</summary>
+    public static string BenchDll => Metadata("BenchDll");
     public static string BundledData => Metadata("BundledData");
 
     private static string Metadata(string key)
@@ -56,6 +58,10 @@ internal static class Binaries
     /// <summary>Runs the real silo host to its exit: for configurations it must refuse (a silo that starts runs until killed).</summary>
     public static Task<ProcessResult> RunSiloAsync(TimeSpan timeout, string workingDirectory, params string[] args) =>
         RunToExitAsync(SiloDll, timeout, workingDirectory, args);
+
+    /// <summary>Runs the benchmark binary (one of its probes) to its exit.</summary>
+    public static Task<ProcessResult> RunBenchAsync(TimeSpan timeout, string workingDirectory, params string[] args) =>
+        RunToExitAsync(BenchDll, timeout, workingDirectory, args);
 
     private static async Task<ProcessResult> RunToExitAsync(string dll, TimeSpan timeout, string workingDirectory, string[] args)
     {

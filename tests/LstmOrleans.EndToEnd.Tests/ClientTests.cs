@@ -103,9 +103,36 @@ public sealed class ClientTests(SiloProcess silo)
         var stderr = process.StandardError.ReadToEndAsync();
         // Connected and polling once the first poll is printed.
         Assert.Contains("no observations yet", await process.StandardOutput.ReadLineAsync().WaitAsync(Timeout));
+        await AssertCancelledBySignalAsync(process, signal, stderr);
+    }
+
+    [Fact]
+    public async Task Replay_stops_on_SIGTERM()
+    {
+        var file = Path.Combine(Binaries.BundledData, "rds_cpu_utilization_cc0c53.csv");
+        using var process = System.Diagnostics.Process.Start(Binaries.Dotnet(Binaries.ClientDll,
+            ["replay", file, "--rate", "20", "--prefix", "e2e-replay-signal/",
+             "--cluster", silo.Gateway, "--cluster-id", "e2e", "--service-id", "e2e", "--connect-timeout", "60"],
+            silo.DataFolder))!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        // Replaying (at 20 observations a second: minutes for the file) once its first progress line is printed.
+        string? line;
+        do line = await process.StandardError.ReadLineAsync().WaitAsync(Timeout);
+        while (line is not null && !line.StartsWith("replay: ", StringComparison.Ordinal));
+        Assert.NotNull(line);
+        await AssertCancelledBySignalAsync(process, "TERM", process.StandardError.ReadToEndAsync());
+        Assert.DoesNotContain("observations:", await stdout);   // it stopped, not finished
+    }
+
+    /// <summary>
+    /// Sends <paramref name="signal"/> and expects the command itself to stop: its token cancelled, "Cancelled." and exit
+    /// code 130 (README), within seconds. A process the signal merely killed would print nothing and exit 128+signal.
+    /// </summary>
+    private static async Task AssertCancelledBySignalAsync(System.Diagnostics.Process process, string signal, Task<string> stderr)
+    {
         using (var kill = System.Diagnostics.Process.Start("kill", ["-" + signal, process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
             await kill.WaitForExitAsync();
-        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         try
         {
             await process.WaitForExitAsync(limit.Token);
@@ -113,10 +140,12 @@ public sealed class ClientTests(SiloProcess silo)
         catch (OperationCanceledException)
         {
             process.Kill(entireProcessTree: true);
-            Assert.Fail($"watch still ran 10 s after SIG{signal}");
+            Assert.Fail($"still running 30 s after SIG{signal}");
         }
-        Assert.NotEqual(0, process.ExitCode);
-        Assert.DoesNotContain("   at ", await stderr);
+        var errors = await stderr;
+        Assert.True(process.ExitCode == 130, $"exit {process.ExitCode} after SIG{signal}; stderr:\n{errors}");
+        Assert.Contains("error: Cancelled.", errors);
+        Assert.DoesNotContain("   at ", errors);
     }
 
     [Fact]

@@ -21,16 +21,21 @@ public sealed class SiloProcess : IAsyncLifetime
     /// <summary>The shared fixture: API key on, SQLite storage, dashboard off.</summary>
     public SiloProcess() : this(ApiKey, []) { }
 
-    /// <summary>A silo with another API key (null = none) and extra configuration, later arguments winning.</summary>
-    internal SiloProcess(string? apiKey, string[] extraArgs, string? dataFolder = null)
+    /// <summary>
+    /// A silo with another API key (null = none) and extra configuration, later arguments winning. The API listens on
+    /// <paramref name="httpHost"/> (e.g. <c>*</c> for every interface) and <see cref="HttpPort"/>, and is always called on loopback.
+    /// </summary>
+    internal SiloProcess(string? apiKey, string[] extraArgs, string? dataFolder = null, string httpHost = "127.0.0.1")
     {
         _apiKey = apiKey;
+        _httpHost = httpHost;
         _extraArgs = extraArgs;
         _ownsDataFolder = dataFolder is null;
         DataFolder = dataFolder ?? Binaries.TempFolder("silo");
     }
 
     private readonly bool _ownsDataFolder;
+    private readonly string _httpHost;
 
     /// <summary>SIGKILL: the process dies at once, mid-request, with nothing flushed or closed. The data folder stays.</summary>
     public async Task KillAsync()
@@ -61,7 +66,7 @@ public sealed class SiloProcess : IAsyncLifetime
     {
         string[] args =
         [
-            $"--Http:Urls=http://127.0.0.1:{HttpPort}",
+            $"--Http:Urls=http://{_httpHost}:{HttpPort}",
             $"--Http:ApiKey={_apiKey}",
             $"--Http:MaxRequestBodyBytes={MaxBodyBytes}",
             $"--Http:MaxBatchSize={MaxBatch}",

@@ -113,7 +113,9 @@ internal sealed class ClusterConnection : IAsyncDisposable
     /// <summary>
     /// Without this the host's ConsoleLifetime takes Ctrl+C and SIGTERM: it swallows the signal and stops the host under
     /// the running command, which then never ends (watch, replay) or reports a cancelled connection as a timeout.
-    /// System.CommandLine cancels the command's token instead, and the command stops the host when it ends.
+    /// System.CommandLine cancels the command's token instead, because Program.cs invokes it with a
+    /// ProcessTerminationTimeout (<see cref="ClientCommandLine.Invocation"/>; without one it does not handle the signals
+    /// at all), and the command stops the host when it ends (tested: ClientTests.Watch_stops_on_a_signal).
     /// </summary>
     private static void LeaveSignalsToTheCommand(IServiceCollection services) => services.AddSingleton<IHostLifetime, CommandLifetime>();
 

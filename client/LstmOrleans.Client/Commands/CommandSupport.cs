@@ -126,7 +126,7 @@ internal static class CommandSupport
         }
         catch (OperationCanceledException)
         {
-            return Fail(130, "Cancelled.");
+            return Fail(ClientCommandLine.Cancelled, "Cancelled.");
         }
         catch (Exception ex) when (ex is TimeoutException or Orleans.Runtime.OrleansException or Orleans.Runtime.SiloUnavailableException)
         {

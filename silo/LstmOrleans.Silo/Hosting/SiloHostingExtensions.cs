@@ -132,4 +132,37 @@ public static class SiloHostingExtensions
         logging.AddFilter("Polly", LogLevel.Warning);
         return logging;
     }
+
+    /// <summary>
+    /// The silo host's Program.cs explains a failed start in one line (a port in use, a configuration error, a stop
+    /// requested before the start finished) and prints any other start failure whole, stack trace included. The same
+    /// exception is logged before that, with its full stack trace, by whoever saw it fail: the generic host ("Hosting
+    /// failed to start"), Orleans' silo, lifecycle and membership ("Exception during Silo.Start", "... failed to start due
+    /// to errors at stage ...", "Membership failed to start"). Those entries are left out: the host's below Critical
+    /// always (it logs nothing else at Error; a failed background service that stops the host is logged at Critical with
+    /// its exception), Orleans' only while <paramref name="starting"/>, since afterwards they report failures (a stage
+    /// that failed to stop) that nothing rethrows. Once the start is <paramref name="abandoned"/> (failed, or a stop was
+    /// requested during it), the retries and cancelled calls of the silo being torn down are not reported either.
+    /// </summary>
+    public static ILoggingBuilder AddSiloStartFailureLogFilters(this ILoggingBuilder logging, Func<bool> starting, Func<bool> abandoned)
+    {
+        logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
+        // Exact categories: a rule's category is a prefix, and "Orleans.Runtime.Silo" alone would cover SiloControl and more.
+        string[] startReporters = ["Orleans.Runtime.Silo", "Orleans.Runtime.SiloLifecycleSubject", "Orleans.Runtime.MembershipService.MembershipTableManager"];
+        // Prefixes: what stopping a silo that never finished starting reports (connection retries to an unreachable
+        // primary, stream queue reads and reminder reads cut short, calls cancelled or left without a target).
+        string[] teardown = ["Orleans.Runtime.Messaging", "Orleans.Messaging", "Orleans.Runtime.GrainCallCancellationManager",
+            "Orleans.Runtime.ReminderService", "Orleans.Streams", "Orleans.Providers"];
+        bool Keep(string? category, LogLevel level) =>
+            level >= LogLevel.Critical
+            || !(abandoned() && teardown.Any(p => category?.StartsWith(p, StringComparison.Ordinal) == true)
+                 || starting() && level >= LogLevel.Error && startReporters.Contains(category));
+        logging.Services.Configure<LoggerFilterOptions>(o =>
+        {
+            // At the Warning floor the "Orleans" and "Orleans.Runtime" rules give these categories otherwise.
+            foreach (var category in startReporters.Concat(teardown))
+                o.Rules.Add(new LoggerFilterRule(null, category, LogLevel.Warning, (_, name, level) => Keep(name, level)));
+        });
+        return logging;
+    }
 }

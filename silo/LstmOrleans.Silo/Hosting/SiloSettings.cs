@@ -245,13 +245,15 @@ public sealed class HttpSettings
 
     internal void Validate(List<string> errors)
     {
-        var urls = Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var urls = ListenUrl.Split(Urls);
         // Empty would not mean "no API": Kestrel would fall back to its own default, http://localhost:5000.
         if (urls.Length == 0) errors.Add("Http:Urls must name at least one http(s) URL, e.g. http://127.0.0.1:5080.");
         foreach (var url in urls)
-            // Kestrel refuses a path in a listen URL (it throws at start), so it is a configuration error here.
-            if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https") || uri.AbsolutePath != "/")
-                errors.Add($"Http:Urls must be ';'-separated http(s) URLs without a path; got '{url}'.");
+            // Read as Kestrel reads it: the wildcard forms (http://*:5080, http://+:5080, http://0.0.0.0:5080,
+            // http://[::]:5080) listen on every interface; what Kestrel would throw on at start (a path, another scheme)
+            // is a configuration error here.
+            if (ListenUrl.Parse(url, out var problem) is null)
+                errors.Add($"Http:Urls must be ';'-separated http(s) URLs without a path; got '{url}': {problem}.");
         if (MaxRequestBodyBytes is < 1024 or > 1L << 30) errors.Add($"Http:MaxRequestBodyBytes must be in 1024..1073741824; got {MaxRequestBodyBytes}.");
         if (MaxBatchSize is < 1 or > 10_000_000) errors.Add($"Http:MaxBatchSize must be in 1..10000000; got {MaxBatchSize}.");
         // HTTP trims a header value's surrounding whitespace and carries no control characters, so such a key could
@@ -334,8 +336,7 @@ public sealed class DashboardSettings
 
     /// <summary>Ports of the dashboard's own listener (empty when it shares the API's).</summary>
     internal IReadOnlyList<int> Ports() => HasOwnListener
-        ? [.. Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(u => Uri.TryCreate(u, UriKind.Absolute, out var uri) ? uri.Port : -1).Where(p => p > 0).Distinct()]
+        ? [.. ListenUrl.Split(Urls).Select(u => ListenUrl.Parse(u, out _)?.Port ?? -1).Where(p => p > 0).Distinct()]
         : [];
 
     internal void Validate(List<string> errors, HttpSettings http)
@@ -346,25 +347,15 @@ public sealed class DashboardSettings
         else if (ApiPrefixes.Any(p => Path.Equals(p, StringComparison.OrdinalIgnoreCase) || Path.StartsWith(p + "/", StringComparison.OrdinalIgnoreCase)))
             errors.Add($"Dashboard:Path must not shadow the HTTP API ({string.Join(", ", ApiPrefixes)}); got '{Path}'.");
         if (!Enabled || !HasOwnListener) return;
-        var apiPorts = http.Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(u => Uri.TryCreate(u, UriKind.Absolute, out var uri) ? uri.Port : -1).ToHashSet();
-        foreach (var url in Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        // Read like Http:Urls (wildcard hosts included), so an API listening on http://*:5080 is seen to own port 5080.
+        var apiPorts = ListenUrl.Split(http.Urls).Select(u => ListenUrl.Parse(u, out _)?.Port ?? -1).ToHashSet();
+        foreach (var url in ListenUrl.Split(Urls))
         {
             // An explicit port is needed: requests are told apart from API requests by the port they arrive on.
-            if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https")
-                || uri.AbsolutePath != "/" || !HasExplicitPort(url) || uri.Port is < 1 or > 65535)
+            if (ListenUrl.Parse(url, out _) is not { HasExplicitPort: true, Port: >= 1 and <= 65535 } listen)
                 errors.Add($"Dashboard:Urls must be ';'-separated http(s) URLs with an explicit port and no path (or empty to share Http:Urls); got '{url}'.");
-            else if (apiPorts.Contains(uri.Port))
-                errors.Add($"Dashboard:Urls port {uri.Port} is also an Http:Urls port; use another port, or leave Dashboard:Urls empty to serve the dashboard on the API listener.");
+            else if (apiPorts.Contains(listen.Port))
+                errors.Add($"Dashboard:Urls port {listen.Port} is also an Http:Urls port; use another port, or leave Dashboard:Urls empty to serve the dashboard on the API listener.");
         }
-    }
-
-    private static bool HasExplicitPort(string url)
-    {
-        int authorityStart = url.IndexOf("://", StringComparison.Ordinal) + 3;
-        int authorityEnd = url.IndexOf('/', authorityStart);
-        var authority = authorityEnd < 0 ? url[authorityStart..] : url[authorityStart..authorityEnd];
-        int colon = authority.LastIndexOf(':');
-        return colon >= 0 && colon > authority.LastIndexOf(']') && int.TryParse(authority.AsSpan(colon + 1), out _);
     }
 }
