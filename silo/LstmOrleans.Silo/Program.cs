@@ -21,6 +21,13 @@ catch (SiloConfigurationException ex)
     return 2;
 }
 
+// Orleans' own bind does not fail on a port another Orleans process listens on (see OrleansPortCheck).
+if (OrleansPortCheck.FindTakenPort(settings.Cluster) is { } takenPort)
+{
+    Console.Error.WriteLine($"lstmorleans silo failed to start: {takenPort}");
+    return 1;
+}
+
 builder.Logging.AddLstmOrleansLogFilters();
 // Re-apply the configuration's Logging section after the defaults above so an operator can still turn Orleans up.
 builder.Logging.AddConfiguration(builder.Configuration.GetSection("Logging"));
