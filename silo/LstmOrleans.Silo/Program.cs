@@ -21,6 +21,13 @@ catch (SiloConfigurationException ex)
     return 2;
 }
 
+// Orleans' own bind does not fail on a port another Orleans process listens on (see OrleansPortCheck).
+if (OrleansPortCheck.FindTakenPort(settings.Cluster) is { } takenPort)
+{
+    Console.Error.WriteLine($"lstmorleans silo failed to start: {takenPort}");
+    return 1;
+}
+
 builder.Logging.AddLstmOrleansLogFilters();
 // Until the host has started, the start's own failure is reported below, once, not by every logger that saw it.
 var hostStarted = new CancellationTokenSource();

@@ -148,6 +148,21 @@ public sealed class SiloStartupFailureTests : IDisposable
         AssertExit(await RunSiloAsync($"{key}={port}"), 1, $"{key[2..]} {port}");
     }
 
+    [Theory]
+    [InlineData("--Cluster:SiloPort")]
+    [InlineData("--Cluster:GatewayPort")]
+    public async Task An_Orleans_port_another_silo_listens_on_stops_the_silo_naming_the_port(string key)
+    {
+        // Bound as Orleans binds its own listeners (ReuseAddress, which .NET on Linux turns into SO_REUSEADDR and
+        // SO_REUSEPORT): a second silo's listener bound the same port too, started, and took half of the connections.
+        using var taken = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        taken.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+        taken.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        taken.Listen();
+        int port = ((IPEndPoint)taken.LocalEndPoint!).Port;
+        AssertExit(await RunSiloAsync($"{key}={port}"), 1, $"{key[2..]} {port} is taken by another process");
+    }
+
     [Fact]
     public async Task An_unexpected_start_failure_is_printed_whole_with_exit_code_1()
     {
