@@ -32,8 +32,10 @@ public interface ITrainingGrain : IGrainWithStringKey
     Task<TrainingStatus> ResumeAsync();
 
     /// <summary>
-    /// Runs a round now (or joins the running one) and returns its record when it is done. Rounds longer than the
-    /// cluster's response timeout should use <see cref="StartRoundAsync"/> and <see cref="GetRoundAsync"/> instead.
+    /// Runs a round now (or joins the running one) and returns its record when it is done, that is once the record is
+    /// stored: a failed record write is retried (the round counts as running meanwhile), so the record returned is never
+    /// one a crash could take back. Rounds longer than the cluster's response timeout should use
+    /// <see cref="StartRoundAsync"/> and <see cref="GetRoundAsync"/> instead.
     /// Throws <see cref="ModelOperationException"/> while paused.
     /// </summary>
     [AlwaysInterleave, Alias("TrainNow")]
@@ -47,9 +49,11 @@ public interface ITrainingGrain : IGrainWithStringKey
     Task<long> StartRoundAsync();
 
     /// <summary>
-    /// The record of a finished round still among the retained ones; null while it runs or when unknown (but
-    /// <see cref="ModelNotFoundException"/> when the model does not exist). A round cut short by the end of the
-    /// training grain's activation (a crash) is recorded as <see cref="TrainingDecision.Failed"/> when the grain next activates.
+    /// The record of a finished round still among the retained ones; null while it runs (until its record is stored,
+    /// including while a failed record write is retried) or when unknown (but <see cref="ModelNotFoundException"/> when
+    /// the model does not exist). A round cut short by the end of the training grain's activation (a crash) is recorded
+    /// when the grain next activates: as <see cref="TrainingDecision.Accepted"/> with its version when it had published
+    /// one (rebuilt from that version's metadata), else as <see cref="TrainingDecision.Failed"/> ("Interrupted").
     /// </summary>
     [AlwaysInterleave, Alias("GetRound")]
     Task<TrainingRoundRecord?> GetRoundAsync(long roundId);

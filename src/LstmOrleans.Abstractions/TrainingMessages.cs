@@ -102,7 +102,7 @@ public sealed record TrainingRoundRecord(
 /// <param name="ModelName">The model (the grain's key).</param>
 /// <param name="Settings">Current settings.</param>
 /// <param name="Paused">True when the schedule is paused (no scheduled or manual rounds).</param>
-/// <param name="Running">True while a round runs.</param>
+/// <param name="Running">True while a round runs (until its record is stored).</param>
 /// <param name="RunningRoundId">Id of the running round, if any (null for the moment a starting round's id is being stored).</param>
 /// <param name="NextDueAt">When the next periodic round is due (null without a period, or while paused).</param>
 /// <param name="LastRoundAt">Start of the last recorded round.</param>

@@ -45,11 +45,26 @@ public sealed record StartedTrainingRound(
 /// activation: its grain calls and bookkeeping run on the grain scheduler, the training itself on the thread pool,
 /// so status calls (which interleave) are answered while it trains. State writes are serialised by a lock because
 /// the round's write can interleave with a control call's. A round's id is stored before it is handed out (one write
-/// per round), so ids stay unique across crashes.
+/// per round), so ids stay unique across crashes. A round ends when its record is stored: a failed record write is
+/// retried (with backoff) while the round still counts as running, so no caller is told an outcome a crash could take
+/// back and no later round starts (its write would drop the earlier round's id) before it is recorded.
 /// </summary>
 public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
 {
     internal const string ReminderName = "lstm-training";
+
+    // Metadata a round's published version carries: the round id (how an interrupted round's next activation finds
+    // what it published) and the figures its record is rebuilt from then.
+    internal const string RoundMetadata = "training.round";
+    internal const string ParentMetadata = "training.parent";
+    internal const string ValidationLossMetadata = "training.validationLoss";
+    internal const string ChampionValidationLossMetadata = "training.championValidationLoss";
+    internal const string PersistenceValidationLossMetadata = "training.persistenceValidationLoss";
+    internal const string StreamsMetadata = "training.streams";
+
+    /// <summary>First wait before a failed record write is retried; it doubles up to <see cref="MaxRecordRetryDelay"/>.</summary>
+    internal static readonly TimeSpan FirstRecordRetryDelay = TimeSpan.FromSeconds(1);
+    internal static readonly TimeSpan MaxRecordRetryDelay = TimeSpan.FromSeconds(30);
 
     private readonly IPersistentState<TrainingState> _state;
     private readonly TrainingGrainOptions _options;
@@ -66,8 +81,24 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
     /// </summary>
     private TrainingState _stored = new();
 
+    /// <summary>
+    /// Set when a write failed: the next write first reads what the store holds. A failed write may still have been
+    /// stored (a commit of unknown outcome), and then the store's ETag moved on and every write from the old one would
+    /// be refused as stale for the rest of the activation.
+    /// </summary>
+    private bool _reloadBeforeWrite;
+
+    /// <summary>A finished round whose record is not stored yet (its write failed and is being retried), or null.</summary>
+    private UnrecordedRound? _unrecorded;
+
+    /// <summary>Cancelled when the activation deactivates: a record's retries stop waiting and make one last try at once.</summary>
+    private readonly CancellationTokenSource _deactivating = new();
+
     /// <summary>A round from its id's reservation (<see cref="Id"/>, a state write) to its record.</summary>
     private sealed record RoundInFlight(Task<long> Id, Task<TrainingRoundRecord> Record);
+
+    /// <summary>A finished round's record and the state change that stores it (idempotent, so it can be retried).</summary>
+    private sealed record UnrecordedRound(TrainingRoundRecord Record, Action<TrainingState> Apply);
 
     public TrainingGrain(
         [PersistentState("training", LstmOrleansNames.StorageName)] IPersistentState<TrainingState> state,
@@ -97,6 +128,14 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
         await RecordInterruptedRoundAsync();
         // A schedule that exists in state but lost its reminder (e.g. the reminder table was cleared) is restored.
         if (_stored.Settings is not null && !_stored.Paused) await SyncReminderAsync();
+    }
+
+    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        _deactivating.Cancel();
+        // A record whose write is being retried gets its last try now (see StoreRecordAsync), awaited here: if it is not
+        // stored, the next activation can only record the round as interrupted (or rebuild it from the version it published).
+        if (_unrecorded is not null && _round is { Record.IsCompleted: false } round) await Task.WhenAny(round.Record);
     }
 
     public async Task<TrainingStatus> GetStatusAsync()
@@ -252,22 +291,64 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
     private async Task RecordInterruptedRoundAsync()
     {
         if (_stored.Started is not { } started || started.RoundId <= _stored.LastRoundId) return;
-        var record = Record(started.RoundId, started.Trigger, started.StartedAt, TimeSpan.Zero, TrainingDecision.Failed,
-            "Interrupted: the round's outcome was never recorded (the training grain's activation ended first, e.g. its silo stopped or crashed). " +
-            $"A version it may have published says training.round = {started.RoundId} in its metadata.", 0, 0, 0, 0);
+        var record = await InterruptedRecordAsync(started);
         try
         {
             await UpdateAsync(s =>
             {
+                if (s.LastRoundId >= started.RoundId) return;   // recorded meanwhile (the state was re-read after a failed write)
                 AddRecord(s, record);
-                s.LastRoundId = Math.Max(s.LastRoundId, started.RoundId);
+                s.LastRoundId = started.RoundId;
             });
-            LogRoundInterrupted(Name, started.RoundId);
+            LogRoundInterrupted(Name, started.RoundId, record.Decision, record.PublishedVersion);
         }
         catch (Exception e)
         {
             LogRecordFailed(e, Name, started.RoundId);
         }
+    }
+
+    /// <summary>
+    /// The record of a round a previous activation started but never recorded. When it got as far as publishing its
+    /// challenger (the publish is the round's last step before its record, so a crash in between leaves exactly this),
+    /// it is the accepted round of the model's retained version whose metadata names it, rebuilt from that metadata;
+    /// otherwise, or when the versions cannot be read (best effort), a failed "Interrupted" round. One model call.
+    /// </summary>
+    private async Task<TrainingRoundRecord> InterruptedRecordAsync(StartedTrainingRound started)
+    {
+        const string interrupted = "Interrupted: the round's outcome was never recorded (the training grain's activation ended first, e.g. its silo stopped or crashed). ";
+        ModelVersionInfo? version;
+        try
+        {
+            string round = started.RoundId.ToString(CultureInfo.InvariantCulture);
+            version = (await Model.ListVersionsAsync()).LastOrDefault(v => v.Metadata.TryGetValue(RoundMetadata, out var r) && r == round);
+        }
+        catch (Exception e)
+        {
+            LogVersionLookupFailed(e, Name, started.RoundId);
+            return Record(started.RoundId, started.Trigger, started.StartedAt, TimeSpan.Zero, TrainingDecision.Failed,
+                interrupted + $"The model's versions could not be read ({e.GetType().Name}: {e.Message}): a version it published would say {RoundMetadata} = {started.RoundId} in its metadata.",
+                0, 0, 0, 0);
+        }
+        if (version is null)
+            return Record(started.RoundId, started.Trigger, started.StartedAt, TimeSpan.Zero, TrainingDecision.Failed,
+                interrupted + $"No retained version says {RoundMetadata} = {started.RoundId} in its metadata: it published none that is still retained.",
+                0, 0, 0, 0);
+        var m = version.Metadata;
+        double Loss(string key) => m.TryGetValue(key, out var v) && double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) ? d : double.NaN;
+        long champion = m.TryGetValue(ParentMetadata, out var parent) && long.TryParse(parent, CultureInfo.InvariantCulture, out var p) ? p : 0;
+        int used = m.TryGetValue(StreamsMetadata, out var streams) && int.TryParse(streams, CultureInfo.InvariantCulture, out var n) ? n : 0;
+        var duration = version.PublishedAt - started.StartedAt;
+        return Record(started.RoundId, started.Trigger, started.StartedAt, duration > TimeSpan.Zero ? duration : TimeSpan.Zero, TrainingDecision.Accepted,
+            $"Published version {version.Version}, then the training grain's activation ended before the outcome was recorded (e.g. its silo stopped or crashed); " +
+            $"recovered from that version ({RoundMetadata} = {started.RoundId} in its metadata): its losses, parent and stream count are from the metadata, the other figures were not kept.",
+            0, used, 0, champion) with
+        {
+            PublishedVersion = version.Version,
+            ChallengerValidationLoss = Loss(ValidationLossMetadata),
+            ChampionValidationLoss = Loss(ChampionValidationLossMetadata),
+            PersistenceValidationLoss = Loss(PersistenceValidationLossMetadata),
+        };
     }
 
     /// <summary>One round. Throws only when its id cannot be stored (nothing ran); other failures become a recorded round with <see cref="TrainingDecision.Failed"/>.</summary>
@@ -337,24 +418,64 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
                 sampled, 0, unanswered, championVersion);
         }
 
-        try
+        await StoreRecordAsync(new UnrecordedRound(record, s =>
         {
-            await UpdateAsync(s =>
-            {
-                AddRecord(s, record);
-                s.LastRoundId = Math.Max(s.LastRoundId, roundId);
-                s.LastRoundAt = startedAt;
-                if (observationTotal is { } t) s.ObservationsAtLastRound = t;
-                s.Settings ??= settings;
-                s.NextDueAt = NextDue(s.Settings, DateTimeOffset.UtcNow);
-            });
-        }
-        catch (Exception e)
-        {
-            LogRecordFailed(e, Name, roundId);
-        }
+            // Already stored when a write reported as failed did reach the store (seen by the re-read before the retry).
+            if (s.LastRoundId >= roundId) return;
+            AddRecord(s, record);
+            s.LastRoundId = roundId;
+            s.LastRoundAt = startedAt;
+            if (observationTotal is { } t) s.ObservationsAtLastRound = t;
+            s.Settings ??= settings;
+            s.NextDueAt = NextDue(s.Settings, DateTimeOffset.UtcNow);
+        }));
         LogRound(Name, roundId, record.Decision, record.ChallengerValidationLoss, record.ChampionValidationLoss, record.PersistenceValidationLoss, record.Duration.TotalSeconds);
         return record;
+    }
+
+    /// <summary>
+    /// Stores a finished round's record, retrying a failed write with backoff for as long as the activation lives: the
+    /// round counts as running until then, so callers waiting for it get the record only once it is stored (never one
+    /// a crash could take back), reads show it only then, and a start joins it instead of beginning a round whose id
+    /// write would leave this one unrecorded. Throws when the activation ends first and its last try fails too.
+    /// </summary>
+    private async Task StoreRecordAsync(UnrecordedRound round)
+    {
+        _unrecorded = round;
+        var delay = FirstRecordRetryDelay;
+        for (int attempt = 1; ; attempt++)
+        {
+            bool last = _deactivating.IsCancellationRequested;
+            try
+            {
+                await UpdateAsync(round.Apply);
+                _unrecorded = null;
+                if (attempt > 1) LogRecordStored(Name, round.Record.RoundId, attempt);
+                return;
+            }
+            catch (Exception e)
+            {
+                LogRecordWriteFailed(e, Name, round.Record.RoundId, attempt, delay.TotalSeconds);
+                if (last)
+                {
+                    _unrecorded = null;
+                    throw new ModelOperationException(Name,
+                        $"Training round {round.Record.RoundId} of model '{Name}' ended ({round.Record.Decision}) but its record could not be stored before the training grain's activation ended " +
+                        $"({e.GetType().Name}: {e.Message}); the next activation records it as interrupted, or from the version it published.");
+                }
+            }
+            // Keep the activation (and so the unstored record) while retrying; idle collection would otherwise end it.
+            DelayDeactivation(delay + TimeSpan.FromMinutes(1));
+            try
+            {
+                await Task.Delay(delay, _deactivating.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                // Deactivating: one last try at once (awaited by OnDeactivateAsync).
+            }
+            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, MaxRecordRetryDelay.Ticks));
+        }
     }
 
     /// <summary>
@@ -424,12 +545,12 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
     {
         var metadata = new Dictionary<string, string>
         {
-            ["training.round"] = roundId.ToString(CultureInfo.InvariantCulture),
-            ["training.parent"] = championVersion.ToString(CultureInfo.InvariantCulture),
-            ["training.validationLoss"] = Fmt(o.ChallengerValidationLoss),
-            ["training.championValidationLoss"] = Fmt(o.ChampionValidationLoss),
-            ["training.persistenceValidationLoss"] = Fmt(o.PersistenceValidationLoss),
-            ["training.streams"] = used.ToString(CultureInfo.InvariantCulture),
+            [RoundMetadata] = roundId.ToString(CultureInfo.InvariantCulture),
+            [ParentMetadata] = championVersion.ToString(CultureInfo.InvariantCulture),
+            [ValidationLossMetadata] = Fmt(o.ChallengerValidationLoss),
+            [ChampionValidationLossMetadata] = Fmt(o.ChampionValidationLoss),
+            [PersistenceValidationLossMetadata] = Fmt(o.PersistenceValidationLoss),
+            [StreamsMetadata] = used.ToString(CultureInfo.InvariantCulture),
         };
         try
         {
@@ -572,13 +693,19 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
 
     /// <summary>
     /// Applies <paramref name="change"/> to a copy of the stored state and writes it; reads see it (<see cref="_stored"/>)
-    /// only once the write succeeded.
+    /// only once the write succeeded. After a failed write, the state is read again first (<see cref="_reloadBeforeWrite"/>).
     /// </summary>
     private async Task UpdateAsync(Action<TrainingState> change)
     {
         await _writeLock.WaitAsync();
         try
         {
+            if (_reloadBeforeWrite)
+            {
+                await _state.ReadStateAsync();
+                _stored = _state.State;
+                _reloadBeforeWrite = false;
+            }
             var current = _stored;
             var next = new TrainingState
             {
@@ -601,6 +728,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
             catch
             {
                 _state.State = current;
+                _reloadBeforeWrite = true;
                 throw;
             }
         }
@@ -678,8 +806,17 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
     [LoggerMessage(Level = LogLevel.Error, Message = "Training round of model {Model} not started: its id could not be stored")]
     private partial void LogStartFailed(Exception exception, string model);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Training round {Round} of model {Model} was interrupted before its outcome was recorded; recorded as failed")]
-    private partial void LogRoundInterrupted(string model, long round);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Training round {Round} of model {Model} was interrupted before its outcome was recorded; recorded as {Decision} (published version {Version})")]
+    private partial void LogRoundInterrupted(string model, long round, TrainingDecision decision, long? version);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Training round {Round} of model {Model} was interrupted; its model's versions could not be read to find one it published")]
+    private partial void LogVersionLookupFailed(Exception exception, string model, long round);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Training round {Round} of model {Model}: its record could not be stored (attempt {Attempt}); retrying in {Seconds} s, the round counts as running until then")]
+    private partial void LogRecordWriteFailed(Exception exception, string model, long round, int attempt, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Training round {Round} of model {Model}: its record was stored at attempt {Attempt}")]
+    private partial void LogRecordStored(string model, long round, int attempt);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Training round {Round} of model {Model}: {Decision} (challenger {Challenger}, champion {Champion}, persistence {Persistence}) in {Seconds:F1} s")]
     private partial void LogRound(string model, long round, TrainingDecision decision, double challenger, double champion, double persistence, double seconds);

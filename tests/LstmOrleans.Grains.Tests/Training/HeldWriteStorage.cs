@@ -7,11 +7,13 @@ namespace LstmOrleans.Grains.Tests.Training;
 /// Test-only grain storage decorator: a write of a grain whose writes are held does not reach the inner storage
 /// until the test releases it, like a database that stalls on one row. The grain is then inside its (non-reentrant)
 /// call for as long as the test wants, which is how a real stream "does not answer" or a real write stays in flight.
+/// A grain's writes can also be made to fail (<see cref="Fail"/>), like a store with a transient error.
 /// Reads and clears pass straight through.
 /// </summary>
 internal sealed class HeldWriteStorage(IGrainStorage inner) : IGrainStorage
 {
     private static readonly ConcurrentDictionary<GrainId, TestHold> Holds = new();
+    private static readonly ConcurrentDictionary<GrainId, (TestHold Fault, bool StoreFirst, bool Once)> Faults = new();
 
     /// <summary>Holds every write of <paramref name="grainId"/> from now until the hold is released or disposed.</summary>
     public static TestHold Hold(GrainId grainId)
@@ -22,12 +24,36 @@ internal sealed class HeldWriteStorage(IGrainStorage inner) : IGrainStorage
         return hold;
     }
 
+    /// <summary>
+    /// Fails every write of <paramref name="grainId"/> from now until the fault is released (<see cref="TestHold.Release"/>;
+    /// <see cref="TestHold.Entered"/> completes at the first failed write). With <paramref name="storeFirst"/> the write
+    /// is stored and then reported as failed, as a commit of unknown outcome; with <paramref name="once"/> only the next
+    /// write fails.
+    /// </summary>
+    public static TestHold Fail(GrainId grainId, bool storeFirst = false, bool once = false)
+    {
+        TestHold? fault = null;
+        fault = new TestHold(() => Faults.TryRemove(grainId, out _));
+        if (!Faults.TryAdd(grainId, (fault, storeFirst, once))) throw new InvalidOperationException($"Writes of {grainId} already fail.");
+        return fault;
+    }
+
     public Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) =>
         inner.ReadStateAsync(stateName, grainId, grainState);
 
     public async Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
         if (Holds.TryGetValue(grainId, out var hold)) await hold.EnterAsync();
+        if (Faults.TryGetValue(grainId, out var fault))
+        {
+            if (fault.Once) fault.Fault.Release();
+            // Stored through a copy: the caller keeps its old ETag, as a store's caller does when the commit's
+            // outcome is reported as unknown, while the stored row has a new one.
+            if (fault.StoreFirst)
+                await inner.WriteStateAsync(stateName, grainId, new GrainState<T>(grainState.State, grainState.ETag) { RecordExists = grainState.RecordExists });
+            _ = fault.Fault.EnterAsync();
+            throw fault.StoreFirst ? FaultingGrainStorage.UnknownOutcome(stateName) : new IOException($"injected write failure ({stateName})");
+        }
         await inner.WriteStateAsync(stateName, grainId, grainState);
     }
 

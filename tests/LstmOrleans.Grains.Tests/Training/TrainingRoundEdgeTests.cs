@@ -154,6 +154,91 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
         Assert.Equal(new[] { first, second }, status.RecentRounds.Select(r => r.RoundId));
     }
 
+    /// <summary>A new model without streams (every round is a quick Skipped round) whose next round is held at its first step.</summary>
+    private async Task<(ITrainingGrain Training, long Round, TestHold Step)> RoundHeldAtFirstStepAsync(string prefix)
+    {
+        string model = prefix + Guid.NewGuid().ToString("N")[..8];
+        await Client.GetGrain<IModelGrain>(model).CreateAsync(SineStreams.Config);
+        var training = Client.GetGrain<ITrainingGrain>(model);
+        await training.ConfigureAsync(Short);
+        var shard = Client.GetGrain<IStreamRegistryShardGrain>(StreamRegistryKeys.ShardKey(model, 0));
+        var step = HeldCallFilter.Hold(shard.GetGrainId(), nameof(IStreamRegistryShardGrain.GetStatsAsync)).ReleaseAfter(TimeSpan.FromSeconds(90));
+        long round = await training.StartRoundAsync();
+        await step.Entered.WaitAsync(TimeSpan.FromSeconds(30));
+        return (training, round, step);
+    }
+
+    [Fact]
+    public async Task A_round_whose_record_write_fails_stays_running_until_the_retried_write_stores_it_and_no_round_starts_meanwhile()
+    {
+        // The round's id is stored (it is held at its first step); from now on every write of the training grain fails,
+        // as with a store that is briefly down. Then the round runs on and ends (Skipped) with its record unwritable.
+        var (training, first, step) = await RoundHeldAtFirstStepAsync("unstored-");
+        using var _ = step;
+        using var fault = HeldWriteStorage.Fail(training.GetGrainId()).ReleaseAfter(TimeSpan.FromSeconds(90));
+        step.Release();
+        await fault.Entered.WaitAsync(TimeSpan.FromSeconds(30));
+
+        // A waiter is not given an outcome that is not stored: it waits (given time it would have been answered in, if
+        // the round were treated as done). The round counts as running, its record is not shown, and a start joins it
+        // instead of starting a round whose id write would leave this one unrecorded for ever.
+        var wait = training.TrainNowAsync();
+        await Task.WhenAny(wait, Task.Delay(TimeSpan.FromSeconds(3)));
+        if (wait.IsCompleted)
+        {
+            var early = await Record.ExceptionAsync(() => wait);
+            Assert.Fail(early is null
+                ? $"TrainNow returned round {(await wait).RoundId} ({(await wait).Decision}), whose record was never stored"
+                : $"TrainNow failed: {early.Message}");
+        }
+        Assert.Null(await training.GetRoundAsync(first));
+        var during = await training.GetStatusAsync();
+        Assert.True(during.Running);
+        Assert.Equal(first, during.RunningRoundId);
+        Assert.Empty(during.RecentRounds);
+        Assert.Equal(first, await training.StartRoundAsync());
+
+        // The store is back: the retried write stores the record, which the waiter now gets, and is then shown.
+        fault.Release();
+        var record = await wait.WaitAsync(TimeSpan.FromSeconds(90));
+        output.WriteLine($"round {record.RoundId}: {record.Decision}; {record.Reason}");
+        Assert.Equal(first, record.RoundId);
+        Assert.Equal(TrainingDecision.Skipped, record.Decision);
+        Assert.Equal(record, await training.GetRoundAsync(first));
+
+        // Rounds go on from there, each recorded once.
+        var next = await training.TrainNowAsync();
+        Assert.Equal(first + 1, next.RoundId);
+        var status = await training.GetStatusAsync();
+        Assert.False(status.Running);
+        Assert.Equal(new[] { first, first + 1 }, status.RecentRounds.Select(r => r.RoundId));
+    }
+
+    [Fact]
+    public async Task A_record_write_reported_failed_that_was_stored_is_found_on_retry_and_recorded_once()
+    {
+        // The round's record write reaches the store but is reported as failed (a commit of unknown outcome): the store's
+        // ETag has moved on. The retry must read what is stored rather than write from the old ETag (refused as stale
+        // for ever), find the record there, and not add it twice.
+        var (training, first, step) = await RoundHeldAtFirstStepAsync("unknown-");
+        using var _ = step;
+        using var fault = HeldWriteStorage.Fail(training.GetGrainId(), storeFirst: true, once: true);
+        step.Release();
+        await fault.Entered.WaitAsync(TimeSpan.FromSeconds(30));
+
+        var record = await TestSupport.Eventually(() => training.GetRoundAsync(first), r => r is not null, TimeSpan.FromSeconds(60));
+        Assert.NotNull(record);
+        Assert.Equal(TrainingDecision.Skipped, record.Decision);
+        var status = await TestSupport.Eventually(training.GetStatusAsync, s => !s.Running, TimeSpan.FromSeconds(60));
+        Assert.False(status.Running);
+        Assert.Equal(new[] { first }, status.RecentRounds.Select(r => r.RoundId));
+
+        // Later writes go through: the next round is numbered on and recorded.
+        var next = await training.TrainNowAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(first + 1, next.RoundId);
+        Assert.Equal(new[] { first, first + 1 }, (await training.GetStatusAsync()).RecentRounds.Select(r => r.RoundId));
+    }
+
     [Fact]
     public async Task Settings_are_shown_only_once_stored_and_a_start_that_waited_for_a_pause_is_refused()
     {
