@@ -42,6 +42,24 @@ public sealed class DemoAndConfigTests
     }
 
     [Fact]
+    public async Task Demo_on_the_memory_store_names_no_data_folder()
+    {
+        var folder = Binaries.TempFolder("demo-memory");
+        try
+        {
+            var result = await Binaries.RunClientAsync(TimeSpan.FromSeconds(120), folder,
+                "demo", "--storage", "memory", "--rows", "300", "--streams", "1", "--train-seconds", "1", "--out", "out");
+            Assert.True(result.ExitCode == 0, result.ToString());
+            Assert.Contains("Cluster: in-process silo (storage memory)", result.Stdout);
+            Assert.DoesNotContain("lstmorleans-demo-", result.Stdout);
+        }
+        finally
+        {
+            try { Directory.Delete(folder, recursive: true); } catch (IOException) { }
+        }
+    }
+
+    [Fact]
     public async Task Demo_rejects_bad_options()
     {
         var folder = Binaries.TempFolder("demo-bad");

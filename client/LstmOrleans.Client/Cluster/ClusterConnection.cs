@@ -94,7 +94,11 @@ internal sealed class ClusterConnection : IAsyncDisposable
         if (historyCapacity is { } capacity) builder.Services.Configure<LstmOrleans.Grains.StreamGrainOptions>(o => o.SetHistoryCapacity(capacity));
         var host = builder.Build();
         await host.StartAsync(cancellationToken);
-        return new ClusterConnection(host, $"in-process silo (storage {storageProvider} in {Path.GetFullPath(dataFolder)})");
+        // The memory store keeps nothing in the folder: naming it would suggest data that is not there.
+        var storage = string.Equals(storageProvider, "memory", StringComparison.OrdinalIgnoreCase)
+            ? "storage memory"
+            : $"storage {storageProvider} in {Path.GetFullPath(dataFolder)}";
+        return new ClusterConnection(host, $"in-process silo ({storage})");
     }
 
     public async ValueTask DisposeAsync()

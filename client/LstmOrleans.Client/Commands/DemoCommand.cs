@@ -65,7 +65,7 @@ internal static class DemoCommand
             if (result.GetValue(cluster.Cluster) is null)
             {
                 var folder = result.GetValue(data) ?? (tempData = Path.Combine(Path.GetTempPath(), "lstmorleans-demo-" + Guid.NewGuid().ToString("N")[..8]));
-                AnsiConsole.MarkupLine($"[grey]Starting a silo in this process ({Markup.Escape(result.GetValue(storage)!)} store in {Markup.Escape(folder)})...[/]");
+                AnsiConsole.MarkupLine("[grey]Starting a silo in this process...[/]");
                 // The streams keep the whole training part of their series (at least the default 512), so the training
                 // round fits on all of it, not only on its last 512 values.
                 var history = Math.Max(512, TrainingRows(replay, result.GetValue(trainFraction)));
