@@ -93,6 +93,19 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
 
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
+        try
+        {
+            await FlushOnDeactivateAsync(reason, cancellationToken);
+        }
+        finally
+        {
+            // Last: a silo stop that began meanwhile still finds this activation and waits for it to finish.
+            _trainingFeed?.Deactivating(GrainContext);
+        }
+    }
+
+    private async Task FlushOnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
         if (reason.ReasonCode == DeactivationReasonCode.ShuttingDown && _trainingFeed is { Pending: > 0 } feed)
         {
             // The silo is stopping and deactivates its registry shards after its streams (StreamTrainingFeedFactory):
