@@ -14,6 +14,14 @@ public interface IStreamRegistryShardGrain : IGrainWithStringKey
     [OneWay, Alias("Report")]
     Task ReportAsync(string streamId, long newObservations);
 
+    /// <summary>
+    /// <see cref="ReportAsync"/> that completes once the report is applied: what a stream sends when it deactivates at
+    /// a silo's shutdown, so the silo waits for its streams' last reports before it deactivates the shards (which
+    /// store them). Throws <see cref="ArgumentException"/> for an empty id or a negative count.
+    /// </summary>
+    [Alias("ReportApplied")]
+    Task ReportAppliedAsync(string streamId, long newObservations);
+
     [AlwaysInterleave, Alias("GetStats")]
     Task<StreamRegistryShardStats> GetStatsAsync();
 

@@ -86,14 +86,35 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         catch (Exception e) when (e is not OrleansException) { throw StorageFailure(e, "ReadState"); }
         _state.State ??= new StreamState();
         _lastWriteTimestamp = Environment.TickCount64;
-        _trainingFeed = ServiceProvider.GetService<StreamTrainingFeedFactory>()?.Create(GrainFactory, StreamId);
+        _trainingFeed = ServiceProvider.GetService<StreamTrainingFeedFactory>()?.Create(GrainContext, GrainFactory, StreamId);
         if (_options.PersistEverySteps > 1 && _options.PersistInterval > TimeSpan.Zero)
             this.RegisterGrainTimer(FlushAsync, _options.PersistInterval, _options.PersistInterval);
     }
 
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
-        _trainingFeed?.Flush();
+        try
+        {
+            await FlushOnDeactivateAsync(reason, cancellationToken);
+        }
+        finally
+        {
+            // Last: a silo stop that began meanwhile still finds this activation and waits for it to finish.
+            _trainingFeed?.Deactivating(GrainContext);
+        }
+    }
+
+    private async Task FlushOnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        if (reason.ReasonCode == DeactivationReasonCode.ShuttingDown && _trainingFeed is { Pending: > 0 } feed)
+        {
+            // The silo is stopping and deactivates its registry shards after its streams (StreamTrainingFeedFactory):
+            // waiting for the report to be applied means the shard stores it when it deactivates.
+            long pending = feed.Pending;
+            try { await feed.FlushAppliedAsync().WaitAsync(cancellationToken); }
+            catch (Exception e) { LogLastReportLost(StreamId, pending, e.Message); }
+        }
+        else _trainingFeed?.Flush();
         if (_unsavedSteps == 0) return;
         try { await WriteAsync(); }
         catch (Exception e) { LogFlushFailed(e, StreamId); }
@@ -623,6 +644,9 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Stream {StreamId}: copying {Count} closed history chunk(s) from the committed core into their records failed; the core keeps them and the next write copies them again")]
     private partial void LogHistoryCopyDeferred(Exception exception, string streamId, int count);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Stream {StreamId} could not report its last {Count} observation(s) to the training registry while the silo stopped ({Reason}); the model's count of new observations misses them")]
+    private partial void LogLastReportLost(string streamId, long count, string reason);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Stream {StreamId} could not write its pending steps")]
     private partial void LogFlushFailed(Exception exception, string streamId);

@@ -47,6 +47,17 @@ public sealed class SiloProcess : IAsyncLifetime
         }
     }
 
+    /// <summary>SIGTERM, as an operator's clean stop: waits (up to <paramref name="timeout"/>) for the exit and returns its code, the output read to its end.</summary>
+    public async Task<int> TerminateAsync(TimeSpan timeout)
+    {
+        var process = _process ?? throw new InvalidOperationException("The silo was not started.");
+        using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!)
+            await kill.WaitForExitAsync();
+        await process.WaitForExitAsync().WaitAsync(timeout);
+        process.WaitForExit();   // drains the output readers
+        return process.ExitCode;
+    }
+
     public int HttpPort { get; } = Binaries.FreeTcpPort();
     public int SiloPort { get; } = Binaries.FreeTcpPort();
     public int GatewayPort { get; } = Binaries.FreeTcpPort();

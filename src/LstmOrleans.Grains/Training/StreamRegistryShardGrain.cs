@@ -60,9 +60,19 @@ public sealed partial class StreamRegistryShardGrain : Grain, IStreamRegistrySha
 
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken) => await FlushAsync();
 
-    public async Task ReportAsync(string streamId, long newObservations)
+    public Task ReportAsync(string streamId, long newObservations) =>
+        string.IsNullOrEmpty(streamId) || newObservations < 0 ? Task.CompletedTask   // one-way: nobody to tell; ignore
+        : ApplyReportAsync(streamId, newObservations);
+
+    public Task ReportAppliedAsync(string streamId, long newObservations)
     {
-        if (string.IsNullOrEmpty(streamId) || newObservations < 0) return;   // one-way: nobody to tell; ignore
+        ArgumentException.ThrowIfNullOrEmpty(streamId);
+        ArgumentOutOfRangeException.ThrowIfNegative(newObservations);
+        return ApplyReportAsync(streamId, newObservations);
+    }
+
+    private async Task ApplyReportAsync(string streamId, long newObservations)
+    {
         var s = _state.State;
         if (!_index.ContainsKey(streamId))
         {

@@ -26,7 +26,10 @@ public static class TrainingSiloBuilderExtensions
         var options = services.AddOptions<TrainingGrainOptions>().ValidateOnStart();
         if (configure is not null) options.Configure(configure);
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TrainingGrainOptions>, TrainingGrainOptionsValidator>());
-        services.TryAddSingleton<StreamTrainingFeedFactory>();
+        if (services.Any(d => d.ServiceType == typeof(StreamTrainingFeedFactory))) return services;
+        services.AddSingleton<StreamTrainingFeedFactory>();
+        // It deactivates the silo's streams first when the silo stops (see StreamTrainingFeedFactory).
+        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<StreamTrainingFeedFactory>());
         return services;
     }
 }

@@ -25,6 +25,17 @@ public sealed class StreamRegistryTests(TrainingFixture fixture)
     }
 
     [Fact]
+    public async Task Applied_report_is_counted_when_it_returns_and_refuses_bad_input()
+    {
+        var shard = fixture.Client.GetGrain<IStreamRegistryShardGrain>(StreamRegistryKeys.ShardKey("registry-applied", 0));
+        await shard.ReportAppliedAsync("a", 3);
+        await Assert.ThrowsAsync<ArgumentException>(() => shard.ReportAppliedAsync("", 1));
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => shard.ReportAppliedAsync("b", -1));
+        // No waiting: the call returned once the report was applied, and the refused ones changed nothing.
+        Assert.Equal(new StreamRegistryShardStats(1, 3), await shard.GetStatsAsync());
+    }
+
+    [Fact]
     public async Task Shard_registers_once_counts_samples_distinct_and_removes()
     {
         var shard = fixture.Client.GetGrain<IStreamRegistryShardGrain>(StreamRegistryKeys.ShardKey("registry-test", 0));
