@@ -88,17 +88,14 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
     /// </summary>
     private bool _reloadBeforeWrite;
 
-    /// <summary>A finished round whose record is not stored yet (its write failed and is being retried), or null.</summary>
-    private UnrecordedRound? _unrecorded;
+    /// <summary>True while a finished round's record is not stored yet (its write failed and is being retried).</summary>
+    private bool _recordPending;
 
     /// <summary>Cancelled when the activation deactivates: a record's retries stop waiting and make one last try at once.</summary>
     private readonly CancellationTokenSource _deactivating = new();
 
     /// <summary>A round from its id's reservation (<see cref="Id"/>, a state write) to its record.</summary>
     private sealed record RoundInFlight(Task<long> Id, Task<TrainingRoundRecord> Record);
-
-    /// <summary>A finished round's record and the state change that stores it (idempotent, so it can be retried).</summary>
-    private sealed record UnrecordedRound(TrainingRoundRecord Record, Action<TrainingState> Apply);
 
     public TrainingGrain(
         [PersistentState("training", LstmOrleansNames.StorageName)] IPersistentState<TrainingState> state,
@@ -135,7 +132,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
         _deactivating.Cancel();
         // A record whose write is being retried gets its last try now (see StoreRecordAsync), awaited here: if it is not
         // stored, the next activation can only record the round as interrupted (or rebuild it from the version it published).
-        if (_unrecorded is not null && _round is { Record.IsCompleted: false } round) await Task.WhenAny(round.Record);
+        if (_recordPending && _round is { Record.IsCompleted: false } round) await Task.WhenAny(round.Record);
     }
 
     public async Task<TrainingStatus> GetStatusAsync()
@@ -418,7 +415,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
                 sampled, 0, unanswered, championVersion);
         }
 
-        await StoreRecordAsync(new UnrecordedRound(record, s =>
+        await StoreRecordAsync(record, s =>
         {
             // Already stored when a write reported as failed did reach the store (seen by the re-read before the retry).
             if (s.LastRoundId >= roundId) return;
@@ -428,7 +425,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
             if (observationTotal is { } t) s.ObservationsAtLastRound = t;
             s.Settings ??= settings;
             s.NextDueAt = NextDue(s.Settings, DateTimeOffset.UtcNow);
-        }));
+        });
         LogRound(Name, roundId, record.Decision, record.ChallengerValidationLoss, record.ChampionValidationLoss, record.PersistenceValidationLoss, record.Duration.TotalSeconds);
         return record;
     }
@@ -439,28 +436,29 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
     /// a crash could take back), reads show it only then, and a start joins it instead of beginning a round whose id
     /// write would leave this one unrecorded. Throws when the activation ends first and its last try fails too.
     /// </summary>
-    private async Task StoreRecordAsync(UnrecordedRound round)
+    /// <param name="apply">The state change that stores it: idempotent, so it can be retried.</param>
+    private async Task StoreRecordAsync(TrainingRoundRecord record, Action<TrainingState> apply)
     {
-        _unrecorded = round;
+        _recordPending = true;
         var delay = FirstRecordRetryDelay;
         for (int attempt = 1; ; attempt++)
         {
             bool last = _deactivating.IsCancellationRequested;
             try
             {
-                await UpdateAsync(round.Apply);
-                _unrecorded = null;
-                if (attempt > 1) LogRecordStored(Name, round.Record.RoundId, attempt);
+                await UpdateAsync(apply);
+                _recordPending = false;
+                if (attempt > 1) LogRecordStored(Name, record.RoundId, attempt);
                 return;
             }
             catch (Exception e)
             {
-                LogRecordWriteFailed(e, Name, round.Record.RoundId, attempt, delay.TotalSeconds);
+                LogRecordWriteFailed(e, Name, record.RoundId, attempt, delay.TotalSeconds);
                 if (last)
                 {
-                    _unrecorded = null;
+                    _recordPending = false;
                     throw new ModelOperationException(Name,
-                        $"Training round {round.Record.RoundId} of model '{Name}' ended ({round.Record.Decision}) but its record could not be stored before the training grain's activation ended " +
+                        $"Training round {record.RoundId} of model '{Name}' ended ({record.Decision}) but its record could not be stored before the training grain's activation ended " +
                         $"({e.GetType().Name}: {e.Message}); the next activation records it as interrupted, or from the version it published.");
                 }
             }
