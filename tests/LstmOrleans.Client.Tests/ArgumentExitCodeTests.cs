@@ -21,6 +21,19 @@ public class ArgumentExitCodeTests
         { ["models", "--connect-timeout", "NaN", "-c", "127.0.0.1:1"], "--connect-timeout must be in 1..600 seconds." },
         { ["models", "--connect-timeout", "0", "-c", "127.0.0.1:1"], "--connect-timeout must be in 1..600 seconds." },
         { ["push", "s", "1", "--connect-timeout", "3600", "-c", "127.0.0.1:1"], "--connect-timeout must be in 1..600 seconds." },
+        // A value that does not parse at all, for an option or argument with a range check: the check threw while
+        // parsing (an unhandled exception, a stack trace and exit code 134) instead of letting the parse error through.
+        { ["models", "--connect-timeout", "abc", "-c", "127.0.0.1:1"], "Cannot parse argument 'abc' for option '--connect-timeout'" },
+        { ["rollback", "default", "abc"], "Cannot parse argument 'abc'" },
+        { ["streams", "--limit", "abc"], "Cannot parse argument 'abc' for option '--limit'" },
+        { ["streams", "--concurrency", "x1"], "Cannot parse argument 'x1' for option '--concurrency'" },
+        { ["watch", "s", "--interval", "abc"], "Cannot parse argument 'abc' for option '--interval'" },
+        { ["watch", "s", "--count", "1.5"], "Cannot parse argument '1.5' for option '--count'" },
+        { ["train", "--timeout", "abc"], "Cannot parse argument 'abc' for option '--timeout'" },
+        { ["replay", "series.csv", "--rate", "fast"], "Cannot parse argument 'fast' for option '--rate'" },
+        { ["replay", "series.csv", "--retries", "many"], "Cannot parse argument 'many' for option '--retries'" },
+        { ["plot", "p.csv", "--last", "abc"], "Cannot parse argument 'abc' for option '--last'" },
+        { ["demo", "--rows", "abc"], "Cannot parse argument 'abc' for option '--rows'" },
     };
 
     [Theory]

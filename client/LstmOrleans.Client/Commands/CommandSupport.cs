@@ -5,6 +5,29 @@ using LstmOrleans.Silo.Hosting;
 
 namespace LstmOrleans.Client.Commands;
 
+/// <summary>The values that range validators check.</summary>
+internal static class ValidatedValue
+{
+    /// <summary>
+    /// The option's value, or null when its text does not parse as a <typeparamref name="T"/> (<c>--limit abc</c>).
+    /// System.CommandLine 2.0 runs an option's validators on such a value too, and GetValueOrDefault then throws: the
+    /// command died with an unhandled exception, a stack trace and exit code 134 instead of the parser's own "Cannot
+    /// parse argument 'abc' for option '--limit'" and exit code 2. A validator leaves that case to the parser's error.
+    /// </summary>
+    public static T? ParsedOrNull<T>(this System.CommandLine.Parsing.OptionResult result) where T : struct
+    {
+        try { return result.GetValueOrDefault<T>(); }
+        catch (InvalidOperationException) { return null; }
+    }
+
+    /// <inheritdoc cref="ParsedOrNull{T}(System.CommandLine.Parsing.OptionResult)"/>
+    public static T? ParsedOrNull<T>(this System.CommandLine.Parsing.ArgumentResult result) where T : struct
+    {
+        try { return result.GetValueOrDefault<T>(); }
+        catch (InvalidOperationException) { return null; }
+    }
+}
+
 /// <summary>Options every cluster command shares, and the error handling that turns failures into exit codes.</summary>
 internal sealed class ClusterOptions
 {
@@ -59,7 +82,7 @@ internal sealed class ClusterOptions
     public ClusterOptions()
     {
         // Out of range was clamped silently, and NaN failed with .NET's TimeSpan message.
-        ConnectTimeout.Validators.Add(r => { if (r.GetValueOrDefault<double>() is < 1 or > 600 or double.NaN) r.AddError("--connect-timeout must be in 1..600 seconds."); });
+        ConnectTimeout.Validators.Add(r => { if (r.ParsedOrNull<double>() is < 1 or > 600 or double.NaN) r.AddError("--connect-timeout must be in 1..600 seconds."); });
     }
 
     public void AddTo(Command command)

@@ -36,13 +36,13 @@ internal static class DemoCommand
         var batch = new Option<int>("--batch") { Description = "Observations per grain call while replaying.", DefaultValueFactory = _ => 64 };
         var output = new Option<string>("--out", "-o") { Description = "Folder for demo.png and predictions.csv.", DefaultValueFactory = _ => "demo-output" };
         storage.AcceptOnlyFromAmong("sqlite", "memory");
-        rows.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 0 or (> 0 and < 200)) r.AddError("--rows must be 0 (all) or at least 200."); });
-        streams.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 0) r.AddError("--streams must not be negative."); });
-        copies.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 1000) r.AddError("--copies must be in 1..1000."); });
-        hidden.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 256) r.AddError("--hidden must be in 1..256."); });
-        trainFraction.Validators.Add(r => { if (r.GetValueOrDefault<double>() is < 0.2 or > 0.9) r.AddError("--train-fraction must be in 0.2..0.9."); });
-        trainSeconds.Validators.Add(r => { if (r.GetValueOrDefault<double>() is < 1 or > 3600) r.AddError("--train-seconds must be in 1..3600."); });
-        batch.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 1024) r.AddError("--batch must be in 1..1024."); });
+        rows.Validators.Add(r => { if (r.ParsedOrNull<int>() is < 0 or (> 0 and < 200)) r.AddError("--rows must be 0 (all) or at least 200."); });
+        streams.Validators.Add(r => { if (r.ParsedOrNull<int>() < 0) r.AddError("--streams must not be negative."); });
+        copies.Validators.Add(r => { if (r.ParsedOrNull<int>() is < 1 or > 1000) r.AddError("--copies must be in 1..1000."); });
+        hidden.Validators.Add(r => { if (r.ParsedOrNull<int>() is < 1 or > 256) r.AddError("--hidden must be in 1..256."); });
+        trainFraction.Validators.Add(r => { if (r.ParsedOrNull<double>() is < 0.2 or > 0.9) r.AddError("--train-fraction must be in 0.2..0.9."); });
+        trainSeconds.Validators.Add(r => { if (r.ParsedOrNull<double>() is < 1 or > 3600) r.AddError("--train-seconds must be in 1..3600."); });
+        batch.Validators.Add(r => { if (r.ParsedOrNull<int>() is < 1 or > 1024) r.AddError("--batch must be in 1..1024."); });
 
         var command = new Command("demo", "Run the whole pipeline on bundled real sensor data (starts a local silo unless --cluster is given).")
         {

@@ -111,7 +111,7 @@ internal static class ModelClusterCommands
         var cluster = new ClusterOptions();
         var name = new Argument<string>("MODEL") { Description = "Model name." };
         var version = new Argument<long>("VERSION") { Description = "Retained version to make active." };
-        version.Validators.Add(r => { if (r.GetValueOrDefault<long>() < 1) r.AddError("VERSION must be a positive version number."); });
+        version.Validators.Add(r => { if (r.ParsedOrNull<long>() < 1) r.AddError("VERSION must be a positive version number."); });
         var command = new Command("rollback", "Make a retained version of a model active on every silo.") { name, version };
         cluster.AddTo(command);
         command.SetAction((result, ct) => CommandSupport.WithClusterAsync(cluster, result, ct, async connection =>

@@ -41,14 +41,14 @@ internal static class ReplayCommand
             Description = "Longest wait between two retries, in seconds.",
             DefaultValueFactory = _ => RetryPolicy.Default.MaxDelay.TotalSeconds,
         };
-        copies.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 10_000) r.AddError("--copies must be in 1..10000."); });
-        rate.Validators.Add(r => { if (!(r.GetValueOrDefault<double>() is >= 0 and <= 1e9)) r.AddError("--rate must be in 0..1000000000 observations/s (0 = as fast as possible)."); });
-        batch.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 100_000) r.AddError("--batch must be in 1..100000."); });
-        rows.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 0) r.AddError("--rows must not be negative."); });
-        attemptTimeout.Validators.Add(r => { if (r.GetValueOrDefault<double>() is < 0 or > 3600 or double.NaN) r.AddError("--attempt-timeout must be in 0..3600 seconds."); });
-        retries.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 0 or > 1000) r.AddError("--retries must be in 0..1000."); });
-        retryDelay.Validators.Add(r => { if (r.GetValueOrDefault<double>() is < 0 or > 600 or double.NaN) r.AddError("--retry-delay must be in 0..600 seconds."); });
-        retryMaxDelay.Validators.Add(r => { if (r.GetValueOrDefault<double>() is < 0 or > 600 or double.NaN) r.AddError("--retry-max-delay must be in 0..600 seconds."); });
+        copies.Validators.Add(r => { if (r.ParsedOrNull<int>() is < 1 or > 10_000) r.AddError("--copies must be in 1..10000."); });
+        rate.Validators.Add(r => { if (r.ParsedOrNull<double>() is { } value && value is not (>= 0 and <= 1e9)) r.AddError("--rate must be in 0..1000000000 observations/s (0 = as fast as possible)."); });
+        batch.Validators.Add(r => { if (r.ParsedOrNull<int>() is < 1 or > 100_000) r.AddError("--batch must be in 1..100000."); });
+        rows.Validators.Add(r => { if (r.ParsedOrNull<int>() < 0) r.AddError("--rows must not be negative."); });
+        attemptTimeout.Validators.Add(r => { if (r.ParsedOrNull<double>() is < 0 or > 3600 or double.NaN) r.AddError("--attempt-timeout must be in 0..3600 seconds."); });
+        retries.Validators.Add(r => { if (r.ParsedOrNull<int>() is < 0 or > 1000) r.AddError("--retries must be in 0..1000."); });
+        retryDelay.Validators.Add(r => { if (r.ParsedOrNull<double>() is < 0 or > 600 or double.NaN) r.AddError("--retry-delay must be in 0..600 seconds."); });
+        retryMaxDelay.Validators.Add(r => { if (r.ParsedOrNull<double>() is < 0 or > 600 or double.NaN) r.AddError("--retry-max-delay must be in 0..600 seconds."); });
         var command = new Command("replay", "Replay recorded series as live streams; print model vs persistence error.")
         {
             source, prefix, copies, rate, batch, rows, model, reset, output, attemptTimeout, retries, retryDelay, retryMaxDelay,
@@ -132,8 +132,8 @@ internal static class PlotCommand
         var output = new Option<string>("--out", "-o") { Description = "PNG to write.", DefaultValueFactory = _ => "forecast.png" };
         var last = new Option<int>("--last") { Description = "Plot only the last N points of each stream (0 = all).", DefaultValueFactory = _ => 600 };
         var maxStreams = new Option<int>("--streams") { Description = "Plot at most this many streams.", DefaultValueFactory = _ => 4 };
-        last.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 0) r.AddError("--last must not be negative."); });
-        maxStreams.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--streams must be at least 1."); });
+        last.Validators.Add(r => { if (r.ParsedOrNull<int>() < 0) r.AddError("--last must not be negative."); });
+        maxStreams.Validators.Add(r => { if (r.ParsedOrNull<int>() < 1) r.AddError("--streams must be at least 1."); });
         var command = new Command("plot", "Draw actual vs predicted with the prediction interval to a PNG.") { input, output, last, maxStreams };
         command.SetAction((result, _) => CommandSupport.RunAsync(() =>
         {

@@ -109,8 +109,8 @@ internal static class StreamCommands
         var stream = StreamArgument();
         var interval = new Option<double>("--interval") { Description = "Seconds between polls.", DefaultValueFactory = _ => 1 };
         var count = new Option<int>("--count") { Description = "Stop after this many polls (0 = until Ctrl+C).", DefaultValueFactory = _ => 0 };
-        interval.Validators.Add(r => { if (r.GetValueOrDefault<double>() is < 0.05 or > 3600) r.AddError("--interval must be in 0.05..3600 seconds."); });
-        count.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 0) r.AddError("--count must not be negative."); });
+        interval.Validators.Add(r => { if (r.ParsedOrNull<double>() is < 0.05 or > 3600) r.AddError("--interval must be in 0.05..3600 seconds."); });
+        count.Validators.Add(r => { if (r.ParsedOrNull<int>() < 0) r.AddError("--count must not be negative."); });
         var command = new Command("watch", "Poll a stream and print each new forecast.") { stream, interval, count };
         cluster.AddTo(command);
         command.SetAction((result, ct) => CommandSupport.WithClusterAsync(cluster, result, ct, async connection =>

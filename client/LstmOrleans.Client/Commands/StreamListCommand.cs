@@ -17,8 +17,8 @@ internal static class StreamListCommand
         var summary = new Option<bool>("--summary") { Description = "Ask each listed stream for its last sequence, step count and last forecast." };
         var concurrency = new Option<int>("--concurrency") { Description = "Stream summaries requested at once with --summary.", DefaultValueFactory = _ => 16 };
         var json = new Option<bool>("--json") { Description = "Print the result as JSON." };
-        limit.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 1_000_000) r.AddError("--limit must be in 1..1000000."); });
-        concurrency.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 256) r.AddError("--concurrency must be in 1..256."); });
+        limit.Validators.Add(r => { if (r.ParsedOrNull<int>() is < 1 or > 1_000_000) r.AddError("--limit must be in 1..1000000."); });
+        concurrency.Validators.Add(r => { if (r.ParsedOrNull<int>() is < 1 or > 256) r.AddError("--concurrency must be in 1..256."); });
         var command = new Command("streams", "List the streams registered with a model (ordered by id), optionally with a short summary of each.")
         {
             model, limit, after, summary, concurrency, json,
