@@ -24,6 +24,9 @@ public sealed class RequestValidationException(string message, int statusCode = 
 /// </summary>
 public static class ObservationParser
 {
+    /// <summary>The body formats, as OpenAPI lists them (the parser also takes text/json, application/ndjson, application/jsonl and application/csv).</summary>
+    public static readonly string[] MediaTypes = ["application/json", "application/x-ndjson", "text/csv"];
+
     public static List<ObservationInput> Parse(ReadOnlySpan<byte> body, string? contentType, int maxCount)
     {
         // Spreadsheet exports ("CSV UTF-8") and some JSON writers start with a byte order mark; left in, it made the
@@ -172,6 +175,10 @@ public static class ObservationParser
         if (string.IsNullOrWhiteSpace(header))
             throw new RequestValidationException("CSV: the first line must be a header, e.g. 'timestamp,value'.");
         var columns = header.Split(',').Select(c => c.Trim().Trim('"').ToLowerInvariant()).ToArray();
+        // A file without a header (NAB's rows alone, or one value a line) had its first row taken for column names:
+        // the row was dropped and the rest acknowledged as if that were all.
+        if (columns.FirstOrDefault(LooksLikeData) is { } dataCell)
+            throw new RequestValidationException($"CSV: the first line must be a header naming the columns, e.g. 'timestamp,value'; '{dataCell}' in '{header}' is a value, not a column name.");
         var sequenceColumn = Array.IndexOf(columns, "sequence");
         var timestampColumn = Array.IndexOf(columns, "timestamp");
         var featureColumns = Enumerable.Range(0, columns.Length).Where(i => i != sequenceColumn && i != timestampColumn).ToArray();
@@ -213,6 +220,9 @@ public static class ObservationParser
         }
         return list;
     }
+
+    private static bool LooksLikeData(string cell) =>
+        double.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out _) || (cell.Any(char.IsDigit) && TryParseTimestamp(cell, out _));
 
     /// <summary>ISO 8601, or NAB's "yyyy-MM-dd HH:mm:ss"; without an offset the time is taken as UTC.</summary>
     public static bool TryParseTimestamp(string text, out DateTimeOffset timestamp) =>
