@@ -14,7 +14,14 @@ public static class ApiEndpoints
         // A body or parameter that does not bind throws, so ApiExceptionHandler answers with what was wrong; by
         // default it was a bare 400 titled "Bad Request" with no detail.
         services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
-        services.ConfigureHttpJsonOptions(o => o.SerializerOptions.Converters.Add(new System.Text.Json.Serialization.JsonStringEnumConverter()));
+        services.ConfigureHttpJsonOptions(o =>
+        {
+            o.SerializerOptions.Converters.Add(new System.Text.Json.Serialization.JsonStringEnumConverter());
+            // A misspelt property ("hidenSize") was ignored, so the request went through with that field's default: a
+            // model created with another configuration than asked for, and for good (a create with the intended one is
+            // then a conflict). An unknown property is a 400 naming it, as in ingest bodies.
+            o.SerializerOptions.UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow;
+        });
         return services;
     }
 
