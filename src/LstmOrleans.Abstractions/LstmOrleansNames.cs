@@ -20,4 +20,13 @@ public static class LstmOrleansNames
 
     /// <summary>Model a stream binds to when it receives data before any explicit bind.</summary>
     public const string DefaultModelName = "default";
+
+    /// <summary>
+    /// Why <paramref name="name"/> cannot name a model, or null when it can: 1..128 printable characters without '/',
+    /// so that the HTTP API's /models/{name} routes can address every model whoever created it.
+    /// </summary>
+    public static string? ModelNameProblem(string? name) =>
+        string.IsNullOrWhiteSpace(name) || name.Length > 128 || name.Any(c => char.IsControl(c) || c == '/')
+            ? "A model name must be 1..128 printable characters without '/'."
+            : null;
 }

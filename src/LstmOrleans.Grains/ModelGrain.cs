@@ -77,6 +77,10 @@ public sealed partial class ModelGrain : Grain, IModelGrain
     public async Task<ModelInfo> CreateAsync(ModelConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
+        // The HTTP API checks names itself, but the client's create-model and model import reach this grain directly:
+        // they created models such as "a/b", listed by GET /models but which no /models/{name} route could address.
+        if (_state.State.Config is null && LstmOrleansNames.ModelNameProblem(Name) is { } problem)
+            throw new ModelOperationException(Name, problem);
         var normalized = Validate(Name, config);
         if (_state.State.Config is { } existing)
         {

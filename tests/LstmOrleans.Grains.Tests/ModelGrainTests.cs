@@ -35,6 +35,22 @@ public sealed class ModelGrainTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task Names_the_http_api_cannot_address_are_refused_and_create_nothing()
+    {
+        // The client's create-model and model import call the grain directly: "a/b" was created, listed by GET /models,
+        // and out of reach of every /models/{name} route.
+        foreach (var name in new[] { "site/pump", "tab\tname", new string('m', 129) })
+        {
+            var model = Client.GetGrain<IModelGrain>(name);
+            var refused = await Assert.ThrowsAsync<ModelOperationException>(() => model.CreateAsync(TestSupport.SmallConfig()));
+            Assert.Contains("without '/'", refused.Message);
+            await Assert.ThrowsAsync<ModelNotFoundException>(() => model.GetInfoAsync());
+        }
+        var longest = Client.GetGrain<IModelGrain>(new string('m', 128));
+        Assert.Equal(1, (await longest.CreateAsync(TestSupport.SmallConfig())).ActiveVersion);
+    }
+
+    [Fact]
     public async Task Publish_validates_and_versions_can_be_listed_and_activated()
     {
         var model = Client.GetGrain<IModelGrain>("versions");

@@ -111,8 +111,8 @@ internal static class ModelEndpoints
 
     internal static string CheckName(string? name)
     {
-        if (string.IsNullOrWhiteSpace(name) || name.Length > 128 || name.Any(c => char.IsControl(c) || c == '/'))
-            throw new RequestValidationException("A model name must be 1..128 printable characters without '/'.");
-        return name;
+        if (LstmOrleansNames.ModelNameProblem(name) is { } problem)
+            throw new RequestValidationException(problem);
+        return name!;
     }
 }
