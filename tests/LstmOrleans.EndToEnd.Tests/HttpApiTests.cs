@@ -186,6 +186,58 @@ public sealed class HttpApiTests(SiloProcess silo)
     }
 
     [Fact]
+    public async Task A_csv_body_without_a_header_is_400_not_short_of_its_first_row()
+    {
+        // The first line was taken for column names whatever it held: the row was dropped and the rest applied.
+        using var http = silo.CreateHttpClient();
+        foreach (var body in new[] { "1\n2\n3\n", "2024-01-01 00:00:00,1\n2024-01-01 00:05:00,2\n" })
+        {
+            var problem = await ProblemAsync(await http.PostAsync("/streams/headerless-1/observations",
+                new StringContent(body, Encoding.UTF8, "text/csv")), HttpStatusCode.BadRequest);
+            Assert.Contains("header", problem.GetProperty("detail").GetString());
+        }
+        Assert.Equal(0, await StepCountAsync(http, "headerless-1"));
+        (await http.PostAsync("/streams/headerless-1/observations", new StringContent("value\n1\n2\n", Encoding.UTF8, "text/csv"))).EnsureSuccessStatusCode();
+        Assert.Equal(2, await StepCountAsync(http, "headerless-1"));
+    }
+
+    [Fact]
+    public async Task An_unsupported_content_type_is_415_saying_what_is_accepted_and_every_parsed_one_is_accepted()
+    {
+        // Routing answered every Content-Type but three with a bare 415 before the parser could name the accepted
+        // ones, refusing the parser's other names for the same formats too.
+        using var http = silo.CreateHttpClient();
+        var problem = await ProblemAsync(await http.PostAsync("/streams/media-1/observations",
+            new StringContent("1", Encoding.UTF8, "text/plain")), HttpStatusCode.UnsupportedMediaType);
+        var detail = problem.GetProperty("detail").GetString();
+        Assert.Contains("text/plain", detail);
+        Assert.Contains("text/csv", detail);
+        Assert.Equal(0, await StepCountAsync(http, "media-1"));
+
+        (await http.PostAsync("/streams/media-1/observations", new StringContent("value\n1\n", Encoding.UTF8, "application/csv"))).EnsureSuccessStatusCode();
+        (await http.PostAsync("/streams/media-1/observations", new StringContent("""{"value":2}""", Encoding.UTF8, "text/json"))).EnsureSuccessStatusCode();
+        (await http.PostAsync("/streams/media-1/observations", new StringContent("""{"value":3}""", Encoding.UTF8, "application/ndjson"))).EnsureSuccessStatusCode();
+        Assert.Equal(3, await StepCountAsync(http, "media-1"));
+
+        // The OpenAPI document still describes the body's formats.
+        var doc = JsonDocument.Parse(await http.GetStringAsync("/openapi/v1.json")).RootElement;
+        var content = doc.GetProperty("paths").GetProperty("/streams/{streamId}/observations").GetProperty("post").GetProperty("requestBody").GetProperty("content");
+        Assert.True(content.TryGetProperty("text/csv", out _));
+        Assert.True(content.TryGetProperty("application/x-ndjson", out _));
+    }
+
+    [Fact]
+    public async Task A_misspelt_property_is_400_naming_it_and_creates_nothing()
+    {
+        // "hidenSize" was ignored: the model was created with H = 32, and a create with the intended H a conflict.
+        using var http = silo.CreateHttpClient();
+        var problem = await ProblemAsync(await http.PostAsync("/models", Json("""{"name":"e2e-misspelt","hidenSize":8}""")), HttpStatusCode.BadRequest);
+        Assert.Contains("hidenSize", problem.GetProperty("detail").GetString());
+        await ProblemAsync(await http.GetAsync("/models/e2e-misspelt"), HttpStatusCode.NotFound);
+        await CreateModelAsync(http, "e2e-misspelt");
+    }
+
+    [Fact]
     public async Task Values_too_large_to_forecast_with_are_400_and_change_nothing()
     {
         // Finite float32 values near float.MaxValue used to be applied, then overflow the forecast: 500, and every
