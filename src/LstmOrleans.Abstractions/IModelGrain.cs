@@ -26,7 +26,8 @@ public interface IModelGrain : IGrainWithStringKey
     /// stream's step can overflow float, see ModelParameterBounds in LstmOrleans.Grains); returns its number. Throws
     /// <see cref="ModelOperationException"/> and stores nothing when the parameters are refused (the message names the
     /// first offending tensor, index and value), when <see cref="PublishRequest.ExpectedActiveVersion"/> is not the
-    /// active version, or when an inactive version could not be retained (the model keeps only one).
+    /// active version, when an inactive version could not be retained (the model keeps only one), or when
+    /// <see cref="PublishRequest.TrainingRound"/> is not a round id (not positive).
     /// </summary>
     [Alias("Publish")]
     Task<long> PublishAsync(PublishRequest request);
@@ -44,6 +45,14 @@ public interface IModelGrain : IGrainWithStringKey
     /// <summary>Retained versions, oldest first.</summary>
     [Alias("ListVersions")]
     Task<ModelVersionInfo[]> ListVersionsAsync();
+
+    /// <summary>
+    /// What training round <paramref name="roundId"/> published, even when its version has been pruned since; null when
+    /// it is not the latest round that published (the model keeps only that one: a training grain runs one round at a
+    /// time and starts the next only after recording the last, so the latest is the only one it can still need).
+    /// </summary>
+    [Alias("GetRoundPublication")]
+    Task<RoundPublication?> GetRoundPublicationAsync(long roundId);
 
     /// <summary>
     /// Registers (or refreshes) a silo cache's observer; registrations expire unless renewed. Returns the active

@@ -70,13 +70,33 @@ public sealed record ModelVersionInfo(
 /// <see cref="IModelGrain.PublishAsync"/> throws <see cref="ModelOperationException"/> and nothing changes. For weights
 /// that were measured against the active version (a training round's challenger), so they never replace another one.
 /// </param>
+/// <param name="TrainingRound">
+/// Set only by the model's training grain: the id (positive) of the round publishing. The model keeps its latest round's
+/// publication, version and metadata, after the version itself is pruned (<see cref="IModelGrain.GetRoundPublicationAsync"/>),
+/// so a round whose training grain died before recording its outcome is still recorded with what it published. A
+/// typed field rather than a metadata entry: metadata is the caller's (the HTTP API passes it through), so a manual
+/// publish could carry any entry, and must not be taken for a round's.
+/// </param>
 [GenerateSerializer, Immutable, Alias("lstm.PublishRequest")]
 public sealed record PublishRequest(
     [property: Id(0)] float[] Parameters,
     [property: Id(1)] string? Description = null,
     [property: Id(2)] IReadOnlyDictionary<string, string>? Metadata = null,
     [property: Id(3)] bool Activate = true,
-    [property: Id(4)] long? ExpectedActiveVersion = null);
+    [property: Id(4)] long? ExpectedActiveVersion = null,
+    [property: Id(5)] long? TrainingRound = null);
+
+/// <summary>
+/// The version a training round published (<see cref="PublishRequest.TrainingRound"/>), as the model stored it with
+/// the publish; <paramref name="Retained"/> is false once the version itself has been pruned.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("lstm.RoundPublication")]
+public sealed record RoundPublication(
+    [property: Id(0)] long RoundId,
+    [property: Id(1)] long Version,
+    [property: Id(2)] DateTimeOffset PublishedAt,
+    [property: Id(3)] IReadOnlyDictionary<string, string> Metadata,
+    [property: Id(4)] bool Retained);
 
 /// <summary>Summary of a model.</summary>
 [GenerateSerializer, Immutable, Alias("lstm.ModelInfo")]

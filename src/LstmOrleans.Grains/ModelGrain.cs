@@ -18,6 +18,22 @@ public sealed class ModelState
     [Id(4)] public long Epoch { get; set; }
     /// <summary>Retained versions, oldest first.</summary>
     [Id(5)] public List<ModelVersionRecord> Versions { get; set; } = [];
+    /// <summary>
+    /// The latest training round's publish, stored with its version but not pruned with it (see
+    /// <see cref="IModelGrain.GetRoundPublicationAsync"/>). Null until a round publishes, and in records written before
+    /// it existed.
+    /// </summary>
+    [Id(6)] public ModelRoundPublication? LastRoundPublication { get; set; }
+}
+
+/// <summary>A training round's publish: its version and what the round attached to it (<see cref="ModelState.LastRoundPublication"/>).</summary>
+[GenerateSerializer, Alias("lstm.ModelRoundPublication")]
+public sealed class ModelRoundPublication
+{
+    [Id(0)] public long RoundId { get; set; }
+    [Id(1)] public long Version { get; set; }
+    [Id(2)] public DateTimeOffset PublishedAt { get; set; }
+    [Id(3)] public Dictionary<string, string> Metadata { get; set; } = [];
 }
 
 /// <summary>One stored version.</summary>
@@ -151,6 +167,8 @@ public sealed partial class ModelGrain : Grain, IModelGrain
             throw new ModelOperationException(Name, $"Parameters for model '{Name}' are refused and nothing was published: {problem}.");
         if (request.Metadata?.FirstOrDefault(kv => kv.Value is null) is { Key: { } emptyKey })
             throw new ModelOperationException(Name, $"Metadata entry '{emptyKey}' for model '{Name}' has no value.");
+        if (request.TrainingRound is <= 0)
+            throw new ModelOperationException(Name, $"Training round {request.TrainingRound} for model '{Name}' is not a round id (ids start at 1); nothing was published.");
 
         // Pruning keeps the active version first: with room for one version, an inactive one would be dropped by its
         // own publish, which would still report a version number that no call can use.
@@ -163,17 +181,15 @@ public sealed partial class ModelGrain : Grain, IModelGrain
             throw new ModelOperationException(Name,
                 $"Model '{Name}' has active version {current.ActiveVersion}, not {expectedActive} as the publish expected; nothing was published.");
         long version = current.LatestVersion + 1;
-        var versions = new List<ModelVersionRecord>(current.Versions)
+        var published = new ModelVersionRecord
         {
-            new()
-            {
-                Version = version,
-                PublishedAt = DateTimeOffset.UtcNow,
-                Description = request.Description,
-                Metadata = request.Metadata is null ? [] : new Dictionary<string, string>(request.Metadata),
-                Parameters = parameters,
-            },
+            Version = version,
+            PublishedAt = DateTimeOffset.UtcNow,
+            Description = request.Description,
+            Metadata = request.Metadata is null ? [] : new Dictionary<string, string>(request.Metadata),
+            Parameters = parameters,
         };
+        var versions = new List<ModelVersionRecord>(current.Versions) { published };
         long active = request.Activate ? version : current.ActiveVersion;
         Prune(versions, active);
         var next = new ModelState
@@ -184,6 +200,12 @@ public sealed partial class ModelGrain : Grain, IModelGrain
             LatestVersion = version,
             Epoch = request.Activate ? current.Epoch + 1 : current.Epoch,
             Versions = versions,
+            // In the same write as the version, and kept apart from it so pruning does not drop it: the round's training
+            // grain records its outcome only after this publish, so when it dies in between (or the publish's answer is
+            // lost), this is what says the round published, whatever happened to the version since.
+            LastRoundPublication = request.TrainingRound is { } round
+                ? new ModelRoundPublication { RoundId = round, Version = version, PublishedAt = published.PublishedAt, Metadata = new Dictionary<string, string>(published.Metadata) }
+                : current.LastRoundPublication,
         };
         await CommitAsync(next);
         LogPublished(Name, version, request.Activate);
@@ -206,6 +228,7 @@ public sealed partial class ModelGrain : Grain, IModelGrain
             LatestVersion = current.LatestVersion,
             Epoch = current.Epoch + 1,
             Versions = current.Versions,
+            LastRoundPublication = current.LastRoundPublication,
         };
         await CommitAsync(next);
         LogActivated(Name, version);
@@ -233,6 +256,15 @@ public sealed partial class ModelGrain : Grain, IModelGrain
         return Task.FromResult(_state.State.Versions
             .Select(v => new ModelVersionInfo(v.Version, v.PublishedAt, v.Description, new Dictionary<string, string>(v.Metadata), v.Parameters.Length))
             .ToArray());
+    }
+
+    public Task<RoundPublication?> GetRoundPublicationAsync(long roundId)
+    {
+        RequireCreated();
+        var s = _state.State;
+        if (s.LastRoundPublication is not { } p || p.RoundId != roundId) return Task.FromResult<RoundPublication?>(null);
+        return Task.FromResult<RoundPublication?>(new RoundPublication(p.RoundId, p.Version, p.PublishedAt,
+            new Dictionary<string, string>(p.Metadata), s.Versions.Any(v => v.Version == p.Version)));
     }
 
     public Task<ModelActivation> SubscribeAsync(IModelWeightsObserver observer)

@@ -53,8 +53,10 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
 {
     internal const string ReminderName = "lstm-training";
 
-    // Metadata a round's published version carries: the round id (how an interrupted round's next activation finds
-    // what it published) and the figures its record is rebuilt from then.
+    // Metadata a round's published version carries: the round id and the figures an interrupted round's record is
+    // rebuilt from. The next activation finds them in the model's record of the round's publish
+    // (IModelGrain.GetRoundPublicationAsync), which outlives the version's pruning and is made only by a publish that
+    // names the round (PublishRequest.TrainingRound): this metadata alone could come from anyone's publish.
     internal const string RoundMetadata = "training.round";
     internal const string ParentMetadata = "training.parent";
     internal const string ValidationLossMetadata = "training.validationLoss";
@@ -308,28 +310,28 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
     /// <summary>
     /// The record of a round a previous activation started but never recorded. When it got as far as publishing its
     /// challenger (the publish is the round's last step before its record, so a crash in between leaves exactly this),
-    /// it is the accepted round of the model's retained version whose metadata names it, rebuilt from that metadata;
-    /// otherwise, or when the versions cannot be read (best effort), a failed "Interrupted" round. One model call.
+    /// it is the accepted round of the version the model recorded for it with that publish, rebuilt from the metadata
+    /// stored then (kept after the version itself is pruned: more publishes may have come while the training grain was
+    /// down); otherwise, or when the model cannot be asked (best effort), a failed "Interrupted" round. One model call.
     /// </summary>
     private async Task<TrainingRoundRecord> InterruptedRecordAsync(StartedTrainingRound started)
     {
         const string interrupted = "Interrupted: the round's outcome was never recorded (the training grain's activation ended first, e.g. its silo stopped or crashed). ";
-        ModelVersionInfo? version;
+        RoundPublication? version;
         try
         {
-            string round = started.RoundId.ToString(CultureInfo.InvariantCulture);
-            version = (await Model.ListVersionsAsync()).LastOrDefault(v => v.Metadata.TryGetValue(RoundMetadata, out var r) && r == round);
+            version = await Model.GetRoundPublicationAsync(started.RoundId);
         }
         catch (Exception e)
         {
             LogVersionLookupFailed(e, Name, started.RoundId);
             return Record(started.RoundId, started.Trigger, started.StartedAt, TimeSpan.Zero, TrainingDecision.Failed,
-                interrupted + $"The model's versions could not be read ({e.GetType().Name}: {e.Message}): a version it published would say {RoundMetadata} = {started.RoundId} in its metadata.",
+                interrupted + $"The model could not be asked whether the round published a version ({e.GetType().Name}: {e.Message}); a version it published says {RoundMetadata} = {started.RoundId} in its metadata.",
                 0, 0, 0, 0);
         }
         if (version is null)
             return Record(started.RoundId, started.Trigger, started.StartedAt, TimeSpan.Zero, TrainingDecision.Failed,
-                interrupted + $"No retained version says {RoundMetadata} = {started.RoundId} in its metadata: it published none that is still retained.",
+                interrupted + "The model has no publish by this round on record: it ended before publishing a version.",
                 0, 0, 0, 0);
         var m = version.Metadata;
         double Loss(string key) => m.TryGetValue(key, out var v) && double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) ? d : double.NaN;
@@ -338,7 +340,8 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
         var duration = version.PublishedAt - started.StartedAt;
         return Record(started.RoundId, started.Trigger, started.StartedAt, duration > TimeSpan.Zero ? duration : TimeSpan.Zero, TrainingDecision.Accepted,
             $"Published version {version.Version}, then the training grain's activation ended before the outcome was recorded (e.g. its silo stopped or crashed); " +
-            $"recovered from that version ({RoundMetadata} = {started.RoundId} in its metadata): its losses, parent and stream count are from the metadata, the other figures were not kept.",
+            "recovered from the model's record of that publish: its losses, parent and stream count are from the version's metadata, the other figures were not kept." +
+            (version.Retained ? "" : $" Version {version.Version} is no longer retained (pruned since by later publishes), so it can no longer be activated."),
             0, used, 0, champion) with
         {
             PublishedVersion = version.Version,
@@ -555,12 +558,38 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
             // Conditional on the champion still being active when the model grain applies it: a check here followed by
             // a plain publish would let a rollback that lands in between be undone by this challenger.
             return await Model.PublishAsync(new PublishRequest(o.Challenger.Data, $"training round {roundId}", metadata,
-                ExpectedActiveVersion: championVersion));
+                ExpectedActiveVersion: championVersion, TrainingRound: roundId));
         }
         catch (ModelOperationException)
         {
             if ((await Model.GetInfoAsync()).ActiveVersion != championVersion) return null;
             throw;
+        }
+        catch (Exception e)
+        {
+            if (await PublishedDespiteAsync(e, roundId) is { } version) return version;
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// The version of this round's publish when the publish call failed but the model applied it all the same (its
+    /// answer lost to a timeout or a silo gone, or a store write reported failed that was stored): the model records a
+    /// round's publish in the same write as the version, so it is asked before the round is called failed while running
+    /// on its version. Null when it has no such record or cannot be asked (the round fails with the publish's error).
+    /// </summary>
+    private async Task<long?> PublishedDespiteAsync(Exception publishError, long roundId)
+    {
+        try
+        {
+            if (await Model.GetRoundPublicationAsync(roundId) is not { } publication) return null;
+            LogPublishAppliedDespiteError(publishError, Name, roundId, publication.Version);
+            return publication.Version;
+        }
+        catch (Exception e)
+        {
+            LogVersionLookupFailed(e, Name, roundId);
+            return null;
         }
     }
 
@@ -807,8 +836,11 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
     [LoggerMessage(Level = LogLevel.Warning, Message = "Training round {Round} of model {Model} was interrupted before its outcome was recorded; recorded as {Decision} (published version {Version})")]
     private partial void LogRoundInterrupted(string model, long round, TrainingDecision decision, long? version);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Training round {Round} of model {Model} was interrupted; its model's versions could not be read to find one it published")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Training round {Round} of model {Model}: its model could not be asked whether the round published a version")]
     private partial void LogVersionLookupFailed(Exception exception, string model, long round);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Training round {Round} of model {Model}: its publish failed, yet the model stored it as version {Version}; the round is accepted")]
+    private partial void LogPublishAppliedDespiteError(Exception exception, string model, long round, long version);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Training round {Round} of model {Model}: its record could not be stored (attempt {Attempt}); retrying in {Seconds} s, the round counts as running until then")]
     private partial void LogRecordWriteFailed(Exception exception, string model, long round, int attempt, double seconds);
