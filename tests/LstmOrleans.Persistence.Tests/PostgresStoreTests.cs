@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using LstmOrleans.Persistence.GroupCommit;
 using LstmOrleans.Persistence.Postgres;
 using LstmOrleans.Tests.Shared;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -153,6 +154,117 @@ public sealed class PostgresGrainStorageTests(PostgresServerFixture postgres) : 
         await Assert.ThrowsAsync<ArgumentException>(() => storage.WriteStateWithCompanionsAsync(StateName, ids[0], new GrainState<SensorTestState>(Sample(1)) { ETag = "1" },
             [KeyValuePair.Create("c\0", Sample(2))]));
         Assert.Equal(0, storage.FailedBatches);
+    }
+
+    /// <summary>
+    /// The counterpart of the SQLite provider's failed fsync at COMMIT: the connection is cut during the COMMIT (by a relay
+    /// between Npgsql and the server), so Npgsql sees the connection end, not an answer. Every caller of the batch gets an
+    /// error saying the outcome is unknown, never an ack and never "none of them was applied"; its etag stays at the last
+    /// version known to be stored; and the store decides what follows. Both outcomes are staged, so both are checked: the
+    /// COMMIT passed on before the cut is committed (a write with the old etag then conflicts), the COMMIT cut before it
+    /// reached the server is rolled back (a write with the old etag then applies).
+    /// </summary>
+    [PostgresFact]
+    public Task ACommitCutOffAfterTheServerGotItFailsEveryCallerWithAnUnknownOutcomeAndStaysCommitted() => ACutCommitCore(commitReachesServer: true);
+
+    /// <inheritdoc cref="ACommitCutOffAfterTheServerGotItFailsEveryCallerWithAnUnknownOutcomeAndStaysCommitted"/>
+    [PostgresFact]
+    public Task ACommitCutOffBeforeTheServerGotItFailsEveryCallerWithAnUnknownOutcomeAndIsRolledBack() => ACutCommitCore(commitReachesServer: false);
+
+    private async Task ACutCommitCore(bool commitReachesServer)
+    {
+        await using var proxy = new ConnectionCuttingProxy(postgres.Port);
+        var throughProxy = new NpgsqlConnectionStringBuilder(postgres.ConnectionString) { Port = proxy.Port }.ConnectionString;
+        // The next commit is held (so that the writes queued meanwhile make up the batch after it), and the one after it
+        // is cut: armed inside its transaction, right before its COMMIT is sent, which is then the next thing sent.
+        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        int holdNext = 0, cutNext = 0, cutBatch = 0;
+        async ValueTask BeforeCommit(int batchSize)
+        {
+            if (Interlocked.Exchange(ref cutNext, 0) == 1)
+            {
+                cutBatch = batchSize;
+                proxy.CutAtNextClientMessage(passOn: commitReachesServer);
+                return;
+            }
+
+            if (Interlocked.Exchange(ref holdNext, 0) == 1)
+            {
+                entered.TrySetResult();
+                await release.Task;
+            }
+        }
+
+        var table = NewLocation();
+        await using var storage = await OpenAsync(o => { o.ConnectionString = throughProxy; o.OnBeforeCommit = BeforeCommit; }, table: table);
+        var ids = Enumerable.Range(0, 10).Select(_ => NewGrainId()).ToArray();
+        var states = ids.Select((_, i) => new GrainState<SensorTestState>(Sample(i))).ToArray();
+        await Task.WhenAll(ids.Select((id, i) => storage.WriteStateAsync(StateName, id, states[i])));
+        Assert.All(states, s => Assert.Equal("1", s.ETag));
+
+        Volatile.Write(ref holdNext, 1);
+        var opener = storage.WriteStateAsync(StateName, NewGrainId(), new GrainState<SensorTestState>(Sample(-1)));
+        await entered.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        foreach (var (state, i) in states.Select((s, i) => (s, i))) state.State = Sample(100 + i);
+        var updates = ids.Select((id, i) => storage.WriteStateAsync(StateName, id, states[i])).ToArray();
+        Volatile.Write(ref cutNext, 1);
+        release.TrySetResult();
+        await opener;
+
+        foreach (var update in updates)
+        {
+            var failure = await Assert.ThrowsAsync<OrleansException>(() => update);
+            Assert.Contains("the outcome is unknown", failure.Message);
+            Assert.DoesNotContain("none of them was applied", failure.Message);
+            Assert.True(CommitOutcomeUnknownException.IsIn(failure), failure.ToString());
+        }
+
+        Assert.Equal(ids.Length, cutBatch);
+        Assert.Equal(1, proxy.Cuts);
+        Assert.True(storage.FailedBatches > 0);
+        Assert.All(states, s => Assert.Equal("1", s.ETag));
+
+        // What the store holds, read past the relay. A COMMIT passed on is run by the server after the cut, so it is
+        // waited for; one that never arrived leaves version 1 for good (its transaction is rolled back).
+        await using var direct = await OpenAsync(table: table);
+        for (var i = 0; i < ids.Length; i++)
+        {
+            var id = ids[i];
+            var stored = commitReachesServer
+                ? await Eventually(() => ReadAsync(direct, id), s => s.ETag == "2")
+                : await ReadAsync(direct, id);
+            Assert.Equal(commitReachesServer ? "2" : "1", stored.ETag);
+            GrainStorageDurabilityTests.AssertSameState(commitReachesServer ? Sample(100 + i) : Sample(i), stored.State);
+
+            // The caller's retry with the etag it kept goes through the same provider (on a new connection), and is
+            // checked against what is stored: it applies only where the cut COMMIT did not.
+            var retry = new GrainState<SensorTestState>(Sample(200 + i)) { ETag = states[i].ETag, RecordExists = true };
+            if (commitReachesServer)
+            {
+                await Assert.ThrowsAsync<InconsistentStateException>(() => storage.WriteStateAsync(StateName, id, retry));
+                Assert.Equal("1", retry.ETag);
+            }
+            else
+            {
+                await storage.WriteStateAsync(StateName, id, retry);
+                Assert.Equal("2", retry.ETag);
+                GrainStorageDurabilityTests.AssertSameState(Sample(200 + i), (await ReadAsync(direct, id)).State);
+            }
+        }
+
+        Assert.Equal(1, proxy.Cuts);
+    }
+
+    private static async Task<T> Eventually<T>(Func<Task<T>> read, Func<T, bool> done)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (true)
+        {
+            var value = await read();
+            if (done(value) || DateTime.UtcNow > deadline) return value;
+            await Task.Delay(100);
+        }
     }
 
     [PostgresFact]

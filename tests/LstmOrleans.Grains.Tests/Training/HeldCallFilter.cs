@@ -11,6 +11,7 @@ internal sealed class HeldCallFilter : IOutgoingGrainCallFilter
 {
     private static readonly ConcurrentDictionary<(GrainId Target, string Method), TestHold> Holds = new();
     private static readonly ConcurrentDictionary<(GrainId Target, string Method), TestHold> ResponseHolds = new();
+    private static readonly ConcurrentDictionary<(GrainId Target, string Method), (TestHold Fault, string Message)> Faults = new();
 
     /// <summary>Holds every call of <paramref name="method"/> on <paramref name="target"/> until released or disposed.</summary>
     public static TestHold Hold(GrainId target, string method)
@@ -33,8 +34,26 @@ internal sealed class HeldCallFilter : IOutgoingGrainCallFilter
         return hold;
     }
 
+    /// <summary>
+    /// Fails every call of <paramref name="method"/> on <paramref name="target"/> with an <see cref="InvalidOperationException"/>
+    /// saying <paramref name="message"/>, without sending it, until released or disposed (<see cref="TestHold.Entered"/>
+    /// completes at the first failed call): a callee that cannot be reached or throws.
+    /// </summary>
+    public static TestHold Fail(GrainId target, string method, string message)
+    {
+        TestHold? fault = null;
+        fault = new TestHold(() => Faults.TryRemove((target, method), out _));
+        if (!Faults.TryAdd((target, method), (fault, message))) throw new InvalidOperationException($"Calls of {method} on {target} already fail.");
+        return fault;
+    }
+
     public async Task Invoke(IOutgoingGrainCallContext context)
     {
+        if (Faults.TryGetValue((context.TargetId, context.InterfaceMethod.Name), out var fault))
+        {
+            _ = fault.Fault.EnterAsync();
+            throw new InvalidOperationException(fault.Message);
+        }
         if (Holds.TryGetValue((context.TargetId, context.InterfaceMethod.Name), out var hold)) await hold.EnterAsync();
         await context.Invoke();
         if (ResponseHolds.TryGetValue((context.TargetId, context.InterfaceMethod.Name), out var answer)) await answer.EnterAsync();

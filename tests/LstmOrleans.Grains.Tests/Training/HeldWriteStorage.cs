@@ -14,6 +14,10 @@ internal sealed class HeldWriteStorage(IGrainStorage inner) : IGrainStorage
 {
     private static readonly ConcurrentDictionary<GrainId, TestHold> Holds = new();
     private static readonly ConcurrentDictionary<GrainId, (TestHold Fault, bool StoreFirst, bool Once)> Faults = new();
+    private static readonly ConcurrentDictionary<GrainId, int> FailedCounts = new();
+
+    /// <summary>Writes of <paramref name="grainId"/> failed by <see cref="Fail"/> so far (over every fault put on it).</summary>
+    public static int FailedWrites(GrainId grainId) => FailedCounts.GetValueOrDefault(grainId);
 
     /// <summary>Holds every write of <paramref name="grainId"/> from now until the hold is released or disposed.</summary>
     public static TestHold Hold(GrainId grainId)
@@ -51,6 +55,7 @@ internal sealed class HeldWriteStorage(IGrainStorage inner) : IGrainStorage
             // outcome is reported as unknown, while the stored row has a new one.
             if (fault.StoreFirst)
                 await inner.WriteStateAsync(stateName, grainId, new GrainState<T>(grainState.State, grainState.ETag) { RecordExists = grainState.RecordExists });
+            FailedCounts.AddOrUpdate(grainId, 1, (_, n) => n + 1);
             _ = fault.Fault.EnterAsync();
             throw fault.StoreFirst ? FaultingGrainStorage.UnknownOutcome(stateName) : new IOException($"injected write failure ({stateName})");
         }

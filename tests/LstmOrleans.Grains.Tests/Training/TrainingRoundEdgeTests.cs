@@ -58,19 +58,31 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
         LearningRate: 0.01f, WindowLength: 16, Stride: 8, BatchSize: 32, ValidationFraction: 0.25, ClipNorm: 1f,
         Patience: 0, MaxRowsPerStream: 128);
 
-    /// <summary>A new model whose <paramref name="streams"/> streams have <paramref name="rows"/> observations each, registered and configured.</summary>
-    private async Task<(string Model, IModelGrain Grain, ITrainingGrain Training)> ModelWithStreamsAsync(string prefix, int streams, int rows,
-        TrainingSettings settings)
+    /// <summary>
+    /// A new model (named <paramref name="prefix"/> and a random suffix, so tests sharing the cluster never meet), created
+    /// with <see cref="SineStreams.Config"/>, and its training grain configured with <paramref name="settings"/>;
+    /// <paramref name="populate"/> (given the name) runs in between.
+    /// </summary>
+    private async Task<(string Model, IModelGrain Grain, ITrainingGrain Training)> NewModelAsync(string prefix, TrainingSettings settings,
+        Func<string, Task>? populate = null)
     {
         string model = prefix + Guid.NewGuid().ToString("N")[..8];
         var grain = Client.GetGrain<IModelGrain>(model);
         await grain.CreateAsync(SineStreams.Config);
-        await SineStreams.IngestAsync(Client, model, streams, from: 0, count: rows);
-        await TrainingFixture.WaitForRegistryAsync(Client, model, streams);
+        if (populate is not null) await populate(model);
         var training = Client.GetGrain<ITrainingGrain>(model);
         await training.ConfigureAsync(settings);
         return (model, grain, training);
     }
+
+    /// <summary>A new model whose <paramref name="streams"/> streams have <paramref name="rows"/> observations each, registered and configured.</summary>
+    private Task<(string Model, IModelGrain Grain, ITrainingGrain Training)> ModelWithStreamsAsync(string prefix, int streams, int rows,
+        TrainingSettings settings) =>
+        NewModelAsync(prefix, settings, async model =>
+        {
+            await SineStreams.IngestAsync(Client, model, streams, from: 0, count: rows);
+            await TrainingFixture.WaitForRegistryAsync(Client, model, streams);
+        });
 
     [Fact]
     public async Task A_stream_that_does_not_answer_in_time_is_skipped_and_the_round_goes_on_without_it()
@@ -113,10 +125,7 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
     public async Task A_rounds_record_is_shown_only_once_stored_and_a_start_after_that_begins_a_new_round()
     {
         // No streams: every round is a quick Skipped round, which still writes its record.
-        string model = "race-" + Guid.NewGuid().ToString("N")[..8];
-        await Client.GetGrain<IModelGrain>(model).CreateAsync(SineStreams.Config);
-        var training = Client.GetGrain<ITrainingGrain>(model);
-        await training.ConfigureAsync(Short);
+        var (model, _, training) = await NewModelAsync("race-", Short);
 
         // Hold the round's record write (the round's id is stored when it starts, so the write hold is put in place
         // once the round is past that, held at its first step): the round is over but its record not yet durable.
@@ -157,10 +166,7 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
     /// <summary>A new model without streams (every round is a quick Skipped round) whose next round is held at its first step.</summary>
     private async Task<(ITrainingGrain Training, long Round, TestHold Step)> RoundHeldAtFirstStepAsync(string prefix)
     {
-        string model = prefix + Guid.NewGuid().ToString("N")[..8];
-        await Client.GetGrain<IModelGrain>(model).CreateAsync(SineStreams.Config);
-        var training = Client.GetGrain<ITrainingGrain>(model);
-        await training.ConfigureAsync(Short);
+        var (model, _, training) = await NewModelAsync(prefix, Short);
         var shard = Client.GetGrain<IStreamRegistryShardGrain>(StreamRegistryKeys.ShardKey(model, 0));
         var step = HeldCallFilter.Hold(shard.GetGrainId(), nameof(IStreamRegistryShardGrain.GetStatsAsync)).ReleaseAfter(TimeSpan.FromSeconds(90));
         long round = await training.StartRoundAsync();
@@ -240,12 +246,79 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
     }
 
     [Fact]
+    public async Task A_record_whose_write_is_being_retried_gets_a_last_try_when_the_activation_ends_and_is_stored_by_it()
+    {
+        // The round ends (Skipped) with every write of the training grain failing; the test waits for three failed
+        // attempts, so the next regular retry is seconds away (the backoff doubles from 1 s), then the store comes back
+        // and the activation is ended at once. Only the deactivation's last try can store the record before the
+        // activation is gone; without it the next activation finds the round unrecorded and records it as interrupted.
+        var (training, first, step) = await RoundHeldAtFirstStepAsync("last-try-");
+        using var _ = step;
+        var id = training.GetGrainId();
+        int failedBefore = HeldWriteStorage.FailedWrites(id);
+        using var fault = HeldWriteStorage.Fail(id).ReleaseAfter(TimeSpan.FromSeconds(90));
+        step.Release();
+        await TestSupport.Eventually(() => Task.FromResult(HeldWriteStorage.FailedWrites(id) - failedBefore), n => n >= 3, TimeSpan.FromSeconds(60));
+        Assert.True((await training.GetStatusAsync()).Running);
+
+        fault.Release();
+        await fixture.Cluster.DeactivateAsync(training);
+
+        // A new activation reads what the last try stored: the round as it ended, not an interrupted one.
+        var record = await training.GetRoundAsync(first);
+        Assert.NotNull(record);
+        output.WriteLine($"round {record.RoundId}: {record.Decision}; {record.Reason}");
+        Assert.Equal(TrainingDecision.Skipped, record.Decision);
+        Assert.DoesNotContain("Interrupted", record.Reason);
+        var status = await training.GetStatusAsync();
+        Assert.False(status.Running);
+        Assert.Equal(new[] { first }, status.RecentRounds.Select(r => r.RoundId));
+    }
+
+    [Fact]
+    public async Task A_round_left_unrecorded_whose_models_versions_cannot_be_read_is_recorded_as_failed_naming_why()
+    {
+        // The round ends with its record unwritable, and the activation ends while the store is still down: its last try
+        // fails too, so the round is left started and unrecorded. The next activation must record it, and cannot look for
+        // a version the round published: the model's ListVersions fails for the training grain.
+        var (training, first, step) = await RoundHeldAtFirstStepAsync("no-versions-");
+        using var _ = step;
+        var id = training.GetGrainId();
+        var model = Client.GetGrain<IModelGrain>(training.GetPrimaryKeyString());
+        using (var fault = HeldWriteStorage.Fail(id).ReleaseAfter(TimeSpan.FromSeconds(90)))
+        {
+            step.Release();
+            await fault.Entered.WaitAsync(TimeSpan.FromSeconds(30));
+            int failedBefore = HeldWriteStorage.FailedWrites(id);
+            await fixture.Cluster.DeactivateAsync(training);
+            Assert.True(HeldWriteStorage.FailedWrites(id) > failedBefore, "the deactivation made no last try");
+        }
+
+        const string injected = "injected: the model grain is unreachable";
+        using var lookup = HeldCallFilter.Fail(model.GetGrainId(), nameof(IModelGrain.ListVersionsAsync), injected).ReleaseAfter(TimeSpan.FromSeconds(90));
+        var record = await training.GetRoundAsync(first);
+        Assert.True(lookup.Entered.IsCompleted, "the new activation did not look for the round's version");
+        Assert.NotNull(record);
+        output.WriteLine($"round {record.RoundId}: {record.Decision}; {record.Reason}");
+        Assert.Equal(TrainingDecision.Failed, record.Decision);
+        Assert.Equal(TrainingTrigger.Manual, record.Trigger);
+        Assert.Null(record.PublishedVersion);
+        Assert.StartsWith("Interrupted", record.Reason);
+        Assert.Contains("versions could not be read", record.Reason);
+        Assert.Contains($"{nameof(InvalidOperationException)}: {injected}", record.Reason);
+        Assert.Contains($"training.round = {first}", record.Reason);
+
+        // Recorded once; the rounds after it are numbered on and recorded normally.
+        lookup.Release();
+        var next = await training.TrainNowAsync();
+        Assert.Equal(first + 1, next.RoundId);
+        Assert.Equal(new[] { first, first + 1 }, (await training.GetStatusAsync()).RecentRounds.Select(r => r.RoundId));
+    }
+
+    [Fact]
     public async Task Settings_are_shown_only_once_stored_and_a_start_that_waited_for_a_pause_is_refused()
     {
-        string model = "shown-" + Guid.NewGuid().ToString("N")[..8];
-        await Client.GetGrain<IModelGrain>(model).CreateAsync(SineStreams.Config);
-        var training = Client.GetGrain<ITrainingGrain>(model);
-        await training.ConfigureAsync(Short);
+        var (_, _, training) = await NewModelAsync("shown-", Short);
 
         // A pause whose write is in flight: status reads (which interleave) still show the stored, unpaused state.
         using var hold = HeldWriteStorage.Hold(training.GetGrainId()).ReleaseAfter(TimeSpan.FromSeconds(60));
