@@ -276,11 +276,11 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
     }
 
     [Fact]
-    public async Task A_round_left_unrecorded_whose_models_versions_cannot_be_read_is_recorded_as_failed_naming_why()
+    public async Task A_round_left_unrecorded_whose_model_cannot_be_asked_is_recorded_as_failed_naming_why()
     {
         // The round ends with its record unwritable, and the activation ends while the store is still down: its last try
         // fails too, so the round is left started and unrecorded. The next activation must record it, and cannot look for
-        // a version the round published: the model's ListVersions fails for the training grain.
+        // its publication: the model's GetRoundPublication fails for the training grain.
         var (training, first, step) = await RoundHeldAtFirstStepAsync("no-versions-");
         using var _ = step;
         var id = training.GetGrainId();
@@ -295,7 +295,7 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
         }
 
         const string injected = "injected: the model grain is unreachable";
-        using var lookup = HeldCallFilter.Fail(model.GetGrainId(), nameof(IModelGrain.ListVersionsAsync), injected).ReleaseAfter(TimeSpan.FromSeconds(90));
+        using var lookup = HeldCallFilter.Fail(model.GetGrainId(), nameof(IModelGrain.GetRoundPublicationAsync), injected).ReleaseAfter(TimeSpan.FromSeconds(90));
         var record = await training.GetRoundAsync(first);
         Assert.True(lookup.Entered.IsCompleted, "the new activation did not look for the round's version");
         Assert.NotNull(record);
@@ -304,7 +304,7 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
         Assert.Equal(TrainingTrigger.Manual, record.Trigger);
         Assert.Null(record.PublishedVersion);
         Assert.StartsWith("Interrupted", record.Reason);
-        Assert.Contains("versions could not be read", record.Reason);
+        Assert.Contains("could not be asked whether the round published", record.Reason);
         Assert.Contains($"{nameof(InvalidOperationException)}: {injected}", record.Reason);
         Assert.Contains($"training.round = {first}", record.Reason);
 
