@@ -284,8 +284,14 @@ internal sealed class PostgresStore(string serviceId, PostgresGrainStorageOption
         catch (Exception e) when (e is not PostgresException)
         {
             // The server answered nothing (connection lost, timeout): it may have committed before the answer was lost.
-            // An error the server did answer (PostgresException) means it rolled the transaction back, as before the COMMIT.
             throw new CommitOutcomeUnknownException($"PostgreSQL grain storage: the COMMIT of a batch of {batch.Count} operation(s) got no answer.", e);
+        }
+        catch (PostgresException e) when (e.InvariantSeverity is "FATAL" or "PANIC")
+        {
+            // An ERROR the server answers means it rolled the transaction back, as before the COMMIT. A FATAL one ends
+            // the session and may come after the commit: a backend terminated while it waits for synchronous replication
+            // reports it after committing locally (and a crash mid-COMMIT may have flushed the commit record).
+            throw new CommitOutcomeUnknownException($"PostgreSQL grain storage: the COMMIT of a batch of {batch.Count} operation(s) ended the session ({e.SqlState}: {e.MessageText}).", e);
         }
 
         return Stopwatch.GetElapsedTime(flushStarted);

@@ -9,6 +9,8 @@ namespace LstmOrleans.Persistence.Tests;
 /// client sent it and never hears back. Cut with the message passed on first, the server still runs it (a COMMIT is then
 /// committed although the client saw an error); cut before, the server never gets it (and rolls the transaction back
 /// when it sees the connection close). Test-only: the provider's code is unchanged, its connection string points here.
+/// It can also answer a message the server ran with a FATAL error of its own in place of the server's reply, the way a
+/// backend terminated while it waits for synchronous replication answers a COMMIT it has already committed locally.
 /// </summary>
 internal sealed class ConnectionCuttingProxy : IAsyncDisposable
 {
@@ -17,7 +19,7 @@ internal sealed class ConnectionCuttingProxy : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly List<TcpClient> _sockets = [];
     private readonly Task _accepting;
-    private int _armed;   // 0: relay; 1: cut before passing on; 2: pass on, then cut
+    private int _armed;   // 0: relay; 1: cut before passing on; 2: pass on, then cut; 3: pass on, answer FATAL
     private int _cuts;
 
     public ConnectionCuttingProxy(int targetPort)
@@ -36,6 +38,37 @@ internal sealed class ConnectionCuttingProxy : IAsyncDisposable
     /// <summary>Cuts the connection that next sends anything, after passing that message on when <paramref name="passOn"/>.</summary>
     public void CutAtNextClientMessage(bool passOn) => Volatile.Write(ref _armed, passOn ? 2 : 1);
 
+    /// <summary>
+    /// Passes the next message a client sends on to the server, drops the server's reply to it and sends the client a
+    /// FATAL ErrorResponse (57P01, "terminating connection due to administrator command") instead, then closes.
+    /// </summary>
+    public void AnswerNextClientMessageWithFatal() => Volatile.Write(ref _armed, 3);
+
+    /// <summary>The relays of one client connection: set when the server's next reply is to be replaced.</summary>
+    private sealed class Pair
+    {
+        public int ReplaceNextReply;
+    }
+
+    /// <summary>A PostgreSQL v3 ErrorResponse: 'E', its length (itself included), then typed C strings and a 0.</summary>
+    private static byte[] FatalErrorResponse()
+    {
+        var fields = new List<byte>();
+        foreach (var (type, value) in new[] { ('S', "FATAL"), ('V', "FATAL"), ('C', "57P01"), ('M', "terminating connection due to administrator command") })
+        {
+            fields.Add((byte)type);
+            fields.AddRange(System.Text.Encoding.ASCII.GetBytes(value));
+            fields.Add(0);
+        }
+
+        fields.Add(0);
+        var message = new byte[1 + 4 + fields.Count];
+        message[0] = (byte)'E';
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(1), 4 + fields.Count);
+        fields.CopyTo(message, 5);
+        return message;
+    }
+
     private async Task AcceptAsync()
     {
         try
@@ -51,8 +84,9 @@ internal sealed class ConnectionCuttingProxy : IAsyncDisposable
                     _sockets.Add(server);
                 }
 
-                _ = RelayAsync(client, server, fromClient: true);
-                _ = RelayAsync(server, client, fromClient: false);
+                var pair = new Pair();
+                _ = RelayAsync(client, server, fromClient: true, pair);
+                _ = RelayAsync(server, client, fromClient: false, pair);
             }
         }
         catch (Exception) when (_stop.IsCancellationRequested)
@@ -60,7 +94,7 @@ internal sealed class ConnectionCuttingProxy : IAsyncDisposable
         }
     }
 
-    private async Task RelayAsync(TcpClient from, TcpClient to, bool fromClient)
+    private async Task RelayAsync(TcpClient from, TcpClient to, bool fromClient, Pair pair)
     {
         var buffer = new byte[64 * 1024];
         try
@@ -70,7 +104,27 @@ internal sealed class ConnectionCuttingProxy : IAsyncDisposable
             int read;
             while ((read = await input.ReadAsync(buffer, _stop.Token)) > 0)
             {
+                if (!fromClient && Interlocked.Exchange(ref pair.ReplaceNextReply, 0) == 1)
+                {
+                    // The server answered the message (it ran it); the client hears a FATAL error instead.
+                    Interlocked.Increment(ref _cuts);
+                    await output.WriteAsync(FatalErrorResponse(), _stop.Token);
+                    to.Client.Shutdown(SocketShutdown.Send);
+                    to.Close();
+                    from.Close();
+                    return;
+                }
+
                 int armed = fromClient ? Interlocked.Exchange(ref _armed, 0) : 0;
+                if (armed == 3)
+                {
+                    // Flagged before passing on: nothing else is outstanding on the connection, so the server's next
+                    // bytes are its reply to this message.
+                    Volatile.Write(ref pair.ReplaceNextReply, 1);
+                    await output.WriteAsync(buffer.AsMemory(0, read), _stop.Token);
+                    continue;
+                }
+
                 if (armed == 2) await output.WriteAsync(buffer.AsMemory(0, read), _stop.Token);
                 if (armed != 0)
                 {

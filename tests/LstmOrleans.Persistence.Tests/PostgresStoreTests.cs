@@ -171,7 +171,14 @@ public sealed class PostgresGrainStorageTests(PostgresServerFixture postgres) : 
     [PostgresFact]
     public Task ACommitCutOffBeforeTheServerGotItFailsEveryCallerWithAnUnknownOutcomeAndIsRolledBack() => ACutCommitCore(commitReachesServer: false);
 
-    private async Task ACutCommitCore(bool commitReachesServer)
+    /// <summary>
+    /// A COMMIT the server ran, answered with a FATAL error (a backend terminated while it waited for synchronous
+    /// replication says so after committing locally): a server-answered error, yet of unknown outcome, not "rolled back".
+    /// </summary>
+    [PostgresFact]
+    public Task ACommitAnsweredWithAFatalErrorAfterTheServerRanItFailsEveryCallerWithAnUnknownOutcome() => ACutCommitCore(commitReachesServer: true, fatalAnswer: true);
+
+    private async Task ACutCommitCore(bool commitReachesServer, bool fatalAnswer = false)
     {
         await using var proxy = new ConnectionCuttingProxy(postgres.Port);
         var throughProxy = new NpgsqlConnectionStringBuilder(postgres.ConnectionString) { Port = proxy.Port }.ConnectionString;
@@ -185,7 +192,8 @@ public sealed class PostgresGrainStorageTests(PostgresServerFixture postgres) : 
             if (Interlocked.Exchange(ref cutNext, 0) == 1)
             {
                 cutBatch = batchSize;
-                proxy.CutAtNextClientMessage(passOn: commitReachesServer);
+                if (fatalAnswer) proxy.AnswerNextClientMessageWithFatal();
+                else proxy.CutAtNextClientMessage(passOn: commitReachesServer);
                 return;
             }
 
