@@ -43,7 +43,7 @@ internal static class ModelCommands
         {
             inputSize, hidden, layers, horizons, seed, output, name, features, target, json,
         };
-        command.SetAction(parse => Run(parse, stdout =>
+        command.SetAction((parse, ct) => RunAsync(parse, ct, (stdout, cancellationToken) =>
         {
             var config = new LstmConfig(parse.GetValue(inputSize), parse.GetValue(hidden), parse.GetValue(layers), parse.GetValue(horizons));
             LstmParameters parameters;
@@ -67,7 +67,7 @@ internal static class ModelCommands
             if (metadata.Check(config) is { } problem)
                 throw new CliException(problem);
             string path = parse.GetValue(output)!;
-            ModelFile.Save(path, parameters, metadata);
+            ModelFile.Save(path, parameters, metadata, cancellationToken);
 
             if (parse.GetValue(json))
                 WriteJson(stdout, w =>
@@ -90,10 +90,10 @@ internal static class ModelCommands
         var modelPath = new Argument<string>("model") { Description = "Model file (.safetensors)." };
         var json = JsonOption();
         var command = new Command("show", "Print a model file's shape, parameter count and metadata.") { modelPath, json };
-        command.SetAction(parse => Run(parse, stdout =>
+        command.SetAction((parse, ct) => RunAsync(parse, ct, (stdout, cancellationToken) =>
         {
             string path = parse.GetValue(modelPath)!;
-            var (parameters, metadata) = ModelFile.Load(path);
+            var (parameters, metadata) = ModelFile.Load(path, cancellationToken: cancellationToken);
             var config = parameters.Config;
             long bytes = new FileInfo(path).Length;
             if (parse.GetValue(json))
@@ -140,21 +140,21 @@ internal static class ModelCommands
         {
             modelPath, data, output, json,
         };
-        command.SetAction(parse => Run(parse, stdout =>
+        command.SetAction((parse, ct) => RunAsync(parse, ct, (stdout, cancellationToken) =>
         {
-            var (parameters, metadata) = ModelFile.Load(parse.GetValue(modelPath)!);
+            var (parameters, metadata) = ModelFile.Load(parse.GetValue(modelPath)!, cancellationToken: cancellationToken);
             string dataPath = parse.GetValue(data)!;
-            var table = SensorCsv.Read(dataPath);
-            float[] predictions = OfflineModel.Predict(parameters, metadata, table, dataPath);   // [rows, K]
+            var table = SensorCsv.Read(dataPath, cancellationToken);
+            float[] predictions = OfflineModel.Predict(parameters, metadata, table, dataPath, cancellationToken);   // [rows, K]
 
             string? path = parse.GetValue(output);
             int k = parameters.Config.Horizons;
             if (path is null)
             {
-                SensorCsv.WritePredictions(stdout, table.TimestampText, predictions, k);
+                SensorCsv.WritePredictions(stdout, table.TimestampText, predictions, k, cancellationToken);
                 return 0;
             }
-            WriteFileAtomically(path, writer => SensorCsv.WritePredictions(writer, table.TimestampText, predictions, k));
+            WriteFileAtomically(path, writer => SensorCsv.WritePredictions(writer, table.TimestampText, predictions, k, cancellationToken));
             if (parse.GetValue(json))
                 WriteJson(stdout, w =>
                 {
@@ -174,16 +174,27 @@ internal static class ModelCommands
     private static Option<bool> JsonOption() => new("--json") { Description = "Print the result as JSON." };
 
     /// <summary>
-    /// Runs a command body; expected failures (bad arguments, missing or malformed files) become one line
-    /// on standard error and exit code 2 (bad arguments or input file, as for every command) instead of a stack trace.
+    /// Runs a command body as the asynchronous action of an offline command; expected failures (bad arguments, missing or
+    /// malformed files) become one line on standard error and exit code 2 (bad arguments or input file, as for every
+    /// command) instead of a stack trace. The body observes <paramref name="cancellationToken"/>, which Ctrl+C and SIGTERM
+    /// cancel (<see cref="ClientCommandLine.Invocation"/>): a cancelled body exits <see cref="ClientCommandLine.Cancelled"/>
+    /// like the cluster commands, its output files left as they were (they are written through temporary files).
     /// </summary>
-    internal static int Run(ParseResult parse, Func<TextWriter, int> body)
+    internal static async Task<int> RunAsync(ParseResult parse, CancellationToken cancellationToken, Func<TextWriter, CancellationToken, int> body)
     {
         var stdout = parse.InvocationConfiguration.Output;
         var stderr = parse.InvocationConfiguration.Error;
         try
         {
-            return body(stdout);
+            // The body is synchronous CPU and file work: on a pool thread, so this action returns its task at once and
+            // System.CommandLine's signal handling (set up around that task in some versions, only after it is returned)
+            // is in place while the body runs.
+            return await Task.Run(() => body(stdout, cancellationToken), cancellationToken);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            stderr.WriteLine("error: Cancelled.");
+            return ClientCommandLine.Cancelled;
         }
         catch (Exception e) when (e is CliException or ModelFileException or CsvFormatException or IOException or UnauthorizedAccessException)
         {
@@ -248,7 +259,7 @@ internal static class ModelCommands
         w.WriteEndObject();
     }
 
-    /// <summary>Writes a text file through a temporary file and a rename, so a failure never leaves half a file.</summary>
+    /// <summary>Writes a text file through a temporary file and a rename, so a failure or a cancellation never leaves half a file.</summary>
     internal static void WriteFileAtomically(string path, Action<TextWriter> write)
     {
         string full = Path.GetFullPath(path);

@@ -16,6 +16,16 @@ internal static class Cli
         int exit = ClientCommandLine.ExitCode(parse, parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr }));
         return new CliResult(exit, stdout.ToString(), stderr.ToString());
     }
+
+    /// <summary>As <see cref="Run"/>, with the token System.CommandLine would cancel on Ctrl+C or SIGTERM.</summary>
+    public static async Task<CliResult> RunAsync(CancellationToken cancellationToken, params string[] args)
+    {
+        var parse = ClientCommandLine.Create().Parse(args);
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        int exit = ClientCommandLine.ExitCode(parse, await parse.InvokeAsync(new InvocationConfiguration { Output = stdout, Error = stderr }, cancellationToken));
+        return new CliResult(exit, stdout.ToString(), stderr.ToString());
+    }
 }
 
 /// <summary>A temporary directory removed at dispose.</summary>

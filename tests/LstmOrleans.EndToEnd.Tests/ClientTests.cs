@@ -128,7 +128,7 @@ public sealed class ClientTests(SiloProcess silo)
     /// Sends <paramref name="signal"/> and expects the command itself to stop: its token cancelled, "Cancelled." and exit
     /// code 130 (README), within seconds. A process the signal merely killed would print nothing and exit 128+signal.
     /// </summary>
-    private static async Task AssertCancelledBySignalAsync(System.Diagnostics.Process process, string signal, Task<string> stderr)
+    internal static async Task AssertCancelledBySignalAsync(System.Diagnostics.Process process, string signal, Task<string> stderr)
     {
         using (var kill = System.Diagnostics.Process.Start("kill", ["-" + signal, process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
             await kill.WaitForExitAsync();

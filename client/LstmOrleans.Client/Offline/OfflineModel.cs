@@ -34,9 +34,11 @@ internal static class OfflineModel
 
     /// <summary>
     /// From zero state, one <see cref="LstmWeights.Step"/> per row; returns predictions [rows, K] in the
-    /// target's units (de-normalised when the model normalises its inputs).
+    /// target's units (de-normalised when the model normalises its inputs). Throws <see cref="OperationCanceledException"/>
+    /// between rows when <paramref name="cancellationToken"/> fires.
     /// </summary>
-    public static float[] Predict(LstmParameters parameters, ModelMetadata metadata, SensorTable table, string source = "the data file")
+    public static float[] Predict(LstmParameters parameters, ModelMetadata metadata, SensorTable table, string source = "the data file",
+        CancellationToken cancellationToken = default)
     {
         var config = parameters.Config;
         CheckColumns(config, metadata, table, source);
@@ -48,6 +50,7 @@ internal static class OfflineModel
         var predictions = new float[table.RowCount * config.Horizons];   // [rows, K]
         for (int row = 0; row < table.RowCount; row++)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             encoder.Encode(table.Timestamps[row], table.Row(row), x);
             Span<float> y = predictions.AsSpan(row * config.Horizons, config.Horizons);
             weights.Step(x, h, c, y);

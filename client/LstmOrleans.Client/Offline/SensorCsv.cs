@@ -52,16 +52,19 @@ internal static class SensorCsv
         "yyyy-MM-ddTHH:mm:sszzz", "yyyy-MM-ddTHH:mm:ss.FFFFFFFzzz",
     ];
 
-    public static SensorTable Read(string path)
+    public static SensorTable Read(string path, CancellationToken cancellationToken = default)
     {
         if (!File.Exists(path))
             throw new FileNotFoundException($"Data file '{path}' does not exist.", path);
         using var reader = new StreamReader(path, Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
-        return Read(reader, path);
+        return Read(reader, path, cancellationToken);
     }
 
-    /// <summary>Parses a whole CSV; throws <see cref="CsvFormatException"/> naming <paramref name="source"/> and the line on any problem.</summary>
-    public static SensorTable Read(TextReader reader, string source)
+    /// <summary>
+    /// Parses a whole CSV; throws <see cref="CsvFormatException"/> naming <paramref name="source"/> and the line on any problem,
+    /// and <see cref="OperationCanceledException"/> between lines when <paramref name="cancellationToken"/> fires (a large file takes seconds).
+    /// </summary>
+    public static SensorTable Read(TextReader reader, string source, CancellationToken cancellationToken = default)
     {
         int lineNumber = 0;
         string? line;
@@ -93,6 +96,7 @@ internal static class SensorCsv
         var values = new List<float>();
         while ((line = reader.ReadLine()) is not null)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             lineNumber++;
             if (line.Length == 0) continue;
             var fields = Split(line, source, lineNumber);
@@ -157,9 +161,11 @@ internal static class SensorCsv
 
     /// <summary>
     /// Writes predictions: header <c>timestamp,y1,...,yK</c>, then one row per timestamp with K values from
-    /// <paramref name="predictions"/> [rows, K].
+    /// <paramref name="predictions"/> [rows, K]. Throws <see cref="OperationCanceledException"/> between rows when
+    /// <paramref name="cancellationToken"/> fires.
     /// </summary>
-    public static void WritePredictions(TextWriter writer, IReadOnlyList<string> timestamps, ReadOnlySpan<float> predictions, int horizons)
+    public static void WritePredictions(TextWriter writer, IReadOnlyList<string> timestamps, ReadOnlySpan<float> predictions, int horizons,
+        CancellationToken cancellationToken = default)
     {
         if (predictions.Length != timestamps.Count * horizons)
             throw new ArgumentException($"Expected {timestamps.Count} x {horizons} predictions, got {predictions.Length}.");
@@ -169,6 +175,7 @@ internal static class SensorCsv
         writer.Write(line.Append('\n'));
         for (int r = 0; r < timestamps.Count; r++)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             line.Clear().Append(Escape(timestamps[r]));
             foreach (float v in predictions.Slice(r * horizons, horizons))
                 line.Append(',').Append(Format(v));

@@ -40,7 +40,7 @@ internal static class TrainCommand
         {
             modelPath, data, window, epochs, optimizer, learningRate, output, deterministic, seed, validation, patience, json,
         };
-        command.SetAction(parse => ModelCommands.Run(parse, stdout =>
+        command.SetAction((parse, ct) => ModelCommands.RunAsync(parse, ct, (stdout, cancellationToken) =>
         {
             int windowLength = parse.GetValue(window), epochCount = parse.GetValue(epochs);
             float lr = parse.GetValue(learningRate);
@@ -53,9 +53,9 @@ internal static class TrainCommand
             if (patienceEpochs < 0) throw new CliException($"--patience must not be negative, got {patienceEpochs}.");
             var kind = parse.GetValue(optimizer) == "sgd" ? OptimizerKind.Sgd : OptimizerKind.Adam;
 
-            var (parameters, metadata) = ModelFile.Load(parse.GetValue(modelPath)!);
+            var (parameters, metadata) = ModelFile.Load(parse.GetValue(modelPath)!, cancellationToken: cancellationToken);
             string dataPath = parse.GetValue(data)!;
-            var table = SensorCsv.Read(dataPath);
+            var table = SensorCsv.Read(dataPath, cancellationToken);
             var config = parameters.Config;
             OfflineModel.CheckColumns(config, metadata, table, dataPath);
             float[] rows = OfflineModel.EncodeRows(config, metadata, table);     // [N, D], model inputs (normalised if the model says so)
@@ -71,7 +71,7 @@ internal static class TrainCommand
                 if (parse.GetValue(deterministic))
                 {
                     trained = parameters.Clone();
-                    losses = LstmTrainer.TrainDeterministic(trained, rows, metadata.TargetColumn, windowLength, epochCount, lr, kind)
+                    losses = LstmTrainer.TrainDeterministic(trained, rows, metadata.TargetColumn, windowLength, epochCount, lr, kind, cancellationToken)
                         .Select(l => (double)l).ToList();
                 }
                 else
@@ -88,7 +88,7 @@ internal static class TrainCommand
                         ValidationFraction = validationFraction,
                         Patience = patienceEpochs,
                     };
-                    fit = TrainingProgress.Run(stdout, asJson, epochCount, validationFraction > 0, onEpoch => LstmTrainer.Fit(parameters, [rows], options, onEpoch));
+                    fit = TrainingProgress.Run(stdout, asJson, epochCount, validationFraction > 0, onEpoch => LstmTrainer.Fit(parameters, [rows], options, onEpoch, cancellationToken));
                     trained = fit.BestParameters;
                     losses = fit.Epochs.Select(e => e.TrainLoss).ToList();
                 }
@@ -102,7 +102,8 @@ internal static class TrainCommand
                 throw new CliException("Training diverged (the weights became NaN or infinite); try a smaller --lr. Nothing was written.");
 
             string path = parse.GetValue(output)!;
-            ModelFile.Save(path, trained, metadata);
+            // Through a temporary file: a cancellation while it is written leaves --out (which may be --model) as it was.
+            ModelFile.Save(path, trained, metadata, cancellationToken);
             if (asJson)
             {
                 ModelCommands.WriteJson(stdout, w =>

@@ -47,8 +47,11 @@ public static class ModelFile
 
     // ---------------------------------------------------------------- writing
 
-    /// <summary>Writes the model to <paramref name="path"/> atomically (temporary file, then rename).</summary>
-    public static void Save(string path, LstmParameters parameters, ModelMetadata? metadata = null)
+    /// <summary>
+    /// Writes the model to <paramref name="path"/> atomically (temporary file, then rename): a failure or a cancellation
+    /// through <paramref name="cancellationToken"/> leaves whatever was at <paramref name="path"/> as it was, and no temporary file.
+    /// </summary>
+    public static void Save(string path, LstmParameters parameters, ModelMetadata? metadata = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(path);
         string full = Path.GetFullPath(path);
@@ -57,7 +60,7 @@ public static class ModelFile
         {
             using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
             {
-                Save(stream, parameters, metadata);
+                Save(stream, parameters, metadata, cancellationToken);
                 stream.Flush(flushToDisk: true);
             }
             File.Move(temp, full, overwrite: true);
@@ -68,8 +71,11 @@ public static class ModelFile
         }
     }
 
-    /// <summary>Writes the model to <paramref name="stream"/>. Throws <see cref="ArgumentException"/> for non-finite parameters or metadata that does not fit.</summary>
-    public static void Save(Stream stream, LstmParameters parameters, ModelMetadata? metadata = null)
+    /// <summary>
+    /// Writes the model to <paramref name="stream"/>. Throws <see cref="ArgumentException"/> for non-finite parameters or metadata
+    /// that does not fit, and <see cref="OperationCanceledException"/> (between chunks of the tensor data) when <paramref name="cancellationToken"/> fires.
+    /// </summary>
+    public static void Save(Stream stream, LstmParameters parameters, ModelMetadata? metadata = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(parameters);
@@ -88,8 +94,14 @@ public static class ModelFile
         stream.Write(prefix);
         stream.Write(header);
         foreach (var tensor in tensors)
-            WriteFloats(stream, tensor.Slice(parameters));
+            WriteFloats(stream, tensor.Slice(parameters), cancellationToken);
     }
+
+    /// <summary>
+    /// Floats per read or write of tensor data between two looks at the cancellation token: 1 MiB, so a model near the
+    /// 512 MiB limit stops within a few milliseconds of a cancellation instead of after its whole data.
+    /// </summary>
+    private const int ChunkFloats = 1 << 18;
 
     private static byte[] BuildHeader(LstmConfig config, ModelMetadata metadata, List<TensorSlot> tensors)
     {
@@ -126,13 +138,18 @@ public static class ModelFile
         return header;
     }
 
-    private static void WriteFloats(Stream stream, ReadOnlySpan<float> values)
+    private static void WriteFloats(Stream stream, ReadOnlySpan<float> values, CancellationToken cancellationToken)
     {
         if (BitConverter.IsLittleEndian)
         {
-            stream.Write(MemoryMarshal.AsBytes(values));
+            for (int start = 0; start < values.Length; start += ChunkFloats)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                stream.Write(MemoryMarshal.AsBytes(values.Slice(start, Math.Min(ChunkFloats, values.Length - start))));
+            }
             return;
         }
+        cancellationToken.ThrowIfCancellationRequested();
         Span<byte> four = stackalloc byte[4];
         foreach (float v in values)
         {
@@ -143,8 +160,11 @@ public static class ModelFile
 
     // ---------------------------------------------------------------- reading
 
-    /// <summary>Reads a model file. Throws <see cref="ModelFileException"/> saying what is wrong when it cannot.</summary>
-    public static ModelFileContents Load(string path, ModelFileLimits? limits = null)
+    /// <summary>
+    /// Reads a model file. Throws <see cref="ModelFileException"/> saying what is wrong when it cannot, and
+    /// <see cref="OperationCanceledException"/> when <paramref name="cancellationToken"/> fires while it reads.
+    /// </summary>
+    public static ModelFileContents Load(string path, ModelFileLimits? limits = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(path);
         FileStream stream;
@@ -162,12 +182,16 @@ public static class ModelFile
         }
         using (stream)
         {
-            return Load(stream, limits);
+            return Load(stream, limits, cancellationToken);
         }
     }
 
-    /// <summary>Reads a model from <paramref name="stream"/> (seekable or not). Throws <see cref="ModelFileException"/> saying what is wrong when it cannot.</summary>
-    public static ModelFileContents Load(Stream stream, ModelFileLimits? limits = null)
+    /// <summary>
+    /// Reads a model from <paramref name="stream"/> (seekable or not). Throws <see cref="ModelFileException"/> saying what is
+    /// wrong when it cannot, and <see cref="OperationCanceledException"/> (between chunks of the tensor data) when
+    /// <paramref name="cancellationToken"/> fires.
+    /// </summary>
+    public static ModelFileContents Load(Stream stream, ModelFileLimits? limits = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(stream);
         limits ??= ModelFileLimits.Default;
@@ -228,10 +252,17 @@ public static class ModelFile
             var slot = slotByName[entry.Name];
             Span<float> target = slot.Slice(parameters);
             Span<byte> bytes = MemoryMarshal.AsBytes(target);
-            got = stream.ReadAtLeast(bytes, bytes.Length, throwOnEndOfStream: false);
-            if (got < bytes.Length)
-                throw new ModelFileException(
-                    $"File is truncated: tensor '{entry.Name}' needs tensor data up to byte {entry.End} but the file ends at byte {entry.Begin + got}.");
+            long read = 0;
+            while (read < bytes.Length)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var chunk = bytes.Slice((int)read, (int)Math.Min((long)ChunkFloats * sizeof(float), bytes.Length - read));
+                got = stream.ReadAtLeast(chunk, chunk.Length, throwOnEndOfStream: false);
+                read += got;
+                if (got < chunk.Length)
+                    throw new ModelFileException(
+                        $"File is truncated: tensor '{entry.Name}' needs tensor data up to byte {entry.End} but the file ends at byte {entry.Begin + read}.");
+            }
             if (!BitConverter.IsLittleEndian)
                 for (int i = 0; i < target.Length; i++)
                     target[i] = BinaryPrimitives.ReadSingleLittleEndian(bytes.Slice(i * 4, 4));

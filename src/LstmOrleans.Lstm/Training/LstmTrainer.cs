@@ -185,10 +185,12 @@ public static class LstmTrainer
     /// targets column <paramref name="targetColumn"/> of row t + k + 1 of the whole series (masked past its end),
     /// all windows in one batch, no clipping, single-threaded, <paramref name="epochs"/> full-batch steps of plain
     /// SGD (or Adam with default betas). Updates <paramref name="parameters"/> in place; returns the loss of each
-    /// epoch, measured by that epoch's forward pass (before its update).
+    /// epoch, measured by that epoch's forward pass (before its update). Throws <see cref="OperationCanceledException"/>
+    /// between two steps when <paramref name="cancellationToken"/> fires (<paramref name="parameters"/> then hold the
+    /// steps taken so far).
     /// </summary>
     public static IReadOnlyList<float> TrainDeterministic(LstmParameters parameters, float[] rows, int targetColumn, int window,
-        int epochs, float learningRate, OptimizerKind optimizer)
+        int epochs, float learningRate, OptimizerKind optimizer, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(parameters);
         ArgumentNullException.ThrowIfNull(rows);
@@ -222,6 +224,7 @@ public static class LstmTrainer
         var losses = new List<float>(epochs);
         for (int e = 0; e < epochs; e++)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             losses.Add(bptt.Forward(parameters, windows, inputs, targets, mask));
             bptt.Backward(parameters, gradient);
             rule.Step(parameters.Data, gradient);
