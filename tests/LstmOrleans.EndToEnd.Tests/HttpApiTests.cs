@@ -325,7 +325,7 @@ public sealed class HttpApiTests(SiloProcess silo)
         // Malformed JSON: the problem names the parameter and where the JSON broke (it was a bare "Bad Request").
         var truncated = await ProblemAsync(await http.PutAsync("/streams/bind-bad/model", Json("""{"model": """)), HttpStatusCode.BadRequest);
         Assert.Contains("as JSON", truncated.GetProperty("detail").GetString());
-        Assert.Contains("LineNumber", truncated.GetProperty("detail").GetString());
+        Assert.Contains("(line 1, byte 11)", truncated.GetProperty("detail").GetString());
         var wrongType = await ProblemAsync(await http.PostAsync("/models", Json("""{"name":"bind-bad","hiddenSize":"eight"}""")), HttpStatusCode.BadRequest);
         Assert.Contains("hiddenSize", wrongType.GetProperty("detail").GetString());
         // A query value that is not a number.

@@ -1,3 +1,4 @@
+using System.ComponentModel.DataAnnotations;
 using System.Diagnostics;
 using LstmOrleans.Abstractions;
 using LstmOrleans.Silo.Hosting;
@@ -11,6 +12,8 @@ public sealed record BindRequest(string? Model);
 
 internal static class StreamEndpoints
 {
+    private const int MaxHistory = 100_000;
+
     public static void Map(IEndpointRouteBuilder app)
     {
         var streams = app.MapGroup("/streams/{streamId}").WithTags("Streams");
@@ -57,11 +60,12 @@ internal static class StreamEndpoints
             })
             .WithSummary("The stream's durable state (h, c, normalisation and error statistics).").Produces<StreamStateSnapshot>().ProducesProblem(404);
 
-        streams.MapGet("/history", async (string streamId, int? max, IGrainFactory grains) =>
+        // [Range] on a query parameter: OpenAPI shows it, and a value that is no integer at all is answered with it (BindingFailure).
+        streams.MapGet("/history", async (string streamId, [Range(1, MaxHistory)] int? max, IGrainFactory grains) =>
             {
                 var count = max ?? 100;
-                if (count is < 1 or > 100_000)
-                    throw new RequestValidationException($"max must be in 1..100000; got {count}.");
+                if (count is < 1 or > MaxHistory)
+                    throw new RequestValidationException($"max must be in 1..{MaxHistory}; got {count}.");
                 return Results.Ok(await grains.GetGrain<IStreamGrain>(Check(streamId)).GetHistoryAsync(count));
             })
             .WithSummary("The most recent accepted observations, oldest first.").Produces<Observation[]>();
