@@ -86,6 +86,7 @@ public sealed class HttpRequestErrorTests(SiloProcess silo)
         using var bare = new HttpRequestMessage(HttpMethod.Put, "/streams/no-body/model");
         Assert.Equal("A JSON body is required: an object with the properties model.", await DetailAsync(await http.SendAsync(bare), HttpStatusCode.BadRequest));
 
+        await DetailAsync(await http.GetAsync("/streams/no-body/"), HttpStatusCode.NotFound);
     }
 
     [Fact]
@@ -99,5 +100,28 @@ public sealed class HttpRequestErrorTests(SiloProcess silo)
             await DetailAsync(await http.GetAsync("/models/default/training/rounds/latest"), HttpStatusCode.BadRequest));
         // A number that is no retained version is still a 404 that lists the retained ones.
         Assert.Contains("has no retained version 999", await DetailAsync(await http.PostAsync("/models/default/versions/999/activate", null), HttpStatusCode.NotFound));
+    }
+
+    [Fact]
+    public async Task A_stream_that_was_never_used_is_404_on_every_read_but_a_bound_one_without_values_exists()
+    {
+        using var http = silo.CreateHttpClient();
+        // The summary of any id was a 200 with an empty summary, while /prediction and /state said 404.
+        Assert.Equal("Stream 'never-used-1' does not exist: it has received no observations and is not bound to a model.",
+            await DetailAsync(await http.GetAsync("/streams/never-used-1/"), HttpStatusCode.NotFound));
+        await DetailAsync(await http.GetAsync("/streams/never-used-1/prediction"), HttpStatusCode.NotFound);
+        await DetailAsync(await http.GetAsync("/streams/never-used-1/state"), HttpStatusCode.NotFound);
+
+        // Bound, no values yet: it exists.
+        using (var bound = await http.PutAsync("/streams/bound-empty-1/model", Json("""{"model":"default"}""")))
+            Assert.True(bound.IsSuccessStatusCode, await bound.Content.ReadAsStringAsync());
+        var summary = JsonDocument.Parse(await http.GetStringAsync("/streams/bound-empty-1/")).RootElement;
+        Assert.Equal("default", summary.GetProperty("modelName").GetString());
+        Assert.Equal(0, summary.GetProperty("stepCount").GetInt64());
+
+        // Deleted, it is gone again.
+        using (var deleted = await http.DeleteAsync("/streams/bound-empty-1/"))
+            Assert.Equal(HttpStatusCode.NoContent, deleted.StatusCode);
+        await DetailAsync(await http.GetAsync("/streams/bound-empty-1/"), HttpStatusCode.NotFound);
     }
 }

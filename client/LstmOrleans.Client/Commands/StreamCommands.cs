@@ -90,7 +90,11 @@ internal static class StreamCommands
         cluster.AddTo(command);
         command.SetAction((result, ct) => CommandSupport.WithClusterAsync(cluster, result, ct, async connection =>
         {
-            var s = await connection.Grains.GetGrain<IStreamGrain>(result.GetValue(stream)!).GetSummaryAsync();
+            var id = result.GetValue(stream)!;
+            var s = await connection.Grains.GetGrain<IStreamGrain>(id).GetSummaryAsync();
+            // The grain answers any id: a misspelt one printed an empty summary and exit 0. As predict (and HTTP's 404).
+            if (s.ModelName is null && s.LastSequence is null)
+                return CommandSupport.Fail(1, $"Stream '{id}' does not exist: it has received no observations and is not bound to a model.");
             if (result.GetValue(json))
             {
                 CommandSupport.WriteJson(s);
