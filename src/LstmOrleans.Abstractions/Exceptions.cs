@@ -20,6 +20,11 @@ public enum RejectionReason
     /// this stream's input); the stream kept its previous state. Fixed by activating or publishing other weights.
     /// </summary>
     NonFiniteResult = 10,
+    /// <summary>
+    /// A sequence number is negative. Sequence numbers are 0 or greater (the HTTP API's rule too); a stream numbers
+    /// values sent without one from 1.
+    /// </summary>
+    InvalidSequence = 11,
 }
 
 /// <summary>

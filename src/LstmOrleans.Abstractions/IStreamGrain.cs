@@ -21,7 +21,8 @@ public interface IStreamGrain : IGrainWithStringKey
     /// <summary>
     /// Applies one observation: exactly one LSTM step unless it is a duplicate. Returns after the new state is
     /// durable (unless the silo is configured to persist less often). Throws <see cref="ObservationRejectedException"/>
-    /// or <see cref="ModelNotFoundException"/> and changes nothing when the observation is invalid.
+    /// or <see cref="ModelNotFoundException"/> and changes nothing when the observation is invalid (a negative sequence
+    /// number is, <see cref="RejectionReason.InvalidSequence"/>, in every ingest call).
     /// </summary>
     [Alias("Ingest")]
     Task<StepResult> IngestAsync(Observation observation);

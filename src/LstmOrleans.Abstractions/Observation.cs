@@ -4,8 +4,8 @@ namespace LstmOrleans.Abstractions;
 /// One reading of a sensor stream.
 /// </summary>
 /// <param name="Sequence">
-/// Caller-assigned sequence number; the idempotency key. An observation whose sequence is not greater than the
-/// last accepted one is a duplicate and is not applied again. Gaps are allowed.
+/// Caller-assigned sequence number, 0 or greater; the idempotency key. An observation whose sequence is not greater
+/// than the last accepted one is a duplicate and is not applied again. Gaps are allowed.
 /// </param>
 /// <param name="Timestamp">When the reading was taken; must not go backwards within a stream.</param>
 /// <param name="Values">

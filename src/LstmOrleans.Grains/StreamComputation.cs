@@ -66,6 +66,19 @@ internal static class StreamComputation
     }
 
     /// <summary>
+    /// Throws <see cref="ObservationRejectedException"/> (<see cref="RejectionReason.InvalidSequence"/>) for a negative
+    /// sequence number. Sequence numbers are 0 or greater everywhere (the HTTP API refused negative ones, the grain took
+    /// them): a new stream that took -5 then numbered the values sent without one -4, -3, ...
+    /// </summary>
+    /// <param name="batchIndex">The element's index in a batch of more than one, else null.</param>
+    public static void ValidateSequence(long sequence, int? batchIndex = null)
+    {
+        if (sequence < 0)
+            throw new ObservationRejectedException(RejectionReason.InvalidSequence,
+                $"{(batchIndex is { } i ? $"Batch element {i} has sequence number" : "Sequence number")} {sequence}; sequence numbers must be 0 or greater.", sequence);
+    }
+
+    /// <summary>
     /// Checks a whole batch against the stream before anything changes (the rules of <see cref="IStreamGrain.IngestBatchAsync"/>):
     /// at least one element, consistent columns of D values, finite values, strictly increasing sequences, timestamps
     /// never going back from the last accepted one. Elements at or below the stream's last sequence (necessarily a
@@ -84,18 +97,24 @@ internal static class StreamComputation
         for (int i = 0; i < n; i++)
         {
             long sequence = sequences[i];
+            // A batch of one is how a single value sent without a sequence number arrives (IngestAfterLastAsync): its
+            // messages speak of the observation, as IngestAsync's do, not of batch element 0.
+            string element = n == 1 ? $"Observation {sequence}" : $"Batch element {i} (sequence {sequence})";
+            ValidateSequence(sequence, n == 1 ? null : i);
             var row = values.Slice(i * d, d);
             for (int f = 0; f < d; f++)
                 if (!Observation.IsAcceptable(row[f]))
                     throw new ObservationRejectedException(RejectionReason.NonFiniteValue,
-                        $"Batch element {i} (sequence {sequence}) value {f} is {row[f]}; values must be finite and at most {Observation.MaxMagnitude:G} in magnitude.", sequence);
+                        $"{element} value {f} is {row[f]}; values must be finite and at most {Observation.MaxMagnitude:G} in magnitude.", sequence);
             if (i > 0 && sequence <= sequences[i - 1])
                 throw new ObservationRejectedException(RejectionReason.BatchOutOfOrder,
                     $"Batch element {i} has sequence {sequence}, not greater than the previous element's {sequences[i - 1]}.", sequence);
             if (s.HasSequence && sequence <= s.LastSequence) { firstNew = i + 1; continue; }
             if (previousTicks is { } previous && ticks[i] < previous)
                 throw new ObservationRejectedException(RejectionReason.TimestampBackwards,
-                    $"Batch element {i} (sequence {sequence}) at {batch.Timestamp(i):O} is earlier than {new DateTimeOffset(previous, TimeSpan.Zero):O}.", sequence);
+                    n == 1
+                        ? $"{element} at {batch.Timestamp(i):O} is earlier than the last accepted one at {new DateTimeOffset(previous, TimeSpan.Zero):O}."
+                        : $"{element} at {batch.Timestamp(i):O} is earlier than {new DateTimeOffset(previous, TimeSpan.Zero):O}.", sequence);
             previousTicks = ticks[i];
         }
         return firstNew;

@@ -142,6 +142,7 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         var s = Current;
         var model = await _cache.GetAsync(s.ModelName ?? LstmOrleansNames.DefaultModelName);
         StreamComputation.ValidateValues(observation, model.Config.InputSize);
+        StreamComputation.ValidateSequence(observation.Sequence);
         if (s.HasSequence && observation.Sequence <= s.LastSequence) return StreamComputation.Duplicate(s, StreamId);
         if (s.HasSequence && observation.Timestamp < s.LastTimestamp)
             throw new ObservationRejectedException(RejectionReason.TimestampBackwards,
@@ -212,7 +213,8 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         // Numbered and stamped in the turn that applies them (the grain is not reentrant): no other call can take
         // these numbers, or move the stream past this time, in between.
         var s = Current;
-        long last = s.HasSequence ? s.LastSequence : 0;
+        // From 1 on a new stream; also after a negative last sequence, which streams could take before those were refused.
+        long last = s.HasSequence ? Math.Max(0, s.LastSequence) : 0;
         if (last > long.MaxValue - observations.Length)
             throw new ObservationRejectedException(RejectionReason.SequenceExhausted,
                 $"The stream's last sequence is {last}; there is no room after it to number {observations.Length} observation(s).");

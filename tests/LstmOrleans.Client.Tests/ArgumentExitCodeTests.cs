@@ -14,6 +14,9 @@ public class ArgumentExitCodeTests
         { ["streams", "--limit", "0"], "--limit must be in 1..1000000." },
         { ["plot", "p.csv", "--last", "-1"], "--last must not be negative." },
         { ["push", "s", "1", "--seq", "one"], "one" },
+        // A negative sequence was sent, and a new stream then numbered its later values -4, -3, ...
+        { ["push", "s", "1", "--seq", "-5"], "--seq must be 0 or greater" },
+        { ["push", "s", "1", "--seq=-1", "-c", "127.0.0.1:1"], "--seq must be 0 or greater" },
         { ["push"], "Required argument missing" },
         { ["push", "", "1"], "STREAM must not be empty or blank." },
         { ["predict", "  "], "STREAM must not be empty or blank." },

@@ -47,6 +47,26 @@ public sealed class ClientTests(SiloProcess silo)
     }
 
     [Fact]
+    public async Task Stream_of_an_id_never_used_is_exit_1_saying_so_and_a_pushed_one_is_shown()
+    {
+        // It printed an empty summary ("model (unbound) weights v0, last sequence -") and exit 0 for any id.
+        foreach (var args in new[] { new[] { "stream", "cli-never-used" }, ["stream", "cli-never-used", "--json"] })
+        {
+            var unknown = await RunAsync(args);
+            Assert.True(unknown.ExitCode == 1, unknown.ToString());
+            Assert.Contains("Stream 'cli-never-used' does not exist: it has received no observations and is not bound to a model.", unknown.Stderr);
+            Assert.Equal("", unknown.Stdout.Trim());
+        }
+
+        var pushed = await RunAsync("push", "cli-stream-shown", "1.5");
+        Assert.True(pushed.ExitCode == 0, pushed.ToString());
+        var shown = await RunAsync("stream", "cli-stream-shown");
+        Assert.True(shown.ExitCode == 0, shown.ToString());
+        Assert.Contains("stream cli-stream-shown: model default", shown.Stdout);
+        Assert.Contains("1 steps", shown.Stdout);
+    }
+
+    [Fact]
     public async Task Replay_writes_scored_predictions()
     {
         var output = Path.Combine(silo.DataFolder, "replay-out.csv");

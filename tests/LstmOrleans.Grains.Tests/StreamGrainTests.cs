@@ -185,6 +185,67 @@ public sealed class StreamGrainTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task Negative_sequence_numbers_are_rejected_in_every_ingest_call_and_change_nothing()
+    {
+        // Sequence numbers are 0 or greater, as the HTTP API says: a new stream took -5, then numbered the values sent
+        // without a sequence -4, -3, ...; an older one answered -1 as a duplicate.
+        await CreateModelAsync("negative");
+        var fresh = await BoundStreamAsync("negative", "negative/fresh");
+        var used = await BoundStreamAsync("negative", "negative/used");
+        for (long seq = 1; seq <= 5; seq++) await used.IngestAsync(TestSupport.Obs(seq));
+
+        foreach (var stream in new[] { fresh, used })
+        {
+            var before = await TestSupport.FullState(stream);
+            async Task Rejected(Func<Task> call, string fragment)
+            {
+                var e = await Assert.ThrowsAsync<ObservationRejectedException>(call);
+                Assert.Equal(RejectionReason.InvalidSequence, e.Reason);
+                Assert.Contains(fragment, e.Message);
+                Assert.Contains("must be 0 or greater", e.Message);
+                Assert.Equal(before, await TestSupport.FullState(stream));
+            }
+            var later = TestSupport.Start.AddHours(1);
+            await Rejected(() => stream.IngestAsync(TestSupport.Obs(-5) with { Timestamp = later }), "Sequence number -5;");
+            await Rejected(() => stream.IngestAsync(new Observation(long.MinValue, later, TestSupport.Obs(1).Values)), $"Sequence number {long.MinValue};");
+            await Rejected(() => stream.IngestBatchAsync([TestSupport.Obs(-2) with { Timestamp = later }, TestSupport.Obs(10) with { Timestamp = later }]),
+                "Batch element 0 has sequence number -2;");
+            await Rejected(() => stream.IngestColumnsAsync(ObservationBatch.From([TestSupport.Obs(-1) with { Timestamp = later }], 2)), "Sequence number -1;");
+        }
+
+        // 0 is a valid sequence number; values sent without one are numbered after it.
+        Assert.Equal(1, (await fresh.IngestAsync(TestSupport.Obs(0))).StepCount);
+        var numbered = await fresh.IngestAfterLastAsync([new UnnumberedObservation(null, TestSupport.Obs(1).Values)]);
+        Assert.Equal(1, numbered[0].Sequence);
+        Assert.Equal(6, (await used.IngestAsync(TestSupport.Obs(6))).StepCount);
+    }
+
+    [Fact]
+    public async Task A_single_value_the_stream_numbers_is_rejected_as_an_observation_not_as_batch_element_0()
+    {
+        // push without --seq (and HTTP without a sequence) sends one value through IngestAfterLastAsync, a batch of one:
+        // its refusal spoke of "Batch element 0 (sequence 4)". A batch of more keeps the element's index.
+        await CreateModelAsync("single-message");
+        var stream = await BoundStreamAsync("single-message", "single-message/stream");
+        for (long seq = 1; seq <= 3; seq++) await stream.IngestAsync(TestSupport.Obs(seq));
+        var last = TestSupport.Obs(3).Timestamp;
+        var before = await TestSupport.FullState(stream);
+
+        var single = await Assert.ThrowsAsync<ObservationRejectedException>(
+            () => stream.IngestAfterLastAsync([new UnnumberedObservation(TestSupport.Start, TestSupport.Obs(4).Values)]));
+        Assert.Equal(RejectionReason.TimestampBackwards, single.Reason);
+        Assert.Equal($"Observation 4 at {TestSupport.Start:O} is earlier than the last accepted one at {last:O}.", single.Message);
+        var nan = await Assert.ThrowsAsync<ObservationRejectedException>(
+            () => stream.IngestAfterLastAsync([new UnnumberedObservation(null, [float.NaN, 1f])]));
+        Assert.StartsWith("Observation 4 value 0 is NaN;", nan.Message);
+
+        var batch = await Assert.ThrowsAsync<ObservationRejectedException>(() => stream.IngestAfterLastAsync(
+            [new UnnumberedObservation(last.AddSeconds(2), TestSupport.Obs(4).Values), new UnnumberedObservation(last.AddSeconds(1), TestSupport.Obs(5).Values)]));
+        Assert.Equal($"Batch element 1 (sequence 5) at {last.AddSeconds(1):O} is earlier than {last.AddSeconds(2):O}.", batch.Message);
+        Assert.Equal(before, await TestSupport.FullState(stream));
+    }
+
+    [Fact]
     public async Task Null_members_and_bad_arguments_are_rejected_and_change_nothing_even_with_new_weights_pending()
     {
         var (config, _) = await CreateModelAsync("nulls");

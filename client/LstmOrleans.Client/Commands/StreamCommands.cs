@@ -12,7 +12,9 @@ internal static class StreamCommands
         var cluster = new ClusterOptions();
         var stream = StreamArgument();
         var values = new Argument<string[]>("VALUE") { Description = "Feature values (one per model input).", Arity = ArgumentArity.OneOrMore };
-        var sequence = new Option<long?>("--seq") { Description = "Sequence number (default: one after the stream's last)." };
+        var sequence = new Option<long?>("--seq") { Description = "Sequence number, 0 or greater (default: one after the stream's last)." };
+        // The stream refuses a negative one too (the HTTP API always did); refused here it is exit 2 without connecting.
+        sequence.Validators.Add(r => { if (r.ParsedOrNull<long>() < 0) r.AddError("--seq must be 0 or greater (or left out: the stream numbers the value after its last one)."); });
         var time = new Option<string?>("--time") { Description = "ISO 8601 timestamp (default: now)." };
         var json = JsonOption();
         var command = new Command("push", "Send one observation to a stream and print its new forecast.") { stream, values, sequence, time, json };
@@ -88,7 +90,11 @@ internal static class StreamCommands
         cluster.AddTo(command);
         command.SetAction((result, ct) => CommandSupport.WithClusterAsync(cluster, result, ct, async connection =>
         {
-            var s = await connection.Grains.GetGrain<IStreamGrain>(result.GetValue(stream)!).GetSummaryAsync();
+            var id = result.GetValue(stream)!;
+            var s = await connection.Grains.GetGrain<IStreamGrain>(id).GetSummaryAsync();
+            // The grain answers any id: a misspelt one printed an empty summary and exit 0. As predict (and HTTP's 404).
+            if (s.ModelName is null && s.LastSequence is null)
+                return CommandSupport.Fail(1, $"Stream '{id}' does not exist: it has received no observations and is not bound to a model.");
             if (result.GetValue(json))
             {
                 CommandSupport.WriteJson(s);

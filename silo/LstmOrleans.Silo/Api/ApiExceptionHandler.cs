@@ -17,9 +17,8 @@ internal sealed class ApiExceptionHandler(IProblemDetailsService problemDetails,
             ObservationRejectedException e => (StatusFor(e.Reason), $"Observation rejected: {e.Reason}", e.Message),
             ModelNotFoundException e => (StatusCodes.Status404NotFound, "Model not found", e.Message),
             ModelOperationException e => (StatusCodes.Status400BadRequest, "Invalid model operation", e.Message),
-            // "Failed to read parameter ... as JSON." alone does not say what is wrong with the JSON; its cause does.
-            BadHttpRequestException { InnerException: System.Text.Json.JsonException json } e => (e.StatusCode, TitleFor(e.StatusCode), $"{e.Message} {json.Message}"),
-            BadHttpRequestException e => (e.StatusCode, TitleFor(e.StatusCode), e.Message),
+            // A parameter or body that did not bind: what was wrong and what is accepted, without .NET type names.
+            BadHttpRequestException e => (e.StatusCode, TitleFor(e.StatusCode), BindingFailure.Describe(context, e)),
             _ => null,
         };
         if (mapped is not { } m)

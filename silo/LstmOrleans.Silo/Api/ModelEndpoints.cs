@@ -1,3 +1,4 @@
+using System.ComponentModel.DataAnnotations;
 using LstmOrleans.Abstractions;
 
 namespace LstmOrleans.Silo.Api;
@@ -53,7 +54,7 @@ internal static class ModelEndpoints
             .WithSummary("Creates a model (idempotent for an equal config) and publishes version 1.")
             .Produces<ModelInfo>(201).ProducesProblem(400).ProducesProblem(409);
 
-        models.MapGet("/", async (int? limit, string? after, IGrainFactory grains) =>
+        models.MapGet("/", async ([Range(1, ModelCatalog.MaxPageSize)] int? limit, string? after, IGrainFactory grains) =>
             {
                 var size = limit ?? 100;
                 if (size is < 1 or > ModelCatalog.MaxPageSize)
@@ -68,7 +69,7 @@ internal static class ModelEndpoints
                 Results.Ok(await grains.GetGrain<IModelGrain>(CheckName(name)).GetInfoAsync()))
             .WithSummary("A model's configuration and active version.").Produces<ModelInfo>().ProducesProblem(404);
 
-        models.MapGet("/{name}/streams", async (string name, int? limit, string? after, IGrainFactory grains) =>
+        models.MapGet("/{name}/streams", async (string name, [Range(1, StreamRegistryKeys.MaxPageSize)] int? limit, string? after, IGrainFactory grains) =>
             {
                 var model = CheckName(name);
                 var size = limit ?? 100;
@@ -97,7 +98,9 @@ internal static class ModelEndpoints
             })
             .WithSummary("Publishes a new version of the weights (flat LstmParameters layout).").ProducesProblem(400).ProducesProblem(404);
 
-        models.MapPost("/{name}/versions/{version:long}/activate", async (string name, long version, IGrainFactory grains) =>
+        // No :long route constraint: with it "versions/abc/activate" matched no route, a bare 404; now a 400 that says
+        // what a version is (BindingFailure).
+        models.MapPost("/{name}/versions/{version}/activate", async (string name, [Range(1, long.MaxValue)] long version, IGrainFactory grains) =>
             {
                 var grain = grains.GetGrain<IModelGrain>(CheckName(name));
                 var versions = await grain.ListVersionsAsync();
@@ -106,7 +109,7 @@ internal static class ModelEndpoints
                         detail: $"Model '{name}' has no retained version {version}; retained: {string.Join(", ", versions.Select(v => v.Version))}.");
                 return Results.Ok(await grain.ActivateAsync(version));
             })
-            .WithSummary("Makes a retained version active (rollback or roll forward).").Produces<ModelInfo>().ProducesProblem(404);
+            .WithSummary("Makes a retained version active (rollback or roll forward).").Produces<ModelInfo>().ProducesProblem(400).ProducesProblem(404);
     }
 
     internal static string CheckName(string? name)

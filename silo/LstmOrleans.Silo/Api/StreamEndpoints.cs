@@ -1,3 +1,4 @@
+using System.ComponentModel.DataAnnotations;
 using System.Diagnostics;
 using LstmOrleans.Abstractions;
 using LstmOrleans.Silo.Hosting;
@@ -11,6 +12,8 @@ public sealed record BindRequest(string? Model);
 
 internal static class StreamEndpoints
 {
+    private const int MaxHistory = 100_000;
+
     public static void Map(IEndpointRouteBuilder app)
     {
         var streams = app.MapGroup("/streams/{streamId}").WithTags("Streams");
@@ -33,8 +36,16 @@ internal static class StreamEndpoints
             .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409).ProducesProblem(413).ProducesProblem(415).ProducesProblem(422);
 
         streams.MapGet("/", async (string streamId, IGrainFactory grains) =>
-                Results.Ok(await grains.GetGrain<IStreamGrain>(Check(streamId)).GetSummaryAsync()))
-            .WithSummary("The stream's summary.").Produces<StreamSummary>();
+            {
+                streamId = Check(streamId);
+                var summary = await grains.GetGrain<IStreamGrain>(streamId).GetSummaryAsync();
+                // The grain answers any id, with an empty summary for one never used: that was a 200 for a misspelt id,
+                // while /prediction and /state said 404. A bound stream exists, values or not.
+                return IsUnknown(summary)
+                    ? Results.Problem(statusCode: 404, title: "Not found", detail: UnknownStream(streamId))
+                    : Results.Ok(summary);
+            })
+            .WithSummary("The stream's summary (404 for a stream that has neither a value nor a model binding).").Produces<StreamSummary>().ProducesProblem(404);
 
         streams.MapGet("/prediction", async (string streamId, IGrainFactory grains) =>
             {
@@ -57,11 +68,12 @@ internal static class StreamEndpoints
             })
             .WithSummary("The stream's durable state (h, c, normalisation and error statistics).").Produces<StreamStateSnapshot>().ProducesProblem(404);
 
-        streams.MapGet("/history", async (string streamId, int? max, IGrainFactory grains) =>
+        // [Range] on a query parameter: OpenAPI shows it, and a value that is no integer at all is answered with it (BindingFailure).
+        streams.MapGet("/history", async (string streamId, [Range(1, MaxHistory)] int? max, IGrainFactory grains) =>
             {
                 var count = max ?? 100;
-                if (count is < 1 or > 100_000)
-                    throw new RequestValidationException($"max must be in 1..100000; got {count}.");
+                if (count is < 1 or > MaxHistory)
+                    throw new RequestValidationException($"max must be in 1..{MaxHistory}; got {count}.");
                 return Results.Ok(await grains.GetGrain<IStreamGrain>(Check(streamId)).GetHistoryAsync(count));
             })
             .WithSummary("The most recent accepted observations, oldest first.").Produces<Observation[]>();
@@ -157,6 +169,12 @@ internal static class StreamEndpoints
                 throw new RequestValidationException($"Timestamps must not go backwards within a request: [{i}] is {observations[i].Timestamp:O} after {observations[i - 1].Timestamp:O}.");
         }
     }
+
+    /// <summary>A stream that never received a value and is not bound to a model (never used, or deleted).</summary>
+    internal static bool IsUnknown(StreamSummary summary) => summary.ModelName is null && summary.LastSequence is null;
+
+    internal static string UnknownStream(string streamId) =>
+        $"Stream '{streamId}' does not exist: it has received no observations and is not bound to a model.";
 
     /// <summary>
     /// The stream id a route value names, checked. A `/` in an id (the demo's `demo/...`, replay's `replay/...`) is

@@ -30,11 +30,11 @@ internal static class TrainingEndpoints
             })
             .WithSummary("Starts a training round now (or joins the running one); poll the returned location.").ProducesProblem(400).ProducesProblem(404);
 
-        training.MapGet("/rounds/{roundId:long}", async (string name, long roundId, IGrainFactory grains) =>
+        training.MapGet("/rounds/{roundId}", async (string name, long roundId, IGrainFactory grains) =>   // no :long: a 400 saying why, not a bare 404
                 await Grain(grains, name).GetRoundAsync(roundId) is { } round
                     ? Results.Ok(round)
                     : Results.Problem(statusCode: 404, title: "Not found", detail: $"Round {roundId} of model '{name}' is running or unknown."))
-            .WithSummary("A finished round's record (404 while it runs).").Produces<TrainingRoundRecord>().ProducesProblem(404);
+            .WithSummary("A finished round's record (404 while it runs).").Produces<TrainingRoundRecord>().ProducesProblem(400).ProducesProblem(404);
     }
 
     private static ITrainingGrain Grain(IGrainFactory grains, string name) => grains.GetGrain<ITrainingGrain>(ModelEndpoints.CheckName(name));
