@@ -32,6 +32,7 @@ public sealed class ApiExceptionHandlerTests
         [RejectionReason.InvalidTimestamp] = StatusCodes.Status400BadRequest,
         [RejectionReason.SequenceExhausted] = StatusCodes.Status409Conflict,
         [RejectionReason.NonFiniteResult] = StatusCodes.Status422UnprocessableEntity,
+        [RejectionReason.InvalidSequence] = StatusCodes.Status400BadRequest,
     };
 
     public static TheoryData<RejectionReason> EveryReason() => new(Enum.GetValues<RejectionReason>());
