@@ -97,15 +97,12 @@ internal static class StreamComputation
         for (int i = 0; i < n; i++)
         {
             long sequence = sequences[i];
-            // A batch of one is how a single value sent without a sequence number arrives (IngestAfterLastAsync): its
-            // messages speak of the observation, as IngestAsync's do, not of batch element 0.
-            string element = n == 1 ? $"Observation {sequence}" : $"Batch element {i} (sequence {sequence})";
             ValidateSequence(sequence, n == 1 ? null : i);
             var row = values.Slice(i * d, d);
             for (int f = 0; f < d; f++)
                 if (!Observation.IsAcceptable(row[f]))
                     throw new ObservationRejectedException(RejectionReason.NonFiniteValue,
-                        $"{element} value {f} is {row[f]}; values must be finite and at most {Observation.MaxMagnitude:G} in magnitude.", sequence);
+                        $"{Element(n, i, sequence)} value {f} is {row[f]}; values must be finite and at most {Observation.MaxMagnitude:G} in magnitude.", sequence);
             if (i > 0 && sequence <= sequences[i - 1])
                 throw new ObservationRejectedException(RejectionReason.BatchOutOfOrder,
                     $"Batch element {i} has sequence {sequence}, not greater than the previous element's {sequences[i - 1]}.", sequence);
@@ -113,12 +110,20 @@ internal static class StreamComputation
             if (previousTicks is { } previous && ticks[i] < previous)
                 throw new ObservationRejectedException(RejectionReason.TimestampBackwards,
                     n == 1
-                        ? $"{element} at {batch.Timestamp(i):O} is earlier than the last accepted one at {new DateTimeOffset(previous, TimeSpan.Zero):O}."
-                        : $"{element} at {batch.Timestamp(i):O} is earlier than {new DateTimeOffset(previous, TimeSpan.Zero):O}.", sequence);
+                        ? $"{Element(n, i, sequence)} at {batch.Timestamp(i):O} is earlier than the last accepted one at {new DateTimeOffset(previous, TimeSpan.Zero):O}."
+                        : $"{Element(n, i, sequence)} at {batch.Timestamp(i):O} is earlier than {new DateTimeOffset(previous, TimeSpan.Zero):O}.", sequence);
             previousTicks = ticks[i];
         }
         return firstNew;
     }
+
+    /// <summary>
+    /// How a rejection names batch element <paramref name="index"/>, built only when one is thrown (every element of every
+    /// batch passes through the loop above). A batch of one is how a single value sent without a sequence number arrives
+    /// (IngestAfterLastAsync): its messages speak of the observation, as IngestAsync's do, not of batch element 0.
+    /// </summary>
+    private static string Element(int count, int index, long sequence) =>
+        count == 1 ? $"Observation {sequence}" : $"Batch element {index} (sequence {sequence})";
 
     public static double NormalizationStd(StreamState s, int feature) => Std(s.M2[feature], s.NormCount);
 
