@@ -90,6 +90,43 @@ public sealed class HttpRequestErrorTests(SiloProcess silo)
     }
 
     [Fact]
+    public async Task A_JSON_route_answers_another_or_no_content_type_with_415_saying_the_body_must_be_JSON()
+    {
+        using var http = silo.CreateHttpClient();
+        // Routing refused these with a problem that had only the status's name, unlike the ingest route's 415.
+        Assert.Equal("Unsupported Content-Type 'text/plain'; use application/json.",
+            await DetailAsync(await http.PostAsync("/models", new StringContent("""{"name":"ct-bad"}""", Encoding.UTF8, "text/plain")), HttpStatusCode.UnsupportedMediaType));
+        Assert.Equal("Unsupported Content-Type 'text/plain'; use application/json.",
+            await DetailAsync(await http.PutAsync("/models/default/training/settings", new StringContent("{}", Encoding.UTF8, "text/plain")), HttpStatusCode.UnsupportedMediaType));
+        Assert.Equal("Unsupported Content-Type 'text/json'; use application/json.",
+            await DetailAsync(await http.PutAsync("/streams/ct-bad/model", new StringContent("""{"model":null}""", Encoding.UTF8, "text/json")), HttpStatusCode.UnsupportedMediaType));
+        // A body without a Content-Type passes routing and was refused by binding: "Expected a supported JSON media type but got """.
+        using var untyped = new ByteArrayContent(Encoding.UTF8.GetBytes("""{"name":"ct-bad"}"""));
+        Assert.Null(untyped.Headers.ContentType);
+        Assert.Equal("The request has a body but no Content-Type; use application/json.",
+            await DetailAsync(await http.PostAsync("/models", untyped), HttpStatusCode.UnsupportedMediaType));
+
+        await DetailAsync(await http.GetAsync("/models/ct-bad"), HttpStatusCode.NotFound);
+        await DetailAsync(await http.GetAsync("/streams/ct-bad/"), HttpStatusCode.NotFound);
+    }
+
+    [Fact]
+    public async Task An_unknown_route_or_a_method_its_route_does_not_take_is_a_problem_saying_so()
+    {
+        using var http = silo.CreateHttpClient();
+        // Both had a problem body with only the status's name.
+        Assert.Equal("No route matches GET /no-such-route; the routes are listed at /openapi/v1.json.",
+            await DetailAsync(await http.GetAsync("/no-such-route"), HttpStatusCode.NotFound));
+        using (var delete = await http.DeleteAsync("/healthz"))
+        {
+            Assert.Equal("GET", delete.Content.Headers.Allow.Single());
+            Assert.Equal("/healthz does not take DELETE; it takes GET.", await DetailAsync(delete, HttpStatusCode.MethodNotAllowed));
+        }
+        Assert.Equal("/models/default/versions/1/activate does not take GET; it takes POST.",
+            await DetailAsync(await http.GetAsync("/models/default/versions/1/activate"), HttpStatusCode.MethodNotAllowed));
+    }
+
+    [Fact]
     public async Task A_version_or_round_that_is_not_a_number_is_400_saying_what_it_must_be()
     {
         using var http = silo.CreateHttpClient();

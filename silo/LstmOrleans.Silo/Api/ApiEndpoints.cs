@@ -28,7 +28,8 @@ public static class ApiEndpoints
     public static WebApplication MapLstmOrleansApi(this WebApplication app, SiloSettings settings)
     {
         app.UseExceptionHandler();
-        app.UseStatusCodePages();
+        // What routing answers without a body (404, 405, 415) gets a problem saying what is accepted (StatusCodeProblems).
+        app.UseStatusCodePages(StatusCodeProblems.WriteAsync);
         var dashboard = settings.Dashboard.Enabled ? new DashboardRouting(settings.Dashboard) : null;
         if (!string.IsNullOrEmpty(settings.Http.ApiKey))
         {

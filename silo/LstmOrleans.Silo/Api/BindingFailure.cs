@@ -24,6 +24,9 @@ internal static partial class BindingFailure
         var failed = context.Features.Get<IExceptionHandlerFeature>();
         var endpoint = failed?.Endpoint ?? context.GetEndpoint();
         var bodyType = endpoint?.Metadata.GetMetadata<IAcceptsMetadata>()?.RequestType;
+        // A body without a Content-Type passes routing's media type check and is refused here ("Expected a supported
+        // JSON media type but got """), in other words than the 415 routing answers for a wrong one.
+        if (exception.StatusCode == StatusCodes.Status415UnsupportedMediaType) return StatusCodeProblems.UnsupportedBody(context.Request.ContentType);
         if (exception.InnerException is JsonException json) return DescribeJson(json, bodyType);
         if (ParameterBindingFailed().Match(exception.Message) is { Success: true } parameter)
             return DescribeParameter(context, failed?.RouteValues ?? context.Request.RouteValues, endpoint?.Metadata.GetMetadata<MethodInfo>(), parameter.Groups["type"].Value, parameter.Groups["name"].Value, parameter.Groups["value"].Value);

@@ -1,6 +1,7 @@
 using System.Net;
 using LstmOrleans.Abstractions;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using LstmOrleans.Grains.Storage;
@@ -122,7 +123,10 @@ public static class SiloHostingExtensions
         return silo;
     }
 
-    /// <summary>Keeps Orleans' own chatter at Warning unless configuration says otherwise (Logging:LogLevel:Orleans=...).</summary>
+    /// <summary>
+    /// Keeps Orleans' own chatter at Warning unless configuration says otherwise (Logging:LogLevel:Orleans=...), and
+    /// drops Orleans' false watchdog stall warning at start (<see cref="WatchdogStartRaceFilter"/>).
+    /// </summary>
     public static ILoggingBuilder AddLstmOrleansLogFilters(this ILoggingBuilder logging)
     {
         logging.AddFilter("Orleans", LogLevel.Warning);
@@ -130,6 +134,13 @@ public static class SiloHostingExtensions
         logging.AddFilter("Microsoft.Orleans", LogLevel.Warning);
         logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         logging.AddFilter("Polly", LogLevel.Warning);
+        // At most starts Orleans' watchdog warns of a "stall" as long as the machine's uptime (WatchdogStartRaceFilter).
+        // The factory is wrapped rather than each provider, so providers added after this call are covered too.
+        logging.Services.Replace(ServiceDescriptor.Singleton<ILoggerFactory>(sp => new WatchdogStartRaceFilter(new LoggerFactory(
+            sp.GetServices<ILoggerProvider>(),
+            sp.GetRequiredService<Microsoft.Extensions.Options.IOptionsMonitor<LoggerFilterOptions>>(),
+            sp.GetService<Microsoft.Extensions.Options.IOptions<LoggerFactoryOptions>>(),
+            sp.GetService<IExternalScopeProvider>()))));
         return logging;
     }
 
