@@ -5,8 +5,9 @@
 #   scripts/cluster.sh status   show processes and readiness
 #   scripts/cluster.sh stop     stop the silos (SIGTERM, graceful) and redis-server
 #
-# Ports (override with environment variables): redis 6390 (REDIS_PORT); silo i = 1..3 listens on
-# 11110+i (Orleans silo-to-silo), 30000+i (client gateway) and http://127.0.0.1:5080+i (HTTP API).
+# Ports: redis 6390 (REDIS_PORT overrides it); silo i = 1..3 listens on 11110+i (Orleans silo-to-silo), 30000+i
+# (client gateway) and http://127.0.0.1:5080+i (HTTP API); these are fixed. Redis keeps nothing on disk: stop discards
+# every model and stream.
 # State, logs and pid files go to ${CLUSTER_DIR:-./.cluster}. Needs redis-server (Debian: apt-get install redis-server).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -476,5 +476,19 @@ public sealed class HttpApiTests(SiloProcess silo)
         var paths = doc.GetProperty("paths");
         Assert.True(paths.TryGetProperty("/streams/{streamId}/observations", out _));
         Assert.True(paths.TryGetProperty("/models/{name}/versions/{version}/activate", out _));
+
+        // The success answers are the ones the routes give: publish and start-round listed only their errors, and
+        // reset and delete a 200 for their 204.
+        Assert.True(Responses("/models/{name}/versions", "post").TryGetProperty("201", out var published));
+        Assert.True(published.GetProperty("content").TryGetProperty("application/json", out _));
+        Assert.True(Responses("/models/{name}/training/rounds", "post").TryGetProperty("202", out var started));
+        Assert.True(started.GetProperty("content").TryGetProperty("application/json", out _));
+        foreach (var (path, method) in new[] { ("/streams/{streamId}/reset", "post"), ("/streams/{streamId}", "delete") })
+        {
+            Assert.True(Responses(path, method).TryGetProperty("204", out _), $"{method} {path}");
+            Assert.False(Responses(path, method).TryGetProperty("200", out _), $"{method} {path}");
+        }
+
+        JsonElement Responses(string path, string method) => paths.GetProperty(path).GetProperty(method).GetProperty("responses");
     }
 }

@@ -10,7 +10,8 @@ namespace LstmOrleans.Reliability.Tests;
 /// TLS between the command-line client and a silo, both real processes on loopback, with self-signed certificates
 /// generated here: the silo requires TLS and a client certificate it trusts (mutual TLS, <c>--Tls:*</c> settings, the
 /// PFX password only in an environment variable). A client with the right certificate works; one without TLS, with
-/// another certificate, without a certificate, or not trusting the silo's certificate cannot connect (exit code 3).
+/// another certificate, without a certificate, or not trusting the silo's certificate cannot connect (exit code 3) and
+/// is told why.
 /// The password appears in no output.
 /// </summary>
 public sealed class TlsTests(ITestOutputHelper output) : IAsyncLifetime
@@ -104,10 +105,18 @@ public sealed class TlsTests(ITestOutputHelper output) : IAsyncLifetime
             ClientAsync("no client certificate", ["models", .. refused, "--tls-trust", silo.Pem]),
             ClientAsync("silo certificate not trusted", ["models", .. refused, "--tls-certificate", silo.Pfx, "--tls-trust", other.Pem]));
         foreach (var attempt in attempts)
-        {
             Assert.True(attempt.ExitCode == 3, attempt.Output);
-            Assert.Contains("Cannot reach the cluster", attempt.Output);
+        // Each says what went wrong, not "no gateway answered ... Start a silo" as if none ran: the silo closes the
+        // connection of a client it refuses (the client cannot see why; the silo logs it), and a client that does not
+        // trust the silo's certificate names its own handshake failure.
+        foreach (var refusedBySilo in attempts[..3])
+        {
+            Assert.Contains("Cannot connect to the cluster", refusedBySilo.Output);
+            Assert.Contains("accepted the connection and closed it", refusedBySilo.Output);
+            Assert.DoesNotContain("Start a silo", refusedBySilo.Output);
         }
+        Assert.Contains("the TLS handshake with the gateway failed", attempts[3].Output);
+        Assert.Contains("--tls-trust", attempts[3].Output);
 
         Assert.True(node.Output.Length > 0);
         Assert.DoesNotContain(_password, node.Output);

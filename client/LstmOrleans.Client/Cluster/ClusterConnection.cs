@@ -35,6 +35,11 @@ internal sealed class ClusterConnection : IAsyncDisposable
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         ConfigureQuietLogging(builder.Logging);
+        // The quiet logging hides Orleans' warnings, but they are what explains a connect timeout (a refused TLS
+        // handshake, another cluster id): this provider keeps them for the error message.
+        var failures = new ConnectFailureLog();
+        builder.Logging.AddProvider(failures);
+        builder.Logging.AddFilter<ConnectFailureLog>("Orleans", LogLevel.Warning);
         LeaveSignalsToTheCommand(builder.Services);
         builder.UseOrleansClient(client =>
         {
@@ -64,7 +69,11 @@ internal sealed class ClusterConnection : IAsyncDisposable
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
             host.Dispose();
-            var reason = ex is OperationCanceledException ? $"no gateway answered within {target.ConnectTimeout.TotalSeconds:0.#} s." : ex.Message;
+            if (ex is OperationCanceledException && failures.GatewayAnswered)
+                throw new ClusterUnavailableException($"Cannot connect to the cluster at {target} within {target.ConnectTimeout.TotalSeconds:0.#} s: {failures.Reason}.", ex);
+            var reason = ex is OperationCanceledException
+                ? $"no gateway answered within {target.ConnectTimeout.TotalSeconds:0.#} s" + (failures.Reason is { } last ? $" ({last})." : ".")
+                : ex.Message;
             throw new ClusterUnavailableException($"Cannot reach the cluster at {target}: {reason}" +
                 " Start a silo (dotnet run --project silo/LstmOrleans.Silo) or pass --cluster.", ex);
         }

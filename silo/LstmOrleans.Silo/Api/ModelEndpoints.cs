@@ -25,6 +25,9 @@ public sealed record CreateModelRequest(
 /// <summary>One page of GET /models/{name}/streams; pass <c>next</c> as <c>after</c> for the following page (null on the last).</summary>
 public sealed record StreamListResponse(string Model, string[] Streams, string? Next);
 
+/// <summary>Answer to POST /models/{name}/versions: the version number the weights were published as.</summary>
+public sealed record PublishVersionResponse(long Version);
+
 public sealed record PublishVersionRequest(float[] Parameters, string? Description = null, Dictionary<string, string>? Metadata = null, bool Activate = true);
 
 /// <summary>One page of model names; <c>next</c> is the cursor of the following page (null on the last).</summary>
@@ -94,9 +97,11 @@ internal static class ModelEndpoints
                     throw new RequestValidationException("'parameters' is required.");
                 var version = await grains.GetGrain<IModelGrain>(CheckName(name))
                     .PublishAsync(new PublishRequest(request.Parameters, request.Description, request.Metadata, request.Activate));
-                return Results.Created($"/models/{Uri.EscapeDataString(name)}/versions/{version}", new { version });
+                return Results.Created($"/models/{Uri.EscapeDataString(name)}/versions/{version}", new PublishVersionResponse(version));
             })
-            .WithSummary("Publishes a new version of the weights (flat LstmParameters layout).").ProducesProblem(400).ProducesProblem(404);
+            // Typed, so that OpenAPI shows the 201 and its body (with an anonymous type it listed only the errors).
+            .WithSummary("Publishes a new version of the weights (flat LstmParameters layout).")
+            .Produces<PublishVersionResponse>(201).ProducesProblem(400).ProducesProblem(404);
 
         // No :long route constraint: with it "versions/abc/activate" matched no route, a bare 404; now a 400 that says
         // what a version is (BindingFailure).

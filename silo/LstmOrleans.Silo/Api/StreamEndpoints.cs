@@ -87,14 +87,14 @@ internal static class StreamEndpoints
                 await grains.GetGrain<IStreamGrain>(Check(streamId)).ResetAsync();
                 return Results.NoContent();
             })
-            .WithSummary("Forgets what the stream learned but keeps its model binding.");
+            .WithSummary("Forgets what the stream learned but keeps its model binding.").Produces(StatusCodes.Status204NoContent);
 
         streams.MapDelete("/", async (string streamId, IGrainFactory grains) =>
             {
                 await grains.GetGrain<IStreamGrain>(Check(streamId)).DeleteAsync();
                 return Results.NoContent();
             })
-            .WithSummary("Removes the stream's stored state.");
+            .WithSummary("Removes the stream's stored state.").Produces(StatusCodes.Status204NoContent);
     }
 
     private static async Task<IResult> IngestAsync(string streamId, HttpRequest request, IGrainFactory grains, SiloSettings settings, ApiMetrics metrics,

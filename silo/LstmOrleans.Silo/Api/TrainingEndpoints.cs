@@ -2,6 +2,9 @@ using LstmOrleans.Abstractions;
 
 namespace LstmOrleans.Silo.Api;
 
+/// <summary>Answer to POST /models/{name}/training/rounds (202, Location = the round's record).</summary>
+public sealed record StartRoundResponse(long RoundId);
+
 /// <summary>The training grain of a model: status, settings, pause/resume, and rounds on demand.</summary>
 internal static class TrainingEndpoints
 {
@@ -26,9 +29,11 @@ internal static class TrainingEndpoints
         training.MapPost("/rounds", async (string name, IGrainFactory grains) =>
             {
                 var roundId = await Grain(grains, name).StartRoundAsync();
-                return Results.Accepted($"/models/{Uri.EscapeDataString(name)}/training/rounds/{roundId}", new { roundId });
+                return Results.Accepted($"/models/{Uri.EscapeDataString(name)}/training/rounds/{roundId}", new StartRoundResponse(roundId));
             })
-            .WithSummary("Starts a training round now (or joins the running one); poll the returned location.").ProducesProblem(400).ProducesProblem(404);
+            // Typed, so that OpenAPI shows the 202 and its body (with an anonymous type it listed only the errors).
+            .WithSummary("Starts a training round now (or joins the running one); poll the returned location.")
+            .Produces<StartRoundResponse>(202).ProducesProblem(400).ProducesProblem(404);
 
         training.MapGet("/rounds/{roundId}", async (string name, long roundId, IGrainFactory grains) =>   // no :long: a 400 saying why, not a bare 404
                 await Grain(grains, name).GetRoundAsync(roundId) is { } round
