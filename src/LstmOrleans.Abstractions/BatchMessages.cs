@@ -37,25 +37,41 @@ public sealed class ObservationBatch
         _offsetMinutes = offsetMinutes.IsEmpty ? null : MemoryMarshal.AsBytes(offsetMinutes).ToArray();
     }
 
+    /// <summary>Takes the column arrays as they are (the caller gives them up).</summary>
+    private ObservationBatch(byte[] sequences, byte[] timestampTicks, byte[] values, byte[]? offsetMinutes)
+    {
+        _sequences = sequences;
+        _timestampTicks = timestampTicks;
+        _values = values;
+        _offsetMinutes = offsetMinutes;
+    }
+
     /// <summary>The observations of <paramref name="observations"/> in columns (each must have <paramref name="inputSize"/> values).</summary>
     public static ObservationBatch From(IReadOnlyList<Observation> observations, int inputSize)
     {
         ArgumentNullException.ThrowIfNull(observations);
+        EnsureLittleEndian();
+        // Filled in place through typed views of the byte columns: typed arrays handed to the public constructor were
+        // copied into new byte arrays, twice the columns' size allocated for every row batch a stream grain takes.
         int n = observations.Count;
-        var sequences = new long[n];
-        var ticks = new long[n];
-        var values = new float[n * inputSize];
-        short[]? offsets = null;
+        var sequenceBytes = new byte[n * sizeof(long)];
+        var tickBytes = new byte[n * sizeof(long)];
+        var valueBytes = new byte[checked(n * inputSize * sizeof(float))];
+        byte[]? offsetBytes = null;
+        var sequences = MemoryMarshal.Cast<byte, long>(sequenceBytes.AsSpan());
+        var ticks = MemoryMarshal.Cast<byte, long>(tickBytes.AsSpan());
+        var values = MemoryMarshal.Cast<byte, float>(valueBytes.AsSpan());
         for (int i = 0; i < n; i++)
         {
             var o = observations[i];
             if (o.Values.Length != inputSize) throw new ArgumentException($"Observation {o.Sequence} has {o.Values.Length} values, not {inputSize}.", nameof(observations));
             sequences[i] = o.Sequence;
             ticks[i] = o.Timestamp.UtcTicks;
-            o.Values.CopyTo(values, i * inputSize);
-            if (o.Timestamp.Offset != TimeSpan.Zero) (offsets ??= new short[n])[i] = (short)o.Timestamp.Offset.TotalMinutes;
+            o.Values.CopyTo(values.Slice(i * inputSize, inputSize));
+            if (o.Timestamp.Offset != TimeSpan.Zero)
+                MemoryMarshal.Cast<byte, short>((offsetBytes ??= new byte[n * sizeof(short)]).AsSpan())[i] = (short)o.Timestamp.Offset.TotalMinutes;
         }
-        return new ObservationBatch(sequences, ticks, values, offsets);
+        return new ObservationBatch(sequenceBytes, tickBytes, valueBytes, offsetBytes);
     }
 
     /// <summary>n: observations in the batch (0 when the sequence column is missing, which <see cref="CheckShape"/> reports).</summary>

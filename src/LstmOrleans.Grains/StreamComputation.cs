@@ -183,23 +183,35 @@ internal static class StreamComputation
         // The forecasts go straight into the stream's answer buffers (overwritten in place on every step, so nothing
         // allocated here outlives the call); the caller gets a record with its own copies.
         int k = s.Horizons;
-        var answer = s.LatestAnswer;
         Span<double> rmse = k <= 64 ? stackalloc double[k] : new double[k];   // [K]
         // Forecasts reach the answer buffers only once the step has been accepted: a refused step leaves the last answer.
         Span<float> predictions = k <= 64 ? stackalloc float[k] : new float[k];   // [K]
         float previousError = StepInto(s, observation.Sequence, observation.Timestamp, observation.Values, model, options.ErrorSmoothing, predictions, rmse);
-        answer.Prepare(k);
+        WriteLatestAnswer(s, streamId, observation.Sequence, observation.Timestamp, predictions, rmse, previousError, options.IntervalZ);
+        return s.LatestAnswer.ToStepResult()!;
+    }
+
+    /// <summary>
+    /// Writes the answer to the step just taken into the stream's answer buffers (<see cref="StreamState.LatestAnswer"/>):
+    /// its forecasts <paramref name="predictions"/> [K], RMSE <paramref name="rmse"/> [K] and one-step error as
+    /// <see cref="StepInto"/> gave them, the error sample counts of the stream as it now is. The single-value answer
+    /// and a batch's last element's (what <see cref="BatchForecast.StepResultAt"/> gives for it) are the same values.
+    /// </summary>
+    private static void WriteLatestAnswer(StreamState s, string streamId, long sequence, DateTimeOffset timestamp,
+        ReadOnlySpan<float> predictions, ReadOnlySpan<double> rmse, float previousError, double intervalZ)
+    {
+        var answer = s.LatestAnswer;
+        answer.Prepare(s.Horizons);
         predictions.CopyTo(answer.Predictions);
-        BatchForecast.WriteIntervals(answer.Predictions, rmse, options.IntervalZ, answer.Lower, answer.Upper, answer.Rmse);
+        BatchForecast.WriteIntervals(answer.Predictions, rmse, intervalZ, answer.Lower, answer.Upper, answer.Rmse);
         s.ErrorSamples.CopyTo(answer.ErrorSamples, 0);
         answer.StreamId = streamId;
-        answer.Sequence = observation.Sequence;
-        answer.Timestamp = observation.Timestamp;
+        answer.Sequence = sequence;
+        answer.Timestamp = timestamp;
         answer.PreviousError = s.StepCount == 1 ? null : previousError;
         answer.WeightsVersion = s.WeightsVersion;
         answer.Duplicate = false;
         answer.StepCount = s.StepCount;
-        return answer.ToStepResult()!;
     }
 
     /// <summary>
@@ -227,7 +239,11 @@ internal static class StreamComputation
             }
             var forecast = new BatchForecast(streamId, n, k, firstNew, duplicateAnswer, s.WeightsVersion, firstStepCount, options.IntervalZ,
                 (long[])s.ErrorSamples.Clone(), predictions.AsSpan(0, m * k), rmse.AsSpan(0, m * k), previousErrors.AsSpan(0, m));
-            if (m > 0) s.Latest = forecast.StepResultAt(m - 1, sequences[n - 1], batch.Timestamp(n - 1));
+            // The last element's answer straight into the stream's buffers: setting Latest to forecast.StepResultAt(m - 1)
+            // built a record and five arrays per batch only to copy them in.
+            if (m > 0)
+                WriteLatestAnswer(s, streamId, sequences[n - 1], batch.Timestamp(n - 1), predictions.AsSpan((m - 1) * k, k), rmse.AsSpan((m - 1) * k, k),
+                    previousErrors[m - 1], options.IntervalZ);
             return forecast;
         }
         finally
@@ -245,7 +261,7 @@ internal static class StreamComputation
     /// stream's first step). Throws <see cref="ObservationRejectedException"/> (<see cref="RejectionReason.NonFiniteResult"/>)
     /// and changes nothing in <paramref name="s"/> when the step's state or forecasts come out NaN or infinite.
     /// </summary>
-    private static float StepInto(StreamState s, long sequence, DateTimeOffset timestamp, ReadOnlySpan<float> values, CachedModel model,
+    internal static float StepInto(StreamState s, long sequence, DateTimeOffset timestamp, ReadOnlySpan<float> values, CachedModel model,
         double alpha, Span<float> predictions, Span<double> rmse)
     {
         var config = model.Config;
@@ -520,7 +536,16 @@ internal static class StreamComputation
         int c = HistoryChunkSize(s);
         long keepFrom = s.ClosedCount + s.Tail.Count - s.HistoryCapacity;
         // Whole chunks from the one holding keepFrom (a chunk ending at or before it is out of the new window).
-        return Cut(s, pending, Math.Max(pending.StartIndex, keepFrom <= 0 ? 0 : keepFrom / c * c), pending.EndIndex);
+        long from = Math.Max(pending.StartIndex, keepFrom <= 0 ? 0 : keepFrom / c * c);
+        // The common case (one chunk closed since the last write, by C single values or a batch of C): the pending chunk
+        // is already exactly the record Cut would make (aligned, C entries in arrays of C rows), so it is written as it is
+        // rather than copied, which was a second ~2 KB chunk per close (C = 64, D = 1 or 2). Nothing changes it afterwards:
+        // the write that takes it ends with PendingClosed = null, and a failed one leaves it pending, to be grown or cut
+        // by the next write.
+        if (from == pending.StartIndex && from % c == 0 && pending.Count == c && pending.Capacity == c
+            && pending.Values.Length == c * s.InputSize && pending.Inputs.Length == c * s.InputWidth)
+            return [pending];
+        return Cut(s, pending, from, pending.EndIndex);
     }
 
     /// <summary>

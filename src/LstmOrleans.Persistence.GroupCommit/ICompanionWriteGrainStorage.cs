@@ -29,10 +29,14 @@ internal static class CompanionWrites
     /// <summary>Throws <see cref="ArgumentException"/> unless the companion names differ from the main one and from each other.</summary>
     public static void EnsureDistinct<TCompanion>(string stateName, GrainId grainId, IReadOnlyList<KeyValuePair<string, TCompanion>> companions)
     {
+        // Plain loops: every companion write (each closed history chunk) runs this, and Take(i).Any(lambda) allocated a
+        // closure, an iterator and an enumerator per companion.
         for (int i = 0; i < companions.Count; i++)
         {
             string name = companions[i].Key;
-            if (name == stateName || companions.Take(i).Any(c => c.Key == name))
+            bool repeated = name == stateName;
+            for (int j = 0; j < i && !repeated; j++) repeated = companions[j].Key == name;
+            if (repeated)
             {
                 throw new ArgumentException($"Companion state name '{name}' of {grainId} is not distinct.", nameof(companions));
             }

@@ -129,29 +129,44 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage, ICompanionW
         IReadOnlyList<KeyValuePair<string, TCompanion>> companions)
     {
         CompanionWrites.EnsureDistinct(stateName, grainId, companions);
-        var scratch = new ArrayBufferWriter<byte>(4096);
-        var ends = new int[companions.Count + 1];
-        SerializeInto(scratch, grainState.State);
-        ends[0] = scratch.WrittenCount;
-        for (int i = 0; i < companions.Count; i++)
+        // The per-thread scratch buffer, as a plain write uses (this method too completes on the calling thread without
+        // calling out, so nothing else can use the buffer meanwhile), and the record ends on the stack: every chunk close
+        // of a stream wrote through a new 4 KB buffer writer, an array of ends and a closure over them.
+        var scratch = t_scratch ??= new ArrayBufferWriter<byte>(4096);
+        scratch.ResetWrittenCount();
+        int count = companions.Count;
+        int[]? rentedEnds = null;
+        Span<int> ends = count < 64 ? stackalloc int[count + 1] : (rentedEnds = ArrayPool<int>.Shared.Rent(count + 1)).AsSpan(0, count + 1);
+        try
         {
-            SerializeInto(scratch, companions[i].Value);
-            ends[i + 1] = scratch.WrittenCount;
-        }
-        var written = scratch.WrittenSpan;
-        long version = Store(nameof(WriteStateWithCompanionsAsync), stateName, grainId, grainState, written[..ends[0]], exists: true,
-            applyWithinLock: () =>
+            SerializeInto(scratch, grainState.State);
+            ends[0] = scratch.WrittenCount;
+            for (int i = 0; i < count; i++)
             {
-                var bytes = scratch.WrittenSpan;
-                for (int i = 0; i < companions.Count; i++)
+                SerializeInto(scratch, companions[i].Value);
+                ends[i + 1] = scratch.WrittenCount;
+            }
+            var bytes = scratch.WrittenSpan;
+            var (slot, expected) = SlotToWrite(nameof(WriteStateWithCompanionsAsync), stateName, grainId, grainState);
+            long version;
+            lock (slot)
+            {
+                if (slot.Version != expected) throw Conflict(nameof(WriteStateWithCompanionsAsync), stateName, grainId, StoredETag(slot), grainState.ETag);
+                for (int i = 0; i < count; i++)
                 {
-                    var slot = _slots.GetOrAdd((companions[i].Key, grainId), NewSlot, this);
-                    lock (slot) Install(slot, bytes[ends[i]..ends[i + 1]], exists: true);
+                    var companion = _slots.GetOrAdd((companions[i].Key, grainId), NewSlot, this);
+                    lock (companion) Install(companion, bytes[ends[i]..ends[i + 1]], exists: true);
                 }
-            });
-        grainState.ETag = EtagFormat.Format(version);
-        grainState.RecordExists = true;
-        return Task.CompletedTask;
+                version = Install(slot, bytes[..ends[0]], exists: true);
+            }
+            grainState.ETag = EtagFormat.Format(version);
+            grainState.RecordExists = true;
+            return Task.CompletedTask;
+        }
+        finally
+        {
+            if (rentedEnds is not null) ArrayPool<int>.Shared.Return(rentedEnds);
+        }
     }
 
     private void SerializeInto<TState>(ArrayBufferWriter<byte> writer, TState state)
@@ -168,8 +183,22 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage, ICompanionW
         return Task.CompletedTask;
     }
 
-    /// <summary>Installs the next version if the stored one is the one <paramref name="etag"/> names; returns the new version.</summary>
-    private long Store<T>(string operation, string stateName, GrainId grainId, IGrainState<T> grainState, ReadOnlySpan<byte> payload, bool exists, Action? applyWithinLock = null)
+    /// <summary>Installs the next version if the stored one is the one <paramref name="grainState"/>'s ETag names; returns the new version.</summary>
+    private long Store<T>(string operation, string stateName, GrainId grainId, IGrainState<T> grainState, ReadOnlySpan<byte> payload, bool exists)
+    {
+        var (slot, expected) = SlotToWrite(operation, stateName, grainId, grainState);
+        lock (slot)
+        {
+            if (slot.Version != expected) throw Conflict(operation, stateName, grainId, StoredETag(slot), grainState.ETag);
+            return Install(slot, payload, exists);
+        }
+    }
+
+    /// <summary>
+    /// The slot a write of <paramref name="grainState"/> goes to and the version its ETag names (0: none), to be checked
+    /// under the slot's lock; throws the conflict when the ETag is not one of ours, or names a version of a key never stored.
+    /// </summary>
+    private (Slot Slot, long Expected) SlotToWrite<T>(string operation, string stateName, GrainId grainId, IGrainState<T> grainState)
     {
         string? etag = grainState.ETag;
         long expected = ParseETag(etag);
@@ -181,13 +210,11 @@ public sealed partial class LocalMemoryGrainStorage : IGrainStorage, ICompanionW
             if (slot is null) throw Conflict(operation, stateName, grainId, null, etag);
             Remember(grainState, slot);
         }
-        lock (slot)
-        {
-            if (slot.Version != expected) throw Conflict(operation, stateName, grainId, slot.Version == 0 ? null : EtagFormat.Format(slot.Version), etag);
-            applyWithinLock?.Invoke();
-            return Install(slot, payload, exists);
-        }
+        return (slot, expected);
     }
+
+    /// <summary>The ETag of <paramref name="slot"/>'s stored version, or null when it was never stored (its lock held).</summary>
+    private static string? StoredETag(Slot slot) => slot.Version == 0 ? null : EtagFormat.Format(slot.Version);
 
     /// <summary>Stores the next version of <paramref name="slot"/> (its lock held); returns that version.</summary>
     private static long Install(Slot slot, ReadOnlySpan<byte> payload, bool exists)
