@@ -489,6 +489,12 @@ public sealed class HttpApiTests(SiloProcess silo)
             Assert.False(Responses(path, method).TryGetProperty("200", out _), $"{method} {path}");
         }
 
+        // The training settings' required properties are the ones PUT .../training/settings refuses to go without
+        // (an omitted one was bound as 0 although the document said required), and no others.
+        var settings = doc.GetProperty("components").GetProperty("schemas").GetProperty("TrainingSettings");
+        Assert.Equal(["period", "minNewObservations", "sampleSize", "epochs", "timeBudget", "learningRate", "windowLength"],
+            settings.GetProperty("required").EnumerateArray().Select(e => e.GetString()));
+
         JsonElement Responses(string path, string method) => paths.GetProperty(path).GetProperty(method).GetProperty("responses");
     }
 }
