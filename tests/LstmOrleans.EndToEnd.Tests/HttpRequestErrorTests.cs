@@ -102,6 +102,34 @@ public sealed class HttpRequestErrorTests(SiloProcess silo)
     }
 
     [Fact]
+    public async Task A_training_period_shorter_than_the_minimum_reminder_period_is_400_naming_the_minimum()
+    {
+        using var http = silo.CreateHttpClient();
+        (await http.PostAsync("/models", Json("""{"name":"settings-period","hiddenSize":8}"""))).EnsureSuccessStatusCode();
+        const string complete = """{"period":"02:00:00","minNewObservations":0,"sampleSize":7,"epochs":3,"timeBudget":"00:00:30","learningRate":0.002,"windowLength":16}""";
+        using (var configured = await http.PutAsync("/models/settings-period/training/settings", Json(complete)))
+            Assert.True(configured.IsSuccessStatusCode, await configured.Content.ReadAsStringAsync());
+        var before = await SettingsAsync();
+
+        // The schedule ticks on a reminder, which this silo (Orleans' default) lets tick at most once a minute: a
+        // period of 1 s was accepted and silently ran rounds a minute or more apart.
+        var tooShort = await DetailAsync(await http.PutAsync("/models/settings-period/training/settings", Json(complete.Replace("02:00:00", "00:00:01"))), HttpStatusCode.BadRequest);
+        Assert.Contains("Period must be zero (no periodic rounds) or at least 00:01:00", tooShort);
+        Assert.EndsWith("got 00:00:01.", tooShort);
+        Assert.Equal(before, await SettingsAsync());
+        // The minimum itself, and zero (no schedule), are accepted.
+        foreach (var period in new[] { "00:01:00", "00:00:00" })
+        {
+            using var accepted = await http.PutAsync("/models/settings-period/training/settings", Json(complete.Replace("02:00:00", period)));
+            Assert.True(accepted.IsSuccessStatusCode, await accepted.Content.ReadAsStringAsync());
+            Assert.Equal(period, JsonDocument.Parse(await SettingsAsync()).RootElement.GetProperty("period").GetString());
+        }
+
+        async Task<string> SettingsAsync() =>
+            JsonDocument.Parse(await http.GetStringAsync("/models/settings-period/training")).RootElement.GetProperty("settings").GetRawText();
+    }
+
+    [Fact]
     public async Task A_missing_body_says_a_JSON_body_is_required_and_what_it_holds()
     {
         using var http = silo.CreateHttpClient();
