@@ -193,6 +193,10 @@ public sealed class HttpRequestErrorTests(SiloProcess silo)
             await DetailAsync(await http.PostAsync("/models/default/versions/abc/activate", null), HttpStatusCode.BadRequest));
         Assert.Equal("The path parameter 'roundId' must be an integer; got 'latest'.",
             await DetailAsync(await http.GetAsync("/models/default/training/rounds/latest"), HttpStatusCode.BadRequest));
+        // Numbers that can be no version: they bound, and were the 404 of a version that is not retained.
+        foreach (var notPositive in new[] { "0", "-1" })
+            Assert.Equal($"The path parameter 'version' must be a positive integer; got '{notPositive}'.",
+                await DetailAsync(await http.PostAsync($"/models/default/versions/{notPositive}/activate", null), HttpStatusCode.BadRequest));
         // A number that is no retained version is still a 404 that lists the retained ones.
         Assert.Contains("has no retained version 999", await DetailAsync(await http.PostAsync("/models/default/versions/999/activate", null), HttpStatusCode.NotFound));
     }

@@ -67,8 +67,12 @@ internal static partial class BindingFailure
         var expected = parameter is null
             ? (typeText.Contains("int", StringComparison.OrdinalIgnoreCase) || typeText.Contains("long", StringComparison.OrdinalIgnoreCase) ? "an integer" : "a valid value")
             : Expected(parameter.ParameterType, parameter.GetCustomAttribute<RangeAttribute>());
-        return $"The {source} '{name}' must be {expected}; got '{value}'.";
+        return ParameterProblem(source, name, expected, value);
     }
+
+    /// <summary>"The path parameter 'version' must be a positive integer; got '0'.": also for values that bind but are out of range.</summary>
+    internal static string ParameterProblem(string source, string name, string expected, string value) =>
+        $"The {source} '{name}' must be {expected}; got '{value}'.";
 
     /// <summary>What a JSON value (or query value) of <paramref name="type"/> must be, in words.</summary>
     private static string Expected(Type type, RangeAttribute? range = null)
