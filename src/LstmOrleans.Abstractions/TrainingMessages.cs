@@ -5,7 +5,11 @@ namespace LstmOrleans.Abstractions;
 /// <see cref="ITrainingGrain.ConfigureAsync"/>; an invalid one is rejected with a <see cref="ModelOperationException"/>
 /// and nothing changes.
 /// </summary>
-/// <param name="Period">A scheduled round runs this long after the previous round (any outcome), at most 3650 days. Zero = no periodic rounds.</param>
+/// <param name="Period">
+/// A scheduled round runs this long after the previous round (any outcome), at most 3650 days. Zero = no periodic rounds.
+/// Otherwise at least the silo's minimum reminder period (Orleans' ReminderOptions.MinimumReminderPeriod, 1 min by
+/// default), the schedule's reminder ticking no more often.
+/// </param>
 /// <param name="MinNewObservations">
 /// A round also runs once this many observations arrived across the model's streams since the previous round
 /// (checked on every schedule tick). Zero = no observation trigger.

@@ -27,7 +27,10 @@ public class ArgumentExitCodeTests
         // A value that does not parse at all, for an option or argument with a range check: the check threw while
         // parsing (an unhandled exception, a stack trace and exit code 134) instead of letting the parse error through.
         { ["models", "--connect-timeout", "abc", "-c", "127.0.0.1:1"], "Cannot parse argument 'abc' for option '--connect-timeout'" },
-        { ["rollback", "default", "abc"], "Cannot parse argument 'abc'" },
+        // It was "Cannot parse argument 'abc' for command 'rollback' as expected type 'System.Int64'", and 0 was refused in other words.
+        { ["rollback", "default", "abc"], "VERSION must be a positive integer; got 'abc'." },
+        { ["rollback", "default", "0"], "VERSION must be a positive integer; got '0'." },
+        { ["rollback", "default", "1.5"], "VERSION must be a positive integer; got '1.5'." },
         { ["streams", "--limit", "abc"], "Cannot parse argument 'abc' for option '--limit'" },
         { ["streams", "--concurrency", "x1"], "Cannot parse argument 'x1' for option '--concurrency'" },
         { ["watch", "s", "--interval", "abc"], "Cannot parse argument 'abc' for option '--interval'" },
@@ -38,6 +41,19 @@ public class ArgumentExitCodeTests
         { ["plot", "p.csv", "--last", "abc"], "Cannot parse argument 'abc' for option '--last'" },
         { ["demo", "--rows", "abc"], "Cannot parse argument 'abc' for option '--rows'" },
     };
+
+    [Fact]
+    public void Rollback_names_no_dotnet_type_and_models_help_says_it_takes_any_number_of_names()
+    {
+        var result = Cli.Run("rollback", "demo", "abc");
+        Assert.Equal(2, result.ExitCode);
+        Assert.DoesNotContain("System.Int64", result.Stderr);
+        // README: `models [MODEL...]`; the command takes zero or more names.
+        var help = Cli.Run("models", "--help");
+        Assert.Equal(0, help.ExitCode);
+        Assert.Contains("models [<MODEL>...] [options]", help.Stdout);
+        Assert.Contains("Any number of model names (none: the default model).", help.Stdout);
+    }
 
     [Theory]
     [MemberData(nameof(ParseErrors))]

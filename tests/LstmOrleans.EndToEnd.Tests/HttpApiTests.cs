@@ -489,6 +489,33 @@ public sealed class HttpApiTests(SiloProcess silo)
             Assert.False(Responses(path, method).TryGetProperty("200", out _), $"{method} {path}");
         }
 
+        // The ingest body, per media type, as the parser reads it. One object schema shared by all three marked sequence
+        // and timestamp required, lacked "value", allowed no array, and described CSV and NDJSON as JSON objects.
+        var content = paths.GetProperty("/streams/{streamId}/observations").GetProperty("post").GetProperty("requestBody").GetProperty("content");
+        var json = content.GetProperty("application/json").GetProperty("schema");
+        var shapes = json.GetProperty("oneOf").EnumerateArray().ToList();
+        Assert.Equal(["object", "array"], shapes.Select(Type));
+        var observation = shapes[0];
+        Assert.Equal("object", Type(shapes[1].GetProperty("items")));
+        Assert.Equal(1, shapes[1].GetProperty("minItems").GetInt32());
+        Assert.False(observation.TryGetProperty("required", out _));
+        var properties = observation.GetProperty("properties");
+        foreach (var name in new[] { "sequence", "timestamp", "values", "value" })
+            Assert.True(properties.TryGetProperty(name, out _), name);
+        Assert.Equal("number", Type(properties.GetProperty("value")));
+        Assert.Equal("array", Type(properties.GetProperty("values")));
+        // 'values' or 'value' is what is required.
+        Assert.Equal(["values", "value"], observation.GetProperty("anyOf").EnumerateArray().Select(a => a.GetProperty("required").EnumerateArray().Single().GetString()));
+        foreach (var text in new[] { "application/x-ndjson", "text/csv" })
+            Assert.Equal("string", Type(content.GetProperty(text).GetProperty("schema")));
+
+        // The training settings' required properties are the ones PUT .../training/settings refuses to go without
+        // (an omitted one was bound as 0 although the document said required), and no others.
+        var settings = doc.GetProperty("components").GetProperty("schemas").GetProperty("TrainingSettings");
+        Assert.Equal(["period", "minNewObservations", "sampleSize", "epochs", "timeBudget", "learningRate", "windowLength"],
+            settings.GetProperty("required").EnumerateArray().Select(e => e.GetString()));
+
+        static string? Type(JsonElement schema) => schema.GetProperty("type").GetString();
         JsonElement Responses(string path, string method) => paths.GetProperty(path).GetProperty(method).GetProperty("responses");
     }
 }

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Globalization;
 using LstmOrleans.Abstractions;
 using LstmOrleans.Grains;
 using LstmOrleans.Lstm;
@@ -12,7 +13,7 @@ internal static class ModelClusterCommands
     public static Command Models()
     {
         var cluster = new ClusterOptions();
-        var names = new Argument<string[]>("MODEL") { Description = "Model names (default: the default model).", Arity = ArgumentArity.ZeroOrMore };
+        var names = new Argument<string[]>("MODEL") { Description = "Any number of model names (none: the default model).", Arity = ArgumentArity.ZeroOrMore };
         var json = new Option<bool>("--json") { Description = "Print the models as JSON (info and retained versions of each)." };
         var all = new Option<bool>("--all") { Description = "Show every model the cluster has (from its model catalog) instead of the named ones." };
         var command = new Command("models", "Show models: configuration, active version and retained versions.") { names, json, all };
@@ -110,8 +111,19 @@ internal static class ModelClusterCommands
     {
         var cluster = new ClusterOptions();
         var name = new Argument<string>("MODEL") { Description = "Model name." };
-        var version = new Argument<long>("VERSION") { Description = "Retained version to make active." };
-        version.Validators.Add(r => { if (r.ParsedOrNull<long>() < 1) r.AddError("VERSION must be a positive version number."); });
+        var version = new Argument<long>("VERSION")
+        {
+            Description = "Retained version to make active (a positive integer, as 'models' lists them).",
+            // Parsed here: the default parser's error for "abc" named the .NET type ("as expected type 'System.Int64'"),
+            // and 0 or -5 needs the same answer as abc, in the words the HTTP API uses for its version parameter.
+            CustomParser = r =>
+            {
+                var token = r.Tokens.Count == 1 ? r.Tokens[0].Value : string.Join(" ", r.Tokens.Select(t => t.Value));
+                if (long.TryParse(token, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var parsed) && parsed >= 1) return parsed;
+                r.AddError($"VERSION must be a positive integer; got '{token}'.");
+                return 0;
+            },
+        };
         var command = new Command("rollback", "Make a retained version of a model active on every silo.") { name, version };
         cluster.AddTo(command);
         command.SetAction((result, ct) => CommandSupport.WithClusterAsync(cluster, result, ct, async connection =>

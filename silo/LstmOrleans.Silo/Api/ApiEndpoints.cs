@@ -37,6 +37,7 @@ public static class ApiEndpoints
             app.Use(next => new ApiKeyMiddleware(next, apiKey, dashboard).InvokeAsync);
         }
         dashboard?.UseSeparation(app);
+        CompleteBody.UseBuffering(app);
 
         var readiness = app.Services.GetRequiredService<Readiness>();
         app.Lifetime.ApplicationStarted.Register(readiness.MarkStarted);

@@ -67,8 +67,12 @@ internal static partial class BindingFailure
         var expected = parameter is null
             ? (typeText.Contains("int", StringComparison.OrdinalIgnoreCase) || typeText.Contains("long", StringComparison.OrdinalIgnoreCase) ? "an integer" : "a valid value")
             : Expected(parameter.ParameterType, parameter.GetCustomAttribute<RangeAttribute>());
-        return $"The {source} '{name}' must be {expected}; got '{value}'.";
+        return ParameterProblem(source, name, expected, value);
     }
+
+    /// <summary>"The path parameter 'version' must be a positive integer; got '0'.": also for values that bind but are out of range.</summary>
+    internal static string ParameterProblem(string source, string name, string expected, string value) =>
+        $"The {source} '{name}' must be {expected}; got '{value}'.";
 
     /// <summary>What a JSON value (or query value) of <paramref name="type"/> must be, in words.</summary>
     private static string Expected(Type type, RangeAttribute? range = null)
@@ -99,16 +103,25 @@ internal static partial class BindingFailure
         || type == typeof(uint) || type == typeof(ulong) || type == typeof(ushort) || type == typeof(sbyte);
 
     /// <summary>"an object with the properties name (required), inputSize, ...": a request type's JSON properties.</summary>
-    private static string Shape(Type type)
+    internal static string Shape(Type type)
+    {
+        var required = RequiredProperties(type).ToHashSet(StringComparer.OrdinalIgnoreCase);
+        var names = Properties(type).Select(p => JsonName(p.Name) + (required.Contains(JsonName(p.Name)) ? " (required)" : ""));
+        return $"an object with the properties {string.Join(", ", names)}";
+    }
+
+    /// <summary>
+    /// The JSON names of a request type's required properties, in declaration order: its constructor's parameters that
+    /// have no default value and are not nullable (the ones the OpenAPI document marks required).
+    /// </summary>
+    internal static IReadOnlyList<string> RequiredProperties(Type type)
     {
         var constructor = type.GetConstructors().OrderByDescending(c => c.GetParameters().Length).FirstOrDefault();
         var nullability = new NullabilityInfoContext();
-        var required = constructor?.GetParameters()
+        return constructor?.GetParameters()
             .Where(p => !p.HasDefaultValue && !(Nullable.GetUnderlyingType(p.ParameterType) is not null
                 || (!p.ParameterType.IsValueType && nullability.Create(p).WriteState == NullabilityState.Nullable)))
-            .Select(p => p.Name).ToHashSet(StringComparer.OrdinalIgnoreCase) ?? [];
-        var names = Properties(type).Select(p => JsonName(p.Name) + (required.Contains(p.Name) ? " (required)" : ""));
-        return $"an object with the properties {string.Join(", ", names)}";
+            .Select(p => JsonName(p.Name!)).ToList() ?? [];
     }
 
     /// <summary>The properties JSON can set (a record's positional ones have init setters; computed ones have none).</summary>

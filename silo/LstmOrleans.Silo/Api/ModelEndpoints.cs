@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using System.Globalization;
 using LstmOrleans.Abstractions;
 
 namespace LstmOrleans.Silo.Api;
@@ -107,6 +108,10 @@ internal static class ModelEndpoints
         // what a version is (BindingFailure).
         models.MapPost("/{name}/versions/{version}/activate", async (string name, [Range(1, long.MaxValue)] long version, IGrainFactory grains) =>
             {
+                // [Range] only documents (OpenAPI, the message for a non-number): 0 and -1 bound and were a 404 "no
+                // retained version", as if they could be one.
+                if (version < 1)
+                    throw new RequestValidationException(BindingFailure.ParameterProblem("path parameter", "version", "a positive integer", version.ToString(CultureInfo.InvariantCulture)));
                 var grain = grains.GetGrain<IModelGrain>(CheckName(name));
                 var versions = await grain.ListVersionsAsync();
                 if (!versions.Any(v => v.Version == version))

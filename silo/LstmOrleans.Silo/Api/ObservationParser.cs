@@ -20,13 +20,11 @@ public sealed class RequestValidationException(string message, int statusCode = 
 /// <c>timestamp</c> are optional and every other column is a feature, in order (NAB's <c>timestamp,value</c> works as is).
 /// Non-finite values and values beyond <see cref="Observation.MaxMagnitude"/> are rejected here, with their position,
 /// before anything reaches a grain (a body larger than a grain batch goes in several calls, so a value the grain would
-/// reject in a later call must not get past this check).
+/// reject in a later call must not get past this check). <see cref="IngestBodyDocumentation"/> describes what this
+/// accepts for OpenAPI: keep the two in step.
 /// </summary>
 public static class ObservationParser
 {
-    /// <summary>The body formats, as OpenAPI lists them (the parser also takes text/json, application/ndjson, application/jsonl and application/csv).</summary>
-    public static readonly string[] MediaTypes = ["application/json", "application/x-ndjson", "text/csv"];
-
     public static List<ObservationInput> Parse(ReadOnlySpan<byte> body, string? contentType, int maxCount)
     {
         // Spreadsheet exports ("CSV UTF-8") and some JSON writers start with a byte order mark; left in, it made the

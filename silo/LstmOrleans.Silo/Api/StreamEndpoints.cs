@@ -23,14 +23,10 @@ internal static class StreamEndpoints
             // The body's media types are described for OpenAPI only: as Accepts metadata they also made routing answer
             // every other Content-Type with a bare 415 before the parser could say what is accepted, and that refused
             // the parser's other names for the same formats (text/json, application/ndjson, application/csv...).
-            .AddOpenApiOperationTransformer(async (operation, context, cancellationToken) =>
+            .AddOpenApiOperationTransformer((operation, context, cancellationToken) =>
             {
-                var schema = await context.GetOrCreateSchemaAsync(typeof(ObservationInput), null, cancellationToken);
-                operation.RequestBody = new Microsoft.OpenApi.OpenApiRequestBody
-                {
-                    Required = true,
-                    Content = ObservationParser.MediaTypes.ToDictionary(m => m, _ => new Microsoft.OpenApi.OpenApiMediaType { Schema = schema }),
-                };
+                operation.RequestBody = IngestBodyDocumentation.RequestBody();
+                return Task.CompletedTask;
             })
             .Produces<IngestResponse>()
             .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409).ProducesProblem(413).ProducesProblem(415).ProducesProblem(422);

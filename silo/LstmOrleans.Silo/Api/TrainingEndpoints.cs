@@ -16,9 +16,15 @@ internal static class TrainingEndpoints
                 Results.Ok(await Grain(grains, name).GetStatusAsync()))
             .WithSummary("Training status: settings, schedule, recent rounds.").Produces<TrainingStatus>().ProducesProblem(404);
 
-        training.MapPut("/settings", async (string name, TrainingSettings settings, IGrainFactory grains) =>
-                Results.Ok(await Grain(grains, name).ConfigureAsync(settings)))
-            .WithSummary("Replaces the training settings (validated; nothing changes on a bad value).").Produces<TrainingStatus>().ProducesProblem(400).ProducesProblem(404);
+        training.MapPut("/settings", async (string name, TrainingSettings settings, HttpRequest request, IGrainFactory grains) =>
+            {
+                // A replacement: an omitted required property is a 400, not a 0 (CompleteBody).
+                await CompleteBody.CheckAsync<TrainingSettings>(request);
+                return Results.Ok(await Grain(grains, name).ConfigureAsync(settings));
+            })
+            .WithMetadata(CompleteBody.Metadata)
+            .WithSummary("Replaces the training settings: the seven required ones must all be given, the others take their defaults (validated; nothing changes on a bad or missing value).")
+            .Produces<TrainingStatus>().ProducesProblem(400).ProducesProblem(404);
 
         training.MapPost("/pause", async (string name, IGrainFactory grains) => Results.Ok(await Grain(grains, name).PauseAsync()))
             .WithSummary("Stops scheduled and manual rounds until resumed.").Produces<TrainingStatus>().ProducesProblem(404);

@@ -140,6 +140,8 @@ public sealed class TrainingGrainTests(TrainingFixture fixture, ITestOutputHelpe
             Quick() with { WindowLength = 240, MaxRowsPerStream = 1000 },
             // The next round would be due past the end of the calendar.
             Quick() with { Period = TimeSpan.MaxValue }, Quick() with { Period = TrainingSettingsValidation.MaxPeriod + TimeSpan.FromDays(1) },
+            // Shorter than this cluster's minimum reminder period (1 s): the schedule could not tick that often.
+            Quick() with { Period = TimeSpan.FromMilliseconds(500) },
         })
         {
             var e = await Assert.ThrowsAsync<ModelOperationException>(() => training.ConfigureAsync(bad));
