@@ -112,6 +112,23 @@ public sealed class ClientTests(SiloProcess silo)
         Assert.Contains("line 3", malformedResult.Stderr);
     }
 
+    [Fact]
+    public async Task Watch_prints_each_change_once_no_observations_included()
+    {
+        // Polls of a stream without values: one line saying so, not one per poll.
+        var empty = await RunAsync("watch", "cli-watch-empty", "--interval", "0.05", "--count", "4");
+        Assert.True(empty.ExitCode == 0, empty.ToString());
+        Assert.Single(empty.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.Contains("no observations yet"));
+
+        var pushed = await RunAsync("push", "cli-watch-one", "1.5");
+        Assert.True(pushed.ExitCode == 0, pushed.ToString());
+        var one = await RunAsync("watch", "cli-watch-one", "--interval", "0.05", "--count", "4");
+        Assert.True(one.ExitCode == 0, one.ToString());
+        var lines = one.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.DoesNotContain("no observations yet", lines[0]);
+    }
+
     [Theory]
     [InlineData("INT")]    // Ctrl+C, as watch's --count help says
     [InlineData("TERM")]   // what timeout(1), systemd and docker stop send

@@ -123,14 +123,24 @@ internal static class StreamCommands
         {
             var grain = connection.Grains.GetGrain<IStreamGrain>(result.GetValue(stream)!);
             var polls = result.GetValue(count);
+            // Each change is printed once, as a new forecast is: "no observations yet" too (it printed on every poll),
+            // again only after the stream had values and lost them (deleted or reset).
             long? lastSeen = null;
+            bool emptyShown = false;
             for (var i = 0; polls == 0 || i < polls; i++)
             {
                 if (i > 0) await Task.Delay(TimeSpan.FromSeconds(result.GetValue(interval)), ct);
                 var prediction = await grain.GetPredictionAsync();
-                if (prediction is null) Console.WriteLine($"{DateTimeOffset.Now:HH:mm:ss} no observations yet");
-                else if (prediction.StepCount != lastSeen) Console.WriteLine($"{DateTimeOffset.Now:HH:mm:ss} {CommandSupport.Describe(prediction)}");
-                lastSeen = prediction?.StepCount;
+                if (prediction is null)
+                {
+                    if (!emptyShown) Console.WriteLine($"{DateTimeOffset.Now:HH:mm:ss} no observations yet");
+                    emptyShown = true;
+                    lastSeen = null;
+                    continue;
+                }
+                emptyShown = false;
+                if (prediction.StepCount != lastSeen) Console.WriteLine($"{DateTimeOffset.Now:HH:mm:ss} {CommandSupport.Describe(prediction)}");
+                lastSeen = prediction.StepCount;
             }
             return 0;
         }));
