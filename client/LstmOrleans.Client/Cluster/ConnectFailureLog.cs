@@ -46,8 +46,24 @@ internal sealed class ConnectFailureLog : ILoggerProvider
                 return;
             }
         }
-        if (exception is ConnectionAbortedException) _closed = exception;
+        if (ClosedByGateway(exception)) _closed = exception;
         _last = exception;
+    }
+
+    /// <summary>
+    /// The gateway took the connection and then closed it. Depending on where the close lands, Orleans reports an
+    /// aborted connection, or (when the silo closes during the connection preamble, as a TLS silo does to a client
+    /// without TLS) an InvalidOperationException "Connection terminated prematurely" from its preamble read: a type
+    /// that says nothing, so its message is what tells it apart.
+    /// </summary>
+    internal static bool ClosedByGateway(Exception exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            if (e is ConnectionAbortedException) return true;
+            if (e is InvalidOperationException && e.Message.StartsWith("Connection terminated prematurely", StringComparison.Ordinal)) return true;
+        }
+        return false;
     }
 
     private static Exception Innermost(Exception exception)
