@@ -75,11 +75,8 @@ public sealed class HttpRequestErrorTests(SiloProcess silo)
     public async Task Training_settings_without_a_required_property_are_400_naming_every_missing_one_and_change_nothing()
     {
         using var http = silo.CreateHttpClient();
-        (await http.PostAsync("/models", Json("""{"name":"settings-partial","hiddenSize":8}"""))).EnsureSuccessStatusCode();
-        const string complete = """{"period":"02:00:00","minNewObservations":5,"sampleSize":7,"epochs":3,"timeBudget":"00:00:30","learningRate":0.002,"windowLength":16}""";
-        using (var configured = await http.PutAsync("/models/settings-partial/training/settings", Json(complete)))
-            Assert.True(configured.IsSuccessStatusCode, await configured.Content.ReadAsStringAsync());
-        var before = await SettingsAsync();
+        var before = await ModelWithSettingsAsync(http, "settings-partial",
+            """{"period":"02:00:00","minNewObservations":5,"sampleSize":7,"epochs":3,"timeBudget":"00:00:30","learningRate":0.002,"windowLength":16}""");
 
         // It bound the omitted ones as 0: "SampleSize must be between 1 and 100000, got 0".
         var epochsOnly = await DetailAsync(await http.PutAsync("/models/settings-partial/training/settings", Json("""{"epochs":10}""")), HttpStatusCode.BadRequest);
@@ -90,44 +87,48 @@ public sealed class HttpRequestErrorTests(SiloProcess silo)
         var noPeriod = await DetailAsync(await http.PutAsync("/models/settings-partial/training/settings",
             Json("""{"MinNewObservations":0,"sampleSize":16,"epochs":3,"timeBudget":"00:00:30","learningRate":0.002,"windowLength":16,"stride":4}""")), HttpStatusCode.BadRequest);
         Assert.StartsWith("The request body lacks the required property period; nothing was changed.", noPeriod);
-        Assert.Equal(before, await SettingsAsync());
+        Assert.Equal(before, await SettingsAsync(http, "settings-partial"));
 
         // The optional ones (stride, batchSize, ...) may be omitted: they take their defaults.
         var settings = JsonDocument.Parse(before).RootElement;
         Assert.Equal(32, settings.GetProperty("batchSize").GetInt32());
         Assert.Equal("02:00:00", settings.GetProperty("period").GetString());
-
-        async Task<string> SettingsAsync() =>
-            JsonDocument.Parse(await http.GetStringAsync("/models/settings-partial/training")).RootElement.GetProperty("settings").GetRawText();
     }
 
     [Fact]
     public async Task A_training_period_shorter_than_the_minimum_reminder_period_is_400_naming_the_minimum()
     {
         using var http = silo.CreateHttpClient();
-        (await http.PostAsync("/models", Json("""{"name":"settings-period","hiddenSize":8}"""))).EnsureSuccessStatusCode();
         const string complete = """{"period":"02:00:00","minNewObservations":0,"sampleSize":7,"epochs":3,"timeBudget":"00:00:30","learningRate":0.002,"windowLength":16}""";
-        using (var configured = await http.PutAsync("/models/settings-period/training/settings", Json(complete)))
-            Assert.True(configured.IsSuccessStatusCode, await configured.Content.ReadAsStringAsync());
-        var before = await SettingsAsync();
+        var before = await ModelWithSettingsAsync(http, "settings-period", complete);
 
         // The schedule ticks on a reminder, which this silo (Orleans' default) lets tick at most once a minute: a
         // period of 1 s was accepted and silently ran rounds a minute or more apart.
         var tooShort = await DetailAsync(await http.PutAsync("/models/settings-period/training/settings", Json(complete.Replace("02:00:00", "00:00:01"))), HttpStatusCode.BadRequest);
         Assert.Contains("Period must be zero (no periodic rounds) or at least 00:01:00", tooShort);
         Assert.EndsWith("got 00:00:01.", tooShort);
-        Assert.Equal(before, await SettingsAsync());
+        Assert.Equal(before, await SettingsAsync(http, "settings-period"));
         // The minimum itself, and zero (no schedule), are accepted.
         foreach (var period in new[] { "00:01:00", "00:00:00" })
         {
             using var accepted = await http.PutAsync("/models/settings-period/training/settings", Json(complete.Replace("02:00:00", period)));
             Assert.True(accepted.IsSuccessStatusCode, await accepted.Content.ReadAsStringAsync());
-            Assert.Equal(period, JsonDocument.Parse(await SettingsAsync()).RootElement.GetProperty("period").GetString());
+            Assert.Equal(period, JsonDocument.Parse(await SettingsAsync(http, "settings-period")).RootElement.GetProperty("period").GetString());
         }
-
-        async Task<string> SettingsAsync() =>
-            JsonDocument.Parse(await http.GetStringAsync("/models/settings-period/training")).RootElement.GetProperty("settings").GetRawText();
     }
+
+    /// <summary>Creates <paramref name="model"/> with its training <paramref name="settings"/>; returns them as stored.</summary>
+    private static async Task<string> ModelWithSettingsAsync(HttpClient http, string model, string settings)
+    {
+        (await http.PostAsync("/models", Json($$"""{"name":"{{model}}","hiddenSize":8}"""))).EnsureSuccessStatusCode();
+        using (var configured = await http.PutAsync($"/models/{model}/training/settings", Json(settings)))
+            Assert.True(configured.IsSuccessStatusCode, await configured.Content.ReadAsStringAsync());
+        return await SettingsAsync(http, model);
+    }
+
+    /// <summary>The model's training settings as the API shows them (raw JSON, to compare before and after).</summary>
+    private static async Task<string> SettingsAsync(HttpClient http, string model) =>
+        JsonDocument.Parse(await http.GetStringAsync($"/models/{model}/training")).RootElement.GetProperty("settings").GetRawText();
 
     [Fact]
     public async Task A_missing_body_says_a_JSON_body_is_required_and_what_it_holds()

@@ -22,6 +22,13 @@ internal static class TrainingCluster
     /// </summary>
     public static long UsedRows(int rows) => rows - Math.Min(rows, new TrainingGrainOptions().MinStatisticsCount - 1);
 
+    /// <summary>Kills the cluster's only silo: its activations end without deactivating, like a process that crashed.</summary>
+    public static async Task CrashAsync(InProcessTestCluster cluster)
+    {
+        await cluster.KillSiloAsync(cluster.Silos[0]);
+        await cluster.DisposeAsync();
+    }
+
     /// <param name="configureSilo">Runs last on every silo (e.g. to wrap the grain storage).</param>
     public static async Task<InProcessTestCluster> StartAsync(string serviceId, int silos, Action<TrainingGrainOptions>? configure = null,
         Action<ISiloBuilder>? configureSilo = null, Action<IClientBuilder>? configureClient = null)

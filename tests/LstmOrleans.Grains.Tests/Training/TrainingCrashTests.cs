@@ -31,13 +31,6 @@ public sealed class TrainingCrashTests(ITestOutputHelper output)
             },
             configureClient: client => client.Services.Configure<ClientMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromMinutes(3)));
 
-    /// <summary>Kills the cluster's only silo: its activations end without deactivating, like a process that crashed.</summary>
-    private static async Task CrashAsync(InProcessTestCluster cluster)
-    {
-        await cluster.KillSiloAsync(cluster.Silos[0]);
-        await cluster.DisposeAsync();
-    }
-
     /// <summary>
     /// A model with one round recorded and a second one started (its id handed out, shown as running) and held at its
     /// first step when the only silo is killed; then a new cluster on the same ServiceId. Returns the new cluster and the
@@ -71,7 +64,7 @@ public sealed class TrainingCrashTests(ITestOutputHelper output)
             await first.DisposeAsync();
             throw;
         }
-        await CrashAsync(first);
+        await TrainingCluster.CrashAsync(first);
         return (await StartAsync(serviceId), hold, handedOut);
     }
 
@@ -137,7 +130,7 @@ public sealed class TrainingCrashTests(ITestOutputHelper output)
             await first.DisposeAsync();
             throw;
         }
-        await CrashAsync(first);
+        await TrainingCluster.CrashAsync(first);
 
         var second = await StartAsync(serviceId);
         try

@@ -84,6 +84,20 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
             await TrainingFixture.WaitForRegistryAsync(Client, model, streams);
         });
 
+    /// <summary>
+    /// Round <paramref name="round"/> shows as running and not recorded (reads interleave, and show only what is stored),
+    /// and a start joins it rather than starting another.
+    /// </summary>
+    private static async Task AssertRunningAndUnrecordedAsync(ITrainingGrain training, long round)
+    {
+        Assert.Null(await training.GetRoundAsync(round));
+        var during = await training.GetStatusAsync();
+        Assert.True(during.Running);
+        Assert.Equal(round, during.RunningRoundId);
+        Assert.Empty(during.RecentRounds);
+        Assert.Equal(round, await training.StartRoundAsync());
+    }
+
     [Fact]
     public async Task A_stream_that_does_not_answer_in_time_is_skipped_and_the_round_goes_on_without_it()
     {
@@ -139,12 +153,7 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
 
         // Reads (which interleave) do not show what a crash now could still lose: the round is running, not recorded,
         // and a start joins it.
-        Assert.Null(await training.GetRoundAsync(first));
-        var during = await training.GetStatusAsync();
-        Assert.True(during.Running);
-        Assert.Equal(first, during.RunningRoundId);
-        Assert.Empty(during.RecentRounds);
-        Assert.Equal(first, await training.StartRoundAsync());
+        await AssertRunningAndUnrecordedAsync(training, first);
         Assert.False(hold.Released);
 
         // Stored, the record is shown, and a start after it begins a new round, not a join of the finished one.
@@ -197,12 +206,7 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
                 ? $"TrainNow returned round {(await wait).RoundId} ({(await wait).Decision}), whose record was never stored"
                 : $"TrainNow failed: {early.Message}");
         }
-        Assert.Null(await training.GetRoundAsync(first));
-        var during = await training.GetStatusAsync();
-        Assert.True(during.Running);
-        Assert.Equal(first, during.RunningRoundId);
-        Assert.Empty(during.RecentRounds);
-        Assert.Equal(first, await training.StartRoundAsync());
+        await AssertRunningAndUnrecordedAsync(training, first);
 
         // The store is back: the retried write stores the record, which the waiter now gets, and is then shown.
         fault.Release();

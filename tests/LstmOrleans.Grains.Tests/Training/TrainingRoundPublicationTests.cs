@@ -47,19 +47,6 @@ public sealed class TrainingRoundPublicationTests(ITestOutputHelper output)
 
     private static string NewServiceId() => "lstm-round-publication-" + Guid.NewGuid().ToString("N")[..8];
 
-    /// <summary>Kills the cluster's only silo: its activations end without deactivating, like a process that crashed.</summary>
-    private static async Task CrashAsync(InProcessTestCluster cluster)
-    {
-        await cluster.KillSiloAsync(cluster.Silos[0]);
-        await cluster.DisposeAsync();
-    }
-
-    private static async Task StopAsync(InProcessTestCluster cluster)
-    {
-        await cluster.StopAllSilosAsync();
-        await cluster.DisposeAsync();
-    }
-
     private static float[] Parameters(ModelInfo info, float value) => Enumerable.Repeat(value, info.ParameterCount).ToArray();
 
     /// <summary>A model with six sine streams registered and its training configured to publish.</summary>
@@ -100,7 +87,7 @@ public sealed class TrainingRoundPublicationTests(ITestOutputHelper output)
             await first.DisposeAsync();
             throw;
         }
-        await CrashAsync(first);
+        await TrainingCluster.CrashAsync(first);
 
         var second = await StartAsync(serviceId);
         try
@@ -137,7 +124,7 @@ public sealed class TrainingRoundPublicationTests(ITestOutputHelper output)
         }
         finally
         {
-            await StopAsync(second);
+            await TestSupport.StopAsync(second);
             // Only now: let go, the dead silo's round could still write its own record over the shared store.
             answer.Release();
         }
@@ -168,7 +155,7 @@ public sealed class TrainingRoundPublicationTests(ITestOutputHelper output)
             await first.DisposeAsync();
             throw;
         }
-        await CrashAsync(first);
+        await TrainingCluster.CrashAsync(first);
 
         var second = await StartAsync(serviceId);
         try
@@ -194,7 +181,7 @@ public sealed class TrainingRoundPublicationTests(ITestOutputHelper output)
         }
         finally
         {
-            await StopAsync(second);
+            await TestSupport.StopAsync(second);
             hold.Release();
         }
     }
@@ -224,7 +211,7 @@ public sealed class TrainingRoundPublicationTests(ITestOutputHelper output)
         }
         finally
         {
-            await StopAsync(cluster);
+            await TestSupport.StopAsync(cluster);
         }
     }
 
@@ -269,7 +256,7 @@ public sealed class TrainingRoundPublicationTests(ITestOutputHelper output)
             await first.DisposeAsync();
             throw;
         }
-        await StopAsync(first);
+        await TestSupport.StopAsync(first);
 
         // Durable: a new cluster reads it back from the store.
         var second = await StartAsync(serviceId);
@@ -289,7 +276,7 @@ public sealed class TrainingRoundPublicationTests(ITestOutputHelper output)
         }
         finally
         {
-            await StopAsync(second);
+            await TestSupport.StopAsync(second);
         }
     }
 
