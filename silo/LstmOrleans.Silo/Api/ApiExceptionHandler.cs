@@ -43,8 +43,9 @@ internal sealed class ApiExceptionHandler(IProblemDetailsService problemDetails,
         _ => StatusCodes.Status400BadRequest,
     };
 
-    private static string TitleFor(int status) => status switch
+    internal static string TitleFor(int status) => status switch
     {
+        StatusCodes.Status405MethodNotAllowed => "Method not allowed",
         StatusCodes.Status413PayloadTooLarge => "Request too large",
         StatusCodes.Status415UnsupportedMediaType => "Unsupported media type",
         StatusCodes.Status404NotFound => "Not found",

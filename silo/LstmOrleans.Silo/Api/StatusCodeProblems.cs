@@ -18,20 +18,19 @@ internal static class StatusCodeProblems
         var context = statusCode.HttpContext;
         var request = context.Request;
         int status = context.Response.StatusCode;
-        (string? title, string? detail) = status switch
+        string? detail = status switch
         {
-            StatusCodes.Status404NotFound => ("Not found",
-                $"No route matches {request.Method} {request.Path}; the routes are listed at /openapi/v1.json."),
-            StatusCodes.Status405MethodNotAllowed => ("Method not allowed",
-                $"{request.Path} does not take {request.Method}; it takes {AllowedMethods(context.Response)}."),
-            StatusCodes.Status415UnsupportedMediaType => ("Unsupported media type", UnsupportedBody(request.ContentType)),
-            _ => (null, null),
+            StatusCodes.Status404NotFound => $"No route matches {request.Method} {request.Path}; the routes are listed at /openapi/v1.json.",
+            StatusCodes.Status405MethodNotAllowed => $"{request.Path} does not take {request.Method}; it takes {AllowedMethods(context.Response)}.",
+            StatusCodes.Status415UnsupportedMediaType => UnsupportedBody(request.ContentType),
+            _ => null,
         };
         var problems = context.RequestServices.GetRequiredService<IProblemDetailsService>();
         await problems.WriteAsync(new ProblemDetailsContext
         {
             HttpContext = context,
-            ProblemDetails = { Status = status, Title = title, Detail = detail },
+            // The handler's titles for the statuses described here; any other keeps the framework's default.
+            ProblemDetails = { Status = status, Title = detail is null ? null : ApiExceptionHandler.TitleFor(status), Detail = detail },
         });
     }
 
