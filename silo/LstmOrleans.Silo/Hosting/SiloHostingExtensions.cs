@@ -161,9 +161,10 @@ public static class SiloHostingExtensions
         // Exact categories: a rule's category is a prefix, and "Orleans.Runtime.Silo" alone would cover SiloControl and more.
         string[] startReporters = ["Orleans.Runtime.Silo", "Orleans.Runtime.SiloLifecycleSubject", "Orleans.Runtime.MembershipService.MembershipTableManager"];
         // Prefixes: what stopping a silo that never finished starting reports (connection retries to an unreachable
-        // primary, stream queue reads and reminder reads cut short, calls cancelled or left without a target).
+        // primary, stream queue reads and reminder reads cut short, calls cancelled or left without a target, and the
+        // in-memory reminder table's Polly retries of its grain, which a stopping silo has no node for).
         string[] teardown = ["Orleans.Runtime.Messaging", "Orleans.Messaging", "Orleans.Runtime.GrainCallCancellationManager",
-            "Orleans.Runtime.ReminderService", "Orleans.Streams", "Orleans.Providers"];
+            "Orleans.Runtime.ReminderService", "Orleans.Streams", "Orleans.Providers", "Polly"];
         bool Keep(string? category, LogLevel level) =>
             level >= LogLevel.Critical
             || !(abandoned() && teardown.Any(p => category?.StartsWith(p, StringComparison.Ordinal) == true)
