@@ -60,4 +60,41 @@ public sealed class ModelListingTests(SiloProcess silo)
         Assert.NotEqual(0, both.ExitCode);
         Assert.Contains("not both", both.Stderr);
     }
+
+    /// <summary>
+    /// A silo starts with no model (the fixture creates its 'default' itself), so a fresh cluster's catalog is empty:
+    /// `models --all` says so instead of printing nothing, its JSON is an empty array, and `models` (the default model)
+    /// says the model does not exist.
+    /// </summary>
+    [Fact]
+    public async Task An_empty_catalog_is_reported_as_empty()
+    {
+        var empty = new SiloProcess(SiloProcess.ApiKey, ["--Storage:Provider=memory"], createDefaultModel: false);
+        try
+        {
+            await empty.InitializeAsync();
+            Task<ProcessResult> Run(params string[] args) =>
+                Binaries.RunClientAsync(Timeout, empty.DataFolder, [.. args, "--cluster", empty.Gateway, "--cluster-id", "e2e", "--service-id", "e2e", "--connect-timeout", "60"]);
+
+            var text = await Run("models", "--all");
+            Assert.True(text.ExitCode == 0, text.ToString());
+            Assert.Equal("", text.Stdout.Trim());
+            Assert.Contains("(no models: the cluster's catalog is empty; create one with create-model)", text.Stderr);
+
+            var json = await Run("models", "--all", "--json");
+            Assert.True(json.ExitCode == 0, json.ToString());
+            using var doc = JsonDocument.Parse(json.Stdout);
+            Assert.Equal(JsonValueKind.Array, doc.RootElement.GetProperty("models").ValueKind);
+            Assert.Equal(0, doc.RootElement.GetProperty("models").GetArrayLength());
+            Assert.DoesNotContain("no models", json.Stderr);
+
+            var named = await Run("models");
+            Assert.True(named.ExitCode == 1, named.ToString());
+            Assert.Contains("Model 'default' does not exist; create it first.", named.Stderr);
+        }
+        finally
+        {
+            await empty.DisposeAsync();
+        }
+    }
 }

@@ -24,10 +24,12 @@ public sealed class SiloProcess : IAsyncLifetime
     /// <summary>
     /// A silo with another API key (null = none) and extra configuration, later arguments winning. The API listens on
     /// <paramref name="httpHost"/> (e.g. <c>*</c> for every interface) and <see cref="HttpPort"/>, and is always called on loopback.
+    /// Without <paramref name="createDefaultModel"/> the cluster is left as the silo starts it: with no model at all.
     /// </summary>
-    internal SiloProcess(string? apiKey, string[] extraArgs, string? dataFolder = null, string httpHost = "127.0.0.1")
+    internal SiloProcess(string? apiKey, string[] extraArgs, string? dataFolder = null, string httpHost = "127.0.0.1", bool createDefaultModel = true)
     {
         _apiKey = apiKey;
+        _createDefaultModel = createDefaultModel;
         _httpHost = httpHost;
         _extraArgs = extraArgs;
         _ownsDataFolder = dataFolder is null;
@@ -35,6 +37,7 @@ public sealed class SiloProcess : IAsyncLifetime
     }
 
     private readonly bool _ownsDataFolder;
+    private readonly bool _createDefaultModel;
     private readonly string _httpHost;
 
     /// <summary>SIGKILL: the process dies at once, mid-request, with nothing flushed or closed. The data folder stays.</summary>
@@ -107,6 +110,7 @@ public sealed class SiloProcess : IAsyncLifetime
                 using var response = await http.GetAsync("/readyz");
                 if (response.IsSuccessStatusCode)
                 {
+                    if (!_createDefaultModel) return;
                     // Streams that were never bound use the default model; a fresh cluster has none until created.
                     using var admin = CreateHttpClient();
                     using var created = await admin.PostAsync("/models", new StringContent("""{"name":"default","hiddenSize":8}""", Encoding.UTF8, "application/json"));

@@ -108,6 +108,18 @@ public sealed class StreamListingTests(SiloProcess silo)
         var direct = JsonDocument.Parse(await http.GetStringAsync($"/streams/{expected[0]}/prediction")).RootElement;
         Assert.Equal(direct.GetProperty("predictions")[0].GetSingle(), streams[0].GetProperty("lastPrediction")[0].GetSingle());
 
+        // An empty listing says so (on stderr: stdout stays one id per line), past the last stream or of a model without streams.
+        var pastTheEnd = await RunClientAsync("streams", "--model", "e2e-list-cli", "--after", expected[^1]);
+        Assert.True(pastTheEnd.ExitCode == 0, pastTheEnd.ToString());
+        Assert.Equal("", pastTheEnd.Stdout.Trim());
+        Assert.Contains($"(no streams registered with model 'e2e-list-cli' after \"{expected[^1]}\")", pastTheEnd.Stderr);
+        using (var created = await http.PostAsync("/models", new StringContent("""{"name":"e2e-list-none","hiddenSize":4}""", Encoding.UTF8, "application/json")))
+            Assert.True(created.IsSuccessStatusCode, await created.Content.ReadAsStringAsync());
+        var none = await RunClientAsync("streams", "--model", "e2e-list-none");
+        Assert.True(none.ExitCode == 0, none.ToString());
+        Assert.Equal("", none.Stdout.Trim());
+        Assert.Contains("(no streams registered with model 'e2e-list-none')", none.Stderr);
+
         var unknown = await RunClientAsync("streams", "--model", "no-such-model");
         Assert.Equal(1, unknown.ExitCode);
         Assert.Contains("no-such-model", unknown.Stderr);

@@ -37,6 +37,9 @@ internal static class ModelClusterCommands
                 CommandSupport.WriteJson(new { models });
                 return 0;
             }
+            // An empty catalog printed nothing at all, which reads as a failure. On stderr, as `streams` says that a
+            // listing is empty or continues, so stdout holds only models.
+            if (list.Length == 0) Console.Error.WriteLine("(no models: the cluster's catalog is empty; create one with create-model)");
             foreach (var name in list)
             {
                 var grain = connection.Grains.GetGrain<IModelGrain>(name);

@@ -54,13 +54,13 @@ internal static class StreamListCommand
             }
 
             if (result.GetValue(json)) WriteJson(name, ids, summaries, next);
-            else WriteText(ids, summaries, next);
+            else WriteText(name, result.GetValue(after), ids, summaries, next);
             return 0;
         }));
         return command;
     }
 
-    private static void WriteText(List<string> ids, StreamSummary?[]? summaries, string? next)
+    private static void WriteText(string model, string? after, List<string> ids, StreamSummary?[]? summaries, string? next)
     {
         if (summaries is null)
             foreach (var id in ids) Console.WriteLine(id);
@@ -77,8 +77,11 @@ internal static class StreamListCommand
                 Console.WriteLine($"{id.PadRight(width)}  {s.LastSequence?.ToString(CultureInfo.InvariantCulture) ?? "-",10}  {s.StepCount,10}  {forecast}");
             }
         }
-        // On stderr, so stdout stays one stream id per line for pipes.
+        // On stderr, so stdout stays one stream id per line for pipes. An empty listing printed nothing at all, which
+        // reads as a failure.
         if (next is not null) Console.Error.WriteLine($"(more streams follow: --after \"{next}\")");
+        else if (ids.Count == 0)
+            Console.Error.WriteLine(after is null ? $"(no streams registered with model '{model}')" : $"(no streams registered with model '{model}' after \"{after}\")");
     }
 
     private static void WriteJson(string model, List<string> ids, StreamSummary?[]? summaries, string? next) =>
