@@ -145,7 +145,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
 
     public async Task<TrainingStatus> ConfigureAsync(TrainingSettings settings)
     {
-        if (TrainingSettingsValidation.Check(settings) is { } error)
+        if (TrainingSettingsValidation.Check(settings, _reminderOptions.MinimumReminderPeriod) is { } error)
             throw new ModelOperationException(Name, $"Invalid training settings for model '{Name}': {error}");
         // A round pulls at most the rows a stream retains: settings whose window and held-out part do not fit in them
         // would have every round skipped.
@@ -153,12 +153,6 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
             throw new ModelOperationException(Name,
                 $"Invalid training settings for model '{Name}': streams retain at most {_historyCapacity} observations (HistoryCapacity), " +
                 $"too few for a window of WindowLength ({settings.WindowLength}) rows besides a held-out part of at least 2 rows (ValidationFraction {settings.ValidationFraction}).");
-        // The schedule ticks on a reminder, and a reminder ticks at most once a MinimumReminderPeriod (1 min by
-        // default): a period of 1 s was accepted and silently ran rounds a minute or more apart.
-        if (settings.Period > TimeSpan.Zero && settings.Period < _reminderOptions.MinimumReminderPeriod)
-            throw new ModelOperationException(Name,
-                $"Invalid training settings for model '{Name}': Period must be zero (no periodic rounds) or at least " +
-                $"{_reminderOptions.MinimumReminderPeriod} (the minimum period of the reminders the schedule runs on), got {settings.Period}.");
         await RequireModelAsync();
         await UpdateAsync(s =>
         {

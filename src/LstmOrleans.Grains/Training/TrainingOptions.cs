@@ -1,5 +1,6 @@
 using LstmOrleans.Abstractions;
 using Microsoft.Extensions.Options;
+using Orleans.Hosting;
 
 namespace LstmOrleans.Grains.Training;
 
@@ -64,7 +65,13 @@ public sealed class TrainingGrainOptions
     public TimeSpan RegistryFlushInterval { get; set; } = TimeSpan.FromSeconds(5);
 }
 
-internal sealed class TrainingGrainOptionsValidator : IValidateOptions<TrainingGrainOptions>
+/// <summary>
+/// Checks the options at start. <see cref="TrainingGrainOptions.DefaultSettings"/> get the check the training grain
+/// applies to settings a user gives (<see cref="TrainingSettingsValidation.Check"/>): a default period below the
+/// reminder minimum was accepted, and its rounds silently ran a minute or more apart. Not the grain's check against the
+/// streams' history capacity: that is a setting of its own (Streams:HistoryCapacity), which the defaults do not follow.
+/// </summary>
+internal sealed class TrainingGrainOptionsValidator(IOptions<ReminderOptions> reminderOptions) : IValidateOptions<TrainingGrainOptions>
 {
     public ValidateOptionsResult Validate(string? name, TrainingGrainOptions options)
     {
@@ -79,7 +86,8 @@ internal sealed class TrainingGrainOptionsValidator : IValidateOptions<TrainingG
         if (options.MaxRecordedRounds < 1) errors.Add($"{nameof(options.MaxRecordedRounds)} must be at least 1.");
         if (options.RegistryFlushInterval <= TimeSpan.Zero) errors.Add($"{nameof(options.RegistryFlushInterval)} must be positive.");
         if (options.DefaultSettings is null) errors.Add($"{nameof(options.DefaultSettings)} must be set.");
-        else if (TrainingSettingsValidation.Check(options.DefaultSettings) is { } error) errors.Add($"{nameof(options.DefaultSettings)}: {error}");
+        else if (TrainingSettingsValidation.Check(options.DefaultSettings, reminderOptions.Value.MinimumReminderPeriod) is { } error)
+            errors.Add($"{nameof(options.DefaultSettings)}: {error}");
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 }
@@ -93,8 +101,24 @@ public static class TrainingSettingsValidation
     /// </summary>
     public static TimeSpan MaxPeriod { get; } = TimeSpan.FromDays(3650);
 
-    /// <summary>The first problem with <paramref name="s"/>, or null when it is valid.</summary>
-    public static string? Check(TrainingSettings s)
+    /// <summary>
+    /// The first problem with <paramref name="s"/> on a silo whose reminders tick at most once a
+    /// <paramref name="minimumReminderPeriod"/>, or null when there is none: what the training grain checks of the
+    /// settings it is given and the options validator of the defaults, so that neither can accept what the other refuses.
+    /// </summary>
+    public static string? Check(TrainingSettings s, TimeSpan minimumReminderPeriod)
+    {
+        if (CheckValues(s) is { } error) return error;
+        // The schedule ticks on a reminder, and a reminder ticks at most once a MinimumReminderPeriod (1 min by
+        // default): a period of 1 s was accepted and silently ran rounds a minute or more apart.
+        if (s.Period > TimeSpan.Zero && s.Period < minimumReminderPeriod)
+            return $"Period must be zero (no periodic rounds) or at least {minimumReminderPeriod} (the minimum period of the reminders " +
+                $"the schedule runs on), got {s.Period}.";
+        return null;
+    }
+
+    /// <summary>The first problem with <paramref name="s"/>'s values on their own (whatever the silo), or null when there is none.</summary>
+    private static string? CheckValues(TrainingSettings s)
     {
         if (s is null) return "Settings are missing.";
         if (s.Period < TimeSpan.Zero || s.Period > MaxPeriod) return $"Period must be between zero and {MaxPeriod.TotalDays} days, got {s.Period}.";
