@@ -48,11 +48,16 @@ public class ArgumentExitCodeTests
         var result = Cli.Run("rollback", "demo", "abc");
         Assert.Equal(2, result.ExitCode);
         Assert.DoesNotContain("System.Int64", result.Stderr);
-        // README: `models [MODEL...]`; the command takes zero or more names.
+        // README: `models [MODEL...]`; the command takes zero or more names. The usage line showed that before the fix
+        // too (System.CommandLine derives it from the arity); the Arguments section's row listed "<MODEL>  Model names
+        // (default: the default model).", as if one name, and that row is what the fix changed.
         var help = Cli.Run("models", "--help");
         Assert.Equal(0, help.ExitCode);
-        Assert.Contains("models [<MODEL>...] [options]", help.Stdout);
-        Assert.Contains("Any number of model names (none: the default model).", help.Stdout);
+        var lines = help.Stdout.Split('\n', StringSplitOptions.TrimEntries);
+        var arguments = Array.IndexOf(lines, "Arguments:");
+        Assert.True(arguments >= 0, help.Stdout);
+        Assert.Matches(@"^<MODEL>\s+Any number of model names \(none: the default model\)\.$", lines[arguments + 1]);
+        Assert.Contains("models [<MODEL>...] [options]", help.Stdout);   // the arity, which the row describes
     }
 
     [Theory]
