@@ -79,8 +79,13 @@ internal sealed class ClusterOptions
     /// <summary>The client certificate's password is read from here only, never from the command line (visible in ps).</summary>
     public const string TlsPasswordVariable = "LSTMORLEANS_TLS_CERTIFICATE_PASSWORD";
 
-    public ClusterOptions()
+    /// <summary>
+    /// <paramref name="clusterDescription"/> replaces the --cluster help of a command whose default is no cluster to
+    /// connect to (demo starts a silo in its own process): "default 127.0.0.1:30000" was untrue there.
+    /// </summary>
+    public ClusterOptions(string? clusterDescription = null)
     {
+        if (clusterDescription is not null) Cluster.Description = clusterDescription;
         // Out of range was clamped silently, and NaN failed with .NET's TimeSpan message.
         ConnectTimeout.Validators.Add(r => { if (r.ParsedOrNull<double>() is < 1 or > 600 or double.NaN) r.AddError("--connect-timeout must be in 1..600 seconds."); });
     }

@@ -22,7 +22,8 @@ internal static class DemoCommand
 
     public static Command Create()
     {
-        var cluster = new ClusterOptions();
+        var cluster = new ClusterOptions("A running cluster to use instead of a silo in this process (the default): gateways " +
+            "host:port[,host:port...] or redis://host:port for Redis membership. The other cluster options apply to it only.");
         var data = new Option<string?>("--data") { Description = "Folder for the in-process silo's SQLite store (default: a temporary folder, removed afterwards)." };
         var storage = new Option<string>("--storage") { Description = "Store of the in-process silo: sqlite or memory.", DefaultValueFactory = _ => "sqlite" };
         var series = new Option<string?>("--series") { Description = "CSV file or folder to replay instead of the bundled NAB series." };

@@ -86,7 +86,7 @@ internal static class StreamCommands
         var cluster = new ClusterOptions();
         var stream = StreamArgument();
         var json = JsonOption();
-        var command = new Command("stream", "Print a stream's summary: model, weights version, last sequence, steps.") { stream, json };
+        var command = new Command("stream", "Print a stream's summary: model, weights version, last sequence and its time, steps, history held and latest forecast.") { stream, json };
         cluster.AddTo(command);
         command.SetAction((result, ct) => CommandSupport.WithClusterAsync(cluster, result, ct, async connection =>
         {
