@@ -135,11 +135,18 @@ internal static class ModelCommands
         var modelPath = new Option<string>("--model") { Description = "Model file (.safetensors).", Required = true };
         var data = new Option<string>("--data") { Description = "CSV with a header; first column a timestamp, then one column per input feature.", Required = true };
         var output = new Option<string?>("--out") { Description = "CSV to write (timestamp,y1,...,yK); standard output when omitted." };
-        var json = JsonOption();
+        var json = new Option<bool>("--json") { Description = "With --out: print what was written (path, rows, horizons) as JSON." };
         var command = new Command("predict", "Run the model over a CSV from zero state, one step per row, and write every row's K predictions.")
         {
             modelPath, data, output, json,
         };
+        // Without --out the predictions are the CSV on standard output, and --json was silently ignored: a script
+        // asking for JSON got CSV.
+        command.Validators.Add(r =>
+        {
+            if (r.GetValue(json) && r.GetValue(output) is null)
+                r.AddError("--json needs --out: without it the predictions are written to standard output as CSV.");
+        });
         command.SetAction((parse, ct) => RunAsync(parse, ct, (stdout, cancellationToken) =>
         {
             var (parameters, metadata) = ModelFile.Load(parse.GetValue(modelPath)!, cancellationToken: cancellationToken);

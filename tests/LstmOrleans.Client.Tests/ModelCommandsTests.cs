@@ -114,6 +114,28 @@ public class ModelCommandsTests
         }
     }
 
+    /// <summary>Without --out the predictions are the CSV on stdout: --json was ignored there, and a script asking for JSON got CSV.</summary>
+    [Fact]
+    public void PredictRefusesJsonWithoutOutAndDescribesTheFileWithIt()
+    {
+        using var dir = new TempDir();
+        string model = dir.File("m.safetensors"), data = dir.File("d.csv"), output = dir.File("p.csv");
+        File.WriteAllText(data, ThreeFeatureCsv(5));
+        Assert.Equal(0, Cli.Run("model", "init", "--input-size", "3", "--hidden", "4", "--out", model).ExitCode);
+
+        var refused = Cli.Run("model", "predict", "--model", model, "--data", data, "--json");
+        Assert.Equal(2, refused.ExitCode);
+        // No predictions' header line (a parse error prints the help there).
+        Assert.DoesNotContain("timestamp,y1", refused.Stdout.Split('\n', StringSplitOptions.TrimEntries));
+        Assert.Contains("--json needs --out", refused.Stderr);
+
+        var described = Cli.Run("model", "predict", "--model", model, "--data", data, "--out", output, "--json");
+        Assert.Equal(0, described.ExitCode);
+        using var json = JsonDocument.Parse(described.Stdout);
+        Assert.Equal(output, json.RootElement.GetProperty("path").GetString());
+        Assert.Equal(5, json.RootElement.GetProperty("rows").GetInt32());
+    }
+
     [Fact]
     public void PredictAppliesNormalisationAndDenormalisesTheTarget()
     {

@@ -15,7 +15,7 @@ internal static class TrainClusterCommand
         var model = new Argument<string>("MODEL") { Description = "Model to train.", DefaultValueFactory = _ => LstmOrleansNames.DefaultModelName };
         var timeout = new Option<double>("--timeout") { Description = "Seconds to follow the round before giving up (it keeps running on the cluster).", DefaultValueFactory = _ => 600 };
         var noWait = new Option<bool>("--no-wait") { Description = "Start the round and print its id without following it." };
-        var json = new Option<bool>("--json") { Description = "Print the round's record as JSON." };
+        var json = new Option<bool>("--json") { Description = "Print the round's record as JSON (with --no-wait: the model and the round's id)." };
         timeout.Validators.Add(r => { if (r.ParsedOrNull<double>() is < 1 or > 86_400) r.AddError("--timeout must be in 1..86400 seconds."); });
         var command = new Command("train", "Start a training round of a model on the cluster (or join the running one) and follow it: sampled streams, losses, decision.")
         {
