@@ -64,10 +64,6 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
     internal const string PersistenceValidationLossMetadata = "training.persistenceValidationLoss";
     internal const string StreamsMetadata = "training.streams";
 
-    /// <summary>First wait before a failed record write is retried; it doubles up to <see cref="MaxRecordRetryDelay"/>.</summary>
-    internal static readonly TimeSpan FirstRecordRetryDelay = TimeSpan.FromSeconds(1);
-    internal static readonly TimeSpan MaxRecordRetryDelay = TimeSpan.FromSeconds(30);
-
     private readonly IPersistentState<TrainingState> _state;
     private readonly TrainingGrainOptions _options;
     private readonly ReminderOptions _reminderOptions;
@@ -449,7 +445,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
     private async Task StoreRecordAsync(TrainingRoundRecord record, Action<TrainingState> apply)
     {
         _recordPending = true;
-        var delay = FirstRecordRetryDelay;
+        var delay = _options.FirstRecordRetryDelay;
         for (int attempt = 1; ; attempt++)
         {
             bool last = _deactivating.IsCancellationRequested;
@@ -481,7 +477,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
             {
                 // Deactivating: one last try at once (awaited by OnDeactivateAsync).
             }
-            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, MaxRecordRetryDelay.Ticks));
+            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, _options.MaxRecordRetryDelay.Ticks));
         }
     }
 
