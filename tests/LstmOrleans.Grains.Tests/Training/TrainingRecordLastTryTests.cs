@@ -1,4 +1,5 @@
 using LstmOrleans.Abstractions;
+using LstmOrleans.Grains.Training;
 using Xunit.Abstractions;
 
 namespace LstmOrleans.Grains.Tests.Training;
@@ -50,17 +51,17 @@ public sealed class TrainingRecordLastTryTests(LateRecordRetryFixture fixture, I
     }
 
 
-    [Fact]
-    public async Task A_round_left_unrecorded_whose_model_cannot_be_asked_is_recorded_as_failed_naming_why()
+    /// <summary>
+    /// A round (of a new model without streams) that ended with its record unwritable, whose activation then ended while
+    /// the store was still down: its last try failed too, so the round is left started and unrecorded, as by a crash
+    /// between the round's end and its record. (No regular retry comes between the first failed write and the
+    /// deactivation, so the failed write counted after it is the last try's.) The training grain is not active.
+    /// </summary>
+    private async Task<(ITrainingGrain Training, long Round, IModelGrain Model)> RoundLeftUnrecordedAsync(string prefix)
     {
-        // The round ends with its record unwritable, and the activation ends while the store is still down: its last try
-        // fails too, so the round is left started and unrecorded. The next activation must record it, and cannot look for
-        // its publication: the model's GetRoundPublication fails for the training grain. (No regular retry comes between
-        // the first failed write and the deactivation, so the failed write counted after it is the last try's.)
-        var (training, first, step) = await RoundHeldAtFirstStepAsync("no-versions-");
+        var (training, first, step) = await RoundHeldAtFirstStepAsync(prefix);
         using var _ = step;
         var id = training.GetGrainId();
-        var model = Client.GetGrain<IModelGrain>(training.GetPrimaryKeyString());
         using (var fault = HeldWriteStorage.Fail(id).ReleaseAfter(TimeSpan.FromSeconds(90)))
         {
             step.Release();
@@ -69,9 +70,46 @@ public sealed class TrainingRecordLastTryTests(LateRecordRetryFixture fixture, I
             await Fixture.Cluster.DeactivateAsync(training);
             Assert.True(HeldWriteStorage.FailedWrites(id) > failedBefore, "the deactivation made no last try");
         }
+        return (training, first, Client.GetGrain<IModelGrain>(training.GetPrimaryKeyString()));
+    }
 
+    [Fact]
+    public async Task A_publish_of_a_round_recorded_as_interrupted_that_arrives_afterwards_is_refused()
+    {
+        // The round's publish was sent before its activation died and reaches the model only after the next activation
+        // recorded the round: as a round that published nothing. Applied then, it would publish a version the record
+        // denies; the next activation closes the round at the model, so it is refused.
+        var (training, first, model) = await RoundLeftUnrecordedAsync("late-publish-");
+        var record = await training.GetRoundAsync(first);
+        Assert.NotNull(record);
+        output.WriteLine($"round {record.RoundId}: {record.Decision}; {record.Reason}");
+        Assert.Equal(TrainingDecision.Failed, record.Decision);
+        Assert.StartsWith("Interrupted", record.Reason);
+        Assert.Contains("has no publish by this round on record", record.Reason);
+
+        var before = await model.GetInfoAsync();
+        var champion = await model.GetActiveWeightsAsync();
+        var late = new PublishRequest(champion.Parameters, $"training round {first}",
+            new Dictionary<string, string> { [TrainingGrain.RoundMetadata] = first.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+            ExpectedActiveVersion: before.ActiveVersion, TrainingRound: first);
+        var refused = await Assert.ThrowsAsync<ModelOperationException>(() => model.PublishAsync(late));
+        Assert.Contains("was closed", refused.Message);
+
+        // Nothing changed: the record and the model agree that the round published nothing.
+        var after = await model.GetInfoAsync();
+        Assert.Equal((before.ActiveVersion, before.LatestVersion), (after.ActiveVersion, after.LatestVersion));
+        Assert.Null(await model.GetRoundPublicationAsync(first));
+        Assert.Equal(record, await training.GetRoundAsync(first));
+    }
+
+    [Fact]
+    public async Task A_round_left_unrecorded_whose_model_cannot_be_asked_is_recorded_as_failed_naming_why()
+    {
+        // The next activation must record the round left unrecorded, and cannot look for its publication: the model's
+        // CloseRound fails for the training grain.
+        var (training, first, model) = await RoundLeftUnrecordedAsync("no-versions-");
         const string injected = "injected: the model grain is unreachable";
-        using var lookup = HeldCallFilter.Fail(model.GetGrainId(), nameof(IModelGrain.GetRoundPublicationAsync), injected).ReleaseAfter(TimeSpan.FromSeconds(90));
+        using var lookup = HeldCallFilter.Fail(model.GetGrainId(), nameof(IModelGrain.CloseRoundAsync), injected).ReleaseAfter(TimeSpan.FromSeconds(90));
         var record = await training.GetRoundAsync(first);
         Assert.True(lookup.Entered.IsCompleted, "the new activation did not look for the round's version");
         Assert.NotNull(record);
