@@ -50,10 +50,51 @@ public sealed class ObservationBatch
     public static ObservationBatch From(IReadOnlyList<Observation> observations, int inputSize)
     {
         ArgumentNullException.ThrowIfNull(observations);
+        return Fill(new NumberedRows(observations), inputSize, nameof(observations));
+    }
+
+    /// <summary>
+    /// Readings sent without sequence numbers in columns, numbered <paramref name="firstSequence"/>, +1, ... in order; a
+    /// reading without a timestamp gets <paramref name="defaultTimestamp"/>. Each must have <paramref name="inputSize"/>
+    /// values. The same batch as <see cref="From"/> of the numbered observations, without building them.
+    /// </summary>
+    public static ObservationBatch Numbered(IReadOnlyList<UnnumberedObservation> readings, long firstSequence, DateTimeOffset defaultTimestamp, int inputSize)
+    {
+        ArgumentNullException.ThrowIfNull(readings);
+        return Fill(new UnnumberedRows(readings, firstSequence, defaultTimestamp), inputSize, nameof(readings));
+    }
+
+    /// <summary>Row <c>i</c> of a batch being put in columns. Implemented by structs, so <see cref="Fill"/> is compiled per source without a call through an interface.</summary>
+    private interface IRows
+    {
+        int Count { get; }
+        long Sequence(int i);
+        DateTimeOffset Timestamp(int i);
+        float[] Values(int i);
+    }
+
+    private readonly struct NumberedRows(IReadOnlyList<Observation> rows) : IRows
+    {
+        public int Count => rows.Count;
+        public long Sequence(int i) => rows[i].Sequence;
+        public DateTimeOffset Timestamp(int i) => rows[i].Timestamp;
+        public float[] Values(int i) => rows[i].Values;
+    }
+
+    private readonly struct UnnumberedRows(IReadOnlyList<UnnumberedObservation> rows, long first, DateTimeOffset defaultTimestamp) : IRows
+    {
+        public int Count => rows.Count;
+        public long Sequence(int i) => first + i;
+        public DateTimeOffset Timestamp(int i) => rows[i].Timestamp ?? defaultTimestamp;
+        public float[] Values(int i) => rows[i].Values;
+    }
+
+    private static ObservationBatch Fill<TRows>(TRows rows, int inputSize, string paramName) where TRows : struct, IRows
+    {
         EnsureLittleEndian();
         // Filled in place through typed views of the byte columns: typed arrays handed to the public constructor were
         // copied into new byte arrays, twice the columns' size allocated for every row batch a stream grain takes.
-        int n = observations.Count;
+        int n = rows.Count;
         var sequenceBytes = new byte[n * sizeof(long)];
         var tickBytes = new byte[n * sizeof(long)];
         var valueBytes = new byte[checked(n * inputSize * sizeof(float))];
@@ -63,13 +104,15 @@ public sealed class ObservationBatch
         var values = MemoryMarshal.Cast<byte, float>(valueBytes.AsSpan());
         for (int i = 0; i < n; i++)
         {
-            var o = observations[i];
-            if (o.Values.Length != inputSize) throw new ArgumentException($"Observation {o.Sequence} has {o.Values.Length} values, not {inputSize}.", nameof(observations));
-            sequences[i] = o.Sequence;
-            ticks[i] = o.Timestamp.UtcTicks;
-            o.Values.CopyTo(values.Slice(i * inputSize, inputSize));
-            if (o.Timestamp.Offset != TimeSpan.Zero)
-                MemoryMarshal.Cast<byte, short>((offsetBytes ??= new byte[n * sizeof(short)]).AsSpan())[i] = (short)o.Timestamp.Offset.TotalMinutes;
+            var row = rows.Values(i);
+            long sequence = rows.Sequence(i);
+            if (row.Length != inputSize) throw new ArgumentException($"Observation {sequence} has {row.Length} values, not {inputSize}.", paramName);
+            var timestamp = rows.Timestamp(i);
+            sequences[i] = sequence;
+            ticks[i] = timestamp.UtcTicks;
+            row.CopyTo(values.Slice(i * inputSize, inputSize));
+            if (timestamp.Offset != TimeSpan.Zero)
+                MemoryMarshal.Cast<byte, short>((offsetBytes ??= new byte[n * sizeof(short)]).AsSpan())[i] = (short)timestamp.Offset.TotalMinutes;
         }
         return new ObservationBatch(sequenceBytes, tickBytes, valueBytes, offsetBytes);
     }

@@ -27,7 +27,8 @@ public interface IModelGrain : IGrainWithStringKey
     /// <see cref="ModelOperationException"/> and stores nothing when the parameters are refused (the message names the
     /// first offending tensor, index and value), when <see cref="PublishRequest.ExpectedActiveVersion"/> is not the
     /// active version, when an inactive version could not be retained (the model keeps only one), or when
-    /// <see cref="PublishRequest.TrainingRound"/> is not a round id (not positive).
+    /// <see cref="PublishRequest.TrainingRound"/> is not a round id (not positive) or names a round that was closed
+    /// (<see cref="CloseRoundAsync"/>).
     /// </summary>
     [Alias("Publish")]
     Task<long> PublishAsync(PublishRequest request);
@@ -53,6 +54,16 @@ public interface IModelGrain : IGrainWithStringKey
     /// </summary>
     [Alias("GetRoundPublication")]
     Task<RoundPublication?> GetRoundPublicationAsync(long roundId);
+
+    /// <summary>
+    /// Settles whether training round <paramref name="roundId"/> published, for good: what it published, as
+    /// <see cref="GetRoundPublicationAsync"/> says; when it published nothing, null, and from then on a publish naming it
+    /// (or an earlier round) is refused. For the training grain when it records a round it cannot ask (its activation
+    /// died, or the publish call failed): a publish still on its way would otherwise be applied after the round was
+    /// recorded as having published nothing. Throws <see cref="ModelOperationException"/> when the id is not positive.
+    /// </summary>
+    [Alias("CloseRound")]
+    Task<RoundPublication?> CloseRoundAsync(long roundId);
 
     /// <summary>
     /// Registers (or refreshes) a silo cache's observer; registrations expire unless renewed. Returns the active

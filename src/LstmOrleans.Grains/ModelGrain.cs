@@ -24,6 +24,20 @@ public sealed class ModelState
     /// it existed.
     /// </summary>
     [Id(6)] public ModelRoundPublication? LastRoundPublication { get; set; }
+
+    /// <summary>
+    /// Training rounds up to this id can no longer publish (<see cref="IModelGrain.CloseRoundAsync"/>): their training
+    /// grain has settled their outcome from <see cref="LastRoundPublication"/>, and a publish of theirs arriving later
+    /// (sent before the activation that ran the round died, or whose answer was lost) is refused, not applied behind an
+    /// outcome already recorded as "published nothing". 0 until a round is closed.
+    /// </summary>
+    [Id(7)] public long ClosedRound { get; set; }
+
+    /// <summary>
+    /// A copy to change and commit (the stored state is never changed in place: a failed write restores it). Shallow:
+    /// the version list and records are shared, and replaced, never changed, by whoever changes them.
+    /// </summary>
+    public ModelState Copy() => (ModelState)MemberwiseClone();
 }
 
 /// <summary>A training round's publish: its version and what the round attached to it (<see cref="ModelState.LastRoundPublication"/>).</summary>
@@ -177,6 +191,9 @@ public sealed partial class ModelGrain : Grain, IModelGrain
                 $"Model '{Name}' keeps only its active version (MaxRetainedVersions is 1); publish with activation, or retain more versions.");
 
         var current = _state.State;
+        if (request.TrainingRound is { } closing && closing <= current.ClosedRound)
+            throw new ModelOperationException(Name,
+                $"Training round {closing} of model '{Name}' was closed (recorded as having published nothing) before its publish arrived; nothing was published.");
         if (request.ExpectedActiveVersion is { } expectedActive && current.ActiveVersion != expectedActive)
             throw new ModelOperationException(Name,
                 $"Model '{Name}' has active version {current.ActiveVersion}, not {expectedActive} as the publish expected; nothing was published.");
@@ -192,21 +209,16 @@ public sealed partial class ModelGrain : Grain, IModelGrain
         var versions = new List<ModelVersionRecord>(current.Versions) { published };
         long active = request.Activate ? version : current.ActiveVersion;
         Prune(versions, active);
-        var next = new ModelState
-        {
-            Config = current.Config,
-            CreatedAt = current.CreatedAt,
-            ActiveVersion = active,
-            LatestVersion = version,
-            Epoch = request.Activate ? current.Epoch + 1 : current.Epoch,
-            Versions = versions,
-            // In the same write as the version, and kept apart from it so pruning does not drop it: the round's training
-            // grain records its outcome only after this publish, so when it dies in between (or the publish's answer is
-            // lost), this is what says the round published, whatever happened to the version since.
-            LastRoundPublication = request.TrainingRound is { } round
-                ? new ModelRoundPublication { RoundId = round, Version = version, PublishedAt = published.PublishedAt, Metadata = new Dictionary<string, string>(published.Metadata) }
-                : current.LastRoundPublication,
-        };
+        var next = current.Copy();
+        next.ActiveVersion = active;
+        next.LatestVersion = version;
+        if (request.Activate) next.Epoch++;
+        next.Versions = versions;
+        // In the same write as the version, and kept apart from it so pruning does not drop it: the round's training
+        // grain records its outcome only after this publish, so when it dies in between (or the publish's answer is
+        // lost), this is what says the round published, whatever happened to the version since.
+        if (request.TrainingRound is { } round)
+            next.LastRoundPublication = new ModelRoundPublication { RoundId = round, Version = version, PublishedAt = published.PublishedAt, Metadata = new Dictionary<string, string>(published.Metadata) };
         await CommitAsync(next);
         LogPublished(Name, version, request.Activate);
         if (request.Activate) await PushActiveAsync();
@@ -220,16 +232,9 @@ public sealed partial class ModelGrain : Grain, IModelGrain
         if (current.Versions.All(v => v.Version != version))
             throw new ModelOperationException(Name, $"Model '{Name}' has no retained version {version}.");
         if (current.ActiveVersion == version) return Info();
-        var next = new ModelState
-        {
-            Config = current.Config,
-            CreatedAt = current.CreatedAt,
-            ActiveVersion = version,
-            LatestVersion = current.LatestVersion,
-            Epoch = current.Epoch + 1,
-            Versions = current.Versions,
-            LastRoundPublication = current.LastRoundPublication,
-        };
+        var next = current.Copy();
+        next.ActiveVersion = version;
+        next.Epoch++;
         await CommitAsync(next);
         LogActivated(Name, version);
         await PushActiveAsync();
@@ -261,10 +266,32 @@ public sealed partial class ModelGrain : Grain, IModelGrain
     public Task<RoundPublication?> GetRoundPublicationAsync(long roundId)
     {
         RequireCreated();
+        return Task.FromResult(RoundPublicationOf(roundId));
+    }
+
+    public async Task<RoundPublication?> CloseRoundAsync(long roundId)
+    {
+        RequireCreated();
+        if (roundId <= 0)
+            throw new ModelOperationException(Name, $"Training round {roundId} for model '{Name}' is not a round id (ids start at 1).");
+        // The grain is not reentrant: the round's publish, if it comes at all, is applied either before this (and found
+        // here) or after it (and refused), so the answer is final.
+        if (RoundPublicationOf(roundId) is { } published) return published;
+        var current = _state.State;
+        if (current.ClosedRound < roundId)
+        {
+            var next = current.Copy();
+            next.ClosedRound = roundId;
+            await CommitAsync(next);
+        }
+        return null;
+    }
+
+    private RoundPublication? RoundPublicationOf(long roundId)
+    {
         var s = _state.State;
-        if (s.LastRoundPublication is not { } p || p.RoundId != roundId) return Task.FromResult<RoundPublication?>(null);
-        return Task.FromResult<RoundPublication?>(new RoundPublication(p.RoundId, p.Version, p.PublishedAt,
-            new Dictionary<string, string>(p.Metadata), s.Versions.Any(v => v.Version == p.Version)));
+        if (s.LastRoundPublication is not { } p || p.RoundId != roundId) return null;
+        return new RoundPublication(p.RoundId, p.Version, p.PublishedAt, new Dictionary<string, string>(p.Metadata), s.Versions.Any(v => v.Version == p.Version));
     }
 
     public Task<ModelActivation> SubscribeAsync(IModelWeightsObserver observer)

@@ -53,16 +53,40 @@ internal static class StreamComputation
     /// <summary>Throws <see cref="ObservationRejectedException"/> unless the observation has D finite values.</summary>
     public static void ValidateValues(Observation? observation, int inputSize)
     {
-        if (observation is null) throw new ObservationRejectedException(RejectionReason.MissingValues, "Observation is null.");
-        if (observation.Values is null)
-            throw new ObservationRejectedException(RejectionReason.MissingValues, $"Observation {observation.Sequence} has no values.", observation.Sequence);
-        if (observation.Values.Length != inputSize)
+        if (observation is null) throw NullObservation();
+        ValidateValues(observation.Values, observation.Sequence, inputSize);
+    }
+
+    /// <summary>Throws <see cref="ObservationRejectedException"/> unless <paramref name="values"/> (observation <paramref name="sequence"/>'s) are D finite values.</summary>
+    private static void ValidateValues(float[]? values, long sequence, int inputSize)
+    {
+        if (values is null)
+            throw new ObservationRejectedException(RejectionReason.MissingValues, $"Observation {sequence} has no values.", sequence);
+        if (values.Length != inputSize)
             throw new ObservationRejectedException(RejectionReason.WrongLength,
-                $"Observation {observation.Sequence} has {observation.Values.Length} values; the model expects {inputSize}.", observation.Sequence);
+                $"Observation {sequence} has {values.Length} values; the model expects {inputSize}.", sequence);
         for (int i = 0; i < inputSize; i++)
-            if (!Observation.IsAcceptable(observation.Values[i]))
+            if (!Observation.IsAcceptable(values[i]))
                 throw new ObservationRejectedException(RejectionReason.NonFiniteValue,
-                    $"Observation {observation.Sequence} value {i} is {observation.Values[i]}; values must be finite and at most {Observation.MaxMagnitude:G} in magnitude.", observation.Sequence);
+                    $"Observation {sequence} value {i} is {values[i]}; values must be finite and at most {Observation.MaxMagnitude:G} in magnitude.", sequence);
+    }
+
+    private static ObservationRejectedException NullObservation() => new(RejectionReason.MissingValues, "Observation is null.");
+
+    /// <summary>
+    /// Readings sent without sequence numbers (<see cref="IStreamGrain.IngestAfterLastAsync"/>), numbered
+    /// <paramref name="firstSequence"/>, +1, ... and, where they have no timestamp, stamped <paramref name="now"/>, in
+    /// columns: checked row by row as <see cref="ValidateValues(Observation?, int)"/> checks the numbered observations
+    /// (the same rejections, naming the numbers given), without building an <see cref="Observation"/> per reading.
+    /// </summary>
+    public static ObservationBatch NumberAfterLast(UnnumberedObservation[] readings, long firstSequence, DateTimeOffset now, int inputSize)
+    {
+        for (int i = 0; i < readings.Length; i++)
+        {
+            if (readings[i] is not { } reading) throw NullObservation();
+            ValidateValues(reading.Values, firstSequence + i, inputSize);
+        }
+        return ObservationBatch.Numbered(readings, firstSequence, now, inputSize);
     }
 
     /// <summary>
@@ -212,6 +236,32 @@ internal static class StreamComputation
         answer.WeightsVersion = s.WeightsVersion;
         answer.Duplicate = false;
         answer.StepCount = s.StepCount;
+    }
+
+    /// <summary>
+    /// <see cref="StepBatch"/> after a re-warm over <paramref name="rewarmWindow"/> when one is given, in the caller's turn,
+    /// or on the thread pool when the estimated work is too much for a turn (<see cref="ShouldOffload"/>). Only the
+    /// offloaded path allocates a closure and a task: the caller's turn allocates the answer alone, as StepBatch does.
+    /// </summary>
+    public static ValueTask<BatchForecast> StepBatchOffloadingAsync(StreamState s, string streamId, ObservationBatch batch, int firstNew,
+        StepResult? duplicateAnswer, CachedModel model, ObservationChunk? rewarmWindow, StreamGrainOptions options)
+    {
+        long steps = batch.Count - firstNew + (rewarmWindow?.Count ?? 0);
+        return ShouldOffload(model, steps, options)
+            ? new(OnThreadPool(s, streamId, batch, firstNew, duplicateAnswer, model, rewarmWindow, options))
+            : new(RewarmAndStepBatch(s, streamId, batch, firstNew, duplicateAnswer, model, rewarmWindow, options));
+    }
+
+    /// <summary>The offloaded path: its own method, so that only it pays for the lambda's closure.</summary>
+    private static Task<BatchForecast> OnThreadPool(StreamState s, string streamId, ObservationBatch batch, int firstNew,
+        StepResult? duplicateAnswer, CachedModel model, ObservationChunk? rewarmWindow, StreamGrainOptions options) =>
+        Task.Run(() => RewarmAndStepBatch(s, streamId, batch, firstNew, duplicateAnswer, model, rewarmWindow, options));
+
+    private static BatchForecast RewarmAndStepBatch(StreamState s, string streamId, ObservationBatch batch, int firstNew,
+        StepResult? duplicateAnswer, CachedModel model, ObservationChunk? rewarmWindow, StreamGrainOptions options)
+    {
+        if (rewarmWindow is not null) Rewarm(s, model, rewarmWindow);
+        return StepBatch(s, streamId, batch, firstNew, duplicateAnswer, model, options);
     }
 
     /// <summary>

@@ -207,7 +207,7 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         return forecast.ToStepResults(batch);
     }
 
-    public Task<StepResult[]> IngestAfterLastAsync(UnnumberedObservation[] observations)
+    public async Task<StepResult[]> IngestAfterLastAsync(UnnumberedObservation[] observations)
     {
         if (observations is null) throw new ObservationRejectedException(RejectionReason.MissingValues, "Batch is null.");
         // Numbered and stamped in the turn that applies them (the grain is not reentrant): no other call can take
@@ -219,10 +219,12 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
             throw new ObservationRejectedException(RejectionReason.SequenceExhausted,
                 $"The stream's last sequence is {last}; there is no room after it to number {observations.Length} observation(s).");
         var now = DateTimeOffset.UtcNow;
-        var numbered = new Observation[observations.Length];
-        for (int i = 0; i < numbered.Length; i++)   // a null element stays null: rejected as in IngestBatchAsync
-            numbered[i] = observations[i] is { } o ? new Observation(last + 1 + i, o.Timestamp ?? now, o.Values) : null!;
-        return IngestBatchAsync(numbered);
+        CheckBatchSize(observations.Length);
+        var model = await _cache.GetAsync(s.ModelName ?? LstmOrleansNames.DefaultModelName);
+        // Straight into columns, checked as IngestBatchAsync checks the numbered rows: no Observation per reading.
+        var batch = StreamComputation.NumberAfterLast(observations, last + 1, now, model.Config.InputSize);
+        var forecast = await IngestValidatedAsync(batch, model);
+        return forecast.ToStepResults(batch);
     }
 
     public async Task<BatchForecast> IngestColumnsAsync(ObservationBatch batch)
@@ -257,12 +259,9 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         if (!next.IsBound) StreamComputation.Bind(next, model, _options.HistoryCapacity, _options.HistoryChunkSize);
         bool rewarm = next.WeightsVersion != model.Version;
         var window = rewarm ? await ReadWindowAsync(next, next.HistoryCapacity) : null;
-        BatchForecast Compute()
-        {
-            if (rewarm) StreamComputation.Rewarm(next, model, window!);
-            return StreamComputation.StepBatch(next, StreamId, batch, firstNew, duplicate, model, _options);
-        }
-        var forecast = StreamComputation.ShouldOffload(model, newCount + (rewarm ? window!.Count : 0), _options) ? await Task.Run(Compute) : Compute();
+        // Not a local function over these locals: turned into Task.Run's delegate, its closure was allocated on every
+        // call, offloaded or not (and even for a batch of duplicates).
+        var forecast = await StreamComputation.StepBatchOffloadingAsync(next, StreamId, batch, firstNew, duplicate, model, window, _options);
 
         await CommitAsync(next, newCount, forceWrite: false, original);
         _trainingFeed?.Report(next.ModelName!, newCount);

@@ -259,9 +259,38 @@ public sealed class IngestAllocationTests
         // The answer still matches its row form, which is what the stream keeps as its last answer.
         Assert.Equal(forecast!.StepResultAt(m - 1, batch.Sequences[count - 1], batch.Timestamp(count - 1)) with { Predictions = [], Lower = [], Upper = [], Rmse = [], ErrorSamples = [] },
             copies[^1].Latest! with { Predictions = [], Lower = [], Upper = [], Rmse = [], ErrorSamples = [] });
-        long expected = SizeOf(() => new BatchForecast("s", count, k, duplicates, null, 1, 1, 1, [], default, default, default))
+        AssertAllocated(BatchAnswerSize(count, duplicates, k), total, Calls, $"StepBatch of {m} new values");
+    }
+
+    /// <summary>A batch's answer in columns: the <see cref="BatchForecast"/>, its three byte columns and the last error sample counts.</summary>
+    private static long BatchAnswerSize(int count, int duplicates, int k)
+    {
+        int m = count - duplicates;
+        return SizeOf(() => new BatchForecast("s", count, k, duplicates, null, 1, 1, 1, [], default, default, default))
             + ArraySize<byte>(m * k * sizeof(float)) + ArraySize<byte>(m * k * sizeof(double)) + ArraySize<byte>(m * sizeof(float)) + ArraySize<long>(k);
-        AssertAllocated(expected, total, Calls, $"StepBatch of {m} new values");
+    }
+
+    /// <summary>
+    /// A batch small enough for the grain's turn goes through the offloading step (the grain's only way to step a batch)
+    /// allocating only its answer: no closure, task or delegate for the thread pool it does not use.
+    /// </summary>
+    [Fact]
+    public async Task A_batch_stepped_in_the_callers_turn_allocates_only_its_answer()
+    {
+        const int count = 16;
+        var (s, model) = NewStream(Config("small"));
+        for (long sequence = 1; sequence <= 10; sequence++) StreamComputation.Step(s, "s/1", TestSupport.Obs(sequence), model, Options);
+        var batch = ObservationBatch.From(Enumerable.Range(11, count).Select(i => TestSupport.Obs(i)).ToArray(), 2);
+        Assert.False(StreamComputation.ShouldOffload(model, count, Options));
+        var copies = Enumerable.Range(0, Calls + 3).Select(_ => s.Clone()).ToArray();
+        int next = 0;
+        ValueTask<BatchForecast> stepped = default;
+        long total = Allocated(Calls, () => stepped = StreamComputation.StepBatchOffloadingAsync(copies[next++], "s/1", batch, 0, null, model, null, Options));
+
+        Assert.True(stepped.IsCompletedSuccessfully);   // in the caller's turn: complete when returned
+        Assert.Equal(count, (await stepped).NewCount);
+        Assert.Equal(10 + count, copies[^1].StepCount);
+        AssertAllocated(BatchAnswerSize(count, 0, s.Horizons), total, Calls, $"StepBatchOffloadingAsync of {count} values in the caller's turn");
     }
 
     /// <summary>The last answer a batch leaves is exactly the row answer of its last element (what the stream returns to a retry).</summary>
@@ -296,9 +325,37 @@ public sealed class IngestAllocationTests
         long total = Allocated(Calls, () => batch = ObservationBatch.From(rows, d));
 
         Assert.Equal(rows, batch!.ToObservations(), new ObservationComparer());
-        long expected = SizeOf(() => new ObservationBatch([], [], []))
-            + 2 * ArraySize<byte>(count * sizeof(long)) + ArraySize<byte>(count * d * sizeof(float)) + (withOffsets ? ArraySize<byte>(count * sizeof(short)) : 0);
-        AssertAllocated(expected, total, Calls, $"ObservationBatch.From of {count} rows");
+        AssertAllocated(ColumnsSize(count, d, withOffsets), total, Calls, $"ObservationBatch.From of {count} rows");
+    }
+
+    /// <summary>An <see cref="ObservationBatch"/> of <paramref name="count"/> rows of <paramref name="d"/> values: the object and its columns.</summary>
+    private static long ColumnsSize(int count, int d, bool withOffsets) =>
+        SizeOf(() => new ObservationBatch([], [], []))
+        + 2 * ArraySize<byte>(count * sizeof(long)) + ArraySize<byte>(count * d * sizeof(float)) + (withOffsets ? ArraySize<byte>(count * sizeof(short)) : 0);
+
+    /// <summary>
+    /// Readings sent without sequence numbers (IngestAfterLastAsync) are checked, numbered after the stream's last
+    /// sequence, stamped where they have no timestamp and put in columns allocating only the columns: no
+    /// <see cref="Observation"/> per reading on the way. The batch is the one the numbered observations make.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]    // readings with a clock offset: the offsets column too
+    public void Readings_without_sequence_numbers_are_numbered_into_columns_allocating_only_the_columns(bool withOffsets)
+    {
+        const int count = 64, d = 2;
+        const long first = 1_001;
+        var now = new DateTimeOffset(2026, 11, 28, 12, 0, 0, TimeSpan.Zero);
+        // Every third reading without a timestamp: stamped with the grain's clock.
+        var readings = Enumerable.Range(1, count).Select(i => TestSupport.Obs(i))
+            .Select(o => new UnnumberedObservation(o.Sequence % 3 == 0 ? null : withOffsets ? o.Timestamp.ToOffset(TimeSpan.FromHours(2)) : o.Timestamp, o.Values))
+            .ToArray();
+        ObservationBatch? batch = null;
+        long total = Allocated(Calls, () => batch = StreamComputation.NumberAfterLast(readings, first, now, d));
+
+        var numbered = readings.Select((r, j) => new Observation(first + j, r.Timestamp ?? now, r.Values)).ToArray();
+        Assert.Equal(numbered, batch!.ToObservations(), new ObservationComparer());
+        AssertAllocated(ColumnsSize(count, d, withOffsets), total, Calls, $"NumberAfterLast of {count} readings");
     }
 
     /// <summary>A batch's row answers: a StepResult and its arrays per element, and the array of them.</summary>

@@ -352,6 +352,39 @@ public sealed class ModelGrainTests(ClusterFixture fixture)
             Assert.Equal(version, held.Version);
         }
     }
+
+    [Fact]
+    public async Task A_closed_round_and_every_earlier_one_can_no_longer_publish_while_later_rounds_and_manual_publishes_can()
+    {
+        var model = Client.GetGrain<IModelGrain>("close-round");
+        var info = await model.CreateAsync(TestSupport.SmallConfig());
+        float[] Weights(float value) => Enumerable.Repeat(value, info.ParameterCount).ToArray();
+
+        // Round 3 published: closing it returns its publication and refuses nothing new.
+        long published = await model.PublishAsync(new PublishRequest(Weights(0.01f), "training round 3", TrainingRound: 3));
+        Assert.Equal(published, (await model.CloseRoundAsync(3))?.Version);
+        Assert.Null(await model.GetRoundPublicationAsync(4));
+
+        // Round 5 published nothing: closed, its publish (a late one, as from an activation that died) is refused,
+        // and so is an earlier round's, and nothing is stored. Closing it again says the same.
+        Assert.Null(await model.CloseRoundAsync(5));
+        foreach (long round in new long[] { 5, 4 })
+        {
+            var refused = await Assert.ThrowsAsync<ModelOperationException>(() =>
+                model.PublishAsync(new PublishRequest(Weights(0.02f), $"training round {round}", TrainingRound: round)));
+            Assert.Contains($"Training round {round} of model 'close-round' was closed", refused.Message);
+        }
+        Assert.Null(await model.CloseRoundAsync(5));
+        var after = await model.GetInfoAsync();
+        Assert.Equal((published, published), (after.ActiveVersion, after.LatestVersion));
+        Assert.Null(await model.GetRoundPublicationAsync(5));
+
+        // The next round and a manual publish are not affected.
+        long next = await model.PublishAsync(new PublishRequest(Weights(0.03f), "training round 6", TrainingRound: 6));
+        Assert.Equal(next, (await model.GetRoundPublicationAsync(6))?.Version);
+        Assert.Equal(next + 1, await model.PublishAsync(new PublishRequest(Weights(0.04f), "manual")));
+        await Assert.ThrowsAsync<ModelOperationException>(() => model.CloseRoundAsync(0));
+    }
 }
 
 [Collection(ClusterCollection.Name)]
@@ -404,38 +437,4 @@ public sealed class ModelCatalogTests(ClusterFixture fixture)
     }
 }
 
-/// <summary>A model grain that keeps a single version (<see cref="ModelGrainOptions.MaxRetainedVersions"/> = 1).</summary>
-public sealed class SingleVersionRetentionTests
-{
-    [Fact]
-    public async Task With_one_retained_version_an_inactive_publish_is_refused_instead_of_dropped()
-    {
-        var cluster = await TestSupport.StartSingleSiloAsync("lstm-retain-one", "lstm-retain-one-cluster", silo =>
-        {
-            silo.AddMemoryGrainStorage(LstmOrleansNames.StorageName);
-            silo.AddLstmOrleans(configureModels: o => o.MaxRetainedVersions = 1);
-        });
-        try
-        {
-            var model = cluster.Client.GetGrain<IModelGrain>("one");
-            var info = await model.CreateAsync(TestSupport.SmallConfig());
-            float[] Params(float value) => Enumerable.Repeat(value, info.ParameterCount).ToArray();
-
-            // Only the active version can be kept: the new one would be pruned by its own publish.
-            var e = await Assert.ThrowsAsync<ModelOperationException>(() => model.PublishAsync(new PublishRequest(Params(0.1f), Activate: false)));
-            Assert.Contains("MaxRetainedVersions", e.Message);
-            var after = await model.GetInfoAsync();
-            Assert.Equal(1, after.LatestVersion);
-            Assert.Equal(1, after.ActiveVersion);
-
-            // An active publish replaces the only version.
-            long v2 = await model.PublishAsync(new PublishRequest(Params(0.2f)));
-            Assert.Equal([v2], (await model.ListVersionsAsync()).Select(v => v.Version));
-            Assert.Equal(Params(0.2f), (await model.GetWeightsAsync(v2)).Parameters);
-        }
-        finally
-        {
-            await TestSupport.StopAsync(cluster);
-        }
-    }
-}
+/// <summary>A model grain that keeps a single version

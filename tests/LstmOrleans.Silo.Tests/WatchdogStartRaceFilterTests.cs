@@ -1,5 +1,4 @@
 using LstmOrleans.Silo.Hosting;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
 namespace LstmOrleans.Silo.Tests;
@@ -101,51 +100,17 @@ public sealed class WatchdogStartRaceFilterTests
     {
         // AddLstmOrleansLogFilters is what the silo host, the bench's silo process and the demo's in-process silo use.
         // Providers added after it are covered too: the silo's configuration can add more.
-        var log = new CapturedLog();
-        var services = new ServiceCollection();
-        services.AddLogging(b => b.AddLstmOrleansLogFilters().AddProvider(log));
-        using (var provider = services.BuildServiceProvider())
+        var entries = CapturedLog.ThroughSiloLogFilters(factory =>
         {
             // Orleans' Watchdog takes an ILogger<Watchdog>; this category name is the same.
-            var watchdog = provider.GetRequiredService<ILoggerFactory>().CreateLogger(Watchdog);
+            var watchdog = factory.CreateLogger(Watchdog);
             // The race reports the machine's uptime; this process (and its logging) cannot have run a year.
             ParticipantStalled(watchdog, TimeSpan.FromDays(365), null);
             // A stall that short cannot be told from a real one after a few ms of logging: it is kept.
             ParticipantStalled(watchdog, TimeSpan.Zero, null);
-        }
+        });
 
-        var entry = Assert.Single(log.Entries);
+        var entry = Assert.Single(entries);
         Assert.StartsWith($"Participant check thread has not completed for {TimeSpan.Zero}", entry.Message);
-    }
-
-    private sealed record Entry(string Category, LogLevel Level, int EventId, string Message, string[] Scopes);
-
-    /// <summary>A provider that keeps what reaches it, scopes included (as the console's does, through ISupportExternalScope).</summary>
-    private sealed class CapturedLog : ILoggerProvider, ISupportExternalScope
-    {
-        private readonly List<Entry> _entries = [];
-        private IExternalScopeProvider _scopes = new LoggerExternalScopeProvider();
-
-        public IReadOnlyList<Entry> Entries { get { lock (_entries) return _entries.ToArray(); } }
-
-        public ILogger CreateLogger(string categoryName) => new Logger(this, categoryName);
-
-        public void SetScopeProvider(IExternalScopeProvider scopeProvider) => _scopes = scopeProvider;
-
-        public void Dispose() { }
-
-        private sealed class Logger(CapturedLog owner, string category) : ILogger
-        {
-            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-            {
-                var scopes = new List<string>();
-                owner._scopes.ForEachScope((scope, list) => list.Add(scope?.ToString() ?? ""), scopes);
-                lock (owner._entries) owner._entries.Add(new Entry(category, logLevel, eventId.Id, formatter(state, exception), scopes.ToArray()));
-            }
-
-            public bool IsEnabled(LogLevel logLevel) => true;
-
-            public IDisposable? BeginScope<TState>(TState state) where TState : notnull => owner._scopes.Push(state);
-        }
     }
 }

@@ -125,7 +125,8 @@ public static class SiloHostingExtensions
 
     /// <summary>
     /// Keeps Orleans' own chatter at Warning unless configuration says otherwise (Logging:LogLevel:Orleans=...), and
-    /// drops Orleans' false watchdog stall warning at start (<see cref="WatchdogStartRaceFilter"/>).
+    /// drops Orleans' false watchdog stall warning at start (<see cref="WatchdogStartRaceFilter"/>) and the errors of
+    /// stream queue reads cancelled by their own pulling agent when a silo joins (<see cref="StreamReadCancellationFilter"/>).
     /// </summary>
     public static ILoggingBuilder AddLstmOrleansLogFilters(this ILoggingBuilder logging)
     {
@@ -134,13 +135,16 @@ public static class SiloHostingExtensions
         logging.AddFilter("Microsoft.Orleans", LogLevel.Warning);
         logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         logging.AddFilter("Polly", LogLevel.Warning);
-        // At most starts Orleans' watchdog warns of a "stall" as long as the machine's uptime (WatchdogStartRaceFilter).
-        // The factory is wrapped rather than each provider, so providers added after this call are covered too.
-        logging.Services.Replace(ServiceDescriptor.Singleton<ILoggerFactory>(sp => new WatchdogStartRaceFilter(new LoggerFactory(
-            sp.GetServices<ILoggerProvider>(),
-            sp.GetRequiredService<Microsoft.Extensions.Options.IOptionsMonitor<LoggerFilterOptions>>(),
-            sp.GetService<Microsoft.Extensions.Options.IOptions<LoggerFactoryOptions>>(),
-            sp.GetService<IExternalScopeProvider>()))));
+        // At most starts Orleans' watchdog warns of a "stall" as long as the machine's uptime (WatchdogStartRaceFilter),
+        // and a silo joining a running cluster makes the others log their stream pulling agents' cancelled reads as
+        // errors (StreamReadCancellationFilter). The factory is wrapped rather than each provider, so providers added
+        // after this call are covered too.
+        logging.Services.Replace(ServiceDescriptor.Singleton<ILoggerFactory>(sp => new StreamReadCancellationFilter(new WatchdogStartRaceFilter(
+            new LoggerFactory(
+                sp.GetServices<ILoggerProvider>(),
+                sp.GetRequiredService<Microsoft.Extensions.Options.IOptionsMonitor<LoggerFilterOptions>>(),
+                sp.GetService<Microsoft.Extensions.Options.IOptions<LoggerFactoryOptions>>(),
+                sp.GetService<IExternalScopeProvider>())))));
         return logging;
     }
 

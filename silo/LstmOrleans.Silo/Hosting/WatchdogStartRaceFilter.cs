@@ -18,7 +18,7 @@ namespace LstmOrleans.Silo.Hosting;
 /// is the race and is dropped. Only the one category is wrapped: every other logger is the inner factory's own.
 /// </para>
 /// </summary>
-internal sealed class WatchdogStartRaceFilter : ILoggerFactory
+internal sealed class WatchdogStartRaceFilter : FalseAlarmLogFilter
 {
     internal const string WatchdogCategory = "Orleans.Runtime.Watchdog";
     /// <summary>Orleans' <c>ErrorCode.SiloHeartbeatTimerStalled</c>, shared by both of its stall warnings.</summary>
@@ -26,30 +26,20 @@ internal sealed class WatchdogStartRaceFilter : ILoggerFactory
     private const string ParticipantStallFormat = "Participant check thread has not completed for {TimeSinceLastTick}";
     private const string ElapsedKey = "TimeSinceLastTick";
 
-    private readonly ILoggerFactory _inner;
     private readonly Func<TimeSpan> _age;
 
     public WatchdogStartRaceFilter(ILoggerFactory inner) : this(inner, StopwatchSince(Stopwatch.GetTimestamp())) { }
 
     /// <param name="age">How long the logging has existed; tests set it.</param>
-    internal WatchdogStartRaceFilter(ILoggerFactory inner, Func<TimeSpan> age)
-    {
-        _inner = inner;
-        _age = age;
-    }
+    internal WatchdogStartRaceFilter(ILoggerFactory inner, Func<TimeSpan> age) : base(inner) => _age = age;
 
     // Stopwatch is the clock the watchdog measures with (TimeProvider.System), so both sides count from the same zero.
     private static Func<TimeSpan> StopwatchSince(long start) => () => Stopwatch.GetElapsedTime(start);
 
-    public ILogger CreateLogger(string categoryName)
-    {
-        var logger = _inner.CreateLogger(categoryName);
-        return string.Equals(categoryName, WatchdogCategory, StringComparison.Ordinal) ? new WatchdogLogger(logger, _age) : logger;
-    }
+    protected override bool Watches(string categoryName) => string.Equals(categoryName, WatchdogCategory, StringComparison.Ordinal);
 
-    public void AddProvider(ILoggerProvider provider) => _inner.AddProvider(provider);
-
-    public void Dispose() => _inner.Dispose();
+    protected override bool IsFalseAlarm<TState>(EventId eventId, TState state, Exception? exception) =>
+        IsStartRaceFalseAlarm(eventId, state, _age());
 
     /// <summary>
     /// Whether an entry of the watchdog's logger is the start race's participant stall: event 100150 with the participant
@@ -71,18 +61,5 @@ internal sealed class WatchdogStartRaceFilter : ILoggerFactory
                 elapsed = t;
         }
         return participantMessage && elapsed > loggingAge;
-    }
-
-    private sealed class WatchdogLogger(ILogger inner, Func<TimeSpan> age) : ILogger
-    {
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-        {
-            if (!IsStartRaceFalseAlarm(eventId, state, age()))
-                inner.Log(logLevel, eventId, state, exception, formatter);
-        }
-
-        public bool IsEnabled(LogLevel logLevel) => inner.IsEnabled(logLevel);
-
-        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => inner.BeginScope(state);
     }
 }

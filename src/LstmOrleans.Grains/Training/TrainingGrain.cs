@@ -55,7 +55,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
 
     // Metadata a round's published version carries: the round id and the figures an interrupted round's record is
     // rebuilt from. The next activation finds them in the model's record of the round's publish
-    // (IModelGrain.GetRoundPublicationAsync), which outlives the version's pruning and is made only by a publish that
+    // (IModelGrain.CloseRoundAsync), which outlives the version's pruning and is made only by a publish that
     // names the round (PublishRequest.TrainingRound): this metadata alone could come from anyone's publish.
     internal const string RoundMetadata = "training.round";
     internal const string ParentMetadata = "training.parent";
@@ -63,10 +63,6 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
     internal const string ChampionValidationLossMetadata = "training.championValidationLoss";
     internal const string PersistenceValidationLossMetadata = "training.persistenceValidationLoss";
     internal const string StreamsMetadata = "training.streams";
-
-    /// <summary>First wait before a failed record write is retried; it doubles up to <see cref="MaxRecordRetryDelay"/>.</summary>
-    internal static readonly TimeSpan FirstRecordRetryDelay = TimeSpan.FromSeconds(1);
-    internal static readonly TimeSpan MaxRecordRetryDelay = TimeSpan.FromSeconds(30);
 
     private readonly IPersistentState<TrainingState> _state;
     private readonly TrainingGrainOptions _options;
@@ -320,7 +316,9 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
         RoundPublication? version;
         try
         {
-            version = await Model.GetRoundPublicationAsync(started.RoundId);
+            // Closed, not just asked: a publish of the round still on its way to the model is then refused instead of
+            // applied after this records the round as having published nothing.
+            version = await Model.CloseRoundAsync(started.RoundId);
         }
         catch (Exception e)
         {
@@ -331,7 +329,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
         }
         if (version is null)
             return Record(started.RoundId, started.Trigger, started.StartedAt, TimeSpan.Zero, TrainingDecision.Failed,
-                interrupted + "The model has no publish by this round on record: it ended before publishing a version.",
+                interrupted + "The model has no publish by this round on record: it ended before publishing a version (a publish of it arriving later is refused).",
                 0, 0, 0, 0);
         var m = version.Metadata;
         double Loss(string key) => m.TryGetValue(key, out var v) && double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) ? d : double.NaN;
@@ -443,7 +441,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
     private async Task StoreRecordAsync(TrainingRoundRecord record, Action<TrainingState> apply)
     {
         _recordPending = true;
-        var delay = FirstRecordRetryDelay;
+        var delay = _options.FirstRecordRetryDelay;
         for (int attempt = 1; ; attempt++)
         {
             bool last = _deactivating.IsCancellationRequested;
@@ -475,7 +473,7 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
             {
                 // Deactivating: one last try at once (awaited by OnDeactivateAsync).
             }
-            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, MaxRecordRetryDelay.Ticks));
+            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, _options.MaxRecordRetryDelay.Ticks));
         }
     }
 
@@ -582,7 +580,9 @@ public sealed partial class TrainingGrain : Grain, ITrainingGrain, IRemindable
     {
         try
         {
-            if (await Model.GetRoundPublicationAsync(roundId) is not { } publication) return null;
+            // Closed, not just asked: a publish whose call failed may still be on its way, and must not be applied after
+            // the round is recorded as failed.
+            if (await Model.CloseRoundAsync(roundId) is not { } publication) return null;
             LogPublishAppliedDespiteError(publishError, Name, roundId, publication.Version);
             return publication.Version;
         }

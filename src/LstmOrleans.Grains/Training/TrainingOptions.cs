@@ -63,6 +63,15 @@ public sealed class TrainingGrainOptions
 
     /// <summary>A registry shard writes new registrations and counts at most this often (write-behind).</summary>
     public TimeSpan RegistryFlushInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// First wait before a round's failed record write is retried; each further wait doubles, up to
+    /// <see cref="MaxRecordRetryDelay"/>. An activation that ends meanwhile makes one last try at once.
+    /// </summary>
+    public TimeSpan FirstRecordRetryDelay { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Longest wait between retries of a round's failed record write (at most a day: a timer's wait has a ceiling of about 49 days).</summary>
+    public TimeSpan MaxRecordRetryDelay { get; set; } = TimeSpan.FromSeconds(30);
 }
 
 /// <summary>
@@ -85,6 +94,9 @@ internal sealed class TrainingGrainOptionsValidator(IOptions<ReminderOptions> re
         if (options.MinStatisticsCount < 0) errors.Add($"{nameof(options.MinStatisticsCount)} must not be negative.");
         if (options.MaxRecordedRounds < 1) errors.Add($"{nameof(options.MaxRecordedRounds)} must be at least 1.");
         if (options.RegistryFlushInterval <= TimeSpan.Zero) errors.Add($"{nameof(options.RegistryFlushInterval)} must be positive.");
+        if (options.FirstRecordRetryDelay <= TimeSpan.Zero) errors.Add($"{nameof(options.FirstRecordRetryDelay)} must be positive.");
+        if (options.MaxRecordRetryDelay < options.FirstRecordRetryDelay || options.MaxRecordRetryDelay > TimeSpan.FromDays(1))
+            errors.Add($"{nameof(options.MaxRecordRetryDelay)} must be at least {nameof(options.FirstRecordRetryDelay)} and at most a day.");
         if (options.DefaultSettings is null) errors.Add($"{nameof(options.DefaultSettings)} must be set.");
         else if (TrainingSettingsValidation.Check(options.DefaultSettings, reminderOptions.Value.MinimumReminderPeriod) is { } error)
             errors.Add($"{nameof(options.DefaultSettings)}: {error}");

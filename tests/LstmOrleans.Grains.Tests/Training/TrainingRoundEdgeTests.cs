@@ -15,9 +15,16 @@ namespace LstmOrleans.Grains.Tests.Training;
 /// and whose grains' calls of a chosen method can be held before they are sent (<see cref="HeldCallFilter"/>), with a short per-stream pull timeout and call timeouts far longer than any test: a call that is waited for instead
 /// of timed out by the training grain's own rule shows up as a wrong count, not as a lucky timeout.
 /// </summary>
-public sealed class HeldWritesFixture : IAsyncLifetime
+public class HeldWritesFixture : IAsyncLifetime
 {
     public static readonly TimeSpan PullTimeout = TimeSpan.FromSeconds(1);
+
+    private readonly Action<TrainingGrainOptions>? _configure;
+
+    public HeldWritesFixture() : this(null) { }
+
+    /// <param name="configure">Further training options, applied after the short pull timeout.</param>
+    protected HeldWritesFixture(Action<TrainingGrainOptions>? configure) => _configure = configure;
 
     public InProcessTestCluster Cluster { get; private set; } = null!;
 
@@ -27,7 +34,11 @@ public sealed class HeldWritesFixture : IAsyncLifetime
     {
         string serviceId = "lstm-training-held-" + Guid.NewGuid().ToString("N")[..8];
         Cluster = await TrainingCluster.StartAsync(serviceId, silos: 1,
-            configure: o => o.PullTimeout = PullTimeout,
+            configure: o =>
+            {
+                o.PullTimeout = PullTimeout;
+                _configure?.Invoke(o);
+            },
             configureSilo: silo =>
             {
                 // Registered after TrainingCluster's storage, so this decorator is the one the grains get.
@@ -46,14 +57,16 @@ public sealed class HeldWritesFixture : IAsyncLifetime
     }
 }
 
-[Collection(TrainingCollection.Name)]
-public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutputHelper output) : IClassFixture<HeldWritesFixture>
+/// <summary>Models, settings and held rounds for the tests on a <see cref="HeldWritesFixture"/> cluster.</summary>
+public abstract class HeldWritesTests(HeldWritesFixture fixture)
 {
-    private static readonly DateTimeOffset Start = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+    protected static readonly DateTimeOffset Start = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
 
-    private IClusterClient Client => fixture.Client;
+    protected HeldWritesFixture Fixture => fixture;
 
-    private static TrainingSettings Short => new(
+    protected IClusterClient Client => fixture.Client;
+
+    protected static TrainingSettings Short => new(
         Period: TimeSpan.Zero, MinNewObservations: 0, SampleSize: 64, Epochs: 2, TimeBudget: TimeSpan.FromSeconds(2),
         LearningRate: 0.01f, WindowLength: 16, Stride: 8, BatchSize: 32, ValidationFraction: 0.25, ClipNorm: 1f,
         Patience: 0, MaxRowsPerStream: 128);
@@ -63,7 +76,7 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
     /// with <see cref="SineStreams.Config"/>, and its training grain configured with <paramref name="settings"/>;
     /// <paramref name="populate"/> (given the name) runs in between.
     /// </summary>
-    private async Task<(string Model, IModelGrain Grain, ITrainingGrain Training)> NewModelAsync(string prefix, TrainingSettings settings,
+    protected async Task<(string Model, IModelGrain Grain, ITrainingGrain Training)> NewModelAsync(string prefix, TrainingSettings settings,
         Func<string, Task>? populate = null)
     {
         string model = prefix + Guid.NewGuid().ToString("N")[..8];
@@ -76,7 +89,7 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
     }
 
     /// <summary>A new model whose <paramref name="streams"/> streams have <paramref name="rows"/> observations each, registered and configured.</summary>
-    private Task<(string Model, IModelGrain Grain, ITrainingGrain Training)> ModelWithStreamsAsync(string prefix, int streams, int rows,
+    protected Task<(string Model, IModelGrain Grain, ITrainingGrain Training)> ModelWithStreamsAsync(string prefix, int streams, int rows,
         TrainingSettings settings) =>
         NewModelAsync(prefix, settings, async model =>
         {
@@ -88,7 +101,7 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
     /// Round <paramref name="round"/> shows as running and not recorded (reads interleave, and show only what is stored),
     /// and a start joins it rather than starting another.
     /// </summary>
-    private static async Task AssertRunningAndUnrecordedAsync(ITrainingGrain training, long round)
+    protected static async Task AssertRunningAndUnrecordedAsync(ITrainingGrain training, long round)
     {
         Assert.Null(await training.GetRoundAsync(round));
         var during = await training.GetStatusAsync();
@@ -98,6 +111,21 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
         Assert.Equal(round, await training.StartRoundAsync());
     }
 
+    /// <summary>A new model without streams (every round is a quick Skipped round) whose next round is held at its first step.</summary>
+    private protected async Task<(ITrainingGrain Training, long Round, TestHold Step)> RoundHeldAtFirstStepAsync(string prefix)
+    {
+        var (model, _, training) = await NewModelAsync(prefix, Short);
+        var shard = Client.GetGrain<IStreamRegistryShardGrain>(StreamRegistryKeys.ShardKey(model, 0));
+        var step = HeldCallFilter.Hold(shard.GetGrainId(), nameof(IStreamRegistryShardGrain.GetStatsAsync)).ReleaseAfter(TimeSpan.FromSeconds(90));
+        long round = await training.StartRoundAsync();
+        await step.Entered.WaitAsync(TimeSpan.FromSeconds(30));
+        return (training, round, step);
+    }
+}
+
+[Collection(TrainingCollection.Name)]
+public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutputHelper output) : HeldWritesTests(fixture), IClassFixture<HeldWritesFixture>
+{
     [Fact]
     public async Task A_stream_that_does_not_answer_in_time_is_skipped_and_the_round_goes_on_without_it()
     {
@@ -172,17 +200,6 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
         Assert.Equal(new[] { first, second }, status.RecentRounds.Select(r => r.RoundId));
     }
 
-    /// <summary>A new model without streams (every round is a quick Skipped round) whose next round is held at its first step.</summary>
-    private async Task<(ITrainingGrain Training, long Round, TestHold Step)> RoundHeldAtFirstStepAsync(string prefix)
-    {
-        var (model, _, training) = await NewModelAsync(prefix, Short);
-        var shard = Client.GetGrain<IStreamRegistryShardGrain>(StreamRegistryKeys.ShardKey(model, 0));
-        var step = HeldCallFilter.Hold(shard.GetGrainId(), nameof(IStreamRegistryShardGrain.GetStatsAsync)).ReleaseAfter(TimeSpan.FromSeconds(90));
-        long round = await training.StartRoundAsync();
-        await step.Entered.WaitAsync(TimeSpan.FromSeconds(30));
-        return (training, round, step);
-    }
-
     [Fact]
     public async Task A_round_whose_record_write_fails_stays_running_until_the_retried_write_stores_it_and_no_round_starts_meanwhile()
     {
@@ -245,76 +262,6 @@ public sealed class TrainingRoundEdgeTests(HeldWritesFixture fixture, ITestOutpu
 
         // Later writes go through: the next round is numbered on and recorded.
         var next = await training.TrainNowAsync().WaitAsync(TimeSpan.FromSeconds(60));
-        Assert.Equal(first + 1, next.RoundId);
-        Assert.Equal(new[] { first, first + 1 }, (await training.GetStatusAsync()).RecentRounds.Select(r => r.RoundId));
-    }
-
-    [Fact]
-    public async Task A_record_whose_write_is_being_retried_gets_a_last_try_when_the_activation_ends_and_is_stored_by_it()
-    {
-        // The round ends (Skipped) with every write of the training grain failing; the test waits for three failed
-        // attempts, so the next regular retry is seconds away (the backoff doubles from 1 s), then the store comes back
-        // and the activation is ended at once. Only the deactivation's last try can store the record before the
-        // activation is gone; without it the next activation finds the round unrecorded and records it as interrupted.
-        var (training, first, step) = await RoundHeldAtFirstStepAsync("last-try-");
-        using var _ = step;
-        var id = training.GetGrainId();
-        int failedBefore = HeldWriteStorage.FailedWrites(id);
-        using var fault = HeldWriteStorage.Fail(id).ReleaseAfter(TimeSpan.FromSeconds(90));
-        step.Release();
-        await TestSupport.Eventually(() => Task.FromResult(HeldWriteStorage.FailedWrites(id) - failedBefore), n => n >= 3, TimeSpan.FromSeconds(60));
-        Assert.True((await training.GetStatusAsync()).Running);
-
-        fault.Release();
-        await fixture.Cluster.DeactivateAsync(training);
-
-        // A new activation reads what the last try stored: the round as it ended, not an interrupted one.
-        var record = await training.GetRoundAsync(first);
-        Assert.NotNull(record);
-        output.WriteLine($"round {record.RoundId}: {record.Decision}; {record.Reason}");
-        Assert.Equal(TrainingDecision.Skipped, record.Decision);
-        Assert.DoesNotContain("Interrupted", record.Reason);
-        var status = await training.GetStatusAsync();
-        Assert.False(status.Running);
-        Assert.Equal(new[] { first }, status.RecentRounds.Select(r => r.RoundId));
-    }
-
-    [Fact]
-    public async Task A_round_left_unrecorded_whose_model_cannot_be_asked_is_recorded_as_failed_naming_why()
-    {
-        // The round ends with its record unwritable, and the activation ends while the store is still down: its last try
-        // fails too, so the round is left started and unrecorded. The next activation must record it, and cannot look for
-        // its publication: the model's GetRoundPublication fails for the training grain.
-        var (training, first, step) = await RoundHeldAtFirstStepAsync("no-versions-");
-        using var _ = step;
-        var id = training.GetGrainId();
-        var model = Client.GetGrain<IModelGrain>(training.GetPrimaryKeyString());
-        using (var fault = HeldWriteStorage.Fail(id).ReleaseAfter(TimeSpan.FromSeconds(90)))
-        {
-            step.Release();
-            await fault.Entered.WaitAsync(TimeSpan.FromSeconds(30));
-            int failedBefore = HeldWriteStorage.FailedWrites(id);
-            await fixture.Cluster.DeactivateAsync(training);
-            Assert.True(HeldWriteStorage.FailedWrites(id) > failedBefore, "the deactivation made no last try");
-        }
-
-        const string injected = "injected: the model grain is unreachable";
-        using var lookup = HeldCallFilter.Fail(model.GetGrainId(), nameof(IModelGrain.GetRoundPublicationAsync), injected).ReleaseAfter(TimeSpan.FromSeconds(90));
-        var record = await training.GetRoundAsync(first);
-        Assert.True(lookup.Entered.IsCompleted, "the new activation did not look for the round's version");
-        Assert.NotNull(record);
-        output.WriteLine($"round {record.RoundId}: {record.Decision}; {record.Reason}");
-        Assert.Equal(TrainingDecision.Failed, record.Decision);
-        Assert.Equal(TrainingTrigger.Manual, record.Trigger);
-        Assert.Null(record.PublishedVersion);
-        Assert.StartsWith("Interrupted", record.Reason);
-        Assert.Contains("could not be asked whether the round published", record.Reason);
-        Assert.Contains($"{nameof(InvalidOperationException)}: {injected}", record.Reason);
-        Assert.Contains($"training.round = {first}", record.Reason);
-
-        // Recorded once; the rounds after it are numbered on and recorded normally.
-        lookup.Release();
-        var next = await training.TrainNowAsync();
         Assert.Equal(first + 1, next.RoundId);
         Assert.Equal(new[] { first, first + 1 }, (await training.GetStatusAsync()).RecentRounds.Select(r => r.RoundId));
     }
