@@ -180,8 +180,7 @@ internal static class StreamEndpoints
     internal static string Check(string streamId)
     {
         streamId = streamId.Replace("%2F", "/", StringComparison.OrdinalIgnoreCase);
-        if (string.IsNullOrWhiteSpace(streamId) || streamId.Length > 256 || streamId.Any(char.IsControl))
-            throw new RequestValidationException("A stream id must be 1..256 printable characters.");
+        if (LstmOrleansNames.StreamIdProblem(streamId) is { } problem) throw new RequestValidationException(problem);
         return streamId;
     }
 }
