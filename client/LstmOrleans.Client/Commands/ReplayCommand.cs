@@ -105,6 +105,18 @@ internal static class ReplayCommand
     public static async Task PrepareAsync(IGrainFactory grains, IReadOnlyList<ReplayStream> streams, string? model, bool reset, RetryPolicy? retry = null)
     {
         retry ??= RetryPolicy.None;
+        if (model is not null)
+        {
+            // Before any bind: a rebind clears the stream's history and state, and the first batch, with values the model
+            // cannot take, was refused only after it, so a replay of the wrong file left its streams emptied and bound
+            // to a model they could not be fed.
+            var info = await retry.ExecuteAsync(() => grains.GetGrain<IModelGrain>(model).GetInfoAsync());
+            int inputSize = info.Config.InputSize;
+            if (streams.Select(s => s.Series).FirstOrDefault(f => f.Features.Length != inputSize) is { } misfit)
+                throw new ArgumentException(
+                    $"{misfit.Path} has {misfit.Features.Length} value column(s) ({string.Join(", ", misfit.Features)}) but model '{model}' " +
+                    $"takes {inputSize} (input size {inputSize}); no stream was bound.");
+        }
         await Task.WhenAll(streams.Select(async s =>
         {
             var grain = grains.GetGrain<IStreamGrain>(s.StreamId);
