@@ -232,7 +232,7 @@ internal static class ModelClusterCommands
                     ? f : throw new InvalidOperationException($"Model '{modelName}' has an unknown calendar feature '{n}'."))],
                 Residual = c.Residual,
                 // Per-stream running statistics live in each stream, not in the model: record the mode only.
-                Extra = new Dictionary<string, string> { ["lstmorleans.stream_normalization"] = c.Normalization.ToString() },
+                Extra = new Dictionary<string, string> { [LstmOrleans.Client.Offline.OfflineModel.StreamNormalizationKey] = c.Normalization.ToString() },
             };
             ModelFile.Save(result.GetValue(output)!, parameters, metadata);
             Console.WriteLine($"model {modelName}: wrote v{weights.Version} to {result.GetValue(output)}");
