@@ -18,6 +18,7 @@ internal static class ReplayCommand
         var batch = new Option<int>("--batch") { Description = "Observations per grain call (1 = one call per observation).", DefaultValueFactory = _ => 1 };
         var rows = new Option<int>("--rows") { Description = "Use at most this many rows of each file (0 = all).", DefaultValueFactory = _ => 0 };
         var model = new Option<string?>("--model") { Description = "Bind the streams to this model first (default: the streams' current or default model)." };
+        model.AddModelNameCheck();
         var reset = new Option<bool>("--reset") { Description = "Reset the streams first so the replay starts from a clean state." };
         var output = new Option<string?>("--out") { Description = "Write every scored forecast to this CSV (for `plot`)." };
         var attemptTimeout = new Option<double>("--attempt-timeout")
