@@ -25,6 +25,11 @@ public enum RejectionReason
     /// values sent without one from 1.
     /// </summary>
     InvalidSequence = 11,
+    /// <summary>
+    /// The stream id cannot name a new stream (<see cref="LstmOrleansNames.StreamIdProblem"/>): the stream was not
+    /// bound and took no value. Streams created before this check keep working.
+    /// </summary>
+    InvalidStreamId = 12,
 }
 
 /// <summary>

@@ -29,4 +29,14 @@ public static class LstmOrleansNames
         string.IsNullOrWhiteSpace(name) || name.Length > 128 || name.Any(c => char.IsControl(c) || c == '/')
             ? "A model name must be 1..128 printable characters without '/'."
             : null;
+
+    /// <summary>
+    /// Why <paramref name="streamId"/> cannot name a new stream, or null when it can: 1..256 printable characters, so that
+    /// the HTTP API's /streams/{id} routes can address every stream whoever created it, and the registry listing's
+    /// <c>after</c> cursor can page past it.
+    /// </summary>
+    public static string? StreamIdProblem(string? streamId) =>
+        string.IsNullOrWhiteSpace(streamId) || streamId.Length > 256 || streamId.Any(char.IsControl)
+            ? "A stream id must be 1..256 printable characters."
+            : null;
 }

@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace LstmOrleans.Abstractions;
 
 /// <summary>
@@ -75,6 +77,9 @@ public enum TrainingDecision
 /// One training round as recorded durably by the training grain. Losses are mean squared errors in normalised units,
 /// all measured on the same data: validation losses on the held-out most recent part of every used stream, train
 /// losses on the training part (scored the same way, without updates). NaN where not measured (skipped or failed rounds).
+/// In JSON a loss that is not a number is the string "NaN" (or "Infinity"), as the client's --json writes it: the
+/// serializer's default refused to write it, so the HTTP training status and round record were a 500 once a round had
+/// been skipped or failed.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("lstm.TrainingRoundRecord")]
 public sealed record TrainingRoundRecord(
@@ -92,11 +97,11 @@ public sealed record TrainingRoundRecord(
     [property: Id(11)] int ValidationEntries,
     [property: Id(12)] long ChampionVersion,
     [property: Id(13)] long? PublishedVersion,
-    [property: Id(14)] double ChallengerTrainLoss,
-    [property: Id(15)] double ChallengerValidationLoss,
-    [property: Id(16)] double ChampionTrainLoss,
-    [property: Id(17)] double ChampionValidationLoss,
-    [property: Id(18)] double PersistenceValidationLoss,
+    [property: Id(14), JsonNumberHandling(JsonNumberHandling.AllowNamedFloatingPointLiterals)] double ChallengerTrainLoss,
+    [property: Id(15), JsonNumberHandling(JsonNumberHandling.AllowNamedFloatingPointLiterals)] double ChallengerValidationLoss,
+    [property: Id(16), JsonNumberHandling(JsonNumberHandling.AllowNamedFloatingPointLiterals)] double ChampionTrainLoss,
+    [property: Id(17), JsonNumberHandling(JsonNumberHandling.AllowNamedFloatingPointLiterals)] double ChampionValidationLoss,
+    [property: Id(18), JsonNumberHandling(JsonNumberHandling.AllowNamedFloatingPointLiterals)] double PersistenceValidationLoss,
     [property: Id(19)] int EpochsRun,
     [property: Id(20)] int BestEpoch,
     [property: Id(21)] bool StoppedEarly,

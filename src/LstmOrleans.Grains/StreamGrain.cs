@@ -127,6 +127,7 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         var s = Current;
         if (s.IsBound && s.ModelName == name) return StreamComputation.Summary(s, StreamId);
 
+        if (!s.IsBound) CheckNewStreamId();
         var next = s.Clone();
         StreamComputation.Bind(next, model, _options.HistoryCapacity, _options.HistoryChunkSize);
         await CommitAsync(next, steps: 0, forceWrite: true);
@@ -149,9 +150,11 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
                 $"Observation {observation.Sequence} at {observation.Timestamp:O} is earlier than the last accepted one at {s.LastTimestamp:O}.",
                 observation.Sequence);
 
-        // Everything that can fail has been checked; from here the state changes.
+        // Everything that can fail has been checked (a new stream's id at its first bind, not on every step); from
+        // here the state changes.
         if (!s.IsBound)
         {
+            CheckNewStreamId();
             s = s.Clone();
             StreamComputation.Bind(s, model, _options.HistoryCapacity, _options.HistoryChunkSize);
         }
@@ -255,6 +258,7 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         if (newCount == 0) return StreamComputation.StepBatch(original, StreamId, batch, firstNew, duplicate, model, _options);   // steps nothing
 
         // Compute on a copy; the grain's state is replaced only after the write succeeds.
+        if (!original.IsBound) CheckNewStreamId();
         var next = original.Clone();
         if (!next.IsBound) StreamComputation.Bind(next, model, _options.HistoryCapacity, _options.HistoryChunkSize);
         bool rewarm = next.WeightsVersion != model.Version;
@@ -619,6 +623,18 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         if (_unsavedSteps == 0) return;
         try { await WriteAsync(); }
         catch (Exception e) { LogFlushFailed(e, StreamId); }
+    }
+
+    /// <summary>
+    /// Refuses to bind a stream whose id the HTTP API could not address: the HTTP routes check ids themselves, but the
+    /// client's push and replay and other Orleans callers reach this grain directly, and created streams such as a
+    /// 300-character id, listed by GET /models/{name}/streams but which no /streams/{id} route (nor the listing's
+    /// after cursor) took. Checked only when a stream is first bound, so existing streams keep working.
+    /// </summary>
+    private void CheckNewStreamId()
+    {
+        if (LstmOrleansNames.StreamIdProblem(StreamId) is { } problem)
+            throw new ObservationRejectedException(RejectionReason.InvalidStreamId, problem);
     }
 
     private static string ModelNameOrDefault(string? modelName)

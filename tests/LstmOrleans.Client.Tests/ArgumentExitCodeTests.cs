@@ -40,6 +40,17 @@ public class ArgumentExitCodeTests
         { ["replay", "series.csv", "--retries", "many"], "Cannot parse argument 'many' for option '--retries'" },
         { ["plot", "p.csv", "--last", "abc"], "Cannot parse argument 'abc' for option '--last'" },
         { ["demo", "--rows", "abc"], "Cannot parse argument 'abc' for option '--rows'" },
+        // A name no model can have reached Orleans, which refused the empty or blank key naming its 'primaryKey'
+        // parameter, or the cluster, which refused the rest after connecting.
+        { ["create-model", ""], "MODEL '': A model name must be 1..128 printable characters without '/'." },
+        { ["create-model", "a/b"], "MODEL 'a/b': A model name must be 1..128 printable characters without '/'." },
+        { ["models", "default", " "], "MODEL ' ': A model name must be 1..128 printable characters without '/'." },
+        { ["rollback", "", "1"], "MODEL '': A model name" },
+        { ["train", " "], "MODEL ' ': A model name" },
+        { ["streams", "--model", ""], "--model '': A model name" },
+        { ["replay", "series.csv", "--model", ""], "--model '': A model name" },
+        { ["model", "import", "m.safetensors", "--name", ""], "--name '': A model name" },
+        { ["model", "export", "", "--out", "m.safetensors"], "MODEL '': A model name" },
     };
 
     [Fact]

@@ -34,6 +34,37 @@ public class ModelCommandsTests
     }
 
     [Fact]
+    public void Predict_and_train_on_an_exported_model_whose_streams_normalise_warn_that_offline_values_are_raw()
+    {
+        // model export records a cluster model's running z-scores in the metadata only (the statistics live in each
+        // stream); predict and train fed the raw CSV values without a word, so their forecasts were not the cluster's
+        // and weights trained here, imported back, forecast on another scale.
+        using var dir = new TempDir();
+        string data = dir.File("series.csv");
+        File.WriteAllText(data, ThreeFeatureCsv(40));
+        string exported = dir.File("exported.safetensors"), plain = dir.File("plain.safetensors");
+        var parameters = LstmParameters.InitializeUniform(new LstmConfig(3, 4, 1, 1), 3);
+        ModelFile.Save(exported, parameters, new ModelMetadata { Extra = new Dictionary<string, string> { ["lstmorleans.stream_normalization"] = "RunningZScore" } });
+        ModelFile.Save(plain, parameters, new ModelMetadata { Extra = new Dictionary<string, string> { ["lstmorleans.stream_normalization"] = "None" } });
+
+        string[][] commands =
+        [
+            ["model", "predict", "--model", "MODEL", "--data", data, "--out", dir.File("p.csv")],
+            ["model", "train", "--model", "MODEL", "--data", data, "--window", "8", "--epochs", "1", "--out", dir.File("t.safetensors")],
+        ];
+        foreach (var command in commands)
+        {
+            var warned = Cli.Run([.. command.Select(a => a == "MODEL" ? exported : a)]);
+            Assert.True(warned.ExitCode == 0, warned.Stderr);
+            Assert.StartsWith("warning: in the cluster this model's streams normalise their values (lstmorleans.stream_normalization = RunningZScore); " +
+                "offline the values go in as they are in the CSV", warned.Stderr);
+            var quiet = Cli.Run([.. command.Select(a => a == "MODEL" ? plain : a)]);
+            Assert.True(quiet.ExitCode == 0, quiet.Stderr);
+            Assert.Equal("", quiet.Stderr);
+        }
+    }
+
+    [Fact]
     public void InitWritesTheSeededInitialisationAndShowReportsIt()
     {
         using var dir = new TempDir();

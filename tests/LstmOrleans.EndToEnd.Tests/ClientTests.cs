@@ -113,6 +113,27 @@ public sealed class ClientTests(SiloProcess silo)
     }
 
     [Fact]
+    public async Task Replay_onto_a_model_its_file_does_not_fit_binds_nothing_and_keeps_the_streams()
+    {
+        // The binds came first and the first batch was refused after them: the replay's stream lost its history to a
+        // model it could not be fed, and stayed bound to it.
+        Assert.Equal(0, (await RunAsync("create-model", "cli-replay-one", "--hidden", "4")).ExitCode);
+        Assert.Equal(0, (await RunAsync("create-model", "cli-replay-three", "--inputs", "3", "--hidden", "4")).ExitCode);
+        var file = Path.Combine(silo.DataFolder, "replay-fit.csv");
+        await File.WriteAllTextAsync(file, "timestamp,value\n" + string.Concat(Enumerable.Range(0, 20).Select(i => $"2024-01-01 00:{i:00}:00,{i}\n")), Encoding.UTF8);
+        var first = await RunAsync("replay", file, "--model", "cli-replay-one", "--prefix", "cli-replay-fit/");
+        Assert.True(first.ExitCode == 0, first.ToString());
+        var before = await RunAsync("stream", "cli-replay-fit/replay-fit", "--json");
+        Assert.Contains("\"modelName\": \"cli-replay-one\"", before.Stdout);
+
+        var misfit = await RunAsync("replay", file, "--model", "cli-replay-three", "--prefix", "cli-replay-fit/");
+        Assert.True(misfit.ExitCode == 2, misfit.ToString());
+        Assert.Contains("has 1 value column(s) (value) but model 'cli-replay-three' takes 3 (input size 3); no stream was bound.", misfit.Stderr);
+        var after = await RunAsync("stream", "cli-replay-fit/replay-fit", "--json");
+        Assert.Equal(before.Stdout, after.Stdout);
+    }
+
+    [Fact]
     public async Task Watch_prints_each_change_once_no_observations_included()
     {
         // Polls of a stream without values: one line saying so, not one per poll.

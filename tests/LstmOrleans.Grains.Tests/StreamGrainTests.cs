@@ -221,6 +221,39 @@ public sealed class StreamGrainTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task A_stream_id_the_HTTP_API_could_not_address_is_never_bound_by_any_call()
+    {
+        // The HTTP routes refuse such ids, but push and replay reach the grain directly: they created streams with a
+        // 300-character id or a newline in it, listed by GET /models/{name}/streams but addressable by no route (and
+        // the listing's after cursor refused the long one, so a page ending on it had no next page).
+        await CreateModelAsync("unaddressable");
+        await Client.GetGrain<IModelGrain>(LstmOrleansNames.DefaultModelName).CreateAsync(TestSupport.SmallConfig());   // unbound streams' model
+        foreach (var id in new[] { new string('L', 257), "line\nbreak", "tab\there" })
+        {
+            var stream = Client.GetGrain<IStreamGrain>(id);
+            async Task Refused(Func<Task> call)
+            {
+                var e = await Assert.ThrowsAsync<ObservationRejectedException>(call);
+                Assert.Equal(RejectionReason.InvalidStreamId, e.Reason);
+                Assert.Equal("A stream id must be 1..256 printable characters.", e.Message);
+                var summary = await stream.GetSummaryAsync();
+                Assert.Null(summary.ModelName);
+                Assert.Null(summary.LastSequence);
+            }
+            await Refused(() => stream.BindAsync("unaddressable"));
+            await Refused(() => stream.IngestAsync(TestSupport.Obs(1)));
+            await Refused(() => stream.IngestBatchAsync([TestSupport.Obs(1), TestSupport.Obs(2)]));
+            await Refused(() => stream.IngestColumnsAsync(ObservationBatch.From([TestSupport.Obs(1)], 2)));
+            await Refused(() => stream.IngestAfterLastAsync([new UnnumberedObservation(null, TestSupport.Obs(1).Values)]));
+        }
+
+        // The longest id the HTTP API takes, and any printable one, still work.
+        var longest = await BoundStreamAsync("unaddressable", new string('L', 256));
+        Assert.Equal(1, (await longest.IngestAsync(TestSupport.Obs(1))).StepCount);
+        Assert.Equal(1, (await Client.GetGrain<IStreamGrain>("caf\u00e9 \U0001F600").IngestAsync(TestSupport.Obs(1))).StepCount);
+    }
+
+    [Fact]
     public async Task A_single_value_the_stream_numbers_is_rejected_as_an_observation_not_as_batch_element_0()
     {
         // push without --seq (and HTTP without a sequence) sends one value through IngestAfterLastAsync, a batch of one:

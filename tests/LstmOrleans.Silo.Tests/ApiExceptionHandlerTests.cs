@@ -33,6 +33,7 @@ public sealed class ApiExceptionHandlerTests
         [RejectionReason.SequenceExhausted] = StatusCodes.Status409Conflict,
         [RejectionReason.NonFiniteResult] = StatusCodes.Status422UnprocessableEntity,
         [RejectionReason.InvalidSequence] = StatusCodes.Status400BadRequest,
+        [RejectionReason.InvalidStreamId] = StatusCodes.Status400BadRequest,
     };
 
     public static TheoryData<RejectionReason> EveryReason() => new(Enum.GetValues<RejectionReason>());

@@ -26,6 +26,21 @@ internal static class ValidatedValue
         try { return result.GetValueOrDefault<T>(); }
         catch (InvalidOperationException) { return null; }
     }
+
+    /// <summary>
+    /// Refuses a model name no model can have (<see cref="LstmOrleansNames.ModelNameProblem"/>) as a usage error, exit 2:
+    /// an empty or blank one reached Orleans, whose refusal named its own 'primaryKey' parameter.
+    /// </summary>
+    public static void AddModelNameCheck(this System.CommandLine.Argument argument) =>
+        argument.Validators.Add(r => { if (ModelNameError(argument.Name, r.Tokens) is { } error) r.AddError(error); });
+
+    /// <inheritdoc cref="AddModelNameCheck(System.CommandLine.Argument)"/>
+    public static void AddModelNameCheck(this System.CommandLine.Option option) =>
+        option.Validators.Add(r => { if (ModelNameError(option.Name, r.Tokens) is { } error) r.AddError(error); });
+
+    private static string? ModelNameError(string what, IReadOnlyList<System.CommandLine.Parsing.Token> tokens) =>
+        tokens.Select(t => LstmOrleansNames.ModelNameProblem(t.Value) is { } problem ? $"{what} '{t.Value}': {problem}" : null)
+            .FirstOrDefault(e => e is not null);
 }
 
 /// <summary>Options every cluster command shares, and the error handling that turns failures into exit codes.</summary>

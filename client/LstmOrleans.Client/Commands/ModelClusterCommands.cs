@@ -14,6 +14,7 @@ internal static class ModelClusterCommands
     {
         var cluster = new ClusterOptions();
         var names = new Argument<string[]>("MODEL") { Description = "Any number of model names (none: the default model).", Arity = ArgumentArity.ZeroOrMore };
+        names.AddModelNameCheck();
         var json = new Option<bool>("--json") { Description = "Print the models as JSON (info and retained versions of each)." };
         var all = new Option<bool>("--all") { Description = "Show every model the cluster has (from its model catalog) instead of the named ones." };
         var command = new Command("models", "Show models: configuration, active version and retained versions.") { names, json, all };
@@ -76,6 +77,7 @@ internal static class ModelClusterCommands
     {
         var cluster = new ClusterOptions();
         var name = new Argument<string>("MODEL") { Description = "Model name.", DefaultValueFactory = _ => LstmOrleansNames.DefaultModelName };
+        name.AddModelNameCheck();
         var inputs = new Option<int>("--inputs") { Description = "Features per observation (D).", DefaultValueFactory = _ => 1 };
         // Defaults from the evaluation on the NAB series (QUALITY.md, "Recommended defaults"): H = 32, residual head.
         var hidden = new Option<int>("--hidden") { Description = "Hidden size (H).", DefaultValueFactory = _ => 32 };
@@ -114,6 +116,7 @@ internal static class ModelClusterCommands
     {
         var cluster = new ClusterOptions();
         var name = new Argument<string>("MODEL") { Description = "Model name." };
+        name.AddModelNameCheck();
         var version = new Argument<long>("VERSION")
         {
             Description = "Retained version to make active (a positive integer, as 'models' lists them).",
@@ -149,6 +152,7 @@ internal static class ModelClusterCommands
         var cluster = new ClusterOptions();
         var file = new Argument<string>("FILE") { Description = "Model file (.safetensors) whose weights to publish." };
         var name = new Option<string?>("--name") { Description = "Model name on the cluster (default: the file's model name, else the default model)." };
+        name.AddModelNameCheck();
         var normalization = new Option<NormalizationMode>("--normalization")
         {
             Description = "How the model's streams scale their values when the model is created here: RunningZScore (per-stream running statistics) or None.",
@@ -211,6 +215,7 @@ internal static class ModelClusterCommands
     {
         var cluster = new ClusterOptions();
         var name = new Argument<string>("MODEL") { Description = "Model name on the cluster.", DefaultValueFactory = _ => LstmOrleansNames.DefaultModelName };
+        name.AddModelNameCheck();
         var output = new Option<string>("--out") { Description = "Model file to write (.safetensors).", Required = true };
         var version = new Option<long?>("--version") { Description = "Retained version to export (default: the active one)." };
         var command = new Command("export", "Write a model's active (or a retained) version from the cluster to a safetensors file.") { name, output, version };
@@ -235,7 +240,7 @@ internal static class ModelClusterCommands
                     ? f : throw new InvalidOperationException($"Model '{modelName}' has an unknown calendar feature '{n}'."))],
                 Residual = c.Residual,
                 // Per-stream running statistics live in each stream, not in the model: record the mode only.
-                Extra = new Dictionary<string, string> { ["lstmorleans.stream_normalization"] = c.Normalization.ToString() },
+                Extra = new Dictionary<string, string> { [LstmOrleans.Client.Offline.OfflineModel.StreamNormalizationKey] = c.Normalization.ToString() },
             };
             ModelFile.Save(result.GetValue(output)!, parameters, metadata);
             Console.WriteLine($"model {modelName}: wrote v{weights.Version} to {result.GetValue(output)}");

@@ -18,6 +18,7 @@ internal static class ReplayCommand
         var batch = new Option<int>("--batch") { Description = "Observations per grain call (1 = one call per observation).", DefaultValueFactory = _ => 1 };
         var rows = new Option<int>("--rows") { Description = "Use at most this many rows of each file (0 = all).", DefaultValueFactory = _ => 0 };
         var model = new Option<string?>("--model") { Description = "Bind the streams to this model first (default: the streams' current or default model)." };
+        model.AddModelNameCheck();
         var reset = new Option<bool>("--reset") { Description = "Reset the streams first so the replay starts from a clean state." };
         var output = new Option<string?>("--out") { Description = "Write every scored forecast to this CSV (for `plot`)." };
         var attemptTimeout = new Option<double>("--attempt-timeout")
@@ -105,6 +106,18 @@ internal static class ReplayCommand
     public static async Task PrepareAsync(IGrainFactory grains, IReadOnlyList<ReplayStream> streams, string? model, bool reset, RetryPolicy? retry = null)
     {
         retry ??= RetryPolicy.None;
+        if (model is not null)
+        {
+            // Before any bind: a rebind clears the stream's history and state, and the first batch, with values the model
+            // cannot take, was refused only after it, so a replay of the wrong file left its streams emptied and bound
+            // to a model they could not be fed.
+            var info = await retry.ExecuteAsync(() => grains.GetGrain<IModelGrain>(model).GetInfoAsync());
+            int inputSize = info.Config.InputSize;
+            if (streams.Select(s => s.Series).FirstOrDefault(f => f.Features.Length != inputSize) is { } misfit)
+                throw new ArgumentException(
+                    $"{misfit.Path} has {misfit.Features.Length} value column(s) ({string.Join(", ", misfit.Features)}) but model '{model}' " +
+                    $"takes {inputSize} (input size {inputSize}); no stream was bound.");
+        }
         await Task.WhenAll(streams.Select(async s =>
         {
             var grain = grains.GetGrain<IStreamGrain>(s.StreamId);

@@ -12,6 +12,7 @@ internal static class StreamListCommand
     {
         var cluster = new ClusterOptions();
         var model = new Option<string>("--model", "-m") { Description = "Model whose streams to list.", DefaultValueFactory = _ => LstmOrleansNames.DefaultModelName };
+        model.AddModelNameCheck();
         var limit = new Option<int>("--limit", "-n") { Description = "Most streams to print (fetched in pages of at most 1000).", DefaultValueFactory = _ => 100 };
         var after = new Option<string?>("--after") { Description = "Start after this stream id (the 'next' of an earlier listing)." };
         var summary = new Option<bool>("--summary") { Description = "Ask each listed stream for its last sequence, step count and last forecast." };

@@ -13,6 +13,7 @@ internal static class TrainClusterCommand
     {
         var cluster = new ClusterOptions();
         var model = new Argument<string>("MODEL") { Description = "Model to train.", DefaultValueFactory = _ => LstmOrleansNames.DefaultModelName };
+        model.AddModelNameCheck();
         var timeout = new Option<double>("--timeout") { Description = "Seconds to follow the round before giving up (it keeps running on the cluster).", DefaultValueFactory = _ => 600 };
         var noWait = new Option<bool>("--no-wait") { Description = "Start the round and print its id without following it." };
         var json = new Option<bool>("--json") { Description = "Print the round's record as JSON (with --no-wait: the model and the round's id)." };

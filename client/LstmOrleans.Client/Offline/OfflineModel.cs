@@ -6,6 +6,23 @@ namespace LstmOrleans.Client.Offline;
 /// <summary>Runs a loaded model over a sensor table in-process, as the stream grains would, one step per row.</summary>
 internal static class OfflineModel
 {
+    /// <summary>The metadata key <c>model export</c> records a cluster model's stream normalisation under.</summary>
+    public const string StreamNormalizationKey = "lstmorleans.stream_normalization";
+
+    /// <summary>
+    /// Warns when the file is a cluster model whose streams normalise their values with running z-scores: offline
+    /// predict and train feed the raw values (the statistics live in each stream, not in the file), so their
+    /// forecasts are not the cluster's and weights trained on them do not fit the cluster model they came from. They
+    /// did so without a word, and a model exported, trained offline and imported back forecast on another scale.
+    /// </summary>
+    public static void WarnIfStreamNormalized(ModelMetadata metadata, TextWriter stderr)
+    {
+        if (metadata.Extra.TryGetValue(StreamNormalizationKey, out var mode) && !string.Equals(mode, "None", StringComparison.OrdinalIgnoreCase))
+            stderr.WriteLine($"warning: in the cluster this model's streams normalise their values ({StreamNormalizationKey} = {mode}); " +
+                "offline the values go in as they are in the CSV, so these results are not what the cluster computes, and " +
+                "weights trained here do not fit a cluster model that normalises.");
+    }
+
     /// <summary>Throws <see cref="CliException"/> unless the table's value columns are the model's raw inputs.</summary>
     public static void CheckColumns(LstmConfig config, ModelMetadata metadata, SensorTable table, string source)
     {

@@ -54,6 +54,7 @@ internal static class TrainCommand
             var kind = parse.GetValue(optimizer) == "sgd" ? OptimizerKind.Sgd : OptimizerKind.Adam;
 
             var (parameters, metadata) = ModelFile.Load(parse.GetValue(modelPath)!, cancellationToken: cancellationToken);
+            OfflineModel.WarnIfStreamNormalized(metadata, parse.InvocationConfiguration.Error);
             string dataPath = parse.GetValue(data)!;
             var table = SensorCsv.Read(dataPath, cancellationToken);
             var config = parameters.Config;

@@ -118,7 +118,18 @@ public static class ObservationParser
         {
             var name = reader.GetString()!;
             reader.Read();
-            switch (name.ToLowerInvariant())
+            var key = name.ToLowerInvariant();
+            // A property given twice, or with its alias ({"value":1,"values":[2]}, {"sequence":5,"seq":3}), was taken
+            // from its last occurrence without a word: another value or idempotency key than the sender may have meant.
+            if (key switch
+                {
+                    "sequence" or "seq" => sequence is not null,
+                    "timestamp" or "time" => timestamp is not null,
+                    "value" or "values" => values is not null,
+                    _ => false,
+                })
+                throw new RequestValidationException($"{where}: '{name}' repeats a property already given (sequence/seq, timestamp/time and value/values each name one).");
+            switch (key)
             {
                 case "sequence" or "seq":
                     if (reader.TokenType != JsonTokenType.Number || !reader.TryGetInt64(out var s) || s < 0)

@@ -111,23 +111,48 @@ internal static class StreamEndpoints
         CheckOrder(observations);
         // The grain applies a batch all or nothing up to its own size limit; larger bodies go in order, chunk by
         // chunk. Everything a grain could reject later (lengths, order) was checked above or is caught by the
-        // first chunk, so a rejection leaves the stream unchanged; sequence numbers make a retry safe regardless.
-        var chunkSize = Math.Max(1, streamOptions.Value.MaxBatchSize);
-        var results = new List<StepResult>(observations.Length);
-        for (var offset = 0; offset < observations.Length; offset += chunkSize)
+        // first chunk, so a rejection leaves the stream unchanged unless another writer moved the stream on between two
+        // chunks (ApplyInPartsAsync says so); sequence numbers make a retry safe regardless.
+        var results = await ApplyInPartsAsync(observations.Length, Math.Max(1, streamOptions.Value.MaxBatchSize), async (offset, count) =>
         {
-            var chunk = observations.AsSpan(offset, Math.Min(chunkSize, observations.Length - offset)).ToArray();
             // Unnumbered values are numbered (and, without a timestamp, stamped) by the grain as it applies them:
             // numbered here from a summary read first, concurrent requests took the same numbers and all but one
             // were skipped as duplicates, acknowledged but lost.
-            if (!numbered) results.AddRange(await grain.IngestAfterLastAsync(Unnumbered(inputs, offset, chunk.Length)));
-            else if (chunk.Length == 1) results.Add(await grain.IngestAsync(chunk[0]));
-            else results.AddRange(await grain.IngestBatchAsync(chunk));
-        }
+            if (!numbered) return await grain.IngestAfterLastAsync(Unnumbered(inputs, offset, count));
+            if (count == 1) return [await grain.IngestAsync(observations[offset])];
+            return await grain.IngestBatchAsync(observations.AsSpan(offset, count).ToArray());
+        });
         var duplicates = results.Count(r => r.Duplicate);
         metrics.Ingested(results.Count, results.Count - duplicates, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         var includeAll = string.Equals(request.Query["results"], "all", StringComparison.OrdinalIgnoreCase);
         return Results.Ok(new IngestResponse(streamId, results.Count, results.Count - duplicates, duplicates, results[^1], includeAll ? [.. results] : null));
+    }
+
+    /// <summary>
+    /// Applies <paramref name="count"/> observations in parts of at most <paramref name="partSize"/>, in order. Only a
+    /// concurrent writer to the same stream can make a part after the first one fail (it moved the stream past that
+    /// part's timestamps or sequence numbers): the parts before it stay applied, which the refusal then says. It said only
+    /// what the failing part broke, as if the request had changed nothing, and a client that resent the whole body
+    /// without sequence numbers applied those values twice.
+    /// </summary>
+    internal static async Task<List<StepResult>> ApplyInPartsAsync(int count, int partSize, Func<int, int, Task<StepResult[]>> apply)
+    {
+        var results = new List<StepResult>(count);
+        for (var offset = 0; offset < count; offset += partSize)
+        {
+            try
+            {
+                results.AddRange(await apply(offset, Math.Min(partSize, count - offset)));
+            }
+            catch (ObservationRejectedException e) when (offset > 0)
+            {
+                throw new ObservationRejectedException(e.Reason,
+                    $"Observations 1 to {offset} of this request were applied (a body over Streams:MaxBatchSize goes to the stream in parts of " +
+                    $"{partSize}), then the part from observation {offset + 1} on was refused and none of it applied; another writer to the " +
+                    $"stream may have moved it on meanwhile. Send only the rest again. The refusal: {e.Message}", e.Sequence);
+            }
+        }
+        return results;
     }
 
     /// <summary>
@@ -180,8 +205,7 @@ internal static class StreamEndpoints
     internal static string Check(string streamId)
     {
         streamId = streamId.Replace("%2F", "/", StringComparison.OrdinalIgnoreCase);
-        if (string.IsNullOrWhiteSpace(streamId) || streamId.Length > 256 || streamId.Any(char.IsControl))
-            throw new RequestValidationException("A stream id must be 1..256 printable characters.");
+        if (LstmOrleansNames.StreamIdProblem(streamId) is { } problem) throw new RequestValidationException(problem);
         return streamId;
     }
 }
