@@ -1,4 +1,6 @@
 using LstmOrleans.Grains.Training;
+using Microsoft.Extensions.Options;
+using Orleans.Configuration;
 
 namespace LstmOrleans.Grains.Tests.Training;
 
@@ -9,7 +11,7 @@ public sealed class TrainingGrainOptionsTests
     {
         var options = new TrainingGrainOptions();
         change(options);
-        return new TrainingGrainOptionsValidator().Validate(null, options).Failures?.ToArray() ?? [];
+        return new TrainingGrainOptionsValidator(Options.Create(new ReminderOptions())).Validate(null, options).Failures?.ToArray() ?? [];
     }
 
     [Fact]
