@@ -105,6 +105,11 @@ catch (Microsoft.AspNetCore.Connections.AddressInUseException ex)
     Console.Error.WriteLine($"lstmorleans silo failed to start: {ex.Message}: Cluster:SiloPort {settings.Cluster.SiloPort} or Cluster:GatewayPort {settings.Cluster.GatewayPort} is taken by another process.");
     return 1;
 }
+catch (Exception ex) when (ServiceConnectFailure.Describe(ex, settings) is { } reason)
+{
+    Console.Error.WriteLine($"lstmorleans silo failed to start: {reason}");
+    return 1;
+}
 catch (Exception ex) when (ex is SiloConfigurationException or IOException or System.Net.Sockets.SocketException)
 {
     Console.Error.WriteLine($"lstmorleans silo failed to start: {ex.Message}");

@@ -163,6 +163,20 @@ public sealed class SiloStartupFailureTests : IDisposable
         AssertExit(await RunSiloAsync($"{key}={port}"), 1, $"{key[2..]} {port} is taken by another process");
     }
 
+    [Theory]
+    [InlineData("--Cluster:Clustering=redis", "--ConnectionStrings:Redis", "cannot connect to Redis at 127.0.0.1:{0} (ConnectionStrings:Redis)")]
+    [InlineData("--Storage:Provider=redis", "--ConnectionStrings:Redis", "cannot use Redis at 127.0.0.1:{0} (ConnectionStrings:Redis)")]
+    [InlineData("--Reminders:Provider=redis", "--ConnectionStrings:Redis", "cannot use Redis at 127.0.0.1:{0} (ConnectionStrings:Redis)")]
+    [InlineData("--Storage:Provider=postgres", "--ConnectionStrings:Postgres", "cannot use PostgreSQL at 127.0.0.1:{0} (ConnectionStrings:Postgres)")]
+    public async Task A_Redis_or_PostgreSQL_nothing_listens_on_stops_the_silo_naming_the_connection_string(string provider, string key, string message)
+    {
+        // A free port: nothing answers there, as with a server that is down or a mistyped port.
+        int port = Binaries.FreeTcpPort();
+        string value = key.EndsWith("Redis", StringComparison.Ordinal) ? $"127.0.0.1:{port}" : $"Host=127.0.0.1;Port={port};Username=postgres";
+        AssertExit(await RunSiloAsync(provider, $"{key}={value}"), 1,
+            "lstmorleans silo failed to start: " + string.Format(System.Globalization.CultureInfo.InvariantCulture, message, port));
+    }
+
     [Fact]
     public async Task An_unexpected_start_failure_is_printed_whole_with_exit_code_1()
     {
