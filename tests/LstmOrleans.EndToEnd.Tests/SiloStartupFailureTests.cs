@@ -137,6 +137,15 @@ public sealed class SiloStartupFailureTests : IDisposable
         AssertExit(await RunSiloAsync($"--Storage:DataFolder={file}"), 2, $"Storage:DataFolder: cannot create the folder '{file}'");
     }
 
+    [Fact]
+    public async Task A_data_folder_that_cannot_be_written_is_a_configuration_error()
+    {
+        // A folder that exists but takes no new files, even from root (who ignores permission bits): procfs.
+        const string folder = "/proc/self";
+        if (!Directory.Exists(folder)) return; // not Linux: nothing to probe with
+        AssertExit(await RunSiloAsync($"--Storage:DataFolder={folder}"), 2, $"Storage:DataFolder: cannot write in the folder '{folder}'");
+    }
+
     [Theory]
     [InlineData("--Cluster:SiloPort")]
     [InlineData("--Cluster:GatewayPort")]

@@ -216,6 +216,18 @@ public sealed class StorageSettings
         {
             throw new SiloConfigurationException([$"Storage:DataFolder: cannot create the folder '{folder}': {ex.Message}"]);
         }
+
+        // A folder that exists but cannot be written (read-only mount, another owner) would otherwise fail the start
+        // later, inside SQLite, with "unable to open database file" and a stack trace.
+        try
+        {
+            using var probe = new FileStream(Path.Combine(folder, $".write-probe-{Environment.ProcessId}"), FileMode.Create,
+                FileAccess.Write, FileShare.None, bufferSize: 1, FileOptions.DeleteOnClose);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new SiloConfigurationException([$"Storage:DataFolder: cannot write in the folder '{folder}': {ex.Message}"]);
+        }
     }
 }
 
