@@ -28,6 +28,14 @@ if (OrleansPortCheck.FindTakenPort(settings.Cluster) is { } takenPort)
     return 1;
 }
 
+// Held until the process exits: a silo of another cluster must not start on this SQLite folder meanwhile.
+using var dataFolderLock = DataFolderLock.Acquire(settings, out var dataFolderConflict);
+if (dataFolderConflict is not null)
+{
+    Console.Error.WriteLine($"lstmorleans silo failed to start: {dataFolderConflict}");
+    return 1;
+}
+
 builder.Logging.AddLstmOrleansLogFilters();
 // Until the host has started, the start's own failure is reported below, once, not by every logger that saw it.
 var hostStarted = new CancellationTokenSource();

@@ -74,19 +74,12 @@ public sealed class SiloStartupFailureTests : IDisposable
     [Fact]
     public async Task SIGTERM_while_the_silo_is_still_starting_stops_it_cleanly()
     {
-        // A secondary silo whose primary is not there keeps trying to join: it is starting for as long as we like.
-        var info = Binaries.Dotnet(Binaries.SiloDll, SiloArgs($"--Cluster:PrimarySiloPort={Binaries.FreeTcpPort()}"), _folder);
         var stderr = new System.Text.StringBuilder();
-        var (process, output) = LstmOrleans.Tests.Shared.ExternalServer.Start(info, stderr: stderr);
+        var (process, output) = await StartJoiningSecondaryAsync(Binaries.FreeTcpPort(), stderr);
         using (process)
         {
             try
             {
-                // Joining has begun once it fails to reach the primary.
-                var clock = System.Diagnostics.Stopwatch.StartNew();
-                while (!Text(output).Contains("Connection attempt to endpoint", StringComparison.Ordinal) && !process.HasExited && clock.Elapsed < Timeout)
-                    await Task.Delay(100);
-                Assert.False(process.HasExited, Text(output));
                 using (var kill = System.Diagnostics.Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!)
                     await kill.WaitForExitAsync();
                 await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
@@ -101,6 +94,47 @@ public sealed class SiloStartupFailureTests : IDisposable
                 if (!process.HasExited) process.Kill(entireProcessTree: true);
             }
         }
+    }
+
+    [Fact]
+    public async Task A_silo_of_another_cluster_on_the_same_SQLite_folder_stops_naming_the_folder()
+    {
+        // The running silo holds the folder while it keeps trying to join.
+        int primaryPort = Binaries.FreeTcpPort();
+        var (process, _) = await StartJoiningSecondaryAsync(primaryPort, new System.Text.StringBuilder());
+        using (process)
+        {
+            try
+            {
+                // A lone silo (its own primary, so another cluster) with the same data folder: two writers of every stream.
+                AssertExit(await RunSiloAsync(), 1,
+                    $"Storage:DataFolder '{Path.Combine(_folder, "data")}' is in use by a running silo of another cluster (localhost clustering with primary silo port {primaryPort}");
+            }
+            finally
+            {
+                if (!process.HasExited) process.Kill(entireProcessTree: true);
+            }
+        }
+    }
+
+    /// <summary>
+    /// A secondary silo whose primary (silo port <paramref name="primaryPort"/>) is not there: it keeps trying to join,
+    /// so it is starting for as long as we like. Returned once joining has begun (it failed to reach the primary).
+    /// </summary>
+    private async Task<(System.Diagnostics.Process Process, System.Text.StringBuilder Output)> StartJoiningSecondaryAsync(int primaryPort, System.Text.StringBuilder stderr)
+    {
+        var info = Binaries.Dotnet(Binaries.SiloDll, SiloArgs($"--Cluster:PrimarySiloPort={primaryPort}"), _folder);
+        var (process, output) = LstmOrleans.Tests.Shared.ExternalServer.Start(info, stderr: stderr);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (!Text(output).Contains("Connection attempt to endpoint", StringComparison.Ordinal) && !process.HasExited && clock.Elapsed < Timeout)
+            await Task.Delay(100);
+        if (process.HasExited)
+        {
+            process.Dispose();
+            Assert.Fail("the secondary silo exited:\n" + Text(output));
+        }
+
+        return (process, output);
     }
 
     private static string Text(System.Text.StringBuilder output)
