@@ -5,9 +5,20 @@ using Orleans.Dashboard;
 
 // Configuration sources, later ones win: appsettings.json, appsettings.{Environment}.json, plain environment
 // variables, LSTMORLEANS_* environment variables, command line (--Storage:Provider=memory).
-var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
-builder.Configuration.AddEnvironmentVariables("LSTMORLEANS_");
-builder.Configuration.AddCommandLine(args);
+WebApplicationBuilder builder;
+try
+{
+    builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
+    builder.Configuration.AddEnvironmentVariables("LSTMORLEANS_");
+    builder.Configuration.AddCommandLine(args);
+}
+catch (InvalidDataException ex)
+{
+    // A malformed appsettings*.json: the file and the parser's line and position, as a configuration error, instead of
+    // an unhandled exception (exit 134, a core dump where enabled).
+    Console.Error.WriteLine($"Invalid configuration:{Environment.NewLine}  - {ex.Message} {ex.InnerException?.InnerException?.Message ?? ex.InnerException?.Message}");
+    return 2;
+}
 
 SiloSettings settings;
 try

@@ -172,6 +172,27 @@ public sealed class SiloStartupFailureTests : IDisposable
     }
 
     [Fact]
+    public async Task A_malformed_appsettings_file_is_a_configuration_error_naming_the_file()
+    {
+        // appsettings.{Environment}.json is read from beside the binary: a name of this test's own, removed afterwards.
+        string environment = "E2eMalformed" + Guid.NewGuid().ToString("N")[..8];
+        string file = Path.Combine(Path.GetDirectoryName(Binaries.SiloDll)!, $"appsettings.{environment}.json");
+        await File.WriteAllTextAsync(file, """{ "Storage": { "Provider": "memory", }""");
+        try
+        {
+            var info = Binaries.Dotnet(Binaries.SiloDll, SiloArgs(), _folder);
+            info.Environment["DOTNET_ENVIRONMENT"] = environment;
+            var run = await LstmOrleans.Tests.Shared.ExternalServer.RunToExitAsync(info, Timeout);
+            AssertExit(new ProcessResult(run.ExitCode, run.Stdout, run.Stderr), 2, $"Failed to load configuration from file '{file}'");
+            Assert.Contains("LineNumber: 0 | BytePositionInLine:", run.Stderr); // where the parser stopped (0-based)
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
     public async Task A_data_folder_that_cannot_be_written_is_a_configuration_error()
     {
         // A folder that exists but takes no new files, even from root (who ignores permission bits): procfs.
