@@ -5,6 +5,12 @@ using Orleans.Dashboard;
 
 // Configuration sources, later ones win: appsettings.json, appsettings.{Environment}.json, plain environment
 // variables, LSTMORLEANS_* environment variables, command line (--Storage:Provider=memory).
+if (CommandLineCheck.Problems(args) is { Count: > 0 } argumentProblems)
+{
+    Console.Error.WriteLine(new SiloConfigurationException(argumentProblems).Message);
+    return 2;
+}
+
 WebApplicationBuilder builder;
 try
 {
