@@ -5,6 +5,7 @@
 #                               wait until all are ready; a start that fails stops whatever it had started
 #   scripts/cluster.sh status   show processes and readiness
 #   scripts/cluster.sh stop     stop the silos (SIGTERM, graceful), then redis-server (and PostgreSQL)
+#   scripts/cluster.sh restart-silo N   stop silo N if it runs (SIGTERM) and start it again: after a crash or kill -9
 #
 # STORE=redis (default) keeps grain state in Redis; STORE=postgres keeps it in a private PostgreSQL server (initdb +
 # pg_ctl from the Debian binaries in /usr/lib/postgresql/*/bin, or PG_BIN) under $CLUSTER_DIR/postgres. The silo has
@@ -81,36 +82,66 @@ start_postgres() {
   echo "postgres on 127.0.0.1:$PG_PORT (data in $PG_DIR/data)"
 }
 
-start_silos() {
-  local storage=redis
+launch_silo() {
+  local i=$1 storage=redis
   [ "$STORE" = postgres ] && storage=postgres
-  for i in $(seq "$SILOS"); do
-    LSTMORLEANS_Cluster__Clustering=redis \
-    LSTMORLEANS_Storage__Provider=$storage \
-    LSTMORLEANS_Reminders__Provider=redis \
-    LSTMORLEANS_ConnectionStrings__Redis="127.0.0.1:$REDIS_PORT" \
-    LSTMORLEANS_ConnectionStrings__Postgres="Host=127.0.0.1;Port=$PG_PORT;Username=postgres;Database=postgres" \
-    LSTMORLEANS_Cluster__SiloPort=$((SILO_PORT_BASE + i)) \
-    LSTMORLEANS_Cluster__GatewayPort=$((GATEWAY_PORT_BASE + i)) \
-    LSTMORLEANS_Http__Urls="http://127.0.0.1:$((HTTP_PORT_BASE + i))" \
-      nohup dotnet "$SILO_DLL" >"$CLUSTER_DIR/silo$i.log" 2>&1 &
-    echo $! >"$CLUSTER_DIR/silo$i.pid"
-    echo "silo $i: pid $(cat "$CLUSTER_DIR/silo$i.pid"), gateway 127.0.0.1:$((GATEWAY_PORT_BASE + i)), http://127.0.0.1:$((HTTP_PORT_BASE + i))"
-  done
+  LSTMORLEANS_Cluster__Clustering=redis \
+  LSTMORLEANS_Storage__Provider=$storage \
+  LSTMORLEANS_Reminders__Provider=redis \
+  LSTMORLEANS_ConnectionStrings__Redis="127.0.0.1:$REDIS_PORT" \
+  LSTMORLEANS_ConnectionStrings__Postgres="Host=127.0.0.1;Port=$PG_PORT;Username=postgres;Database=postgres" \
+  LSTMORLEANS_Cluster__SiloPort=$((SILO_PORT_BASE + i)) \
+  LSTMORLEANS_Cluster__GatewayPort=$((GATEWAY_PORT_BASE + i)) \
+  LSTMORLEANS_Http__Urls="http://127.0.0.1:$((HTTP_PORT_BASE + i))" \
+    nohup dotnet "$SILO_DLL" >>"$CLUSTER_DIR/silo$i.log" 2>&1 &
+  echo $! >"$CLUSTER_DIR/silo$i.pid"
+  echo "silo $i: pid $(cat "$CLUSTER_DIR/silo$i.pid"), gateway 127.0.0.1:$((GATEWAY_PORT_BASE + i)), http://127.0.0.1:$((HTTP_PORT_BASE + i))"
+}
 
-  for i in $(seq "$SILOS"); do
-    for _ in $(seq 240); do
-      curl -sf -m 2 "http://127.0.0.1:$((HTTP_PORT_BASE + i))/readyz" >/dev/null 2>&1 && break
-      if ! alive "$CLUSTER_DIR/silo$i.pid"; then
-        # The silo's own one-line reason (a port in use, a bad setting) is the end of its log.
-        echo "silo $i exited; see $CLUSTER_DIR/silo$i.log:" >&2
-        grep -m 1 "silo failed to start" "$CLUSTER_DIR/silo$i.log" >&2 || tail -n 5 "$CLUSTER_DIR/silo$i.log" >&2
-        exit 1
-      fi
-      sleep 0.5
-    done
-    curl -sf -m 2 "http://127.0.0.1:$((HTTP_PORT_BASE + i))/readyz" >/dev/null || fail "silo $i not ready after 120 s; see $CLUSTER_DIR/silo$i.log"
+wait_ready() {
+  local i=$1
+  for _ in $(seq 240); do
+    curl -sf -m 2 "http://127.0.0.1:$((HTTP_PORT_BASE + i))/readyz" >/dev/null 2>&1 && return 0
+    if ! alive "$CLUSTER_DIR/silo$i.pid"; then
+      # The silo's own one-line reason (a port in use, a bad setting) is in its log.
+      echo "silo $i exited; see $CLUSTER_DIR/silo$i.log:" >&2
+      grep "silo failed to start" "$CLUSTER_DIR/silo$i.log" | tail -n 1 >&2 || tail -n 5 "$CLUSTER_DIR/silo$i.log" >&2
+      exit 1
+    fi
+    sleep 0.5
   done
+  fail "silo $i not ready after 120 s; see $CLUSTER_DIR/silo$i.log"
+}
+
+stop_silo() {
+  local i=$1 pid pidfile
+  pidfile="$CLUSTER_DIR/silo$i.pid"
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid"   # graceful: the silo leaves the cluster and its grains deactivate
+    for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+    echo "silo $i stopped"
+  fi
+  rm -f "$pidfile"
+}
+
+# One silo, running or not (after a crash, or to roll it), with the settings start used.
+restart_silo() {
+  local i=${1:-}
+  [[ "$i" =~ ^[0-9]+$ ]] && [ "$i" -ge 1 ] && [ "$i" -le "$SILOS" ] || { echo "usage: $0 restart-silo 1..$SILOS" >&2; exit 2; }
+  [ -f "$CLUSTER_DIR/cluster.env" ] || fail "no cluster started in $CLUSTER_DIR (scripts/cluster.sh start first)"
+  alive "$CLUSTER_DIR/redis.pid" || fail "redis-server is not running; scripts/cluster.sh stop, then start"
+  stop_silo "$i"
+  launch_silo "$i"
+  wait_ready "$i"
+  echo "silo $i ready"
+}
+
+start_silos() {
+  for i in $(seq "$SILOS"); do : >"$CLUSTER_DIR/silo$i.log"; launch_silo "$i"; done
+  for i in $(seq "$SILOS"); do wait_ready "$i"; done
 }
 
 start() {
@@ -152,18 +183,7 @@ ENV
 }
 
 stop() {
-  for i in $(seq "$SILOS"); do
-    pidfile="$CLUSTER_DIR/silo$i.pid"
-    [ -f "$pidfile" ] || continue
-    pid=$(cat "$pidfile")
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid"   # graceful: the silo leaves the cluster and its grains deactivate
-      for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
-      echo "silo $i stopped"
-    fi
-    rm -f "$pidfile"
-  done
+  for i in $(seq "$SILOS"); do stop_silo "$i"; done
   if [ -f "$PG_DIR/data/postmaster.pid" ]; then
     as_postgres "$(pg_bin)/pg_ctl" -D "$PG_DIR/data" -m fast -w -t 60 stop >/dev/null 2>&1 \
       || kill "$(head -n 1 "$PG_DIR/data/postmaster.pid")" 2>/dev/null || true
@@ -208,5 +228,6 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  restart-silo) restart_silo "${2:-}" ;;
+  *) echo "usage: $0 start|stop|status|restart-silo N" >&2; exit 2 ;;
 esac

@@ -78,7 +78,7 @@ public sealed class ClusterScriptTests : IAsyncLifetime
     }
 
     [RedisAndPostgresFact]
-    public async Task Store_postgres_keeps_the_silos_state_in_a_private_PostgreSQL_and_stop_stops_only_this_cluster()
+    public async Task Store_postgres_keeps_the_silos_state_in_a_private_PostgreSQL_restart_silo_revives_a_killed_silo_and_stop_stops_only_this_cluster()
     {
         _environment["STORE"] = "postgres";
         int ownRedisPort = RedisPort;
@@ -104,6 +104,15 @@ public sealed class ClusterScriptTests : IAsyncLifetime
 
         var status = await RunScriptAsync("status");
         Assert.Contains($"postgres: pid", status.Stdout);
+
+        // kill -9 one silo, then restart-silo brings it back with the cluster's settings, and it serves the stream.
+        using (var kill = System.Diagnostics.Process.Start("kill", ["-KILL", (await File.ReadAllTextAsync(Path.Combine(_clusterDir, "silo1.pid"))).Trim()])!)
+            await kill.WaitForExitAsync();
+        var restarted = await RunScriptAsync("restart-silo", "1");
+        Assert.True(restarted.ExitCode == 0, restarted.ToString());
+        Assert.Contains("silo 1 ready", restarted.Stdout);
+        using (var silo1 = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{HttpPort(1)}") })
+            Assert.Equal(2, (await silo1.GetFromJsonAsync<JsonElement>("/streams/pg-script-1")).GetProperty("lastSequence").GetInt64());
 
         // Stop from a shell whose REDIS_PORT names another Redis and that has none of the start's other settings: it
         // must stop this cluster's servers and leave the other Redis alone.
@@ -143,11 +152,11 @@ public sealed class ClusterScriptTests : IAsyncLifetime
         }
     }
 
-    private async Task<ProcessResult> RunScriptAsync(string command)
+    private async Task<ProcessResult> RunScriptAsync(params string[] command)
     {
         var info = new System.Diagnostics.ProcessStartInfo("bash") { UseShellExecute = false };
         info.ArgumentList.Add(Binaries.ClusterScript);
-        info.ArgumentList.Add(command);
+        foreach (var argument in command) info.ArgumentList.Add(argument);
         foreach (var (key, value) in _environment) info.Environment[key] = value;
         var result = await ExternalServer.RunToExitAsync(info, ScriptTimeout);
         return new ProcessResult(result.ExitCode, result.Stdout, result.Stderr);
