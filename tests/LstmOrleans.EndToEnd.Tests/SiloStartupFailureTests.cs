@@ -176,6 +176,14 @@ public sealed class SiloStartupFailureTests : IDisposable
     }
 
     [Fact]
+    public async Task An_advertised_address_this_machine_does_not_have_stops_the_silo_naming_the_setting()
+    {
+        // 192.0.2.1 is TEST-NET-1: never a local address. Refused before any connection to Redis is tried.
+        AssertExit(await RunSiloAsync("--Cluster:Clustering=redis", "--ConnectionStrings:Redis=127.0.0.1:1", "--Cluster:AdvertisedAddress=192.0.2.1"), 1,
+            "Cluster:AdvertisedAddress 192.0.2.1 is not an address of this machine");
+    }
+
+    [Fact]
     public async Task A_malformed_appsettings_file_is_a_configuration_error_naming_the_file()
     {
         // appsettings.{Environment}.json is read from beside the binary: a name of this test's own, removed afterwards.
