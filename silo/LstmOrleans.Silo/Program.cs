@@ -5,9 +5,26 @@ using Orleans.Dashboard;
 
 // Configuration sources, later ones win: appsettings.json, appsettings.{Environment}.json, plain environment
 // variables, LSTMORLEANS_* environment variables, command line (--Storage:Provider=memory).
-var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
-builder.Configuration.AddEnvironmentVariables("LSTMORLEANS_");
-builder.Configuration.AddCommandLine(args);
+if (CommandLineCheck.Problems(args) is { Count: > 0 } argumentProblems)
+{
+    Console.Error.WriteLine(new SiloConfigurationException(argumentProblems).Message);
+    return 2;
+}
+
+WebApplicationBuilder builder;
+try
+{
+    builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
+    builder.Configuration.AddEnvironmentVariables("LSTMORLEANS_");
+    builder.Configuration.AddCommandLine(args);
+}
+catch (InvalidDataException ex)
+{
+    // A malformed appsettings*.json: the file and the parser's line and position, as a configuration error, instead of
+    // an unhandled exception (exit 134, a core dump where enabled).
+    Console.Error.WriteLine($"Invalid configuration:{Environment.NewLine}  - {ex.Message} {ex.InnerException?.InnerException?.Message ?? ex.InnerException?.Message}");
+    return 2;
+}
 
 SiloSettings settings;
 try
@@ -25,6 +42,14 @@ catch (SiloConfigurationException ex)
 if (OrleansPortCheck.FindTakenPort(settings.Cluster) is { } takenPort)
 {
     Console.Error.WriteLine($"lstmorleans silo failed to start: {takenPort}");
+    return 1;
+}
+
+// Held until the process exits: a silo of another cluster must not start on this SQLite folder meanwhile.
+using var dataFolderLock = DataFolderLock.Acquire(settings, out var dataFolderConflict);
+if (dataFolderConflict is not null)
+{
+    Console.Error.WriteLine($"lstmorleans silo failed to start: {dataFolderConflict}");
     return 1;
 }
 
@@ -103,6 +128,11 @@ catch (Microsoft.AspNetCore.Connections.AddressInUseException ex)
 {
     // Orleans' own listeners throw this bare (Kestrel wraps it in an IOException naming its URL), and it says no port.
     Console.Error.WriteLine($"lstmorleans silo failed to start: {ex.Message}: Cluster:SiloPort {settings.Cluster.SiloPort} or Cluster:GatewayPort {settings.Cluster.GatewayPort} is taken by another process.");
+    return 1;
+}
+catch (Exception ex) when (ServiceConnectFailure.Describe(ex, settings) is { } reason)
+{
+    Console.Error.WriteLine($"lstmorleans silo failed to start: {reason}");
     return 1;
 }
 catch (Exception ex) when (ex is SiloConfigurationException or IOException or System.Net.Sockets.SocketException)

@@ -14,6 +14,8 @@ internal static class Binaries
     /// <summary>The benchmark project's binary (its probes, e.g. gc-trace).</summary>
     public static string BenchDll => Metadata("BenchDll");
     public static string BundledData => Metadata("BundledData");
+    /// <summary>scripts/cluster.sh of the same checkout (it runs the silo built beside the tests with BUILD=0).</summary>
+    public static string ClusterScript => Metadata("ClusterScript");
 
     private static string Metadata(string key)
     {

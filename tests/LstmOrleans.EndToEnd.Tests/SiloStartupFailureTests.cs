@@ -57,6 +57,10 @@ public sealed class SiloStartupFailureTests : IDisposable
     [InlineData("--Storage:Provder=memory", "Storage:Provder is not a setting; Storage has Provider, DataFolder")]
     // The interval is a grain timer's period too: past ~49.7 days every stream's activation failed (500 on every push).
     [InlineData("--Streams:PersistInterval=60.00:00:00", "Streams:PersistInterval must be between 00:00:00 and 1.00:00:00; got 60.00:00:00")]
+    // Skipped by the configuration: the silo started without the API key the operator meant to set.
+    [InlineData("--Http:ApiKey", "command-line argument '--Http:ApiKey' has no value")]
+    // Thrown by the configuration as an unhandled exception (exit 134).
+    [InlineData("-x=1", "command-line argument '-x=1' is not a setting")]
     public async Task A_bad_value_is_refused_with_exit_code_2_naming_the_key(string arg, string message) =>
         AssertExit(await RunSiloAsync(arg), 2, message);
 
@@ -74,19 +78,12 @@ public sealed class SiloStartupFailureTests : IDisposable
     [Fact]
     public async Task SIGTERM_while_the_silo_is_still_starting_stops_it_cleanly()
     {
-        // A secondary silo whose primary is not there keeps trying to join: it is starting for as long as we like.
-        var info = Binaries.Dotnet(Binaries.SiloDll, SiloArgs($"--Cluster:PrimarySiloPort={Binaries.FreeTcpPort()}"), _folder);
         var stderr = new System.Text.StringBuilder();
-        var (process, output) = LstmOrleans.Tests.Shared.ExternalServer.Start(info, stderr: stderr);
+        var (process, output) = await StartJoiningSecondaryAsync(Binaries.FreeTcpPort(), stderr);
         using (process)
         {
             try
             {
-                // Joining has begun once it fails to reach the primary.
-                var clock = System.Diagnostics.Stopwatch.StartNew();
-                while (!Text(output).Contains("Connection attempt to endpoint", StringComparison.Ordinal) && !process.HasExited && clock.Elapsed < Timeout)
-                    await Task.Delay(100);
-                Assert.False(process.HasExited, Text(output));
                 using (var kill = System.Diagnostics.Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!)
                     await kill.WaitForExitAsync();
                 await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
@@ -101,6 +98,47 @@ public sealed class SiloStartupFailureTests : IDisposable
                 if (!process.HasExited) process.Kill(entireProcessTree: true);
             }
         }
+    }
+
+    [Fact]
+    public async Task A_silo_of_another_cluster_on_the_same_SQLite_folder_stops_naming_the_folder()
+    {
+        // The running silo holds the folder while it keeps trying to join.
+        int primaryPort = Binaries.FreeTcpPort();
+        var (process, _) = await StartJoiningSecondaryAsync(primaryPort, new System.Text.StringBuilder());
+        using (process)
+        {
+            try
+            {
+                // A lone silo (its own primary, so another cluster) with the same data folder: two writers of every stream.
+                AssertExit(await RunSiloAsync(), 1,
+                    $"Storage:DataFolder '{Path.Combine(_folder, "data")}' is in use by a running silo of another cluster (localhost clustering with primary silo port {primaryPort}");
+            }
+            finally
+            {
+                if (!process.HasExited) process.Kill(entireProcessTree: true);
+            }
+        }
+    }
+
+    /// <summary>
+    /// A secondary silo whose primary (silo port <paramref name="primaryPort"/>) is not there: it keeps trying to join,
+    /// so it is starting for as long as we like. Returned once joining has begun (it failed to reach the primary).
+    /// </summary>
+    private async Task<(System.Diagnostics.Process Process, System.Text.StringBuilder Output)> StartJoiningSecondaryAsync(int primaryPort, System.Text.StringBuilder stderr)
+    {
+        var info = Binaries.Dotnet(Binaries.SiloDll, SiloArgs($"--Cluster:PrimarySiloPort={primaryPort}"), _folder);
+        var (process, output) = LstmOrleans.Tests.Shared.ExternalServer.Start(info, stderr: stderr);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (!Text(output).Contains("Connection attempt to endpoint", StringComparison.Ordinal) && !process.HasExited && clock.Elapsed < Timeout)
+            await Task.Delay(100);
+        if (process.HasExited)
+        {
+            process.Dispose();
+            Assert.Fail("the secondary silo exited:\n" + Text(output));
+        }
+
+        return (process, output);
     }
 
     private static string Text(System.Text.StringBuilder output)
@@ -137,6 +175,44 @@ public sealed class SiloStartupFailureTests : IDisposable
         AssertExit(await RunSiloAsync($"--Storage:DataFolder={file}"), 2, $"Storage:DataFolder: cannot create the folder '{file}'");
     }
 
+    [Fact]
+    public async Task An_advertised_address_this_machine_does_not_have_stops_the_silo_naming_the_setting()
+    {
+        // 192.0.2.1 is TEST-NET-1: never a local address. Refused before any connection to Redis is tried.
+        AssertExit(await RunSiloAsync("--Cluster:Clustering=redis", "--ConnectionStrings:Redis=127.0.0.1:1", "--Cluster:AdvertisedAddress=192.0.2.1"), 1,
+            "Cluster:AdvertisedAddress 192.0.2.1 is not an address of this machine");
+    }
+
+    [Fact]
+    public async Task A_malformed_appsettings_file_is_a_configuration_error_naming_the_file()
+    {
+        // appsettings.{Environment}.json is read from beside the binary: a name of this test's own, removed afterwards.
+        string environment = "E2eMalformed" + Guid.NewGuid().ToString("N")[..8];
+        string file = Path.Combine(Path.GetDirectoryName(Binaries.SiloDll)!, $"appsettings.{environment}.json");
+        await File.WriteAllTextAsync(file, """{ "Storage": { "Provider": "memory", }""");
+        try
+        {
+            var info = Binaries.Dotnet(Binaries.SiloDll, SiloArgs(), _folder);
+            info.Environment["DOTNET_ENVIRONMENT"] = environment;
+            var run = await LstmOrleans.Tests.Shared.ExternalServer.RunToExitAsync(info, Timeout);
+            AssertExit(new ProcessResult(run.ExitCode, run.Stdout, run.Stderr), 2, $"Failed to load configuration from file '{file}'");
+            Assert.Contains("LineNumber: 0 | BytePositionInLine:", run.Stderr); // where the parser stopped (0-based)
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
+    public async Task A_data_folder_that_cannot_be_written_is_a_configuration_error()
+    {
+        // A folder that exists but takes no new files, even from root (who ignores permission bits): procfs.
+        const string folder = "/proc/self";
+        if (!Directory.Exists(folder)) return; // not Linux: nothing to probe with
+        AssertExit(await RunSiloAsync($"--Storage:DataFolder={folder}"), 2, $"Storage:DataFolder: cannot write in the folder '{folder}'");
+    }
+
     [Theory]
     [InlineData("--Cluster:SiloPort")]
     [InlineData("--Cluster:GatewayPort")]
@@ -161,6 +237,20 @@ public sealed class SiloStartupFailureTests : IDisposable
         taken.Listen();
         int port = ((IPEndPoint)taken.LocalEndPoint!).Port;
         AssertExit(await RunSiloAsync($"{key}={port}"), 1, $"{key[2..]} {port} is taken by another process");
+    }
+
+    [Theory]
+    [InlineData("--Cluster:Clustering=redis", "--ConnectionStrings:Redis", "cannot connect to Redis at 127.0.0.1:{0} (ConnectionStrings:Redis)")]
+    [InlineData("--Storage:Provider=redis", "--ConnectionStrings:Redis", "cannot use Redis at 127.0.0.1:{0} (ConnectionStrings:Redis)")]
+    [InlineData("--Reminders:Provider=redis", "--ConnectionStrings:Redis", "cannot use Redis at 127.0.0.1:{0} (ConnectionStrings:Redis)")]
+    [InlineData("--Storage:Provider=postgres", "--ConnectionStrings:Postgres", "cannot use PostgreSQL at 127.0.0.1:{0} (ConnectionStrings:Postgres)")]
+    public async Task A_Redis_or_PostgreSQL_nothing_listens_on_stops_the_silo_naming_the_connection_string(string provider, string key, string message)
+    {
+        // A free port: nothing answers there, as with a server that is down or a mistyped port.
+        int port = Binaries.FreeTcpPort();
+        string value = key.EndsWith("Redis", StringComparison.Ordinal) ? $"127.0.0.1:{port}" : $"Host=127.0.0.1;Port={port};Username=postgres";
+        AssertExit(await RunSiloAsync(provider, $"{key}={value}"), 1,
+            "lstmorleans silo failed to start: " + string.Format(System.Globalization.CultureInfo.InvariantCulture, message, port));
     }
 
     [Fact]

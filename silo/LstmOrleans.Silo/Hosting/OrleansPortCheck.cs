@@ -18,11 +18,14 @@ internal static class OrleansPortCheck
     private const int SolSocket = 1;
     private const int SoReuseAddr = 2;
 
-    /// <summary>A one-line reason naming the setting of the first port something already listens on, or null.</summary>
+    /// <summary>A one-line reason naming the setting of the first port something already listens on (or of an advertised address this machine does not have), or null.</summary>
     public static string? FindTakenPort(ClusterSettings cluster)
     {
         // Where Orleans will listen (SiloHostingExtensions): the advertised address with Redis clustering, loopback otherwise.
         var address = cluster.IsRedis ? IPAddress.Parse(cluster.AdvertisedAddress) : IPAddress.Loopback;
+        // Orleans' own bind reports only "Cannot assign requested address", naming neither the address nor its setting.
+        if (cluster.IsRedis && !IsLocal(address))
+            return $"Cluster:AdvertisedAddress {address} is not an address of this machine (with Redis clustering the silo listens on it).";
         if (IsTaken(address, cluster.SiloPort)) return Reason("Cluster:SiloPort", address, cluster.SiloPort);
         if (IsTaken(address, cluster.GatewayPort)) return Reason("Cluster:GatewayPort", address, cluster.GatewayPort);
         return null;
@@ -30,6 +33,20 @@ internal static class OrleansPortCheck
 
     private static string Reason(string key, IPAddress address, int port) =>
         $"{key} {port} is taken by another process (something already listens on {address}:{port}).";
+
+    private static bool IsLocal(IPAddress address)
+    {
+        using var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            socket.Bind(new IPEndPoint(address, 0));
+            return true;
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressNotAvailable)
+        {
+            return false;
+        }
+    }
 
     internal static bool IsTaken(IPAddress address, int port)
     {

@@ -153,7 +153,7 @@ public static class SiloHostingExtensions
     /// requested before the start finished) and prints any other start failure whole, stack trace included. The same
     /// exception is logged before that, with its full stack trace, by whoever saw it fail: the generic host ("Hosting
     /// failed to start"), Orleans' silo, lifecycle and membership ("Exception during Silo.Start", "... failed to start due
-    /// to errors at stage ...", "Membership failed to start"). Those entries are left out: the host's below Critical
+    /// to errors at stage ...", "Membership failed to start", "Init: ... errored", "Error activating reminder service"). Those entries are left out: the host's below Critical
     /// always (it logs nothing else at Error; a failed background service that stops the host is logged at Critical with
     /// its exception), Orleans' only while <paramref name="starting"/>, since afterwards they report failures (a stage
     /// that failed to stop) that nothing rethrows. Once the start is <paramref name="abandoned"/> (failed, or a stop was
@@ -163,12 +163,15 @@ public static class SiloHostingExtensions
     {
         logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
         // Exact categories: a rule's category is a prefix, and "Orleans.Runtime.Silo" alone would cover SiloControl and more.
-        string[] startReporters = ["Orleans.Runtime.Silo", "Orleans.Runtime.SiloLifecycleSubject", "Orleans.Runtime.MembershipService.MembershipTableManager"];
+        // The grain storage and reminder service log their own failed start (an unreachable Redis) the same way.
+        string[] startReporters = ["Orleans.Runtime.Silo", "Orleans.Runtime.SiloLifecycleSubject", "Orleans.Runtime.MembershipService.MembershipTableManager",
+            "Orleans.Persistence.RedisGrainStorage", "Orleans.Runtime.ReminderService.LocalReminderService"];
         // Prefixes: what stopping a silo that never finished starting reports (connection retries to an unreachable
         // primary, stream queue reads and reminder reads cut short, calls cancelled or left without a target, and the
-        // in-memory reminder table's Polly retries of its grain, which a stopping silo has no node for).
+        // in-memory reminder table's Polly retries of its grain, which a stopping silo has no node for, and system
+        // targets' timers that fire into the disposed service provider).
         string[] teardown = ["Orleans.Runtime.Messaging", "Orleans.Messaging", "Orleans.Runtime.GrainCallCancellationManager",
-            "Orleans.Runtime.ReminderService", "Orleans.Streams", "Orleans.Providers", "Polly"];
+            "Orleans.Runtime.ReminderService", "Orleans.Streams", "Orleans.Providers", "Polly", "Orleans.Grain.InvokeException"];
         bool Keep(string? category, LogLevel level) =>
             level >= LogLevel.Critical
             || !(abandoned() && teardown.Any(p => category?.StartsWith(p, StringComparison.Ordinal) == true)

@@ -85,7 +85,14 @@ public sealed class SiloSettings
         if (needsRedis && string.IsNullOrWhiteSpace(ConnectionStrings.Redis))
             errors.Add("ConnectionStrings:Redis is required when Cluster:Clustering, Storage:Provider or Reminders:Provider is 'redis'.");
         else if (needsRedis)
-            CheckConnectionString(errors, "ConnectionStrings:Redis", () => StackExchange.Redis.ConfigurationOptions.Parse(ConnectionStrings.Redis!));
+            CheckConnectionString(errors, "ConnectionStrings:Redis", () =>
+            {
+                // Parse skips an endpoint it cannot read ('127.0.0.1:637x'); none left failed the start with
+                // StackExchange.Redis' "No endpoints specified (Parameter 'config')" and a stack trace.
+                var options = StackExchange.Redis.ConfigurationOptions.Parse(ConnectionStrings.Redis!);
+                return options.EndPoints.Count > 0 ? options
+                    : throw new ArgumentException($"no host:port endpoint in '{ConnectionStrings.Redis}'");
+            });
         bool needsPostgres = Is(Storage.Provider, StorageSettings.Postgres);
         if (needsPostgres && string.IsNullOrWhiteSpace(ConnectionStrings.Postgres))
             errors.Add("ConnectionStrings:Postgres is required when Storage:Provider is 'postgres'.");
@@ -208,6 +215,18 @@ public sealed class StorageSettings
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             throw new SiloConfigurationException([$"Storage:DataFolder: cannot create the folder '{folder}': {ex.Message}"]);
+        }
+
+        // A folder that exists but cannot be written (read-only mount, another owner) would otherwise fail the start
+        // later, inside SQLite, with "unable to open database file" and a stack trace.
+        try
+        {
+            using var probe = new FileStream(Path.Combine(folder, $".write-probe-{Environment.ProcessId}"), FileMode.Create,
+                FileAccess.Write, FileShare.None, bufferSize: 1, FileOptions.DeleteOnClose);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new SiloConfigurationException([$"Storage:DataFolder: cannot write in the folder '{folder}': {ex.Message}"]);
         }
     }
 }
