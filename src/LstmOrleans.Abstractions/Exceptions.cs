@@ -30,6 +30,12 @@ public enum RejectionReason
     /// bound and took no value. Streams created before this check keep working.
     /// </summary>
     InvalidStreamId = 12,
+    /// <summary>
+    /// The timestamp is further ahead of the silo's clock (UTC) than the silo's <c>Streams:MaxTimestampAhead</c> allows:
+    /// a sensor clock glitch (year 9999), refused because timestamps never go back and one accepted reading from the
+    /// future would have made the stream refuse every real one after it until a reset.
+    /// </summary>
+    TimestampTooFarAhead = 13,
 }
 
 /// <summary>

@@ -1,3 +1,4 @@
+using LstmOrleans.Abstractions;
 using Microsoft.Extensions.Options;
 
 namespace LstmOrleans.Grains;
@@ -69,6 +70,31 @@ public sealed class StreamGrainOptions
     /// (~0.4M, ~10 us) stays in the turn; 64 steps at H = 128 (~4.4M) or a 512-step re-warm at H = 64 (~9.6M) leave it.
     /// </summary>
     public long OffloadMultiplyAdds { get; set; } = 3_000_000;
+
+    /// <summary>
+    /// How far ahead of the silo's clock (UTC) an observation's timestamp may be; a later one is refused
+    /// (<see cref="RejectionReason.TimestampTooFarAhead"/>) and changes nothing. Timestamps never go back, so one accepted
+    /// reading from a sensor whose clock jumped (year 9999) made the stream refuse every real reading after it until a
+    /// reset. The default, a day, leaves room for sensor clocks that run ahead and for local times labelled UTC (at most
+    /// 14 hours). <see cref="TimeSpan.Zero"/> turns the check off (data stamped in the future on purpose, e.g. simulations).
+    /// </summary>
+    public TimeSpan MaxTimestampAhead { get; set; } = TimeSpan.FromDays(1);
+
+    /// <summary>
+    /// Whether UTC ticks <paramref name="utcTicks"/> are more than <see cref="MaxTimestampAhead"/> after
+    /// <paramref name="now"/>; never when the check is off. Compares differences, so no limit overflows a date.
+    /// </summary>
+    public bool IsTooFarAhead(long utcTicks, DateTimeOffset now) =>
+        MaxTimestampAhead > TimeSpan.Zero && utcTicks - now.UtcTicks > MaxTimestampAhead.Ticks;
+
+    /// <summary>
+    /// The refusal of a timestamp <see cref="IsTooFarAhead"/> found, naming it (<paramref name="subject"/>, e.g.
+    /// "Observation 5"), the silo's time, the limit and the setting. Built only when thrown: callers check first.
+    /// </summary>
+    public ObservationRejectedException TimestampTooFarAhead(string subject, DateTimeOffset timestamp, DateTimeOffset now, long? sequence) =>
+        new(RejectionReason.TimestampTooFarAhead,
+            $"{subject} at {timestamp:O} is more than {MaxTimestampAhead} ahead of the silo's clock ({now:O}); the limit is the silo's " +
+            $"Streams:{nameof(MaxTimestampAhead)} ({MaxTimestampAhead}, 00:00:00 turns it off). Nothing in the stream changed.", sequence);
 }
 
 /// <summary>Behaviour of the model grains.</summary>
@@ -115,6 +141,8 @@ public sealed class StreamGrainOptionsValidator : IValidateOptions<StreamGrainOp
         if (!(options.IntervalZ >= 0) || double.IsInfinity(options.IntervalZ)) errors.Add($"{nameof(options.IntervalZ)} must be a finite number >= 0.");
         if (!(options.ErrorSmoothing > 0 && options.ErrorSmoothing <= 1)) errors.Add($"{nameof(options.ErrorSmoothing)} must be in (0, 1].");
         if (options.OffloadMultiplyAdds < 1) errors.Add($"{nameof(options.OffloadMultiplyAdds)} must be at least 1.");
+        if (options.MaxTimestampAhead < TimeSpan.Zero)
+            errors.Add($"{nameof(options.MaxTimestampAhead)} must be positive, or 00:00:00 for no limit; got {options.MaxTimestampAhead}.");
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 }

@@ -142,6 +142,24 @@ internal static class StreamComputation
     }
 
     /// <summary>
+    /// Throws <see cref="RejectionReason.TimestampTooFarAhead"/> when an element the batch would apply (from
+    /// <paramref name="firstNew"/>, as <see cref="ValidateBatch"/> returned it) is stamped more than
+    /// <see cref="StreamGrainOptions.MaxTimestampAhead"/> after <paramref name="now"/>. ValidateBatch has checked that
+    /// those elements' timestamps never decrease, so the last one is the latest: a valid batch costs one comparison and
+    /// allocates nothing; the first offending element is looked for only when there is one.
+    /// </summary>
+    public static void CheckNotTooFarAhead(ObservationBatch batch, int firstNew, DateTimeOffset now, StreamGrainOptions options)
+    {
+        int n = batch.Count;
+        var ticks = batch.TimestampTicks;
+        if (firstNew >= n || !options.IsTooFarAhead(ticks[n - 1], now)) return;
+        int i = firstNew;
+        while (!options.IsTooFarAhead(ticks[i], now)) i++;
+        long sequence = batch.Sequences[i];
+        throw options.TimestampTooFarAhead(Element(n, i, sequence), batch.Timestamp(i), now, sequence);
+    }
+
+    /// <summary>
     /// How a rejection names batch element <paramref name="index"/>, built only when one is thrown (every element of every
     /// batch passes through the loop above). A batch of one is how a single value sent without a sequence number arrives
     /// (IngestAfterLastAsync): its messages speak of the observation, as IngestAsync's do, not of batch element 0.

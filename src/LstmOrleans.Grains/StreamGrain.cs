@@ -149,6 +149,13 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
             throw new ObservationRejectedException(RejectionReason.TimestampBackwards,
                 $"Observation {observation.Sequence} at {observation.Timestamp:O} is earlier than the last accepted one at {s.LastTimestamp:O}.",
                 observation.Sequence);
+        // After the ordering rules, as batches check it; the clock is read only when the limit is on.
+        if (_options.MaxTimestampAhead > TimeSpan.Zero)
+        {
+            var now = DateTimeOffset.UtcNow;
+            if (_options.IsTooFarAhead(observation.Timestamp.UtcTicks, now))
+                throw _options.TimestampTooFarAhead($"Observation {observation.Sequence}", observation.Timestamp, now, observation.Sequence);
+        }
 
         // Everything that can fail has been checked (a new stream's id at its first bind, not on every step); from
         // here the state changes.
@@ -226,7 +233,7 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
         var model = await _cache.GetAsync(s.ModelName ?? LstmOrleansNames.DefaultModelName);
         // Straight into columns, checked as IngestBatchAsync checks the numbered rows: no Observation per reading.
         var batch = StreamComputation.NumberAfterLast(observations, last + 1, now, model.Config.InputSize);
-        var forecast = await IngestValidatedAsync(batch, model);
+        var forecast = await IngestValidatedAsync(batch, model, now);
         return forecast.ToStepResults(batch);
     }
 
@@ -249,11 +256,15 @@ public sealed partial class StreamGrain : Grain, IStreamGrain, IStreamSubscripti
     /// The batch path shared by rows and columns: validate everything, compute on a copy (off the grain scheduler when
     /// the estimated work is large, see <see cref="StreamGrainOptions.OffloadMultiplyAdds"/>), commit once.
     /// </summary>
-    private async Task<BatchForecast> IngestValidatedAsync(ObservationBatch batch, CachedModel model)
+    /// <param name="now">The silo's clock as the caller read it for this call (numbered batches stamp with it), else null.</param>
+    private async Task<BatchForecast> IngestValidatedAsync(ObservationBatch batch, CachedModel model, DateTimeOffset? now = null)
     {
         var original = Current;
         int firstNew = StreamComputation.ValidateBatch(original, batch, model.Config.InputSize);
         int newCount = batch.Count - firstNew;
+        // One clock read per call at most (none when the limit is off or nothing is new).
+        if (newCount > 0 && _options.MaxTimestampAhead > TimeSpan.Zero)
+            StreamComputation.CheckNotTooFarAhead(batch, firstNew, now ?? DateTimeOffset.UtcNow, _options);
         var duplicate = firstNew > 0 ? StreamComputation.Duplicate(original, StreamId) : null;
         if (newCount == 0) return StreamComputation.StepBatch(original, StreamId, batch, firstNew, duplicate, model, _options);   // steps nothing
 

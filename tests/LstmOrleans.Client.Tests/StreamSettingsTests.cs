@@ -37,6 +37,7 @@ public sealed class StreamSettingsTests
         ["Streams:IntervalZ"] = "2.5",
         ["Streams:ErrorSmoothing"] = "0.2",
         ["Streams:OffloadMultiplyAdds"] = "12345",
+        ["Streams:MaxTimestampAhead"] = "02:00:00",
     };
 
     [Fact]
@@ -48,6 +49,7 @@ public sealed class StreamSettingsTests
         var defaults = new StreamGrainOptions();
         Assert.Equal((5, TimeSpan.FromSeconds(2), 100, 10, 77), (options.PersistEverySteps, options.PersistInterval, options.HistoryCapacity, options.HistoryChunkSize, options.MaxBatchSize));
         Assert.Equal((2.5, 0.2, 12345L), (options.IntervalZ, options.ErrorSmoothing, options.OffloadMultiplyAdds));
+        Assert.Equal(TimeSpan.FromHours(2), options.MaxTimestampAhead);
         Assert.NotEqual((defaults.PersistEverySteps, defaults.PersistInterval, defaults.HistoryCapacity, defaults.HistoryChunkSize, defaults.MaxBatchSize),
             (options.PersistEverySteps, options.PersistInterval, options.HistoryCapacity, options.HistoryChunkSize, options.MaxBatchSize));
     }
@@ -62,7 +64,7 @@ public sealed class StreamSettingsTests
         var defaults = new StreamGrainOptions();
         var properties = typeof(StreamGrainOptions).GetProperties(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance)
             .Where(p => p.CanWrite).ToList();
-        Assert.True(properties.Count >= 8, "the reflection found fewer options than the eight of this writing");
+        Assert.True(properties.Count >= 9, "the reflection found fewer options than the nine of this writing");
         foreach (var property in properties)
         {
             Assert.True(!Equals(property.GetValue(defaults), property.GetValue(settings.Streams)), $"Streams:{property.Name} is not set by this test");
@@ -78,6 +80,7 @@ public sealed class StreamSettingsTests
         Assert.Equal(1, options.PersistEverySteps); // acknowledged means durable unless configured otherwise
         Assert.Equal((defaults.PersistInterval, defaults.HistoryCapacity, defaults.HistoryChunkSize, defaults.MaxBatchSize, defaults.IntervalZ, defaults.ErrorSmoothing, defaults.OffloadMultiplyAdds),
             (options.PersistInterval, options.HistoryCapacity, options.HistoryChunkSize, options.MaxBatchSize, options.IntervalZ, options.ErrorSmoothing, options.OffloadMultiplyAdds));
+        Assert.Equal(TimeSpan.FromDays(1), options.MaxTimestampAhead);   // on by default: one clock glitch must not poison a stream
     }
 
     [Fact]
@@ -88,11 +91,13 @@ public sealed class StreamSettingsTests
             ["Streams:PersistEverySteps"] = "0",
             ["Streams:HistoryChunkSize"] = "5000",
             ["Streams:ErrorSmoothing"] = "1.5",
+            ["Streams:MaxTimestampAhead"] = "-01:00:00",
             ["Cluster:SiloPort"] = "70000",
         }));
         Assert.Contains("Streams:PersistEverySteps must be at least 1.", failure.Errors);
         Assert.Contains("Streams:HistoryChunkSize must be between 1 and 4096.", failure.Errors);
         Assert.Contains("Streams:ErrorSmoothing must be in (0, 1].", failure.Errors);
+        Assert.Contains("Streams:MaxTimestampAhead must be positive, or 00:00:00 for no limit; got -01:00:00.", failure.Errors);
         Assert.Contains(failure.Errors, e => e.StartsWith("Cluster:SiloPort", StringComparison.Ordinal));
     }
 }

@@ -34,6 +34,8 @@ public sealed class ApiExceptionHandlerTests
         [RejectionReason.NonFiniteResult] = StatusCodes.Status422UnprocessableEntity,
         [RejectionReason.InvalidSequence] = StatusCodes.Status400BadRequest,
         [RejectionReason.InvalidStreamId] = StatusCodes.Status400BadRequest,
+        // The sender's clock is wrong: bad input like a value beyond the accepted magnitude, not a conflict with the stream.
+        [RejectionReason.TimestampTooFarAhead] = StatusCodes.Status400BadRequest,
     };
 
     public static TheoryData<RejectionReason> EveryReason() => new(Enum.GetValues<RejectionReason>());

@@ -44,4 +44,27 @@ public sealed class IngestPartsTests
         var all = await StreamEndpoints.ApplyInPartsAsync(10, 4, RefusingPart(-1, []));
         Assert.Equal(Enumerable.Range(1, 10).Select(i => (long)i), all.Select(r => r.Sequence));
     }
+
+    [Fact]
+    public void A_body_in_parts_is_refused_whole_when_a_timestamp_is_too_far_ahead()
+    {
+        // A body over Streams:MaxBatchSize goes in parts: a reading from the future in a later part was refused only
+        // after the earlier parts were applied. The body is checked first; its timestamps never go back (CheckOrder),
+        // so its last is its latest.
+        var now = new DateTimeOffset(2026, 6, 1, 12, 0, 0, TimeSpan.Zero);
+        var options = new LstmOrleans.Grains.StreamGrainOptions();
+        var glitch = new DateTimeOffset(9999, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        Observation[] Body(params DateTimeOffset[] timestamps) => [.. timestamps.Select((t, i) => new Observation(i + 10, t, [1f]))];
+
+        var e = Assert.Throws<ObservationRejectedException>(() => StreamEndpoints.CheckNotTooFarAhead(Body(now, now.AddHours(1), glitch, glitch), numbered: true, options, now));
+        Assert.Equal(RejectionReason.TimestampTooFarAhead, e.Reason);
+        Assert.Equal(12, e.Sequence);
+        Assert.Equal($"Observation [2] at {glitch:O} is more than 1.00:00:00 ahead of the silo's clock ({now:O}); the limit is the silo's " +
+            "Streams:MaxTimestampAhead (1.00:00:00, 00:00:00 turns it off). Nothing in the stream changed.", e.Message);
+        // Without sequence numbers there is no sequence to name yet: the grain numbers them as it applies them.
+        Assert.Null(Assert.Throws<ObservationRejectedException>(() => StreamEndpoints.CheckNotTooFarAhead(Body(now, glitch), numbered: false, options, now)).Sequence);
+
+        StreamEndpoints.CheckNotTooFarAhead(Body(now, now.AddDays(1)), numbered: true, options, now);
+        StreamEndpoints.CheckNotTooFarAhead(Body(now, glitch), numbered: true, new LstmOrleans.Grains.StreamGrainOptions { MaxTimestampAhead = TimeSpan.Zero }, now);
+    }
 }

@@ -40,6 +40,9 @@ internal sealed class ApiExceptionHandler(IProblemDetailsService problemDetails,
         RejectionReason.BatchTooLarge => StatusCodes.Status413PayloadTooLarge,
         // Well-formed and valid, but the model cannot process it: not the request's fault (400), and not a crash (500).
         RejectionReason.NonFiniteResult => StatusCodes.Status422UnprocessableEntity,
+        // A reading the sender's clock got wrong, like a value beyond the accepted magnitude: the request's fault (400),
+        // not a conflict with the stream's state (409), and not valid input the model cannot process (422).
+        RejectionReason.TimestampTooFarAhead => StatusCodes.Status400BadRequest,
         _ => StatusCodes.Status400BadRequest,
     };
 

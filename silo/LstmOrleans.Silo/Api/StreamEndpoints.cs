@@ -109,11 +109,15 @@ internal static class StreamEndpoints
         var numbered = inputs[0].Sequence is not null;
         var observations = Stamp(inputs);
         CheckOrder(observations);
+        int partSize = Math.Max(1, streamOptions.Value.MaxBatchSize);
+        // A body applied in parts is checked whole first: a timestamp too far ahead in a later part was refused only
+        // after the parts before it were applied, so a bad reading changed the stream.
+        if (observations.Length > partSize) CheckNotTooFarAhead(observations, numbered, streamOptions.Value, DateTimeOffset.UtcNow);
         // The grain applies a batch all or nothing up to its own size limit; larger bodies go in order, chunk by
         // chunk. Everything a grain could reject later (lengths, order) was checked above or is caught by the
         // first chunk, so a rejection leaves the stream unchanged unless another writer moved the stream on between two
         // chunks (ApplyInPartsAsync says so); sequence numbers make a retry safe regardless.
-        var results = await ApplyInPartsAsync(observations.Length, Math.Max(1, streamOptions.Value.MaxBatchSize), async (offset, count) =>
+        var results = await ApplyInPartsAsync(observations.Length, partSize, async (offset, count) =>
         {
             // Unnumbered values are numbered (and, without a timestamp, stamped) by the grain as it applies them:
             // numbered here from a summary read first, concurrent requests took the same numbers and all but one
@@ -189,6 +193,19 @@ internal static class StreamEndpoints
             if (observations[i].Timestamp < observations[i - 1].Timestamp)
                 throw new RequestValidationException($"Timestamps must not go backwards within a request: [{i}] is {observations[i].Timestamp:O} after {observations[i - 1].Timestamp:O}.");
         }
+    }
+
+    /// <summary>
+    /// Refuses a body whose latest timestamp is further ahead of <paramref name="now"/> than the grains'
+    /// <see cref="LstmOrleans.Grains.StreamGrainOptions.MaxTimestampAhead"/> allows, naming the first such observation.
+    /// Timestamps never go back within a body (<see cref="CheckOrder"/>), so the last one is the latest.
+    /// </summary>
+    internal static void CheckNotTooFarAhead(Observation[] observations, bool numbered, LstmOrleans.Grains.StreamGrainOptions options, DateTimeOffset now)
+    {
+        if (observations.Length == 0 || !options.IsTooFarAhead(observations[^1].Timestamp.UtcTicks, now)) return;
+        int i = 0;
+        while (!options.IsTooFarAhead(observations[i].Timestamp.UtcTicks, now)) i++;
+        throw options.TimestampTooFarAhead($"Observation [{i}]", observations[i].Timestamp, now, numbered ? observations[i].Sequence : null);
     }
 
     /// <summary>A stream that never received a value and is not bound to a model (never used, or deleted).</summary>

@@ -106,6 +106,7 @@ public static class SiloHostingExtensions
                 o.IntervalZ = streams.IntervalZ;
                 o.ErrorSmoothing = streams.ErrorSmoothing;
                 o.OffloadMultiplyAdds = streams.OffloadMultiplyAdds;
+                o.MaxTimestampAhead = streams.MaxTimestampAhead;
             },
             configureCache: o => o.RefreshInterval = TimeSpan.FromSeconds(5));
         // Training grains (scheduled by reminders) and stream-to-registry reporting.
