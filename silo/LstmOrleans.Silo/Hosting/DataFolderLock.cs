@@ -55,11 +55,15 @@ internal sealed class DataFolderLock : IDisposable
     }
 
     /// <summary>What makes silos one cluster: where their membership lives and the cluster and service ids.</summary>
-    private static string ClusterIdentity(SiloSettings settings)
+    /// <remarks>
+    /// Written to a file in the data folder and named in the refusal: the Redis connection string enters as its endpoints
+    /// only, since it may carry a password.
+    /// </remarks>
+    internal static string ClusterIdentity(SiloSettings settings)
     {
         var cluster = settings.Cluster;
         string membership = cluster.IsRedis
-            ? $"Redis membership at {settings.ConnectionStrings.Redis}"
+            ? $"Redis membership at {ServiceConnectFailure.RedisEndpoints(settings.ConnectionStrings.Redis)}"
             : $"localhost clustering with primary silo port {(cluster.PrimarySiloPort == 0 ? cluster.SiloPort : cluster.PrimarySiloPort)}";
         return $"{membership}, ClusterId '{cluster.ClusterId}', ServiceId '{cluster.ServiceId}'";
     }

@@ -35,7 +35,8 @@ internal static class ServiceConnectFailure
         return null;
     }
 
-    private static string RedisEndpoints(string? connectionString)
+    /// <summary>The endpoints of a Redis connection string alone: its password and other options are never shown or stored.</summary>
+    internal static string RedisEndpoints(string? connectionString)
     {
         try
         {
