@@ -34,11 +34,11 @@ public class ModelCommandsTests
     }
 
     [Fact]
-    public void Predict_and_train_on_an_exported_model_whose_streams_normalise_warn_that_offline_values_are_raw()
+    public void Train_on_an_exported_model_whose_streams_normalise_warns_that_its_values_are_raw_and_predict_does_not()
     {
         // model export records a cluster model's running z-scores in the metadata only (the statistics live in each
-        // stream); predict and train fed the raw CSV values without a word, so their forecasts were not the cluster's
-        // and weights trained here, imported back, forecast on another scale.
+        // stream). Predict replays them as a new stream would (OfflinePredictParityTests) and says nothing; train still
+        // fits the raw CSV values, so weights trained here, imported back, would forecast on another scale: it says so.
         using var dir = new TempDir();
         string data = dir.File("series.csv");
         File.WriteAllText(data, ThreeFeatureCsv(40));
@@ -47,21 +47,33 @@ public class ModelCommandsTests
         ModelFile.Save(exported, parameters, new ModelMetadata { Extra = new Dictionary<string, string> { ["lstmorleans.stream_normalization"] = "RunningZScore" } });
         ModelFile.Save(plain, parameters, new ModelMetadata { Extra = new Dictionary<string, string> { ["lstmorleans.stream_normalization"] = "None" } });
 
-        string[][] commands =
-        [
-            ["model", "predict", "--model", "MODEL", "--data", data, "--out", dir.File("p.csv")],
-            ["model", "train", "--model", "MODEL", "--data", data, "--window", "8", "--epochs", "1", "--out", dir.File("t.safetensors")],
-        ];
-        foreach (var command in commands)
-        {
-            var warned = Cli.Run([.. command.Select(a => a == "MODEL" ? exported : a)]);
-            Assert.True(warned.ExitCode == 0, warned.Stderr);
-            Assert.StartsWith("warning: in the cluster this model's streams normalise their values (lstmorleans.stream_normalization = RunningZScore); " +
-                "offline the values go in as they are in the CSV", warned.Stderr);
-            var quiet = Cli.Run([.. command.Select(a => a == "MODEL" ? plain : a)]);
-            Assert.True(quiet.ExitCode == 0, quiet.Stderr);
-            Assert.Equal("", quiet.Stderr);
-        }
+        string[] train = ["model", "train", "--model", "MODEL", "--data", data, "--window", "8", "--epochs", "1", "--out", dir.File("t.safetensors")];
+        var warned = Cli.Run([.. train.Select(a => a == "MODEL" ? exported : a)]);
+        Assert.True(warned.ExitCode == 0, warned.Stderr);
+        Assert.StartsWith("warning: in the cluster this model's streams normalise their values (lstmorleans.stream_normalization = RunningZScore); " +
+            "model train feeds the values as they are in the CSV", warned.Stderr);
+        foreach (var command in new[] { train, ["model", "predict", "--model", "MODEL", "--data", data, "--out", dir.File("p.csv")] })
+            foreach (var model in command == train ? new[] { plain } : [plain, exported])
+            {
+                var quiet = Cli.Run([.. command.Select(a => a == "MODEL" ? model : a)]);
+                Assert.True(quiet.ExitCode == 0, quiet.Stderr);
+                Assert.Equal("", quiet.Stderr);
+            }
+    }
+
+    [Theory]
+    [InlineData("7")]
+    [InlineData("Standard")]
+    public void Predict_refuses_a_stream_normalisation_it_does_not_know(string mode)
+    {
+        using var dir = new TempDir();
+        string data = dir.File("series.csv"), model = dir.File("m.safetensors");
+        File.WriteAllText(data, ThreeFeatureCsv(10));
+        ModelFile.Save(model, LstmParameters.InitializeUniform(new LstmConfig(3, 4, 1, 1), 3),
+            new ModelMetadata { Extra = new Dictionary<string, string> { ["lstmorleans.stream_normalization"] = mode } });
+        var result = Cli.Run("model", "predict", "--model", model, "--data", data);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains($"lstmorleans.stream_normalization is '{mode}'", result.Stderr);
     }
 
     [Fact]

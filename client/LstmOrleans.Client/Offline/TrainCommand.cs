@@ -54,12 +54,12 @@ internal static class TrainCommand
             var kind = parse.GetValue(optimizer) == "sgd" ? OptimizerKind.Sgd : OptimizerKind.Adam;
 
             var (parameters, metadata) = ModelFile.Load(parse.GetValue(modelPath)!, cancellationToken: cancellationToken);
-            OfflineModel.WarnIfStreamNormalized(metadata, parse.InvocationConfiguration.Error);
+            OfflineModel.WarnIfTrainingIsRaw(metadata, parse.InvocationConfiguration.Error);
             string dataPath = parse.GetValue(data)!;
             var table = SensorCsv.Read(dataPath, cancellationToken);
             var config = parameters.Config;
             OfflineModel.CheckColumns(config, metadata, table, dataPath);
-            float[] rows = OfflineModel.EncodeRows(config, metadata, table);     // [N, D], model inputs (normalised if the model says so)
+            float[] rows = OfflineModel.EncodeRows(config, metadata, table, normalize: false);     // [N, D], model inputs (normalised if the model says so)
             if (table.RowCount < windowLength)
                 throw new CliException($"{dataPath} has {table.RowCount} rows, fewer than one window of {windowLength}.");
 
