@@ -34,6 +34,7 @@ public static class RunningZScore
     /// in <paramref name="newMean"/>, <paramref name="newM2"/> ([D] each). The destinations may be the sources (updated
     /// in place): each feature reads its old values before writing its new ones.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]   // inlined into the stream step, as the loops were before they moved here
     public static void Update(ReadOnlySpan<float> values, ReadOnlySpan<double> mean, ReadOnlySpan<double> m2, long count,
         Span<double> newMean, Span<double> newM2)
     {
@@ -51,6 +52,7 @@ public static class RunningZScore
     /// Writes <paramref name="raw"/> [D] normalised with statistics (<paramref name="mean"/>, <paramref name="m2"/>, [D]
     /// each, over <paramref name="count"/> values) that already include it into <paramref name="x"/> [D].
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]   // inlined into the stream step, as the loops were before they moved here
     public static void Normalize(ReadOnlySpan<float> raw, ReadOnlySpan<double> mean, ReadOnlySpan<double> m2, long count, Span<float> x)
     {
         for (int i = 0; i < raw.Length; i++)
@@ -58,6 +60,7 @@ public static class RunningZScore
     }
 
     /// <summary>Head outputs <paramref name="y"/> [K] (normalised target units) back to the target's units, in place.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]   // inlined into the stream step, as the loops were before they moved here
     public static void Denormalize(double mean, double std, Span<float> y)
     {
         for (int i = 0; i < y.Length; i++) y[i] = (float)(y[i] * std + mean);
