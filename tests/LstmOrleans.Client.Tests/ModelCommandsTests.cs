@@ -34,31 +34,40 @@ public class ModelCommandsTests
     }
 
     [Fact]
-    public void Train_on_an_exported_model_whose_streams_normalise_warns_that_its_values_are_raw_and_predict_does_not()
+    public void Predict_and_train_on_an_exported_model_whose_streams_normalise_say_nothing_and_train_as_the_cluster_does()
     {
         // model export records a cluster model's running z-scores in the metadata only (the statistics live in each
-        // stream). Predict replays them as a new stream would (OfflinePredictParityTests) and says nothing; train still
-        // fits the raw CSV values, so weights trained here, imported back, would forecast on another scale: it says so.
+        // stream). Predict and train replay them as a new stream would (OfflinePredictParityTests) without a warning;
+        // train, as the cluster's rounds, leaves out the first 63 rows (statistics of fewer than 64 observations).
         using var dir = new TempDir();
-        string data = dir.File("series.csv");
-        File.WriteAllText(data, ThreeFeatureCsv(40));
+        string data = dir.File("series.csv"), shortData = dir.File("short.csv");
+        File.WriteAllText(data, ThreeFeatureCsv(100));
+        File.WriteAllText(shortData, ThreeFeatureCsv(70));
         string exported = dir.File("exported.safetensors"), plain = dir.File("plain.safetensors");
         var parameters = LstmParameters.InitializeUniform(new LstmConfig(3, 4, 1, 1), 3);
         ModelFile.Save(exported, parameters, new ModelMetadata { Extra = new Dictionary<string, string> { ["lstmorleans.stream_normalization"] = "RunningZScore" } });
         ModelFile.Save(plain, parameters, new ModelMetadata { Extra = new Dictionary<string, string> { ["lstmorleans.stream_normalization"] = "None" } });
 
-        string[] train = ["model", "train", "--model", "MODEL", "--data", data, "--window", "8", "--epochs", "1", "--out", dir.File("t.safetensors")];
-        var warned = Cli.Run([.. train.Select(a => a == "MODEL" ? exported : a)]);
-        Assert.True(warned.ExitCode == 0, warned.Stderr);
-        Assert.StartsWith("warning: in the cluster this model's streams normalise their values (lstmorleans.stream_normalization = RunningZScore); " +
-            "model train feeds the values as they are in the CSV", warned.Stderr);
-        foreach (var command in new[] { train, ["model", "predict", "--model", "MODEL", "--data", data, "--out", dir.File("p.csv")] })
-            foreach (var model in command == train ? new[] { plain } : [plain, exported])
+        string[][] commands =
+        [
+            ["model", "predict", "--model", "MODEL", "--data", data, "--out", dir.File("p.csv")],
+            ["model", "train", "--model", "MODEL", "--data", data, "--window", "8", "--epochs", "1", "--out", dir.File("t.safetensors")],
+        ];
+        foreach (var command in commands)
+            foreach (var model in new[] { exported, plain })
             {
                 var quiet = Cli.Run([.. command.Select(a => a == "MODEL" ? model : a)]);
                 Assert.True(quiet.ExitCode == 0, quiet.Stderr);
                 Assert.Equal("", quiet.Stderr);
             }
+
+        var tooShort = Cli.Run("model", "train", "--model", exported, "--data", shortData, "--window", "8", "--epochs", "1", "--out", dir.File("t.safetensors"));
+        Assert.Equal(2, tooShort.ExitCode);
+        Assert.Contains("has 70 rows, 7 after the first 63", tooShort.Stderr);
+        var deterministic = Cli.Run("model", "train", "--model", exported, "--data", data, "--window", "8", "--epochs", "1", "--deterministic", "--out", dir.File("t.safetensors"));
+        Assert.Equal(2, deterministic.ExitCode);
+        Assert.Contains("--deterministic cannot train this model as the cluster does", deterministic.Stderr);
+        Assert.True(Cli.Run("model", "train", "--model", plain, "--data", shortData, "--window", "8", "--epochs", "1", "--deterministic", "--out", dir.File("t.safetensors")).ExitCode == 0);
     }
 
     [Theory]

@@ -4,6 +4,7 @@ using LstmOrleans.Client.Evaluate;
 using LstmOrleans.Client.Offline;
 using LstmOrleans.Lstm;
 using LstmOrleans.Lstm.Serialization;
+using LstmOrleans.Lstm.Training;
 using System.Runtime.CompilerServices;
 using Xunit;
 
@@ -11,8 +12,9 @@ namespace LstmOrleans.Client.Tests;
 
 /// <summary>
 /// Offline <c>model predict</c> on a file written by <c>model export</c> answers what the cluster's streams answer for
-/// the same series, checked against real stream grains on an in-process cluster. It fed the CSV's raw values to a
-/// model whose streams normalise with running z-scores, so its forecasts were not the cluster's.
+/// the same series, and <c>model train</c> fits the windows the cluster's training rounds fit, checked against real
+/// stream grains on an in-process cluster. Both fed the CSV's raw values to a model whose streams normalise with
+/// running z-scores, so predictions were not the cluster's and trained weights did not fit the model.
 /// </summary>
 public sealed class OfflinePredictParityTests
 {
@@ -35,7 +37,7 @@ public sealed class OfflinePredictParityTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public async Task Offline_predict_on_an_exported_model_gives_the_cluster_streams_forecasts_at_every_step(
+    public async Task Offline_predict_gives_the_cluster_streams_forecasts_at_every_step_and_train_fits_their_normalised_windows(
         string file, string features, NormalizationMode normalization, bool calendar, bool residual)
     {
         using var dir = new TempDir();
@@ -49,7 +51,7 @@ public sealed class OfflinePredictParityTests
         var clusterForecasts = new float[n * Horizons];                 // [N, K]
         string modelName = "parity";
         string exported = dir.File("exported.safetensors");
-        await using (var cluster = await EvaluationCluster.StartAsync(historyCapacity: 128, CancellationToken.None))
+        await using (var cluster = await EvaluationCluster.StartAsync(historyCapacity: 1024, CancellationToken.None))
         {
             var model = cluster.Grains.GetGrain<IModelGrain>(modelName);
             var config = new ModelConfig(d, 8, 1, Horizons, features.Split(','), 0, normalization, Seed: 11,
@@ -77,6 +79,10 @@ public sealed class OfflinePredictParityTests
                 forecast.Predictions.CopyTo(clusterForecasts.AsSpan(from * Horizons, count * Horizons));
             }
 
+            if (normalization == NormalizationMode.RunningZScore)
+                Offline_train_normalises_as_the_clusters_training_rounds(await stream.GetTrainingWindowAsync(n), table, data, exported, dir,
+                    ModelClusterCommands.ToModelFile(modelName, await model.GetActiveWeightsAsync())!.Value);
+
             // Exported as `model export` writes it.
             var (parameters, metadata) = ModelClusterCommands.ToModelFile(modelName, await model.GetActiveWeightsAsync())!.Value;
             Assert.Equal(normalization.ToString(), metadata.Extra[OfflineModel.StreamNormalizationKey]);
@@ -96,5 +102,49 @@ public sealed class OfflinePredictParityTests
                 Assert.True(Math.Abs(actual - expected) <= 1e-5 * Math.Max(1.0, Math.Abs(expected)),
                     $"step {row} ({timestamps[row]}), horizon {h + 1}: offline {actual:R}, cluster {expected:R}");
             }
+    }
+
+    /// <summary>
+    /// Offline train on the same exported file normalises as the cluster's training rounds see the stream: the rows it
+    /// fits are the stream's stored training inputs (its running z-scores, calendar features), its per-row target
+    /// statistics de-normalise those inputs back to the series and end at the stream's own, and the weights it writes
+    /// are what the trainer fits on the cluster's window with those statistics, its first 63 rows cut (as the rounds
+    /// do with their default MinStatisticsCount 64). It trained on the raw values.
+    /// </summary>
+    private static void Offline_train_normalises_as_the_clusters_training_rounds(StreamTrainingWindow window, SensorTable table, string data,
+        string exported, TempDir dir, (LstmParameters Parameters, ModelMetadata Metadata) file)
+    {
+        var (parameters, metadata) = file;
+        int n = table.RowCount, w = window.InputSize, target = metadata.TargetColumn;
+        Assert.Equal(n, window.Rows);
+        float[] rows = OfflineModel.EncodeRows(parameters.Config, metadata, table, out var scale);
+        Assert.NotNull(scale);
+        for (int i = 0; i < rows.Length; i++)
+            Assert.True(Math.Abs(rows[i] - window.Inputs[i]) <= 1e-6 * Math.Max(1, Math.Abs(window.Inputs[i])),
+                $"row {i / w}, input {i % w}: offline {rows[i]:R}, stream {window.Inputs[i]:R}");
+        for (int row = 0; row < n; row++)
+        {
+            double raw = table.Row(row)[target], back = window.Inputs[row * w + target] * scale.Std[row] + scale.Mean[row];
+            Assert.True(Math.Abs(back - raw) <= 1e-5 * Math.Max(1, Math.Abs(raw)), $"row {row}: de-normalised {back}, series {raw}");
+        }
+        Assert.Equal(window.Mean[target], scale.Mean[n - 1], 9);
+        Assert.Equal(window.Std[target], scale.Std[n - 1], 9);
+
+        ModelFile.Save(exported, parameters, metadata);
+        string trained = dir.File("trained.safetensors");
+        var result = Cli.Run("model", "train", "--model", exported, "--data", data, "--window", "16", "--epochs", "2", "--lr", "0.01", "--out", trained);
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        Assert.Equal("", result.Stderr);
+        const int skip = 63;
+        var defaults = new TrainerOptions();
+        var expected = LstmTrainer.Fit(parameters, [window.Inputs[(skip * w)..]], new TrainerOptions
+        {
+            WindowLength = 16, Stride = 4, MaxEpochs = 2, LearningRate = 0.01f, Optimizer = OptimizerKind.Adam,
+            TargetColumn = target, Seed = 0, ValidationFraction = defaults.ValidationFraction, Patience = defaults.Patience,
+        }, scales: [new SeriesScale(scale.Mean[skip..], scale.Std[skip..])]).BestParameters;
+        var actual = ModelFile.Load(trained).Parameters;
+        for (int i = 0; i < expected.Data.Length; i++)
+            Assert.True(Math.Abs(actual.Data[i] - expected.Data[i]) <= 1e-5 * Math.Max(1, Math.Abs(expected.Data[i])),
+                $"parameter {i}: offline train {actual.Data[i]:R}, trainer on the stream's window {expected.Data[i]:R}");
     }
 }

@@ -1,6 +1,7 @@
 using LstmOrleans.Abstractions;
 using LstmOrleans.Lstm;
 using LstmOrleans.Lstm.Serialization;
+using LstmOrleans.Lstm.Training;
 
 namespace LstmOrleans.Client.Offline;
 
@@ -27,19 +28,6 @@ internal static class OfflineModel
         return mode;
     }
 
-    /// <summary>
-    /// Warns when offline training would not normalise as the cluster does: its training rounds fit windows of each
-    /// stream's running z-scores with targets in their origin row's normalisation, while <c>model train</c> feeds the
-    /// CSV's raw values, so weights trained here do not fit the cluster model they came from (<c>model predict</c>
-    /// replays the streams' normalisation and needs no warning).
-    /// </summary>
-    public static void WarnIfTrainingIsRaw(ModelMetadata metadata, TextWriter stderr)
-    {
-        if (StreamNormalization(metadata) is var mode && mode != NormalizationMode.None)
-            stderr.WriteLine($"warning: in the cluster this model's streams normalise their values ({StreamNormalizationKey} = {mode}); " +
-                "model train feeds the values as they are in the CSV, so weights trained here do not fit a cluster model that normalises.");
-    }
-
     /// <summary>Throws <see cref="CliException"/> unless the table's value columns are the model's raw inputs.</summary>
     public static void CheckColumns(LstmConfig config, ModelMetadata metadata, SensorTable table, string source)
     {
@@ -60,13 +48,22 @@ internal static class OfflineModel
     /// Every row as the model sees it: [rows, D], raw features then calendar features, normalised when the model says
     /// so (with running z-scores, as one stream that received the rows in order from the first).
     /// </summary>
-    /// <param name="normalize">False: leave running z-scores out (model train, which does not yet score targets as the cluster's rounds do).</param>
-    public static float[] EncodeRows(LstmConfig config, ModelMetadata metadata, SensorTable table, bool normalize = true)
+    /// <param name="targetScale">
+    /// With running z-scores, the target's statistics after each row ([N] means and stds: those a stream de-normalises
+    /// that row's forecasts with, which the cluster's training rounds score targets in); otherwise null.
+    /// </param>
+    public static float[] EncodeRows(LstmConfig config, ModelMetadata metadata, SensorTable table, out SeriesScale? targetScale)
     {
-        var encoder = new RowEncoder(config, metadata, normalize);
+        var encoder = new RowEncoder(config, metadata);
         var rows = new float[table.RowCount * config.InputSize];           // [N, D]
+        double[]? mean = encoder.IsRunningZScore ? new double[table.RowCount] : null;   // [N]
+        double[]? std = encoder.IsRunningZScore ? new double[table.RowCount] : null;    // [N]
         for (int row = 0; row < table.RowCount; row++)
+        {
             encoder.Encode(table.Timestamps[row], table.Row(row), rows.AsSpan(row * config.InputSize, config.InputSize));
+            if (mean is not null) (mean[row], std![row]) = encoder.TargetStatistics();
+        }
+        targetScale = mean is null ? null : new SeriesScale(mean, std!);
         return rows;
     }
 
@@ -117,11 +114,10 @@ internal sealed class RowEncoder
     private readonly float[]? _normalized;  // [D_raw] the current row's normalised values
     private long _count;
 
-    /// <param name="streamNormalization">False: the file's running z-scores are not applied (raw values, as before).</param>
-    public RowEncoder(LstmConfig config, ModelMetadata metadata, bool streamNormalization = true)
+    public RowEncoder(LstmConfig config, ModelMetadata metadata)
     {
         _encoder = new ModelInputEncoder(config, metadata);
-        if (!streamNormalization || OfflineModel.StreamNormalization(metadata) != NormalizationMode.RunningZScore) return;
+        if (OfflineModel.StreamNormalization(metadata) != NormalizationMode.RunningZScore) return;
         int d = _encoder.RawFeatureCount;
         (_mean, _m2, _normalized) = (new double[d], new double[d], new float[d]);
     }
@@ -145,7 +141,17 @@ internal sealed class RowEncoder
     {
         _encoder.DecodeForecasts(x, y);
         if (_mean is null) return;
+        var (mean, std) = TargetStatistics();
+        RunningZScore.Denormalize(mean, std, y);
+    }
+
+    /// <summary>Whether rows are normalised with running z-scores.</summary>
+    public bool IsRunningZScore => _mean is not null;
+
+    /// <summary>The target's running mean and normalising std after the row just encoded (running z-scores only).</summary>
+    public (double Mean, double Std) TargetStatistics()
+    {
         int target = _encoder.TargetColumn;
-        RunningZScore.Denormalize(_mean[target], RunningZScore.Std(_m2![target], _count), y);
+        return (_mean![target], RunningZScore.Std(_m2![target], _count));
     }
 }
