@@ -150,7 +150,6 @@ internal static class ModelCommands
         command.SetAction((parse, ct) => RunAsync(parse, ct, (stdout, cancellationToken) =>
         {
             var (parameters, metadata) = ModelFile.Load(parse.GetValue(modelPath)!, cancellationToken: cancellationToken);
-            OfflineModel.WarnIfStreamNormalized(metadata, parse.InvocationConfiguration.Error);
             string dataPath = parse.GetValue(data)!;
             var table = SensorCsv.Read(dataPath, cancellationToken);
             float[] predictions = OfflineModel.Predict(parameters, metadata, table, dataPath, cancellationToken);   // [rows, K]

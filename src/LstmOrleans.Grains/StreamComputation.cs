@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Numerics.Tensors;
 using LstmOrleans.Abstractions;
+using LstmOrleans.Lstm;
 
 namespace LstmOrleans.Grains;
 
@@ -8,16 +9,12 @@ namespace LstmOrleans.Grains;
 /// The arithmetic of a stream, on a <see cref="StreamState"/> with no Orleans in sight, so the grain stays a thin
 /// shell of validation, persistence and scheduling.
 ///
-/// Normalisation (<see cref="NormalizationMode.RunningZScore"/>): on each accepted observation the per-feature
-/// running mean and population variance are first updated with it (Welford), then
-/// x_norm[i] = (x[i] - mean[i]) / std[i], with std = sqrt(M2 / n), or 1 while that variance is below 1e-12 (the first
-/// observation, or a constant feature). Statistics come only from observations already received (this one
-/// included), never later ones. The head's outputs are de-normalised with the target feature's statistics of the
-/// same step: prediction = y * std[target] + mean[target].
+/// Normalisation (<see cref="NormalizationMode.RunningZScore"/>): the arithmetic of <see cref="RunningZScore"/> (shared
+/// with offline <c>model predict</c> and <c>model train</c>), applied per accepted observation. Statistics come only from
+/// observations already received (this one included), never later ones.
 /// </summary>
 internal static class StreamComputation
 {
-    private const double MinVariance = 1e-12;
 
     /// <summary>
     /// (Re)binds <paramref name="s"/> to a model: fresh learned state and a new history generation (earlier history
@@ -167,14 +164,7 @@ internal static class StreamComputation
     private static string Element(int count, int index, long sequence) =>
         count == 1 ? $"Observation {sequence}" : $"Batch element {index} (sequence {sequence})";
 
-    public static double NormalizationStd(StreamState s, int feature) => Std(s.M2[feature], s.NormCount);
-
-    /// <summary>The normalising standard deviation of a feature with Welford sum <paramref name="m2"/> over <paramref name="count"/> values.</summary>
-    private static double Std(double m2, long count)
-    {
-        double variance = count > 0 ? m2 / count : 0;
-        return variance > MinVariance ? Math.Sqrt(variance) : 1.0;
-    }
+    public static double NormalizationStd(StreamState s, int feature) => RunningZScore.Std(s.M2[feature], s.NormCount);
 
     private static double RawStd(StreamState s, int feature) => s.NormCount > 0 ? Math.Sqrt(Math.Max(0, s.M2[feature] / s.NormCount)) : 0;
 
@@ -356,13 +346,7 @@ internal static class StreamComputation
 
             // Welford update, then normalise with statistics that include this observation and nothing later.
             long count = s.NormCount + 1;
-            for (int i = 0; i < d; i++)
-            {
-                double v = values[i];
-                double delta = v - s.Mean[i];
-                mean[i] = s.Mean[i] + delta / count;
-                m2[i] = s.M2[i] + delta * (v - mean[i]);
-            }
+            RunningZScore.Update(values, s.Mean, s.M2, count, mean, m2);
             EncodeInput(model, values, mean, m2, count, timestamp, input);
 
             // Exactly one LSTM step.
@@ -370,7 +354,7 @@ internal static class StreamComputation
             s.Cell.CopyTo(previousCell);
             model.Weights.Step(input, s.Hidden, s.Cell, predictions);
             AddResidualBase(config, input, predictions);
-            Denormalize(config, mean[target], Std(m2[target], count), predictions);
+            Denormalize(config, mean[target], RunningZScore.Std(m2[target], count), predictions);
             if (!TensorPrimitives.IsFiniteAll<float>(predictions) || !TensorPrimitives.IsFiniteAll<float>(s.Hidden) || !TensorPrimitives.IsFiniteAll<float>(s.Cell))
             {
                 previousHidden.CopyTo(s.Hidden);
@@ -461,8 +445,7 @@ internal static class StreamComputation
     {
         int d = raw.Length;
         if (model.Config.Normalization == NormalizationMode.RunningZScore)
-            for (int i = 0; i < d; i++)
-                x[i] = (float)((raw[i] - mean[i]) / Std(m2[i], count));
+            RunningZScore.Normalize(raw, mean, m2, count, x[..d]);
         else
             raw.CopyTo(x);
         ModelInputs.WriteCalendarFeatures(timestamp, model.Calendar, x[d..]);
@@ -476,8 +459,7 @@ internal static class StreamComputation
 
     private static void Denormalize(ModelConfig config, double mean, double std, Span<float> y)
     {
-        if (config.Normalization != NormalizationMode.RunningZScore) return;
-        for (int i = 0; i < y.Length; i++) y[i] = (float)(y[i] * std + mean);
+        if (config.Normalization == NormalizationMode.RunningZScore) RunningZScore.Denormalize(mean, std, y);
     }
 
     /// <summary>The answer to a retry: the last answer, flagged, or a bare marker when there is none.</summary>

@@ -34,14 +34,15 @@ public class ModelCommandsTests
     }
 
     [Fact]
-    public void Predict_and_train_on_an_exported_model_whose_streams_normalise_warn_that_offline_values_are_raw()
+    public void Predict_and_train_on_an_exported_model_whose_streams_normalise_say_nothing_and_train_as_the_cluster_does()
     {
         // model export records a cluster model's running z-scores in the metadata only (the statistics live in each
-        // stream); predict and train fed the raw CSV values without a word, so their forecasts were not the cluster's
-        // and weights trained here, imported back, forecast on another scale.
+        // stream). Predict and train replay them as a new stream would (OfflinePredictParityTests) without a warning;
+        // train, as the cluster's rounds, leaves out the first 63 rows (statistics of fewer than 64 observations).
         using var dir = new TempDir();
-        string data = dir.File("series.csv");
-        File.WriteAllText(data, ThreeFeatureCsv(40));
+        string data = dir.File("series.csv"), shortData = dir.File("short.csv");
+        File.WriteAllText(data, ThreeFeatureCsv(100));
+        File.WriteAllText(shortData, ThreeFeatureCsv(70));
         string exported = dir.File("exported.safetensors"), plain = dir.File("plain.safetensors");
         var parameters = LstmParameters.InitializeUniform(new LstmConfig(3, 4, 1, 1), 3);
         ModelFile.Save(exported, parameters, new ModelMetadata { Extra = new Dictionary<string, string> { ["lstmorleans.stream_normalization"] = "RunningZScore" } });
@@ -53,15 +54,35 @@ public class ModelCommandsTests
             ["model", "train", "--model", "MODEL", "--data", data, "--window", "8", "--epochs", "1", "--out", dir.File("t.safetensors")],
         ];
         foreach (var command in commands)
-        {
-            var warned = Cli.Run([.. command.Select(a => a == "MODEL" ? exported : a)]);
-            Assert.True(warned.ExitCode == 0, warned.Stderr);
-            Assert.StartsWith("warning: in the cluster this model's streams normalise their values (lstmorleans.stream_normalization = RunningZScore); " +
-                "offline the values go in as they are in the CSV", warned.Stderr);
-            var quiet = Cli.Run([.. command.Select(a => a == "MODEL" ? plain : a)]);
-            Assert.True(quiet.ExitCode == 0, quiet.Stderr);
-            Assert.Equal("", quiet.Stderr);
-        }
+            foreach (var model in new[] { exported, plain })
+            {
+                var quiet = Cli.Run([.. command.Select(a => a == "MODEL" ? model : a)]);
+                Assert.True(quiet.ExitCode == 0, quiet.Stderr);
+                Assert.Equal("", quiet.Stderr);
+            }
+
+        var tooShort = Cli.Run("model", "train", "--model", exported, "--data", shortData, "--window", "8", "--epochs", "1", "--out", dir.File("t.safetensors"));
+        Assert.Equal(2, tooShort.ExitCode);
+        Assert.Contains("has 70 rows, 7 after the first 63", tooShort.Stderr);
+        var deterministic = Cli.Run("model", "train", "--model", exported, "--data", data, "--window", "8", "--epochs", "1", "--deterministic", "--out", dir.File("t.safetensors"));
+        Assert.Equal(2, deterministic.ExitCode);
+        Assert.Contains("--deterministic cannot train this model as the cluster does", deterministic.Stderr);
+        Assert.True(Cli.Run("model", "train", "--model", plain, "--data", shortData, "--window", "8", "--epochs", "1", "--deterministic", "--out", dir.File("t.safetensors")).ExitCode == 0);
+    }
+
+    [Theory]
+    [InlineData("7")]
+    [InlineData("Standard")]
+    public void Predict_refuses_a_stream_normalisation_it_does_not_know(string mode)
+    {
+        using var dir = new TempDir();
+        string data = dir.File("series.csv"), model = dir.File("m.safetensors");
+        File.WriteAllText(data, ThreeFeatureCsv(10));
+        ModelFile.Save(model, LstmParameters.InitializeUniform(new LstmConfig(3, 4, 1, 1), 3),
+            new ModelMetadata { Extra = new Dictionary<string, string> { ["lstmorleans.stream_normalization"] = mode } });
+        var result = Cli.Run("model", "predict", "--model", model, "--data", data);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains($"lstmorleans.stream_normalization is '{mode}'", result.Stderr);
     }
 
     [Fact]

@@ -210,6 +210,33 @@ internal static class ModelClusterCommands
         return command;
     }
 
+    /// <summary>
+    /// What <c>model export</c> writes for <paramref name="weights"/> of model <paramref name="modelName"/>: the parameters
+    /// and the metadata offline commands read (the stream normalisation among them); null when the weights do not fit
+    /// the model's shape. Its own method so tests export exactly as the command does.
+    /// </summary>
+    internal static (LstmParameters Parameters, ModelMetadata Metadata)? ToModelFile(string modelName, ModelWeights weights)
+    {
+        var c = weights.Config;
+        var parameters = new LstmParameters(new LstmConfig(c.ModelInputSize, c.HiddenSize, c.Layers, c.Horizons));
+        if (weights.Parameters.Length != parameters.Count) return null;
+        weights.Parameters.AsSpan().CopyTo(parameters.Data);
+        var metadata = new ModelMetadata
+        {
+            ModelName = modelName,
+            ModelVersion = weights.Version.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            TargetColumn = c.TargetIndex,
+            FeatureNames = c.Features.Length == c.InputSize ? c.Features : [],
+            CalendarFeatures = [.. (c.CalendarFeatures ?? []).Select(n => ModelMetadataCodec.TryParseCalendarFeature(n, out var f)
+                ? f : throw new InvalidOperationException($"Model '{modelName}' has an unknown calendar feature '{n}'."))],
+            Residual = c.Residual,
+            // Per-stream running statistics live in each stream, not in the model: record the mode only (offline predict
+            // replays them from the series, as a new stream would).
+            Extra = new Dictionary<string, string> { [LstmOrleans.Client.Offline.OfflineModel.StreamNormalizationKey] = c.Normalization.ToString() },
+        };
+        return (parameters, metadata);
+    }
+
     /// <summary>`model export MODEL --out FILE`: write a model version from the cluster as a safetensors file.</summary>
     public static Command Export()
     {
@@ -225,23 +252,8 @@ internal static class ModelClusterCommands
             var modelName = result.GetValue(name)!;
             var grain = connection.Grains.GetGrain<IModelGrain>(modelName);
             var weights = result.GetValue(version) is { } v ? await grain.GetWeightsAsync(v) : await grain.GetActiveWeightsAsync();
-            var c = weights.Config;
-            var parameters = new LstmParameters(new LstmConfig(c.ModelInputSize, c.HiddenSize, c.Layers, c.Horizons));
-            if (weights.Parameters.Length != parameters.Count)
-                return CommandSupport.Fail(1, $"Model '{modelName}' v{weights.Version} has {weights.Parameters.Length} parameters; its shape needs {parameters.Count}.");
-            weights.Parameters.AsSpan().CopyTo(parameters.Data);
-            var metadata = new ModelMetadata
-            {
-                ModelName = modelName,
-                ModelVersion = weights.Version.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                TargetColumn = c.TargetIndex,
-                FeatureNames = c.Features.Length == c.InputSize ? c.Features : [],
-                CalendarFeatures = [.. (c.CalendarFeatures ?? []).Select(n => ModelMetadataCodec.TryParseCalendarFeature(n, out var f)
-                    ? f : throw new InvalidOperationException($"Model '{modelName}' has an unknown calendar feature '{n}'."))],
-                Residual = c.Residual,
-                // Per-stream running statistics live in each stream, not in the model: record the mode only.
-                Extra = new Dictionary<string, string> { [LstmOrleans.Client.Offline.OfflineModel.StreamNormalizationKey] = c.Normalization.ToString() },
-            };
+            if (ToModelFile(modelName, weights) is not var (parameters, metadata))
+                return CommandSupport.Fail(1, $"Model '{modelName}' v{weights.Version} has {weights.Parameters.Length} parameters; its shape does not take that many.");
             ModelFile.Save(result.GetValue(output)!, parameters, metadata);
             Console.WriteLine($"model {modelName}: wrote v{weights.Version} to {result.GetValue(output)}");
             return 0;

@@ -1,5 +1,7 @@
+using LstmOrleans.Abstractions;
 using LstmOrleans.Lstm;
 using LstmOrleans.Lstm.Serialization;
+using LstmOrleans.Lstm.Training;
 
 namespace LstmOrleans.Client.Offline;
 
@@ -10,17 +12,20 @@ internal static class OfflineModel
     public const string StreamNormalizationKey = "lstmorleans.stream_normalization";
 
     /// <summary>
-    /// Warns when the file is a cluster model whose streams normalise their values with running z-scores: offline
-    /// predict and train feed the raw values (the statistics live in each stream, not in the file), so their
-    /// forecasts are not the cluster's and weights trained on them do not fit the cluster model they came from. They
-    /// did so without a word, and a model exported, trained offline and imported back forecast on another scale.
+    /// How the cluster's streams normalise this file's model (<see cref="NormalizationMode.None"/> for a file that
+    /// records none, such as one written by <c>model init</c>). Throws <see cref="CliException"/> for a mode this client
+    /// does not know, and for a file that also carries fixed (standard) normalisation: the two would both apply.
     /// </summary>
-    public static void WarnIfStreamNormalized(ModelMetadata metadata, TextWriter stderr)
+    public static NormalizationMode StreamNormalization(ModelMetadata metadata)
     {
-        if (metadata.Extra.TryGetValue(StreamNormalizationKey, out var mode) && !string.Equals(mode, "None", StringComparison.OrdinalIgnoreCase))
-            stderr.WriteLine($"warning: in the cluster this model's streams normalise their values ({StreamNormalizationKey} = {mode}); " +
-                "offline the values go in as they are in the CSV, so these results are not what the cluster computes, and " +
-                "weights trained here do not fit a cluster model that normalises.");
+        if (!metadata.Extra.TryGetValue(StreamNormalizationKey, out var text)) return NormalizationMode.None;
+        // By name only (model export writes the name): Enum.TryParse also takes numbers ("7") and lists ("None, RunningZScore").
+        if (Enum.GetNames<NormalizationMode>().FirstOrDefault(n => string.Equals(n, text, StringComparison.OrdinalIgnoreCase)) is not { } name)
+            throw new CliException($"The model file's {StreamNormalizationKey} is '{text}'; known: {string.Join(", ", Enum.GetNames<NormalizationMode>())}.");
+        var mode = Enum.Parse<NormalizationMode>(name);
+        if (mode != NormalizationMode.None && metadata.Normalization is not null)
+            throw new CliException($"The model file has both fixed normalisation statistics and {StreamNormalizationKey} = {mode}; only one can apply.");
+        return mode;
     }
 
     /// <summary>Throws <see cref="CliException"/> unless the table's value columns are the model's raw inputs.</summary>
@@ -39,27 +44,42 @@ internal static class OfflineModel
             throw new CliException($"{source} has a header but no data rows.");
     }
 
-    /// <summary>Every row as the model sees it: [rows, D], raw features then calendar features, normalised when the model says so.</summary>
-    public static float[] EncodeRows(LstmConfig config, ModelMetadata metadata, SensorTable table)
+    /// <summary>
+    /// Every row as the model sees it: [rows, D], raw features then calendar features, normalised when the model says
+    /// so (with running z-scores, as one stream that received the rows in order from the first).
+    /// </summary>
+    /// <param name="targetScale">
+    /// With running z-scores, the target's statistics after each row ([N] means and stds: those a stream de-normalises
+    /// that row's forecasts with, which the cluster's training rounds score targets in); otherwise null.
+    /// </param>
+    public static float[] EncodeRows(LstmConfig config, ModelMetadata metadata, SensorTable table, out SeriesScale? targetScale)
     {
-        var encoder = new ModelInputEncoder(config, metadata);
+        var encoder = new RowEncoder(config, metadata);
         var rows = new float[table.RowCount * config.InputSize];           // [N, D]
+        double[]? mean = encoder.IsRunningZScore ? new double[table.RowCount] : null;   // [N]
+        double[]? std = encoder.IsRunningZScore ? new double[table.RowCount] : null;    // [N]
         for (int row = 0; row < table.RowCount; row++)
+        {
             encoder.Encode(table.Timestamps[row], table.Row(row), rows.AsSpan(row * config.InputSize, config.InputSize));
+            if (mean is not null) (mean[row], std![row]) = encoder.TargetStatistics();
+        }
+        targetScale = mean is null ? null : new SeriesScale(mean, std!);
         return rows;
     }
 
     /// <summary>
     /// From zero state, one <see cref="LstmWeights.Step"/> per row; returns predictions [rows, K] in the
-    /// target's units (de-normalised when the model normalises its inputs). Throws <see cref="OperationCanceledException"/>
-    /// between rows when <paramref name="cancellationToken"/> fires.
+    /// target's units (de-normalised when the model normalises its inputs). For a model whose cluster streams normalise
+    /// with running z-scores these are the forecasts a new stream of that model answers for the same rows (the same
+    /// <see cref="RunningZScore"/> steps). Throws <see cref="OperationCanceledException"/> between rows when
+    /// <paramref name="cancellationToken"/> fires.
     /// </summary>
     public static float[] Predict(LstmParameters parameters, ModelMetadata metadata, SensorTable table, string source = "the data file",
         CancellationToken cancellationToken = default)
     {
         var config = parameters.Config;
         CheckColumns(config, metadata, table, source);
-        var encoder = new ModelInputEncoder(config, metadata);
+        var encoder = new RowEncoder(config, metadata);
         var weights = LstmWeights.From(parameters);
         var h = new float[config.StateSize];         // [L, H]
         var c = new float[config.StateSize];         // [L, H]
@@ -77,5 +97,61 @@ internal static class OfflineModel
                     throw new CliException($"The prediction for row {row + 1} ({table.TimestampText[row]}) is not finite; the inputs are far outside what the model can handle.");
         }
         return predictions;
+    }
+}
+
+/// <summary>
+/// <see cref="ModelInputEncoder"/> plus the cluster streams' running z-scores when the file records them
+/// (<see cref="OfflineModel.StreamNormalizationKey"/>): the rows are one stream's observations, in order, each normalised
+/// with statistics that include it and nothing later (<see cref="RunningZScore"/>, the stream grains' own routine), and
+/// forecasts de-normalised with the target's statistics of the same row.
+/// </summary>
+internal sealed class RowEncoder
+{
+    private readonly ModelInputEncoder _encoder;
+    private readonly double[]? _mean;       // [D_raw] running mean, null unless running z-scores
+    private readonly double[]? _m2;         // [D_raw] Welford sums
+    private readonly float[]? _normalized;  // [D_raw] the current row's normalised values
+    private long _count;
+
+    public RowEncoder(LstmConfig config, ModelMetadata metadata)
+    {
+        _encoder = new ModelInputEncoder(config, metadata);
+        if (OfflineModel.StreamNormalization(metadata) != NormalizationMode.RunningZScore) return;
+        int d = _encoder.RawFeatureCount;
+        (_mean, _m2, _normalized) = (new double[d], new double[d], new float[d]);
+    }
+
+    /// <summary>The next row: writes x [D] for raw values <paramref name="raw"/> [D_raw] taken at <paramref name="timestamp"/>.</summary>
+    public void Encode(DateTime timestamp, ReadOnlySpan<float> raw, Span<float> x)
+    {
+        if (_mean is null)
+        {
+            _encoder.Encode(timestamp, raw, x);
+            return;
+        }
+        _count++;
+        RunningZScore.Update(raw, _mean, _m2!, _count, _mean, _m2!);
+        RunningZScore.Normalize(raw, _mean, _m2!, _count, _normalized!);
+        _encoder.Encode(timestamp, _normalized!, x);
+    }
+
+    /// <summary>Head outputs y [K] of the row just encoded as <paramref name="x"/> [D], to forecasts in the target's units, in place.</summary>
+    public void DecodeForecasts(ReadOnlySpan<float> x, Span<float> y)
+    {
+        _encoder.DecodeForecasts(x, y);
+        if (_mean is null) return;
+        var (mean, std) = TargetStatistics();
+        RunningZScore.Denormalize(mean, std, y);
+    }
+
+    /// <summary>Whether rows are normalised with running z-scores.</summary>
+    public bool IsRunningZScore => _mean is not null;
+
+    /// <summary>The target's running mean and normalising std after the row just encoded (running z-scores only).</summary>
+    public (double Mean, double Std) TargetStatistics()
+    {
+        int target = _encoder.TargetColumn;
+        return (_mean![target], RunningZScore.Std(_m2![target], _count));
     }
 }

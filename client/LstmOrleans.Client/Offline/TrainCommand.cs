@@ -54,14 +54,27 @@ internal static class TrainCommand
             var kind = parse.GetValue(optimizer) == "sgd" ? OptimizerKind.Sgd : OptimizerKind.Adam;
 
             var (parameters, metadata) = ModelFile.Load(parse.GetValue(modelPath)!, cancellationToken: cancellationToken);
-            OfflineModel.WarnIfStreamNormalized(metadata, parse.InvocationConfiguration.Error);
             string dataPath = parse.GetValue(data)!;
             var table = SensorCsv.Read(dataPath, cancellationToken);
             var config = parameters.Config;
             OfflineModel.CheckColumns(config, metadata, table, dataPath);
-            float[] rows = OfflineModel.EncodeRows(config, metadata, table);     // [N, D], model inputs (normalised if the model says so)
-            if (table.RowCount < windowLength)
-                throw new CliException($"{dataPath} has {table.RowCount} rows, fewer than one window of {windowLength}.");
+            float[] rows = OfflineModel.EncodeRows(config, metadata, table, out var targetScale);     // [N, D], model inputs (normalised if the model says so)
+            SeriesScale[]? scales = null;
+            int skipped = 0;
+            if (targetScale is not null)
+            {
+                // Running z-scores: train as the cluster's rounds (default options) train on one stream that received these
+                // rows from its first: targets scored in their origin row's normalisation, and rows whose statistics cover
+                // fewer than MinStatisticsCount observations left out (PrepareSeries in TrainingGrain).
+                if (parse.GetValue(deterministic))
+                    throw new CliException("--deterministic cannot train this model as the cluster does (its streams normalise with running z-scores, and " +
+                        "the cluster scores each target in its origin row's normalisation, which --deterministic does not): drop --deterministic.");
+                skipped = Math.Clamp(new LstmOrleans.Grains.Training.TrainingGrainOptions().MinStatisticsCount - 1, 0, table.RowCount);
+                rows = rows[(skipped * config.InputSize)..];
+                scales = [new SeriesScale(targetScale.Mean[skipped..], targetScale.Std[skipped..])];
+            }
+            if (table.RowCount - skipped < windowLength)
+                throw new CliException($"{dataPath} has {table.RowCount} rows{(skipped > 0 ? $", {table.RowCount - skipped} after the first {skipped} (the cluster's training leaves out rows whose running statistics cover few observations)" : "")}, fewer than one window of {windowLength}.");
 
             IReadOnlyList<double> losses;
             LstmParameters trained;
@@ -89,7 +102,7 @@ internal static class TrainCommand
                         ValidationFraction = validationFraction,
                         Patience = patienceEpochs,
                     };
-                    fit = TrainingProgress.Run(stdout, asJson, epochCount, validationFraction > 0, onEpoch => LstmTrainer.Fit(parameters, [rows], options, onEpoch, cancellationToken));
+                    fit = TrainingProgress.Run(stdout, asJson, epochCount, validationFraction > 0, onEpoch => LstmTrainer.Fit(parameters, [rows], options, onEpoch, cancellationToken, scales));
                     trained = fit.BestParameters;
                     losses = fit.Epochs.Select(e => e.TrainLoss).ToList();
                 }

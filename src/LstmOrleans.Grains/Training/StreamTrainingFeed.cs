@@ -134,8 +134,6 @@ internal sealed class StreamTrainingFeed(StreamTrainingFeedFactory factory, IGra
 /// <summary>Cuts the training view out of a stream's state.</summary>
 internal static class StreamTrainingView
 {
-    private const double MinVariance = 1e-12;   // the stream's own floor (StreamComputation): below it the std used is 1
-
     /// <summary>
     /// The running statistics each row of <paramref name="w"/> was normalised with (target feature), recovered from the
     /// statistics after the newest row by undoing the stream's Welford updates one row at a time, newest first: with
@@ -161,8 +159,7 @@ internal static class StreamTrainingView
             double previousMean = n > 1 ? (n * m - x) / (n - 1) : 0;
             m2 = Math.Max(0, m2 - (x - previousMean) * (x - m));
             m = previousMean;
-            double variance = n > 1 ? m2 / (n - 1) : 0;
-            s = variance > MinVariance ? Math.Sqrt(variance) : 1.0;
+            s = LstmOrleans.Lstm.RunningZScore.Std(m2, n - 1);   // the stream's own std of row - 1 (its statistics over n - 1 values)
         }
         return new SeriesScale(mean, std);
     }
